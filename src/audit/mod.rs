@@ -1,0 +1,14 @@
+//! The audit log: typed events (never a PAN: a token and the last four digits at most),
+//! hash-chained records, HSM-signed checkpoints, JSON-lines export and verification.
+//!
+//! The chain: `hash = SHA-256(prev_hash || canonical JSON of (seq, event))`, with the first
+//! record's `prev_hash` 32 zero bytes. An export ends with a checkpoint line that carries the
+//! record count and head hash, signed by the HSM audit key, so truncation is detected too.
+
+mod chain;
+mod event;
+mod verify;
+
+pub use chain::{link, AuditHash, Checkpoint, GENESIS};
+pub use event::{AuditEvent, AuditRecord, Decision};
+pub use verify::{verify_export, VerifyError, VerifySummary};

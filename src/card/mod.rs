@@ -1,0 +1,51 @@
+//! Card data: PANs, tokens, domains and token states. Sans-io and pure: these types parse and
+//! check values; they never touch the network, the clock, the store or the HSM.
+
+mod pan;
+mod status;
+mod token;
+
+pub use pan::{luhn_valid, Expiry, Last4, Pan};
+pub use status::{StatusChange, TokenStatus, TransitionError};
+pub use token::{Domain, Token, TokenFormat};
+
+/// Why a card value was refused. Each variant has a stable code used by the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CardError {
+    /// The PAN is not 13 to 19 ASCII digits, or fails the Luhn check.
+    InvalidPan,
+    /// The expiry month is not 1-12, or the year is not a four-digit year in range.
+    InvalidExpiry,
+    /// The token is not 13 to 19 ASCII digits.
+    InvalidToken,
+    /// The domain is empty, too long, or has characters outside `[a-z0-9._-]`.
+    InvalidDomain,
+}
+
+impl CardError {
+    /// The stable snake_case code for this error.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::InvalidPan => "invalid_pan",
+            Self::InvalidExpiry => "invalid_expiry",
+            Self::InvalidToken => "invalid_token",
+            Self::InvalidDomain => "invalid_domain",
+        }
+    }
+}
+
+impl std::fmt::Display for CardError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::InvalidPan => "the PAN must be 13 to 19 digits and pass the Luhn check",
+            Self::InvalidExpiry => "the expiry must be a month 1-12 and a year 2000-2099",
+            Self::InvalidToken => "the token must be 13 to 19 digits",
+            Self::InvalidDomain => {
+                "the domain must be 1 to 64 characters of lowercase letters, digits, '.', '_' or '-'"
+            }
+        })
+    }
+}
+
+impl std::error::Error for CardError {}

@@ -1,0 +1,217 @@
+//! Tokens and the domains that scope them.
+
+use super::pan::{luhn_sum, Pan, MAX_PAN_LEN, MIN_PAN_LEN};
+use super::CardError;
+
+/// A card token: digits, the same length as the PAN it stands for. Not secret.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Token(String);
+
+impl Token {
+    /// Parses 13 to 19 ASCII digits.
+    pub fn parse(s: &str) -> Result<Self, CardError> {
+        if (MIN_PAN_LEN..=MAX_PAN_LEN).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit()) {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(CardError::InvalidToken)
+        }
+    }
+
+    /// The token's digits.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The last four digits (shared with the PAN under the default format).
+    pub fn last4(&self) -> &str {
+        self.0
+            .get(self.0.len().saturating_sub(4)..)
+            .unwrap_or_default()
+    }
+}
+
+impl std::fmt::Display for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Token({})", self.0)
+    }
+}
+
+/// A tokenization domain (merchant, channel, environment): tokens converge within a domain
+/// and differ across domains.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Domain(String);
+
+impl Domain {
+    /// The longest domain name accepted.
+    pub const MAX_LEN: usize = 64;
+
+    /// Parses 1 to 64 characters of `[a-z0-9._-]`.
+    pub fn parse(s: &str) -> Result<Self, CardError> {
+        let ok = !s.is_empty()
+            && s.len() <= Self::MAX_LEN
+            && s.bytes().all(|b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+            });
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(CardError::InvalidDomain)
+        }
+    }
+
+    /// The domain name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Domain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// How tokens are formed from a PAN: how many leading and trailing digits are kept, the middle
+/// drawn at random; Luhn-invalid so a token is never mistaken for (or equal to) a PAN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenFormat {
+    keep_first: u8,
+    keep_last: u8,
+}
+
+/// The fewest random digits a token may have (a 13-digit PAN keeps 6 + 4, draws 3).
+const MIN_RANDOM_DIGITS: usize = 3;
+
+impl Default for TokenFormat {
+    /// Keep the BIN (first 6) and the last 4.
+    fn default() -> Self {
+        Self {
+            keep_first: 6,
+            keep_last: 4,
+        }
+    }
+}
+
+impl TokenFormat {
+    /// A format keeping `keep_first` and `keep_last` digits; at least three digits of even
+    /// the shortest PAN must stay random.
+    pub fn new(keep_first: u8, keep_last: u8) -> Option<Self> {
+        let kept = usize::from(keep_first) + usize::from(keep_last);
+        (kept + MIN_RANDOM_DIGITS <= MIN_PAN_LEN).then_some(Self {
+            keep_first,
+            keep_last,
+        })
+    }
+
+    /// Digits kept from the start of the PAN.
+    pub fn keep_first(&self) -> u8 {
+        self.keep_first
+    }
+
+    /// Digits kept from the end of the PAN.
+    pub fn keep_last(&self) -> u8 {
+        self.keep_last
+    }
+
+    /// Number of random digits a token of this PAN gets.
+    pub fn random_digits(&self, pan: &Pan) -> usize {
+        pan.len() - usize::from(self.keep_first) - usize::from(self.keep_last)
+    }
+
+    /// Forms a candidate token from the PAN and a source of random bytes. Each middle digit is
+    /// drawn uniformly by rejection sampling; a candidate that passes Luhn is drawn again, so
+    /// the result is uniform over the Luhn-invalid tokens with the kept digits.
+    pub fn generate(&self, pan: &Pan, mut random: impl FnMut(&mut [u8])) -> Token {
+        let digits = pan.expose_digits();
+        let first = usize::from(self.keep_first);
+        let last_start = digits.len() - usize::from(self.keep_last);
+        let mut out = [0u8; MAX_PAN_LEN];
+        let out = out.get_mut(..digits.len()).unwrap_or_default();
+        out.copy_from_slice(digits);
+        loop {
+            let mut buf = [0u8; 32];
+            let mut pos = first;
+            while pos < last_start {
+                random(&mut buf);
+                for b in buf {
+                    // 250 = 25 * 10: bytes at or above it would bias the digits.
+                    if b < 250 && pos < last_start {
+                        if let Some(slot) = out.get_mut(pos) {
+                            *slot = b'0' + b % 10;
+                        }
+                        pos += 1;
+                    }
+                }
+            }
+            if luhn_sum(out).is_some_and(|s| s % 10 != 0) {
+                let token = String::from_utf8_lossy(out).into_owned();
+                return Token(token);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::card::luhn_valid;
+
+    fn os_random(buf: &mut [u8]) {
+        getrandom::getrandom(buf).unwrap();
+    }
+
+    #[test]
+    fn token_keeps_bin_and_last4_and_is_luhn_invalid() {
+        let pan = Pan::parse("4111111111111111").unwrap();
+        let fmt = TokenFormat::default();
+        for _ in 0..1000 {
+            let t = fmt.generate(&pan, os_random);
+            assert_eq!(t.as_str().len(), 16);
+            assert!(t.as_str().starts_with("411111"));
+            assert!(t.as_str().ends_with("1111"));
+            assert!(!luhn_valid(t.as_str().as_bytes()));
+            assert_ne!(t.as_str().as_bytes(), pan.expose_digits());
+        }
+    }
+
+    #[test]
+    fn middle_digits_cover_all_values() {
+        let pan = Pan::parse("4222222222222").unwrap();
+        let fmt = TokenFormat::default();
+        let mut seen = [false; 10];
+        for _ in 0..500 {
+            let t = fmt.generate(&pan, os_random);
+            for b in t.as_str().as_bytes().get(6..9).unwrap() {
+                seen[usize::from(b - b'0')] = true;
+            }
+        }
+        assert!(seen.iter().all(|s| *s));
+    }
+
+    #[test]
+    fn format_must_leave_three_random_digits() {
+        assert!(TokenFormat::new(6, 4).is_some());
+        assert!(TokenFormat::new(6, 5).is_none());
+        assert!(TokenFormat::new(0, 0).is_some());
+    }
+
+    #[test]
+    fn domain_and_token_are_validated() {
+        assert!(Domain::parse("shop-1.eu_web").is_ok());
+        for bad in ["", "Shop", "a b", "x/y", &"a".repeat(65)] {
+            assert_eq!(Domain::parse(bad), Err(CardError::InvalidDomain), "{bad:?}");
+        }
+        assert!(Token::parse("4111119999991111").is_ok());
+        assert_eq!(
+            Token::parse("41111x9999991111"),
+            Err(CardError::InvalidToken)
+        );
+        assert_eq!(Token::parse("123"), Err(CardError::InvalidToken));
+    }
+}

@@ -1,0 +1,36 @@
+//! payhsm: an isolated payment security module.
+//!
+//! Gateways call the daemon over mutual TLS to turn card numbers into tokens and back; every
+//! key lives behind PKCS#11 and every plaintext secret in memory is zeroized.
+//!
+//! # Layout
+//! Data flows down this list; nothing calls up.
+//! - [`transport`]: rustls mTLS listener, the caller's identity from its certificate, HTTP/1.1 and HTTP/2.
+//! - [`api`]: API v1 request and response types, routing, the one error-to-HTTP mapping.
+//! - [`service`]: the use cases (tokenize, detokenize, lifecycle), one function each.
+//! - [`card`]: PANs, tokens and their formats: sans-io and pure.
+//! - [`policy`]: Cedar policies and the identity-to-group map: who may do what.
+//! - [`keys`]: the key hierarchy over PKCS#11: KEK in the HSM, data keys zeroized in locked RAM.
+//! - [`store`]: the `Store` trait and its SQLite implementation (one group-committing writer).
+//! - [`audit`]: typed audit events, the hash chain, signed checkpoints, export and verification.
+//!
+//! Around them: [`config`] (typed TOML configuration), [`daemon`] (start-up of `payhsmd`),
+//! [`cli`] (the `payhsm` command), [`client`] (an mTLS API client), [`pki`] (the dev PKI),
+//! [`telemetry`] (logs and Prometheus metrics) and [`isolation`] (process hardening, the one
+//! module allowed `unsafe`).
+
+pub mod api;
+pub mod audit;
+pub mod card;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod daemon;
+pub mod isolation;
+pub mod keys;
+pub mod pki;
+pub mod policy;
+pub mod service;
+pub mod store;
+pub mod telemetry;
+pub mod transport;

@@ -1,0 +1,144 @@
+//! Persistence. The [`Store`] trait is what services see; [`sqlite::SqliteStore`] is the
+//! embedded implementation (one writer thread that group-commits, reader connections for
+//! reads). A PostgreSQL implementation implements the same trait.
+//!
+//! Every write that changes state also appends its audit record in the same transaction, so a
+//! change and its record are durable together or not at all. A method returns only after its
+//! transaction has committed durably.
+
+pub mod sqlite;
+
+use crate::audit::{AuditEvent, AuditRecord};
+use crate::card::{Domain, Last4, StatusChange, Token, TokenStatus};
+use crate::keys::{Fingerprint, SealedPan, WrappedDataKey};
+use std::future::Future;
+use std::pin::Pin;
+
+/// The future every store method returns.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// A token row as stored. `sealed` and `fingerprint` are `None` once the token is deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    /// The token.
+    pub token: Token,
+    /// Its domain.
+    pub domain: Domain,
+    /// Keyed HMAC of the PAN in this domain (unique per domain while the token lives).
+    pub fingerprint: Option<Fingerprint>,
+    /// AES-256-GCM of PAN and expiry; AAD binds token, domain and key version.
+    pub sealed: Option<SealedPan>,
+    /// Last four digits of the PAN.
+    pub last4: Last4,
+    /// Lifecycle state.
+    pub status: TokenStatus,
+    /// RFC 3339 UTC.
+    pub created_at: String,
+    /// RFC 3339 UTC.
+    pub updated_at: String,
+}
+
+/// A tokenization to perform atomically.
+#[derive(Debug)]
+pub struct NewToken {
+    /// The record to insert if no live token has one of `lookup` in this domain.
+    pub record: TokenRecord,
+    /// Fingerprints of the PAN under every loaded key version; a live record with any of them
+    /// in the domain is returned instead of inserting.
+    pub lookup: Vec<Fingerprint>,
+}
+
+/// What [`Store::tokenize`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenizeOutcome {
+    /// Inserted; the audit event was written with outcome `created`.
+    Created(TokenRecord),
+    /// The PAN already had a live token in this domain; the audit event was written with
+    /// outcome `existing` and that token.
+    Existing(TokenRecord),
+    /// The candidate token is already taken in this domain: nothing was written (not even the
+    /// audit record); draw another token and try again.
+    TokenTaken,
+}
+
+/// What [`Store::transition`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransitionOutcome {
+    /// Applied; the record after the change.
+    Done(TokenRecord),
+    /// No live token: audited with outcome `token_not_found`.
+    NotFound,
+    /// Not allowed from the current state: audited with outcome `token_state_conflict`.
+    Conflict(TokenStatus),
+}
+
+/// Why the store failed. Callers map every variant to 503 except where noted.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database could not be reached or written (disk full, read-only, I/O error).
+    Unavailable(String),
+    /// The writer thread has stopped.
+    Closed,
+    /// Stored data does not decode (corruption, or a newer schema).
+    Corrupt(String),
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Unavailable(m) => write!(f, "store unavailable: {m}"),
+            Self::Closed => f.write_str("store writer has stopped"),
+            Self::Corrupt(m) => write!(f, "stored data is corrupt: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// Persistence for the vault. Every method is atomic; writers return after a durable commit.
+pub trait Store: Send + Sync + 'static {
+    /// Returns the live token of this PAN in the domain (matching any of `new.lookup`), or
+    /// inserts `new.record`. Writes `audit` (with `token`, `last4` and `outcome` filled in:
+    /// `created` or `existing`) in the same transaction.
+    fn tokenize(&self, new: NewToken, audit: AuditEvent) -> StoreFuture<'_, TokenizeOutcome>;
+
+    /// Reads the token for detokenization and writes `audit` in the same transaction, with
+    /// `outcome` set to `ok` (active), `token_suspended` or `token_not_found` (absent or
+    /// deleted). Returns the record only after the audit record is durable; if the audit
+    /// record cannot be written, returns an error and no record.
+    fn detokenize(
+        &self,
+        token: &Token,
+        domain: &Domain,
+        audit: AuditEvent,
+    ) -> StoreFuture<'_, Option<TokenRecord>>;
+
+    /// Applies a lifecycle change ([`TokenStatus::apply`]) and writes `audit` with its
+    /// outcome. Delete wipes the ciphertext and the fingerprint.
+    fn transition(
+        &self,
+        token: &Token,
+        domain: &Domain,
+        change: StatusChange,
+        audit: AuditEvent,
+    ) -> StoreFuture<'_, TransitionOutcome>;
+
+    /// Writes an audit record on its own (refused requests, key events).
+    fn record(&self, audit: AuditEvent) -> StoreFuture<'_, ()>;
+
+    /// Reads a token (any state) without writing.
+    fn token(&self, token: &Token, domain: &Domain) -> StoreFuture<'_, Option<TokenRecord>>;
+
+    /// All wrapped data keys, oldest first.
+    fn data_keys(&self) -> StoreFuture<'_, Vec<WrappedDataKey>>;
+
+    /// Stores a new wrapped data key and its audit record.
+    fn add_data_key(&self, key: WrappedDataKey, audit: AuditEvent) -> StoreFuture<'_, ()>;
+
+    /// Audit records with `seq > after`, at most `limit`, in order.
+    fn audit_records(&self, after: u64, limit: usize) -> StoreFuture<'_, Vec<AuditRecord>>;
+
+    /// Checks the store answers (for `/readyz`).
+    fn ping(&self) -> StoreFuture<'_, ()>;
+}

@@ -1,0 +1,1 @@
+//! SKELETON: SQLite store (store helper).
