@@ -24,6 +24,7 @@ pub mod audit;
 pub mod card;
 pub mod cli;
 pub mod client;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod isolation;
