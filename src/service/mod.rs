@@ -1,1 +1,20 @@
-//! SKELETON: service.
+//! The use cases. Each public function is one thing a caller can ask for: it checks the policy,
+//! does the work through the key ring and the store, and writes the audit record in the same
+//! store transaction as the change. Handlers above only decode, call one function and encode.
+
+mod error;
+mod tokens;
+
+pub use error::Error;
+pub use tokens::{Detokenized, TokenView, TokenizeInput, Tokenized, Vault};
+
+use crate::policy::Principal;
+
+/// Who is asking, and under which request id (echoed to the caller and put in the audit log).
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The identity from the client certificate.
+    pub principal: Principal,
+    /// The request id.
+    pub request_id: String,
+}

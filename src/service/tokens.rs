@@ -1,0 +1,270 @@
+//! Tokenization use cases: tokenize, detokenize, read metadata, suspend/resume/delete.
+
+use super::{Caller, Error};
+use crate::audit::{AuditEvent, Decision};
+use crate::card::{Domain, Expiry, Pan, StatusChange, Token, TokenFormat, TokenStatus};
+use crate::keys::DataKeyRing;
+use crate::policy::{Action, PolicyDecision, PolicyEngine, PolicyRequest};
+use crate::store::{NewToken, Store, TokenRecord, TokenizeOutcome, TransitionOutcome};
+use std::sync::Arc;
+
+/// How many tokens are drawn for one PAN before giving up. A collision needs the same kept
+/// digits and the same random middle in one domain; sixteen misses in a row mean the token
+/// space of that BIN and last four is nearly full.
+const MAX_TOKEN_DRAWS: usize = 16;
+
+/// The card vault: tokens for PANs, and PANs back for those allowed.
+pub struct Vault {
+    store: Arc<dyn Store>,
+    keys: Arc<DataKeyRing>,
+    policy: Arc<PolicyEngine>,
+    format: TokenFormat,
+}
+
+/// A request to tokenize.
+#[derive(Debug)]
+pub struct TokenizeInput {
+    /// The card number.
+    pub pan: Pan,
+    /// Its expiry, if known.
+    pub expiry: Option<Expiry>,
+    /// The domain the token belongs to.
+    pub domain: Domain,
+}
+
+/// A token's metadata: what any allowed caller may see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenView {
+    /// The token.
+    pub token: Token,
+    /// Its domain.
+    pub domain: Domain,
+    /// Lifecycle state.
+    pub status: TokenStatus,
+    /// The PAN's last four digits.
+    pub last4: String,
+    /// RFC 3339 UTC.
+    pub created_at: String,
+    /// RFC 3339 UTC.
+    pub updated_at: String,
+}
+
+impl From<&TokenRecord> for TokenView {
+    fn from(r: &TokenRecord) -> Self {
+        Self {
+            token: r.token.clone(),
+            domain: r.domain.clone(),
+            status: r.status,
+            last4: r.last4.as_str().to_owned(),
+            created_at: r.created_at.clone(),
+            updated_at: r.updated_at.clone(),
+        }
+    }
+}
+
+/// The result of a tokenization.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tokenized {
+    /// A new token was issued.
+    Created(TokenView),
+    /// The PAN already had a token in this domain; that one is returned.
+    Existing(TokenView),
+}
+
+/// A PAN released by detokenization. Zeroized on drop.
+#[derive(Debug)]
+pub struct Detokenized {
+    /// The card number.
+    pub pan: Pan,
+    /// Its expiry, if it was given at tokenization.
+    pub expiry: Option<Expiry>,
+}
+
+impl Vault {
+    /// Builds the vault over its store, loaded key ring, policy and token format.
+    pub fn new(
+        store: Arc<dyn Store>,
+        keys: Arc<DataKeyRing>,
+        policy: Arc<PolicyEngine>,
+        format: TokenFormat,
+    ) -> Self {
+        Self {
+            store,
+            keys,
+            policy,
+            format,
+        }
+    }
+
+    /// The store (for readiness checks).
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Issues a token for the PAN in the domain, or returns the one it already has there.
+    pub async fn tokenize(
+        &self,
+        caller: &Caller,
+        input: TokenizeInput,
+    ) -> Result<Tokenized, Error> {
+        let TokenizeInput {
+            pan,
+            expiry,
+            domain,
+        } = input;
+        let last4 = pan.last4();
+        let mut audit = self
+            .authorize(
+                caller,
+                Action::Tokenize,
+                &domain,
+                None,
+                Some(last4.as_str()),
+            )
+            .await?;
+        let lookup = self.keys.fingerprints(&pan, &domain);
+        let fingerprint = lookup
+            .first()
+            .copied()
+            .ok_or(Error::Keys(crate::keys::KeyError::NoActiveKey))?;
+        for _ in 0..MAX_TOKEN_DRAWS {
+            let token = self.format.generate(&pan, fill_random);
+            let sealed = self.keys.seal(&pan, expiry, &token, &domain)?;
+            let now = crate::clock::now_rfc3339();
+            let record = TokenRecord {
+                token,
+                domain: domain.clone(),
+                fingerprint: Some(fingerprint),
+                sealed: Some(sealed),
+                last4,
+                status: TokenStatus::Active,
+                created_at: now.clone(),
+                updated_at: now,
+            };
+            let new = NewToken {
+                record,
+                lookup: lookup.clone(),
+            };
+            match self.store.tokenize(new, audit.clone()).await? {
+                TokenizeOutcome::Created(r) => return Ok(Tokenized::Created((&r).into())),
+                TokenizeOutcome::Existing(r) => return Ok(Tokenized::Existing((&r).into())),
+                TokenizeOutcome::TokenTaken => continue,
+            }
+        }
+        audit.outcome = "token_space_exhausted".to_owned();
+        self.store.record(audit).await?;
+        Err(Error::TokenSpaceExhausted)
+    }
+
+    /// Returns the PAN behind an active token, only to callers the policy allows, and only
+    /// after the audit record of this release is durable.
+    pub async fn detokenize(
+        &self,
+        caller: &Caller,
+        token: &Token,
+        domain: &Domain,
+    ) -> Result<Detokenized, Error> {
+        let audit = self
+            .authorize(caller, Action::Detokenize, domain, Some(token), None)
+            .await?;
+        let record = self.store.detokenize(token, domain, audit).await?;
+        let record = match record {
+            Some(r) if r.status == TokenStatus::Active => r,
+            Some(r) if r.status == TokenStatus::Suspended => return Err(Error::TokenSuspended),
+            _ => return Err(Error::TokenNotFound),
+        };
+        let sealed = record.sealed.as_ref().ok_or(Error::TokenNotFound)?;
+        let (pan, expiry) = self.keys.open(sealed, &record.token, &record.domain)?;
+        Ok(Detokenized { pan, expiry })
+    }
+
+    /// A token's metadata (any state but deleted).
+    pub async fn metadata(
+        &self,
+        caller: &Caller,
+        token: &Token,
+        domain: &Domain,
+    ) -> Result<TokenView, Error> {
+        self.authorize(caller, Action::ReadMetadata, domain, Some(token), None)
+            .await?;
+        match self.store.token(token, domain).await? {
+            Some(r) if r.status != TokenStatus::Deleted => Ok((&r).into()),
+            _ => Err(Error::TokenNotFound),
+        }
+    }
+
+    /// Suspends, resumes or deletes a token.
+    pub async fn change_status(
+        &self,
+        caller: &Caller,
+        token: &Token,
+        domain: &Domain,
+        change: StatusChange,
+    ) -> Result<TokenView, Error> {
+        let action = match change {
+            StatusChange::Suspend => Action::Suspend,
+            StatusChange::Resume => Action::Resume,
+            StatusChange::Delete => Action::Delete,
+        };
+        let audit = self
+            .authorize(caller, action, domain, Some(token), None)
+            .await?;
+        match self.store.transition(token, domain, change, audit).await? {
+            TransitionOutcome::Done(r) => Ok((&r).into()),
+            TransitionOutcome::NotFound => Err(Error::TokenNotFound),
+            TransitionOutcome::Conflict(s) => Err(Error::TokenStateConflict(s)),
+        }
+    }
+
+    /// Asks the policy. A refusal is audited (and fails if it cannot be) before `Forbidden`
+    /// is returned; an allowance returns the audit event to complete with the outcome.
+    async fn authorize(
+        &self,
+        caller: &Caller,
+        action: Action,
+        domain: &Domain,
+        token: Option<&Token>,
+        last4: Option<&str>,
+    ) -> Result<AuditEvent, Error> {
+        let PolicyDecision {
+            allowed,
+            policy_ids,
+        } = self.policy.decide(&PolicyRequest {
+            principal: &caller.principal,
+            action,
+            domain: Some(domain),
+        });
+        let event = AuditEvent {
+            time: crate::clock::now_rfc3339(),
+            request_id: caller.request_id.clone(),
+            principal: caller.principal.as_str().to_owned(),
+            action: action.as_str().to_owned(),
+            domain: Some(domain.as_str().to_owned()),
+            token: token.map(|t| t.as_str().to_owned()),
+            last4: last4.map(str::to_owned),
+            decision: if allowed {
+                Decision::Allow
+            } else {
+                Decision::Deny
+            },
+            policy_ids,
+            outcome: String::new(),
+        };
+        if allowed {
+            return Ok(event);
+        }
+        let mut event = event;
+        event.outcome = "forbidden".to_owned();
+        self.store.record(event).await?;
+        Err(Error::Forbidden)
+    }
+}
+
+/// Fills `buf` from the operating system's CSPRNG. A failing system RNG is unrecoverable for a
+/// security module, so this aborts the process rather than drawing predictable tokens.
+fn fill_random(buf: &mut [u8]) {
+    if getrandom::getrandom(buf).is_err() {
+        tracing::error!("the system random number generator failed; stopping");
+        std::process::abort();
+    }
+}
