@@ -1,1 +1,125 @@
-fn main() {}
+//! `payhsmd`: the payhsm daemon.
+//!
+//! - `payhsmd dev [--data-dir DIR] [--listen ADDR]`: a self-contained dev instance (SoftHSM2
+//!   token, KEK and first data key created under DIR; the sample PKI and policies).
+//! - `payhsmd serve --config FILE`: production, from a TOML file.
+
+use clap::{Parser, Subcommand};
+use payhsm::config::Config;
+use payhsm::telemetry::{init_logging, LogFormat};
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "payhsmd", version, about = "payhsm daemon: mTLS card vault with keys behind PKCS#11")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start a self-contained dev instance (DEV ONLY: public PINs and sample keys).
+    Dev {
+        /// Where the SoftHSM2 token, the SQLite vault and softhsm2.conf live.
+        #[arg(long, default_value = "target/payhsm-dev")]
+        data_dir: PathBuf,
+        /// Address to listen on (port 0 picks a free one; the address is printed).
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        listen: SocketAddr,
+        /// The sample PKI folder.
+        #[arg(long, default_value = "keys-sample")]
+        keys: PathBuf,
+        /// The policy folder.
+        #[arg(long, default_value = "policies")]
+        policies: PathBuf,
+        /// Log as JSON lines instead of text.
+        #[arg(long)]
+        json_logs: bool,
+        /// Most concurrent connections.
+        #[arg(long, default_value_t = 4096)]
+        max_connections: usize,
+    },
+    /// Start from a production configuration file.
+    Serve {
+        /// The TOML configuration (see docs/payhsmd.example.toml).
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let (config, dev) = match cli.command {
+        Command::Dev {
+            data_dir,
+            listen,
+            keys,
+            policies,
+            json_logs,
+            max_connections,
+        } => {
+            if let Err(e) = payhsm::daemon::prepare_dev_dir(&data_dir) {
+                eprintln!("payhsmd: {e}");
+                return ExitCode::from(1);
+            }
+            let mut config = Config::dev(&data_dir, listen, &keys, &policies);
+            if json_logs {
+                config.log_format = LogFormat::Json;
+            }
+            config.server.max_connections = max_connections.max(1);
+            (config, true)
+        }
+        Command::Serve { config } => match Config::from_file(&config) {
+            Ok(c) => (c, false),
+            Err(e) => {
+                eprintln!("payhsmd: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    init_logging(config.log_format, &config.log_filter);
+    // Before any other thread exists: SoftHSM2 reads SOFTHSM2_CONF when it initializes.
+    payhsm::daemon::use_softhsm2_conf(&config);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("payhsmd: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(payhsm::daemon::run(config, dev, shutdown_signal(), |addr| {
+        // The one line on stdout: scripts and tests wait for it.
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "payhsmd listening on {addr}");
+        let _ = out.flush();
+    }));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "payhsmd stopped");
+            eprintln!("payhsmd: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = int.recv() => {},
+            }
+        }
+        _ => std::future::pending::<()>().await,
+    }
+    tracing::info!("shutdown requested: draining");
+}

@@ -1,1 +1,154 @@
-//! SKELETON: config.
+//! Configuration: a TOML file (`payhsmd serve --config FILE`, every key documented in
+//! `docs/payhsmd.example.toml`) or, in dev mode, values built in code. Either way it is
+//! validated once into a [`Config`] that cannot be invalid; errors name the exact key path.
+
+mod file;
+
+pub use file::ConfigError;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::card::TokenFormat;
+use crate::telemetry::LogFormat;
+
+/// Where the PKCS#11 user PIN comes from. The PIN itself is never in the config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PinSource {
+    /// Read from this environment variable at start.
+    Env(String),
+    /// Read from this file at start (first line, trailing newline removed).
+    File(PathBuf),
+    /// The fixed, public PIN of a dev token created by `payhsmd dev`. Protects nothing.
+    DangerDevPin,
+}
+
+/// The PKCS#11 token and the labels of the objects payhsm uses in it.
+#[derive(Debug, Clone)]
+pub struct Pkcs11Config {
+    /// Path of the PKCS#11 module.
+    pub module: PathBuf,
+    /// Label of the token.
+    pub token_label: String,
+    /// Where the user PIN comes from.
+    pub pin: PinSource,
+    /// Worker threads with one session each.
+    pub sessions: usize,
+    /// Label of the KEK object.
+    pub kek_label: String,
+    /// Label of the audit checkpoint signing key pair.
+    pub audit_key_label: String,
+    /// A SoftHSM2 configuration file to point `SOFTHSM2_CONF` at before loading the module.
+    pub softhsm2_conf: Option<PathBuf>,
+}
+
+/// Listener, TLS and connection limits.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Server certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Server private key (PEM).
+    pub key: PathBuf,
+    /// CA that issues client certificates (PEM).
+    pub client_ca: PathBuf,
+    /// CRLs of the client CA (PEM).
+    pub crls: Vec<PathBuf>,
+    /// Most concurrent connections.
+    pub max_connections: usize,
+    /// Longest TLS handshake.
+    pub handshake_timeout: Duration,
+    /// Longest wait for request headers.
+    pub header_timeout: Duration,
+    /// Longest drain of in-flight requests at shutdown.
+    pub drain_timeout: Duration,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+}
+
+/// The validated configuration of a daemon.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listener and TLS.
+    pub server: ServerConfig,
+    /// The HSM.
+    pub pkcs11: Pkcs11Config,
+    /// The SQLite database file.
+    pub sqlite_path: PathBuf,
+    /// Folder with `schema.cedarschema`, `policies.cedar`, `identities.toml`.
+    pub policy_dir: PathBuf,
+    /// How tokens are formed.
+    pub token_format: TokenFormat,
+    /// Log output format.
+    pub log_format: LogFormat,
+    /// Log filter (tracing env-filter syntax).
+    pub log_filter: String,
+}
+
+/// Defaults shared by the file format and dev mode.
+pub mod defaults {
+    /// Debian's SoftHSM2 module.
+    pub const PKCS11_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+    /// KEK object label.
+    pub const KEK_LABEL: &str = "payhsm-kek";
+    /// Audit checkpoint key label.
+    pub const AUDIT_KEY_LABEL: &str = "payhsm-audit-v1";
+    /// Token label of a dev token.
+    pub const DEV_TOKEN_LABEL: &str = "payhsm-dev";
+    /// The public user PIN of dev tokens. A dev token protects nothing.
+    pub const DANGER_DEV_USER_PIN: &str = "payhsm-dev-user-pin";
+    /// The public SO PIN of dev tokens.
+    pub const DANGER_DEV_SO_PIN: &str = "payhsm-dev-so-pin";
+}
+
+impl Config {
+    /// Loads and validates a TOML file.
+    pub fn from_file(path: &std::path::Path) -> Result<Self, ConfigError> {
+        file::load(path)
+    }
+
+    /// Parses and validates TOML text; relative paths resolve against `base`.
+    pub fn from_toml(text: &str, base: &std::path::Path) -> Result<Self, ConfigError> {
+        file::parse(text, base)
+    }
+
+    /// The self-contained dev configuration: a SoftHSM2 token, SQLite and logs under
+    /// `data_dir`, the sample PKI from `keys_dir` and the policies from `policy_dir`.
+    pub fn dev(
+        data_dir: &std::path::Path,
+        listen: SocketAddr,
+        keys_dir: &std::path::Path,
+        policy_dir: &std::path::Path,
+    ) -> Self {
+        Self {
+            server: ServerConfig {
+                listen,
+                cert: keys_dir.join("server.pem"),
+                key: keys_dir.join("server.key"),
+                client_ca: keys_dir.join("ca.pem"),
+                crls: vec![keys_dir.join("ca.crl.pem")],
+                max_connections: 4096,
+                handshake_timeout: Duration::from_secs(10),
+                header_timeout: Duration::from_secs(10),
+                drain_timeout: Duration::from_secs(30),
+                max_body_bytes: 16 * 1024,
+            },
+            pkcs11: Pkcs11Config {
+                module: PathBuf::from(defaults::PKCS11_MODULE),
+                token_label: defaults::DEV_TOKEN_LABEL.to_owned(),
+                pin: PinSource::DangerDevPin,
+                sessions: 2,
+                kek_label: defaults::KEK_LABEL.to_owned(),
+                audit_key_label: defaults::AUDIT_KEY_LABEL.to_owned(),
+                softhsm2_conf: Some(data_dir.join("softhsm2.conf")),
+            },
+            sqlite_path: data_dir.join("payhsm.db"),
+            policy_dir: policy_dir.to_owned(),
+            token_format: TokenFormat::default(),
+            log_format: LogFormat::Text,
+            log_filter: "info".to_owned(),
+        }
+    }
+}

@@ -1,1 +1,9 @@
-//! SKELETON: daemon.
+//! Start-up of `payhsmd`: self-tests, hardening, the HSM, the keys, the store, the policy, then
+//! the mTLS listener. Any failure before serving stops the daemon with a clear message; nothing
+//! is served half-initialized.
+
+mod bootstrap;
+mod error;
+
+pub use bootstrap::{export_audit, open_keys, prepare_dev_dir, run, use_softhsm2_conf, Keys};
+pub use error::DaemonError;

@@ -1,0 +1,258 @@
+//! The start-up sequence.
+
+use super::DaemonError;
+use crate::api::App;
+use crate::audit::{export_jsonl, AuditEvent, Checkpoint, Decision, GENESIS};
+use crate::config::{defaults, Config, PinSource};
+use crate::keys::{DataKeyRing, DataKeyState, Hsm, HsmConfig, KeyVersion, Module, Pin};
+use crate::policy::PolicyEngine;
+use crate::service::Vault;
+use crate::store::sqlite::{SqliteOptions, SqliteStore};
+use crate::store::Store;
+use crate::telemetry::{Metrics, TimedStore};
+use crate::transport::{self, ServerLimits, TlsFiles};
+use base64::Engine as _;
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Writes the dev instance's `softhsm2.conf` (and token folder) under `data_dir` if absent.
+pub fn prepare_dev_dir(data_dir: &Path) -> Result<(), DaemonError> {
+    let io = |e: std::io::Error| DaemonError::Io(format!("{}: {e}", data_dir.display()));
+    let tokens = data_dir.join("softhsm-tokens");
+    std::fs::create_dir_all(&tokens).map_err(io)?;
+    let conf = data_dir.join("softhsm2.conf");
+    if !conf.exists() {
+        let abs = std::fs::canonicalize(&tokens).map_err(io)?;
+        let text = format!(
+            "# SoftHSM2 token store of a payhsm dev instance. DEV ONLY.\n\
+             directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n\
+             slots.removable = false\n",
+            abs.display()
+        );
+        std::fs::write(&conf, text).map_err(io)?;
+    }
+    Ok(())
+}
+
+/// Points `SOFTHSM2_CONF` at the configured file. Call before any thread starts: the
+/// environment is process-wide and SoftHSM2 reads it when the module initializes.
+pub fn use_softhsm2_conf(config: &Config) {
+    if let Some(conf) = &config.pkcs11.softhsm2_conf {
+        std::env::set_var("SOFTHSM2_CONF", conf);
+    }
+}
+
+fn read_pin(source: &PinSource) -> Result<Pin, DaemonError> {
+    match source {
+        PinSource::Env(var) => std::env::var(var)
+            .map(Pin::new)
+            .map_err(|_| DaemonError::Hsm(format!("the PIN variable {var} is not set"))),
+        PinSource::File(path) => {
+            let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+                DaemonError::Hsm(format!("cannot read the PIN file {}: {e}", path.display()))
+            })?);
+            let line = text.lines().next().unwrap_or_default();
+            Ok(Pin::new(line.to_owned()))
+        }
+        PinSource::DangerDevPin => Ok(Pin::new(defaults::DANGER_DEV_USER_PIN.to_owned())),
+    }
+}
+
+/// The HSM handle and the unwrapped data keys.
+pub struct Keys {
+    /// The HSM worker handle.
+    pub hsm: Hsm,
+    /// The data keys, unwrapped once.
+    pub ring: DataKeyRing,
+}
+
+fn key_event(action: &str, outcome: String) -> AuditEvent {
+    AuditEvent {
+        time: crate::clock::now_rfc3339(),
+        request_id: "startup".to_owned(),
+        principal: "payhsmd".to_owned(),
+        action: action.to_owned(),
+        domain: None,
+        token: None,
+        last4: None,
+        decision: Decision::Allow,
+        policy_ids: Vec::new(),
+        outcome,
+    }
+}
+
+async fn open_hsm(config: &Config, create_dev_token: bool) -> Result<Hsm, DaemonError> {
+    let p = config.pkcs11.clone();
+    let pin = read_pin(&p.pin)?;
+    let hsm_err = |e: crate::keys::HsmError| DaemonError::Hsm(e.to_string());
+    tokio::task::spawn_blocking(move || {
+        let module = Module::load(&p.module).map_err(hsm_err)?;
+        if create_dev_token {
+            let so = Pin::new(defaults::DANGER_DEV_SO_PIN.to_owned());
+            let user = Pin::new(defaults::DANGER_DEV_USER_PIN.to_owned());
+            if module
+                .init_token_if_absent(&p.token_label, &so, &user)
+                .map_err(hsm_err)?
+            {
+                tracing::info!(token = %p.token_label, "created a SoftHSM2 dev token");
+            }
+        }
+        Hsm::open(
+            &module,
+            HsmConfig {
+                token_label: p.token_label.clone(),
+                pin,
+                sessions: p.sessions,
+            },
+        )
+        .map_err(hsm_err)
+    })
+    .await
+    .map_err(|e| DaemonError::Hsm(e.to_string()))?
+}
+
+/// Opens the HSM and the store and loads the data keys: in dev mode it first creates the
+/// token, the KEK and the first data key where they are missing.
+pub async fn open_keys(
+    config: &Config,
+    store: &dyn Store,
+    dev: bool,
+) -> Result<Keys, DaemonError> {
+    let hsm = open_hsm(config, dev).await?;
+    let hsm_err = |e: crate::keys::HsmError| DaemonError::Hsm(e.to_string());
+    let kek = &config.pkcs11.kek_label;
+    if !hsm.kek_exists(kek).await.map_err(hsm_err)? {
+        if !dev {
+            return Err(DaemonError::Keys(format!(
+                "no KEK labelled `{kek}` in token `{}`: form or generate it with the key ceremony",
+                config.pkcs11.token_label
+            )));
+        }
+        hsm.generate_kek(kek).await.map_err(hsm_err)?;
+        tracing::info!(label = %kek, "generated the dev KEK inside the token");
+    }
+    hsm.ensure_signing_key(&config.pkcs11.audit_key_label)
+        .await
+        .map_err(hsm_err)?;
+    let store_err = |e: crate::store::StoreError| DaemonError::Store(e.to_string());
+    let mut wrapped = store.data_keys().await.map_err(store_err)?;
+    if wrapped.is_empty() {
+        let (key, _material) = hsm.new_data_key(kek, KeyVersion(1)).await.map_err(hsm_err)?;
+        store
+            .add_data_key(key.clone(), key_event("data_key_created", "version 1".into()))
+            .await
+            .map_err(store_err)?;
+        wrapped.push(key);
+    }
+    let active = wrapped
+        .iter()
+        .filter(|k| k.state == DataKeyState::Active)
+        .map(|k| k.version)
+        .max()
+        .ok_or_else(|| DaemonError::Keys("no active data key version".into()))?;
+    let mut materials = Vec::with_capacity(wrapped.len());
+    for key in &wrapped {
+        materials.push((key.version, hsm.unwrap_data_key(key).await.map_err(hsm_err)?));
+    }
+    let ring = DataKeyRing::new(materials, active).map_err(|e| DaemonError::Keys(e.to_string()))?;
+    Ok(Keys { hsm, ring })
+}
+
+fn open_store(config: &Config) -> Result<SqliteStore, DaemonError> {
+    if let Some(dir) = config.sqlite_path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| DaemonError::Store(format!("{}: {e}", dir.display())))?;
+    }
+    SqliteStore::open(&config.sqlite_path, SqliteOptions::default())
+        .map_err(|e| DaemonError::Store(e.to_string()))
+}
+
+/// Starts the daemon and serves until `shutdown` completes, then drains. `dev` creates a
+/// missing dev token, KEK and first data key. `on_listening` is told the bound address.
+pub async fn run(
+    config: Config,
+    dev: bool,
+    shutdown: impl Future<Output = ()>,
+    on_listening: impl FnOnce(std::net::SocketAddr),
+) -> Result<(), DaemonError> {
+    // FIPS 140-3 §7.10.2: pre-operational self-tests before any cryptographic service.
+    crate::keys::run_known_answer_tests().map_err(|e| DaemonError::SelfTest(e.to_string()))?;
+    let hardening = crate::isolation::harden_process();
+    tracing::info!(?hardening, "process hardening applied");
+
+    let metrics = Arc::new(Metrics::new());
+    let store: Arc<dyn Store> = Arc::new(TimedStore::new(open_store(&config)?, metrics.clone()));
+    let Keys { hsm, ring } = open_keys(&config, store.as_ref(), dev).await?;
+    let policy = PolicyEngine::load(&config.policy_dir).map_err(|e| DaemonError::Policy(e.to_string()))?;
+    let vault = Vault::new(store, Arc::new(ring), Arc::new(policy), config.token_format);
+    let app = Arc::new(App::new(vault, hsm, metrics, config.server.max_body_bytes));
+
+    let tls = transport::server_config(&TlsFiles {
+        cert: config.server.cert.clone(),
+        key: config.server.key.clone(),
+        client_ca: config.server.client_ca.clone(),
+        crls: config.server.crls.clone(),
+    })
+    .map_err(|e| DaemonError::Tls(e.to_string()))?;
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .map_err(|e| DaemonError::Io(format!("cannot listen on {}: {e}", config.server.listen)))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| DaemonError::Io(e.to_string()))?;
+    tracing::info!(%addr, memory_locked = crate::isolation::memory_locked(), "payhsmd serving");
+    on_listening(addr);
+    let limits = ServerLimits {
+        max_connections: config.server.max_connections,
+        handshake_timeout: config.server.handshake_timeout,
+        header_timeout: config.server.header_timeout,
+        drain_timeout: config.server.drain_timeout,
+        max_body_bytes: config.server.max_body_bytes,
+    };
+    transport::run(listener, tls, app, limits, shutdown)
+        .await
+        .map_err(|e| DaemonError::Io(e.to_string()))?;
+    tracing::info!("payhsmd stopped");
+    Ok(())
+}
+
+/// Exports the whole audit log as JSON lines ending with a checkpoint signed by the HSM audit
+/// key (so truncation is detectable).
+pub async fn export_audit(config: &Config) -> Result<String, DaemonError> {
+    let store = open_store(config)?;
+    let hsm = open_hsm(config, false).await?;
+    let hsm_err = |e: crate::keys::HsmError| DaemonError::Hsm(e.to_string());
+    let label = &config.pkcs11.audit_key_label;
+    let public = hsm.ensure_signing_key(label).await.map_err(hsm_err)?;
+    let mut records = Vec::new();
+    loop {
+        let after = records.last().map_or(0, |r: &crate::audit::AuditRecord| r.seq);
+        let page = store
+            .audit_records(after, 10_000)
+            .await
+            .map_err(|e| DaemonError::Store(e.to_string()))?;
+        if page.is_empty() {
+            break;
+        }
+        records.extend(page);
+    }
+    let head = records.last().map_or_else(|| hex(&GENESIS), |r| r.hash.clone());
+    let count = records.len() as u64;
+    let signature = hsm
+        .sign_p256(label, Checkpoint::message(count, &head))
+        .await
+        .map_err(hsm_err)?;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let checkpoint = Checkpoint {
+        records: count,
+        head,
+        public_key: b64.encode(public.0),
+        signature: b64.encode(signature),
+    };
+    Ok(export_jsonl(&records, &checkpoint))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

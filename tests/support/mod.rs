@@ -1,0 +1,273 @@
+//! Test harness: runs the real `payhsmd dev` (real SoftHSM2 token, real SQLite, real mTLS) in a
+//! temporary data directory and talks to it with the real client.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use payhsm::client::{Client, ClientIdentity, ClientOptions, Response};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The sample PKI.
+pub fn keys() -> PathBuf {
+    repo().join("keys-sample")
+}
+
+/// A running dev daemon.
+pub struct Daemon {
+    child: Option<Child>,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its data directory (SoftHSM2 token, SQLite).
+    pub data_dir: PathBuf,
+    /// Its stderr (logs), across restarts.
+    pub log_path: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+impl Daemon {
+    /// Starts a fresh daemon in a new temporary directory.
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts a fresh daemon with extra `payhsmd dev` arguments.
+    pub fn start_with(extra: &[&str]) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let data_dir = tmp.path().join("data");
+        let log_path = tmp.path().join("payhsmd.log");
+        let (child, addr) = spawn(&data_dir, &log_path, extra);
+        Self {
+            child: Some(child),
+            addr,
+            data_dir,
+            log_path,
+            _tmp: tmp,
+        }
+    }
+
+    /// Starts the daemon again on the same data directory (after `kill` or `terminate`).
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "still running");
+        let (child, addr) = spawn(&self.data_dir, &self.log_path, &[]);
+        self.child = Some(child);
+        self.addr = addr;
+    }
+
+    /// SIGKILL: no chance to flush or drain.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    /// SIGTERM and wait for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("not running");
+        signal(&c, "TERM");
+        c.wait().unwrap()
+    }
+
+    /// Waits for the process to exit (after a signal sent elsewhere).
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        self.child.take().expect("not running").wait().unwrap()
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("not running").id()
+    }
+
+    /// Client options for a sample identity (`gateway`, `vault-reader`, ...).
+    pub fn options(&self, who: &str) -> ClientOptions {
+        ClientOptions {
+            url: format!("https://{}", self.addr),
+            ca: keys().join("ca.pem"),
+            identity: Some(ClientIdentity {
+                cert: keys().join(format!("clients/{who}.pem")),
+                key: keys().join(format!("clients/{who}.key")),
+            }),
+            http2: false,
+        }
+    }
+
+    /// A connected HTTP/1.1 client for a sample identity.
+    pub async fn client(&self, who: &str) -> Client {
+        Client::connect(&self.options(who)).await.unwrap()
+    }
+
+    /// Everything the daemon logged so far.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Sends a signal by name with kill(1).
+pub fn signal(child: &Child, name: &str) {
+    let ok = Command::new("kill")
+        .args([format!("-{name}"), child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{name} failed");
+}
+
+fn spawn(data_dir: &Path, log_path: &Path, extra: &[&str]) -> (Child, SocketAddr) {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path)
+        .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_payhsmd"))
+        .arg("dev")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--listen", "127.0.0.1:0"])
+        .arg("--keys")
+        .arg(keys())
+        .arg("--policies")
+        .arg(repo().join("policies"))
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some(addr) = line.strip_prefix("payhsmd listening on ") {
+                let _ = tx.send(addr.parse::<SocketAddr>().unwrap());
+            }
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(120)) {
+        Ok(addr) => (child, addr),
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "payhsmd did not start; its log:\n{}",
+                std::fs::read_to_string(log_path).unwrap_or_default()
+            );
+        }
+    }
+}
+
+/// A random Luhn-valid PAN of `len` digits starting with `prefix`.
+pub fn random_pan(prefix: &str, len: usize) -> String {
+    let mut digits: Vec<u8> = prefix.bytes().map(|b| b - b'0').collect();
+    let mut buf = [0u8; 32];
+    getrandom::getrandom(&mut buf).unwrap();
+    let mut i = 0;
+    while digits.len() < len - 1 {
+        digits.push(buf[i % 32] % 10);
+        i += 1;
+        if i % 32 == 0 {
+            getrandom::getrandom(&mut buf).unwrap();
+        }
+    }
+    let check = luhn_check_digit(&digits);
+    digits.push(check);
+    digits.iter().map(|d| char::from(b'0' + d)).collect()
+}
+
+fn luhn_check_digit(digits: &[u8]) -> u8 {
+    let mut sum = 0u32;
+    for (i, d) in digits.iter().rev().enumerate() {
+        let mut d = u32::from(*d);
+        if i % 2 == 0 {
+            d *= 2;
+            if d > 9 {
+                d -= 9;
+            }
+        }
+        sum += d;
+    }
+    ((10 - sum % 10) % 10) as u8
+}
+
+/// Whether ASCII digits pass Luhn.
+pub fn luhn_ok(s: &str) -> bool {
+    payhsm::card::luhn_valid(s.as_bytes())
+}
+
+/// POST JSON.
+pub async fn post(c: &mut Client, path: &str, body: serde_json::Value) -> Response {
+    c.request(hyper::Method::POST, path, Some(body.to_string().into_bytes()))
+        .await
+        .unwrap()
+}
+
+/// GET.
+pub async fn get(c: &mut Client, path: &str) -> Response {
+    c.request(hyper::Method::GET, path, None).await.unwrap()
+}
+
+/// Tokenizes and returns the response.
+pub async fn tokenize(c: &mut Client, pan: &str, domain: &str) -> Response {
+    post(
+        c,
+        "/v1/tokens",
+        serde_json::json!({"pan": pan, "domain": domain}),
+    )
+    .await
+}
+
+/// Detokenizes and returns the response.
+pub async fn detokenize(c: &mut Client, token: &str, domain: &str) -> Response {
+    post(
+        c,
+        "/v1/tokens/detokenize",
+        serde_json::json!({"token": token, "domain": domain}),
+    )
+    .await
+}
+
+/// The `error.code` of an error response.
+pub fn error_code(r: &Response) -> String {
+    r.json().unwrap()["error"]["code"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The `token` field of a tokenize response.
+pub fn token_of(r: &Response) -> String {
+    r.json().unwrap()["token"].as_str().unwrap().to_owned()
+}
+
+/// Runs the `payhsm` CLI with these arguments.
+pub fn payhsm(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_payhsm"))
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .unwrap()
+}
+
+/// `payhsm audit export --data-dir DIR` of this daemon's data directory.
+pub fn audit_export(d: &Daemon) -> String {
+    let out = payhsm(&["audit", "export", "--data-dir", d.data_dir.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "audit export failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
