@@ -222,12 +222,19 @@ impl Writer {
         options.write(true).create(true).truncate(true);
         #[cfg(unix)]
         if private_key {
-            // Public dev keys, but keep the habit: keys are owner-only.
+            // Public dev keys, but keep the habit: keys are owner-only, also when an older
+            // file (e.g. checked out by git as 0644) is overwritten.
             std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        }
+        let mut file = options.open(&path).map_err(err)?;
+        #[cfg(unix)]
+        if private_key {
+            use std::os::unix::fs::PermissionsExt;
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))
+                .map_err(err)?;
         }
         #[cfg(not(unix))]
         let _ = private_key;
-        let mut file = options.open(&path).map_err(err)?;
         std::io::Write::write_all(&mut file, contents.as_bytes()).map_err(err)?;
         self.files.push(PathBuf::from(relative));
         Ok(())

@@ -332,6 +332,7 @@ fn build_entities(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

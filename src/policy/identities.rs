@@ -59,6 +59,7 @@ pub(super) fn parse(path: &Path, text: &str) -> Result<IdentityMap, PolicyError>
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
