@@ -1,7 +1,27 @@
-//! SKELETON: to be implemented (policy helper).
-use super::Principal;
+//! The Cedar policy engine: loads a policy folder once, validates it, and answers each
+//! request with a decision and the ids of the policies that made it. Deny by default.
+
+use super::identities::{self, IdentityMap};
+use super::{PolicyError, Principal};
 use crate::card::Domain;
+use cedar_policy::{
+    Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName, EntityUid, Policy,
+    PolicySet, Request, Schema, ValidationMode, Validator,
+};
+use std::collections::{BTreeSet, HashSet};
 use std::path::Path;
+use std::str::FromStr;
+
+/// The Cedar schema file in a policy folder.
+pub const SCHEMA_FILE: &str = "schema.cedarschema";
+/// The Cedar policy file in a policy folder.
+pub const POLICIES_FILE: &str = "policies.cedar";
+/// The identity-to-group map in a policy folder.
+pub const IDENTITIES_FILE: &str = "identities.toml";
+/// The annotation that names a policy; decisions report it.
+const ID_ANNOTATION: &str = "id";
+/// The one audit log resource, `AuditLog::"payhsm"`.
+const AUDIT_LOG_ID: &str = "payhsm";
 
 /// A policy-checked action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,6 +43,17 @@ pub enum Action {
 }
 
 impl Action {
+    /// Every action, in a stable order (for tests and reports).
+    pub const ALL: [Action; 7] = [
+        Self::Tokenize,
+        Self::Detokenize,
+        Self::ReadMetadata,
+        Self::Suspend,
+        Self::Resume,
+        Self::Delete,
+        Self::ReadAudit,
+    ];
+
     /// The Cedar action id and audit action name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -44,7 +75,8 @@ pub struct PolicyRequest<'a> {
     pub principal: &'a Principal,
     /// What for.
     pub action: Action,
-    /// On which domain, if any.
+    /// On which domain. Required for every action but [`Action::ReadAudit`] (which ignores
+    /// it); a missing domain is denied by default.
     pub domain: Option<&'a Domain>,
 }
 
@@ -53,26 +85,266 @@ pub struct PolicyRequest<'a> {
 pub struct PolicyDecision {
     /// Permitted.
     pub allowed: bool,
-    /// Ids of the policies that decided.
+    /// The `@id`s of the policies that decided, sorted: the permits for an allow, the forbids
+    /// for an explicit deny, empty for a deny by default.
     pub policy_ids: Vec<String>,
 }
 
-/// Loading the policy failed.
-#[derive(Debug)]
-pub struct PolicyError(pub String);
+impl PolicyDecision {
+    fn deny_by_default() -> Self {
+        Self {
+            allowed: false,
+            policy_ids: Vec::new(),
+        }
+    }
+}
 
-/// Cedar policies + identity map.
-pub struct PolicyEngine {}
+/// The Cedar entity type names the schema declares, parsed once.
+struct TypeNames {
+    client: EntityTypeName,
+    group: EntityTypeName,
+    domain: EntityTypeName,
+    audit_log: EntityTypeName,
+    action: EntityTypeName,
+}
+
+impl TypeNames {
+    fn parse(schema_path: &Path) -> Result<Self, PolicyError> {
+        let name = |s: &str| {
+            EntityTypeName::from_str(s).map_err(|e| PolicyError::Schema {
+                path: schema_path.to_owned(),
+                message: format!("entity type {s}: {e}"),
+            })
+        };
+        Ok(Self {
+            client: name("Client")?,
+            group: name("Group")?,
+            domain: name("Domain")?,
+            audit_log: name("AuditLog")?,
+            action: name("Action")?,
+        })
+    }
+}
+
+fn uid(type_name: &EntityTypeName, id: &str) -> EntityUid {
+    EntityUid::from_type_name_and_id(type_name.clone(), EntityId::new(id))
+}
+
+/// Cedar policies + identity map, validated at load. Cheap to query and `Sync`: share one
+/// behind an `Arc`.
+pub struct PolicyEngine {
+    schema: Schema,
+    policies: PolicySet,
+    /// Every known client with its groups; unknown clients are absent, so have no group.
+    entities: Entities,
+    authorizer: Authorizer,
+    identities: IdentityMap,
+    names: TypeNames,
+}
+
+impl std::fmt::Debug for PolicyEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyEngine")
+            .field("policies", &self.policy_ids())
+            .field("identities", &self.identities)
+            .finish_non_exhaustive()
+    }
+}
 
 impl PolicyEngine {
-    /// Loads and validates `dir`.
+    /// Loads `dir` ([`SCHEMA_FILE`], [`POLICIES_FILE`], [`IDENTITIES_FILE`]). Refuses a
+    /// schema that does not parse, a policy without a unique `@id`, a template, any strict
+    /// validation error, and an inconsistent identity map.
     pub fn load(dir: &Path) -> Result<Self, PolicyError> {
-        let _ = dir;
-        unimplemented!()
+        let schema_path = dir.join(SCHEMA_FILE);
+        let (schema, _warnings) =
+            Schema::from_cedarschema_str(&read(&schema_path)?).map_err(|e| {
+                PolicyError::Schema {
+                    path: schema_path.clone(),
+                    message: e.to_string(),
+                }
+            })?;
+        let names = TypeNames::parse(&schema_path)?;
+
+        let policies_path = dir.join(POLICIES_FILE);
+        let policies = parse_policies(&policies_path, &read(&policies_path)?)?;
+        // Strict mode: every policy must type-check against the schema; warnings are allowed.
+        let result = Validator::new(schema.clone()).validate(&policies, ValidationMode::Strict);
+        if !result.validation_passed() {
+            return Err(PolicyError::Validation {
+                path: policies_path,
+                errors: result.validation_errors().map(|e| e.to_string()).collect(),
+            });
+        }
+
+        let identities_path = dir.join(IDENTITIES_FILE);
+        let identities = identities::parse(&identities_path, &read(&identities_path)?)?;
+        let entities = build_entities(&identities, &names, &schema).map_err(|message| {
+            PolicyError::Identities {
+                path: identities_path,
+                message,
+            }
+        })?;
+
+        Ok(Self {
+            schema,
+            policies,
+            entities,
+            authorizer: Authorizer::new(),
+            identities,
+            names,
+        })
     }
-    /// Decides.
+
+    /// Decides one request. Allowed only on an explicit Cedar `Allow`.
     pub fn decide(&self, request: &PolicyRequest<'_>) -> PolicyDecision {
-        let _ = request;
-        unimplemented!()
+        let resource = match (request.action, request.domain) {
+            (Action::ReadAudit, _) => uid(&self.names.audit_log, AUDIT_LOG_ID),
+            (_, Some(domain)) => uid(&self.names.domain, domain.as_str()),
+            (_, None) => return PolicyDecision::deny_by_default(),
+        };
+        let cedar_request = Request::new(
+            uid(&self.names.client, request.principal.as_str()),
+            uid(&self.names.action, request.action.as_str()),
+            resource,
+            Context::empty(),
+            Some(&self.schema),
+        );
+        let cedar_request = match cedar_request {
+            Ok(r) => r,
+            Err(e) => {
+                // Only if the schema lacks an action payhsm asks about: fail closed.
+                tracing::error!(action = request.action.as_str(), error = %e, "policy request does not match the schema");
+                return PolicyDecision::deny_by_default();
+            }
+        };
+        let response =
+            self.authorizer
+                .is_authorized(&cedar_request, &self.policies, &self.entities);
+        for error in response.diagnostics().errors() {
+            tracing::warn!(error = %error, "policy evaluation error (policy skipped)");
+        }
+        // Policy ids are the @id annotations (see `parse_policies`).
+        let policy_ids: BTreeSet<String> = response
+            .diagnostics()
+            .reason()
+            .map(|id| AsRef::<str>::as_ref(id).to_owned())
+            .collect();
+        PolicyDecision {
+            allowed: response.decision() == Decision::Allow,
+            policy_ids: policy_ids.into_iter().collect(),
+        }
+    }
+
+    /// The groups `principal` belongs to (sorted), empty for an unknown identity.
+    pub fn groups_of(&self, principal: &Principal) -> Vec<String> {
+        self.identities
+            .get(principal.as_str())
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The `@id` of every loaded policy, sorted.
+    pub fn policy_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .policies
+            .policies()
+            .map(|p| AsRef::<str>::as_ref(p.id()).to_owned())
+            .collect();
+        ids.sort();
+        ids
+    }
+}
+
+fn read(path: &Path) -> Result<String, PolicyError> {
+    std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Parses the policy text and re-keys every policy by its `@id` annotation, so that Cedar's
+/// own policy ids (and so the response's reasons) are the annotation values.
+fn parse_policies(path: &Path, text: &str) -> Result<PolicySet, PolicyError> {
+    let parsed = PolicySet::from_str(text).map_err(|e| PolicyError::Parse {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })?;
+    if let Some(template) = parsed.templates().next() {
+        return Err(PolicyError::Template {
+            path: path.to_owned(),
+            id: template
+                .annotation(ID_ANNOTATION)
+                .unwrap_or_default()
+                .to_owned(),
+        });
+    }
+    let mut policies = PolicySet::new();
+    for policy in parsed.policies() {
+        let id = annotated_id(path, policy)?;
+        policies
+            .add(policy.new_id(cedar_policy::PolicyId::new(id)))
+            .map_err(|_| PolicyError::DuplicateId {
+                path: path.to_owned(),
+                id: id.to_owned(),
+            })?;
+    }
+    Ok(policies)
+}
+
+fn annotated_id<'p>(path: &Path, policy: &'p Policy) -> Result<&'p str, PolicyError> {
+    match policy.annotation(ID_ANNOTATION) {
+        Some(id) if !id.trim().is_empty() => Ok(id),
+        _ => Err(PolicyError::MissingId {
+            path: path.to_owned(),
+            policy: policy
+                .to_string()
+                .lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty() && !l.starts_with("//"))
+                .unwrap_or_default()
+                .chars()
+                .take(120)
+                .collect(),
+        }),
+    }
+}
+
+/// One `Client` entity per known identity with its `Group` parents, and the groups.
+fn build_entities(
+    identities: &IdentityMap,
+    names: &TypeNames,
+    schema: &Schema,
+) -> Result<Entities, String> {
+    let mut groups = BTreeSet::new();
+    let mut entities = Vec::with_capacity(identities.len());
+    for (identity, member_of) in identities {
+        let parents: HashSet<EntityUid> = member_of.iter().map(|g| uid(&names.group, g)).collect();
+        groups.extend(member_of.iter().map(String::as_str));
+        entities.push(Entity::new_no_attrs(uid(&names.client, identity), parents));
+    }
+    entities.extend(
+        groups
+            .into_iter()
+            .map(|g| Entity::new_no_attrs(uid(&names.group, g), HashSet::new())),
+    );
+    Entities::from_entities(entities, Some(schema)).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<PolicyEngine>();
+    }
+
+    #[test]
+    fn action_ids_are_unique() {
+        let ids: BTreeSet<&str> = Action::ALL.iter().map(|a| a.as_str()).collect();
+        assert_eq!(ids.len(), Action::ALL.len());
     }
 }

@@ -3,7 +3,13 @@
 //! (`policies/identities.toml`). Deny by default.
 
 mod engine;
+mod error;
+mod identities;
 mod principal;
 
-pub use engine::{Action, PolicyDecision, PolicyEngine, PolicyError, PolicyRequest};
+pub use engine::{
+    Action, PolicyDecision, PolicyEngine, PolicyRequest, IDENTITIES_FILE, POLICIES_FILE,
+    SCHEMA_FILE,
+};
+pub use error::PolicyError;
 pub use principal::Principal;

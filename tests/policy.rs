@@ -1,0 +1,275 @@
+//! The real `policies/` folder: who may do what, and what a bad policy folder does at load.
+// Test code: a failed unwrap is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use payhsm::card::Domain;
+use payhsm::policy::{
+    Action, PolicyDecision, PolicyEngine, PolicyRequest, Principal, IDENTITIES_FILE, POLICIES_FILE,
+    SCHEMA_FILE,
+};
+use std::path::{Path, PathBuf};
+
+fn policies_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")
+}
+
+fn engine() -> PolicyEngine {
+    PolicyEngine::load(&policies_dir()).unwrap()
+}
+
+fn decide(engine: &PolicyEngine, identity: &str, action: Action) -> PolicyDecision {
+    let principal = Principal::new(identity);
+    let domain = Domain::parse("acme-shop").unwrap();
+    engine.decide(&PolicyRequest {
+        principal: &principal,
+        action,
+        domain: Some(&domain),
+    })
+}
+
+fn allow(id: &str) -> PolicyDecision {
+    PolicyDecision {
+        allowed: true,
+        policy_ids: vec![id.to_owned()],
+    }
+}
+
+fn deny_by_default() -> PolicyDecision {
+    PolicyDecision {
+        allowed: false,
+        policy_ids: vec![],
+    }
+}
+
+fn forbidden_detokenize() -> PolicyDecision {
+    PolicyDecision {
+        allowed: false,
+        policy_ids: vec!["detokenize-only-vault-reader".to_owned()],
+    }
+}
+
+/// Expected decision for every action, in `Action::ALL` order.
+fn assert_decisions(identity: &str, expected: [PolicyDecision; 7]) {
+    let engine = engine();
+    for (action, want) in Action::ALL.into_iter().zip(expected) {
+        assert_eq!(
+            decide(&engine, identity, action),
+            want,
+            "{identity} {}",
+            action.as_str()
+        );
+    }
+}
+
+#[test]
+fn gateway_runs_the_token_lifecycle_but_never_detokenizes() {
+    let lifecycle = || allow("gateway-token-lifecycle");
+    assert_decisions(
+        "spiffe://payhsm.dev/gateway",
+        [
+            lifecycle(),            // tokenize
+            forbidden_detokenize(), // detokenize
+            lifecycle(),            // read_metadata
+            lifecycle(),            // suspend
+            lifecycle(),            // resume
+            lifecycle(),            // delete
+            deny_by_default(),      // read_audit
+        ],
+    );
+}
+
+#[test]
+fn vault_reader_detokenizes_and_reads_metadata_only() {
+    let vault = || allow("vault-reader-detokenize");
+    assert_decisions(
+        "spiffe://payhsm.dev/vault-reader",
+        [
+            deny_by_default(), // tokenize
+            vault(),           // detokenize
+            vault(),           // read_metadata
+            deny_by_default(), // suspend
+            deny_by_default(), // resume
+            deny_by_default(), // delete
+            deny_by_default(), // read_audit
+        ],
+    );
+}
+
+#[test]
+fn auditor_only_reads_the_audit_log() {
+    assert_decisions(
+        "spiffe://payhsm.dev/auditor",
+        [
+            deny_by_default(),
+            forbidden_detokenize(),
+            deny_by_default(),
+            deny_by_default(),
+            deny_by_default(),
+            deny_by_default(),
+            allow("auditor-read-audit"),
+        ],
+    );
+}
+
+#[test]
+fn custodians_have_no_api_action() {
+    for n in 1..=3 {
+        assert_decisions(
+            &format!("spiffe://payhsm.dev/custodian-{n}"),
+            [
+                deny_by_default(),
+                forbidden_detokenize(),
+                deny_by_default(),
+                deny_by_default(),
+                deny_by_default(),
+                deny_by_default(),
+                deny_by_default(),
+            ],
+        );
+    }
+}
+
+#[test]
+fn unknown_identity_is_denied_everything() {
+    let engine = engine();
+    for identity in [
+        "spiffe://payhsm.dev/stranger",
+        "spiffe://evil.example/gateway",
+        "gateway",
+        "",
+    ] {
+        assert!(engine.groups_of(&Principal::new(identity)).is_empty());
+        for action in Action::ALL {
+            assert!(
+                !decide(&engine, identity, action).allowed,
+                "{identity:?} {}",
+                action.as_str()
+            );
+        }
+    }
+}
+
+#[test]
+fn missing_domain_is_denied_except_for_the_audit_log() {
+    let engine = engine();
+    let gateway = Principal::new("spiffe://payhsm.dev/gateway");
+    let decision = engine.decide(&PolicyRequest {
+        principal: &gateway,
+        action: Action::Tokenize,
+        domain: None,
+    });
+    assert_eq!(decision, deny_by_default());
+    let auditor = Principal::new("spiffe://payhsm.dev/auditor");
+    let decision = engine.decide(&PolicyRequest {
+        principal: &auditor,
+        action: Action::ReadAudit,
+        domain: None,
+    });
+    assert_eq!(decision, allow("auditor-read-audit"));
+}
+
+#[test]
+fn groups_come_from_the_identity_map() {
+    let engine = engine();
+    for (name, group) in [
+        ("gateway", "gateway"),
+        ("vault-reader", "vault-reader"),
+        ("auditor", "auditor"),
+        ("custodian-1", "custodian"),
+        ("custodian-2", "custodian"),
+        ("custodian-3", "custodian"),
+    ] {
+        let principal = Principal::new(format!("spiffe://payhsm.dev/{name}"));
+        assert_eq!(engine.groups_of(&principal), vec![group.to_owned()]);
+    }
+}
+
+#[test]
+fn every_loaded_policy_has_its_annotated_id() {
+    assert_eq!(
+        engine().policy_ids(),
+        [
+            "auditor-read-audit",
+            "detokenize-only-vault-reader",
+            "gateway-token-lifecycle",
+            "vault-reader-detokenize",
+        ]
+    );
+}
+
+/// A copy of the real policy folder with `policies.cedar` replaced by `policies`.
+fn folder_with_policies(policies: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for file in [SCHEMA_FILE, IDENTITIES_FILE] {
+        std::fs::copy(policies_dir().join(file), dir.path().join(file)).unwrap();
+    }
+    std::fs::write(dir.path().join(POLICIES_FILE), policies).unwrap();
+    dir
+}
+
+fn load_error(policies: &str) -> String {
+    let dir = folder_with_policies(policies);
+    match PolicyEngine::load(dir.path()) {
+        Ok(_) => panic!("policy folder was accepted:\n{policies}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn policy_with_unknown_action_is_refused_at_load() {
+    let e = load_error(
+        r#"@id("bad") permit(principal, action == Action::"launch_missiles", resource);"#,
+    );
+    assert!(e.contains(POLICIES_FILE), "{e}");
+    assert!(e.contains("launch_missiles"), "{e}");
+}
+
+#[test]
+fn policy_with_unknown_attribute_is_refused_at_load() {
+    let e = load_error(
+        r#"@id("bad-attr") permit(principal, action == Action::"tokenize", resource)
+           when { context.amount > 100 };"#,
+    );
+    assert!(e.contains(POLICIES_FILE), "{e}");
+    assert!(e.contains("strict schema validation"), "{e}");
+    assert!(e.contains("amount"), "{e}");
+}
+
+#[test]
+fn policy_without_id_is_refused_at_load() {
+    let e = load_error(
+        r#"@id("ok") permit(principal in Group::"gateway", action == Action::"tokenize", resource);
+           permit(principal in Group::"auditor", action == Action::"detokenize", resource);"#,
+    );
+    assert!(e.contains("without an @id"), "{e}");
+    assert!(e.contains("Group::\"auditor\""), "{e}");
+}
+
+#[test]
+fn duplicate_policy_id_is_refused_at_load() {
+    let e = load_error(
+        r#"@id("same") permit(principal in Group::"gateway", action == Action::"tokenize", resource);
+           @id("same") permit(principal in Group::"gateway", action == Action::"delete", resource);"#,
+    );
+    assert!(e.contains("duplicate policy @id(\"same\")"), "{e}");
+}
+
+#[test]
+fn template_is_refused_at_load() {
+    let e = load_error(
+        r#"@id("tpl") permit(principal == ?principal, action == Action::"tokenize", resource);"#,
+    );
+    assert!(e.contains("template"), "{e}");
+}
+
+#[test]
+fn missing_file_is_refused_with_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = PolicyEngine::load(dir.path()).unwrap_err().to_string();
+    assert!(e.contains(SCHEMA_FILE), "{e}");
+}
