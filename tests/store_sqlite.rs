@@ -1,5 +1,11 @@
 //! The SQLite store against real database files: convergence, lifecycle, audit in the same
 //! transaction, group commit under concurrency, and refusal of unknown schemas.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -220,20 +226,18 @@ async fn lifecycle_transitions_and_delete_wipes_the_sealed_pan() {
     let stored = s.token(&tok(1), &shop).await.unwrap().unwrap();
     assert_eq!(stored.status, TokenStatus::Deleted);
     assert_eq!((stored.sealed, stored.fingerprint), (None, None));
-    let raw: (
-        Option<Vec<u8>>,
-        Option<Vec<u8>>,
-        Option<i64>,
-        Option<Vec<u8>>,
-    ) = rusqlite::Connection::open(&path)
+    // On disk too: nothing of the sealed PAN or its fingerprint is left in the row.
+    let wiped: bool = rusqlite::Connection::open(&path)
         .unwrap()
         .query_row(
-            "SELECT fingerprint, ciphertext, key_version, nonce FROM tokens",
+            "SELECT fingerprint IS NULL AND ciphertext IS NULL AND key_version IS NULL
+                    AND nonce IS NULL
+             FROM tokens",
             [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(raw, (None, None, None, None));
+    assert!(wiped);
 
     let out = s
         .transition(&tok(1), &shop, StatusChange::Resume, event("resume"))

@@ -22,7 +22,7 @@ use readers::ReaderPool;
 use rusqlite::params;
 use std::path::Path;
 use std::sync::{mpsc, Arc};
-use writer::{Job, JobCtx, TypedJob};
+use writer::{Job, JobCtx};
 
 /// Tuning for [`open`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,7 +84,7 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&mut JobCtx<'_>) -> Result<T, StoreError> + Send + 'static,
     {
-        let (job, answer) = TypedJob::new(work);
+        let (job, answer) = writer::job(work);
         self.jobs.send(job).map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }

@@ -95,27 +95,25 @@ pub(super) trait Job: Send {
 }
 
 /// A job computing a `T`, answered over a oneshot channel.
-pub(super) struct TypedJob<T, F> {
+struct TypedJob<T, F> {
     work: Option<F>,
     result: Option<Result<T, StoreError>>,
     reply: oneshot::Sender<Result<T, StoreError>>,
 }
 
-impl<T, F> TypedJob<T, F>
+/// A job running `work`, and the receiver of its answer.
+pub(super) fn job<T, F>(work: F) -> (Box<dyn Job>, oneshot::Receiver<Result<T, StoreError>>)
 where
     T: Send + 'static,
     F: FnOnce(&mut JobCtx<'_>) -> Result<T, StoreError> + Send + 'static,
 {
-    /// A job and the receiver of its answer.
-    pub(super) fn new(work: F) -> (Box<dyn Job>, oneshot::Receiver<Result<T, StoreError>>) {
-        let (reply, rx) = oneshot::channel();
-        let job = Self {
-            work: Some(work),
-            result: None,
-            reply,
-        };
-        (Box::new(job), rx)
-    }
+    let (reply, rx) = oneshot::channel();
+    let job = TypedJob {
+        work: Some(work),
+        result: None,
+        reply,
+    };
+    (Box::new(job), rx)
 }
 
 impl<T, F> Job for TypedJob<T, F>
