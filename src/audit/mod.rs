@@ -9,6 +9,7 @@ mod chain;
 mod event;
 mod verify;
 
-pub use chain::{link, AuditHash, Checkpoint, GENESIS};
+pub(crate) use chain::hash_from_hex;
+pub use chain::{export_jsonl, link, AuditHash, Checkpoint, GENESIS};
 pub use event::{AuditEvent, AuditRecord, Decision};
-pub use verify::{verify_export, VerifyError, VerifySummary};
+pub use verify::{verify_export, VerifyError, VerifyErrorKind, VerifySummary};

@@ -1,0 +1,136 @@
+//! Read connections: a fixed pool, each use on a blocking worker so the async runtime never
+//! waits on SQLite. WAL lets them read while the writer commits.
+
+use super::{schema, sql_err};
+use crate::audit::AuditRecord;
+use crate::keys::{DataKeyState, KeyVersion, WrappedDataKey};
+use crate::store::StoreError;
+use rusqlite::{params, Connection, OpenFlags};
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use tokio::sync::Semaphore;
+
+/// A fixed set of read-only connections; the semaphore has one permit per idle connection.
+pub(super) struct ReaderPool {
+    idle: Arc<Mutex<Vec<Connection>>>,
+    permits: Arc<Semaphore>,
+}
+
+impl ReaderPool {
+    /// Opens `size` read connections to an existing database.
+    pub(super) fn open(path: &Path, size: usize) -> Result<Self, StoreError> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let mut idle = Vec::with_capacity(size);
+        for _ in 0..size {
+            let conn = Connection::open_with_flags(path, flags).map_err(sql_err)?;
+            schema::configure_reader(&conn)?;
+            idle.push(conn);
+        }
+        Ok(Self {
+            idle: Arc::new(Mutex::new(idle)),
+            permits: Arc::new(Semaphore::new(size)),
+        })
+    }
+
+    /// Runs `read` on an idle connection on a blocking worker. The connection and its permit
+    /// go back from the worker itself, so a caller that gives up does not shrink the pool.
+    pub(super) async fn run<T, F>(&self, read: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        let idle = Arc::clone(&self.idle);
+        tokio::task::spawn_blocking(move || {
+            // Holding a permit guarantees an idle connection.
+            let conn = idle
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .pop()
+                .ok_or_else(|| StoreError::Unavailable("no idle read connection".into()))?;
+            let result = read(&conn);
+            idle.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(conn);
+            drop(permit);
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("read task failed: {e}")))?
+    }
+}
+
+/// All wrapped data keys, oldest first.
+pub(super) fn data_keys(conn: &Connection) -> Result<Vec<WrappedDataKey>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT version, kek_label, iv, wrapped, state, created_at
+             FROM data_keys ORDER BY version",
+        )
+        .map_err(sql_err)?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Vec<u8>>(2)?,
+                r.get::<_, Vec<u8>>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+            ))
+        })
+        .map_err(sql_err)?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (version, kek_label, iv, wrapped, state, created_at) = row.map_err(sql_err)?;
+        let bad = |what: &str| StoreError::Corrupt(format!("data key {version}: bad {what}"));
+        out.push(WrappedDataKey {
+            version: KeyVersion(u32::try_from(version).map_err(|_| bad("version"))?),
+            kek_label,
+            iv: iv.as_slice().try_into().map_err(|_| bad("iv"))?,
+            wrapped,
+            state: DataKeyState::parse(&state).ok_or_else(|| bad("state"))?,
+            created_at,
+        });
+    }
+    Ok(out)
+}
+
+/// Audit records with `seq > after`, at most `limit`, in order.
+pub(super) fn audit_records(
+    conn: &Connection,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<AuditRecord>, StoreError> {
+    let after = i64::try_from(after).unwrap_or(i64::MAX);
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut stmt = conn
+        .prepare_cached("SELECT seq, record FROM audit_log WHERE seq > ?1 ORDER BY seq LIMIT ?2")
+        .map_err(sql_err)?;
+    let rows = stmt
+        .query_map(params![after, limit], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+        })
+        .map_err(sql_err)?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (seq, json) = row.map_err(sql_err)?;
+        let record: AuditRecord = serde_json::from_str(&json)
+            .map_err(|e| StoreError::Corrupt(format!("audit seq {seq}: {e}")))?;
+        if i64::try_from(record.seq).ok() != Some(seq) {
+            return Err(StoreError::Corrupt(format!(
+                "audit seq {seq}: record says seq {}",
+                record.seq
+            )));
+        }
+        out.push(record);
+    }
+    Ok(out)
+}

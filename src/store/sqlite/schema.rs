@@ -1,0 +1,111 @@
+//! Connection settings and versioned migrations.
+
+use super::sql_err;
+use crate::store::StoreError;
+use rusqlite::Connection;
+use std::time::Duration;
+
+/// How long a connection waits on a lock before reporting the store busy.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Migrations in order; `MIGRATIONS[i]` brings the schema to version `i + 1`. Append only:
+/// never edit one that has shipped.
+const MIGRATIONS: &[&str] = &[
+    // 1: tokens, data keys, the audit log (append-only by trigger).
+    "CREATE TABLE tokens (
+        domain TEXT NOT NULL,
+        token TEXT NOT NULL,
+        fingerprint BLOB NULL,
+        key_version INTEGER NULL,
+        nonce BLOB NULL,
+        ciphertext BLOB NULL,
+        last4 TEXT NOT NULL,
+        status TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (domain, token)
+    );
+    CREATE UNIQUE INDEX tokens_domain_fingerprint ON tokens (domain, fingerprint);
+    CREATE TABLE data_keys (
+        version INTEGER PRIMARY KEY,
+        kek_label TEXT NOT NULL,
+        iv BLOB NOT NULL,
+        wrapped BLOB NOT NULL,
+        state TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE audit_log (
+        seq INTEGER PRIMARY KEY,
+        action TEXT NOT NULL,
+        token TEXT NULL,
+        record TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+    );
+    CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+        BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+    CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+        BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;",
+];
+
+/// Settings for the writer connection: durable commits (WAL, synchronous=FULL).
+pub(super) fn configure_writer(conn: &Connection) -> Result<(), StoreError> {
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(sql_err)?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+        .map_err(sql_err)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Unavailable(format!(
+            "journal_mode is {mode}, WAL required"
+        )));
+    }
+    conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
+        .map_err(sql_err)
+}
+
+/// Settings for a reader connection: it never writes.
+pub(super) fn configure_reader(conn: &Connection) -> Result<(), StoreError> {
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(sql_err)?;
+    conn.execute_batch("PRAGMA foreign_keys=ON; PRAGMA query_only=ON;")
+        .map_err(sql_err)
+}
+
+/// Brings the schema to the newest version in one transaction; refuses a database written
+/// by newer code.
+pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(sql_err)?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+            version INTEGER PRIMARY KEY,
+            applied_at TEXT NOT NULL
+        )",
+    )
+    .map_err(sql_err)?;
+    let current: i64 = tx
+        .query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(sql_err)?;
+    let known = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
+    if current > known {
+        return Err(StoreError::Corrupt(format!(
+            "schema version {current} is newer than this build knows ({known})"
+        )));
+    }
+    for (version, sql) in (1..)
+        .zip(MIGRATIONS.iter())
+        .skip_while(|(v, _)| *v <= current)
+    {
+        tx.execute_batch(sql).map_err(sql_err)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
+            rusqlite::params![version, crate::clock::now_rfc3339()],
+        )
+        .map_err(sql_err)?;
+    }
+    tx.commit().map_err(sql_err)
+}

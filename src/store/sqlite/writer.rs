@@ -1,0 +1,233 @@
+//! The one writer thread: group commit.
+//!
+//! Jobs arrive over a channel. The thread takes the first one (blocking), drains what else is
+//! queued up to `max_batch`, runs them in one `BEGIN IMMEDIATE` transaction with a SAVEPOINT
+//! per job, commits once, and only then answers. One fsync serves the whole batch; a job that
+//! fails is rolled back to its savepoint alone.
+
+use super::sql_err;
+use crate::audit::{link, AuditEvent, AuditHash, AuditRecord, GENESIS};
+use crate::store::StoreError;
+use rusqlite::{params, Connection};
+use std::sync::mpsc;
+use tokio::sync::oneshot;
+
+/// The end of the audit chain as committed (or as released within the open batch).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ChainHead {
+    seq: u64,
+    hash: AuditHash,
+}
+
+impl ChainHead {
+    /// Reads the head from the database.
+    pub(super) fn load(conn: &Connection) -> Result<Self, StoreError> {
+        let row: Option<(i64, String)> = conn
+            .query_row(
+                "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map(Some)
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                e => Err(e),
+            })
+            .map_err(sql_err)?;
+        let Some((seq, hash)) = row else {
+            return Ok(Self {
+                seq: 0,
+                hash: GENESIS,
+            });
+        };
+        let seq = u64::try_from(seq)
+            .map_err(|_| StoreError::Corrupt(format!("audit_log seq {seq} is negative")))?;
+        let hash = crate::audit::hash_from_hex(&hash)
+            .ok_or_else(|| StoreError::Corrupt(format!("audit_log seq {seq}: bad hash")))?;
+        Ok(Self { seq, hash })
+    }
+}
+
+/// What a job sees: the open transaction and the audit chain.
+pub(super) struct JobCtx<'a> {
+    /// The write connection, inside the batch transaction and the job's savepoint.
+    pub(super) conn: &'a Connection,
+    head: ChainHead,
+}
+
+impl JobCtx<'_> {
+    /// Appends an audit record after the current head; it becomes part of the chain only
+    /// if the job succeeds.
+    pub(super) fn audit(&mut self, event: AuditEvent) -> Result<AuditRecord, StoreError> {
+        let seq = self.head.seq.saturating_add(1);
+        let (record, hash) = link(&self.head.hash, seq, event);
+        let json = serde_json::to_string(&record)
+            .map_err(|e| StoreError::Unavailable(format!("audit record encoding: {e}")))?;
+        let seq_i = i64::try_from(seq)
+            .map_err(|_| StoreError::Unavailable("audit seq out of range".into()))?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO audit_log (seq, action, token, record, prev_hash, hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    seq_i,
+                    record.event.action,
+                    record.event.token,
+                    json,
+                    record.prev_hash,
+                    record.hash
+                ])
+            })
+            .map_err(sql_err)?;
+        self.head = ChainHead { seq, hash };
+        Ok(record)
+    }
+}
+
+/// A queued unit of work and its reply.
+pub(super) trait Job: Send {
+    /// Runs inside the job's savepoint; `Err` rolls the savepoint back.
+    fn run(&mut self, ctx: &mut JobCtx<'_>) -> Result<(), ()>;
+    /// Answers the caller once the batch's fate is known: `committed` is the commit result.
+    fn reply(self: Box<Self>, committed: Result<(), &StoreError>);
+}
+
+/// A job computing a `T`, answered over a oneshot channel.
+struct TypedJob<T, F> {
+    work: Option<F>,
+    result: Option<Result<T, StoreError>>,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+/// A job running `work`, and the receiver of its answer.
+pub(super) fn job<T, F>(work: F) -> (Box<dyn Job>, oneshot::Receiver<Result<T, StoreError>>)
+where
+    T: Send + 'static,
+    F: FnOnce(&mut JobCtx<'_>) -> Result<T, StoreError> + Send + 'static,
+{
+    let (reply, rx) = oneshot::channel();
+    let job = TypedJob {
+        work: Some(work),
+        result: None,
+        reply,
+    };
+    (Box::new(job), rx)
+}
+
+impl<T, F> Job for TypedJob<T, F>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut JobCtx<'_>) -> Result<T, StoreError> + Send + 'static,
+{
+    fn run(&mut self, ctx: &mut JobCtx<'_>) -> Result<(), ()> {
+        let result = match self.work.take() {
+            Some(work) => work(ctx),
+            None => Err(StoreError::Unavailable("job run twice".into())),
+        };
+        let ok = result.is_ok();
+        self.result = Some(result);
+        if ok {
+            Ok(())
+        } else {
+            Err(())
+        }
+    }
+
+    fn reply(self: Box<Self>, committed: Result<(), &StoreError>) {
+        let answer = match (self.result, committed) {
+            // The job's own error stands whatever happened to the batch.
+            (Some(Err(e)), _) => Err(e),
+            (Some(Ok(v)), Ok(())) => Ok(v),
+            (Some(Ok(_)), Err(e)) | (None, Err(e)) => {
+                Err(StoreError::Unavailable(format!("batch not committed: {e}")))
+            }
+            (None, Ok(())) => Err(StoreError::Unavailable("job was not run".into())),
+        };
+        // The caller may have gone away; nothing to do then.
+        let _ = self.reply.send(answer);
+    }
+}
+
+/// Runs the writer loop until every sender is dropped.
+pub(super) fn run(conn: Connection, jobs: mpsc::Receiver<Box<dyn Job>>, max_batch: usize) {
+    let mut head = match ChainHead::load(&conn) {
+        Ok(h) => h,
+        Err(e) => {
+            // Unusable log: answer every job with the error rather than fork the chain.
+            for job in jobs {
+                job.reply(Err(&e));
+            }
+            return;
+        }
+    };
+    let max_batch = max_batch.max(1);
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < max_batch {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        head = run_batch(&conn, head, batch);
+    }
+}
+
+/// Runs one batch; returns the chain head afterwards (reloaded from the DB on failure).
+fn run_batch(conn: &Connection, head: ChainHead, mut batch: Vec<Box<dyn Job>>) -> ChainHead {
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE").map_err(sql_err) {
+        return fail_batch(conn, head, batch, &e);
+    }
+    let mut ctx = JobCtx { conn, head };
+    for job in batch.iter_mut() {
+        // SQLite rolls a whole transaction back on some errors (disk full, I/O): a SAVEPOINT
+        // then would open a fresh transaction and silently drop the jobs already run.
+        if conn.is_autocommit() {
+            let e = StoreError::Unavailable("transaction was rolled back by SQLite".into());
+            return fail_batch(conn, head, batch, &e);
+        }
+        if let Err(e) = conn.execute_batch("SAVEPOINT job").map_err(sql_err) {
+            return fail_batch(conn, head, batch, &e);
+        }
+        let before = ctx.head;
+        let ok = job.run(&mut ctx).is_ok() && conn.execute_batch("RELEASE job").is_ok();
+        if !ok {
+            ctx.head = before;
+            if conn.is_autocommit() {
+                let e = StoreError::Unavailable("transaction was rolled back by SQLite".into());
+                return fail_batch(conn, head, batch, &e);
+            }
+            let undone = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+            if let Err(e) = undone.map_err(sql_err) {
+                return fail_batch(conn, head, batch, &e);
+            }
+        }
+    }
+    match conn.execute_batch("COMMIT").map_err(sql_err) {
+        Ok(()) => {
+            for job in batch {
+                job.reply(Ok(()));
+            }
+            ctx.head
+        }
+        Err(e) => fail_batch(conn, head, batch, &e),
+    }
+}
+
+/// Rolls back what is open, answers every job with `e`, and reloads the head from the DB.
+fn fail_batch(
+    conn: &Connection,
+    head: ChainHead,
+    batch: Vec<Box<dyn Job>>,
+    e: &StoreError,
+) -> ChainHead {
+    if !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    for job in batch {
+        job.reply(Err(e));
+    }
+    ChainHead::load(conn).unwrap_or(head)
+}

@@ -1,0 +1,471 @@
+//! The SQLite store against real database files: convergence, lifecycle, audit in the same
+//! transaction, group commit under concurrency, and refusal of unknown schemas.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use payhsm::audit::{
+    export_jsonl, link, verify_export, AuditEvent, AuditRecord, Checkpoint, Decision, GENESIS,
+};
+use payhsm::card::{Domain, Last4, StatusChange, Token, TokenStatus};
+use payhsm::keys::{DataKeyState, Fingerprint, KeyVersion, SealedPan, WrappedDataKey};
+use payhsm::store::sqlite::{open, SqliteOptions, SqliteStore};
+use payhsm::store::{NewToken, Store, StoreError, TokenRecord, TokenizeOutcome, TransitionOutcome};
+use ring::rand::SystemRandom;
+use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+fn db() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vault.db");
+    (dir, path)
+}
+
+fn store(path: &Path) -> SqliteStore {
+    open(path, SqliteOptions::default()).unwrap()
+}
+
+fn event(action: &str) -> AuditEvent {
+    AuditEvent {
+        time: "2026-01-01T00:00:00.000Z".into(),
+        request_id: "req".into(),
+        principal: "spiffe://gw".into(),
+        action: action.into(),
+        domain: None,
+        token: None,
+        last4: None,
+        decision: Decision::Allow,
+        policy_ids: vec![],
+        outcome: String::new(),
+    }
+}
+
+fn fp(n: u32) -> Fingerprint {
+    let mut b = [0u8; 32];
+    b[..4].copy_from_slice(&n.to_be_bytes());
+    Fingerprint(b)
+}
+
+/// A 16-digit token whose middle encodes `n`.
+fn tok(n: u32) -> Token {
+    Token::parse(&format!("411111{n:06}1111")).unwrap()
+}
+
+fn dom(s: &str) -> Domain {
+    Domain::parse(s).unwrap()
+}
+
+fn new_token(token: Token, domain: &str, fingerprint: Fingerprint) -> NewToken {
+    NewToken {
+        record: TokenRecord {
+            token,
+            domain: dom(domain),
+            fingerprint: Some(fingerprint),
+            sealed: Some(SealedPan {
+                key_version: KeyVersion(1),
+                nonce: [7; 12],
+                ciphertext: vec![0xab; 40],
+            }),
+            last4: Last4::parse("1111").unwrap(),
+            status: TokenStatus::Active,
+            created_at: "2026-01-01T00:00:00.000Z".into(),
+            updated_at: "2026-01-01T00:00:00.000Z".into(),
+        },
+        lookup: vec![fingerprint],
+    }
+}
+
+async fn all_audit(s: &SqliteStore) -> Vec<AuditRecord> {
+    s.audit_records(0, 100_000).await.unwrap()
+}
+
+/// Recomputes the chain with `link`: gapless from 1 and every hash reproduced.
+fn assert_chain(records: &[AuditRecord]) {
+    let mut prev = GENESIS;
+    for (i, r) in records.iter().enumerate() {
+        let (again, h) = link(&prev, i as u64 + 1, r.event.clone());
+        assert_eq!(&again, r, "record {}", i + 1);
+        prev = h;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn same_pan_converges_within_a_domain_and_differs_across_domains() {
+    let (_d, path) = db();
+    let s = store(&path);
+    let first = s
+        .tokenize(new_token(tok(1), "shop", fp(1)), event("tokenize"))
+        .await
+        .unwrap();
+    let TokenizeOutcome::Created(created) = first else {
+        panic!("{first:?}")
+    };
+    let again = s
+        .tokenize(new_token(tok(2), "shop", fp(1)), event("tokenize"))
+        .await
+        .unwrap();
+    assert_eq!(again, TokenizeOutcome::Existing(created.clone()));
+    let other = s
+        .tokenize(new_token(tok(3), "other", fp(1)), event("tokenize"))
+        .await
+        .unwrap();
+    assert!(matches!(other, TokenizeOutcome::Created(ref r) if r.token == tok(3)));
+
+    let audit = all_audit(&s).await;
+    let outcomes: Vec<_> = audit.iter().map(|r| r.event.outcome.as_str()).collect();
+    assert_eq!(outcomes, ["created", "existing", "created"]);
+    assert_eq!(audit[1].event.token.as_deref(), Some(tok(1).as_str()));
+    assert_eq!(audit[1].event.last4.as_deref(), Some("1111"));
+    assert_chain(&audit);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn taken_token_writes_nothing_not_even_audit() {
+    let (_d, path) = db();
+    let s = store(&path);
+    s.tokenize(new_token(tok(1), "shop", fp(1)), event("tokenize"))
+        .await
+        .unwrap();
+    let out = s
+        .tokenize(new_token(tok(1), "shop", fp(2)), event("tokenize"))
+        .await
+        .unwrap();
+    assert_eq!(out, TokenizeOutcome::TokenTaken);
+    assert_eq!(all_audit(&s).await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn detokenize_outcomes_are_audited() {
+    let (_d, path) = db();
+    let s = store(&path);
+    let shop = dom("shop");
+    s.tokenize(new_token(tok(1), "shop", fp(1)), event("tokenize"))
+        .await
+        .unwrap();
+
+    let r = s
+        .detokenize(&tok(1), &shop, event("detokenize"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(r.sealed.is_some());
+
+    s.transition(&tok(1), &shop, StatusChange::Suspend, event("suspend"))
+        .await
+        .unwrap();
+    let r = s
+        .detokenize(&tok(1), &shop, event("detokenize"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.status, TokenStatus::Suspended);
+    assert!(
+        r.sealed.is_none(),
+        "a suspended token never yields its sealed PAN"
+    );
+
+    assert_eq!(
+        s.detokenize(&tok(9), &shop, event("detokenize"))
+            .await
+            .unwrap(),
+        None
+    );
+
+    let audit = all_audit(&s).await;
+    let det: Vec<_> = audit
+        .iter()
+        .filter(|r| r.event.action == "detokenize")
+        .map(|r| (r.event.outcome.as_str(), r.event.token.clone()))
+        .collect();
+    assert_eq!(
+        det,
+        [
+            ("ok", Some(tok(1).to_string())),
+            ("token_suspended", Some(tok(1).to_string())),
+            ("token_not_found", Some(tok(9).to_string())),
+        ]
+    );
+    assert_chain(&audit);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lifecycle_transitions_and_delete_wipes_the_sealed_pan() {
+    let (_d, path) = db();
+    let s = store(&path);
+    let shop = dom("shop");
+    s.tokenize(new_token(tok(1), "shop", fp(1)), event("tokenize"))
+        .await
+        .unwrap();
+
+    let out = s
+        .transition(&tok(1), &shop, StatusChange::Resume, event("resume"))
+        .await
+        .unwrap();
+    assert_eq!(out, TransitionOutcome::Conflict(TokenStatus::Active));
+    let out = s
+        .transition(&tok(1), &shop, StatusChange::Suspend, event("suspend"))
+        .await
+        .unwrap();
+    assert!(matches!(out, TransitionOutcome::Done(ref r) if r.status == TokenStatus::Suspended));
+    let out = s
+        .transition(&tok(1), &shop, StatusChange::Delete, event("delete"))
+        .await
+        .unwrap();
+    let TransitionOutcome::Done(deleted) = out else {
+        panic!("{out:?}")
+    };
+    assert_eq!(deleted.status, TokenStatus::Deleted);
+    assert_eq!((deleted.sealed, deleted.fingerprint), (None, None));
+
+    let stored = s.token(&tok(1), &shop).await.unwrap().unwrap();
+    assert_eq!(stored.status, TokenStatus::Deleted);
+    assert_eq!((stored.sealed, stored.fingerprint), (None, None));
+    // On disk too: nothing of the sealed PAN or its fingerprint is left in the row.
+    let wiped: bool = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row(
+            "SELECT fingerprint IS NULL AND ciphertext IS NULL AND key_version IS NULL
+                    AND nonce IS NULL
+             FROM tokens",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(wiped);
+
+    let out = s
+        .transition(&tok(1), &shop, StatusChange::Resume, event("resume"))
+        .await
+        .unwrap();
+    assert_eq!(out, TransitionOutcome::NotFound);
+    assert_eq!(
+        s.detokenize(&tok(1), &shop, event("detokenize"))
+            .await
+            .unwrap(),
+        None
+    );
+
+    // The same PAN tokenizes again, to a new token.
+    let again = s
+        .tokenize(new_token(tok(2), "shop", fp(1)), event("tokenize"))
+        .await
+        .unwrap();
+    assert!(matches!(again, TokenizeOutcome::Created(ref r) if r.token == tok(2)));
+
+    let audit = all_audit(&s).await;
+    let outcomes: Vec<_> = audit.iter().map(|r| r.event.outcome.as_str()).collect();
+    assert_eq!(
+        outcomes,
+        [
+            "created",
+            "token_state_conflict",
+            "ok",
+            "ok",
+            "token_not_found",
+            "token_not_found",
+            "created"
+        ]
+    );
+    assert_chain(&audit);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_tokenizations_all_commit_with_a_gapless_signed_chain() {
+    let (_d, path) = db();
+    let s = Arc::new(store(&path));
+    let tasks: Vec<_> = (0..200u32)
+        .map(|i| {
+            let s = Arc::clone(&s);
+            tokio::spawn(async move {
+                s.tokenize(new_token(tok(i), "shop", fp(i)), event("tokenize"))
+                    .await
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert!(matches!(
+            t.await.unwrap().unwrap(),
+            TokenizeOutcome::Created(_)
+        ));
+    }
+    let audit = all_audit(&s).await;
+    assert_eq!(audit.len(), 200);
+    assert_chain(&audit);
+
+    let rng = SystemRandom::new();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+    let key =
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap();
+    let head = audit.last().unwrap().hash.clone();
+    let sig = key.sign(&rng, &Checkpoint::message(200, &head)).unwrap();
+    let cp = Checkpoint {
+        records: 200,
+        head,
+        public_key: URL_SAFE_NO_PAD.encode(key.public_key().as_ref()),
+        signature: URL_SAFE_NO_PAD.encode(sig.as_ref()),
+    };
+    let summary =
+        verify_export(&export_jsonl(&audit, &cp), Some(key.public_key().as_ref())).unwrap();
+    assert_eq!(summary.records, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chain_continues_after_close_and_reopen() {
+    let (_d, path) = db();
+    {
+        let s = store(&path);
+        s.record(event("startup")).await.unwrap();
+        s.tokenize(new_token(tok(1), "shop", fp(1)), event("tokenize"))
+            .await
+            .unwrap();
+    }
+    let s = store(&path);
+    s.record(event("startup")).await.unwrap();
+    let audit = all_audit(&s).await;
+    assert_eq!(audit.len(), 3);
+    assert_chain(&audit);
+    assert_eq!(s.audit_records(1, 1).await.unwrap()[0].seq, 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn detokenize_is_refused_when_audit_write_fails() {
+    let (_d, path) = db();
+    let s = store(&path);
+    let shop = dom("shop");
+    s.tokenize(new_token(tok(1), "shop", fp(1)), event("tokenize"))
+        .await
+        .unwrap();
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "CREATE TRIGGER audit_down BEFORE INSERT ON audit_log
+             WHEN NEW.action = 'detokenize'
+             BEGIN SELECT RAISE(ABORT, 'audit down'); END;",
+        )
+        .unwrap();
+
+    let err = s
+        .detokenize(&tok(1), &shop, event("detokenize"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Unavailable(m) if m.contains("audit down")),
+        "{err}"
+    );
+    assert!(!err.to_string().contains("abab"), "no ciphertext in errors");
+
+    // Other writes go on, and the chain has no hole where the refused record would be.
+    let out = s
+        .tokenize(new_token(tok(2), "shop", fp(2)), event("tokenize"))
+        .await
+        .unwrap();
+    assert!(matches!(out, TokenizeOutcome::Created(_)));
+    let audit = all_audit(&s).await;
+    assert_eq!(audit.len(), 2);
+    assert!(audit.iter().all(|r| r.event.action != "detokenize"));
+    assert_chain(&audit);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_jobs_in_a_batch_leave_no_hole_or_fork() {
+    let (_d, path) = db();
+    let s = Arc::new(store(&path));
+    s.tokenize(new_token(tok(0), "shop", fp(0)), event("tokenize"))
+        .await
+        .unwrap();
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "CREATE TRIGGER audit_down BEFORE INSERT ON audit_log
+             WHEN NEW.action = 'detokenize'
+             BEGIN SELECT RAISE(ABORT, 'audit down'); END;",
+        )
+        .unwrap();
+    // Interleave failing detokenizations with succeeding tokenizations, all at once.
+    let tasks: Vec<_> = (1..=60u32)
+        .map(|i| {
+            let s = Arc::clone(&s);
+            tokio::spawn(async move {
+                if i % 3 == 0 {
+                    s.detokenize(&tok(0), &dom("shop"), event("detokenize"))
+                        .await
+                        .map(|_| false)
+                } else {
+                    s.tokenize(new_token(tok(i), "shop", fp(i)), event("tokenize"))
+                        .await
+                        .map(|_| true)
+                }
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(true) => ok += 1,
+            Ok(false) => panic!("a detokenize succeeded without its audit record"),
+            Err(_) => {}
+        }
+    }
+    assert_eq!(ok, 40);
+    let audit = all_audit(&s).await;
+    assert_eq!(audit.len(), 41);
+    assert_chain(&audit);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn data_keys_round_trip_with_their_audit_record() {
+    let (_d, path) = db();
+    let s = store(&path);
+    let key = WrappedDataKey {
+        version: KeyVersion(1),
+        kek_label: "payhsm-kek".into(),
+        iv: [3; 12],
+        wrapped: vec![9; 48],
+        state: DataKeyState::Active,
+        created_at: "2026-01-01T00:00:00.000Z".into(),
+    };
+    s.add_data_key(key.clone(), event("data_key_created"))
+        .await
+        .unwrap();
+    assert_eq!(s.data_keys().await.unwrap(), vec![key.clone()]);
+    // A duplicate version is refused and leaves no audit record.
+    assert!(s
+        .add_data_key(key, event("data_key_created"))
+        .await
+        .is_err());
+    assert_eq!(all_audit(&s).await.len(), 1);
+    s.ping().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn database_with_a_newer_schema_is_refused() {
+    let (_d, path) = db();
+    drop(store(&path));
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES (999, 'later')",
+            [],
+        )
+        .unwrap();
+    assert!(matches!(
+        open(&path, SqliteOptions::default()),
+        Err(StoreError::Corrupt(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn audit_log_rows_cannot_be_updated_or_deleted() {
+    let (_d, path) = db();
+    let s = store(&path);
+    s.record(event("startup")).await.unwrap();
+    let c = rusqlite::Connection::open(&path).unwrap();
+    assert!(c.execute("UPDATE audit_log SET action = 'x'", []).is_err());
+    assert!(c.execute("DELETE FROM audit_log", []).is_err());
+}
