@@ -49,3 +49,39 @@ impl std::fmt::Display for CardError {
 }
 
 impl std::error::Error for CardError {}
+
+/// Fuzzing entry: parses `data` as a PAN, a token and a domain and checks the invariants that
+/// must hold for whatever parses (a PAN passes Luhn and keeps its digits; a token or domain
+/// round-trips). Panics only if an invariant is broken.
+#[doc(hidden)]
+#[allow(clippy::panic)]
+pub fn fuzz_parse(data: &[u8]) {
+    if let Ok(pan) = Pan::from_ascii(data) {
+        if !luhn_valid(pan.expose_digits()) || pan.expose_digits() != data {
+            panic!("a parsed PAN lost its digits or its Luhn validity");
+        }
+        // A deterministic byte stream stands in for the CSPRNG so runs reproduce.
+        let mut next = 0u8;
+        let token = TokenFormat::default().generate(&pan, |buf| {
+            for b in buf.iter_mut() {
+                next = next.wrapping_add(37);
+                *b = next;
+            }
+        });
+        if luhn_valid(token.as_str().as_bytes()) || token.as_str().len() != pan.len() {
+            panic!("a token was Luhn-valid or of another length than its PAN");
+        }
+    }
+    if let Ok(s) = std::str::from_utf8(data) {
+        if let Ok(t) = Token::parse(s) {
+            if t.as_str() != s {
+                panic!("token did not round-trip");
+            }
+        }
+        if let Ok(d) = Domain::parse(s) {
+            if d.as_str() != s {
+                panic!("domain did not round-trip");
+            }
+        }
+    }
+}
