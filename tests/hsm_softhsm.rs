@@ -2,7 +2,12 @@
 //!
 //! One token per test process: SOFTHSM2_CONF must be set before the first PKCS#11 call and
 //! C_Initialize runs once, so every test shares one setup behind a `OnceLock`.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass};
 use cryptoki::session::UserType;

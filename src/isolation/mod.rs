@@ -181,6 +181,12 @@ pub fn harden_process() -> Hardening {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 mod tests {
     use super::*;
 
@@ -210,5 +216,27 @@ mod tests {
         if !b.is_locked() {
             assert!(!memory_locked());
         }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn harden_process_disables_core_dumps() {
+        let h = harden_process();
+        assert!(h.core_dumps_disabled && h.not_dumpable, "{h:?}");
+        let mut limit = libc::rlimit {
+            rlim_cur: 1,
+            rlim_max: 1,
+        };
+        // SAFETY: `limit` is a valid, writable rlimit.
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_CORE, &mut limit) }, 0);
+        assert_eq!((limit.rlim_cur, limit.rlim_max), (0, 0));
+        // SAFETY: PR_GET_DUMPABLE takes no pointer arguments.
+        assert_eq!(unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) }, 0);
+    }
+
+    #[test]
+    fn locked_box_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<LockedBox<[u8; 32]>>();
     }
 }

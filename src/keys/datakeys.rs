@@ -254,6 +254,12 @@ fn parse_plaintext(buf: &[u8]) -> Option<(Pan, Option<Expiry>)> {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 mod tests {
     use super::*;
 
@@ -406,5 +412,12 @@ mod tests {
         let m = DataKeyMaterial::from_bytes([0xAB; 32]);
         assert_eq!(format!("{m:?}"), "DataKeyMaterial(..)");
         assert!(!format!("{r:?}").to_lowercase().contains("ab, "));
+    }
+
+    #[test]
+    fn ring_can_be_shared_across_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<DataKeyRing>();
+        assert_send_sync::<crate::keys::Hsm>();
     }
 }
