@@ -88,48 +88,44 @@ pub(super) fn spawn(
         let (source, rx) = (Arc::clone(&source), Arc::clone(&rx));
         std::thread::Builder::new()
             .name(format!("payhsm-hsm-{i}"))
-            .spawn(move || work(&source, Some(session), &rx))
+            .spawn(move || work(&source, session, &rx))
             .map_err(|e| HsmError::Library(format!("cannot start HSM worker: {e}")))?;
     }
     Ok(tx)
 }
 
-fn work(source: &SessionSource, mut session: Option<Session>, rx: &Mutex<mpsc::Receiver<Job>>) {
+fn work(source: &SessionSource, session: Session, rx: &Mutex<mpsc::Receiver<Job>>) {
+    // `Err` holds why the last reopen failed; the next job retries it.
+    let mut session: Result<Session, HsmError> = Ok(session);
     loop {
         let next = rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
         let Ok(job) = next else {
             return; // every Hsm handle is gone
         };
-        if session.is_none() {
+        if session.is_err() {
             session = reopen(source);
         }
-        let done = match &session {
-            Some(s) => job(Ok(s)),
-            None => job(Err(HsmError::NotFound("a usable HSM session".to_owned()))),
-        };
-        let reopen_now = match done.health {
-            Health::Fine => false,
-            Health::Broken => true,
-            Health::Suspect => !session.as_ref().is_some_and(is_healthy),
+        let done = job(session.as_ref().map_err(Clone::clone));
+        let reopen_now = match (&session, done.health) {
+            (Err(_), _) | (Ok(_), Health::Fine) => false,
+            (Ok(_), Health::Broken) => true,
+            (Ok(s), Health::Suspect) => !is_healthy(s),
         };
         if reopen_now {
             tracing::warn!("HSM session lost; reopening and logging in again");
             // Close the old session first: the token may cap the session count.
-            drop(session.take());
+            drop(std::mem::replace(&mut session, Err(HsmError::WorkerGone)));
             session = reopen(source);
         }
         (done.reply)();
     }
 }
 
-fn reopen(source: &SessionSource) -> Option<Session> {
-    match source.open() {
-        Ok(s) => Some(s),
-        Err(f) => {
-            tracing::error!(error = %f.error, "cannot reopen HSM session");
-            None
-        }
-    }
+fn reopen(source: &SessionSource) -> Result<Session, HsmError> {
+    source.open().map_err(|f| {
+        tracing::error!(error = %f.error, "cannot reopen HSM session");
+        f.error
+    })
 }
 
 /// PKCS#11 3.0 §5.6 C_GetSessionInfo: the session exists and the user is logged in.
