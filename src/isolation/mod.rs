@@ -1,1 +1,242 @@
-//! SKELETON: isolation.
+//! Process hardening and locked memory for secrets.
+//!
+//! This is the one module allowed `unsafe`: `mlock`, `munlock`, `madvise`, `setrlimit` and
+//! `prctl` are libc calls with no safe wrapper in our dependencies, and [`LockedBox`] owns a
+//! page-aligned allocation by raw pointer. Every `unsafe` block states why it is sound.
+#![allow(unsafe_code)]
+
+use std::alloc::Layout;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, Ordering};
+use zeroize::Zeroize;
+
+/// Set once any `mlock` failed; never cleared.
+static MLOCK_FAILED: AtomicBool = AtomicBool::new(false);
+
+/// False if any [`LockedBox`] could not lock its memory (for example `RLIMIT_MEMLOCK` too
+/// low); the secret is still zeroized on drop, but it may have reached swap.
+pub fn memory_locked() -> bool {
+    !MLOCK_FAILED.load(Ordering::Relaxed)
+}
+
+/// A heap value in its own locked pages, zeroized on drop.
+///
+/// The allocation is page-aligned and a whole number of pages, so that `munlock` on drop never
+/// unlocks pages another `LockedBox` still uses (`mlock` does not nest). On Linux the pages are
+/// also excluded from core dumps. If locking fails the box still works and
+/// [`memory_locked`] reports it.
+///
+/// Only the inline bytes of `T` are locked: use it for fixed-size secrets such as `[u8; 32]`.
+/// To avoid a copy of the secret on the stack, build it zeroed and fill it through `DerefMut`.
+pub struct LockedBox<T: Zeroize> {
+    ptr: NonNull<T>,
+    layout: Layout,
+    locked: bool,
+}
+
+// SAFETY: LockedBox owns its `T` exclusively (like `Box<T>`), so sending it to another thread
+// is sound when `T` is `Send`.
+unsafe impl<T: Zeroize + Send> Send for LockedBox<T> {}
+// SAFETY: shared access only hands out `&T`, so sharing is sound when `T` is `Sync`.
+unsafe impl<T: Zeroize + Sync> Sync for LockedBox<T> {}
+
+impl<T: Zeroize> LockedBox<T> {
+    /// Moves `value` into freshly allocated locked pages.
+    pub fn new(value: T) -> Self {
+        let page = page_size();
+        let size = std::mem::size_of::<T>().max(1);
+        let rounded = size.div_ceil(page).saturating_mul(page);
+        let align = page.max(std::mem::align_of::<T>());
+        let Ok(layout) = Layout::from_size_align(rounded, align) else {
+            // Only on overflow of a huge T: treat like an allocation failure (abort).
+            std::alloc::handle_alloc_error(Layout::new::<T>())
+        };
+        // SAFETY: `layout` has a non-zero size (at least one page).
+        let raw = unsafe { std::alloc::alloc_zeroed(layout) };
+        let Some(ptr) = NonNull::new(raw.cast::<T>()) else {
+            std::alloc::handle_alloc_error(layout)
+        };
+        // SAFETY: `ptr` is valid for writes of `layout.size() >= size_of::<T>()` bytes and
+        // aligned to at least `align_of::<T>()`; the memory is uninitialized as a `T`, so
+        // `write` (no drop of the old value) is the right call.
+        unsafe { ptr.as_ptr().write(value) };
+        let locked = lock_pages(raw, layout.size());
+        if !locked {
+            MLOCK_FAILED.store(true, Ordering::Relaxed);
+        }
+        Self {
+            ptr,
+            layout,
+            locked,
+        }
+    }
+
+    /// Whether this box's pages are locked in RAM.
+    pub fn is_locked(&self) -> bool {
+        self.locked
+    }
+}
+
+impl<T: Zeroize + Default> Default for LockedBox<T> {
+    fn default() -> Self {
+        Self::new(T::default())
+    }
+}
+
+impl<T: Zeroize> std::ops::Deref for LockedBox<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: `ptr` points to a live, initialized `T` owned by `self` until drop.
+        unsafe { self.ptr.as_ref() }
+    }
+}
+
+impl<T: Zeroize> std::ops::DerefMut for LockedBox<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as in `deref`, and `&mut self` guarantees exclusive access.
+        unsafe { self.ptr.as_mut() }
+    }
+}
+
+impl<T: Zeroize> std::fmt::Debug for LockedBox<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LockedBox(..)")
+    }
+}
+
+impl<T: Zeroize> Drop for LockedBox<T> {
+    fn drop(&mut self) {
+        let raw = self.ptr.as_ptr();
+        // SAFETY: `raw` points to a live `T` owned by `self`; nothing uses it after this drop.
+        unsafe {
+            (*raw).zeroize();
+            std::ptr::drop_in_place(raw);
+        }
+        if self.locked {
+            // SAFETY: the range is exactly the allocation we locked in `new`.
+            unsafe { libc::munlock(raw.cast::<libc::c_void>(), self.layout.size()) };
+        }
+        // SAFETY: `raw` was returned by `alloc_zeroed(self.layout)` and is freed once.
+        unsafe { std::alloc::dealloc(raw.cast::<u8>(), self.layout) };
+    }
+}
+
+fn page_size() -> usize {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(page)
+        .ok()
+        .filter(|p| *p > 0)
+        .unwrap_or(4096)
+}
+
+/// Locks `len` bytes at `addr` in RAM and, on Linux, keeps them out of core dumps.
+fn lock_pages(addr: *mut u8, len: usize) -> bool {
+    // SAFETY: `addr..addr+len` is one live allocation we own; mlock does not access it.
+    let locked = unsafe { libc::mlock(addr.cast::<libc::c_void>(), len) } == 0;
+    #[cfg(target_os = "linux")]
+    {
+        // Best effort: harden_process also disables core dumps for the whole process.
+        // SAFETY: `addr` is page-aligned and the range is one allocation we own; MADV_DONTDUMP
+        // only changes dump behaviour, not the contents.
+        let _ = unsafe { libc::madvise(addr.cast::<libc::c_void>(), len, libc::MADV_DONTDUMP) };
+    }
+    locked
+}
+
+/// Which hardening steps [`harden_process`] achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hardening {
+    /// `RLIMIT_CORE` set to 0: no core files.
+    pub core_dumps_disabled: bool,
+    /// `PR_SET_DUMPABLE` 0: no core dumps and no ptrace attach by other same-uid processes.
+    pub not_dumpable: bool,
+}
+
+/// Disables core dumps and marks the process non-dumpable (Linux). Call once, early at start.
+/// Failures are reported, not fatal: the caller decides whether to refuse to serve.
+pub fn harden_process() -> Hardening {
+    #[cfg(target_os = "linux")]
+    {
+        let zero = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: `zero` is a valid rlimit that outlives the call.
+        let core_dumps_disabled = unsafe { libc::setrlimit(libc::RLIMIT_CORE, &zero) } == 0;
+        // SAFETY: PR_SET_DUMPABLE takes one integer argument; the rest are ignored.
+        let not_dumpable = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } == 0;
+        Hardening {
+            core_dumps_disabled,
+            not_dumpable,
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        Hardening {
+            core_dumps_disabled: false,
+            not_dumpable: false,
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locked_box_holds_and_mutates_its_value() {
+        let mut b = LockedBox::new([0u8; 32]);
+        b.copy_from_slice(&[7u8; 32]);
+        assert_eq!(*b, [7u8; 32]);
+        assert_eq!(b.layout.size() % page_size(), 0);
+        assert_eq!(format!("{b:?}"), "LockedBox(..)");
+    }
+
+    #[test]
+    fn locked_boxes_do_not_share_pages() {
+        let a = LockedBox::new([1u8; 32]);
+        let b = LockedBox::new([2u8; 32]);
+        let pa = a.ptr.as_ptr() as usize / page_size();
+        let pb = b.ptr.as_ptr() as usize / page_size();
+        assert_ne!(pa, pb);
+        drop(a);
+        assert_eq!(*b, [2u8; 32]);
+    }
+
+    #[test]
+    fn memory_locked_reflects_mlock_results() {
+        let b = LockedBox::new([0u8; 32]);
+        if !b.is_locked() {
+            assert!(!memory_locked());
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn harden_process_disables_core_dumps() {
+        let h = harden_process();
+        assert!(h.core_dumps_disabled && h.not_dumpable, "{h:?}");
+        let mut limit = libc::rlimit {
+            rlim_cur: 1,
+            rlim_max: 1,
+        };
+        // SAFETY: `limit` is a valid, writable rlimit.
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_CORE, &mut limit) }, 0);
+        assert_eq!((limit.rlim_cur, limit.rlim_max), (0, 0));
+        // SAFETY: PR_GET_DUMPABLE takes no pointer arguments.
+        assert_eq!(unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) }, 0);
+    }
+
+    #[test]
+    fn locked_box_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<LockedBox<[u8; 32]>>();
+    }
+}

@@ -1,19 +1,107 @@
-//! SKELETON: to be implemented (keys helper).
+//! Data keys in RAM: HKDF subkeys in locked memory, PAN sealing and fingerprints.
+//!
+//! One [`DataKeyMaterial`] per key version is unwrapped by the HSM at start; [`DataKeyRing`]
+//! derives two subkeys from each (HKDF-SHA256, RFC 5869) and drops the raw material.
 use super::{Fingerprint, KeyVersion, SealedPan};
 use crate::card::{Domain, Expiry, Pan, Token};
+use crate::isolation::LockedBox;
+use aes_gcm::aead::{AeadInPlace, KeyInit};
+use aes_gcm::{Aes256Gcm, Nonce};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use std::collections::BTreeMap;
+use zeroize::Zeroizing;
+
+const HKDF_SALT: &[u8] = b"payhsm/data-key";
+const INFO_ENCRYPTION: &[u8] = b"payhsm/pan-encryption/v1";
+const INFO_FINGERPRINT: &[u8] = b"payhsm/pan-fingerprint/v1";
+const AAD_PREFIX: &[u8] = b"payhsm/pan/v1";
+const FP_PREFIX: &[u8] = b"payhsm/fp/v1";
+const TAG_LEN: usize = 16;
 
 /// 32 bytes of data key material, zeroized on drop. No `Clone`.
-pub struct DataKeyMaterial(zeroize::Zeroizing<[u8; 32]>);
+pub struct DataKeyMaterial(Zeroizing<[u8; 32]>);
 
 impl DataKeyMaterial {
     /// Takes ownership of raw key bytes.
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        Self(zeroize::Zeroizing::new(bytes))
+        Self(Zeroizing::new(bytes))
+    }
+
+    /// Copies exactly 32 bytes from `bytes` straight into the zeroized buffer.
+    pub(crate) fn from_slice(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() != 32 {
+            return None;
+        }
+        let mut key = Zeroizing::new([0u8; 32]);
+        key.copy_from_slice(bytes);
+        Some(Self(key))
+    }
+
+    /// The raw bytes, for the line that wraps or derives from them.
+    pub(crate) fn expose(&self) -> &[u8; 32] {
+        &self.0
     }
 }
 
-/// The unwrapped data keys.
-pub struct DataKeyRing {}
+impl std::fmt::Debug for DataKeyMaterial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DataKeyMaterial(..)")
+    }
+}
+
+/// The two subkeys of one data key version, each in its own locked pages.
+struct Subkeys {
+    encryption: LockedBox<[u8; 32]>,
+    fingerprint: LockedBox<[u8; 32]>,
+}
+
+impl Subkeys {
+    /// RFC 5869 §2.2-2.3: HKDF-Extract(salt, IKM) then HKDF-Expand(PRK, info, 32).
+    fn derive(material: &DataKeyMaterial) -> Self {
+        let hk = hkdf::Hkdf::<Sha256>::new(Some(HKDF_SALT), material.expose());
+        let mut encryption = LockedBox::new([0u8; 32]);
+        let mut fingerprint = LockedBox::new([0u8; 32]);
+        // 32 bytes is far below the 255 * HashLen limit, so expand cannot fail.
+        let _ = hk.expand(INFO_ENCRYPTION, &mut encryption[..]);
+        let _ = hk.expand(INFO_FINGERPRINT, &mut fingerprint[..]);
+        Self {
+            encryption,
+            fingerprint,
+        }
+    }
+
+    fn cipher(&self) -> Aes256Gcm {
+        // Built per call; the `zeroize` feature of aes-gcm wipes the key schedule on drop.
+        Aes256Gcm::new((&*self.encryption).into())
+    }
+
+    fn fingerprint(&self, pan: &Pan, domain: &Domain) -> Option<Fingerprint> {
+        let domain = domain.as_str().as_bytes();
+        let domain_len = u8::try_from(domain.len()).ok()?;
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.fingerprint[..]).ok()?;
+        mac.update(FP_PREFIX);
+        mac.update(&[domain_len]);
+        mac.update(domain);
+        mac.update(pan.expose_digits());
+        Some(Fingerprint(mac.finalize().into_bytes().into()))
+    }
+}
+
+/// The unwrapped data keys: per version, the PAN-encryption and PAN-fingerprint subkeys.
+pub struct DataKeyRing {
+    keys: BTreeMap<KeyVersion, Subkeys>,
+    active: KeyVersion,
+}
+
+impl std::fmt::Debug for DataKeyRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataKeyRing")
+            .field("versions", &self.keys.keys().collect::<Vec<_>>())
+            .field("active", &self.active)
+            .finish()
+    }
+}
 
 /// Why a data key operation failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,19 +117,41 @@ pub enum KeyError {
     NoActiveKey,
 }
 
+impl std::fmt::Display for KeyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::UnknownVersion(v) => write!(f, "data key version {} is not loaded", v.0),
+            Self::Integrity => f.write_str("sealed record failed authentication"),
+            Self::Random => f.write_str("system random source failed"),
+            Self::NoActiveKey => f.write_str("the active data key version is not loaded"),
+        }
+    }
+}
+
+impl std::error::Error for KeyError {}
+
 impl DataKeyRing {
-    /// Builds the ring; `active` must be among `keys`.
+    /// Builds the ring; `active` must be among `keys`. The raw material is dropped (and
+    /// zeroized) once the subkeys are derived.
     pub fn new(
         keys: Vec<(KeyVersion, DataKeyMaterial)>,
         active: KeyVersion,
     ) -> Result<Self, KeyError> {
-        let _ = (keys, active);
-        unimplemented!()
+        let keys: BTreeMap<KeyVersion, Subkeys> = keys
+            .into_iter()
+            .map(|(version, material)| (version, Subkeys::derive(&material)))
+            .collect();
+        if !keys.contains_key(&active) {
+            return Err(KeyError::NoActiveKey);
+        }
+        Ok(Self { keys, active })
     }
+
     /// The version that seals new records.
     pub fn active(&self) -> KeyVersion {
-        unimplemented!()
+        self.active
     }
+
     /// Seals PAN and expiry under the active version.
     pub fn seal(
         &self,
@@ -50,9 +160,31 @@ impl DataKeyRing {
         token: &Token,
         domain: &Domain,
     ) -> Result<SealedPan, KeyError> {
-        let _ = (pan, expiry, token, domain);
-        unimplemented!()
+        let version = self.active;
+        let subkeys = self.keys.get(&version).ok_or(KeyError::NoActiveKey)?;
+        let mut nonce = [0u8; 12];
+        getrandom::getrandom(&mut nonce).map_err(|_| KeyError::Random)?;
+        let digits = pan.expose_digits();
+        let pan_len = u8::try_from(digits.len()).map_err(|_| KeyError::Integrity)?;
+        let (month, year) = expiry.map_or((0, 0), |e| (e.month(), e.year()));
+        // Capacity for the tag up front: a reallocation would leave plaintext in freed memory.
+        let mut buf = Zeroizing::new(Vec::with_capacity(1 + digits.len() + 3 + TAG_LEN));
+        buf.push(pan_len);
+        buf.extend_from_slice(digits);
+        buf.push(month);
+        buf.extend_from_slice(&year.to_be_bytes());
+        let aad = aad(token, domain, version);
+        subkeys
+            .cipher()
+            .encrypt_in_place(Nonce::from_slice(&nonce), &aad, &mut *buf)
+            .map_err(|_| KeyError::Integrity)?;
+        Ok(SealedPan {
+            key_version: version,
+            nonce,
+            ciphertext: std::mem::take(&mut *buf),
+        })
     }
+
     /// Opens a sealed record.
     pub fn open(
         &self,
@@ -60,12 +192,232 @@ impl DataKeyRing {
         token: &Token,
         domain: &Domain,
     ) -> Result<(Pan, Option<Expiry>), KeyError> {
-        let _ = (sealed, token, domain);
-        unimplemented!()
+        let version = sealed.key_version;
+        let subkeys = self
+            .keys
+            .get(&version)
+            .ok_or(KeyError::UnknownVersion(version))?;
+        let aad = aad(token, domain, version);
+        let mut buf = Zeroizing::new(sealed.ciphertext.clone());
+        subkeys
+            .cipher()
+            .decrypt_in_place(Nonce::from_slice(&sealed.nonce), &aad, &mut *buf)
+            .map_err(|_| KeyError::Integrity)?;
+        parse_plaintext(&buf).ok_or(KeyError::Integrity)
     }
+
     /// Fingerprints of the PAN in the domain under every loaded version, active first.
     pub fn fingerprints(&self, pan: &Pan, domain: &Domain) -> Vec<Fingerprint> {
-        let _ = (pan, domain);
-        unimplemented!()
+        let active = self.keys.get(&self.active).into_iter();
+        let others = self
+            .keys
+            .iter()
+            .rev()
+            .filter(|(v, _)| **v != self.active)
+            .map(|(_, k)| k);
+        active
+            .chain(others)
+            .filter_map(|k| k.fingerprint(pan, domain))
+            .collect()
+    }
+}
+
+/// AAD = "payhsm/pan/v1" 0x00 domain 0x00 token 0x00 version (u32 BE).
+fn aad(token: &Token, domain: &Domain, version: KeyVersion) -> Vec<u8> {
+    let (d, t) = (domain.as_str().as_bytes(), token.as_str().as_bytes());
+    let mut aad = Vec::with_capacity(AAD_PREFIX.len() + d.len() + t.len() + 7);
+    aad.extend_from_slice(AAD_PREFIX);
+    aad.push(0);
+    aad.extend_from_slice(d);
+    aad.push(0);
+    aad.extend_from_slice(t);
+    aad.push(0);
+    aad.extend_from_slice(&version.0.to_be_bytes());
+    aad
+}
+
+/// Plaintext = pan_len u8, pan digits, exp_month u8 (0 = none), exp_year u16 BE (0 = none).
+fn parse_plaintext(buf: &[u8]) -> Option<(Pan, Option<Expiry>)> {
+    let (&pan_len, rest) = buf.split_first()?;
+    let pan_len = usize::from(pan_len);
+    let digits = rest.get(..pan_len)?;
+    let &[month, y0, y1] = rest.get(pan_len..)? else {
+        return None;
+    };
+    let pan = Pan::from_ascii(digits).ok()?;
+    let year = u16::from_be_bytes([y0, y1]);
+    let expiry = match (month, year) {
+        (0, 0) => None,
+        _ => Some(Expiry::new(month, year).ok()?),
+    };
+    Some((pan, expiry))
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+mod tests {
+    use super::*;
+
+    fn ring(versions: &[(u32, u8)], active: u32) -> DataKeyRing {
+        let keys = versions
+            .iter()
+            .map(|&(v, b)| (KeyVersion(v), DataKeyMaterial::from_bytes([b; 32])))
+            .collect();
+        DataKeyRing::new(keys, KeyVersion(active)).unwrap()
+    }
+
+    fn pan() -> Pan {
+        Pan::parse("4111111111111111").unwrap()
+    }
+    fn token(s: &str) -> Token {
+        Token::parse(s).unwrap()
+    }
+    fn domain(s: &str) -> Domain {
+        Domain::parse(s).unwrap()
+    }
+
+    #[test]
+    fn seal_then_open_round_trips_with_expiry() {
+        let r = ring(&[(1, 1)], 1);
+        let (t, d) = (token("4111110000001234"), domain("shop"));
+        let exp = Expiry::new(12, 2030).unwrap();
+        let sealed = r.seal(&pan(), Some(exp), &t, &d).unwrap();
+        assert_eq!(sealed.key_version, KeyVersion(1));
+        let (p, e) = r.open(&sealed, &t, &d).unwrap();
+        assert!(p == pan());
+        assert_eq!(e, Some(exp));
+    }
+
+    #[test]
+    fn seal_then_open_round_trips_without_expiry() {
+        let r = ring(&[(1, 1)], 1);
+        let (t, d) = (token("4111110000001234"), domain("shop"));
+        let sealed = r.seal(&pan(), None, &t, &d).unwrap();
+        let (p, e) = r.open(&sealed, &t, &d).unwrap();
+        assert!(p == pan());
+        assert_eq!(e, None);
+    }
+
+    #[test]
+    fn sealing_twice_uses_fresh_nonces() {
+        let r = ring(&[(1, 1)], 1);
+        let (t, d) = (token("4111110000001234"), domain("shop"));
+        let a = r.seal(&pan(), None, &t, &d).unwrap();
+        let b = r.seal(&pan(), None, &t, &d).unwrap();
+        assert_ne!(a.nonce, b.nonce);
+        assert_ne!(a.ciphertext, b.ciphertext);
+    }
+
+    #[test]
+    fn open_fails_when_token_domain_or_ciphertext_differ() {
+        let r = ring(&[(1, 1)], 1);
+        let (t, d) = (token("4111110000001234"), domain("shop"));
+        let sealed = r.seal(&pan(), None, &t, &d).unwrap();
+        let other_token = token("4111110000005678");
+        assert_eq!(
+            r.open(&sealed, &other_token, &d).err(),
+            Some(KeyError::Integrity)
+        );
+        assert_eq!(
+            r.open(&sealed, &t, &domain("other")).err(),
+            Some(KeyError::Integrity)
+        );
+        for i in 0..sealed.ciphertext.len() {
+            let mut flipped = sealed.clone();
+            flipped.ciphertext[i] ^= 0x01;
+            assert_eq!(r.open(&flipped, &t, &d).err(), Some(KeyError::Integrity));
+        }
+        let mut bad_nonce = sealed.clone();
+        bad_nonce.nonce[0] ^= 0x80;
+        assert_eq!(r.open(&bad_nonce, &t, &d).err(), Some(KeyError::Integrity));
+    }
+
+    #[test]
+    fn open_fails_when_version_in_aad_differs() {
+        // Same material under two versions: only the version in the AAD differs.
+        let r = ring(&[(1, 9), (2, 9)], 2);
+        let (t, d) = (token("4111110000001234"), domain("shop"));
+        let mut sealed = r.seal(&pan(), None, &t, &d).unwrap();
+        sealed.key_version = KeyVersion(1);
+        assert_eq!(r.open(&sealed, &t, &d).err(), Some(KeyError::Integrity));
+    }
+
+    #[test]
+    fn open_reports_unknown_version() {
+        let r = ring(&[(1, 1)], 1);
+        let (t, d) = (token("4111110000001234"), domain("shop"));
+        let mut sealed = r.seal(&pan(), None, &t, &d).unwrap();
+        sealed.key_version = KeyVersion(7);
+        assert_eq!(
+            r.open(&sealed, &t, &d).err(),
+            Some(KeyError::UnknownVersion(KeyVersion(7)))
+        );
+    }
+
+    #[test]
+    fn old_versions_still_open_after_rotation() {
+        let old = ring(&[(1, 1)], 1);
+        let (t, d) = (token("4111110000001234"), domain("shop"));
+        let sealed = old.seal(&pan(), None, &t, &d).unwrap();
+        let rotated = ring(&[(1, 1), (2, 2)], 2);
+        assert_eq!(rotated.active(), KeyVersion(2));
+        assert!(rotated.open(&sealed, &t, &d).is_ok());
+        let fresh = rotated.seal(&pan(), None, &t, &d).unwrap();
+        assert_eq!(fresh.key_version, KeyVersion(2));
+    }
+
+    #[test]
+    fn new_refuses_an_active_version_that_is_not_loaded() {
+        let keys = vec![(KeyVersion(1), DataKeyMaterial::from_bytes([1; 32]))];
+        assert_eq!(
+            DataKeyRing::new(keys, KeyVersion(2)).err(),
+            Some(KeyError::NoActiveKey)
+        );
+    }
+
+    #[test]
+    fn fingerprints_converge_per_domain_and_differ_across_domains_and_versions() {
+        let r = ring(&[(1, 1), (2, 2), (3, 3)], 2);
+        let a = r.fingerprints(&pan(), &domain("shop"));
+        let b = r.fingerprints(&pan(), &domain("shop"));
+        let c = r.fingerprints(&pan(), &domain("other"));
+        assert_eq!(a.len(), 3);
+        assert_eq!(a, b);
+        assert!(a.iter().all(|fp| !c.contains(fp)));
+        assert_ne!(a[0], a[1]);
+        assert_ne!(a[1], a[2]);
+        // Active first: equals the single-version ring of version 2's material.
+        let only_v2 = ring(&[(2, 2)], 2);
+        assert_eq!(a[0], only_v2.fingerprints(&pan(), &domain("shop"))[0]);
+    }
+
+    #[test]
+    fn fingerprints_differ_for_different_pans() {
+        let r = ring(&[(1, 1)], 1);
+        let other = Pan::parse("5555555555554444").unwrap();
+        assert_ne!(
+            r.fingerprints(&pan(), &domain("shop")),
+            r.fingerprints(&other, &domain("shop"))
+        );
+    }
+
+    #[test]
+    fn debug_output_holds_no_key_bytes() {
+        let r = ring(&[(1, 0xAB)], 1);
+        let m = DataKeyMaterial::from_bytes([0xAB; 32]);
+        assert_eq!(format!("{m:?}"), "DataKeyMaterial(..)");
+        assert!(!format!("{r:?}").to_lowercase().contains("ab, "));
+    }
+
+    #[test]
+    fn ring_can_be_shared_across_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<DataKeyRing>();
+        assert_send_sync::<crate::keys::Hsm>();
     }
 }

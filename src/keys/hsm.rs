@@ -1,71 +1,465 @@
-//! SKELETON: to be implemented (keys helper).
-use super::{DataKeyMaterial, KeyVersion, WrappedDataKey};
-use std::path::PathBuf;
+//! The HSM over PKCS#11 (cryptoki): KEKs, data key wrapping, P-256 signing keys.
+//!
+//! [`Module`] loads and initializes a PKCS#11 library once per process. [`Hsm`] logs in to one
+//! token and runs every call on dedicated worker threads, each owning one RW session.
+use super::{DataKeyMaterial, DataKeyState, KeyVersion, WrappedDataKey};
+use cryptoki::context::{CInitializeArgs, Pkcs11};
+use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::mechanism::aead::GcmParams;
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::session::{Session, UserType};
+use cryptoki::slot::Slot;
+use cryptoki::types::AuthPin;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex, OnceLock, PoisonError};
+use zeroize::Zeroizing;
 
-/// A PKCS#11 user PIN. Zeroized, no Clone, Debug prints nothing.
-pub struct Pin(zeroize::Zeroizing<String>);
+mod error;
+mod worker;
+
+use error::Failure;
+pub use error::HsmError;
+use worker::{Job, SessionSource};
+
+/// AAD prefix binding a wrapped data key to its purpose; the version follows as u32 BE.
+const DATA_KEY_AAD: &[u8] = b"payhsm/data-key/v1";
+const DATA_KEY_LEN: usize = 32;
+const GCM_TAG_BITS: u64 = 128;
+const GCM_TAG_LEN: usize = 16;
+/// DER OID 1.2.840.10045.3.1.7 (prime256v1), the CKA_EC_PARAMS of a P-256 key.
+const P256_EC_PARAMS: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+/// PKCS#11 token labels are 32 bytes, blank padded.
+const MAX_LABEL_LEN: usize = 32;
+
+/// A PKCS#11 PIN. Zeroized, no Clone, Debug prints nothing.
+pub struct Pin(Zeroizing<String>);
+
 impl Pin {
     /// Wraps a PIN.
     pub fn new(pin: String) -> Self {
-        Self(zeroize::Zeroizing::new(pin))
+        Self(Zeroizing::new(pin))
+    }
+
+    /// For the FFI line only (cryptoki `AuthPin`).
+    fn auth(&self) -> AuthPin {
+        AuthPin::new(self.0.as_str().to_owned())
     }
 }
+
 impl std::fmt::Debug for Pin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Pin(..)")
     }
 }
 
+/// A loaded and initialized PKCS#11 library. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Module {
+    pkcs11: Arc<Pkcs11>,
+}
+
+/// Libraries loaded by this process. C_Initialize may run once per process, and dropping a
+/// cryptoki context calls C_Finalize for everyone, so each path is loaded once and kept.
+static LOADED: OnceLock<Mutex<HashMap<PathBuf, Module>>> = OnceLock::new();
+
+impl Module {
+    /// Loads the PKCS#11 library at `path` and initializes it (OS locking), once per process.
+    pub fn load(path: &Path) -> Result<Module, HsmError> {
+        let mut loaded = LOADED
+            .get_or_init(Mutex::default)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(module) = loaded.get(path) {
+            return Ok(module.clone());
+        }
+        let pkcs11 = Pkcs11::new(path)?;
+        // PKCS#11 3.0 §5.4 C_Initialize: CKR_CRYPTOKI_ALREADY_INITIALIZED means another part
+        // of the process initialized it; the library is usable.
+        match pkcs11.initialize(CInitializeArgs::OsThreads) {
+            Ok(())
+            | Err(CkError::AlreadyInitialized)
+            | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let module = Module {
+            pkcs11: Arc::new(pkcs11),
+        };
+        loaded.insert(path.to_owned(), module.clone());
+        Ok(module)
+    }
+
+    /// Initializes a new token with `label` in the first free (uninitialized) slot unless a
+    /// token with that label exists; sets the user PIN. Returns true if it created one.
+    pub fn init_token_if_absent(
+        &self,
+        label: &str,
+        so_pin: &Pin,
+        user_pin: &Pin,
+    ) -> Result<bool, HsmError> {
+        check_label(label)?;
+        if self.find_token(label)?.is_some() {
+            return Ok(false);
+        }
+        let free = self
+            .pkcs11
+            .get_slots_with_token()?
+            .into_iter()
+            .find(|slot| {
+                self.pkcs11
+                    .get_token_info(*slot)
+                    .is_ok_and(|info| !info.token_initialized())
+            })
+            .ok_or_else(|| HsmError::NotFound("a free (uninitialized) token slot".to_owned()))?;
+        self.pkcs11.init_token(free, &so_pin.auth(), label)?;
+        // Some modules (SoftHSM2) renumber the slot once its token is initialized.
+        let slot = self
+            .find_token(label)?
+            .ok_or_else(|| HsmError::NotFound(format!("token {label:?} after C_InitToken")))?;
+        let session = self.pkcs11.open_rw_session(slot)?;
+        session.login(UserType::So, Some(&so_pin.auth()))?;
+        // PKCS#11 3.0 §5.6 C_InitPIN: the SO sets the normal user's PIN.
+        session.init_pin(&user_pin.auth())?;
+        session.logout()?;
+        Ok(true)
+    }
+
+    /// The slot holding an initialized token labelled `label`.
+    fn find_token(&self, label: &str) -> Result<Option<Slot>, HsmError> {
+        for slot in self.pkcs11.get_slots_with_token()? {
+            let info = self.pkcs11.get_token_info(slot)?;
+            if info.token_initialized() && info.label() == label {
+                return Ok(Some(slot));
+            }
+        }
+        Ok(None)
+    }
+}
+
+fn check_label(label: &str) -> Result<(), HsmError> {
+    if label.is_empty() || label.len() > MAX_LABEL_LEN {
+        return Err(HsmError::InvalidConfig("labels are 1 to 32 bytes"));
+    }
+    Ok(())
+}
+
 /// How to reach the token.
 #[derive(Debug)]
 pub struct HsmConfig {
-    /// PKCS#11 module path.
-    pub module: PathBuf,
     /// Token label.
     pub token_label: String,
     /// User PIN.
     pub pin: Pin,
-    /// Worker threads, each with its own session.
+    /// Worker threads, each with its own session (at least 1).
     pub sessions: usize,
 }
 
-/// Why an HSM call failed.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum HsmError {
-    /// A PKCS#11 function failed.
-    Pkcs11 { function: &'static str, rv: String },
+/// The uncompressed SEC1 point (0x04 || x || y) of a P-256 public key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EcPublicKey(pub [u8; 65]);
+
+/// Handle to the HSM worker threads. Cheap to clone; `Send + Sync`.
+#[derive(Clone)]
+pub struct Hsm {
+    jobs: mpsc::Sender<Job>,
+    /// Serializes find-or-create so that two callers never make two keys with one label.
+    create: Arc<tokio::sync::Mutex<()>>,
 }
 
-/// Handle to the HSM worker threads.
-#[derive(Clone)]
-pub struct Hsm {}
+impl std::fmt::Debug for Hsm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hsm(..)")
+    }
+}
 
 impl Hsm {
-    /// Opens the module, finds the token, logs in, starts the workers.
-    pub fn open(cfg: HsmConfig) -> Result<Self, HsmError> {
-        let _ = cfg;
-        unimplemented!()
+    /// Finds the token by label, logs in and starts `cfg.sessions` workers, each owning its own
+    /// RW session. Blocking: call before serving or from `spawn_blocking`.
+    pub fn open(module: &Module, cfg: HsmConfig) -> Result<Hsm, HsmError> {
+        if cfg.sessions == 0 {
+            return Err(HsmError::InvalidConfig("sessions must be at least 1"));
+        }
+        check_label(&cfg.token_label)?;
+        let slot = module
+            .find_token(&cfg.token_label)?
+            .ok_or_else(|| HsmError::NotFound(format!("token {:?}", cfg.token_label)))?;
+        let source = Arc::new(SessionSource {
+            pkcs11: Pkcs11::clone(&module.pkcs11),
+            slot,
+            pin: cfg.pin,
+        });
+        let sessions = (0..cfg.sessions)
+            .map(|_| source.open().map_err(|f| f.error))
+            .collect::<Result<Vec<_>, _>>()?;
+        let jobs = worker::spawn(source, sessions)?;
+        Ok(Hsm {
+            jobs,
+            create: Arc::new(tokio::sync::Mutex::new(())),
+        })
     }
-    /// Generates the data key `version` in the HSM and returns it wrapped and in clear.
+
+    /// Runs `f` on a worker's session and awaits its result.
+    async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Session) -> Result<T, Failure> + Send + 'static,
+    ) -> Result<T, HsmError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(worker::job(f, tx))
+            .map_err(|_| HsmError::WorkerGone)?;
+        rx.await.map_err(|_| HsmError::WorkerGone)?
+    }
+
+    /// Whether an AES key labelled `label` exists in the token.
+    pub async fn kek_exists(&self, label: &str) -> Result<bool, HsmError> {
+        let label = label.to_owned();
+        self.call(move |s| Ok(find_one(s, &kek_template(&label))?.is_some()))
+            .await
+    }
+
+    /// Generates an AES-256 KEK in the token: sensitive, never extractable, encrypt/decrypt
+    /// only. Fails with [`HsmError::AlreadyExists`] if the label is taken.
+    pub async fn generate_kek(&self, label: &str) -> Result<(), HsmError> {
+        check_label(label)?;
+        let label = label.to_owned();
+        let _guard = self.create.lock().await;
+        self.call(move |s| {
+            if find_one(s, &kek_template(&label))?.is_some() {
+                return Err(HsmError::AlreadyExists(label).into());
+            }
+            let template = [
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::KeyType(KeyType::AES),
+                Attribute::ValueLen(32.into()),
+                Attribute::Label(label.into_bytes()),
+                Attribute::Token(true),
+                Attribute::Private(true),
+                Attribute::Sensitive(true),
+                Attribute::Extractable(false),
+                Attribute::Encrypt(true),
+                Attribute::Decrypt(true),
+                Attribute::Wrap(false),
+                Attribute::Unwrap(false),
+                Attribute::Sign(false),
+                Attribute::Verify(false),
+                Attribute::Derive(false),
+            ];
+            s.generate_key(&Mechanism::AesKeyGen, &template)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Generates the data key `version` in the HSM (C_GenerateRandom) and returns it wrapped
+    /// under the KEK (C_Encrypt, CKM_AES_GCM) and in clear.
     pub async fn new_data_key(
         &self,
         kek_label: &str,
         version: KeyVersion,
     ) -> Result<(WrappedDataKey, DataKeyMaterial), HsmError> {
-        let _ = (kek_label, version);
-        unimplemented!()
+        let label = kek_label.to_owned();
+        let (iv, wrapped, material) = self
+            .call(move |s| {
+                let kek = find_kek(s, &label)?;
+                let mut key = Zeroizing::new([0u8; DATA_KEY_LEN]);
+                s.generate_random_slice(&mut key[..])?;
+                let mut iv = [0u8; 12];
+                s.generate_random_slice(&mut iv)?;
+                let aad = data_key_aad(version);
+                let mut params_iv = iv;
+                let params = GcmParams::new(&mut params_iv, &aad, GCM_TAG_BITS.into())?;
+                let wrapped = s.encrypt(&Mechanism::AesGcm(params), kek, &key[..])?;
+                if wrapped.len() != DATA_KEY_LEN + GCM_TAG_LEN {
+                    return Err(HsmError::Malformed("wrapped data key length").into());
+                }
+                let material = DataKeyMaterial::from_slice(&key[..])
+                    .ok_or(HsmError::Malformed("data key length"))?;
+                Ok((iv, wrapped, material))
+            })
+            .await?;
+        let wrapped_key = WrappedDataKey {
+            version,
+            kek_label: kek_label.to_owned(),
+            iv,
+            wrapped,
+            state: DataKeyState::Active,
+            created_at: crate::clock::now_rfc3339(),
+        };
+        Ok((wrapped_key, material))
     }
-    /// Unwraps a stored data key.
+
+    /// Decrypts a stored data key under its KEK (C_Decrypt, CKM_AES_GCM); the AAD binds the
+    /// version. A tampered or foreign wrapped key fails with [`HsmError::Integrity`].
     pub async fn unwrap_data_key(
         &self,
         wrapped: &WrappedDataKey,
     ) -> Result<DataKeyMaterial, HsmError> {
-        let _ = wrapped;
-        unimplemented!()
+        if wrapped.wrapped.len() != DATA_KEY_LEN + GCM_TAG_LEN {
+            return Err(HsmError::Malformed("wrapped data key length"));
+        }
+        let label = wrapped.kek_label.clone();
+        let (version, mut iv, ciphertext) = (wrapped.version, wrapped.iv, wrapped.wrapped.clone());
+        self.call(move |s| {
+            let kek = find_kek(s, &label)?;
+            let aad = data_key_aad(version);
+            let params = GcmParams::new(&mut iv, &aad, GCM_TAG_BITS.into())?;
+            let plain = match s.decrypt(&Mechanism::AesGcm(params), kek, &ciphertext) {
+                Ok(plain) => Zeroizing::new(plain),
+                // PKCS#11 3.0 §5.9 C_Decrypt: the GCM tag did not verify.
+                Err(CkError::Pkcs11(
+                    RvError::EncryptedDataInvalid | RvError::EncryptedDataLenRange,
+                    _,
+                )) => return Err(HsmError::Integrity.into()),
+                Err(e) => return Err(e.into()),
+            };
+            Ok(DataKeyMaterial::from_slice(&plain)
+                .ok_or(HsmError::Malformed("unwrapped data key is not 32 bytes"))?)
+        })
+        .await
     }
-    /// Checks a session answers.
+
+    /// Finds or generates the EC P-256 key pair labelled `label` in the token (private:
+    /// sensitive, never extractable, sign only; public: verify) and returns its public key.
+    pub async fn ensure_signing_key(&self, label: &str) -> Result<EcPublicKey, HsmError> {
+        check_label(label)?;
+        let label = label.to_owned();
+        let _guard = self.create.lock().await;
+        self.call(move |s| {
+            let private = find_one(s, &ec_template(ObjectClass::PRIVATE_KEY, &label))?;
+            let public = find_one(s, &ec_template(ObjectClass::PUBLIC_KEY, &label))?;
+            let public = match (private, public) {
+                (Some(_), Some(public)) => public,
+                (None, None) => generate_p256(s, &label)?,
+                _ => return Err(HsmError::IncompleteKeyPair(label).into()),
+            };
+            read_p256_point(s, public)
+        })
+        .await
+    }
+
+    /// Signs SHA-256(`message`) with the P-256 key labelled `label` (hash in software,
+    /// CKM_ECDSA in the HSM). Returns r || s.
+    pub async fn sign_p256(&self, label: &str, message: Vec<u8>) -> Result<[u8; 64], HsmError> {
+        let label = label.to_owned();
+        let digest = Sha256::digest(&message);
+        self.call(move |s| {
+            let key = find_one(s, &ec_template(ObjectClass::PRIVATE_KEY, &label))?
+                .ok_or_else(|| HsmError::NotFound(format!("signing key {label:?}")))?;
+            let signature = s.sign(&Mechanism::Ecdsa, key, &digest)?;
+            Ok(<[u8; 64]>::try_from(signature.as_slice())
+                .map_err(|_| HsmError::Malformed("ECDSA signature length"))?)
+        })
+        .await
+    }
+
+    /// Checks that a worker and its session answer (C_GetSessionInfo).
     pub async fn ping(&self) -> Result<(), HsmError> {
-        unimplemented!()
+        self.call(|s| {
+            s.get_session_info()?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+/// AAD = "payhsm/data-key/v1" || version (u32 BE).
+fn data_key_aad(version: KeyVersion) -> Vec<u8> {
+    let mut aad = DATA_KEY_AAD.to_vec();
+    aad.extend_from_slice(&version.0.to_be_bytes());
+    aad
+}
+
+fn kek_template(label: &str) -> [Attribute; 3] {
+    [
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(KeyType::AES),
+        Attribute::Label(label.as_bytes().to_vec()),
+    ]
+}
+
+fn ec_template(class: ObjectClass, label: &str) -> [Attribute; 3] {
+    [
+        Attribute::Class(class),
+        Attribute::KeyType(KeyType::EC),
+        Attribute::Label(label.as_bytes().to_vec()),
+    ]
+}
+
+/// The single object matching `template`; two or more is an error.
+fn find_one(s: &Session, template: &[Attribute]) -> Result<Option<ObjectHandle>, Failure> {
+    let found = s.find_objects(template)?;
+    match found.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(*one)),
+        _ => {
+            let label = template.iter().find_map(|a| match a {
+                Attribute::Label(l) => Some(String::from_utf8_lossy(l).into_owned()),
+                _ => None,
+            });
+            Err(HsmError::DuplicateLabel(label.unwrap_or_default()).into())
+        }
+    }
+}
+
+fn find_kek(s: &Session, label: &str) -> Result<ObjectHandle, Failure> {
+    find_one(s, &kek_template(label))?
+        .ok_or_else(|| HsmError::NotFound(format!("KEK {label:?}")).into())
+}
+
+/// PKCS#11 3.0 §6.3.3 CKM_EC_KEY_PAIR_GEN with CKA_EC_PARAMS = prime256v1.
+fn generate_p256(s: &Session, label: &str) -> Result<ObjectHandle, Failure> {
+    let id = Sha256::digest(label.as_bytes()).to_vec();
+    let public = [
+        Attribute::Token(true),
+        Attribute::Private(false),
+        Attribute::Verify(true),
+        Attribute::Encrypt(false),
+        Attribute::Wrap(false),
+        Attribute::EcParams(P256_EC_PARAMS.to_vec()),
+        Attribute::Label(label.as_bytes().to_vec()),
+        Attribute::Id(id.clone()),
+    ];
+    let private = [
+        Attribute::Token(true),
+        Attribute::Private(true),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(false),
+        Attribute::Sign(true),
+        Attribute::Decrypt(false),
+        Attribute::Unwrap(false),
+        Attribute::Derive(false),
+        Attribute::Label(label.as_bytes().to_vec()),
+        Attribute::Id(id),
+    ];
+    let (public, _private) = s.generate_key_pair(&Mechanism::EccKeyPairGen, &public, &private)?;
+    Ok(public)
+}
+
+/// Reads CKA_EC_POINT of a P-256 public key: a DER OCTET STRING around the SEC1 point (some
+/// modules return the bare point).
+fn read_p256_point(s: &Session, public: ObjectHandle) -> Result<EcPublicKey, Failure> {
+    let attrs = s.get_attributes(public, &[AttributeType::EcParams, AttributeType::EcPoint])?;
+    let mut params = None;
+    let mut point = None;
+    for attr in attrs {
+        match attr {
+            Attribute::EcParams(p) => params = Some(p),
+            Attribute::EcPoint(p) => point = Some(p),
+            _ => {}
+        }
+    }
+    if params.as_deref() != Some(P256_EC_PARAMS) {
+        return Err(HsmError::Malformed("signing key is not P-256").into());
+    }
+    let point = point.ok_or(HsmError::Malformed("public key has no CKA_EC_POINT"))?;
+    let raw = match point.as_slice() {
+        [0x04, 0x41, rest @ ..] if rest.len() == 65 => rest,
+        raw => raw,
+    };
+    match <[u8; 65]>::try_from(raw) {
+        Ok(p) if p.first() == Some(&0x04) => Ok(EcPublicKey(p)),
+        _ => Err(HsmError::Malformed("CKA_EC_POINT is not an uncompressed P-256 point").into()),
     }
 }
