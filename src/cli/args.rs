@@ -8,7 +8,7 @@ use zeroize::Zeroizing;
 
 /// payhsm: client, PKI and audit tools for the payhsm daemon.
 #[derive(Debug, Parser)]
-#[command(name = "payhsm", version, about, propagate_version = true)]
+#[command(name = "payhsm", version, propagate_version = true)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -36,6 +36,7 @@ pub enum Command {
 
 /// How to reach and authenticate to the daemon; on every API subcommand.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Connection options")]
 pub struct ConnectArgs {
     /// Daemon base URL, https://host:port.
     #[arg(

@@ -9,6 +9,7 @@
 //! a TLS alert received there as [`ClientError::Tls`] too.
 
 mod tls;
+mod tls_watch;
 mod url;
 
 pub use tls::tls_config;
@@ -24,7 +25,6 @@ use rustls::pki_types::ServerName;
 use std::error::Error as StdError;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 use std::{fmt, io};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
@@ -32,8 +32,6 @@ use tokio_rustls::TlsConnector;
 
 /// Responses larger than this are refused: a hostile or broken server cannot exhaust memory.
 const MAX_RESPONSE_BODY: usize = 16 * 1024 * 1024;
-/// How long a failed request waits for the connection task to report why the connection died.
-const CONNECTION_ERROR_GRACE: Duration = Duration::from_secs(1);
 
 /// A client certificate and its private key, both PEM files.
 #[derive(Debug, Clone)]
@@ -135,7 +133,8 @@ enum Sender {
 pub struct Client {
     sender: Sender,
     authority: String,
-    connection: Option<JoinHandle<Result<(), hyper::Error>>>,
+    connection: JoinHandle<Result<(), hyper::Error>>,
+    tls_error: tls_watch::TlsErrorSlot,
 }
 
 impl fmt::Debug for Client {
@@ -177,7 +176,8 @@ impl Client {
             .await
             .map_err(ClientError::Tls)?;
         let http2 = tls_stream.get_ref().1.alpn_protocol() == Some(tls::ALPN_H2);
-        let io = TokioIo::new(tls_stream);
+        let tls_error = tls_watch::TlsErrorSlot::default();
+        let io = TokioIo::new(tls_watch::Watched::new(tls_stream, tls_error.clone()));
 
         let (sender, connection) = if http2 {
             let (sender, conn) = http2::handshake(TokioExecutor::new(), io)
@@ -191,7 +191,8 @@ impl Client {
         Ok(Client {
             sender,
             authority: base.authority(),
-            connection: Some(connection),
+            connection,
+            tls_error,
         })
     }
 
@@ -245,7 +246,7 @@ impl Client {
         };
         let response = match sent {
             Ok(r) => r,
-            Err(e) => return Err(self.explain(Failure::of(&e)).await),
+            Err(e) => return Err(self.explain(Failure::of(&e))),
         };
 
         let (parts, incoming) = response.into_parts();
@@ -256,7 +257,7 @@ impl Client {
                     "response body larger than {MAX_RESPONSE_BODY} bytes"
                 )))
             }
-            Err(e) => return Err(self.explain(Failure::of(e.as_ref())).await),
+            Err(e) => return Err(self.explain(Failure::of(e.as_ref()))),
         };
         Ok(Response {
             status: parts.status.as_u16(),
@@ -265,37 +266,17 @@ impl Client {
         })
     }
 
-    /// Turns a request failure into a [`ClientError`], preferring the connection task's TLS
-    /// alert when the connection died (the request side often sees only "connection closed").
-    async fn explain(&mut self, failure: Failure) -> ClientError {
-        if let Some(tls) = failure.tls {
-            return ClientError::Tls(tls);
+    /// Turns a request failure into a [`ClientError`]: [`ClientError::Tls`] when the failure or
+    /// the connection carried a TLS error (HTTP/2 keeps only its text), else [`ClientError::Http`].
+    fn explain(&self, failure: Failure) -> ClientError {
+        match failure.tls.or_else(|| self.tls_error.get()) {
+            Some(tls) => ClientError::Tls(tls),
+            None => ClientError::Http(failure.text),
         }
-        let closed = match &self.sender {
-            Sender::Http1(s) => s.is_closed(),
-            Sender::Http2(s) => s.is_closed(),
-        };
-        if closed {
-            if let Some(handle) = self.connection.take() {
-                if let Ok(Ok(Err(conn_err))) =
-                    tokio::time::timeout(CONNECTION_ERROR_GRACE, handle).await
-                {
-                    if let Some(tls) = tls_cause(&conn_err) {
-                        return ClientError::Tls(tls);
-                    }
-                    return ClientError::Http(format!(
-                        "{}; connection: {}",
-                        failure.text,
-                        chain(&conn_err)
-                    ));
-                }
-            }
-        }
-        ClientError::Http(failure.text)
     }
 }
 
-/// What a failed request reported, taken out of the (not `Send`) error before any `.await`.
+/// What a failed request reported, taken out of the (not `Send`) error.
 struct Failure {
     tls: Option<io::Error>,
     text: String,
@@ -312,9 +293,7 @@ impl Failure {
 
 impl Drop for Client {
     fn drop(&mut self) {
-        if let Some(handle) = self.connection.take() {
-            handle.abort();
-        }
+        self.connection.abort();
     }
 }
 
@@ -425,3 +404,6 @@ mod tests {
         assert!(matches!(err, ClientError::Config(_)), "{err}");
     }
 }
+
+#[cfg(test)]
+mod loopback_tests;
