@@ -1,1 +1,5 @@
-fn main() {}
+//! `payhsm`: the client, PKI and audit command line for the payhsm daemon.
+
+fn main() {
+    std::process::exit(payhsm::cli::main());
+}

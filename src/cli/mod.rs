@@ -1,1 +1,125 @@
-//! SKELETON: cli.
+//! The `payhsm` command: an API v1 client over mTLS, the dev PKI and (soon) audit tools.
+//!
+//! ```text
+//! payhsm tokens create --pan - --domain D [--exp-month M --exp-year Y]   # PAN on stdin
+//! payhsm tokens detokenize --token T --domain D
+//! payhsm tokens get|suspend|resume|delete T --domain D
+//! payhsm health [--ready | --metrics]
+//! payhsm pki dev [--out keys-sample]
+//! payhsm audit export --data-dir DIR [--out FILE] | verify FILE [--public-key FILE]
+//! ```
+//! Every API subcommand takes `--url`, `--ca`, `--cert`, `--key`, `--http2`, `--timeout`.
+//! Exit codes: 0 on 2xx, 1 on an API error (code and message on stderr), 2 on usage,
+//! file or connection errors.
+//!
+//! The only PAN this command ever prints is the detokenize answer on stdout, which is its
+//! purpose; request bodies are never printed or logged.
+
+mod args;
+mod calls;
+mod output;
+
+pub use args::{
+    AuditArgs, AuditCommand, Cli, Command, ConnectArgs, CreateArgs, DetokenizeArgs, HealthArgs,
+    PanInput, PkiArgs, PkiCommand, TokenRef, TokensArgs, TokensCommand,
+};
+pub use calls::ApiCall;
+pub use output::{CliError, EXIT_API_ERROR, EXIT_OK, EXIT_USAGE};
+
+use crate::client::Client;
+use clap::Parser;
+use std::path::Path;
+use std::time::Duration;
+
+/// Parses the process arguments, runs the command and returns the exit code.
+pub fn main() -> i32 {
+    match Cli::try_parse() {
+        Ok(cli) => run(cli),
+        Err(e) => {
+            let _ = e.print();
+            if e.use_stderr() {
+                EXIT_USAGE
+            } else {
+                // --help and --version
+                EXIT_OK
+            }
+        }
+    }
+}
+
+/// Runs a parsed command and returns the exit code.
+pub fn run(cli: Cli) -> i32 {
+    match cli.command {
+        Command::Tokens(args) => match calls::tokens_call(args.command) {
+            Ok(call) => execute(&args.connect, call),
+            Err(e) => output::fail(&e),
+        },
+        Command::Health(args) => execute(&args.connect, calls::health_call(&args)),
+        Command::Pki(PkiArgs {
+            command: PkiCommand::Dev { out },
+        }) => pki_dev(&out),
+        Command::Audit(args) => audit(&args),
+    }
+}
+
+/// Connects, sends `call` on a current-thread runtime and prints the answer.
+fn execute(connect: &ConnectArgs, call: ApiCall) -> i32 {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return output::fail(&CliError::Usage(format!("starting the runtime: {e}"))),
+    };
+    let timeout = Duration::from_secs(connect.timeout);
+    let opts = connect.client_options();
+    let result = runtime.block_on(async {
+        let exchange = async {
+            let mut client = Client::connect(&opts).await?;
+            client.request(call.method, &call.path, call.body).await
+        };
+        match tokio::time::timeout(timeout, exchange).await {
+            Ok(result) => result.map_err(CliError::from),
+            Err(_) => Err(CliError::Usage(format!(
+                "no answer from {} within {}s",
+                opts.url, connect.timeout
+            ))),
+        }
+    });
+    match result {
+        Ok(response) => output::report(response),
+        Err(e) => output::fail(&e),
+    }
+}
+
+/// `payhsm pki dev`.
+///
+/// MERGE: `crate::pki::generate_dev_pki` does not exist on this branch yet. Replace the body
+/// with:
+/// ```text
+/// match crate::pki::generate_dev_pki(out) {
+///     Ok(_) => { eprintln!("payhsm: dev PKI written to {}", out.display()); EXIT_OK }
+///     Err(e) => output::fail(&CliError::Usage(format!("pki dev: {e}"))),
+/// }
+/// ```
+fn pki_dev(out: &Path) -> i32 {
+    output::fail(&CliError::Usage(format!(
+        "pki dev --out {}: not wired yet (crate::pki::generate_dev_pki is not in this build)",
+        out.display()
+    )))
+}
+
+/// `payhsm audit ...`.
+///
+/// MERGE: not wired yet; connect `AuditCommand::Export` and `AuditCommand::Verify` to the
+/// audit module's export and verify functions.
+fn audit(args: &AuditArgs) -> i32 {
+    let which = match args.command {
+        AuditCommand::Export { .. } => "audit export",
+        AuditCommand::Verify { .. } => "audit verify",
+    };
+    output::fail(&CliError::Usage(format!("{which}: not wired yet")))
+}
+
+#[cfg(test)]
+mod tests;

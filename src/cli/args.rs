@@ -1,0 +1,254 @@
+//! The `payhsm` command line, as clap derive types. Parsing only: handlers live beside it.
+
+use crate::client::{ClientIdentity, ClientOptions};
+use clap::{Args, Parser, Subcommand};
+use std::fmt;
+use std::path::PathBuf;
+use zeroize::Zeroizing;
+
+/// payhsm: client, PKI and audit tools for the payhsm daemon.
+#[derive(Debug, Parser)]
+#[command(name = "payhsm", version, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The top-level subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Tokenize, detokenize and manage card tokens (API v1, over mTLS).
+    #[command(subcommand_required = true)]
+    Tokens(TokensArgs),
+    /// Ask the daemon for liveness, readiness or metrics.
+    Health(HealthArgs),
+    /// Development PKI.
+    #[command(subcommand_required = true)]
+    Pki(PkiArgs),
+    /// Export and verify the audit log.
+    ///
+    /// MERGE: not wired yet; the handler returns an error until the audit engineer's
+    /// export and verify functions are connected.
+    #[command(subcommand_required = true)]
+    Audit(AuditArgs),
+}
+
+/// How to reach and authenticate to the daemon; on every API subcommand.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Connection options")]
+pub struct ConnectArgs {
+    /// Daemon base URL, https://host:port.
+    #[arg(
+        long,
+        env = "PAYHSM_URL",
+        default_value = "https://127.0.0.1:8443",
+        global = true
+    )]
+    pub url: String,
+    /// CA certificate (PEM) the daemon's certificate must chain to.
+    #[arg(
+        long,
+        env = "PAYHSM_CA",
+        default_value = "keys-sample/ca.pem",
+        global = true
+    )]
+    pub ca: PathBuf,
+    /// Client certificate chain (PEM).
+    #[arg(
+        long,
+        env = "PAYHSM_CERT",
+        default_value = "keys-sample/clients/gateway.pem",
+        global = true
+    )]
+    pub cert: PathBuf,
+    /// Client private key (PEM).
+    #[arg(
+        long,
+        env = "PAYHSM_KEY",
+        default_value = "keys-sample/clients/gateway.key",
+        global = true
+    )]
+    pub key: PathBuf,
+    /// Use HTTP/2 (ALPN h2) instead of HTTP/1.1.
+    #[arg(long, global = true)]
+    pub http2: bool,
+    /// Give up after this many seconds (connect and request together).
+    #[arg(long, default_value_t = 30, value_name = "SECONDS", global = true)]
+    pub timeout: u64,
+}
+
+impl ConnectArgs {
+    /// The client options these arguments describe.
+    pub fn client_options(&self) -> ClientOptions {
+        ClientOptions {
+            url: self.url.clone(),
+            ca: self.ca.clone(),
+            identity: Some(ClientIdentity {
+                cert: self.cert.clone(),
+                key: self.key.clone(),
+            }),
+            http2: self.http2,
+        }
+    }
+}
+
+/// `payhsm tokens ...`
+#[derive(Debug, Args)]
+pub struct TokensArgs {
+    /// Connection options.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// The token operation.
+    #[command(subcommand)]
+    pub command: TokensCommand,
+}
+
+/// The token operations of API v1.
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// Tokenize a PAN (POST /v1/tokens). Prefer `--pan -` and pipe the PAN on stdin.
+    Create(CreateArgs),
+    /// Return the PAN behind a token (POST /v1/tokens/detokenize). Prints the PAN.
+    Detokenize(DetokenizeArgs),
+    /// Show a token's metadata (GET /v1/tokens/{token}).
+    Get(TokenRef),
+    /// Suspend an active token (POST /v1/tokens/{token}/suspend).
+    Suspend(TokenRef),
+    /// Resume a suspended token (POST /v1/tokens/{token}/resume).
+    Resume(TokenRef),
+    /// Delete a token and wipe its ciphertext (DELETE /v1/tokens/{token}).
+    Delete(TokenRef),
+}
+
+/// `payhsm tokens create`
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// The card number, or `-` to read it from stdin (recommended: keeps it out of shell
+    /// history and the process list).
+    #[arg(long, value_name = "PAN|-", value_parser = PanInput::parse_arg)]
+    pub pan: PanInput,
+    /// Expiry month, 1 to 12.
+    #[arg(long, requires = "exp_year", value_parser = clap::value_parser!(u8).range(1..=12))]
+    pub exp_month: Option<u8>,
+    /// Expiry year, four digits.
+    #[arg(long, requires = "exp_month", value_parser = clap::value_parser!(u16).range(2000..=9999))]
+    pub exp_year: Option<u16>,
+    /// Token domain (tokens are convergent per domain).
+    #[arg(long)]
+    pub domain: String,
+}
+
+/// Where the PAN comes from: stdin (`-`) or the argument itself.
+///
+/// `Debug` never shows the digits; the literal is zeroized on drop.
+#[derive(Clone, PartialEq, Eq)]
+pub enum PanInput {
+    /// `--pan -`: read one line from stdin.
+    Stdin,
+    /// `--pan DIGITS`: given on the command line.
+    Literal(Zeroizing<String>),
+}
+
+impl PanInput {
+    fn parse_arg(s: &str) -> Result<Self, String> {
+        match s {
+            "-" => Ok(Self::Stdin),
+            "" => Err("empty PAN; use `--pan -` to read it from stdin".to_owned()),
+            _ => Ok(Self::Literal(Zeroizing::new(s.to_owned()))),
+        }
+    }
+}
+
+impl fmt::Debug for PanInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Stdin => f.write_str("Stdin"),
+            Self::Literal(_) => f.write_str("Literal(<redacted>)"),
+        }
+    }
+}
+
+/// `payhsm tokens detokenize`
+#[derive(Debug, Args)]
+pub struct DetokenizeArgs {
+    /// The token.
+    #[arg(long)]
+    pub token: String,
+    /// The token's domain.
+    #[arg(long)]
+    pub domain: String,
+}
+
+/// A token and its domain, for the metadata and lifecycle calls.
+#[derive(Debug, Args)]
+pub struct TokenRef {
+    /// The token.
+    pub token: String,
+    /// The token's domain.
+    #[arg(long)]
+    pub domain: String,
+}
+
+/// `payhsm health`
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// Connection options.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// Readiness (GET /readyz: HSM, store, keys) instead of liveness (GET /healthz).
+    #[arg(long, conflicts_with = "metrics")]
+    pub ready: bool,
+    /// Prometheus metrics (GET /metrics).
+    #[arg(long)]
+    pub metrics: bool,
+}
+
+/// `payhsm pki ...`
+#[derive(Debug, Args)]
+pub struct PkiArgs {
+    /// The PKI operation.
+    #[command(subcommand)]
+    pub command: PkiCommand,
+}
+
+/// PKI operations.
+#[derive(Debug, Subcommand)]
+pub enum PkiCommand {
+    /// Generate a development CA, server and client certificates. Never for production.
+    Dev {
+        /// Output directory.
+        #[arg(long, default_value = "keys-sample")]
+        out: PathBuf,
+    },
+}
+
+/// `payhsm audit ...` (MERGE: not wired yet).
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// The audit operation.
+    #[command(subcommand)]
+    pub command: AuditCommand,
+}
+
+/// Audit operations (MERGE: not wired yet).
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Export the audit log as JSON lines.
+    Export {
+        /// The daemon's data directory.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Output file; stdout when absent.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Verify an exported audit log: chain, checkpoints, no edits, gaps or truncation.
+    Verify {
+        /// The exported log (JSON lines).
+        file: PathBuf,
+        /// The audit checkpoint public key (PEM).
+        #[arg(long)]
+        public_key: Option<PathBuf>,
+    },
+}

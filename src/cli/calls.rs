@@ -1,0 +1,330 @@
+//! Turning API subcommands into HTTP calls: method, path and JSON body. No I/O except reading
+//! the PAN from stdin when asked.
+
+use super::args::{CreateArgs, DetokenizeArgs, HealthArgs, PanInput, TokenRef, TokensCommand};
+use super::output::CliError;
+use hyper::Method;
+use serde::Serialize;
+use std::fmt;
+use std::io::{BufRead, IsTerminal, Read, Write};
+use zeroize::Zeroizing;
+
+/// The longest stdin line read for a PAN; longer input is refused, not truncated.
+const MAX_PAN_LINE: u64 = 64;
+
+/// One API call, ready to send.
+pub struct ApiCall {
+    /// HTTP method.
+    pub method: Method,
+    /// Path and query, starting with `/`.
+    pub path: String,
+    /// JSON body, when the call has one. May hold a PAN: never printed.
+    pub body: Option<Vec<u8>>,
+}
+
+impl fmt::Debug for ApiCall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiCall")
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .field("body_len", &self.body.as_ref().map(Vec::len))
+            .finish()
+    }
+}
+
+/// The call for a `payhsm tokens ...` subcommand; reads stdin for `--pan -`.
+pub fn tokens_call(command: TokensCommand) -> Result<ApiCall, CliError> {
+    match command {
+        TokensCommand::Create(args) => {
+            let pan = match &args.pan {
+                PanInput::Stdin => read_pan(&mut std::io::stdin().lock())?,
+                PanInput::Literal(pan) => pan.clone(),
+            };
+            create_call(&args, &pan)
+        }
+        TokensCommand::Detokenize(DetokenizeArgs { token, domain }) => {
+            let body = DetokenizeRequest {
+                token: &token,
+                domain: &domain,
+            };
+            Ok(ApiCall {
+                method: Method::POST,
+                path: "/v1/tokens/detokenize".to_owned(),
+                body: Some(to_json(&body, 64 + 6 * (token.len() + domain.len()))?),
+            })
+        }
+        TokensCommand::Get(t) => Ok(token_call(Method::GET, &t, "")),
+        TokensCommand::Suspend(t) => Ok(token_call(Method::POST, &t, "/suspend")),
+        TokensCommand::Resume(t) => Ok(token_call(Method::POST, &t, "/resume")),
+        TokensCommand::Delete(t) => Ok(token_call(Method::DELETE, &t, "")),
+    }
+}
+
+/// The call for `payhsm health`.
+pub fn health_call(args: &HealthArgs) -> ApiCall {
+    let path = if args.metrics {
+        "/metrics"
+    } else if args.ready {
+        "/readyz"
+    } else {
+        "/healthz"
+    };
+    ApiCall {
+        method: Method::GET,
+        path: path.to_owned(),
+        body: None,
+    }
+}
+
+#[derive(Serialize)]
+struct CreateRequest<'a> {
+    pan: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exp_month: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exp_year: Option<u16>,
+    domain: &'a str,
+}
+
+#[derive(Serialize)]
+struct DetokenizeRequest<'a> {
+    token: &'a str,
+    domain: &'a str,
+}
+
+fn create_call(args: &CreateArgs, pan: &str) -> Result<ApiCall, CliError> {
+    let body = CreateRequest {
+        pan,
+        exp_month: args.exp_month,
+        exp_year: args.exp_year,
+        domain: &args.domain,
+    };
+    // Sized so serializing never reallocates, which would leave PAN copies in freed memory.
+    let capacity = 128 + 6 * (pan.len() + args.domain.len());
+    Ok(ApiCall {
+        method: Method::POST,
+        path: "/v1/tokens".to_owned(),
+        body: Some(to_json(&body, capacity)?),
+    })
+}
+
+fn token_call(method: Method, t: &TokenRef, suffix: &str) -> ApiCall {
+    ApiCall {
+        method,
+        path: format!(
+            "/v1/tokens/{}{suffix}?domain={}",
+            percent_encode(&t.token),
+            percent_encode(&t.domain)
+        ),
+        body: None,
+    }
+}
+
+fn to_json<T: Serialize>(body: &T, capacity: usize) -> Result<Vec<u8>, CliError> {
+    let mut out = Vec::with_capacity(capacity);
+    serde_json::to_writer(&mut out, body)
+        .map_err(|e| CliError::Usage(format!("encoding the request: {e}")))?;
+    Ok(out)
+}
+
+/// Reads one line holding the PAN; surrounding whitespace (the newline) is dropped.
+fn read_pan(input: &mut dyn BufRead) -> Result<Zeroizing<String>, CliError> {
+    if std::io::stdin().is_terminal() {
+        eprint!("PAN (input is echoed; prefer piping it): ");
+        let _ = std::io::stderr().flush();
+    }
+    // Capacity above the limit: the buffer never reallocates, so no copy is left behind.
+    let mut line = Zeroizing::new(String::with_capacity(MAX_PAN_LINE as usize + 8));
+    input
+        .take(MAX_PAN_LINE)
+        .read_line(&mut line)
+        .map_err(|e| CliError::Usage(format!("reading the PAN from stdin: {e}")))?;
+    if line.len() as u64 >= MAX_PAN_LINE && !line.ends_with('\n') {
+        return Err(CliError::Usage(
+            "the PAN line on stdin is too long".to_owned(),
+        ));
+    }
+    let pan = Zeroizing::new(line.trim().to_owned());
+    if pan.is_empty() {
+        return Err(CliError::Usage("no PAN on stdin".to_owned()));
+    }
+    Ok(pan)
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+mod tests {
+    use super::*;
+    use crate::cli::args::{Cli, Command};
+    use clap::Parser;
+    use serde_json::json;
+
+    fn call(argv: &[&str]) -> ApiCall {
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Tokens(t) => tokens_call(t.command).unwrap(),
+            Command::Health(h) => health_call(&h),
+            other => panic!("not an API call: {other:?}"),
+        }
+    }
+
+    fn body(c: &ApiCall) -> serde_json::Value {
+        serde_json::from_slice(c.body.as_deref().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn create_with_literal_pan_posts_the_api_v1_body() {
+        let c = call(&[
+            "payhsm",
+            "tokens",
+            "create",
+            "--pan",
+            "4111111111111111",
+            "--exp-month",
+            "12",
+            "--exp-year",
+            "2030",
+            "--domain",
+            "ecom",
+        ]);
+        assert_eq!(c.method, Method::POST);
+        assert_eq!(c.path, "/v1/tokens");
+        assert_eq!(
+            body(&c),
+            json!({"pan": "4111111111111111", "exp_month": 12, "exp_year": 2030, "domain": "ecom"})
+        );
+    }
+
+    #[test]
+    fn create_without_expiry_omits_it() {
+        let c = call(&[
+            "payhsm",
+            "tokens",
+            "create",
+            "--pan",
+            "4111111111111111",
+            "--domain",
+            "d",
+        ]);
+        assert_eq!(body(&c), json!({"pan": "4111111111111111", "domain": "d"}));
+    }
+
+    #[test]
+    fn api_call_debug_does_not_show_the_body() {
+        let c = call(&[
+            "payhsm",
+            "tokens",
+            "create",
+            "--pan",
+            "4111111111111111",
+            "--domain",
+            "d",
+        ]);
+        assert!(!format!("{c:?}").contains("4111"));
+    }
+
+    #[test]
+    fn detokenize_posts_token_and_domain() {
+        let c = call(&[
+            "payhsm",
+            "tokens",
+            "detokenize",
+            "--token",
+            "4111119876541111",
+            "--domain",
+            "d",
+        ]);
+        assert_eq!(c.path, "/v1/tokens/detokenize");
+        assert_eq!(
+            body(&c),
+            json!({"token": "4111119876541111", "domain": "d"})
+        );
+    }
+
+    #[test]
+    fn lifecycle_calls_use_the_token_path_and_domain_query() {
+        let expect = [
+            (
+                "get",
+                Method::GET,
+                "/v1/tokens/4111119876541111?domain=ecom%2Feu",
+            ),
+            (
+                "suspend",
+                Method::POST,
+                "/v1/tokens/4111119876541111/suspend?domain=ecom%2Feu",
+            ),
+            (
+                "resume",
+                Method::POST,
+                "/v1/tokens/4111119876541111/resume?domain=ecom%2Feu",
+            ),
+            (
+                "delete",
+                Method::DELETE,
+                "/v1/tokens/4111119876541111?domain=ecom%2Feu",
+            ),
+        ];
+        for (sub, method, path) in expect {
+            let c = call(&[
+                "payhsm",
+                "tokens",
+                sub,
+                "4111119876541111",
+                "--domain",
+                "ecom/eu",
+            ]);
+            assert_eq!((c.method, c.path.as_str()), (method, path), "{sub}");
+            assert!(c.body.is_none());
+        }
+    }
+
+    #[test]
+    fn health_picks_liveness_readiness_or_metrics() {
+        assert_eq!(call(&["payhsm", "health"]).path, "/healthz");
+        assert_eq!(call(&["payhsm", "health", "--ready"]).path, "/readyz");
+        assert_eq!(call(&["payhsm", "health", "--metrics"]).path, "/metrics");
+    }
+
+    #[test]
+    fn pan_is_read_from_one_stdin_line() {
+        let pan = read_pan(&mut &b"4111111111111111\n"[..]).unwrap();
+        assert_eq!(pan.as_str(), "4111111111111111");
+        let pan = read_pan(&mut &b"  5555555555554444\r\nignored"[..]).unwrap();
+        assert_eq!(pan.as_str(), "5555555555554444");
+    }
+
+    #[test]
+    fn empty_or_overlong_stdin_pan_is_refused() {
+        assert!(read_pan(&mut &b""[..]).is_err());
+        assert!(read_pan(&mut &b"\n"[..]).is_err());
+        let long = "1".repeat(200);
+        assert!(read_pan(&mut long.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn percent_encoding_keeps_unreserved_only() {
+        assert_eq!(percent_encode("aZ09-._~"), "aZ09-._~");
+        assert_eq!(
+            percent_encode("a b/c?d&e=f#é"),
+            "a%20b%2Fc%3Fd%26e%3Df%23%C3%A9"
+        );
+    }
+}

@@ -1,0 +1,307 @@
+//! Command-line parsing: every subcommand, defaults, and what clap must refuse.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use super::*;
+use clap::error::ErrorKind;
+use std::path::PathBuf;
+
+fn parse(argv: &[&str]) -> Cli {
+    match Cli::try_parse_from(argv) {
+        Ok(cli) => cli,
+        Err(e) => panic!("{argv:?}: {e}"),
+    }
+}
+
+fn refused(argv: &[&str]) -> ErrorKind {
+    match Cli::try_parse_from(argv) {
+        Ok(cli) => panic!("{argv:?} parsed: {cli:?}"),
+        Err(e) => e.kind(),
+    }
+}
+
+fn tokens(argv: &[&str]) -> TokensArgs {
+    match parse(argv).command {
+        Command::Tokens(t) => t,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn connect_options_have_the_documented_defaults() {
+    // The environment could override defaults; these tests assume it does not set them.
+    if ["PAYHSM_URL", "PAYHSM_CA", "PAYHSM_CERT", "PAYHSM_KEY"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some())
+    {
+        return;
+    }
+    let t = tokens(&["payhsm", "tokens", "get", "123", "--domain", "d"]);
+    assert_eq!(t.connect.url, "https://127.0.0.1:8443");
+    assert_eq!(t.connect.ca, PathBuf::from("keys-sample/ca.pem"));
+    assert_eq!(
+        t.connect.cert,
+        PathBuf::from("keys-sample/clients/gateway.pem")
+    );
+    assert_eq!(
+        t.connect.key,
+        PathBuf::from("keys-sample/clients/gateway.key")
+    );
+    assert!(!t.connect.http2);
+    assert_eq!(t.connect.timeout, 30);
+}
+
+#[test]
+fn connect_options_are_accepted_before_and_after_the_operation() {
+    let t = tokens(&[
+        "payhsm",
+        "tokens",
+        "--url",
+        "https://[::1]:9443",
+        "get",
+        "123",
+        "--domain",
+        "d",
+        "--http2",
+        "--ca",
+        "ca.pem",
+        "--cert",
+        "c.pem",
+        "--key",
+        "c.key",
+    ]);
+    assert_eq!(t.connect.url, "https://[::1]:9443");
+    assert!(t.connect.http2);
+    let opts = t.connect.client_options();
+    assert_eq!(opts.ca, PathBuf::from("ca.pem"));
+    let id = opts.identity.unwrap();
+    assert_eq!(
+        (id.cert, id.key),
+        (PathBuf::from("c.pem"), PathBuf::from("c.key"))
+    );
+}
+
+#[test]
+fn tokens_create_parses_pan_expiry_and_domain() {
+    let t = tokens(&[
+        "payhsm",
+        "tokens",
+        "create",
+        "--pan",
+        "-",
+        "--exp-month",
+        "7",
+        "--exp-year",
+        "2031",
+        "--domain",
+        "ecom",
+    ]);
+    match t.command {
+        TokensCommand::Create(c) => {
+            assert_eq!(c.pan, PanInput::Stdin);
+            assert_eq!((c.exp_month, c.exp_year), (Some(7), Some(2031)));
+            assert_eq!(c.domain, "ecom");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn tokens_create_debug_never_shows_a_literal_pan() {
+    let t = tokens(&[
+        "payhsm",
+        "tokens",
+        "create",
+        "--pan",
+        "4111111111111111",
+        "--domain",
+        "d",
+    ]);
+    let shown = format!("{t:?}");
+    assert!(!shown.contains("4111111111111111"), "{shown}");
+    assert!(shown.contains("<redacted>"));
+}
+
+#[test]
+fn tokens_create_refuses_bad_input() {
+    let base = ["payhsm", "tokens", "create"];
+    let with = |extra: &[&str]| refused(&[&base[..], extra].concat());
+    assert_eq!(with(&["--domain", "d"]), ErrorKind::MissingRequiredArgument);
+    assert_eq!(with(&["--pan", "-"]), ErrorKind::MissingRequiredArgument);
+    assert_eq!(
+        with(&["--pan", "", "--domain", "d"]),
+        ErrorKind::ValueValidation
+    );
+    // Expiry month and year go together.
+    assert_eq!(
+        with(&["--pan", "-", "--domain", "d", "--exp-month", "1"]),
+        ErrorKind::MissingRequiredArgument
+    );
+    assert_eq!(
+        with(&[
+            "--pan",
+            "-",
+            "--domain",
+            "d",
+            "--exp-month",
+            "13",
+            "--exp-year",
+            "2030"
+        ]),
+        ErrorKind::ValueValidation
+    );
+    assert_eq!(
+        with(&[
+            "--pan",
+            "-",
+            "--domain",
+            "d",
+            "--exp-month",
+            "1",
+            "--exp-year",
+            "30"
+        ]),
+        ErrorKind::ValueValidation
+    );
+}
+
+#[test]
+fn tokens_detokenize_parses_token_and_domain() {
+    let t = tokens(&[
+        "payhsm",
+        "tokens",
+        "detokenize",
+        "--token",
+        "T1",
+        "--domain",
+        "d",
+    ]);
+    match t.command {
+        TokensCommand::Detokenize(d) => {
+            assert_eq!((d.token.as_str(), d.domain.as_str()), ("T1", "d"))
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        refused(&["payhsm", "tokens", "detokenize", "--domain", "d"]),
+        ErrorKind::MissingRequiredArgument
+    );
+}
+
+#[test]
+fn tokens_lifecycle_subcommands_take_a_token_and_a_domain() {
+    for sub in ["get", "suspend", "resume", "delete"] {
+        let t = tokens(&["payhsm", "tokens", sub, "T9", "--domain", "d"]);
+        let r = match t.command {
+            TokensCommand::Get(r)
+            | TokensCommand::Suspend(r)
+            | TokensCommand::Resume(r)
+            | TokensCommand::Delete(r) => r,
+            other => panic!("{sub}: {other:?}"),
+        };
+        assert_eq!((r.token.as_str(), r.domain.as_str()), ("T9", "d"), "{sub}");
+        assert_eq!(
+            refused(&["payhsm", "tokens", sub, "T9"]),
+            ErrorKind::MissingRequiredArgument,
+            "{sub}"
+        );
+    }
+}
+
+#[test]
+fn tokens_without_an_operation_is_refused() {
+    assert_eq!(
+        refused(&["payhsm", "tokens"]),
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    );
+}
+
+#[test]
+fn health_flags_parse_and_exclude_each_other() {
+    match parse(&["payhsm", "health", "--ready", "--url", "https://h:1"]).command {
+        Command::Health(h) => {
+            assert!(h.ready && !h.metrics);
+            assert_eq!(h.connect.url, "https://h:1");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        refused(&["payhsm", "health", "--ready", "--metrics"]),
+        ErrorKind::ArgumentConflict
+    );
+}
+
+#[test]
+fn pki_dev_defaults_to_keys_sample() {
+    match parse(&["payhsm", "pki", "dev"]).command {
+        Command::Pki(PkiArgs {
+            command: PkiCommand::Dev { out },
+        }) => {
+            assert_eq!(out, PathBuf::from("keys-sample"))
+        }
+        other => panic!("{other:?}"),
+    }
+    match parse(&["payhsm", "pki", "dev", "--out", "/tmp/x"]).command {
+        Command::Pki(PkiArgs {
+            command: PkiCommand::Dev { out },
+        }) => {
+            assert_eq!(out, PathBuf::from("/tmp/x"))
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn audit_export_and_verify_parse() {
+    match parse(&["payhsm", "audit", "export", "--data-dir", "/var/lib/payhsm"]).command {
+        Command::Audit(AuditArgs {
+            command: AuditCommand::Export { data_dir, out },
+        }) => {
+            assert_eq!(data_dir, PathBuf::from("/var/lib/payhsm"));
+            assert_eq!(out, None);
+        }
+        other => panic!("{other:?}"),
+    }
+    match parse(&[
+        "payhsm",
+        "audit",
+        "verify",
+        "log.jsonl",
+        "--public-key",
+        "k.pem",
+    ])
+    .command
+    {
+        Command::Audit(AuditArgs {
+            command: AuditCommand::Verify { file, public_key },
+        }) => {
+            assert_eq!(file, PathBuf::from("log.jsonl"));
+            assert_eq!(public_key, Some(PathBuf::from("k.pem")));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn unwired_commands_fail_with_exit_code_2() {
+    assert_eq!(
+        run(parse(&["payhsm", "audit", "verify", "log.jsonl"])),
+        EXIT_USAGE
+    );
+}
+
+#[test]
+fn unknown_subcommand_is_refused() {
+    assert_eq!(refused(&["payhsm", "tokenz"]), ErrorKind::InvalidSubcommand);
+}
+
+#[test]
+fn clap_definition_is_consistent() {
+    use clap::CommandFactory;
+    Cli::command().debug_assert();
+}
