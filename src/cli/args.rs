@@ -28,8 +28,7 @@ pub enum Command {
     Pki(PkiArgs),
     /// Export and verify the audit log.
     ///
-    /// MERGE: not wired yet; the handler returns an error until the audit engineer's
-    /// export and verify functions are connected.
+    /// Export and verify the tamper-evident audit log.
     #[command(subcommand_required = true)]
     Audit(AuditArgs),
 }
@@ -223,7 +222,7 @@ pub enum PkiCommand {
     },
 }
 
-/// `payhsm audit ...` (MERGE: not wired yet).
+/// `payhsm audit ...`.
 #[derive(Debug, Args)]
 pub struct AuditArgs {
     /// The audit operation.
@@ -231,7 +230,7 @@ pub struct AuditArgs {
     pub command: AuditCommand,
 }
 
-/// Audit operations (MERGE: not wired yet).
+/// Audit operations.
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Export the audit log as JSON lines.
@@ -247,7 +246,8 @@ pub enum AuditCommand {
     Verify {
         /// The exported log (JSON lines).
         file: PathBuf,
-        /// The audit checkpoint public key (PEM).
+        /// A file holding the expected audit checkpoint public key (the base64url P-256 point,
+        /// as published by the operator); without it the key found in the log is reported.
         #[arg(long)]
         public_key: Option<PathBuf>,
     },

@@ -1,4 +1,4 @@
-//! The `payhsm` command: an API v1 client over mTLS, the dev PKI and (soon) audit tools.
+//! The `payhsm` command: an API v1 client over mTLS, the dev PKI and the audit tools.
 //!
 //! ```text
 //! payhsm tokens create --pan - --domain D [--exp-month M --exp-year Y]   # PAN on stdin
@@ -16,6 +16,7 @@
 //! purpose; request bodies are never printed or logged.
 
 mod args;
+mod audit;
 mod calls;
 mod output;
 
@@ -58,7 +59,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Pki(PkiArgs {
             command: PkiCommand::Dev { out },
         }) => pki_dev(&out),
-        Command::Audit(args) => audit(&args),
+        Command::Audit(args) => audit::run(&args),
     }
 }
 
@@ -92,33 +93,15 @@ fn execute(connect: &ConnectArgs, call: ApiCall) -> i32 {
     }
 }
 
-/// `payhsm pki dev`.
-///
-/// MERGE: `crate::pki::generate_dev_pki` does not exist on this branch yet. Replace the body
-/// with:
-/// ```text
-/// match crate::pki::generate_dev_pki(out) {
-///     Ok(_) => { eprintln!("payhsm: dev PKI written to {}", out.display()); EXIT_OK }
-///     Err(e) => output::fail(&CliError::Usage(format!("pki dev: {e}"))),
-/// }
-/// ```
+/// `payhsm pki dev`: regenerates the dev PKI.
 fn pki_dev(out: &Path) -> i32 {
-    output::fail(&CliError::Usage(format!(
-        "pki dev --out {}: not wired yet (crate::pki::generate_dev_pki is not in this build)",
-        out.display()
-    )))
-}
-
-/// `payhsm audit ...`.
-///
-/// MERGE: not wired yet; connect `AuditCommand::Export` and `AuditCommand::Verify` to the
-/// audit module's export and verify functions.
-fn audit(args: &AuditArgs) -> i32 {
-    let which = match args.command {
-        AuditCommand::Export { .. } => "audit export",
-        AuditCommand::Verify { .. } => "audit verify",
-    };
-    output::fail(&CliError::Usage(format!("{which}: not wired yet")))
+    match crate::pki::generate_dev_pki(out) {
+        Ok(_) => {
+            eprintln!("payhsm: dev PKI written to {}", out.display());
+            EXIT_OK
+        }
+        Err(e) => output::fail(&CliError::Usage(format!("pki dev: {e}"))),
+    }
 }
 
 #[cfg(test)]

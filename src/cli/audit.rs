@@ -1,0 +1,86 @@
+//! `payhsm audit export` and `payhsm audit verify`.
+
+use super::args::{AuditArgs, AuditCommand};
+use super::output::{fail, CliError};
+use super::{EXIT_API_ERROR, EXIT_OK};
+use crate::config::Config;
+use base64::Engine as _;
+use std::io::Write as _;
+use std::path::Path;
+
+/// Runs an audit subcommand and returns the exit code.
+pub fn run(args: &AuditArgs) -> i32 {
+    match &args.command {
+        AuditCommand::Export { data_dir, out } => export(data_dir, out.as_deref()),
+        AuditCommand::Verify { file, public_key } => verify(file, public_key.as_deref()),
+    }
+}
+
+fn export(data_dir: &Path, out: Option<&Path>) -> i32 {
+    if !data_dir.join("payhsm.db").exists() {
+        return fail(&CliError::Usage(format!(
+            "{} holds no payhsm.db: is it a payhsmd dev data directory?",
+            data_dir.display()
+        )));
+    }
+    let unused = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let config = Config::dev(data_dir, unused, Path::new("keys-sample"), Path::new("policies"));
+    // Before the runtime starts any thread: SoftHSM2 reads it when the module loads.
+    crate::daemon::use_softhsm2_conf(&config);
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(&CliError::Usage(format!("starting the runtime: {e}"))),
+    };
+    let text = match runtime.block_on(crate::daemon::export_audit(&config)) {
+        Ok(text) => text,
+        Err(e) => return fail(&CliError::Usage(format!("audit export: {e}"))),
+    };
+    let written = match out {
+        Some(path) => std::fs::write(path, text.as_bytes()),
+        None => std::io::stdout().lock().write_all(text.as_bytes()),
+    };
+    match written {
+        Ok(()) => EXIT_OK,
+        Err(e) => fail(&CliError::Usage(format!("writing the export: {e}"))),
+    }
+}
+
+fn verify(file: &Path, public_key: Option<&Path>) -> i32 {
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => return fail(&CliError::Usage(format!("{}: {e}", file.display()))),
+    };
+    let expected = match public_key.map(read_public_key).transpose() {
+        Ok(k) => k,
+        Err(e) => return fail(&e),
+    };
+    match crate::audit::verify_export(&text, expected.as_deref()) {
+        Ok(summary) => {
+            println!(
+                "intact: {} records, head {}, checkpoint signed by {}",
+                summary.records, summary.head, summary.public_key
+            );
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("payhsm: audit log is NOT intact: {e}");
+            EXIT_API_ERROR
+        }
+    }
+}
+
+fn read_public_key(path: &Path) -> Result<Vec<u8>, CliError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))?;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text.trim())
+        .map_err(|_| {
+            CliError::Usage(format!(
+                "{}: expected the base64url (no padding) P-256 public key",
+                path.display()
+            ))
+        })
+}
