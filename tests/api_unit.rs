@@ -187,8 +187,8 @@ async fn client_without_a_certificate_is_refused_in_the_handshake() {
 
 #[tokio::test]
 async fn client_certificate_from_another_ca_is_refused() {
-    let ca = ca("ca");
     let other = ca("another CA");
+    let ca = ca("ca");
     let srv = server(&ca, None);
     let client = leaf(&other, client_params("spiffe://pay.example/intruder", 8));
     let err = handshake(&srv, client_config(&ca, Some(&client), TLS13))
