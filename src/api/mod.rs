@@ -1,1 +1,45 @@
-//! SKELETON: api.
+//! API v1: routing, request and response types, the one error-to-HTTP mapping.
+//!
+//! Handlers are thin: decode, call one service function, encode.
+//!
+//! - [`error`]: [`ApiError`] and its mapping to status and code.
+//! - [`types`]: request and response bodies.
+//! - [`body`]: size-limited request bodies, zeroized response bodies, request ids.
+
+pub mod body;
+pub mod error;
+mod routes;
+pub mod types;
+
+pub use body::SecretBuf;
+pub use error::ApiError;
+pub use routes::handle;
+
+use crate::keys::Hsm;
+use crate::service::Vault;
+use crate::telemetry::Metrics;
+use std::sync::Arc;
+
+/// Everything a request handler needs.
+pub struct App {
+    /// The card vault use cases.
+    pub vault: Vault,
+    /// The HSM (for readiness).
+    pub hsm: Hsm,
+    /// Metrics, shared with the store wrapper.
+    pub metrics: Arc<Metrics>,
+    /// The largest request body accepted.
+    pub max_body_bytes: usize,
+}
+
+impl App {
+    /// Bundles the vault, HSM handle, metrics and body limit.
+    pub fn new(vault: Vault, hsm: Hsm, metrics: Arc<Metrics>, max_body_bytes: usize) -> Self {
+        Self {
+            vault,
+            hsm,
+            metrics,
+            max_body_bytes,
+        }
+    }
+}

@@ -1,1 +1,15 @@
-//! SKELETON: transport.
+//! The network edge: a rustls listener that accepts only TLS 1.3 clients holding a
+//! certificate from the configured client CA, the caller's identity taken from that
+//! certificate, and HTTP/1.1 and HTTP/2 served by hyper over it.
+//!
+//! - [`tls`]: the rustls server configuration from PEM files.
+//! - [`identity`]: the principal from a client certificate (sans-io, fuzzed).
+//! - [`server`]: the accept loop: connection bound, handshake timeout, graceful drain.
+
+pub mod identity;
+pub mod server;
+pub mod tls;
+
+pub use identity::{principal_from_certificate, IdentityError};
+pub use server::{run, ServerLimits};
+pub use tls::{server_config, TlsError, TlsFiles};

@@ -1,0 +1,290 @@
+//! Request and response bytes: bodies read under a size limit into zeroized buffers,
+//! responses encoded into a [`SecretBuf`] that zeroizes when hyper drops it, and request ids.
+
+use super::error::ApiError;
+use bytes::Buf;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::body::Body;
+use hyper::header::{HeaderMap, CONTENT_LENGTH, CONTENT_TYPE};
+use serde::Serialize;
+use std::fmt::Display;
+use zeroize::Zeroizing;
+
+/// A response body: owned bytes zeroized on drop, read through a cursor.
+///
+/// Every response body is one of these, so a released PAN does not outlive the response in
+/// payhsm's own buffers. (hyper and rustls copy the bytes into their write buffers; those
+/// copies are outside our control.)
+#[derive(Default)]
+pub struct SecretBuf {
+    bytes: Zeroizing<Vec<u8>>,
+    pos: usize,
+}
+
+impl SecretBuf {
+    /// Wraps `bytes`, positioned at the start.
+    pub fn new(bytes: Zeroizing<Vec<u8>>) -> Self {
+        Self { bytes, pos: 0 }
+    }
+
+    /// A copy of `bytes` (for non-secret bodies).
+    pub fn copy_from(bytes: &[u8]) -> Self {
+        Self::new(Zeroizing::new(bytes.to_vec()))
+    }
+}
+
+impl std::fmt::Debug for SecretBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretBuf({} bytes left)", self.remaining())
+    }
+}
+
+impl Buf for SecretBuf {
+    fn remaining(&self) -> usize {
+        self.bytes.len().saturating_sub(self.pos)
+    }
+
+    fn chunk(&self) -> &[u8] {
+        self.bytes.get(self.pos..).unwrap_or_default()
+    }
+
+    fn advance(&mut self, cnt: usize) {
+        self.pos = self.pos.saturating_add(cnt).min(self.bytes.len());
+    }
+}
+
+/// A `Write` into a zeroized buffer that, when it must grow, copies into a new zeroized
+/// allocation instead of letting `Vec` reallocate (which would leave the old bytes behind).
+struct ZeroizingWriter(Zeroizing<Vec<u8>>);
+
+impl std::io::Write for ZeroizingWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let needed = self.0.len().saturating_add(data.len());
+        if needed > self.0.capacity() {
+            let mut bigger = Zeroizing::new(Vec::with_capacity(needed.saturating_mul(2)));
+            bigger.extend_from_slice(&self.0);
+            self.0 = bigger;
+        }
+        self.0.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Serializes `value` as JSON into a [`SecretBuf`].
+pub fn json<T: Serialize>(value: &T) -> Result<SecretBuf, ApiError> {
+    let mut w = ZeroizingWriter(Zeroizing::new(Vec::with_capacity(512)));
+    serde_json::to_writer(&mut w, value).map_err(|_| ApiError::Internal)?;
+    Ok(SecretBuf::new(w.0))
+}
+
+/// Reads a request body of at most `limit` bytes into a zeroized buffer. A larger body is
+/// `PayloadTooLarge`, refused from its `content-length` before reading when it has one.
+pub async fn read_body<B>(
+    headers: &HeaderMap,
+    body: B,
+    limit: usize,
+) -> Result<Zeroizing<Vec<u8>>, ApiError>
+where
+    B: Body,
+    B::Error: Display,
+{
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    // Sized up front so the buffer never reallocates (which would leave copies behind).
+    let mut buf = Zeroizing::new(Vec::with_capacity(declared.unwrap_or(limit).min(limit)));
+    let limited = Limited::new(body.map_err(|e| e.to_string()), limit);
+    let mut limited = std::pin::pin!(limited);
+    while let Some(frame) = limited.frame().await {
+        let frame = frame.map_err(|e| {
+            if e.downcast_ref::<LengthLimitError>().is_some() {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::Malformed("the request body could not be read")
+            }
+        })?;
+        if let Ok(mut data) = frame.into_data() {
+            if buf.len().saturating_add(data.remaining()) > buf.capacity() {
+                // Only when content-length understated the body; hyper normally refuses that.
+                return Err(ApiError::Malformed(
+                    "the body is longer than its content-length",
+                ));
+            }
+            while data.has_remaining() {
+                let chunk = data.chunk();
+                let n = chunk.len();
+                buf.extend_from_slice(chunk);
+                data.advance(n);
+            }
+        }
+    }
+    Ok(buf)
+}
+
+/// Refuses a request whose body is not declared as `application/json`.
+pub fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    let essence = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(str::trim);
+    match essence {
+        Some(t) if t.eq_ignore_ascii_case("application/json") => Ok(()),
+        _ => Err(ApiError::UnsupportedMediaType),
+    }
+}
+
+/// The longest incoming request id echoed back.
+pub const MAX_REQUEST_ID_LEN: usize = 64;
+
+/// The caller's `x-request-id` when it is 1 to 64 characters of `[A-Za-z0-9_-]`, else a new
+/// one (16 random bytes in hex).
+pub fn request_id(headers: &HeaderMap) -> String {
+    let given = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| {
+            !id.is_empty()
+                && id.len() <= MAX_REQUEST_ID_LEN
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+    match given {
+        Some(id) => id.to_owned(),
+        None => new_request_id(),
+    }
+}
+
+/// 16 random bytes as 32 lowercase hex digits.
+fn new_request_id() -> String {
+    use std::fmt::Write as _;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let mut raw = [0u8; 16];
+    if getrandom::getrandom(&mut raw).is_err() {
+        // Ids need to be unique, not secret: fall back to a process counter.
+        static FALLBACK: AtomicU64 = AtomicU64::new(0);
+        return format!("local-{}", FALLBACK.fetch_add(1, Ordering::Relaxed));
+    }
+    let mut id = String::with_capacity(32);
+    for b in raw {
+        let _ = write!(id, "{b:02x}");
+    }
+    id
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use hyper::header::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn sane_request_id_is_echoed() {
+        let h = headers(&[("x-request-id", "abc-DEF_123")]);
+        assert_eq!(request_id(&h), "abc-DEF_123");
+        let long = "a".repeat(64);
+        assert_eq!(request_id(&headers(&[("x-request-id", &long)])), long);
+    }
+
+    #[test]
+    fn missing_or_odd_request_id_is_replaced_by_a_random_one() {
+        let too_long = "a".repeat(65);
+        for h in [
+            headers(&[]),
+            headers(&[("x-request-id", "")]),
+            headers(&[("x-request-id", "has space")]),
+            headers(&[("x-request-id", "semi;colon")]),
+            headers(&[("x-request-id", &too_long)]),
+        ] {
+            let id = request_id(&h);
+            assert_eq!(id.len(), 32, "{id}");
+            assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+        }
+        assert_ne!(request_id(&headers(&[])), request_id(&headers(&[])));
+    }
+
+    #[tokio::test]
+    async fn body_within_limit_is_read() {
+        let body = Full::new(Bytes::from_static(b"{\"a\":1}"));
+        let got = read_body(&headers(&[]), body, 16).await.unwrap();
+        assert_eq!(&got[..], b"{\"a\":1}");
+    }
+
+    #[tokio::test]
+    async fn oversized_body_is_payload_too_large() {
+        let body = Full::new(Bytes::from(vec![b'x'; 17]));
+        let e = read_body(&headers(&[]), body, 16).await.unwrap_err();
+        assert_eq!((e.status().as_u16(), e.code()), (413, "payload_too_large"));
+    }
+
+    #[tokio::test]
+    async fn oversized_content_length_is_refused_before_reading() {
+        let body = Full::new(Bytes::from_static(b"{}"));
+        let h = headers(&[("content-length", "1000000")]);
+        let e = read_body(&h, body, 16).await.unwrap_err();
+        assert_eq!(e.code(), "payload_too_large");
+    }
+
+    #[test]
+    fn only_json_content_type_is_accepted() {
+        assert!(require_json(&headers(&[("content-type", "application/json")])).is_ok());
+        assert!(require_json(&headers(&[(
+            "content-type",
+            "Application/JSON; charset=utf-8"
+        )]))
+        .is_ok());
+        for bad in [
+            headers(&[]),
+            headers(&[("content-type", "text/plain")]),
+            headers(&[("content-type", "application/x-www-form-urlencoded")]),
+        ] {
+            assert_eq!(
+                require_json(&bad).unwrap_err().code(),
+                "unsupported_media_type"
+            );
+        }
+    }
+
+    #[test]
+    fn secret_buf_reads_through_its_cursor() {
+        let mut b = SecretBuf::copy_from(b"hello");
+        assert_eq!(b.remaining(), 5);
+        assert_eq!(b.chunk(), b"hello");
+        b.advance(2);
+        assert_eq!(b.chunk(), b"llo");
+        b.advance(10);
+        assert_eq!(b.remaining(), 0);
+        assert!(b.chunk().is_empty());
+    }
+
+    #[test]
+    fn json_grows_beyond_its_initial_capacity() {
+        let long = "x".repeat(2000);
+        let b = json(&serde_json::json!({ "v": long })).unwrap();
+        assert_eq!(b.remaining(), 2000 + 8);
+    }
+}

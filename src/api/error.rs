@@ -1,0 +1,189 @@
+//! The one mapping from errors to what the caller sees: HTTP status, stable `code`, and the
+//! body `{"error":{"code":"..","message":".."}}`. Messages are written by payhsm and never
+//! contain request content, a PAN or key material.
+
+use crate::card::CardError;
+use crate::keys::KeyError;
+use crate::service;
+use hyper::StatusCode;
+
+/// Why a request was not answered with success.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// The use case refused or failed.
+    Service(service::Error),
+    /// The body or query does not decode: bad JSON, a missing, unknown or mistyped field, a
+    /// bad query (400). The text is written by payhsm, never copied from the request.
+    Malformed(&'static str),
+    /// The body is larger than the limit (413).
+    PayloadTooLarge,
+    /// No such route (404).
+    NotFound,
+    /// The route exists but not for this method (405); `allow` lists the methods that do.
+    MethodNotAllowed {
+        /// The value of the `allow` header.
+        allow: &'static str,
+    },
+    /// A request body that is not `application/json` (415).
+    UnsupportedMediaType,
+    /// A bug: an invariant did not hold while encoding the answer (500).
+    Internal,
+}
+
+impl ApiError {
+    /// The HTTP status and the stable code. The only place errors are mapped.
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        use service::Error as S;
+        match self {
+            Self::Service(e) => match e {
+                S::Invalid(c) => (StatusCode::UNPROCESSABLE_ENTITY, c.code()),
+                S::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+                S::TokenNotFound => (StatusCode::NOT_FOUND, "token_not_found"),
+                S::TokenSuspended => (StatusCode::CONFLICT, "token_suspended"),
+                S::TokenStateConflict(_) => (StatusCode::CONFLICT, "token_state_conflict"),
+                S::TokenSpaceExhausted => (StatusCode::CONFLICT, "token_space_exhausted"),
+                S::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
+                S::Keys(KeyError::Integrity) => (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "record_integrity_failure",
+                ),
+                S::Keys(_) => (StatusCode::SERVICE_UNAVAILABLE, "keys_unavailable"),
+            },
+            Self::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed_request"),
+            Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            Self::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            Self::UnsupportedMediaType => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
+        }
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status_and_code().0
+    }
+
+    /// The stable snake_case code.
+    pub fn code(&self) -> &'static str {
+        self.status_and_code().1
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Service(e) => e.fmt(f),
+            Self::Malformed(m) => f.write_str(m),
+            Self::PayloadTooLarge => f.write_str("the request body is too large"),
+            Self::NotFound => f.write_str("no such route"),
+            Self::MethodNotAllowed { allow } => {
+                write!(f, "method not allowed on this route; allowed: {allow}")
+            }
+            Self::UnsupportedMediaType => f.write_str("the request body must be application/json"),
+            Self::Internal => f.write_str("internal error"),
+        }
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+impl From<service::Error> for ApiError {
+    fn from(e: service::Error) -> Self {
+        Self::Service(e)
+    }
+}
+
+impl From<CardError> for ApiError {
+    fn from(e: CardError) -> Self {
+        Self::Service(service::Error::Invalid(e))
+    }
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+mod tests {
+    use super::*;
+    use crate::card::TokenStatus;
+    use crate::store::StoreError;
+
+    #[test]
+    fn every_error_maps_to_its_status_and_code() {
+        let table: Vec<(ApiError, u16, &str)> = vec![
+            (CardError::InvalidPan.into(), 422, "invalid_pan"),
+            (CardError::InvalidExpiry.into(), 422, "invalid_expiry"),
+            (CardError::InvalidToken.into(), 422, "invalid_token"),
+            (CardError::InvalidDomain.into(), 422, "invalid_domain"),
+            (service::Error::Forbidden.into(), 403, "forbidden"),
+            (service::Error::TokenNotFound.into(), 404, "token_not_found"),
+            (
+                service::Error::TokenSuspended.into(),
+                409,
+                "token_suspended",
+            ),
+            (
+                service::Error::TokenStateConflict(TokenStatus::Deleted).into(),
+                409,
+                "token_state_conflict",
+            ),
+            (
+                service::Error::TokenSpaceExhausted.into(),
+                409,
+                "token_space_exhausted",
+            ),
+            (
+                service::Error::Store(StoreError::Closed).into(),
+                503,
+                "store_unavailable",
+            ),
+            (
+                service::Error::Keys(KeyError::Integrity).into(),
+                500,
+                "record_integrity_failure",
+            ),
+            (
+                service::Error::Keys(KeyError::NoActiveKey).into(),
+                503,
+                "keys_unavailable",
+            ),
+            (
+                service::Error::Keys(KeyError::Random).into(),
+                503,
+                "keys_unavailable",
+            ),
+            (ApiError::Malformed("x"), 400, "malformed_request"),
+            (ApiError::PayloadTooLarge, 413, "payload_too_large"),
+            (ApiError::NotFound, 404, "not_found"),
+            (
+                ApiError::MethodNotAllowed { allow: "GET" },
+                405,
+                "method_not_allowed",
+            ),
+            (
+                ApiError::UnsupportedMediaType,
+                415,
+                "unsupported_media_type",
+            ),
+            (ApiError::Internal, 500, "internal_error"),
+        ];
+        for (err, status, code) in table {
+            assert_eq!(err.status().as_u16(), status, "{err:?}");
+            assert_eq!(err.code(), code, "{err:?}");
+        }
+    }
+
+    #[test]
+    fn store_error_details_stay_out_of_the_message() {
+        let e = ApiError::from(service::Error::Store(StoreError::Unavailable(
+            "/var/lib/payhsm/vault.db: disk I/O error".to_owned(),
+        )));
+        assert_eq!(e.to_string(), "the vault store is unavailable");
+    }
+}

@@ -1,0 +1,448 @@
+//! Routing and the thin handlers.
+
+use super::body::{json, read_body, request_id, require_json, SecretBuf};
+use super::error::ApiError;
+use super::types::{
+    decode, domain_from_query, DetokenizeRequest, DetokenizeResponse, DomainBody, ErrorDetail,
+    ErrorResponse, MetadataResponse, TokenizeRequest, TokenizeResponse,
+};
+use super::App;
+use crate::card::{Domain, StatusChange, Token};
+use crate::policy::Principal;
+use crate::service::{Caller, Tokenized};
+use http_body_util::Full;
+use hyper::body::Body;
+use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
+use hyper::http::request::Parts;
+use hyper::{Method, Request, Response, StatusCode};
+use std::fmt::Display;
+use std::time::{Duration, Instant};
+
+/// How long `/readyz` waits for each dependency.
+const READY_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+const JSON: &str = "application/json";
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4";
+
+/// A matched route. Token path segments are kept raw and parsed by the handler (422).
+enum Route<'a> {
+    Tokenize,
+    Detokenize,
+    Metadata(&'a str),
+    Change(&'a str, StatusChange),
+    Healthz,
+    Readyz,
+    Metrics,
+}
+
+/// A successful answer before headers are added.
+struct Reply {
+    status: StatusCode,
+    content_type: &'static str,
+    body: SecretBuf,
+}
+
+impl Reply {
+    fn json(status: StatusCode, body: SecretBuf) -> Self {
+        Self {
+            status,
+            content_type: JSON,
+            body,
+        }
+    }
+}
+
+/// Answers one request from `principal`. Never fails: errors become JSON error responses.
+pub async fn handle<B>(
+    app: &App,
+    principal: &Principal,
+    req: Request<B>,
+) -> Response<Full<SecretBuf>>
+where
+    B: Body,
+    B::Error: Display,
+{
+    let started = Instant::now();
+    let (parts, body) = req.into_parts();
+    let caller = Caller {
+        principal: principal.clone(),
+        request_id: request_id(&parts.headers),
+    };
+    let (label, route) = resolve(&parts.method, parts.uri.path());
+    let result = match route {
+        Ok(route) => dispatch(app, &caller, route, &parts, body).await,
+        Err(e) => Err(e),
+    };
+    let response = match result {
+        Ok(reply) => respond(reply, &caller.request_id),
+        Err(e) => error_response(&e, &caller.request_id),
+    };
+    app.metrics
+        .record_request(label, response.status().as_u16(), started.elapsed());
+    response
+}
+
+/// The route for a method and path, with its metrics label.
+fn resolve<'a>(method: &Method, path: &'a str) -> (&'static str, Result<Route<'a>, ApiError>) {
+    let only = |m: Method, allow: &'static str, route: Route<'a>| {
+        if *method == m {
+            Ok(route)
+        } else {
+            Err(ApiError::MethodNotAllowed { allow })
+        }
+    };
+    match path {
+        "/healthz" => ("healthz", only(Method::GET, "GET", Route::Healthz)),
+        "/readyz" => ("readyz", only(Method::GET, "GET", Route::Readyz)),
+        "/metrics" => ("metrics", only(Method::GET, "GET", Route::Metrics)),
+        "/v1/tokens" => ("tokenize", only(Method::POST, "POST", Route::Tokenize)),
+        "/v1/tokens/detokenize" => ("detokenize", only(Method::POST, "POST", Route::Detokenize)),
+        _ => match path
+            .strip_prefix("/v1/tokens/")
+            .map(|rest| rest.split('/').collect::<Vec<_>>())
+            .as_deref()
+        {
+            Some([token]) if !token.is_empty() => match *method {
+                Method::GET => ("metadata", Ok(Route::Metadata(token))),
+                Method::DELETE => ("delete", Ok(Route::Change(token, StatusChange::Delete))),
+                _ => (
+                    "metadata",
+                    Err(ApiError::MethodNotAllowed {
+                        allow: "GET, DELETE",
+                    }),
+                ),
+            },
+            Some([token, "suspend"]) if !token.is_empty() => (
+                "suspend",
+                only(
+                    Method::POST,
+                    "POST",
+                    Route::Change(token, StatusChange::Suspend),
+                ),
+            ),
+            Some([token, "resume"]) if !token.is_empty() => (
+                "resume",
+                only(
+                    Method::POST,
+                    "POST",
+                    Route::Change(token, StatusChange::Resume),
+                ),
+            ),
+            _ => ("unmatched", Err(ApiError::NotFound)),
+        },
+    }
+}
+
+/// Decodes, calls one service function, encodes.
+async fn dispatch<B>(
+    app: &App,
+    caller: &Caller,
+    route: Route<'_>,
+    parts: &Parts,
+    body: B,
+) -> Result<Reply, ApiError>
+where
+    B: Body,
+    B::Error: Display,
+{
+    match route {
+        Route::Tokenize => {
+            require_json(&parts.headers)?;
+            let bytes = read_body(&parts.headers, body, app.max_body_bytes).await?;
+            let input = decode::<TokenizeRequest>(&bytes)?.into_input()?;
+            let (status, view) = match app.vault.tokenize(caller, input).await? {
+                Tokenized::Created(v) => (StatusCode::CREATED, v),
+                Tokenized::Existing(v) => (StatusCode::OK, v),
+            };
+            Ok(Reply::json(status, json(&TokenizeResponse::from(&view))?))
+        }
+        Route::Detokenize => {
+            require_json(&parts.headers)?;
+            let bytes = read_body(&parts.headers, body, app.max_body_bytes).await?;
+            let (token, domain) = decode::<DetokenizeRequest>(&bytes)?.parse()?;
+            let out = app.vault.detokenize(caller, &token, &domain).await?;
+            let pan =
+                std::str::from_utf8(out.pan.expose_digits()).map_err(|_| ApiError::Internal)?;
+            let body = json(&DetokenizeResponse {
+                pan,
+                exp_month: out.expiry.map(|e| e.month()),
+                exp_year: out.expiry.map(|e| e.year()),
+            })?;
+            Ok(Reply::json(StatusCode::OK, body))
+        }
+        Route::Metadata(token) => {
+            let token = Token::parse(token)?;
+            let domain = domain_from_query(parts.uri.query())?.ok_or(ApiError::Malformed(
+                "the `domain` query parameter is required",
+            ))?;
+            let domain = Domain::parse(domain)?;
+            let view = app.vault.metadata(caller, &token, &domain).await?;
+            Ok(Reply::json(
+                StatusCode::OK,
+                json(&MetadataResponse::from(&view))?,
+            ))
+        }
+        Route::Change(token, change) => {
+            let token = Token::parse(token)?;
+            let domain = lifecycle_domain(app, parts, body).await?;
+            let view = app
+                .vault
+                .change_status(caller, &token, &domain, change)
+                .await?;
+            Ok(Reply::json(
+                StatusCode::OK,
+                json(&MetadataResponse::from(&view))?,
+            ))
+        }
+        Route::Healthz => Ok(Reply::json(
+            StatusCode::OK,
+            SecretBuf::copy_from(br#"{"status":"ok"}"#),
+        )),
+        Route::Readyz => readiness(app).await,
+        Route::Metrics => Ok(Reply {
+            status: StatusCode::OK,
+            content_type: PROMETHEUS_TEXT,
+            body: SecretBuf::copy_from(app.metrics.render().as_bytes()),
+        }),
+    }
+}
+
+/// The domain of a suspend, resume or delete: the `domain` query parameter, else a JSON body
+/// `{"domain": ".."}`.
+async fn lifecycle_domain<B>(app: &App, parts: &Parts, body: B) -> Result<Domain, ApiError>
+where
+    B: Body,
+    B::Error: Display,
+{
+    if let Some(domain) = domain_from_query(parts.uri.query())? {
+        return Ok(Domain::parse(domain)?);
+    }
+    let bytes = read_body(&parts.headers, body, app.max_body_bytes).await?;
+    if bytes.is_empty() {
+        return Err(ApiError::Malformed(
+            "the domain is required, as a `domain` query parameter or a JSON body",
+        ));
+    }
+    require_json(&parts.headers)?;
+    Ok(Domain::parse(&decode::<DomainBody>(&bytes)?.domain)?)
+}
+
+/// `/readyz`: 200 when the HSM and the store answer, else 503; the body names each check.
+/// The key ring is loaded before the server starts, so `keys` is always `ok` here.
+async fn readiness(app: &App) -> Result<Reply, ApiError> {
+    let hsm = async {
+        let started = Instant::now();
+        let r = tokio::time::timeout(READY_CHECK_TIMEOUT, app.hsm.ping()).await;
+        app.metrics.record_hsm("ping", started.elapsed());
+        match r {
+            Ok(Ok(())) => "ok",
+            Ok(Err(e)) => {
+                tracing::warn!(error = ?e, "readiness: HSM ping failed");
+                "hsm_unavailable"
+            }
+            Err(_) => {
+                tracing::warn!("readiness: HSM ping timed out");
+                "hsm_timeout"
+            }
+        }
+    };
+    let store = async {
+        match tokio::time::timeout(READY_CHECK_TIMEOUT, app.vault.store().ping()).await {
+            Ok(Ok(())) => "ok",
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "readiness: store ping failed");
+                "store_unavailable"
+            }
+            Err(_) => {
+                tracing::warn!("readiness: store ping timed out");
+                "store_timeout"
+            }
+        }
+    };
+    let (hsm, store) = tokio::join!(hsm, store);
+    let ready = hsm == "ok" && store == "ok";
+    let body = serde_json::json!({
+        "status": if ready { "ready" } else { "not_ready" },
+        "checks": { "hsm": hsm, "store": store, "keys": "ok" },
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    Ok(Reply::json(status, json(&body)?))
+}
+
+/// Builds the response with `content-type` and `x-request-id`.
+fn respond(reply: Reply, request_id: &str) -> Response<Full<SecretBuf>> {
+    let mut response = Response::new(Full::new(reply.body));
+    *response.status_mut() = reply.status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(reply.content_type));
+    // Request ids are checked or generated as [A-Za-z0-9_-], always a valid header value.
+    if let Ok(id) = HeaderValue::from_str(request_id) {
+        headers.insert("x-request-id", id);
+    }
+    response
+}
+
+/// The JSON error response for `e`.
+pub(super) fn error_response(e: &ApiError, request_id: &str) -> Response<Full<SecretBuf>> {
+    let (status, code) = e.status_and_code();
+    let message = e.to_string();
+    let body = json(&ErrorResponse {
+        error: ErrorDetail {
+            code,
+            message: &message,
+        },
+    })
+    .unwrap_or_else(|_| {
+        SecretBuf::copy_from(br#"{"error":{"code":"internal_error","message":"internal error"}}"#)
+    });
+    let mut response = respond(
+        Reply {
+            status,
+            content_type: JSON,
+            body,
+        },
+        request_id,
+    );
+    if let ApiError::MethodNotAllowed { allow } = e {
+        response
+            .headers_mut()
+            .insert(ALLOW, HeaderValue::from_static(allow));
+    }
+    response
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+mod tests {
+    use super::*;
+    use bytes::Buf;
+    use http_body_util::BodyExt;
+
+    fn route(method: Method, path: &str) -> (&'static str, Result<&'static str, &'static str>) {
+        let (label, r) = resolve(&method, path);
+        let r = r
+            .map(|r| match r {
+                Route::Tokenize => "tokenize",
+                Route::Detokenize => "detokenize",
+                Route::Metadata(_) => "metadata",
+                Route::Change(_, c) => c.as_str(),
+                Route::Healthz => "healthz",
+                Route::Readyz => "readyz",
+                Route::Metrics => "metrics",
+            })
+            .map_err(|e| e.code());
+        (label, r)
+    }
+
+    #[test]
+    fn routes_resolve_by_method_and_path() {
+        assert_eq!(
+            route(Method::POST, "/v1/tokens"),
+            ("tokenize", Ok("tokenize"))
+        );
+        assert_eq!(
+            route(Method::POST, "/v1/tokens/detokenize"),
+            ("detokenize", Ok("detokenize"))
+        );
+        assert_eq!(
+            route(Method::GET, "/v1/tokens/4111119876541111"),
+            ("metadata", Ok("metadata"))
+        );
+        assert_eq!(
+            route(Method::DELETE, "/v1/tokens/4111119876541111"),
+            ("delete", Ok("delete"))
+        );
+        assert_eq!(
+            route(Method::POST, "/v1/tokens/4111119876541111/suspend"),
+            ("suspend", Ok("suspend"))
+        );
+        assert_eq!(
+            route(Method::POST, "/v1/tokens/4111119876541111/resume"),
+            ("resume", Ok("resume"))
+        );
+        assert_eq!(route(Method::GET, "/healthz"), ("healthz", Ok("healthz")));
+        assert_eq!(route(Method::GET, "/readyz"), ("readyz", Ok("readyz")));
+        assert_eq!(route(Method::GET, "/metrics"), ("metrics", Ok("metrics")));
+    }
+
+    #[test]
+    fn unknown_paths_are_not_found_and_wrong_methods_not_allowed() {
+        for path in [
+            "/",
+            "/v1",
+            "/v1/tokens/",
+            "/v1/tokens/1/2/3",
+            "/v1/tokens/1/freeze",
+            "/v2/tokens",
+        ] {
+            assert_eq!(
+                route(Method::GET, path),
+                ("unmatched", Err("not_found")),
+                "{path}"
+            );
+        }
+        assert_eq!(
+            route(Method::GET, "/v1/tokens"),
+            ("tokenize", Err("method_not_allowed"))
+        );
+        assert_eq!(
+            route(Method::GET, "/v1/tokens/detokenize"),
+            ("detokenize", Err("method_not_allowed"))
+        );
+        assert_eq!(
+            route(Method::PUT, "/v1/tokens/4111119876541111"),
+            ("metadata", Err("method_not_allowed"))
+        );
+        assert_eq!(
+            route(Method::POST, "/healthz"),
+            ("healthz", Err("method_not_allowed"))
+        );
+    }
+
+    async fn body_of(r: Response<Full<SecretBuf>>) -> serde_json::Value {
+        let mut buf = r.into_body().collect().await.unwrap().aggregate();
+        let bytes = buf.copy_to_bytes(buf.remaining());
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[tokio::test]
+    async fn error_responses_have_the_stable_shape_and_headers() {
+        let r = error_response(&ApiError::MethodNotAllowed { allow: "POST" }, "req-1");
+        assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(r.headers()[CONTENT_TYPE], "application/json");
+        assert_eq!(r.headers()["x-request-id"], "req-1");
+        assert_eq!(r.headers()[ALLOW], "POST");
+        let v = body_of(r).await;
+        assert_eq!(v["error"]["code"], "method_not_allowed");
+        assert!(v["error"]["message"].as_str().unwrap().contains("POST"));
+        assert_eq!(v.as_object().unwrap().len(), 1);
+        assert_eq!(v["error"].as_object().unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn detokenize_response_carries_digits_and_null_expiry() {
+        let pan = crate::card::Pan::parse("4111111111111111").unwrap();
+        let digits = std::str::from_utf8(pan.expose_digits()).unwrap();
+        let buf = json(&DetokenizeResponse {
+            pan: digits,
+            exp_month: None,
+            exp_year: None,
+        })
+        .unwrap();
+        let r = respond(Reply::json(StatusCode::OK, buf), "x");
+        let v = body_of(r).await;
+        assert_eq!(
+            v,
+            serde_json::json!({"pan":"4111111111111111","exp_month":null,"exp_year":null})
+        );
+    }
+}

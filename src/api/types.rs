@@ -1,0 +1,369 @@
+//! API v1 request and response bodies, and their decoding.
+//!
+//! Requests refuse unknown fields. The PAN is deserialized straight into [`Pan`] from the
+//! request buffer (never into a `String`); a PAN that is a string but not a valid PAN is kept
+//! as its [`CardError`] so it answers 422, while a PAN of any other JSON type answers 400.
+
+use super::error::ApiError;
+use crate::card::{CardError, Domain, Expiry, Pan, Token};
+use crate::service::{TokenView, TokenizeInput};
+use serde::de::{self, Deserializer, Visitor};
+use serde::{Deserialize, Serialize};
+
+/// The `pan` field: a parsed PAN, or why the string was not one.
+#[derive(Debug)]
+pub struct PanField(pub Result<Pan, CardError>);
+
+impl<'de> Deserialize<'de> for PanField {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(PanVisitor)
+    }
+}
+
+/// Parses the PAN from the string serde hands over (borrowed from the request buffer when it
+/// has no escapes), without an owned copy.
+struct PanVisitor;
+
+impl Visitor<'_> for PanVisitor {
+    type Value = PanField;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a PAN as a string of digits")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<PanField, E> {
+        Ok(PanField(Pan::parse(v)))
+    }
+}
+
+/// `POST /v1/tokens`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenizeRequest {
+    /// The card number.
+    pub pan: PanField,
+    /// Expiry month 1-12; with `exp_year` or not at all.
+    #[serde(default)]
+    pub exp_month: Option<u64>,
+    /// Four-digit expiry year; with `exp_month` or not at all.
+    #[serde(default)]
+    pub exp_year: Option<u64>,
+    /// The token domain.
+    pub domain: String,
+}
+
+impl TokenizeRequest {
+    /// Checks the values and builds the service input.
+    pub fn into_input(self) -> Result<TokenizeInput, ApiError> {
+        let pan = self.pan.0?;
+        let expiry = match (self.exp_month, self.exp_year) {
+            (None, None) => None,
+            (Some(m), Some(y)) => {
+                let m = u8::try_from(m).map_err(|_| CardError::InvalidExpiry)?;
+                let y = u16::try_from(y).map_err(|_| CardError::InvalidExpiry)?;
+                Some(Expiry::new(m, y)?)
+            }
+            _ => return Err(CardError::InvalidExpiry.into()),
+        };
+        let domain = Domain::parse(&self.domain)?;
+        Ok(TokenizeInput {
+            pan,
+            expiry,
+            domain,
+        })
+    }
+}
+
+/// `POST /v1/tokens/detokenize`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetokenizeRequest {
+    /// The token.
+    pub token: String,
+    /// Its domain.
+    pub domain: String,
+}
+
+impl DetokenizeRequest {
+    /// Parses the token and domain.
+    pub fn parse(&self) -> Result<(Token, Domain), ApiError> {
+        Ok((Token::parse(&self.token)?, Domain::parse(&self.domain)?))
+    }
+}
+
+/// The optional JSON body of suspend, resume and delete: `{"domain": ".."}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DomainBody {
+    /// The token's domain.
+    pub domain: String,
+}
+
+/// The answer to a tokenization.
+#[derive(Debug, Serialize)]
+pub struct TokenizeResponse<'a> {
+    /// The token.
+    pub token: &'a str,
+    /// Its domain.
+    pub domain: &'a str,
+    /// Lifecycle state.
+    pub status: &'static str,
+    /// The PAN's last four digits.
+    pub last4: &'a str,
+    /// RFC 3339 UTC.
+    pub created_at: &'a str,
+}
+
+impl<'a> From<&'a TokenView> for TokenizeResponse<'a> {
+    fn from(v: &'a TokenView) -> Self {
+        Self {
+            token: v.token.as_str(),
+            domain: v.domain.as_str(),
+            status: v.status.as_str(),
+            last4: &v.last4,
+            created_at: &v.created_at,
+        }
+    }
+}
+
+/// A token's metadata (read, suspend, resume, delete).
+#[derive(Debug, Serialize)]
+pub struct MetadataResponse<'a> {
+    /// The token.
+    pub token: &'a str,
+    /// Its domain.
+    pub domain: &'a str,
+    /// Lifecycle state.
+    pub status: &'static str,
+    /// The PAN's last four digits.
+    pub last4: &'a str,
+    /// RFC 3339 UTC.
+    pub created_at: &'a str,
+    /// RFC 3339 UTC.
+    pub updated_at: &'a str,
+}
+
+impl<'a> From<&'a TokenView> for MetadataResponse<'a> {
+    fn from(v: &'a TokenView) -> Self {
+        Self {
+            token: v.token.as_str(),
+            domain: v.domain.as_str(),
+            status: v.status.as_str(),
+            last4: &v.last4,
+            created_at: &v.created_at,
+            updated_at: &v.updated_at,
+        }
+    }
+}
+
+/// The answer to a detokenization. `pan` borrows the PAN's digits; it is written straight
+/// into a zeroized response buffer.
+#[derive(Serialize)]
+pub struct DetokenizeResponse<'a> {
+    /// The card number's digits.
+    pub pan: &'a str,
+    /// Expiry month, or null.
+    pub exp_month: Option<u8>,
+    /// Expiry year, or null.
+    pub exp_year: Option<u16>,
+}
+
+/// The error body: `{"error":{"code":"..","message":".."}}`.
+#[derive(Debug, Serialize)]
+pub struct ErrorResponse<'a> {
+    /// The error.
+    pub error: ErrorDetail<'a>,
+}
+
+/// The inside of [`ErrorResponse`].
+#[derive(Debug, Serialize)]
+pub struct ErrorDetail<'a> {
+    /// Stable snake_case code.
+    pub code: &'a str,
+    /// Human-readable text.
+    pub message: &'a str,
+}
+
+/// Decodes a JSON request body. The error says what kind of problem and where, never what
+/// the body contained (serde's messages can quote values, such as a PAN sent as a number).
+pub fn decode<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
+    use serde_json::error::Category;
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::Malformed(match e.classify() {
+            Category::Data => "the body has a missing, unknown or wrongly typed field",
+            Category::Eof => "the body is empty or truncated JSON",
+            Category::Syntax | Category::Io => "the body is not valid JSON",
+        })
+    })
+}
+
+/// The `domain` query parameter: `None` when the query is absent or empty. Any other
+/// parameter, or `domain` twice, is malformed.
+pub fn domain_from_query(query: Option<&str>) -> Result<Option<&str>, ApiError> {
+    let mut domain = None;
+    for pair in query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        match pair.split_once('=') {
+            Some(("domain", value)) if domain.is_none() => domain = Some(value),
+            Some(("domain", _)) => return Err(ApiError::Malformed("`domain` is given twice")),
+            _ => return Err(ApiError::Malformed("unknown query parameter")),
+        }
+    }
+    Ok(domain)
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+mod tests {
+    use super::*;
+
+    fn tokenize(body: &str) -> Result<TokenizeInput, ApiError> {
+        decode::<TokenizeRequest>(body.as_bytes())?.into_input()
+    }
+
+    fn code(r: Result<TokenizeInput, ApiError>) -> (u16, &'static str) {
+        let e = r.unwrap_err();
+        (e.status().as_u16(), e.code())
+    }
+
+    #[test]
+    fn valid_tokenize_request_decodes_with_and_without_expiry() {
+        let i = tokenize(r#"{"pan":"4111111111111111","domain":"shop-1"}"#).unwrap();
+        assert_eq!(i.pan.last4().as_str(), "1111");
+        assert_eq!(i.expiry, None);
+        assert_eq!(i.domain.as_str(), "shop-1");
+        let i =
+            tokenize(r#"{"pan":"4111111111111111","exp_month":12,"exp_year":2030,"domain":"d"}"#)
+                .unwrap();
+        assert_eq!(i.expiry, Some(Expiry::new(12, 2030).unwrap()));
+    }
+
+    #[test]
+    fn pan_as_a_number_is_malformed_and_not_echoed() {
+        let e = tokenize(r#"{"pan":4111111111111111,"domain":"d"}"#).unwrap_err();
+        assert_eq!((e.status().as_u16(), e.code()), (400, "malformed_request"));
+        assert!(!e.to_string().contains("4111"));
+    }
+
+    #[test]
+    fn pan_of_other_types_is_malformed() {
+        for pan in ["null", "true", "[]", "{}", "4.5"] {
+            let body = format!(r#"{{"pan":{pan},"domain":"d"}}"#);
+            assert_eq!(code(tokenize(&body)), (400, "malformed_request"), "{pan}");
+        }
+    }
+
+    #[test]
+    fn pan_string_failing_luhn_is_invalid_pan() {
+        assert_eq!(
+            code(tokenize(r#"{"pan":"4111111111111112","domain":"d"}"#)),
+            (422, "invalid_pan")
+        );
+        assert_eq!(
+            code(tokenize(r#"{"pan":"4111-1111","domain":"d"}"#)),
+            (422, "invalid_pan")
+        );
+    }
+
+    #[test]
+    fn escaped_pan_string_still_parses() {
+        let i = tokenize(r#"{"pan":"\u0034111111111111111","domain":"d"}"#).unwrap();
+        assert_eq!(i.pan.len(), 16);
+    }
+
+    #[test]
+    fn unknown_or_missing_fields_are_malformed() {
+        assert_eq!(
+            code(tokenize(
+                r#"{"pan":"4111111111111111","domain":"d","cvv":"123"}"#
+            )),
+            (400, "malformed_request")
+        );
+        assert_eq!(
+            code(tokenize(r#"{"pan":"4111111111111111"}"#)),
+            (400, "malformed_request")
+        );
+        assert_eq!(code(tokenize("")), (400, "malformed_request"));
+        assert_eq!(code(tokenize("{")), (400, "malformed_request"));
+        assert_eq!(code(tokenize("[1]")), (400, "malformed_request"));
+    }
+
+    #[test]
+    fn expiry_needs_both_month_and_year_in_range() {
+        assert_eq!(
+            code(tokenize(
+                r#"{"pan":"4111111111111111","exp_month":12,"domain":"d"}"#
+            )),
+            (422, "invalid_expiry")
+        );
+        assert_eq!(
+            code(tokenize(
+                r#"{"pan":"4111111111111111","exp_year":2030,"domain":"d"}"#
+            )),
+            (422, "invalid_expiry")
+        );
+        assert_eq!(
+            code(tokenize(
+                r#"{"pan":"4111111111111111","exp_month":13,"exp_year":2030,"domain":"d"}"#
+            )),
+            (422, "invalid_expiry")
+        );
+        assert_eq!(
+            code(tokenize(
+                r#"{"pan":"4111111111111111","exp_month":300,"exp_year":2030,"domain":"d"}"#
+            )),
+            (422, "invalid_expiry")
+        );
+        assert_eq!(
+            code(tokenize(
+                r#"{"pan":"4111111111111111","exp_month":"12","exp_year":2030,"domain":"d"}"#
+            )),
+            (400, "malformed_request")
+        );
+    }
+
+    #[test]
+    fn bad_domain_is_invalid_domain() {
+        assert_eq!(
+            code(tokenize(r#"{"pan":"4111111111111111","domain":"Shop 1"}"#)),
+            (422, "invalid_domain")
+        );
+    }
+
+    #[test]
+    fn detokenize_request_checks_token_and_domain() {
+        let r: DetokenizeRequest = decode(br#"{"token":"4111119876541111","domain":"d"}"#).unwrap();
+        assert!(r.parse().is_ok());
+        let r: DetokenizeRequest = decode(br#"{"token":"abc","domain":"d"}"#).unwrap();
+        assert_eq!(r.parse().unwrap_err().code(), "invalid_token");
+        assert!(decode::<DetokenizeRequest>(br#"{"token":"4111119876541111"}"#).is_err());
+    }
+
+    #[test]
+    fn domain_query_parameter_is_parsed_strictly() {
+        assert_eq!(domain_from_query(None).unwrap(), None);
+        assert_eq!(domain_from_query(Some("")).unwrap(), None);
+        assert_eq!(
+            domain_from_query(Some("domain=shop")).unwrap(),
+            Some("shop")
+        );
+        assert_eq!(
+            domain_from_query(Some("domain=a&domain=b"))
+                .unwrap_err()
+                .code(),
+            "malformed_request"
+        );
+        assert_eq!(
+            domain_from_query(Some("domain=a&x=1")).unwrap_err().code(),
+            "malformed_request"
+        );
+    }
+}

@@ -1,0 +1,94 @@
+//! Store timings without touching the services: a [`Store`] that forwards every call to the
+//! real one and records how long it took.
+
+use super::Metrics;
+use crate::audit::{AuditEvent, AuditRecord};
+use crate::card::{Domain, StatusChange, Token};
+use crate::keys::WrappedDataKey;
+use crate::store::{NewToken, Store, StoreFuture, TokenRecord, TokenizeOutcome, TransitionOutcome};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// A store whose every call is timed into `payhsm_store_duration_seconds{op}`.
+/// Works over a concrete store or `dyn Store`.
+pub struct TimedStore<S: Store + ?Sized> {
+    inner: Arc<S>,
+    metrics: Arc<Metrics>,
+}
+
+impl<S: Store + ?Sized> TimedStore<S> {
+    /// Wraps `inner`, recording into `metrics`.
+    pub fn new(inner: Arc<S>, metrics: Arc<Metrics>) -> Self {
+        Self { inner, metrics }
+    }
+
+    /// The wrapped store.
+    pub fn inner(&self) -> &Arc<S> {
+        &self.inner
+    }
+
+    fn timed<'a, T: 'a>(
+        &'a self,
+        op: &'static str,
+        call: StoreFuture<'a, T>,
+    ) -> StoreFuture<'a, T> {
+        Box::pin(async move {
+            let started = Instant::now();
+            let result = call.await;
+            self.metrics.record_store(op, started.elapsed());
+            result
+        })
+    }
+}
+
+impl<S: Store + ?Sized> Store for TimedStore<S> {
+    fn tokenize(&self, new: NewToken, audit: AuditEvent) -> StoreFuture<'_, TokenizeOutcome> {
+        self.timed("tokenize", self.inner.tokenize(new, audit))
+    }
+
+    fn detokenize(
+        &self,
+        token: &Token,
+        domain: &Domain,
+        audit: AuditEvent,
+    ) -> StoreFuture<'_, Option<TokenRecord>> {
+        self.timed("detokenize", self.inner.detokenize(token, domain, audit))
+    }
+
+    fn transition(
+        &self,
+        token: &Token,
+        domain: &Domain,
+        change: StatusChange,
+        audit: AuditEvent,
+    ) -> StoreFuture<'_, TransitionOutcome> {
+        self.timed(
+            "transition",
+            self.inner.transition(token, domain, change, audit),
+        )
+    }
+
+    fn record(&self, audit: AuditEvent) -> StoreFuture<'_, ()> {
+        self.timed("record", self.inner.record(audit))
+    }
+
+    fn token(&self, token: &Token, domain: &Domain) -> StoreFuture<'_, Option<TokenRecord>> {
+        self.timed("token", self.inner.token(token, domain))
+    }
+
+    fn data_keys(&self) -> StoreFuture<'_, Vec<WrappedDataKey>> {
+        self.timed("data_keys", self.inner.data_keys())
+    }
+
+    fn add_data_key(&self, key: WrappedDataKey, audit: AuditEvent) -> StoreFuture<'_, ()> {
+        self.timed("add_data_key", self.inner.add_data_key(key, audit))
+    }
+
+    fn audit_records(&self, after: u64, limit: usize) -> StoreFuture<'_, Vec<AuditRecord>> {
+        self.timed("audit_records", self.inner.audit_records(after, limit))
+    }
+
+    fn ping(&self) -> StoreFuture<'_, ()> {
+        self.timed("ping", self.inner.ping())
+    }
+}
