@@ -140,7 +140,7 @@ pub async fn open_keys(
     if wrapped.is_empty() {
         let (key, _material) = hsm.new_data_key(kek, KeyVersion(1)).await.map_err(hsm_err)?;
         store
-            .add_data_key(key.clone(), key_event("data_key_created", "version 1".into()))
+            .add_data_key(key.clone(), key_event("data_key_created", "created".into()))
             .await
             .map_err(store_err)?;
         wrapped.push(key);
@@ -164,7 +164,7 @@ fn open_store(config: &Config) -> Result<SqliteStore, DaemonError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| DaemonError::Store(format!("{}: {e}", dir.display())))?;
     }
-    SqliteStore::open(&config.sqlite_path, SqliteOptions::default())
+    crate::store::sqlite::open(&config.sqlite_path, SqliteOptions::default())
         .map_err(|e| DaemonError::Store(e.to_string()))
 }
 
@@ -182,7 +182,7 @@ pub async fn run(
     tracing::info!(?hardening, "process hardening applied");
 
     let metrics = Arc::new(Metrics::new());
-    let store: Arc<dyn Store> = Arc::new(TimedStore::new(open_store(&config)?, metrics.clone()));
+    let store: Arc<dyn Store> = Arc::new(TimedStore::new(Arc::new(open_store(&config)?), metrics.clone()));
     let Keys { hsm, ring } = open_keys(&config, store.as_ref(), dev).await?;
     let policy = PolicyEngine::load(&config.policy_dir).map_err(|e| DaemonError::Policy(e.to_string()))?;
     let vault = Vault::new(store, Arc::new(ring), Arc::new(policy), config.token_format);
