@@ -1,6 +1,11 @@
 //! The audit log through the real daemon: every operation and refusal is recorded, the export
 //! verifies, each kind of tampering is caught, and no PAN leaves without its record.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod support;
 use support::*;
@@ -26,7 +31,12 @@ async fn some_activity(d: &Daemon) -> String {
     tokenize(&mut gw, &pan, "aud").await;
     detokenize(&mut reader, &token, "aud").await;
     detokenize(&mut gw, &token, "aud").await; // refused
-    post(&mut gw, &format!("/v1/tokens/{token}/suspend?domain=aud"), serde_json::json!({})).await;
+    post(
+        &mut gw,
+        &format!("/v1/tokens/{token}/suspend?domain=aud"),
+        serde_json::json!({}),
+    )
+    .await;
     token
 }
 
@@ -42,7 +52,12 @@ async fn every_operation_and_refusal_is_recorded_and_the_export_verifies() {
     let actions: Vec<(&str, &str)> = lines
         .iter()
         .filter(|r| r["token"] == token.as_str())
-        .map(|r| (r["action"].as_str().unwrap(), r["outcome"].as_str().unwrap()))
+        .map(|r| {
+            (
+                r["action"].as_str().unwrap(),
+                r["outcome"].as_str().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(
         actions,
@@ -54,13 +69,13 @@ async fn every_operation_and_refusal_is_recorded_and_the_export_verifies() {
             ("suspend", "ok"),
         ]
     );
-    let refused = lines
-        .iter()
-        .find(|r| r["outcome"] == "forbidden")
-        .unwrap();
+    let refused = lines.iter().find(|r| r["outcome"] == "forbidden").unwrap();
     assert_eq!(refused["decision"], "deny");
     assert_eq!(refused["principal"], "spiffe://payhsm.dev/gateway");
-    let allowed = lines.iter().find(|r| r["action"] == "detokenize" && r["outcome"] == "ok").unwrap();
+    let allowed = lines
+        .iter()
+        .find(|r| r["action"] == "detokenize" && r["outcome"] == "ok")
+        .unwrap();
     assert_eq!(allowed["decision"], "allow");
     assert!(!allowed["policy_ids"].as_array().unwrap().is_empty());
     assert!(lines.last().unwrap().get("checkpoint").is_some());
@@ -93,7 +108,11 @@ async fn audit_verify_detects_edits_removals_reordering_and_truncation() {
         ("edited", edited, "line "),
         ("removed", join(removed), "line 3"),
         ("reordered", join(reordered), "line 2"),
-        ("truncated-with-checkpoint", join(truncated_keep_checkpoint), "line "),
+        (
+            "truncated-with-checkpoint",
+            join(truncated_keep_checkpoint),
+            "line ",
+        ),
         ("truncated", join(truncated), "line "),
     ] {
         let (ok, msg) = verify(&d, name, &text);
@@ -116,7 +135,10 @@ async fn detokenize_is_refused_when_audit_write_fails() {
     )
     .unwrap();
     let r = detokenize(&mut reader, &token, "aud").await;
-    assert_eq!((r.status, error_code(&r).as_str()), (503, "store_unavailable"));
+    assert_eq!(
+        (r.status, error_code(&r).as_str()),
+        (503, "store_unavailable")
+    );
     assert!(!String::from_utf8_lossy(&r.body).contains(&pan[6..12]));
     db.execute_batch("DROP TRIGGER audit_down;").unwrap();
     let r = detokenize(&mut reader, &token, "aud").await;
@@ -130,5 +152,7 @@ async fn detokenize_is_refused_when_audit_write_fails() {
     assert_eq!(releases, 1);
     let path = d.data_dir.parent().unwrap().join("after-failure.jsonl");
     std::fs::write(&path, export).unwrap();
-    assert!(payhsm(&["audit", "verify", path.to_str().unwrap()]).status.success());
+    assert!(payhsm(&["audit", "verify", path.to_str().unwrap()])
+        .status
+        .success());
 }

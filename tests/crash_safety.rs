@@ -1,6 +1,11 @@
 //! Durability: a daemon killed with SIGKILL during a burst of tokenizations loses nothing it
 //! acknowledged, and no PAN ends up with two tokens in one domain.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod support;
 use std::sync::{Arc, Mutex};
@@ -35,7 +40,11 @@ async fn sigkill_during_a_burst_loses_no_acknowledged_token() {
         t.await.unwrap();
     }
     let acked = std::mem::take(&mut *acked.lock().unwrap());
-    assert!(acked.len() > 50, "only {} tokenizations before the kill", acked.len());
+    assert!(
+        acked.len() > 50,
+        "only {} tokenizations before the kill",
+        acked.len()
+    );
 
     d.restart();
     let mut reader = d.client("vault-reader").await;
@@ -45,12 +54,20 @@ async fn sigkill_during_a_burst_loses_no_acknowledged_token() {
         assert_eq!(r.status, 200, "acknowledged token {token} lost");
         assert_eq!(r.json().unwrap()["pan"], pan.as_str());
         let r = tokenize(&mut gw, pan, "crash").await;
-        assert_eq!((r.status, token_of(&r)), (200, token.clone()), "a PAN got two tokens");
+        assert_eq!(
+            (r.status, token_of(&r)),
+            (200, token.clone()),
+            "a PAN got two tokens"
+        );
     }
     // The audit chain survived the kill too.
     let export = audit_export(&d);
     let path = d.data_dir.parent().unwrap().join("after-kill.jsonl");
     std::fs::write(&path, export).unwrap();
     let out = payhsm(&["audit", "verify", path.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -1,6 +1,11 @@
 //! No plaintext PAN anywhere: not in the data directory (SQLite, WAL, SoftHSM2 token), not in
 //! the logs, not in the audit export.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod support;
 use support::*;
@@ -21,12 +26,19 @@ async fn pan_bytes_never_appear_in_the_data_directory_or_logs() {
     let mut d = Daemon::start_with(&["--json-logs"]);
     let mut gw = d.client("gateway").await;
     let mut reader = d.client("vault-reader").await;
-    let pans: Vec<String> = (0..40).map(|i| random_pan(["4", "5", "37"][i % 3], 16)).collect();
+    let pans: Vec<String> = (0..40)
+        .map(|i| random_pan(["4", "5", "37"][i % 3], 16))
+        .collect();
     for pan in &pans {
         let token = token_of(&tokenize(&mut gw, pan, "leak").await);
         detokenize(&mut reader, &token, "leak").await;
         detokenize(&mut gw, &token, "leak").await; // refused, audited
-        post(&mut gw, &format!("/v1/tokens/{token}/suspend?domain=leak"), serde_json::json!({})).await;
+        post(
+            &mut gw,
+            &format!("/v1/tokens/{token}/suspend?domain=leak"),
+            serde_json::json!({}),
+        )
+        .await;
     }
     // invalid PANs must not be logged either
     tokenize(&mut gw, "4111111111111112", "leak").await;

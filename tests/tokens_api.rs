@@ -1,5 +1,10 @@
 //! Tokenization API v1 end to end: real mTLS, real SoftHSM2, real SQLite.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod support;
 use support::*;
@@ -67,7 +72,10 @@ async fn vault_reader_detokenizes_to_the_pan_and_expiry() {
     assert_eq!(body["exp_year"], 2031);
     // The token is scoped to its domain.
     let r = detokenize(&mut reader, &token, "other").await;
-    assert_eq!((r.status, error_code(&r).as_str()), (404, "token_not_found"));
+    assert_eq!(
+        (r.status, error_code(&r).as_str()),
+        (404, "token_not_found")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -84,7 +92,12 @@ async fn policy_refuses_each_group_what_it_may_not_do() {
     let mut reader = d.client("vault-reader").await;
     let r = tokenize(&mut reader, &random_pan("4000", 16), "shop").await;
     assert_eq!((r.status, error_code(&r).as_str()), (403, "forbidden"));
-    let r = post(&mut reader, &format!("/v1/tokens/{token}/suspend?domain=shop"), serde_json::json!({})).await;
+    let r = post(
+        &mut reader,
+        &format!("/v1/tokens/{token}/suspend?domain=shop"),
+        serde_json::json!({}),
+    )
+    .await;
     assert_eq!(r.status, 403);
     // vault-reader may read metadata
     let r = get(&mut reader, &format!("/v1/tokens/{token}?domain=shop")).await;
@@ -123,9 +136,15 @@ async fn suspend_resume_delete_follow_the_lifecycle() {
     assert_eq!(r.status, 200, "{:?}", r.json());
     assert_eq!(r.json().unwrap()["status"], "suspended");
     let r = detokenize(&mut reader, &token, "shop").await;
-    assert_eq!((r.status, error_code(&r).as_str()), (409, "token_suspended"));
+    assert_eq!(
+        (r.status, error_code(&r).as_str()),
+        (409, "token_suspended")
+    );
     let r = post(&mut gw, &path("suspend"), serde_json::json!({})).await;
-    assert_eq!((r.status, error_code(&r).as_str()), (409, "token_state_conflict"));
+    assert_eq!(
+        (r.status, error_code(&r).as_str()),
+        (409, "token_state_conflict")
+    );
 
     let r = post(&mut gw, &path("resume"), serde_json::json!({})).await;
     assert_eq!(r.json().unwrap()["status"], "active");
@@ -133,15 +152,25 @@ async fn suspend_resume_delete_follow_the_lifecycle() {
     assert_eq!(r.json().unwrap()["pan"], pan.as_str());
 
     let r = gw
-        .request(hyper::Method::DELETE, &format!("/v1/tokens/{token}?domain=shop"), None)
+        .request(
+            hyper::Method::DELETE,
+            &format!("/v1/tokens/{token}?domain=shop"),
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(r.status, 200);
     assert_eq!(r.json().unwrap()["status"], "deleted");
     let r = get(&mut gw, &format!("/v1/tokens/{token}?domain=shop")).await;
-    assert_eq!((r.status, error_code(&r).as_str()), (404, "token_not_found"));
+    assert_eq!(
+        (r.status, error_code(&r).as_str()),
+        (404, "token_not_found")
+    );
     let r = detokenize(&mut reader, &token, "shop").await;
-    assert_eq!((r.status, error_code(&r).as_str()), (404, "token_not_found"));
+    assert_eq!(
+        (r.status, error_code(&r).as_str()),
+        (404, "token_not_found")
+    );
     let r = post(&mut gw, &path("resume"), serde_json::json!({})).await;
     assert_eq!(r.status, 404);
     // After deletion the PAN gets a new token.
@@ -155,9 +184,21 @@ async fn bad_inputs_get_stable_codes_and_statuses() {
     let d = Daemon::start();
     let mut gw = d.client("gateway").await;
     let cases: Vec<(serde_json::Value, u16, &str)> = vec![
-        (serde_json::json!({"pan": "4111111111111112", "domain": "s"}), 422, "invalid_pan"),
-        (serde_json::json!({"pan": "411111111111", "domain": "s"}), 422, "invalid_pan"),
-        (serde_json::json!({"pan": "4111111111111111", "domain": "S P"}), 422, "invalid_domain"),
+        (
+            serde_json::json!({"pan": "4111111111111112", "domain": "s"}),
+            422,
+            "invalid_pan",
+        ),
+        (
+            serde_json::json!({"pan": "411111111111", "domain": "s"}),
+            422,
+            "invalid_pan",
+        ),
+        (
+            serde_json::json!({"pan": "4111111111111111", "domain": "S P"}),
+            422,
+            "invalid_domain",
+        ),
         (
             serde_json::json!({"pan": "4111111111111111", "exp_month": 13, "exp_year": 2030, "domain": "s"}),
             422,
@@ -168,7 +209,11 @@ async fn bad_inputs_get_stable_codes_and_statuses() {
             422,
             "invalid_expiry",
         ),
-        (serde_json::json!({"pan": 4111111111111111u64, "domain": "s"}), 400, "malformed_request"),
+        (
+            serde_json::json!({"pan": 4111111111111111u64, "domain": "s"}),
+            400,
+            "malformed_request",
+        ),
         (serde_json::json!({"domain": "s"}), 400, "malformed_request"),
         (
             serde_json::json!({"pan": "4111111111111111", "domain": "s", "cvv": "123"}),
@@ -178,26 +223,54 @@ async fn bad_inputs_get_stable_codes_and_statuses() {
     ];
     for (body, status, code) in cases {
         let r = post(&mut gw, "/v1/tokens", body.clone()).await;
-        assert_eq!((r.status, error_code(&r).as_str()), (status, code), "{body}");
+        assert_eq!(
+            (r.status, error_code(&r).as_str()),
+            (status, code),
+            "{body}"
+        );
         let text = String::from_utf8_lossy(&r.body);
-        assert!(!text.contains("4111111111111"), "error echoes the PAN: {text}");
+        assert!(
+            !text.contains("4111111111111"),
+            "error echoes the PAN: {text}"
+        );
     }
     let r = gw
-        .request(hyper::Method::POST, "/v1/tokens", Some(b"{not json".to_vec()))
+        .request(
+            hyper::Method::POST,
+            "/v1/tokens",
+            Some(b"{not json".to_vec()),
+        )
         .await
         .unwrap();
-    assert_eq!((r.status, error_code(&r).as_str()), (400, "malformed_request"));
+    assert_eq!(
+        (r.status, error_code(&r).as_str()),
+        (400, "malformed_request")
+    );
     let big = serde_json::json!({"pan": "4111111111111111", "domain": "x".repeat(40_000)});
     let r = post(&mut gw, "/v1/tokens", big).await;
-    assert_eq!((r.status, error_code(&r).as_str()), (413, "payload_too_large"));
+    assert_eq!(
+        (r.status, error_code(&r).as_str()),
+        (413, "payload_too_large")
+    );
+    // The server does not read an oversized body, so it closes that connection.
+    let mut gw = d.client("gateway").await;
     let r = get(&mut gw, "/v1/nothing-here").await;
     assert_eq!((r.status, error_code(&r).as_str()), (404, "not_found"));
     let r = get(&mut gw, "/v1/tokens/4111119999991111?domain=shop").await;
-    assert_eq!((r.status, error_code(&r).as_str()), (404, "token_not_found"));
+    assert_eq!(
+        (r.status, error_code(&r).as_str()),
+        (404, "token_not_found")
+    );
     let r = get(&mut gw, "/v1/tokens/41111x?domain=shop").await;
     assert_eq!((r.status, error_code(&r).as_str()), (422, "invalid_token"));
-    let r = gw.request(hyper::Method::PUT, "/v1/tokens", None).await.unwrap();
-    assert_eq!((r.status, error_code(&r).as_str()), (405, "method_not_allowed"));
+    let r = gw
+        .request(hyper::Method::PUT, "/v1/tokens", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status, error_code(&r).as_str()),
+        (405, "method_not_allowed")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,11 @@
 //! The mTLS front door: who never reaches HTTP, which protocols are spoken, and how the daemon
 //! shuts down.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod support;
 use payhsm::client::{tls_config, Client, ClientOptions};
@@ -97,7 +102,10 @@ async fn connections_beyond_the_limit_wait_for_a_free_slot() {
         get(&mut c, "/healthz").await.status
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(!third.is_finished(), "a third connection was served past the limit");
+    assert!(
+        !third.is_finished(),
+        "a third connection was served past the limit"
+    );
     drop(a);
     let status = tokio::time::timeout(Duration::from_secs(20), third)
         .await
@@ -138,7 +146,10 @@ async fn sigterm_drains_the_request_in_flight_then_exits_cleanly() {
     let opts = d.options("gateway");
     let refused = match Client::connect(&opts).await {
         Err(_) => true,
-        Ok(mut c) => c.request(hyper::Method::GET, "/healthz", None).await.is_err(),
+        Ok(mut c) => c
+            .request(hyper::Method::GET, "/healthz", None)
+            .await
+            .is_err(),
     };
     assert!(refused, "a new connection was served after SIGTERM");
     // ...but the request in flight completes.
@@ -160,5 +171,8 @@ async fn client_identity_comes_from_the_certificate_uri_san() {
     let r = tokenize(&mut gw, &random_pan("4111", 16), "who").await;
     assert_eq!(r.status, 201);
     let export = audit_export(&d);
-    assert!(export.contains("\"principal\":\"spiffe://payhsm.dev/gateway\""), "{export}");
+    assert!(
+        export.contains("\"principal\":\"spiffe://payhsm.dev/gateway\""),
+        "{export}"
+    );
 }

@@ -13,7 +13,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "payhsmd", version, about = "payhsm daemon: mTLS card vault with keys behind PKCS#11")]
+#[command(
+    name = "payhsmd",
+    version,
+    about = "payhsm daemon: mTLS card vault with keys behind PKCS#11"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -93,12 +97,17 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let result = runtime.block_on(payhsm::daemon::run(config, dev, shutdown_signal(), |addr| {
-        // The one line on stdout: scripts and tests wait for it.
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "payhsmd listening on {addr}");
-        let _ = out.flush();
-    }));
+    let result = runtime.block_on(payhsm::daemon::run(
+        config,
+        dev,
+        shutdown_signal(),
+        |addr| {
+            // The one line on stdout: scripts and tests wait for it.
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "payhsmd listening on {addr}");
+            let _ = out.flush();
+        },
+    ));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -112,7 +121,10 @@ fn main() -> ExitCode {
 /// Completes on SIGTERM or SIGINT.
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
                 _ = term.recv() => {},

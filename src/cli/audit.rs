@@ -24,7 +24,12 @@ fn export(data_dir: &Path, out: Option<&Path>) -> i32 {
         )));
     }
     let unused = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    let config = Config::dev(data_dir, unused, Path::new("keys-sample"), Path::new("policies"));
+    let config = Config::dev(
+        data_dir,
+        unused,
+        Path::new("keys-sample"),
+        Path::new("policies"),
+    );
     // Before the runtime starts any thread: SoftHSM2 reads it when the module loads.
     crate::daemon::use_softhsm2_conf(&config);
     let runtime = match tokio::runtime::Builder::new_current_thread()

@@ -1,6 +1,6 @@
 //! The TOML file format and its validation.
 
-use super::{defaults, Config, Pkcs11Config, PinSource, ServerConfig};
+use super::{defaults, Config, PinSource, Pkcs11Config, ServerConfig};
 use crate::card::TokenFormat;
 use crate::telemetry::LogFormat;
 use serde::Deserialize;
@@ -232,12 +232,13 @@ fn validate(f: FileConfig, base: &Path) -> Result<Config, ConfigError> {
     if !(1..=64).contains(&f.pkcs11.sessions) {
         return Err(err("pkcs11.sessions", "must be 1 to 64"));
     }
-    let token_format = TokenFormat::new(f.tokens.keep_first, f.tokens.keep_last).ok_or_else(|| {
-        err(
-            "tokens.keep_last",
-            "keep_first + keep_last must leave at least 3 random digits of a 13-digit PAN",
-        )
-    })?;
+    let token_format =
+        TokenFormat::new(f.tokens.keep_first, f.tokens.keep_last).ok_or_else(|| {
+            err(
+                "tokens.keep_last",
+                "keep_first + keep_last must leave at least 3 random digits of a 13-digit PAN",
+            )
+        })?;
     let log_format = match f.log.format.as_str() {
         "json" => LogFormat::Json,
         "text" => LogFormat::Text,
@@ -305,14 +306,23 @@ dir = "policies"
     #[test]
     fn errors_name_the_key_path() {
         let bad = GOOD.replace("127.0.0.1:8443", "nowhere");
-        assert_eq!(parse(&bad, Path::new("/")).unwrap_err().path, "server.listen");
+        assert_eq!(
+            parse(&bad, Path::new("/")).unwrap_err().path,
+            "server.listen"
+        );
         let bad = GOOD.replace("[policy]", "[policy]\ncolour = 1");
         let e = parse(&bad, Path::new("/")).unwrap_err();
         assert!(e.to_string().contains("colour"), "{e}");
         let bad = GOOD.replace("pin_env = \"PAYHSM_PIN\"", "sessions = \"two\"");
-        assert_eq!(parse(&bad, Path::new("/")).unwrap_err().path, "pkcs11.sessions");
+        assert_eq!(
+            parse(&bad, Path::new("/")).unwrap_err().path,
+            "pkcs11.sessions"
+        );
         let bad = format!("{GOOD}[tokens]\nkeep_first = 8\nkeep_last = 4\n");
-        assert_eq!(parse(&bad, Path::new("/")).unwrap_err().path, "tokens.keep_last");
+        assert_eq!(
+            parse(&bad, Path::new("/")).unwrap_err().path,
+            "tokens.keep_last"
+        );
     }
 
     #[test]

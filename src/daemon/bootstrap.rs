@@ -114,11 +114,7 @@ async fn open_hsm(config: &Config, create_dev_token: bool) -> Result<Hsm, Daemon
 
 /// Opens the HSM and the store and loads the data keys: in dev mode it first creates the
 /// token, the KEK and the first data key where they are missing.
-pub async fn open_keys(
-    config: &Config,
-    store: &dyn Store,
-    dev: bool,
-) -> Result<Keys, DaemonError> {
+pub async fn open_keys(config: &Config, store: &dyn Store, dev: bool) -> Result<Keys, DaemonError> {
     let hsm = open_hsm(config, dev).await?;
     let hsm_err = |e: crate::keys::HsmError| DaemonError::Hsm(e.to_string());
     let kek = &config.pkcs11.kek_label;
@@ -138,7 +134,10 @@ pub async fn open_keys(
     let store_err = |e: crate::store::StoreError| DaemonError::Store(e.to_string());
     let mut wrapped = store.data_keys().await.map_err(store_err)?;
     if wrapped.is_empty() {
-        let (key, _material) = hsm.new_data_key(kek, KeyVersion(1)).await.map_err(hsm_err)?;
+        let (key, _material) = hsm
+            .new_data_key(kek, KeyVersion(1))
+            .await
+            .map_err(hsm_err)?;
         store
             .add_data_key(key.clone(), key_event("data_key_created", "created".into()))
             .await
@@ -153,7 +152,10 @@ pub async fn open_keys(
         .ok_or_else(|| DaemonError::Keys("no active data key version".into()))?;
     let mut materials = Vec::with_capacity(wrapped.len());
     for key in &wrapped {
-        materials.push((key.version, hsm.unwrap_data_key(key).await.map_err(hsm_err)?));
+        materials.push((
+            key.version,
+            hsm.unwrap_data_key(key).await.map_err(hsm_err)?,
+        ));
     }
     let ring = DataKeyRing::new(materials, active).map_err(|e| DaemonError::Keys(e.to_string()))?;
     Ok(Keys { hsm, ring })
@@ -182,9 +184,13 @@ pub async fn run(
     tracing::info!(?hardening, "process hardening applied");
 
     let metrics = Arc::new(Metrics::new());
-    let store: Arc<dyn Store> = Arc::new(TimedStore::new(Arc::new(open_store(&config)?), metrics.clone()));
+    let store: Arc<dyn Store> = Arc::new(TimedStore::new(
+        Arc::new(open_store(&config)?),
+        metrics.clone(),
+    ));
     let Keys { hsm, ring } = open_keys(&config, store.as_ref(), dev).await?;
-    let policy = PolicyEngine::load(&config.policy_dir).map_err(|e| DaemonError::Policy(e.to_string()))?;
+    let policy =
+        PolicyEngine::load(&config.policy_dir).map_err(|e| DaemonError::Policy(e.to_string()))?;
     let vault = Vault::new(store, Arc::new(ring), Arc::new(policy), config.token_format);
     let app = Arc::new(App::new(vault, hsm, metrics, config.server.max_body_bytes));
 
@@ -227,7 +233,9 @@ pub async fn export_audit(config: &Config) -> Result<String, DaemonError> {
     let public = hsm.ensure_signing_key(label).await.map_err(hsm_err)?;
     let mut records = Vec::new();
     loop {
-        let after = records.last().map_or(0, |r: &crate::audit::AuditRecord| r.seq);
+        let after = records
+            .last()
+            .map_or(0, |r: &crate::audit::AuditRecord| r.seq);
         let page = store
             .audit_records(after, 10_000)
             .await
@@ -237,7 +245,9 @@ pub async fn export_audit(config: &Config) -> Result<String, DaemonError> {
         }
         records.extend(page);
     }
-    let head = records.last().map_or_else(|| hex(&GENESIS), |r| r.hash.clone());
+    let head = records
+        .last()
+        .map_or_else(|| hex(&GENESIS), |r| r.hash.clone());
     let count = records.len() as u64;
     let signature = hsm
         .sign_p256(label, Checkpoint::message(count, &head))

@@ -164,9 +164,12 @@ pub struct EcPublicKey(pub [u8; 65]);
 #[derive(Clone)]
 pub struct Hsm {
     jobs: mpsc::Sender<Job>,
-    /// Serializes find-or-create so that two callers never make two keys with one label.
-    create: Arc<tokio::sync::Mutex<()>>,
 }
+
+/// Serializes key creation across every `Hsm` handle of the process: two callers never make two
+/// keys with one label, and SoftHSM2's file store, which fails concurrent token-object creation
+/// with CKR_GENERAL_ERROR, never sees two at once. Creation is rare (start-up, ceremonies).
+static CREATE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 impl std::fmt::Debug for Hsm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -194,10 +197,7 @@ impl Hsm {
             .map(|_| source.open().map_err(|f| f.error))
             .collect::<Result<Vec<_>, _>>()?;
         let jobs = worker::spawn(source, sessions)?;
-        Ok(Hsm {
-            jobs,
-            create: Arc::new(tokio::sync::Mutex::new(())),
-        })
+        Ok(Hsm { jobs })
     }
 
     /// Runs `f` on a worker's session and awaits its result.
@@ -224,7 +224,7 @@ impl Hsm {
     pub async fn generate_kek(&self, label: &str) -> Result<(), HsmError> {
         check_label(label)?;
         let label = label.to_owned();
-        let _guard = self.create.lock().await;
+        let _guard = CREATE.lock().await;
         self.call(move |s| {
             if find_one(s, &kek_template(&label))?.is_some() {
                 return Err(HsmError::AlreadyExists(label).into());
@@ -325,7 +325,7 @@ impl Hsm {
     pub async fn ensure_signing_key(&self, label: &str) -> Result<EcPublicKey, HsmError> {
         check_label(label)?;
         let label = label.to_owned();
-        let _guard = self.create.lock().await;
+        let _guard = CREATE.lock().await;
         self.call(move |s| {
             let private = find_one(s, &ec_template(ObjectClass::PRIVATE_KEY, &label))?;
             let public = find_one(s, &ec_template(ObjectClass::PUBLIC_KEY, &label))?;

@@ -209,9 +209,13 @@ pub fn luhn_ok(s: &str) -> bool {
 
 /// POST JSON.
 pub async fn post(c: &mut Client, path: &str, body: serde_json::Value) -> Response {
-    c.request(hyper::Method::POST, path, Some(body.to_string().into_bytes()))
-        .await
-        .unwrap()
+    c.request(
+        hyper::Method::POST,
+        path,
+        Some(body.to_string().into_bytes()),
+    )
+    .await
+    .unwrap()
 }
 
 /// GET.
@@ -263,7 +267,12 @@ pub fn payhsm(args: &[&str]) -> std::process::Output {
 
 /// `payhsm audit export --data-dir DIR` of this daemon's data directory.
 pub fn audit_export(d: &Daemon) -> String {
-    let out = payhsm(&["audit", "export", "--data-dir", d.data_dir.to_str().unwrap()]);
+    let out = payhsm(&[
+        "audit",
+        "export",
+        "--data-dir",
+        d.data_dir.to_str().unwrap(),
+    ]);
     assert!(
         out.status.success(),
         "audit export failed: {}",
