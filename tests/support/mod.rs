@@ -126,13 +126,8 @@ pub fn signal(child: &Child, name: &str) {
 }
 
 fn spawn(data_dir: &Path, log_path: &Path, extra: &[&str]) -> (Child, SocketAddr) {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log_path)
-        .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_payhsmd"))
-        .arg("dev")
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_payhsmd"));
+    cmd.arg("dev")
         .arg("--data-dir")
         .arg(data_dir)
         .args(["--listen", "127.0.0.1:0"])
@@ -140,7 +135,19 @@ fn spawn(data_dir: &Path, log_path: &Path, extra: &[&str]) -> (Child, SocketAddr
         .arg(keys())
         .arg("--policies")
         .arg(repo().join("policies"))
-        .args(extra)
+        .args(extra);
+    spawn_until_listening(cmd, log_path)
+}
+
+/// Spawns a prepared `payhsmd` command, its stderr appended to `log_path`, and waits for its
+/// "listening on" line.
+pub fn spawn_until_listening(mut cmd: Command, log_path: &Path) -> (Child, SocketAddr) {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path)
+        .unwrap();
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::from(log))
