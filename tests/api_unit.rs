@@ -1,12 +1,11 @@
 //! The server TLS configuration, exercised with real rustls handshakes over an in-memory pipe
 //! (no daemon, no sockets): who gets through the handshake and who does not.
-
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test crate
 
 use payhsm::transport::{principal_from_certificate, server_config, TlsError, TlsFiles};
 use rcgen::string::Ia5String;

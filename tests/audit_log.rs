@@ -5,7 +5,7 @@
     clippy::expect_used,
     clippy::panic,
     clippy::indexing_slicing
-)]
+)] // test crate
 
 mod support;
 use support::*;

@@ -5,9 +5,9 @@
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test crate
 
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass};
 use cryptoki::session::UserType;

@@ -1,11 +1,11 @@
 //! The dev PKI: what `generate_dev_pki` writes, and the committed `keys-sample/` folder.
-// Test code: a failed unwrap is a failed test.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
     clippy::indexing_slicing
-)]
+)] // test crate
+   // Test code: a failed unwrap is a failed test.
 
 use payhsm::pki::{generate_dev_pki, CLIENT_NAMES, DEV_CA_NAME, SPIFFE_PREFIX};
 use rustls::pki_types::pem::PemObject;

@@ -1,11 +1,11 @@
 //! The real `policies/` folder: who may do what, and what a bad policy folder does at load.
-// Test code: a failed unwrap is a failed test.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
     clippy::indexing_slicing
-)]
+)] // test crate
+   // Test code: a failed unwrap is a failed test.
 
 use payhsm::card::Domain;
 use payhsm::policy::{

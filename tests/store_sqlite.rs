@@ -5,7 +5,7 @@
     clippy::expect_used,
     clippy::panic,
     clippy::indexing_slicing
-)]
+)] // test crate
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;

@@ -316,12 +316,6 @@ pub(super) fn error_response(e: &ApiError, request_id: &str) -> Response<Full<Se
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
 mod tests {
     use super::*;
     use bytes::Buf;

@@ -216,12 +216,6 @@ pub fn domain_from_query(query: Option<&str>) -> Result<Option<&str>, ApiError> 
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
 mod tests {
     use super::*;
 

@@ -124,7 +124,6 @@ pub fn export_jsonl(records: &[AuditRecord], checkpoint: &Checkpoint) -> String 
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::audit::Decision;

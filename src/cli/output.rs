@@ -114,12 +114,6 @@ fn wipe_strings(value: &mut Value) {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 mod tests {
     use super::*;
     use hyper::HeaderMap;

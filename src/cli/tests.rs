@@ -1,12 +1,5 @@
 //! Command-line parsing: every subcommand, defaults, and what clap must refuse.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
 use super::*;
 use clap::error::ErrorKind;
 use std::path::PathBuf;

@@ -1,13 +1,6 @@
 //! The client against an in-process rustls + hyper server on loopback (not the daemon): both
 //! HTTP versions, the headers it sets, and TLS refusals reported as `ClientError::Tls`.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
 use super::*;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};

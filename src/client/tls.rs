@@ -87,12 +87,6 @@ fn file_error(what: &str, path: &Path, e: rustls::pki_types::pem::Error) -> Clie
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 mod tests {
     use super::*;
     use crate::client::ClientIdentity;

@@ -254,12 +254,6 @@ fn parse_plaintext(buf: &[u8]) -> Option<(Pan, Option<Expiry>)> {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
 mod tests {
     use super::*;
 

@@ -332,7 +332,6 @@ fn build_entities(
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -59,7 +59,6 @@ pub(super) fn parse(path: &Path, text: &str) -> Result<IdentityMap, PolicyError>
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

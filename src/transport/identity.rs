@@ -79,12 +79,6 @@ fn identity_name<'a>(cert: &'a X509Certificate<'a>) -> Result<Option<&'a str>, I
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
 mod tests {
     use super::*;
     use rcgen::string::Ia5String;
