@@ -48,7 +48,8 @@ async fn serve_starts_from_a_config_file_on_an_existing_token() {
     let pan = random_pan("4111", 16);
     let token = token_of(&tokenize(&mut gw, &pan, "prod").await);
     drop(gw);
-    assert!(d.terminate().success());
+    let status = d.terminate();
+    assert!(status.success(), "{status:?}\n{}", d.logs());
 
     let config = d.data_dir.parent().unwrap().join("payhsmd.toml");
     std::fs::write(&config, config_text(&d, "payhsm-dev")).unwrap();
@@ -105,7 +106,8 @@ fn a_bad_config_value_stops_serve_naming_its_key_path() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_without_a_kek_refuses_to_start() {
     let mut d = Daemon::start();
-    assert!(d.terminate().success());
+    let status = d.terminate();
+    assert!(status.success(), "{status:?}\n{}", d.logs());
     // Same token, but a KEK label that does not exist in it.
     let config = d.data_dir.parent().unwrap().join("nokek.toml");
     let text = config_text(&d, "payhsm-dev").replace(

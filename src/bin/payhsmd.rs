@@ -97,17 +97,19 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let result = runtime.block_on(payhsm::daemon::run(
-        config,
-        dev,
-        shutdown_signal(),
-        |addr| {
+    let result = runtime.block_on(async {
+        // Installed before anything is announced: a SIGTERM that arrives during start-up or
+        // right after the listening line must drain, not kill.
+        let shutdown =
+            shutdown_signal().map_err(|e| payhsm::daemon::DaemonError::Io(e.to_string()))?;
+        payhsm::daemon::run(config, dev, shutdown, |addr| {
             // The one line on stdout: scripts and tests wait for it.
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "payhsmd listening on {addr}");
             let _ = out.flush();
-        },
-    ));
+        })
+        .await
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -118,20 +120,16 @@ fn main() -> ExitCode {
     }
 }
 
-/// Completes on SIGTERM or SIGINT.
-async fn shutdown_signal() {
+/// Installs the SIGTERM and SIGINT handlers now; the returned future completes on either.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {},
-                _ = int.recv() => {},
-            }
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
         }
-        _ => std::future::pending::<()>().await,
-    }
-    tracing::info!("shutdown requested: draining");
+        tracing::info!("shutdown requested: draining");
+    })
 }
