@@ -9,6 +9,7 @@
 //! - [`api`]: API v1 request and response types, routing, the one error-to-HTTP mapping.
 //! - [`service`]: the use cases (tokenize, detokenize, lifecycle), one function each.
 //! - [`card`]: PANs, tokens and their formats: sans-io and pure.
+//! - [`webauthn`]: WebAuthn L3 / SPC registration and assertion verification: sans-io and pure.
 //! - [`policy`]: Cedar policies and the identity-to-group map: who may do what.
 //! - [`keys`]: the key hierarchy over PKCS#11: KEK in the HSM, data keys zeroized in locked RAM.
 //! - [`store`]: the `Store` trait and its SQLite implementation (one group-committing writer).
@@ -35,3 +36,4 @@ pub mod service;
 pub mod store;
 pub mod telemetry;
 pub mod transport;
+pub mod webauthn;
