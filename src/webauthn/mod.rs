@@ -20,5 +20,7 @@ pub mod client_data;
 pub mod cose;
 mod error;
 pub mod registration;
+#[cfg(test)]
+mod test_authenticator;
 
 pub use error::WebauthnError;
