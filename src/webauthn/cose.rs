@@ -279,10 +279,20 @@ impl CoseKey {
         let map = value.as_map().ok_or(CoseError::NotAMap)?;
         let kty = int_label(value, LABEL_KTY)?;
         let alg_raw = int_label(value, LABEL_ALG)?;
-        let alg = i64::try_from(alg_raw)
-            .ok()
-            .and_then(CoseAlgorithm::from_i64)
-            .ok_or(CoseError::UnsupportedAlgorithm)?;
+        // RFC 9864's fully-specified Ed25519 (-19) and Ed448 (-53) are EdDSA pinned to one curve
+        // (the WebAuthn L3 test vectors use -53); they are held as EdDsa once the curve agrees.
+        let pinned_okp_curve = match alg_raw {
+            -19 => Some(OkpCurve::Ed25519),
+            -53 => Some(OkpCurve::Ed448),
+            _ => None,
+        };
+        let alg = match pinned_okp_curve {
+            Some(_) => CoseAlgorithm::EdDsa,
+            None => i64::try_from(alg_raw)
+                .ok()
+                .and_then(CoseAlgorithm::from_i64)
+                .ok_or(CoseError::UnsupportedAlgorithm)?,
+        };
         let params = match kty {
             1 => {
                 only_labels(map, &[LABEL_KTY, LABEL_ALG, LABEL_CRV_OR_N, LABEL_X_OR_E])?;
@@ -291,7 +301,7 @@ impl CoseKey {
                     7 => OkpCurve::Ed448,
                     _ => return Err(CoseError::UnsupportedCurve),
                 };
-                if alg != CoseAlgorithm::EdDsa {
+                if alg != CoseAlgorithm::EdDsa || pinned_okp_curve.is_some_and(|c| c != curve) {
                     return Err(CoseError::AlgorithmKeyMismatch);
                 }
                 let x = bytes_label(value, LABEL_X_OR_E)?;

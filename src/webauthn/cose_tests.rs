@@ -89,6 +89,11 @@ fn okp_keys_need_eddsa_and_exact_length() {
     assert!(CoseKey::from_cbor(&okp(7, -8, 57)).is_ok());
     assert_eq!(err(&okp(6, -8, 57)), "cose_coordinate_length");
     assert_eq!(err(&okp(6, -7, 32)), "cose_alg_key_mismatch");
+    // RFC 9864 fully-specified algorithms: only with their own curve.
+    assert_eq!(CoseKey::from_cbor(&okp(7, -53, 57)).unwrap().alg, CoseAlgorithm::EdDsa);
+    assert_eq!(CoseKey::from_cbor(&okp(6, -19, 32)).unwrap().alg, CoseAlgorithm::EdDsa);
+    assert_eq!(err(&okp(6, -53, 32)), "cose_alg_key_mismatch");
+    assert_eq!(err(&ec2(1, -19, 32)), "cose_alg_key_mismatch");
 }
 
 #[test]
