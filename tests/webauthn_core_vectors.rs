@@ -72,7 +72,10 @@ fn b64(s: &str) -> Vec<u8> {
 fn strings(v: &Value) -> Vec<String> {
     match v {
         Value::String(s) => vec![s.clone()],
-        Value::Array(a) => a.iter().filter_map(|s| s.as_str().map(String::from)).collect(),
+        Value::Array(a) => a
+            .iter()
+            .filter_map(|s| s.as_str().map(String::from))
+            .collect(),
         _ => vec![],
     }
 }
@@ -88,10 +91,12 @@ fn every_accepted_attestation_object_parses() {
             continue;
         };
         let name = case["name"].as_str().unwrap();
-        let result = cbor::decode(&b64(object)).map_err(|e| e.code()).and_then(|v| {
-            let ad = v.get_text("authData").and_then(|a| a.as_bytes()).unwrap();
-            AuthenticatorData::parse(ad).map_err(|e| e.code())
-        });
+        let result = cbor::decode(&b64(object))
+            .map_err(|e| e.code())
+            .and_then(|v| {
+                let ad = v.get_text("authData").and_then(|a| a.as_bytes()).unwrap();
+                AuthenticatorData::parse(ad).map_err(|e| e.code())
+            });
         if case["expected"] == "accept" {
             let ad = result.unwrap_or_else(|e| panic!("{name}: {e}"));
             assert!(ad.attested.is_some(), "{name}: no attested credential");
@@ -131,7 +136,9 @@ fn every_authentication_case_gets_its_expected_verdict() {
                 })
                 .collect(),
         };
-        let require_uv = params["require_user_verification"].as_bool().unwrap_or(false)
+        let require_uv = params["require_user_verification"]
+            .as_bool()
+            .unwrap_or(false)
             || params["requireUserVerification"].as_bool().unwrap_or(false);
         let auth_data = b64(case["authenticatorData"].as_str().unwrap());
         let backup_eligible = case["stored_backup_eligible"]
@@ -170,7 +177,10 @@ fn every_authentication_case_gets_its_expected_verdict() {
         .iter()
         .filter(|(n, _)| !STRICTER.iter().any(|(s, _)| s == n))
         .collect();
-    assert!(unexplained.is_empty(), "unexpected verdicts: {unexplained:#?}");
+    assert!(
+        unexplained.is_empty(),
+        "unexpected verdicts: {unexplained:#?}"
+    );
     if vectors_dir().is_some() {
         assert!(checked >= 30, "only {checked} authentication cases");
     }

@@ -228,15 +228,31 @@ fn check_payment(expected: &ExpectedPayment, seen: &PaymentData) -> Result<(), A
         ("payment.rpId", &expected.rp_id, &seen.rp_id),
         ("payment.topOrigin", &expected.top_origin, &seen.top_origin),
         ("payment.payeeName", &expected.payee_name, &seen.payee_name),
-        ("payment.payeeOrigin", &expected.payee_origin, &seen.payee_origin),
-        ("payment.total.currency", &expected.total_currency, &seen.total_currency),
-        ("payment.total.value", &expected.total_value, &seen.total_value),
+        (
+            "payment.payeeOrigin",
+            &expected.payee_origin,
+            &seen.payee_origin,
+        ),
+        (
+            "payment.total.currency",
+            &expected.total_currency,
+            &seen.total_currency,
+        ),
+        (
+            "payment.total.value",
+            &expected.total_value,
+            &seen.total_value,
+        ),
         (
             "payment.instrument.displayName",
             &expected.instrument_display_name,
             &seen.instrument_display_name,
         ),
-        ("payment.instrument.icon", &expected.instrument_icon, &seen.instrument_icon),
+        (
+            "payment.instrument.icon",
+            &expected.instrument_icon,
+            &seen.instrument_icon,
+        ),
     ];
     for (path, want, got) in pairs {
         if let Some(want) = want {
@@ -246,6 +262,68 @@ fn check_payment(expected: &ExpectedPayment, seen: &PaymentData) -> Result<(), A
         }
     }
     Ok(())
+}
+
+/// The W3C §16 ES256 test credential: the fixed stored key the assertion fuzz target uses.
+const FUZZ_STORED_KEY: [u8; 77] = [
+    0xa5, 0x01, 0x02, 0x03, 0x26, 0x20, 0x01, 0x21, 0x58, 0x20, 0x99, 0x16, 0x96, 0x57, 0x03, 0x6d,
+    0x08, 0x9a, 0x2a, 0x98, 0x21, 0xa7, 0xd0, 0x06, 0x3d, 0x34, 0x1f, 0x1a, 0x46, 0x13, 0x38, 0x93,
+    0x59, 0x63, 0x6e, 0xfa, 0xb5, 0xf3, 0xcb, 0xf1, 0xac, 0xcf, 0x22, 0x58, 0x20, 0xdd, 0x91, 0xc5,
+    0x55, 0x43, 0x17, 0x6e, 0xa9, 0x9b, 0x64, 0x44, 0x06, 0xdd, 0x1d, 0xd6, 0x37, 0x74, 0xb6, 0xaf,
+    0x65, 0xac, 0x75, 0x9e, 0x06, 0xff, 0x40, 0xb1, 0xc8, 0xab, 0x02, 0xdf, 0x6b,
+];
+
+/// Fuzzing entry point: `data` is split into clientDataJSON, authenticatorData and signature
+/// (each prefixed by a one-byte length, the signature takes the rest) and verified against a
+/// fixed stored credential, as a `payment.get` with expected payment fields. Panics only if an
+/// accepted assertion breaks the counter rule.
+#[doc(hidden)]
+#[allow(clippy::panic)]
+pub fn fuzz_verify(data: &[u8]) {
+    let mut parts = data;
+    let mut next = || -> Option<&[u8]> {
+        let (len, rest) = parts.split_first()?;
+        let (part, rest) = rest.split_at_checked(usize::from(*len))?;
+        parts = rest;
+        Some(part)
+    };
+    let (Some(client_data_json), Some(authenticator_data)) = (next(), next()) else {
+        return;
+    };
+    let rp = RelyingParty {
+        ids: vec!["example.org".into()],
+        origins: vec!["https://example.org".into()],
+        top_origins: vec!["https://merchant.example".into()],
+    };
+    let payment = ExpectedPayment {
+        total_value: Some("1.00".into()),
+        total_currency: Some("EUR".into()),
+        ..ExpectedPayment::default()
+    };
+    let expect = AssertionExpectations {
+        rp: &rp,
+        challenge: "Y2hhbGxlbmdl",
+        types: &[AssertionType::Get, AssertionType::PaymentGet],
+        require_user_verification: true,
+        payment: Some(&payment),
+    };
+    let stored = StoredCredential {
+        credential_id: vec![1; 16],
+        public_key_cbor: FUZZ_STORED_KEY.to_vec(),
+        sign_count: 7,
+        backup_eligible: false,
+    };
+    let input = AssertionInput {
+        credential_id: &stored.credential_id,
+        client_data_json,
+        authenticator_data,
+        signature: parts,
+    };
+    if let Ok(verdict) = verify_assertion(input, &expect, &stored) {
+        if verdict.sign_count <= stored.sign_count {
+            panic!("an assertion with a non-increasing counter was accepted");
+        }
+    }
 }
 
 #[cfg(test)]

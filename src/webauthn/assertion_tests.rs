@@ -96,7 +96,10 @@ impl Case {
             sign_count: self.stored_count,
             backup_eligible: self.stored_be,
         };
-        let cred_id = self.credential_id.clone().unwrap_or(self.auth.credential_id.clone());
+        let cred_id = self
+            .credential_id
+            .clone()
+            .unwrap_or(self.auth.credential_id.clone());
         let input = AssertionInput {
             credential_id: &cred_id,
             client_data_json: &cdj,
@@ -258,7 +261,12 @@ fn signature_over_other_client_data_is_refused() {
         authenticator_data: &ad,
         signature: &sig,
     };
-    assert_eq!(verify_assertion(input, &expect, &stored).unwrap_err().code(), "bad_signature");
+    assert_eq!(
+        verify_assertion(input, &expect, &stored)
+            .unwrap_err()
+            .code(),
+        "bad_signature"
+    );
 }
 
 #[test]
@@ -304,7 +312,10 @@ fn each_payment_member_that_differs_is_named() {
         (&["payeeOrigin"], "payment.payeeOrigin"),
         (&["total", "currency"], "payment.total.currency"),
         (&["total", "value"], "payment.total.value"),
-        (&["instrument", "displayName"], "payment.instrument.displayName"),
+        (
+            &["instrument", "displayName"],
+            "payment.instrument.displayName",
+        ),
         (&["instrument", "icon"], "payment.instrument.icon"),
     ];
     for (path, name) in members {
@@ -347,4 +358,17 @@ fn payment_member_in_webauthn_get_is_ignored() {
     case.client_data["payment"] = serde_json::json!({"total": {"value": "999.99"}});
     case.payment = Some(expected_payment());
     assert!(case.run().is_ok());
+}
+
+#[test]
+fn fuzz_entry_point_survives_odd_splits() {
+    fuzz_verify(&[]);
+    fuzz_verify(&[5, 1, 2]);
+    fuzz_verify(&[2, b'{', b'}', 37, 0, 0]);
+    fuzz_verify(&[255; 600]);
+}
+
+#[test]
+fn fuzz_stored_key_is_a_valid_cose_key() {
+    assert!(CoseKey::from_cbor_bytes(&FUZZ_STORED_KEY).is_ok());
 }

@@ -131,9 +131,13 @@ pub const MAX_CREDENTIAL_ID_LEN: usize = 1023;
 impl AuthenticatorData {
     /// Parses exactly (trailing bytes are an error).
     pub fn parse(bytes: &[u8]) -> Result<Self, WebauthnError> {
-        let (rp_id_hash, rest) = bytes.split_first_chunk::<32>().ok_or(AuthDataError::Truncated)?;
+        let (rp_id_hash, rest) = bytes
+            .split_first_chunk::<32>()
+            .ok_or(AuthDataError::Truncated)?;
         let (flags, rest) = rest.split_first().ok_or(AuthDataError::Truncated)?;
-        let (count, mut rest) = rest.split_first_chunk::<4>().ok_or(AuthDataError::Truncated)?;
+        let (count, mut rest) = rest
+            .split_first_chunk::<4>()
+            .ok_or(AuthDataError::Truncated)?;
         let flags = Flags(*flags);
         // §6.1.3: "If the BE flag is not set, the BS flag MUST NOT be set."
         if flags.bs() && !flags.be() {
@@ -200,8 +204,12 @@ impl AttestedCredential {
     /// aaguid | credentialIdLength | credentialId | credentialPublicKey, from the start of
     /// `bytes`; returns it and the bytes used.
     fn parse_prefix(bytes: &[u8]) -> Result<(Self, usize), WebauthnError> {
-        let (aaguid, rest) = bytes.split_first_chunk::<16>().ok_or(AuthDataError::Truncated)?;
-        let (len, rest) = rest.split_first_chunk::<2>().ok_or(AuthDataError::Truncated)?;
+        let (aaguid, rest) = bytes
+            .split_first_chunk::<16>()
+            .ok_or(AuthDataError::Truncated)?;
+        let (len, rest) = rest
+            .split_first_chunk::<2>()
+            .ok_or(AuthDataError::Truncated)?;
         let len = usize::from(u16::from_be_bytes(*len));
         if len == 0 || len > MAX_CREDENTIAL_ID_LEN {
             return Err(AuthDataError::CredentialIdLength.into());
@@ -209,7 +217,10 @@ impl AttestedCredential {
         let (credential_id, rest) = rest.split_at_checked(len).ok_or(AuthDataError::Truncated)?;
         let (key_value, key_len) = cbor::decode_prefix(rest)?;
         let public_key = CoseKey::from_cbor(&key_value)?;
-        let public_key_cbor = rest.get(..key_len).ok_or(AuthDataError::Truncated)?.to_vec();
+        let public_key_cbor = rest
+            .get(..key_len)
+            .ok_or(AuthDataError::Truncated)?
+            .to_vec();
         Ok((
             Self {
                 aaguid: *aaguid,

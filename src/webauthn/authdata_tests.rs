@@ -55,9 +55,15 @@ fn credential_id_of_1024_bytes_is_refused() {
     auth.credential_id = vec![7; 1023];
     assert!(AuthenticatorData::parse(&auth.auth_data("e.com", UP | AT, 0)).is_ok());
     auth.credential_id = vec![7; 1024];
-    assert_eq!(err(&auth.auth_data("e.com", UP | AT, 0)), "credential_id_length");
+    assert_eq!(
+        err(&auth.auth_data("e.com", UP | AT, 0)),
+        "credential_id_length"
+    );
     auth.credential_id = vec![];
-    assert_eq!(err(&auth.auth_data("e.com", UP | AT, 0)), "credential_id_length");
+    assert_eq!(
+        err(&auth.auth_data("e.com", UP | AT, 0)),
+        "credential_id_length"
+    );
 }
 
 #[test]
@@ -75,7 +81,10 @@ fn extensions_flag_needs_a_map() {
     let auth = SoftAuthenticator::new();
     let ad = auth.auth_data("e.com", UP | ED, 0);
     assert_eq!(err(&ad), "extensions_missing");
-    assert_eq!(err(&[ad.clone(), vec![0x01]].concat()), "extensions_not_map");
+    assert_eq!(
+        err(&[ad.clone(), vec![0x01]].concat()),
+        "extensions_not_map"
+    );
     let ext = encode(&Value::Map(vec![(text("credProtect"), int(2))]));
     let parsed = AuthenticatorData::parse(&[ad, ext].concat()).unwrap();
     assert!(parsed.extensions.unwrap().get_text("credProtect").is_some());

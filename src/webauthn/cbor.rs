@@ -113,7 +113,10 @@ pub fn decode(bytes: &[u8]) -> Result<Value, CborError> {
 
 /// Decodes one item from the start of `bytes`; returns it and the number of bytes it used.
 pub fn decode_prefix(bytes: &[u8]) -> Result<(Value, usize), CborError> {
-    let mut decoder = Decoder { input: bytes, pos: 0 };
+    let mut decoder = Decoder {
+        input: bytes,
+        pos: 0,
+    };
     let value = decoder.item(1)?;
     Ok((value, decoder.pos))
 }
@@ -269,7 +272,10 @@ impl<'a> Decoder<'a> {
                 for _ in 0..count {
                     let start = self.pos;
                     let key = self.item(depth)?;
-                    let encoded = self.input.get(start..self.pos).ok_or(CborError::Truncated)?;
+                    let encoded = self
+                        .input
+                        .get(start..self.pos)
+                        .ok_or(CborError::Truncated)?;
                     if !seen.insert(encoded) {
                         return Err(CborError::DuplicateMapKey);
                     }

@@ -13,7 +13,10 @@ fn decodes_the_webauthn_subset() {
     let v = decode(&bytes).unwrap();
     assert_eq!(v.get_int(1).and_then(Value::as_int), Some(2));
     assert_eq!(v.get_int(3).and_then(Value::as_int), Some(-7));
-    assert_eq!(v.get_text("a").and_then(Value::as_bytes), Some(&[1u8, 2][..]));
+    assert_eq!(
+        v.get_text("a").and_then(Value::as_bytes),
+        Some(&[1u8, 2][..])
+    );
     assert_eq!(
         v.get_text("t").and_then(Value::as_array),
         Some(&[Value::Bool(true), Value::Bool(false), Value::Null][..])
@@ -58,7 +61,10 @@ fn non_shortest_integers_and_lengths_are_refused() {
     assert_eq!(code(&[0x18, 0x17]), "cbor_non_canonical");
     assert_eq!(code(&[0x19, 0x00, 0xff]), "cbor_non_canonical");
     assert_eq!(code(&[0x1a, 0x00, 0x00, 0xff, 0xff]), "cbor_non_canonical");
-    assert_eq!(code(&[0x1b, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]), "cbor_non_canonical");
+    assert_eq!(
+        code(&[0x1b, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]),
+        "cbor_non_canonical"
+    );
     assert_eq!(code(&[0x38, 0x00]), "cbor_non_canonical");
     assert_eq!(code(&[0x58, 0x01, 0xaa]), "cbor_non_canonical");
 }
@@ -81,7 +87,10 @@ fn floats_undefined_simple_values_and_tags_are_refused() {
 
 #[test]
 fn duplicate_map_keys_are_refused() {
-    assert_eq!(code(&[0xa2, 0x01, 0x00, 0x01, 0x00]), "cbor_duplicate_map_key");
+    assert_eq!(
+        code(&[0xa2, 0x01, 0x00, 0x01, 0x00]),
+        "cbor_duplicate_map_key"
+    );
     assert_eq!(
         code(&[0xa2, 0x61, b'k', 0x00, 0x61, b'k', 0x01]),
         "cbor_duplicate_map_key"
@@ -101,9 +110,18 @@ fn depth_bomb_is_refused() {
 #[test]
 fn length_bombs_are_refused_before_allocation() {
     // A byte string, an array and a map each announcing 2^64-1 entries in nine bytes.
-    assert_eq!(code(&[0x5b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]), "cbor_length_exceeds_input");
-    assert_eq!(code(&[0x9b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]), "cbor_length_exceeds_input");
-    assert_eq!(code(&[0xbb, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]), "cbor_length_exceeds_input");
+    assert_eq!(
+        code(&[0x5b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]),
+        "cbor_length_exceeds_input"
+    );
+    assert_eq!(
+        code(&[0x9b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]),
+        "cbor_length_exceeds_input"
+    );
+    assert_eq!(
+        code(&[0xbb, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]),
+        "cbor_length_exceeds_input"
+    );
     assert_eq!(code(&[0x42, 0x00]), "cbor_length_exceeds_input");
     // A map of 2 entries needs at least 4 bytes.
     assert_eq!(code(&[0xa2, 0x01, 0x02, 0x03]), "cbor_length_exceeds_input");

@@ -161,7 +161,7 @@ impl ClientData {
 
     /// `origin` is one of the RP's origins; `crossOrigin` and `topOrigin` only as the RP allows.
     pub fn check_origins(&self, rp: &RelyingParty) -> Result<(), ClientDataError> {
-        if !rp.origins.iter().any(|o| *o == self.origin) {
+        if !rp.origins.contains(&self.origin) {
             return Err(ClientDataError::OriginMismatch);
         }
         if self.cross_origin && (rp.top_origins.is_empty() || self.top_origin.is_none()) {

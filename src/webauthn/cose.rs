@@ -353,8 +353,7 @@ impl CoseKey {
                 }
                 // ring refuses even exponents and e < 3 at verification; refuse them here too.
                 let e_is_odd = e.last().is_some_and(|b| b & 1 == 1);
-                if !e_is_odd || (e.len() == 1 && e.first().is_some_and(|b| *b < 3)) || e.len() > 4
-                {
+                if !e_is_odd || (e.len() == 1 && e.first().is_some_and(|b| *b < 3)) || e.len() > 4 {
                     return Err(CoseError::RsaMalformed);
                 }
                 KeyParams::Rsa { n, e }

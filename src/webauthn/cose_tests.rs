@@ -52,14 +52,18 @@ fn alg_that_does_not_match_the_curve_is_refused() {
 
 #[test]
 fn missing_alg_is_refused() {
-    let Value::Map(mut m) = ec2(1, -7, 32) else { unreachable!() };
+    let Value::Map(mut m) = ec2(1, -7, 32) else {
+        unreachable!()
+    };
     m.retain(|(k, _)| k.as_int() != Some(3));
     assert_eq!(err(&Value::Map(m)), "cose_missing_label");
 }
 
 #[test]
 fn unknown_label_and_unknown_alg_are_refused() {
-    let Value::Map(mut m) = ec2(1, -7, 32) else { unreachable!() };
+    let Value::Map(mut m) = ec2(1, -7, 32) else {
+        unreachable!()
+    };
     m.push((int(2), Value::Bytes(vec![1])));
     assert_eq!(err(&Value::Map(m)), "cose_unknown_label");
     assert_eq!(err(&ec2(1, -47, 32)), "unsupported_algorithm");
@@ -70,7 +74,9 @@ fn unknown_label_and_unknown_alg_are_refused() {
 fn rsa_below_2048_bits_is_refused() {
     assert!(CoseKey::from_cbor(&rsa(256, -257)).is_ok());
     assert_eq!(err(&rsa(255, -257)), "rsa_key_size");
-    let Value::Map(mut m) = rsa(256, -257) else { unreachable!() };
+    let Value::Map(mut m) = rsa(256, -257) else {
+        unreachable!()
+    };
     m[2].1 = Value::Bytes([vec![0], vec![0xc5; 256]].concat());
     assert_eq!(err(&Value::Map(m)), "rsa_key_malformed");
 }
@@ -90,8 +96,14 @@ fn okp_keys_need_eddsa_and_exact_length() {
     assert_eq!(err(&okp(6, -8, 57)), "cose_coordinate_length");
     assert_eq!(err(&okp(6, -7, 32)), "cose_alg_key_mismatch");
     // RFC 9864 fully-specified algorithms: only with their own curve.
-    assert_eq!(CoseKey::from_cbor(&okp(7, -53, 57)).unwrap().alg, CoseAlgorithm::EdDsa);
-    assert_eq!(CoseKey::from_cbor(&okp(6, -19, 32)).unwrap().alg, CoseAlgorithm::EdDsa);
+    assert_eq!(
+        CoseKey::from_cbor(&okp(7, -53, 57)).unwrap().alg,
+        CoseAlgorithm::EdDsa
+    );
+    assert_eq!(
+        CoseKey::from_cbor(&okp(6, -19, 32)).unwrap().alg,
+        CoseAlgorithm::EdDsa
+    );
     assert_eq!(err(&okp(6, -53, 32)), "cose_alg_key_mismatch");
     assert_eq!(err(&ec2(1, -19, 32)), "cose_alg_key_mismatch");
 }
@@ -115,5 +127,8 @@ fn from_cbor_bytes_refuses_trailing_bytes() {
     let auth = SoftAuthenticator::new();
     let mut bytes = encode(&auth.cose_key());
     bytes.push(0);
-    assert_eq!(CoseKey::from_cbor_bytes(&bytes).unwrap_err().code(), "cbor_trailing_bytes");
+    assert_eq!(
+        CoseKey::from_cbor_bytes(&bytes).unwrap_err().code(),
+        "cbor_trailing_bytes"
+    );
 }

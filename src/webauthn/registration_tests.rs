@@ -27,7 +27,10 @@ impl Case {
         encode(&Value::Map(vec![
             (text("fmt"), text("none")),
             (text("attStmt"), Value::Map(vec![])),
-            (text("authData"), Value::Bytes(self.auth.auth_data(RP_ID, self.flags, 0))),
+            (
+                text("authData"),
+                Value::Bytes(self.auth.auth_data(RP_ID, self.flags, 0)),
+            ),
         ]))
     }
 
@@ -80,7 +83,10 @@ fn a_correct_registration_is_accepted() {
     let v = case.run().unwrap();
     assert_eq!(v.credential_id, case.auth.credential_id);
     assert_eq!(v.public_key_cbor, case.auth.cose_key_bytes());
-    assert_eq!((v.alg, v.format, v.trust), (CoseAlgorithm::Es256, Format::None, Trust::None));
+    assert_eq!(
+        (v.alg, v.format, v.trust),
+        (CoseAlgorithm::Es256, Format::None, Trust::None)
+    );
     assert!(v.user_verified && !v.backup_eligible);
 }
 
@@ -187,7 +193,10 @@ fn algorithm_outside_policy_is_refused() {
     let policy = AttestationPolicy {
         algorithms: vec![CoseAlgorithm::Es384, CoseAlgorithm::Rs256],
     };
-    assert_eq!(case.run_with(&policy).unwrap_err().code(), "algorithm_not_allowed");
+    assert_eq!(
+        case.run_with(&policy).unwrap_err().code(),
+        "algorithm_not_allowed"
+    );
 }
 
 #[test]

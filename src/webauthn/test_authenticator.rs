@@ -100,9 +100,8 @@ impl SoftAuthenticator {
     pub fn new() -> Self {
         let rng = SystemRandom::new();
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).unwrap();
-        let key =
-            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng)
-                .unwrap();
+        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng)
+            .unwrap();
         Self {
             key,
             rng,
@@ -146,7 +145,9 @@ impl SoftAuthenticator {
     /// An ECDSA (DER) signature over authData || SHA-256(clientDataJSON).
     pub fn sign_assertion(&self, auth_data: &[u8], client_data_json: &[u8]) -> Vec<u8> {
         let mut msg = auth_data.to_vec();
-        msg.extend_from_slice(ring::digest::digest(&ring::digest::SHA256, client_data_json).as_ref());
+        msg.extend_from_slice(
+            ring::digest::digest(&ring::digest::SHA256, client_data_json).as_ref(),
+        );
         self.key.sign(&self.rng, &msg).unwrap().as_ref().to_vec()
     }
 }
