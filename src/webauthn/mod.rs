@@ -21,5 +21,7 @@ pub mod client_data;
 pub mod cose;
 mod error;
 pub mod registration;
+#[cfg(test)]
+mod test_authenticator;
 
 pub use error::WebauthnError;

@@ -1,0 +1,5 @@
+#![no_main]
+// authenticatorData as the client sends it.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let _ = payhsm::webauthn::authdata::AuthenticatorData::parse(data);
+});
