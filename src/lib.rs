@@ -7,7 +7,7 @@
 //! Data flows down this list; nothing calls up.
 //! - [`transport`]: rustls mTLS listener, the caller's identity from its certificate, HTTP/1.1 and HTTP/2.
 //! - [`api`]: API v1 request and response types, routing, the one error-to-HTTP mapping.
-//! - [`service`]: the use cases (tokenize, detokenize, lifecycle), one function each.
+//! - [`service`]: the use cases (tokenize, detokenize, lifecycle, device enrolment), one function each.
 //! - [`card`]: PANs, tokens and their formats: sans-io and pure.
 //! - [`webauthn`]: WebAuthn L3 / SPC registration and assertion verification: sans-io and pure.
 //! - [`policy`]: Cedar policies and the identity-to-group map: who may do what.

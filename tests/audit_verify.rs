@@ -28,6 +28,7 @@ fn event(n: u64) -> AuditEvent {
         decision: Decision::Allow,
         policy_ids: vec!["gw-tokenize".into()],
         outcome: "created".into(),
+        detail: None,
     }
 }
 

@@ -9,8 +9,8 @@
 
 use payhsm::card::Domain;
 use payhsm::policy::{
-    Action, PolicyDecision, PolicyEngine, PolicyRequest, Principal, IDENTITIES_FILE, POLICIES_FILE,
-    SCHEMA_FILE,
+    Action, PolicyDecision, PolicyEngine, PolicyRequest, Principal, Resource, IDENTITIES_FILE,
+    POLICIES_FILE, SCHEMA_FILE,
 };
 use std::path::{Path, PathBuf};
 
@@ -25,10 +25,15 @@ fn engine() -> PolicyEngine {
 fn decide(engine: &PolicyEngine, identity: &str, action: Action) -> PolicyDecision {
     let principal = Principal::new(identity);
     let domain = Domain::parse("acme-shop").unwrap();
+    let resource = match action {
+        Action::ReadAudit => Resource::AuditLog,
+        Action::CreateDeviceChallenge | Action::EnrolDevice => Resource::RelyingParty("localhost"),
+        _ => Resource::Domain(&domain),
+    };
     engine.decide(&PolicyRequest {
         principal: &principal,
         action,
-        domain: Some(&domain),
+        resource,
     })
 }
 
@@ -54,7 +59,7 @@ fn forbidden_detokenize() -> PolicyDecision {
 }
 
 /// Expected decision for every action, in `Action::ALL` order.
-fn assert_decisions(identity: &str, expected: [PolicyDecision; 7]) {
+fn assert_decisions(identity: &str, expected: [PolicyDecision; 9]) {
     let engine = engine();
     for (action, want) in Action::ALL.into_iter().zip(expected) {
         assert_eq!(
@@ -67,8 +72,9 @@ fn assert_decisions(identity: &str, expected: [PolicyDecision; 7]) {
 }
 
 #[test]
-fn gateway_runs_the_token_lifecycle_but_never_detokenizes() {
+fn gateway_runs_the_token_lifecycle_and_enrols_devices_but_never_detokenizes() {
     let lifecycle = || allow("gateway-token-lifecycle");
+    let enrolment = || allow("gateway-device-enrolment");
     assert_decisions(
         "spiffe://payhsm.dev/gateway",
         [
@@ -79,6 +85,8 @@ fn gateway_runs_the_token_lifecycle_but_never_detokenizes() {
             lifecycle(),            // resume
             lifecycle(),            // delete
             deny_by_default(),      // read_audit
+            enrolment(),            // create_device_challenge
+            enrolment(),            // enrol_device
         ],
     );
 }
@@ -96,6 +104,8 @@ fn vault_reader_detokenizes_and_reads_metadata_only() {
             deny_by_default(), // resume
             deny_by_default(), // delete
             deny_by_default(), // read_audit
+            deny_by_default(), // create_device_challenge
+            deny_by_default(), // enrol_device
         ],
     );
 }
@@ -112,6 +122,8 @@ fn auditor_only_reads_the_audit_log() {
             deny_by_default(),
             deny_by_default(),
             allow("auditor-read-audit"),
+            deny_by_default(),
+            deny_by_default(),
         ],
     );
 }
@@ -124,6 +136,8 @@ fn custodians_have_no_api_action() {
             [
                 deny_by_default(),
                 forbidden_detokenize(),
+                deny_by_default(),
+                deny_by_default(),
                 deny_by_default(),
                 deny_by_default(),
                 deny_by_default(),
@@ -155,20 +169,34 @@ fn unknown_identity_is_denied_everything() {
 }
 
 #[test]
-fn missing_domain_is_denied_except_for_the_audit_log() {
+fn a_resource_of_the_wrong_kind_is_denied_by_default() {
     let engine = engine();
     let gateway = Principal::new("spiffe://payhsm.dev/gateway");
-    let decision = engine.decide(&PolicyRequest {
-        principal: &gateway,
-        action: Action::Tokenize,
-        domain: None,
-    });
-    assert_eq!(decision, deny_by_default());
+    let domain = Domain::parse("acme-shop").unwrap();
+    for (action, resource) in [
+        (Action::Tokenize, Resource::AuditLog),
+        (Action::Tokenize, Resource::RelyingParty("localhost")),
+        (Action::EnrolDevice, Resource::Domain(&domain)),
+        (Action::CreateDeviceChallenge, Resource::AuditLog),
+    ] {
+        let decision = engine.decide(&PolicyRequest {
+            principal: &gateway,
+            action,
+            resource,
+        });
+        assert_eq!(decision, deny_by_default(), "{}", action.as_str());
+    }
     let auditor = Principal::new("spiffe://payhsm.dev/auditor");
     let decision = engine.decide(&PolicyRequest {
         principal: &auditor,
         action: Action::ReadAudit,
-        domain: None,
+        resource: Resource::Domain(&domain),
+    });
+    assert_eq!(decision, deny_by_default());
+    let decision = engine.decide(&PolicyRequest {
+        principal: &auditor,
+        action: Action::ReadAudit,
+        resource: Resource::AuditLog,
     });
     assert_eq!(decision, allow("auditor-read-audit"));
 }
@@ -196,6 +224,7 @@ fn every_loaded_policy_has_its_annotated_id() {
         [
             "auditor-read-audit",
             "detokenize-only-vault-reader",
+            "gateway-device-enrolment",
             "gateway-token-lifecycle",
             "vault-reader-detokenize",
         ]

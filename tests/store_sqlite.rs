@@ -43,6 +43,7 @@ fn event(action: &str) -> AuditEvent {
         decision: Decision::Allow,
         policy_ids: vec![],
         outcome: String::new(),
+        detail: None,
     }
 }
 

@@ -36,20 +36,29 @@ impl ApiError {
     pub fn status_and_code(&self) -> (StatusCode, &'static str) {
         use service::Error as S;
         match self {
-            Self::Service(e) => match e {
-                S::Invalid(c) => (StatusCode::UNPROCESSABLE_ENTITY, c.code()),
-                S::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
-                S::TokenNotFound => (StatusCode::NOT_FOUND, "token_not_found"),
-                S::TokenSuspended => (StatusCode::CONFLICT, "token_suspended"),
-                S::TokenStateConflict(_) => (StatusCode::CONFLICT, "token_state_conflict"),
-                S::TokenSpaceExhausted => (StatusCode::CONFLICT, "token_space_exhausted"),
-                S::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
-                S::Keys(KeyError::Integrity) => (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "record_integrity_failure",
-                ),
-                S::Keys(_) => (StatusCode::SERVICE_UNAVAILABLE, "keys_unavailable"),
-            },
+            // The code is the service error's own (also the audit outcome); the status is
+            // chosen here.
+            Self::Service(e) => {
+                let status = match e {
+                    S::Invalid(_)
+                    | S::UnknownRelyingParty
+                    | S::InvalidUser
+                    | S::Webauthn(_)
+                    | S::CredentialIdMismatch => StatusCode::UNPROCESSABLE_ENTITY,
+                    S::Forbidden => StatusCode::FORBIDDEN,
+                    S::TokenNotFound | S::ChallengeNotFound => StatusCode::NOT_FOUND,
+                    S::TokenSuspended
+                    | S::TokenStateConflict(_)
+                    | S::TokenSpaceExhausted
+                    | S::ChallengeUsed
+                    | S::CredentialExists => StatusCode::CONFLICT,
+                    S::ChallengeExpired => StatusCode::GONE,
+                    // An integrity failure is not an outage: retrying will not help.
+                    S::Keys(KeyError::Integrity) => StatusCode::INTERNAL_SERVER_ERROR,
+                    S::Store(_) | S::Keys(_) => StatusCode::SERVICE_UNAVAILABLE,
+                };
+                (status, e.code())
+            }
             Self::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed_request"),
             Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::NotFound => (StatusCode::NOT_FOUND, "not_found"),
@@ -151,6 +160,41 @@ mod tests {
                 service::Error::Keys(KeyError::Random).into(),
                 503,
                 "keys_unavailable",
+            ),
+            (
+                service::Error::UnknownRelyingParty.into(),
+                422,
+                "unknown_relying_party",
+            ),
+            (service::Error::InvalidUser.into(), 422, "invalid_user"),
+            (
+                service::Error::ChallengeNotFound.into(),
+                404,
+                "challenge_not_found",
+            ),
+            (service::Error::ChallengeUsed.into(), 409, "challenge_used"),
+            (
+                service::Error::ChallengeExpired.into(),
+                410,
+                "challenge_expired",
+            ),
+            (
+                service::Error::CredentialIdMismatch.into(),
+                422,
+                "credential_id_mismatch",
+            ),
+            (
+                service::Error::CredentialExists.into(),
+                409,
+                "credential_exists",
+            ),
+            (
+                service::Error::Webauthn(crate::webauthn::WebauthnError::Attestation(
+                    crate::webauthn::attestation::AttestationError::UnsupportedFormat,
+                ))
+                .into(),
+                422,
+                "unsupported_format",
             ),
             (ApiError::Malformed("x"), 400, "malformed_request"),
             (ApiError::PayloadTooLarge, 413, "payload_too_large"),

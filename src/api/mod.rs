@@ -3,10 +3,12 @@
 //! Handlers are thin: decode, call one service function, encode.
 //!
 //! - [`error`]: [`ApiError`] and its mapping to status and code.
-//! - [`types`]: request and response bodies.
+//! - [`types`]: request and response bodies of the token routes.
+//! - [`devices`]: request and response bodies of the device routes.
 //! - [`body`]: size-limited request bodies, zeroized response bodies, request ids.
 
 pub mod body;
+pub mod devices;
 pub mod error;
 mod routes;
 pub mod types;
@@ -16,7 +18,7 @@ pub use error::ApiError;
 pub use routes::handle;
 
 use crate::keys::Hsm;
-use crate::service::Vault;
+use crate::service::{Devices, Vault};
 use crate::telemetry::Metrics;
 use std::sync::Arc;
 
@@ -24,6 +26,8 @@ use std::sync::Arc;
 pub struct App {
     /// The card vault use cases.
     pub vault: Vault,
+    /// Device enrolment.
+    pub devices: Devices,
     /// The HSM (for readiness).
     pub hsm: Hsm,
     /// Metrics, shared with the store wrapper.
@@ -33,10 +37,17 @@ pub struct App {
 }
 
 impl App {
-    /// Bundles the vault, HSM handle, metrics and body limit.
-    pub fn new(vault: Vault, hsm: Hsm, metrics: Arc<Metrics>, max_body_bytes: usize) -> Self {
+    /// Bundles the use cases, HSM handle, metrics and body limit.
+    pub fn new(
+        vault: Vault,
+        devices: Devices,
+        hsm: Hsm,
+        metrics: Arc<Metrics>,
+        max_body_bytes: usize,
+    ) -> Self {
         Self {
             vault,
+            devices,
             hsm,
             metrics,
             max_body_bytes,

@@ -1,6 +1,7 @@
 //! Routing and the thin handlers.
 
 use super::body::{json, read_body, request_id, require_json, SecretBuf};
+use super::devices::{ChallengeRequest, ChallengeResponse, EnrolRequest, EnrolResponse};
 use super::error::ApiError;
 use super::types::{
     decode, domain_from_query, DetokenizeRequest, DetokenizeResponse, DomainBody, ErrorDetail,
@@ -30,6 +31,8 @@ enum Route<'a> {
     Detokenize,
     Metadata(&'a str),
     Change(&'a str, StatusChange),
+    DeviceChallenge,
+    EnrolDevice,
     Healthz,
     Readyz,
     Metrics,
@@ -97,6 +100,14 @@ fn resolve<'a>(method: &Method, path: &'a str) -> (&'static str, Result<Route<'a
         "/metrics" => ("metrics", only(Method::GET, "GET", Route::Metrics)),
         "/v1/tokens" => ("tokenize", only(Method::POST, "POST", Route::Tokenize)),
         "/v1/tokens/detokenize" => ("detokenize", only(Method::POST, "POST", Route::Detokenize)),
+        "/v1/devices/challenges" => (
+            "device_challenge",
+            only(Method::POST, "POST", Route::DeviceChallenge),
+        ),
+        "/v1/devices" => (
+            "enrol_device",
+            only(Method::POST, "POST", Route::EnrolDevice),
+        ),
         _ => match path
             .strip_prefix("/v1/tokens/")
             .map(|rest| rest.split('/').collect::<Vec<_>>())
@@ -192,6 +203,29 @@ where
             Ok(Reply::json(
                 StatusCode::OK,
                 json(&MetadataResponse::from(&view))?,
+            ))
+        }
+        Route::DeviceChallenge => {
+            require_json(&parts.headers)?;
+            let bytes = read_body(&parts.headers, body, app.max_body_bytes).await?;
+            let req = decode::<ChallengeRequest>(&bytes)?;
+            let issued = app
+                .devices
+                .create_challenge(caller, &req.user, &req.rp_id)
+                .await?;
+            Ok(Reply::json(
+                StatusCode::CREATED,
+                json(&ChallengeResponse::from(&issued))?,
+            ))
+        }
+        Route::EnrolDevice => {
+            require_json(&parts.headers)?;
+            let bytes = read_body(&parts.headers, body, app.max_body_bytes).await?;
+            let input = decode::<EnrolRequest>(&bytes)?.into_input()?;
+            let device = app.devices.enrol(caller, input).await?;
+            Ok(Reply::json(
+                StatusCode::CREATED,
+                json(&EnrolResponse::from(&device))?,
             ))
         }
         Route::Healthz => Ok(Reply::json(
@@ -329,6 +363,8 @@ mod tests {
                 Route::Detokenize => "detokenize",
                 Route::Metadata(_) => "metadata",
                 Route::Change(_, c) => c.as_str(),
+                Route::DeviceChallenge => "device_challenge",
+                Route::EnrolDevice => "enrol_device",
                 Route::Healthz => "healthz",
                 Route::Readyz => "readyz",
                 Route::Metrics => "metrics",
@@ -362,6 +398,18 @@ mod tests {
         assert_eq!(
             route(Method::POST, "/v1/tokens/4111119876541111/resume"),
             ("resume", Ok("resume"))
+        );
+        assert_eq!(
+            route(Method::POST, "/v1/devices/challenges"),
+            ("device_challenge", Ok("device_challenge"))
+        );
+        assert_eq!(
+            route(Method::POST, "/v1/devices"),
+            ("enrol_device", Ok("enrol_device"))
+        );
+        assert_eq!(
+            route(Method::GET, "/v1/devices"),
+            ("enrol_device", Err("method_not_allowed"))
         );
         assert_eq!(route(Method::GET, "/healthz"), ("healthz", Ok("healthz")));
         assert_eq!(route(Method::GET, "/readyz"), ("readyz", Ok("readyz")));

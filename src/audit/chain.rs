@@ -140,6 +140,7 @@ mod tests {
             decision: Decision::Allow,
             policy_ids: vec!["p1".into()],
             outcome: "created".into(),
+            detail: None,
         }
     }
 
@@ -167,5 +168,18 @@ mod tests {
         let json = serde_json::to_string(&Canonical { seq: 9, event: &e }).unwrap();
         assert!(json.starts_with(r#"{"seq":9,"time":"#), "{json}");
         assert!(json.ends_with(r#""outcome":"created"}"#), "{json}");
+    }
+
+    #[test]
+    fn detail_is_hashed_only_when_present() {
+        let mut e = event(1);
+        let json = serde_json::to_string(&Canonical { seq: 1, event: &e }).unwrap();
+        assert!(!json.contains("detail"), "{json}");
+        e.detail = Some("format=none trust=none".into());
+        let json = serde_json::to_string(&Canonical { seq: 1, event: &e }).unwrap();
+        assert!(
+            json.ends_with(r#""outcome":"created","detail":"format=none trust=none"}"#),
+            "{json}"
+        );
     }
 }

@@ -38,6 +38,11 @@ pub struct AuditEvent {
     pub policy_ids: Vec<String>,
     /// The outcome as a stable code: `created`, `existing`, `ok`, or the error code returned.
     pub outcome: String,
+    /// Free-form, non-secret detail (`credential=<b64url> aaguid=<hex> format=packed
+    /// trust=self`). Absent from records that have none, so records written before this field
+    /// existed hash and verify exactly as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// An event placed in the hash chain.

@@ -115,6 +115,8 @@ struct RecordLine {
     decision: Decision,
     policy_ids: Vec<String>,
     outcome: String,
+    #[serde(default)]
+    detail: Option<String>,
     prev_hash: String,
     hash: String,
 }
@@ -132,6 +134,7 @@ impl RecordLine {
             decision: self.decision,
             policy_ids: self.policy_ids,
             outcome: self.outcome,
+            detail: self.detail,
         };
         (self.seq, event, self.prev_hash, self.hash)
     }

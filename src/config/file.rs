@@ -28,7 +28,7 @@ impl std::fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-fn err(path: &str, message: impl Into<String>) -> ConfigError {
+pub(super) fn err(path: &str, message: impl Into<String>) -> ConfigError {
     ConfigError {
         path: path.to_owned(),
         message: message.into(),
@@ -47,6 +47,8 @@ struct FileConfig {
     tokens: TokensSection,
     #[serde(default)]
     log: LogSection,
+    #[serde(default)]
+    webauthn: super::webauthn::WebauthnSection,
 }
 
 #[derive(Deserialize)]
@@ -244,6 +246,7 @@ fn validate(f: FileConfig, base: &Path) -> Result<Config, ConfigError> {
         "text" => LogFormat::Text,
         _ => return Err(err("log.format", "must be \"json\" or \"text\"")),
     };
+    let webauthn = super::webauthn::validate(f.webauthn, base)?;
     Ok(Config {
         server: ServerConfig {
             listen,
@@ -271,6 +274,7 @@ fn validate(f: FileConfig, base: &Path) -> Result<Config, ConfigError> {
         token_format,
         log_format,
         log_filter: f.log.filter,
+        webauthn,
     })
 }
 

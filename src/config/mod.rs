@@ -3,8 +3,10 @@
 //! validated once into a [`Config`] that cannot be invalid; errors name the exact key path.
 
 mod file;
+mod webauthn;
 
 pub use file::ConfigError;
+pub use webauthn::{cose_identifier, RelyingPartyConfig, WebauthnConfig};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -85,6 +87,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Log filter (tracing env-filter syntax).
     pub log_filter: String,
+    /// Device enrolment (WebAuthn).
+    pub webauthn: WebauthnConfig,
 }
 
 /// Defaults shared by the file format and dev mode.
@@ -149,6 +153,7 @@ impl Config {
             token_format: TokenFormat::default(),
             log_format: LogFormat::Text,
             log_filter: "info".to_owned(),
+            webauthn: WebauthnConfig::dev(),
         }
     }
 }

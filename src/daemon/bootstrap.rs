@@ -6,11 +6,12 @@ use crate::audit::{export_jsonl, AuditEvent, Checkpoint, Decision, GENESIS};
 use crate::config::{defaults, Config, PinSource};
 use crate::keys::{DataKeyRing, DataKeyState, Hsm, HsmConfig, KeyVersion, Module, Pin};
 use crate::policy::PolicyEngine;
-use crate::service::Vault;
+use crate::service::{Devices, Vault};
 use crate::store::sqlite::{SqliteOptions, SqliteStore};
 use crate::store::Store;
 use crate::telemetry::{Metrics, TimedStore};
 use crate::transport::{self, ServerLimits, TlsFiles};
+use crate::webauthn::attestation::TrustAnchors;
 use base64::Engine as _;
 use std::future::Future;
 use std::path::Path;
@@ -79,6 +80,7 @@ fn key_event(action: &str, outcome: String) -> AuditEvent {
         decision: Decision::Allow,
         policy_ids: Vec::new(),
         outcome,
+        detail: None,
     }
 }
 
@@ -189,10 +191,32 @@ pub async fn run(
         metrics.clone(),
     ));
     let Keys { hsm, ring } = open_keys(&config, store.as_ref(), dev).await?;
-    let policy =
-        PolicyEngine::load(&config.policy_dir).map_err(|e| DaemonError::Policy(e.to_string()))?;
-    let vault = Vault::new(store, Arc::new(ring), Arc::new(policy), config.token_format);
-    let app = Arc::new(App::new(vault, hsm, metrics, config.server.max_body_bytes));
+    let policy = Arc::new(
+        PolicyEngine::load(&config.policy_dir).map_err(|e| DaemonError::Policy(e.to_string()))?,
+    );
+    let anchors = match &config.webauthn.anchors_dir {
+        Some(dir) => super::anchors::load(dir)?,
+        None => TrustAnchors::default(),
+    };
+    tracing::info!(
+        anchors = anchors.anchors.len(),
+        relying_parties = config.webauthn.relying_parties.len(),
+        "WebAuthn configured"
+    );
+    let devices = Devices::new(
+        store.clone(),
+        policy.clone(),
+        config.webauthn.clone(),
+        anchors,
+    );
+    let vault = Vault::new(store, Arc::new(ring), policy, config.token_format);
+    let app = Arc::new(App::new(
+        vault,
+        devices,
+        hsm,
+        metrics,
+        config.server.max_body_bytes,
+    ));
 
     let tls = transport::server_config(&TlsFiles {
         cert: config.server.cert.clone(),

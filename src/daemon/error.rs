@@ -16,6 +16,8 @@ pub enum DaemonError {
     Policy(String),
     /// TLS material could not be loaded.
     Tls(String),
+    /// The WebAuthn trust anchors could not be loaded.
+    Anchors(String),
     /// A file or socket failed.
     Io(String),
 }
@@ -29,6 +31,7 @@ impl std::fmt::Display for DaemonError {
             Self::Store(m) => write!(f, "store: {m}"),
             Self::Policy(m) => write!(f, "policy: {m}"),
             Self::Tls(m) => write!(f, "TLS: {m}"),
+            Self::Anchors(m) => write!(f, "WebAuthn anchors: {m}"),
             Self::Io(m) => write!(f, "{m}"),
         }
     }

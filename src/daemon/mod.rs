@@ -2,6 +2,7 @@
 //! the mTLS listener. Any failure before serving stops the daemon with a clear message; nothing
 //! is served half-initialized.
 
+pub mod anchors;
 mod bootstrap;
 mod error;
 

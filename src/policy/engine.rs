@@ -40,11 +40,15 @@ pub enum Action {
     Delete,
     /// read the audit log
     ReadAudit,
+    /// POST /v1/devices/challenges
+    CreateDeviceChallenge,
+    /// POST /v1/devices
+    EnrolDevice,
 }
 
 impl Action {
     /// Every action, in a stable order (for tests and reports).
-    pub const ALL: [Action; 7] = [
+    pub const ALL: [Action; 9] = [
         Self::Tokenize,
         Self::Detokenize,
         Self::ReadMetadata,
@@ -52,6 +56,8 @@ impl Action {
         Self::Resume,
         Self::Delete,
         Self::ReadAudit,
+        Self::CreateDeviceChallenge,
+        Self::EnrolDevice,
     ];
 
     /// The Cedar action id and audit action name.
@@ -64,8 +70,38 @@ impl Action {
             Self::Resume => "resume",
             Self::Delete => "delete",
             Self::ReadAudit => "read_audit",
+            Self::CreateDeviceChallenge => "create_device_challenge",
+            Self::EnrolDevice => "enrol_device",
         }
     }
+
+    /// Whether `resource` is the kind of resource this action applies to (as the schema
+    /// declares it).
+    fn applies_to(self, resource: &Resource<'_>) -> bool {
+        match self {
+            Self::Tokenize
+            | Self::Detokenize
+            | Self::ReadMetadata
+            | Self::Suspend
+            | Self::Resume
+            | Self::Delete => matches!(resource, Resource::Domain(_)),
+            Self::ReadAudit => matches!(resource, Resource::AuditLog),
+            Self::CreateDeviceChallenge | Self::EnrolDevice => {
+                matches!(resource, Resource::RelyingParty(_))
+            }
+        }
+    }
+}
+
+/// What a request acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resource<'a> {
+    /// A token domain (`Domain::"<domain>"`): the token actions.
+    Domain(&'a Domain),
+    /// A configured relying party by RP ID (`RelyingParty::"<rp id>"`): device enrolment.
+    RelyingParty(&'a str),
+    /// The one audit log (`AuditLog::"payhsm"`).
+    AuditLog,
 }
 
 /// A question for the policy.
@@ -75,9 +111,8 @@ pub struct PolicyRequest<'a> {
     pub principal: &'a Principal,
     /// What for.
     pub action: Action,
-    /// On which domain. Required for every action but [`Action::ReadAudit`] (which ignores
-    /// it); a missing domain is denied by default.
-    pub domain: Option<&'a Domain>,
+    /// On what. A resource of another kind than the action applies to is denied by default.
+    pub resource: Resource<'a>,
 }
 
 /// The answer.
@@ -104,6 +139,7 @@ struct TypeNames {
     client: EntityTypeName,
     group: EntityTypeName,
     domain: EntityTypeName,
+    relying_party: EntityTypeName,
     audit_log: EntityTypeName,
     action: EntityTypeName,
 }
@@ -120,6 +156,7 @@ impl TypeNames {
             client: name("Client")?,
             group: name("Group")?,
             domain: name("Domain")?,
+            relying_party: name("RelyingParty")?,
             audit_log: name("AuditLog")?,
             action: name("Action")?,
         })
@@ -198,10 +235,13 @@ impl PolicyEngine {
 
     /// Decides one request. Allowed only on an explicit Cedar `Allow`.
     pub fn decide(&self, request: &PolicyRequest<'_>) -> PolicyDecision {
-        let resource = match (request.action, request.domain) {
-            (Action::ReadAudit, _) => uid(&self.names.audit_log, AUDIT_LOG_ID),
-            (_, Some(domain)) => uid(&self.names.domain, domain.as_str()),
-            (_, None) => return PolicyDecision::deny_by_default(),
+        if !request.action.applies_to(&request.resource) {
+            return PolicyDecision::deny_by_default();
+        }
+        let resource = match request.resource {
+            Resource::Domain(domain) => uid(&self.names.domain, domain.as_str()),
+            Resource::RelyingParty(rp_id) => uid(&self.names.relying_party, rp_id),
+            Resource::AuditLog => uid(&self.names.audit_log, AUDIT_LOG_ID),
         };
         let cedar_request = Request::new(
             uid(&self.names.client, request.principal.as_str()),

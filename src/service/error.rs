@@ -4,6 +4,7 @@
 use crate::card::{CardError, TokenStatus};
 use crate::keys::KeyError;
 use crate::store::StoreError;
+use crate::webauthn::WebauthnError;
 
 /// Why a use case did not complete.
 #[derive(Debug)]
@@ -25,6 +26,48 @@ pub enum Error {
     Store(StoreError),
     /// A data key operation failed.
     Keys(KeyError),
+    /// The relying party is not configured (422).
+    UnknownRelyingParty,
+    /// The user name is empty, longer than 64 characters or has control characters (422).
+    InvalidUser,
+    /// No challenge with that id for this purpose (404).
+    ChallengeNotFound,
+    /// The challenge was used before, by a successful or a failed attempt (409).
+    ChallengeUsed,
+    /// The challenge expired unused (410).
+    ChallengeExpired,
+    /// The WebAuthn response failed verification (422, code: the verifier's reason code).
+    Webauthn(WebauthnError),
+    /// The credential id in the request is not the one the authenticator attested (422).
+    CredentialIdMismatch,
+    /// A device with this credential id is already enrolled (409).
+    CredentialExists,
+}
+
+impl Error {
+    /// The stable snake_case code: the API's `error.code` and the audit outcome. The HTTP
+    /// status is chosen in `api::error`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Invalid(c) => c.code(),
+            Self::Forbidden => "forbidden",
+            Self::TokenNotFound => "token_not_found",
+            Self::TokenSuspended => "token_suspended",
+            Self::TokenStateConflict(_) => "token_state_conflict",
+            Self::TokenSpaceExhausted => "token_space_exhausted",
+            Self::Store(_) => "store_unavailable",
+            Self::Keys(KeyError::Integrity) => "record_integrity_failure",
+            Self::Keys(_) => "keys_unavailable",
+            Self::UnknownRelyingParty => "unknown_relying_party",
+            Self::InvalidUser => "invalid_user",
+            Self::ChallengeNotFound => "challenge_not_found",
+            Self::ChallengeUsed => "challenge_used",
+            Self::ChallengeExpired => "challenge_expired",
+            Self::Webauthn(e) => e.code(),
+            Self::CredentialIdMismatch => "credential_id_mismatch",
+            Self::CredentialExists => "credential_exists",
+        }
+    }
 }
 
 impl std::fmt::Display for Error {
@@ -49,6 +92,18 @@ impl std::fmt::Display for Error {
                 f.write_str("the stored record failed its integrity check")
             }
             Self::Keys(_) => f.write_str("the data keys are unavailable"),
+            Self::UnknownRelyingParty => f.write_str("the relying party is not configured"),
+            Self::InvalidUser => {
+                f.write_str("the user name must be 1 to 64 characters without control characters")
+            }
+            Self::ChallengeNotFound => f.write_str("no such challenge"),
+            Self::ChallengeUsed => f.write_str("the challenge was already used"),
+            Self::ChallengeExpired => f.write_str("the challenge has expired"),
+            Self::Webauthn(e) => write!(f, "the WebAuthn response was rejected: {e}"),
+            Self::CredentialIdMismatch => {
+                f.write_str("the credential id is not the one the authenticator attested")
+            }
+            Self::CredentialExists => f.write_str("this credential is already enrolled"),
         }
     }
 }

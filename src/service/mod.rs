@@ -2,9 +2,11 @@
 //! does the work through the key ring and the store, and writes the audit record in the same
 //! store transaction as the change. Handlers above only decode, call one function and encode.
 
+mod devices;
 mod error;
 mod tokens;
 
+pub use devices::{Devices, EnrolInput, EnrolledDevice, IssuedChallenge};
 pub use error::Error;
 pub use tokens::{Detokenized, TokenView, TokenizeInput, Tokenized, Vault};
 

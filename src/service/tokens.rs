@@ -4,7 +4,7 @@ use super::{Caller, Error};
 use crate::audit::{AuditEvent, Decision};
 use crate::card::{Domain, Expiry, Pan, StatusChange, Token, TokenFormat, TokenStatus};
 use crate::keys::DataKeyRing;
-use crate::policy::{Action, PolicyDecision, PolicyEngine, PolicyRequest};
+use crate::policy::{Action, PolicyDecision, PolicyEngine, PolicyRequest, Resource};
 use crate::store::{NewToken, Store, TokenRecord, TokenizeOutcome, TransitionOutcome};
 use std::sync::Arc;
 
@@ -232,7 +232,7 @@ impl Vault {
         } = self.policy.decide(&PolicyRequest {
             principal: &caller.principal,
             action,
-            domain: Some(domain),
+            resource: Resource::Domain(domain),
         });
         let event = AuditEvent {
             time: crate::clock::now_rfc3339(),
@@ -249,6 +249,7 @@ impl Vault {
             },
             policy_ids,
             outcome: String::new(),
+            detail: None,
         };
         if allowed {
             return Ok(event);
@@ -262,7 +263,7 @@ impl Vault {
 
 /// Fills `buf` from the operating system's CSPRNG. A failing system RNG is unrecoverable for a
 /// security module, so this aborts the process rather than drawing predictable tokens.
-fn fill_random(buf: &mut [u8]) {
+pub(super) fn fill_random(buf: &mut [u8]) {
     if getrandom::getrandom(buf).is_err() {
         tracing::error!("the system random number generator failed; stopping");
         std::process::abort();

@@ -6,7 +6,10 @@
 //! change and its record are durable together or not at all. A method returns only after its
 //! transaction has committed durably.
 
+mod devices;
 pub mod sqlite;
+
+pub use devices::{ChallengePurpose, ChallengeRecord, ConsumeOutcome, DeviceRecord, EnrolOutcome};
 
 use crate::audit::{AuditEvent, AuditRecord};
 use crate::card::{Domain, Last4, StatusChange, Token, TokenStatus};
@@ -141,4 +144,50 @@ pub trait Store: Send + Sync + 'static {
 
     /// Checks the store answers (for `/readyz`).
     fn ping(&self) -> StoreFuture<'_, ()>;
+
+    /// Stores a newly issued challenge and writes `audit` in the same transaction.
+    fn create_challenge(
+        &self,
+        challenge: ChallengeRecord,
+        audit: AuditEvent,
+    ) -> StoreFuture<'_, ()>;
+
+    /// Marks the challenge `id` of this `purpose` used if it is unused and `now` is before
+    /// its expiry, and returns it. Single use is enforced by the database (a conditional
+    /// update), so of concurrent consumers exactly one gets [`ConsumeOutcome::Consumed`].
+    /// Writes no audit record: the use case that consumes it audits its own outcome.
+    fn consume_challenge(
+        &self,
+        id: &str,
+        purpose: ChallengePurpose,
+        now: time::OffsetDateTime,
+    ) -> StoreFuture<'_, ConsumeOutcome>;
+
+    /// Stores an enrolled device and writes `audit` in the same transaction; for a credential
+    /// id that is already enrolled it writes nothing ([`EnrolOutcome::CredentialExists`]).
+    fn enrol_device(
+        &self,
+        device: DeviceRecord,
+        audit: AuditEvent,
+    ) -> StoreFuture<'_, EnrolOutcome>;
+
+    /// Reads a challenge by id (any purpose, used or not) without writing.
+    fn challenge(&self, id: &str) -> StoreFuture<'_, Option<ChallengeRecord>>;
+
+    /// Reads a device by its id.
+    fn device(&self, device_id: &str) -> StoreFuture<'_, Option<DeviceRecord>>;
+
+    /// Reads a device by its credential id.
+    fn device_by_credential(&self, credential_id: &[u8]) -> StoreFuture<'_, Option<DeviceRecord>>;
+
+    /// Compare-and-set of a device's signature counter: sets it to `new` only if it is still
+    /// `expected_old`, and then writes `audit` in the same transaction. Returns `false` (and
+    /// writes nothing) if the device is unknown or its counter changed in between.
+    fn update_sign_count(
+        &self,
+        device_id: &str,
+        expected_old: u32,
+        new: u32,
+        audit: AuditEvent,
+    ) -> StoreFuture<'_, bool>;
 }

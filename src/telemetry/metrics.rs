@@ -13,6 +13,8 @@ pub const ROUTES: &[&str] = &[
     "suspend",
     "resume",
     "delete",
+    "device_challenge",
+    "enrol_device",
     "healthz",
     "readyz",
     "metrics",
@@ -33,6 +35,13 @@ pub const STORE_OPS: &[&str] = &[
     "add_data_key",
     "audit_records",
     "ping",
+    "create_challenge",
+    "consume_challenge",
+    "challenge",
+    "enrol_device",
+    "device",
+    "device_by_credential",
+    "update_sign_count",
 ];
 
 /// Histogram upper bounds in seconds, shared by every duration histogram.

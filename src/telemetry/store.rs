@@ -5,7 +5,10 @@ use super::Metrics;
 use crate::audit::{AuditEvent, AuditRecord};
 use crate::card::{Domain, StatusChange, Token};
 use crate::keys::WrappedDataKey;
-use crate::store::{NewToken, Store, StoreFuture, TokenRecord, TokenizeOutcome, TransitionOutcome};
+use crate::store::{
+    ChallengePurpose, ChallengeRecord, ConsumeOutcome, DeviceRecord, EnrolOutcome, NewToken, Store,
+    StoreFuture, TokenRecord, TokenizeOutcome, TransitionOutcome,
+};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -90,5 +93,65 @@ impl<S: Store + ?Sized> Store for TimedStore<S> {
 
     fn ping(&self) -> StoreFuture<'_, ()> {
         self.timed("ping", self.inner.ping())
+    }
+
+    fn create_challenge(
+        &self,
+        challenge: ChallengeRecord,
+        audit: AuditEvent,
+    ) -> StoreFuture<'_, ()> {
+        self.timed(
+            "create_challenge",
+            self.inner.create_challenge(challenge, audit),
+        )
+    }
+
+    fn consume_challenge(
+        &self,
+        id: &str,
+        purpose: ChallengePurpose,
+        now: time::OffsetDateTime,
+    ) -> StoreFuture<'_, ConsumeOutcome> {
+        self.timed(
+            "consume_challenge",
+            self.inner.consume_challenge(id, purpose, now),
+        )
+    }
+
+    fn enrol_device(
+        &self,
+        device: DeviceRecord,
+        audit: AuditEvent,
+    ) -> StoreFuture<'_, EnrolOutcome> {
+        self.timed("enrol_device", self.inner.enrol_device(device, audit))
+    }
+
+    fn challenge(&self, id: &str) -> StoreFuture<'_, Option<ChallengeRecord>> {
+        self.timed("challenge", self.inner.challenge(id))
+    }
+
+    fn device(&self, device_id: &str) -> StoreFuture<'_, Option<DeviceRecord>> {
+        self.timed("device", self.inner.device(device_id))
+    }
+
+    fn device_by_credential(&self, credential_id: &[u8]) -> StoreFuture<'_, Option<DeviceRecord>> {
+        self.timed(
+            "device_by_credential",
+            self.inner.device_by_credential(credential_id),
+        )
+    }
+
+    fn update_sign_count(
+        &self,
+        device_id: &str,
+        expected_old: u32,
+        new: u32,
+        audit: AuditEvent,
+    ) -> StoreFuture<'_, bool> {
+        self.timed(
+            "update_sign_count",
+            self.inner
+                .update_sign_count(device_id, expected_old, new, audit),
+        )
     }
 }

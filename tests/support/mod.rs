@@ -2,6 +2,8 @@
 //! temporary data directory and talks to it with the real client.
 #![allow(dead_code)] // each test crate uses part of the harness
 
+pub mod authenticator;
+
 use payhsm::client::{Client, ClientIdentity, ClientOptions, Response};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

@@ -4,8 +4,10 @@
 //!   one fsync, each answered only after the commit that holds it.
 //! - [`readers`]: a small pool of read-only connections used through `spawn_blocking`.
 //! - [`tokens`]: token rows and the tokenize / detokenize / transition jobs.
+//! - [`devices`]: WebAuthn challenges and enrolled devices, and their write jobs.
 //! - [`schema`]: pragmas and versioned migrations.
 
+mod devices;
 mod readers;
 mod schema;
 mod tokens;
@@ -16,7 +18,8 @@ use crate::audit::AuditRecord;
 use crate::card::{Domain, StatusChange, Token};
 use crate::keys::WrappedDataKey;
 use crate::store::{
-    NewToken, Store, StoreError, StoreFuture, TokenRecord, TokenizeOutcome, TransitionOutcome,
+    ChallengePurpose, ChallengeRecord, ConsumeOutcome, DeviceRecord, EnrolOutcome, NewToken, Store,
+    StoreError, StoreFuture, TokenRecord, TokenizeOutcome, TransitionOutcome,
 };
 use readers::ReaderPool;
 use rusqlite::params;
@@ -164,5 +167,66 @@ impl Store for SqliteStore {
             self.readers
                 .run(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).map_err(sql_err)),
         )
+    }
+
+    fn create_challenge(
+        &self,
+        challenge: ChallengeRecord,
+        audit: AuditEvent,
+    ) -> StoreFuture<'_, ()> {
+        Box::pin(self.write(move |ctx| devices::create_challenge(ctx, challenge, audit)))
+    }
+
+    fn consume_challenge(
+        &self,
+        id: &str,
+        purpose: ChallengePurpose,
+        now: time::OffsetDateTime,
+    ) -> StoreFuture<'_, ConsumeOutcome> {
+        let id = id.to_owned();
+        let now = crate::clock::format_rfc3339(now);
+        Box::pin(self.write(move |ctx| devices::consume_challenge(ctx, &id, purpose, &now)))
+    }
+
+    fn enrol_device(
+        &self,
+        device: DeviceRecord,
+        audit: AuditEvent,
+    ) -> StoreFuture<'_, EnrolOutcome> {
+        Box::pin(self.write(move |ctx| devices::enrol_device(ctx, device, audit)))
+    }
+
+    fn challenge(&self, id: &str) -> StoreFuture<'_, Option<ChallengeRecord>> {
+        let id = id.to_owned();
+        Box::pin(self.readers.run(move |conn| devices::challenge(conn, &id)))
+    }
+
+    fn device(&self, device_id: &str) -> StoreFuture<'_, Option<DeviceRecord>> {
+        let device_id = device_id.to_owned();
+        Box::pin(
+            self.readers
+                .run(move |conn| devices::by_id(conn, &device_id)),
+        )
+    }
+
+    fn device_by_credential(&self, credential_id: &[u8]) -> StoreFuture<'_, Option<DeviceRecord>> {
+        let credential_id = credential_id.to_vec();
+        Box::pin(
+            self.readers
+                .run(move |conn| devices::by_credential(conn, &credential_id)),
+        )
+    }
+
+    fn update_sign_count(
+        &self,
+        device_id: &str,
+        expected_old: u32,
+        new: u32,
+        audit: AuditEvent,
+    ) -> StoreFuture<'_, bool> {
+        let device_id = device_id.to_owned();
+        Box::pin(self.write(move |ctx| {
+            devices::update_sign_count(ctx, &device_id, expected_old, new, audit)
+        }))
     }
 }

@@ -46,6 +46,38 @@ const MIGRATIONS: &[&str] = &[
         BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
     CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
         BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;",
+    // 2: device enrolment: single-use WebAuthn challenges and enrolled devices.
+    "CREATE TABLE webauthn_challenges (
+        id TEXT PRIMARY KEY,
+        purpose TEXT NOT NULL,
+        challenge BLOB NOT NULL,
+        rp_id TEXT NOT NULL,
+        user TEXT NOT NULL,
+        token TEXT NULL,
+        domain TEXT NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        used_at TEXT NULL
+    );
+    CREATE INDEX webauthn_challenges_expires_at ON webauthn_challenges (expires_at);
+    CREATE TABLE devices (
+        device_id TEXT PRIMARY KEY,
+        credential_id BLOB NOT NULL UNIQUE,
+        rp_id TEXT NOT NULL,
+        user TEXT NOT NULL,
+        public_key_cbor BLOB NOT NULL,
+        alg INTEGER NOT NULL,
+        format TEXT NOT NULL,
+        trust TEXT NOT NULL,
+        aaguid BLOB NOT NULL,
+        sign_count INTEGER NOT NULL,
+        backup_eligible INTEGER NOT NULL,
+        backup_state INTEGER NOT NULL,
+        user_verified INTEGER NOT NULL,
+        token TEXT NULL,
+        domain TEXT NULL,
+        created_at TEXT NOT NULL
+    );",
 ];
 
 /// Settings for the writer connection: durable commits (WAL, synchronous=FULL).

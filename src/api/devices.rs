@@ -1,0 +1,221 @@
+//! Request and response bodies of the device routes (`/v1/devices...`). Binary fields are
+//! base64url without padding; anything else is malformed (400).
+
+use super::error::ApiError;
+use crate::card::{Domain, Token};
+use crate::service::{EnrolInput, EnrolledDevice, IssuedChallenge};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+/// `POST /v1/devices/challenges`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChallengeRequest {
+    /// The user the device is enrolled for.
+    pub user: String,
+    /// The relying party (a configured RP ID).
+    pub rp_id: String,
+}
+
+/// `{"id": ..}` of the relying party in the options.
+#[derive(Debug, Serialize)]
+pub struct RpEntity<'a> {
+    /// The RP ID.
+    pub id: &'a str,
+}
+
+/// `{"name": ..}` of the user in the options.
+#[derive(Debug, Serialize)]
+pub struct UserEntity<'a> {
+    /// The user name.
+    pub name: &'a str,
+}
+
+/// One entry of `pub_key_cred_params`.
+#[derive(Debug, Serialize)]
+pub struct CredentialParameter {
+    /// Always `public-key`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// A COSE algorithm identifier.
+    pub alg: i64,
+}
+
+/// The answer to a challenge request: the challenge and the enrolment options a browser
+/// passes to `navigator.credentials.create`.
+#[derive(Debug, Serialize)]
+pub struct ChallengeResponse<'a> {
+    /// Quote it back with the registration response.
+    pub challenge_id: &'a str,
+    /// base64url, no padding.
+    pub challenge: &'a str,
+    /// RFC 3339 UTC.
+    pub expires_at: &'a str,
+    /// The relying party.
+    pub rp: RpEntity<'a>,
+    /// The user.
+    pub user: UserEntity<'a>,
+    /// Accepted algorithms, in order of preference.
+    pub pub_key_cred_params: Vec<CredentialParameter>,
+    /// `required` or `preferred`.
+    pub user_verification: &'static str,
+    /// Always `direct`: payhsm wants the attestation statement.
+    pub attestation: &'static str,
+}
+
+impl<'a> From<&'a IssuedChallenge> for ChallengeResponse<'a> {
+    fn from(c: &'a IssuedChallenge) -> Self {
+        Self {
+            challenge_id: &c.challenge_id,
+            challenge: &c.challenge,
+            expires_at: &c.expires_at,
+            rp: RpEntity { id: &c.rp_id },
+            user: UserEntity { name: &c.user },
+            pub_key_cred_params: c
+                .algorithms
+                .iter()
+                .map(|alg| CredentialParameter {
+                    kind: "public-key",
+                    alg: *alg,
+                })
+                .collect(),
+            user_verification: if c.user_verification_required {
+                "required"
+            } else {
+                "preferred"
+            },
+            attestation: "direct",
+        }
+    }
+}
+
+/// `POST /v1/devices`: a registration response.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrolRequest {
+    /// The challenge answered.
+    pub challenge_id: String,
+    /// base64url credential id.
+    pub credential_id: String,
+    /// base64url attestationObject.
+    pub attestation_object: String,
+    /// base64url clientDataJSON.
+    pub client_data_json: String,
+    /// A token to bind the device to (with `domain`).
+    #[serde(default)]
+    pub token: Option<String>,
+    /// The token's domain (with `token`).
+    #[serde(default)]
+    pub domain: Option<String>,
+}
+
+fn b64(value: &str, what: &'static str) -> Result<Vec<u8>, ApiError> {
+    URL_SAFE_NO_PAD
+        .decode(value)
+        .map_err(|_| ApiError::Malformed(what))
+}
+
+impl EnrolRequest {
+    /// Decodes the binary fields and the token binding.
+    pub fn into_input(self) -> Result<EnrolInput, ApiError> {
+        let token = match (self.token, self.domain) {
+            (None, None) => None,
+            (Some(t), Some(d)) => Some((Token::parse(&t)?, Domain::parse(&d)?)),
+            _ => {
+                return Err(ApiError::Malformed(
+                    "`token` and `domain` go together: give both or neither",
+                ))
+            }
+        };
+        Ok(EnrolInput {
+            credential_id: b64(
+                &self.credential_id,
+                "`credential_id` is not base64url without padding",
+            )?,
+            attestation_object: b64(
+                &self.attestation_object,
+                "`attestation_object` is not base64url without padding",
+            )?,
+            client_data_json: b64(
+                &self.client_data_json,
+                "`client_data_json` is not base64url without padding",
+            )?,
+            challenge_id: self.challenge_id,
+            token,
+        })
+    }
+}
+
+/// The answer to an enrolment.
+#[derive(Debug, Serialize)]
+pub struct EnrolResponse {
+    /// payhsm's id for the device.
+    pub device_id: String,
+    /// Attestation format (`packed`, `none`, ...).
+    pub format: &'static str,
+    /// `hardware`, `self` or `none`.
+    pub trust: &'static str,
+    /// The AAGUID as a UUID string.
+    pub aaguid: String,
+    /// UV was set at registration.
+    pub user_verified: bool,
+}
+
+/// An AAGUID as a lowercase UUID string (8-4-4-4-12).
+fn uuid(bytes: &[u8; 16]) -> String {
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let parts = [(0, 8), (8, 12), (12, 16), (16, 20), (20, 32)];
+    parts
+        .iter()
+        .filter_map(|(a, b)| hex.get(*a..*b))
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+impl From<&EnrolledDevice> for EnrolResponse {
+    fn from(d: &EnrolledDevice) -> Self {
+        Self {
+            device_id: d.device_id.clone(),
+            format: d.format.as_str(),
+            trust: d.trust.as_str(),
+            aaguid: uuid(&d.aaguid),
+            user_verified: d.user_verified,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aaguid_is_a_uuid_string() {
+        let mut a = [0u8; 16];
+        a[0] = 0xcb;
+        a[15] = 0xa8;
+        assert_eq!(uuid(&a), "cb000000-0000-0000-0000-0000000000a8");
+    }
+
+    #[test]
+    fn bad_base64_and_half_a_token_binding_are_malformed() {
+        let req = |cred: &str, token: Option<&str>, domain: Option<&str>| EnrolRequest {
+            challenge_id: "c".into(),
+            credential_id: cred.into(),
+            attestation_object: "AA".into(),
+            client_data_json: "AA".into(),
+            token: token.map(str::to_owned),
+            domain: domain.map(str::to_owned),
+        };
+        for bad in ["AA==", "A+/A", "not base64!"] {
+            let e = req(bad, None, None).into_input().unwrap_err();
+            assert_eq!(e.code(), "malformed_request", "{bad}");
+        }
+        let e = req("AA", Some("4111119876541111"), None)
+            .into_input()
+            .unwrap_err();
+        assert_eq!(e.code(), "malformed_request");
+        let ok = req("AQI", None, None).into_input().unwrap();
+        assert_eq!(ok.credential_id, [1, 2]);
+    }
+}

@@ -1,0 +1,339 @@
+//! The `[webauthn]` section: relying parties, trust anchors, challenge lifetime, and what a
+//! registration must show (user verification, signature algorithms).
+
+use super::file::{err, ConfigError};
+use crate::webauthn::cose::CoseAlgorithm;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Signature algorithms by their config name (the JOSE/COSE name). RS1 (SHA-1) is
+/// deliberately absent: configuration cannot switch it on.
+const ALGORITHMS: [(&str, CoseAlgorithm); 10] = [
+    ("ES256", CoseAlgorithm::Es256),
+    ("EdDSA", CoseAlgorithm::EdDsa),
+    ("ES384", CoseAlgorithm::Es384),
+    ("ES512", CoseAlgorithm::Es512),
+    ("PS256", CoseAlgorithm::Ps256),
+    ("PS384", CoseAlgorithm::Ps384),
+    ("PS512", CoseAlgorithm::Ps512),
+    ("RS256", CoseAlgorithm::Rs256),
+    ("RS384", CoseAlgorithm::Rs384),
+    ("RS512", CoseAlgorithm::Rs512),
+];
+
+/// The COSE identifier of an algorithm (IANA COSE Algorithms registry), as browsers are given
+/// it in `pubKeyCredParams` and as it is stored with a device.
+pub fn cose_identifier(alg: CoseAlgorithm) -> i64 {
+    match alg {
+        CoseAlgorithm::Es256 => -7,
+        CoseAlgorithm::EdDsa => -8,
+        CoseAlgorithm::Es384 => -35,
+        CoseAlgorithm::Es512 => -36,
+        CoseAlgorithm::Ps256 => -37,
+        CoseAlgorithm::Ps384 => -38,
+        CoseAlgorithm::Ps512 => -39,
+        CoseAlgorithm::Rs256 => -257,
+        CoseAlgorithm::Rs384 => -258,
+        CoseAlgorithm::Rs512 => -259,
+        CoseAlgorithm::Rs1 => -65535,
+    }
+}
+
+/// One relying party: the RP ID and the exact origins allowed to run ceremonies for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelyingPartyConfig {
+    /// The RP ID (a registrable domain, e.g. `pay.example.com`).
+    pub id: String,
+    /// Allowed origins, exactly (`https://pay.example.com`).
+    pub origins: Vec<String>,
+    /// Allowed top-level origins of cross-origin iframes; empty refuses cross-origin.
+    pub top_origins: Vec<String>,
+}
+
+/// The validated `[webauthn]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebauthnConfig {
+    /// Relying parties devices may enrol with; an RP ID not listed is refused.
+    pub relying_parties: Vec<RelyingPartyConfig>,
+    /// Folder of attestation trust anchors (PEM or DER), read by the daemon at start;
+    /// `None`: no anchors, so no attestation is trusted as hardware.
+    pub anchors_dir: Option<PathBuf>,
+    /// How long an issued challenge can be used.
+    pub challenge_ttl: Duration,
+    /// Registrations and assertions must have UV set.
+    pub require_user_verification: bool,
+    /// Accepted signature algorithms, in the order offered to browsers.
+    pub algorithms: Vec<CoseAlgorithm>,
+}
+
+impl WebauthnConfig {
+    /// Dev mode: relying party `localhost` at `https://localhost`, no anchors (so `none` and
+    /// self attestation register with trust none and self), the defaults otherwise.
+    pub fn dev() -> Self {
+        Self {
+            relying_parties: vec![RelyingPartyConfig {
+                id: "localhost".to_owned(),
+                origins: vec!["https://localhost".to_owned()],
+                top_origins: Vec::new(),
+            }],
+            anchors_dir: None,
+            challenge_ttl: Duration::from_secs(d_ttl()),
+            require_user_verification: true,
+            algorithms: vec![CoseAlgorithm::Es256, CoseAlgorithm::EdDsa],
+        }
+    }
+
+    /// The relying party with this RP ID.
+    pub fn relying_party(&self, id: &str) -> Option<&RelyingPartyConfig> {
+        self.relying_parties.iter().find(|rp| rp.id == id)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct WebauthnSection {
+    #[serde(default)]
+    relying_parties: Vec<RelyingPartySection>,
+    anchors_dir: Option<PathBuf>,
+    #[serde(default = "d_ttl")]
+    challenge_ttl_seconds: u64,
+    #[serde(default = "d_true")]
+    require_user_verification: bool,
+    #[serde(default = "d_algorithms")]
+    algorithms: Vec<String>,
+}
+
+impl Default for WebauthnSection {
+    fn default() -> Self {
+        Self {
+            relying_parties: Vec::new(),
+            anchors_dir: None,
+            challenge_ttl_seconds: d_ttl(),
+            require_user_verification: true,
+            algorithms: d_algorithms(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RelyingPartySection {
+    id: String,
+    origins: Vec<String>,
+    #[serde(default)]
+    top_origins: Vec<String>,
+}
+
+fn d_ttl() -> u64 {
+    120
+}
+fn d_true() -> bool {
+    true
+}
+fn d_algorithms() -> Vec<String> {
+    vec!["ES256".to_owned(), "EdDSA".to_owned()]
+}
+
+/// An RP ID: a lowercase DNS name (no scheme, port or path).
+fn valid_rp_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 253
+        && id.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        })
+}
+
+/// An origin as browsers serialize it: `https://host[:port]`, nothing after.
+fn valid_origin(origin: &str) -> bool {
+    let Some(rest) = origin.strip_prefix("https://") else {
+        return false;
+    };
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (rest, None),
+    };
+    valid_rp_id(host) && port.is_none_or(|p| p.parse::<u16>().is_ok_and(|n| n != 0))
+}
+
+pub(super) fn validate(s: WebauthnSection, base: &Path) -> Result<WebauthnConfig, ConfigError> {
+    let mut relying_parties: Vec<RelyingPartyConfig> = Vec::new();
+    for (i, rp) in s.relying_parties.into_iter().enumerate() {
+        let at = |key: &str| format!("webauthn.relying_parties[{i}].{key}");
+        if !valid_rp_id(&rp.id) {
+            return Err(err(
+                &at("id"),
+                "must be a lowercase domain name such as pay.example.com",
+            ));
+        }
+        if relying_parties.iter().any(|r| r.id == rp.id) {
+            return Err(err(
+                &at("id"),
+                format!("relying party {} is listed twice", rp.id),
+            ));
+        }
+        if rp.origins.is_empty() {
+            return Err(err(&at("origins"), "list at least one origin"));
+        }
+        for (key, list) in [("origins", &rp.origins), ("top_origins", &rp.top_origins)] {
+            for (j, origin) in list.iter().enumerate() {
+                if !valid_origin(origin) {
+                    return Err(err(
+                        &at(&format!("{key}[{j}]")),
+                        "must be an origin like https://pay.example.com (https, no path)",
+                    ));
+                }
+            }
+        }
+        relying_parties.push(RelyingPartyConfig {
+            id: rp.id,
+            origins: rp.origins,
+            top_origins: rp.top_origins,
+        });
+    }
+    if !(10..=3600).contains(&s.challenge_ttl_seconds) {
+        return Err(err(
+            "webauthn.challenge_ttl_seconds",
+            "must be 10 to 3600 seconds",
+        ));
+    }
+    if s.algorithms.is_empty() {
+        return Err(err("webauthn.algorithms", "list at least one algorithm"));
+    }
+    let mut algorithms = Vec::with_capacity(s.algorithms.len());
+    for (i, name) in s.algorithms.iter().enumerate() {
+        let key = format!("webauthn.algorithms[{i}]");
+        let alg = ALGORITHMS
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, a)| *a)
+            .ok_or_else(|| {
+                let known: Vec<&str> = ALGORITHMS.iter().map(|(n, _)| *n).collect();
+                err(
+                    &key,
+                    format!("unknown algorithm; one of {}", known.join(", ")),
+                )
+            })?;
+        if algorithms.contains(&alg) {
+            return Err(err(&key, format!("{name} is listed twice")));
+        }
+        algorithms.push(alg);
+    }
+    Ok(WebauthnConfig {
+        relying_parties,
+        anchors_dir: s
+            .anchors_dir
+            .map(|p| if p.is_absolute() { p } else { base.join(p) }),
+        challenge_ttl: Duration::from_secs(s.challenge_ttl_seconds),
+        require_user_verification: s.require_user_verification,
+        algorithms,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn section(toml_text: &str) -> Result<WebauthnConfig, ConfigError> {
+        let s: WebauthnSection = toml::from_str(toml_text).unwrap();
+        validate(s, Path::new("/etc/payhsm"))
+    }
+
+    #[test]
+    fn defaults_are_es256_eddsa_uv_required_two_minutes() {
+        let c = section("").unwrap();
+        assert!(c.relying_parties.is_empty());
+        assert_eq!(c.challenge_ttl, Duration::from_secs(120));
+        assert!(c.require_user_verification);
+        assert_eq!(c.algorithms, [CoseAlgorithm::Es256, CoseAlgorithm::EdDsa]);
+        assert_eq!(c.anchors_dir, None);
+    }
+
+    #[test]
+    fn relying_parties_and_anchors_dir_resolve() {
+        let c = section(
+            r#"anchors_dir = "anchors"
+               algorithms = ["ES256", "RS256"]
+               [[relying_parties]]
+               id = "pay.example.com"
+               origins = ["https://pay.example.com", "https://checkout.example.com:8443"]
+               top_origins = ["https://shop.example"]"#,
+        )
+        .unwrap();
+        assert_eq!(c.anchors_dir, Some(PathBuf::from("/etc/payhsm/anchors")));
+        let rp = c.relying_party("pay.example.com").unwrap();
+        assert_eq!(rp.origins.len(), 2);
+        assert_eq!(rp.top_origins, ["https://shop.example"]);
+        assert_eq!(c.algorithms, [CoseAlgorithm::Es256, CoseAlgorithm::Rs256]);
+        assert!(c.relying_party("example.com").is_none());
+    }
+
+    #[test]
+    fn errors_name_the_key_path() {
+        let rp = |id: &str, origin: &str| {
+            format!("[[relying_parties]]\nid = \"{id}\"\norigins = [\"{origin}\"]\n")
+        };
+        for (text, path) in [
+            (
+                rp("https://x.com", "https://x.com"),
+                "webauthn.relying_parties[0].id",
+            ),
+            (
+                rp("X.com", "https://x.com"),
+                "webauthn.relying_parties[0].id",
+            ),
+            (
+                rp("x.com", "http://x.com"),
+                "webauthn.relying_parties[0].origins[0]",
+            ),
+            (
+                rp("x.com", "https://x.com/pay"),
+                "webauthn.relying_parties[0].origins[0]",
+            ),
+            (
+                format!(
+                    "{}{}",
+                    rp("x.com", "https://x.com"),
+                    rp("x.com", "https://x.com")
+                ),
+                "webauthn.relying_parties[1].id",
+            ),
+            (
+                "challenge_ttl_seconds = 5".to_owned(),
+                "webauthn.challenge_ttl_seconds",
+            ),
+            ("algorithms = []".to_owned(), "webauthn.algorithms"),
+            (
+                "algorithms = [\"ES256\", \"RS1\"]".to_owned(),
+                "webauthn.algorithms[1]",
+            ),
+            (
+                "algorithms = [\"ES256\", \"ES256\"]".to_owned(),
+                "webauthn.algorithms[1]",
+            ),
+        ] {
+            assert_eq!(section(&text).unwrap_err().path, path, "{text}");
+        }
+        let no_origins = "[[relying_parties]]\nid = \"x.com\"\norigins = []\n";
+        assert_eq!(
+            section(no_origins).unwrap_err().path,
+            "webauthn.relying_parties[0].origins"
+        );
+    }
+
+    #[test]
+    fn dev_mode_has_localhost_and_no_anchors() {
+        let c = WebauthnConfig::dev();
+        let rp = c.relying_party("localhost").unwrap();
+        assert_eq!(rp.origins, ["https://localhost"]);
+        assert_eq!(c.anchors_dir, None);
+        assert_eq!(cose_identifier(CoseAlgorithm::Es256), -7);
+        assert_eq!(cose_identifier(CoseAlgorithm::EdDsa), -8);
+    }
+}

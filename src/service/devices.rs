@@ -1,0 +1,411 @@
+//! Device enrolment: issue a single-use WebAuthn challenge, then verify the registration
+//! response against it (WebAuthn L3 §7.1) and store the device.
+//!
+//! A challenge is consumed before the response is verified: a failed attempt uses it up, so
+//! every attempt, good or bad, needs a fresh challenge (and a replayed response always meets
+//! a used challenge).
+
+use super::tokens::fill_random;
+use super::{Caller, Error};
+use crate::audit::{AuditEvent, Decision};
+use crate::card::{Domain, Token, TokenStatus};
+use crate::config::{cose_identifier, WebauthnConfig};
+use crate::policy::{Action, PolicyDecision, PolicyEngine, PolicyRequest, Resource};
+use crate::store::{
+    ChallengePurpose, ChallengeRecord, ConsumeOutcome, DeviceRecord, EnrolOutcome, Store,
+};
+use crate::webauthn::attestation::{AttestationPolicy, Format, Trust, TrustAnchors};
+use crate::webauthn::registration::{
+    verify_registration, RegistrationExpectations, RegistrationInput, RelyingParty,
+};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use std::sync::Arc;
+
+/// Length of a challenge (WebAuthn L3 §13.4.3: at least 16 random bytes).
+const CHALLENGE_BYTES: usize = 32;
+/// Longest user name.
+const MAX_USER_CHARS: usize = 64;
+
+/// The audit action of a successful enrolment.
+const ENROLLED: &str = "device_enrolled";
+/// The audit action of a refused enrolment (outcome: the error code).
+const REFUSED: &str = "device_enrolment_refused";
+
+/// Device enrolment over the store, the policy and the configured relying parties and
+/// trust anchors.
+pub struct Devices {
+    store: Arc<dyn Store>,
+    policy: Arc<PolicyEngine>,
+    config: WebauthnConfig,
+    parties: Vec<RelyingParty>,
+    anchors: TrustAnchors,
+    attestation: AttestationPolicy,
+}
+
+/// A challenge just issued, with what a browser needs to create a credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedChallenge {
+    /// Quote it back with the registration response.
+    pub challenge_id: String,
+    /// 32 random bytes, base64url without padding.
+    pub challenge: String,
+    /// RFC 3339 UTC; the challenge is refused from then on.
+    pub expires_at: String,
+    /// The relying party.
+    pub rp_id: String,
+    /// The user name.
+    pub user: String,
+    /// COSE identifiers of the accepted algorithms, in order of preference.
+    pub algorithms: Vec<i64>,
+    /// Whether user verification is required.
+    pub user_verification_required: bool,
+}
+
+/// A registration response to verify.
+#[derive(Debug)]
+pub struct EnrolInput {
+    /// The challenge it answers.
+    pub challenge_id: String,
+    /// The credential id the client reports (must equal the attested one).
+    pub credential_id: Vec<u8>,
+    /// attestationObject (CBOR).
+    pub attestation_object: Vec<u8>,
+    /// clientDataJSON, exact bytes.
+    pub client_data_json: Vec<u8>,
+    /// A token (and its domain) to bind the device to; it must be active.
+    pub token: Option<(Token, Domain)>,
+}
+
+/// A device just enrolled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnrolledDevice {
+    /// payhsm's id for it.
+    pub device_id: String,
+    /// Attestation format.
+    pub format: Format,
+    /// Trust established by the attestation.
+    pub trust: Trust,
+    /// The authenticator's AAGUID.
+    pub aaguid: [u8; 16],
+    /// UV was set.
+    pub user_verified: bool,
+    /// BE was set.
+    pub backup_eligible: bool,
+}
+
+/// The attestation policy for the verifier, built in this one place from the configuration.
+fn attestation_policy(config: &WebauthnConfig) -> AttestationPolicy {
+    AttestationPolicy {
+        algorithms: config.algorithms.clone(),
+    }
+}
+
+/// `n` random bytes, base64url without padding.
+fn random_b64(n: usize) -> String {
+    let mut buf = vec![0u8; n];
+    fill_random(&mut buf);
+    URL_SAFE_NO_PAD.encode(buf)
+}
+
+/// Lowercase hex.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Devices {
+    /// Builds the use cases over the store, the policy, the `[webauthn]` configuration and
+    /// the trust anchors loaded from its `anchors_dir`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        policy: Arc<PolicyEngine>,
+        config: WebauthnConfig,
+        anchors: TrustAnchors,
+    ) -> Self {
+        let parties = config
+            .relying_parties
+            .iter()
+            .map(|rp| RelyingParty {
+                ids: vec![rp.id.clone()],
+                origins: rp.origins.clone(),
+                top_origins: rp.top_origins.clone(),
+            })
+            .collect();
+        let attestation = attestation_policy(&config);
+        Self {
+            store,
+            policy,
+            config,
+            parties,
+            anchors,
+            attestation,
+        }
+    }
+
+    fn relying_party(&self, rp_id: &str) -> Option<&RelyingParty> {
+        self.parties
+            .iter()
+            .find(|rp| rp.ids.iter().any(|id| id == rp_id))
+    }
+
+    /// Issues a single-use enrolment challenge for `user` at the relying party `rp_id`.
+    pub async fn create_challenge(
+        &self,
+        caller: &Caller,
+        user: &str,
+        rp_id: &str,
+    ) -> Result<IssuedChallenge, Error> {
+        let mut audit = self
+            .authorize(caller, Action::CreateDeviceChallenge, rp_id)
+            .await?;
+        if self.relying_party(rp_id).is_none() {
+            return Err(self.refuse(audit, Error::UnknownRelyingParty).await);
+        }
+        let chars = user.chars().count();
+        if chars == 0 || chars > MAX_USER_CHARS || user.chars().any(char::is_control) {
+            return Err(self.refuse(audit, Error::InvalidUser).await);
+        }
+        let mut challenge = vec![0u8; CHALLENGE_BYTES];
+        fill_random(&mut challenge);
+        let now = time::OffsetDateTime::now_utc();
+        let record = ChallengeRecord {
+            id: random_b64(16),
+            purpose: ChallengePurpose::Enrol,
+            challenge,
+            rp_id: rp_id.to_owned(),
+            user: user.to_owned(),
+            token: None,
+            domain: None,
+            created_at: crate::clock::format_rfc3339(now),
+            expires_at: crate::clock::format_rfc3339(now + self.config.challenge_ttl),
+            used_at: None,
+        };
+        audit.outcome = "created".to_owned();
+        audit.detail = Some(format!("challenge_id={} rp={rp_id}", record.id));
+        let issued = IssuedChallenge {
+            challenge_id: record.id.clone(),
+            challenge: URL_SAFE_NO_PAD.encode(&record.challenge),
+            expires_at: record.expires_at.clone(),
+            rp_id: record.rp_id.clone(),
+            user: record.user.clone(),
+            algorithms: self
+                .config
+                .algorithms
+                .iter()
+                .map(|a| cose_identifier(*a))
+                .collect(),
+            user_verification_required: self.config.require_user_verification,
+        };
+        self.store.create_challenge(record, audit).await?;
+        Ok(issued)
+    }
+
+    /// Verifies a registration response against its challenge and stores the device.
+    pub async fn enrol(&self, caller: &Caller, input: EnrolInput) -> Result<EnrolledDevice, Error> {
+        // The policy is asked about the challenge's relying party before anything changes.
+        let Some(issued) = self.store.challenge(&input.challenge_id).await? else {
+            let audit = self.audit_event(caller, Action::EnrolDevice, Decision::Deny, vec![]);
+            return Err(self.refuse(audit, Error::ChallengeNotFound).await);
+        };
+        let mut audit = self
+            .authorize(caller, Action::EnrolDevice, &issued.rp_id)
+            .await?;
+        audit.detail = Some(format!(
+            "challenge_id={} rp={} credential={}",
+            input.challenge_id,
+            issued.rp_id,
+            URL_SAFE_NO_PAD.encode(&input.credential_id)
+        ));
+        if let Some((token, domain)) = &input.token {
+            audit.token = Some(token.as_str().to_owned());
+            audit.domain = Some(domain.as_str().to_owned());
+        }
+        // WebAuthn L3 §7.1 step 11: the challenge must be the one issued; single use.
+        let now = time::OffsetDateTime::now_utc();
+        let challenge = match self
+            .store
+            .consume_challenge(&input.challenge_id, ChallengePurpose::Enrol, now)
+            .await?
+        {
+            ConsumeOutcome::Consumed(c) => *c,
+            ConsumeOutcome::NotFound => {
+                return Err(self.refuse(audit, Error::ChallengeNotFound).await)
+            }
+            ConsumeOutcome::AlreadyUsed => {
+                return Err(self.refuse(audit, Error::ChallengeUsed).await)
+            }
+            ConsumeOutcome::Expired => {
+                return Err(self.refuse(audit, Error::ChallengeExpired).await)
+            }
+        };
+        let Some(rp) = self.relying_party(&challenge.rp_id) else {
+            return Err(self.refuse(audit, Error::UnknownRelyingParty).await);
+        };
+        let challenge_b64 = URL_SAFE_NO_PAD.encode(&challenge.challenge);
+        let verdict = verify_registration(
+            RegistrationInput {
+                client_data_json: &input.client_data_json,
+                attestation_object: &input.attestation_object,
+            },
+            &RegistrationExpectations {
+                rp,
+                challenge: &challenge_b64,
+                require_user_verification: self.config.require_user_verification,
+                policy: &self.attestation,
+            },
+            &self.anchors,
+            now,
+        );
+        let verdict = match verdict {
+            Ok(v) => v,
+            Err(e) => return Err(self.refuse(audit, Error::Webauthn(e)).await),
+        };
+        // The id the client reports must be the one the authenticator attested.
+        if verdict.credential_id != input.credential_id {
+            return Err(self.refuse(audit, Error::CredentialIdMismatch).await);
+        }
+        if let Some((token, domain)) = &input.token {
+            if let Err(e) = self.check_token(caller, token, domain).await {
+                return Err(self.refuse(audit, e).await);
+            }
+        }
+        let device = DeviceRecord {
+            device_id: random_b64(16),
+            credential_id: verdict.credential_id,
+            rp_id: challenge.rp_id,
+            user: challenge.user,
+            public_key_cbor: verdict.public_key_cbor,
+            alg: cose_identifier(verdict.alg),
+            format: verdict.format,
+            trust: verdict.trust,
+            aaguid: verdict.aaguid,
+            sign_count: verdict.sign_count,
+            backup_eligible: verdict.backup_eligible,
+            backup_state: verdict.backup_state,
+            user_verified: verdict.user_verified,
+            token: input.token.as_ref().map(|(t, _)| t.clone()),
+            domain: input.token.as_ref().map(|(_, d)| d.clone()),
+            created_at: crate::clock::format_rfc3339(now),
+        };
+        let enrolled = EnrolledDevice {
+            device_id: device.device_id.clone(),
+            format: device.format,
+            trust: device.trust,
+            aaguid: device.aaguid,
+            user_verified: device.user_verified,
+            backup_eligible: device.backup_eligible,
+        };
+        audit.action = ENROLLED.to_owned();
+        audit.outcome = "enrolled".to_owned();
+        audit.detail = Some(format!(
+            "device={} credential={} aaguid={} format={} trust={}{}",
+            device.device_id,
+            URL_SAFE_NO_PAD.encode(&device.credential_id),
+            hex(&device.aaguid),
+            device.format.as_str(),
+            device.trust.as_str(),
+            verdict
+                .anchor
+                .as_deref()
+                .map(|a| format!(" anchor={a}"))
+                .unwrap_or_default(),
+        ));
+        let refused = audit.clone();
+        match self.store.enrol_device(device, audit).await? {
+            EnrolOutcome::Enrolled => Ok(enrolled),
+            EnrolOutcome::CredentialExists => {
+                let mut refused = refused;
+                refused.action = Action::EnrolDevice.as_str().to_owned();
+                Err(self.refuse(refused, Error::CredentialExists).await)
+            }
+        }
+    }
+
+    /// A device may be bound only to an active token the caller may see.
+    async fn check_token(
+        &self,
+        caller: &Caller,
+        token: &Token,
+        domain: &Domain,
+    ) -> Result<(), Error> {
+        let decision = self.policy.decide(&PolicyRequest {
+            principal: &caller.principal,
+            action: Action::ReadMetadata,
+            resource: Resource::Domain(domain),
+        });
+        if !decision.allowed {
+            return Err(Error::Forbidden);
+        }
+        match self.store.token(token, domain).await? {
+            Some(r) if r.status == TokenStatus::Active => Ok(()),
+            Some(r) if r.status == TokenStatus::Suspended => Err(Error::TokenSuspended),
+            _ => Err(Error::TokenNotFound),
+        }
+    }
+
+    fn audit_event(
+        &self,
+        caller: &Caller,
+        action: Action,
+        decision: Decision,
+        policy_ids: Vec<String>,
+    ) -> AuditEvent {
+        AuditEvent {
+            time: crate::clock::now_rfc3339(),
+            request_id: caller.request_id.clone(),
+            principal: caller.principal.as_str().to_owned(),
+            action: action.as_str().to_owned(),
+            domain: None,
+            token: None,
+            last4: None,
+            decision,
+            policy_ids,
+            outcome: String::new(),
+            detail: None,
+        }
+    }
+
+    /// Asks the policy about `action` on the relying party. A refusal is audited before
+    /// `Forbidden` is returned; an allowance returns the event to complete.
+    async fn authorize(
+        &self,
+        caller: &Caller,
+        action: Action,
+        rp_id: &str,
+    ) -> Result<AuditEvent, Error> {
+        let PolicyDecision {
+            allowed,
+            policy_ids,
+        } = self.policy.decide(&PolicyRequest {
+            principal: &caller.principal,
+            action,
+            resource: Resource::RelyingParty(rp_id),
+        });
+        let decision = if allowed {
+            Decision::Allow
+        } else {
+            Decision::Deny
+        };
+        let mut event = self.audit_event(caller, action, decision, policy_ids);
+        event.detail = Some(format!("rp={rp_id}"));
+        if allowed {
+            return Ok(event);
+        }
+        event.outcome = "forbidden".to_owned();
+        self.store.record(event).await?;
+        Err(Error::Forbidden)
+    }
+
+    /// Audits a refusal (outcome: the error's code) and returns the error; if the audit
+    /// record cannot be written, the store error is returned instead.
+    async fn refuse(&self, mut audit: AuditEvent, error: Error) -> Error {
+        if audit.action == Action::EnrolDevice.as_str() {
+            audit.action = REFUSED.to_owned();
+        }
+        audit.outcome = error.code().to_owned();
+        match self.store.record(audit).await {
+            Ok(()) => error,
+            Err(e) => Error::Store(e),
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! Device enrolment records: single-use WebAuthn challenges and enrolled devices.
+
+use crate::card::{Domain, Token};
+use crate::webauthn::attestation::{Format, Trust};
+
+/// What a challenge was issued for. A challenge is consumed only for its own purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChallengePurpose {
+    /// Device enrolment (a WebAuthn registration, `webauthn.create`).
+    Enrol,
+}
+
+impl ChallengePurpose {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Enrol => "enrol",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "enrol" => Some(Self::Enrol),
+            _ => None,
+        }
+    }
+}
+
+/// An issued challenge as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChallengeRecord {
+    /// The challenge id the caller quotes back.
+    pub id: String,
+    /// What it may be used for.
+    pub purpose: ChallengePurpose,
+    /// The random challenge bytes (the ceremony sees them base64url-encoded).
+    pub challenge: Vec<u8>,
+    /// The relying party it was issued for.
+    pub rp_id: String,
+    /// The user name it was issued for.
+    pub user: String,
+    /// The token it is bound to, if any.
+    pub token: Option<Token>,
+    /// The token's domain, if any.
+    pub domain: Option<Domain>,
+    /// RFC 3339 UTC with milliseconds ([`crate::clock::format_rfc3339`]).
+    pub created_at: String,
+    /// RFC 3339 UTC with milliseconds; the challenge is refused from this instant on. The
+    /// fixed-width format makes text order time order, so the database compares it.
+    pub expires_at: String,
+    /// When it was consumed; `None` while unused.
+    pub used_at: Option<String>,
+}
+
+/// What [`super::Store::consume_challenge`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConsumeOutcome {
+    /// The challenge was unused and unexpired; it is now used (`used_at` set) and cannot be
+    /// consumed again.
+    Consumed(Box<ChallengeRecord>),
+    /// No challenge with this id and purpose.
+    NotFound,
+    /// It was consumed before.
+    AlreadyUsed,
+    /// It expired unused.
+    Expired,
+}
+
+/// An enrolled device: a verified WebAuthn credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRecord {
+    /// payhsm's id for the device.
+    pub device_id: String,
+    /// The credential id (unique across all devices).
+    pub credential_id: Vec<u8>,
+    /// The relying party it was registered with.
+    pub rp_id: String,
+    /// The user name it was registered for.
+    pub user: String,
+    /// The credential public key as a COSE_Key (CBOR).
+    pub public_key_cbor: Vec<u8>,
+    /// Its COSE algorithm identifier (-7 ES256, -8 EdDSA, ...).
+    pub alg: i64,
+    /// The attestation statement format.
+    pub format: Format,
+    /// The trust the attestation established.
+    pub trust: Trust,
+    /// The authenticator's AAGUID.
+    pub aaguid: [u8; 16],
+    /// The last accepted signature counter.
+    pub sign_count: u32,
+    /// BE at registration.
+    pub backup_eligible: bool,
+    /// BS at registration.
+    pub backup_state: bool,
+    /// UV at registration.
+    pub user_verified: bool,
+    /// The token the device is bound to, if any.
+    pub token: Option<Token>,
+    /// The token's domain, if any.
+    pub domain: Option<Domain>,
+    /// RFC 3339 UTC.
+    pub created_at: String,
+}
+
+/// What [`super::Store::enrol_device`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnrolOutcome {
+    /// Stored; the audit event was written as given.
+    Enrolled,
+    /// A device with this credential id exists: nothing was written, not even the audit
+    /// record (the caller audits the refusal).
+    CredentialExists,
+}

@@ -1,0 +1,270 @@
+//! The SQLite store's device enrolment rows against real database files: single-use
+//! challenges (also under concurrency), expiry, duplicate credentials, the counter
+//! compare-and-set, and the audit record written with each change.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test crate
+
+use payhsm::audit::{AuditEvent, Decision};
+use payhsm::card::{Domain, Token};
+use payhsm::store::sqlite::{open, SqliteOptions, SqliteStore};
+use payhsm::store::{
+    ChallengePurpose, ChallengeRecord, ConsumeOutcome, DeviceRecord, EnrolOutcome, Store,
+};
+use payhsm::webauthn::attestation::{Format, Trust};
+use std::sync::Arc;
+use time::macros::datetime;
+use time::OffsetDateTime;
+
+const T0: OffsetDateTime = datetime!(2026-01-01 00:00:00 UTC);
+
+fn store() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir.path().join("vault.db"), SqliteOptions::default()).unwrap();
+    (dir, s)
+}
+
+fn event(action: &str) -> AuditEvent {
+    AuditEvent {
+        time: "2026-01-01T00:00:00.000Z".into(),
+        request_id: "req".into(),
+        principal: "spiffe://gw".into(),
+        action: action.into(),
+        domain: None,
+        token: None,
+        last4: None,
+        decision: Decision::Allow,
+        policy_ids: vec!["gateway-device-enrolment".into()],
+        outcome: "ok".into(),
+        detail: Some(format!("{action} detail")),
+    }
+}
+
+fn challenge(id: &str, ttl_seconds: i64) -> ChallengeRecord {
+    ChallengeRecord {
+        id: id.into(),
+        purpose: ChallengePurpose::Enrol,
+        challenge: vec![0x5a; 32],
+        rp_id: "localhost".into(),
+        user: "alice".into(),
+        token: Some(Token::parse("4111119876541111").unwrap()),
+        domain: Some(Domain::parse("shop").unwrap()),
+        created_at: payhsm::clock::format_rfc3339(T0),
+        expires_at: payhsm::clock::format_rfc3339(T0 + time::Duration::seconds(ttl_seconds)),
+        used_at: None,
+    }
+}
+
+fn device(id: &str, credential: u8) -> DeviceRecord {
+    DeviceRecord {
+        device_id: id.into(),
+        credential_id: vec![credential; 32],
+        rp_id: "localhost".into(),
+        user: "alice".into(),
+        public_key_cbor: vec![0xa5, 1, 2],
+        alg: -7,
+        format: Format::Packed,
+        trust: Trust::SelfAttested,
+        aaguid: [7; 16],
+        sign_count: 5,
+        backup_eligible: true,
+        backup_state: false,
+        user_verified: true,
+        token: None,
+        domain: None,
+        created_at: "2026-01-01T00:00:00.000Z".into(),
+    }
+}
+
+async fn actions(s: &SqliteStore) -> Vec<String> {
+    s.audit_records(0, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.event.action)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_challenge_is_consumed_once_and_then_reported_used() {
+    let (_d, s) = store();
+    let issued = challenge("c1", 120);
+    s.create_challenge(issued.clone(), event("create_device_challenge"))
+        .await
+        .unwrap();
+    assert_eq!(s.challenge("c1").await.unwrap(), Some(issued.clone()));
+    let now = T0 + time::Duration::seconds(10);
+    let ConsumeOutcome::Consumed(got) = s
+        .consume_challenge("c1", ChallengePurpose::Enrol, now)
+        .await
+        .unwrap()
+    else {
+        panic!("not consumed")
+    };
+    assert_eq!(got.challenge, issued.challenge);
+    assert_eq!(got.token, issued.token);
+    assert_eq!(got.used_at.as_deref(), Some("2026-01-01T00:00:10.000Z"));
+    assert_eq!(
+        s.consume_challenge("c1", ChallengePurpose::Enrol, now)
+            .await
+            .unwrap(),
+        ConsumeOutcome::AlreadyUsed
+    );
+    assert_eq!(
+        s.consume_challenge("nope", ChallengePurpose::Enrol, now)
+            .await
+            .unwrap(),
+        ConsumeOutcome::NotFound
+    );
+    // Issuing is audited with its detail; consuming writes no record of its own.
+    let records = s.audit_records(0, 10).await.unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(
+        records[0].event.detail.as_deref(),
+        Some("create_device_challenge detail")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn of_twenty_concurrent_consumers_exactly_one_wins() {
+    let (_d, s) = store();
+    let s = Arc::new(s);
+    s.create_challenge(challenge("race", 120), event("create_device_challenge"))
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.consume_challenge("race", ChallengePurpose::Enrol, T0)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut consumed = 0;
+    let mut used = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            ConsumeOutcome::Consumed(_) => consumed += 1,
+            ConsumeOutcome::AlreadyUsed => used += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!((consumed, used), (1, 19));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_challenge_is_refused_and_stays_unused() {
+    let (_d, s) = store();
+    s.create_challenge(challenge("old", 60), event("create_device_challenge"))
+        .await
+        .unwrap();
+    // At the expiry instant it is already refused.
+    for after in [60, 61, 3600] {
+        let now = T0 + time::Duration::seconds(after);
+        assert_eq!(
+            s.consume_challenge("old", ChallengePurpose::Enrol, now)
+                .await
+                .unwrap(),
+            ConsumeOutcome::Expired,
+            "{after}s"
+        );
+    }
+    assert_eq!(s.challenge("old").await.unwrap().unwrap().used_at, None);
+    let just_before = T0 + time::Duration::milliseconds(59_999);
+    assert!(matches!(
+        s.consume_challenge("old", ChallengePurpose::Enrol, just_before)
+            .await
+            .unwrap(),
+        ConsumeOutcome::Consumed(_)
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_credential_id_enrols_once_and_a_duplicate_writes_nothing() {
+    let (_d, s) = store();
+    let d1 = device("dev-1", 1);
+    assert_eq!(
+        s.enrol_device(d1.clone(), event("device_enrolled"))
+            .await
+            .unwrap(),
+        EnrolOutcome::Enrolled
+    );
+    assert_eq!(s.device("dev-1").await.unwrap(), Some(d1.clone()));
+    assert_eq!(
+        s.device_by_credential(&[1; 32]).await.unwrap(),
+        Some(d1.clone())
+    );
+    assert_eq!(s.device("dev-2").await.unwrap(), None);
+    assert_eq!(s.device_by_credential(&[2; 32]).await.unwrap(), None);
+    // Same credential id under another device id: refused, nothing written.
+    assert_eq!(
+        s.enrol_device(device("dev-2", 1), event("device_enrolled"))
+            .await
+            .unwrap(),
+        EnrolOutcome::CredentialExists
+    );
+    assert_eq!(s.device("dev-2").await.unwrap(), None);
+    assert_eq!(actions(&s).await, ["device_enrolled"]);
+    // A token-bound device round-trips its binding.
+    let mut bound = device("dev-3", 3);
+    bound.token = Some(Token::parse("4111119876541111").unwrap());
+    bound.domain = Some(Domain::parse("shop").unwrap());
+    bound.format = Format::None;
+    bound.trust = Trust::None;
+    s.enrol_device(bound.clone(), event("device_enrolled"))
+        .await
+        .unwrap();
+    assert_eq!(s.device("dev-3").await.unwrap(), Some(bound));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sign_count_is_a_compare_and_set() {
+    let (_d, s) = store();
+    s.enrol_device(device("dev-1", 1), event("device_enrolled"))
+        .await
+        .unwrap();
+    assert!(s
+        .update_sign_count("dev-1", 5, 6, event("sign_count"))
+        .await
+        .unwrap());
+    // A stale expectation (another assertion moved the counter) fails and writes nothing.
+    assert!(!s
+        .update_sign_count("dev-1", 5, 7, event("sign_count"))
+        .await
+        .unwrap());
+    assert!(!s
+        .update_sign_count("nobody", 0, 1, event("sign_count"))
+        .await
+        .unwrap());
+    assert_eq!(s.device("dev-1").await.unwrap().unwrap().sign_count, 6);
+    assert_eq!(actions(&s).await, ["device_enrolled", "sign_count"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_counter_updates_from_the_same_value_let_one_through() {
+    let (_d, s) = store();
+    let s = Arc::new(s);
+    s.enrol_device(device("dev-1", 1), event("device_enrolled"))
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for n in 0..10u32 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.update_sign_count("dev-1", 5, 6 + n, event("sign_count"))
+                .await
+                .unwrap()
+        }));
+    }
+    let mut wins = 0;
+    for t in tasks {
+        if t.await.unwrap() {
+            wins += 1;
+        }
+    }
+    assert_eq!(wins, 1);
+}
