@@ -29,8 +29,8 @@ use super::cose::CoseAlgorithm;
 
 mod anchors;
 mod android_key;
+pub mod appattest;
 mod apple;
-// pub mod appattest;
 mod chain;
 mod der;
 mod error;
