@@ -74,28 +74,41 @@ fn signed_by(
     )
 }
 
-/// The configured anchor that issued `cert`, if any; `refused` is set when an anchor would
-/// have fit but its AAGUID allow-list excludes `aaguid`.
+/// What the search for an anchor saw besides the anchor it found.
+#[derive(Default)]
+struct Misses {
+    /// An anchor would have fit but its AAGUID allow-list excludes the AAGUID.
+    refused: bool,
+    /// An anchor has the issuer's name but its key did not sign.
+    bad_signature: bool,
+}
+
+/// The configured anchor that issued `cert`, if any.
 fn anchor_for<'t>(
     cert: &X509Certificate<'_>,
     anchors: &'t TrustAnchors,
     aaguid: Option<&[u8; 16]>,
     now: time::OffsetDateTime,
-    refused: &mut bool,
+    misses: &mut Misses,
 ) -> Result<Option<&'t Anchor>, AttestationError> {
     for anchor in &anchors.anchors {
         let Ok(a) = parse_cert(&anchor.der) else {
             continue;
         };
         let pinned = cert.as_raw() == anchor.der.as_slice();
-        if !pinned
-            && (a.subject().as_raw() != cert.issuer().as_raw() || signed_by(cert, &a).is_err())
-        {
-            continue;
+        if !pinned {
+            if a.subject().as_raw() != cert.issuer().as_raw() {
+                continue;
+            }
+            if signed_by(cert, &a).is_err() {
+                // Several anchors may share a name (Google roots 1-4): only a miss.
+                misses.bad_signature = true;
+                continue;
+            }
         }
         if let Some(list) = &anchor.aaguids {
             if !aaguid.is_some_and(|g| list.contains(g)) {
-                *refused = true;
+                misses.refused = true;
                 continue;
             }
         }
@@ -118,10 +131,10 @@ pub(super) fn verify<'t>(
     if let Some(u) = used.first_mut() {
         *u = true;
     }
-    let mut refused = false;
+    let mut misses = Misses::default();
     check_time(current, now)?;
     for _ in 0..certs.len() {
-        if let Some(anchor) = anchor_for(current, anchors, aaguid, now, &mut refused)? {
+        if let Some(anchor) = anchor_for(current, anchors, aaguid, now, &mut misses)? {
             return Ok(Some(anchor));
         }
         // The next issuer: an unused x5c certificate whose subject is current's issuer.
@@ -141,7 +154,7 @@ pub(super) fn verify<'t>(
             }
         }
         let Some(j) = next else {
-            if bad_signature {
+            if bad_signature || misses.bad_signature {
                 return Err(AttestationError::ChainBadSignature);
             }
             break;
@@ -156,7 +169,7 @@ pub(super) fn verify<'t>(
         }
         current = issuer;
     }
-    if refused {
+    if misses.refused {
         return Err(AttestationError::AnchorAaguidNotAllowed);
     }
     if used.iter().any(|u| !u) {

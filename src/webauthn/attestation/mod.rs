@@ -437,4 +437,4 @@ mod stmt {
 }
 
 #[cfg(test)]
-mod testkit;
+mod tests;
