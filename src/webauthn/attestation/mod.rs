@@ -438,3 +438,83 @@ mod stmt {
 
 #[cfg(test)]
 mod tests;
+
+/// Fuzzing entry: an attestation object (CBOR {fmt, attStmt, authData}) through every format
+/// with a fixed clock, no anchors and a zero clientDataHash. Never panics.
+pub fn fuzz_attestation_object(data: &[u8]) {
+    let Ok(obj) = super::cbor::decode(data) else {
+        return;
+    };
+    let (Some(Value::Text(fmt)), Some(att_stmt), Some(Value::Bytes(raw))) = (
+        stmt::get(&obj, "fmt"),
+        stmt::get(&obj, "attStmt"),
+        stmt::get(&obj, "authData"),
+    ) else {
+        return;
+    };
+    let Ok(auth_data) = AuthenticatorData::parse(raw) else {
+        return;
+    };
+    let input = StatementInput {
+        format: fmt,
+        att_stmt,
+        auth_data: &auth_data,
+        auth_data_raw: raw,
+        client_data_hash: &[0; 32],
+    };
+    let mut policy = AttestationPolicy::new(vec![
+        CoseAlgorithm::Es256,
+        CoseAlgorithm::Rs256,
+        CoseAlgorithm::EdDsa,
+    ]);
+    policy.untrusted_chains = UntrustedChains::ReportAsNone;
+    let _ = verify_statement(
+        &input,
+        &TrustAnchors::default(),
+        &policy,
+        time::OffsetDateTime::UNIX_EPOCH,
+    );
+}
+
+/// Fuzzing entry: `data` split into certificates (2-byte big-endian length prefixes), verified
+/// as an x5c chain with the first one as the only anchor, and each one's extensions parsed as
+/// KeyDescription, Apple nonce and BasicConstraints. Never panics.
+pub fn fuzz_x5c_chain(mut data: &[u8]) {
+    let mut ders = Vec::new();
+    while let [hi, lo, rest @ ..] = data {
+        let n = usize::from(*hi) << 8 | usize::from(*lo);
+        let Some((der, rest)) = rest.split_at_checked(n) else {
+            break;
+        };
+        ders.push(der);
+        data = rest;
+    }
+    let Ok(certs) = chain::parse_x5c(&ders) else {
+        return;
+    };
+    for c in &certs {
+        let _ = chain::basic_constraints_ca(c);
+        let _ = apple::nonce_extension(c);
+        for e in c.extensions() {
+            let _ = android_key::parse_key_description(e.value);
+        }
+    }
+    let anchors = TrustAnchors {
+        anchors: ders
+            .first()
+            .map(|d| Anchor {
+                name: "fuzz".into(),
+                der: d.to_vec(),
+                aaguids: None,
+                assurance: AnchorAssurance::Hardware,
+            })
+            .into_iter()
+            .collect(),
+    };
+    let _ = chain::verify(
+        certs.get(1..).unwrap_or_default(),
+        &anchors,
+        None,
+        time::OffsetDateTime::UNIX_EPOCH,
+    );
+}

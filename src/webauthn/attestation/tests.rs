@@ -816,3 +816,17 @@ fn android_software_root_is_recognised_as_software() {
         assert_eq!(a.anchors[0].assurance, AnchorAssurance::Software);
     }
 }
+
+#[test]
+fn x5c_fuzz_entry_survives_real_and_truncated_chains() {
+    let r = root("Vendor Root");
+    let i = intermediate("Vendor Intermediate", &r);
+    let mut data = Vec::new();
+    for der in [&r.der, &i.der] {
+        data.extend_from_slice(&(der.len() as u16).to_be_bytes());
+        data.extend_from_slice(der);
+    }
+    for cut in 0..data.len() {
+        fuzz_x5c_chain(&data[..cut]);
+    }
+}
