@@ -830,3 +830,77 @@ fn x5c_fuzz_entry_survives_real_and_truncated_chains() {
         fuzz_x5c_chain(&data[..cut]);
     }
 }
+
+#[test]
+fn a_chain_to_a_software_anchor_is_never_hardware() {
+    let r = root("Vendor Root");
+    let (stmt, ad) = packed_case(&r, vec![], &[]);
+    let mut anchors = anchors_of(&[("soft", &r)]);
+    anchors.anchors[0].assurance = AnchorAssurance::Software;
+    let v = run(
+        "packed",
+        &stmt,
+        &ad,
+        &anchors,
+        &policy(UntrustedChains::Reject),
+        NOW,
+    )
+    .unwrap();
+    assert_eq!((v.trust, v.anchor.as_deref()), (Trust::None, Some("soft")));
+}
+
+fn app_attest_assertion(key: &KeyPair, counter: u32, app_id: &str) -> Value {
+    let mut auth = digest::digest(&digest::SHA256, app_id.as_bytes())
+        .as_ref()
+        .to_vec();
+    auth.push(0x40);
+    auth.extend_from_slice(&counter.to_be_bytes());
+    let cdh = digest::digest(&digest::SHA256, b"challenge");
+    let nonce = digest::digest(&digest::SHA256, &[auth.as_slice(), cdh.as_ref()].concat());
+    Value::Map(vec![
+        (
+            text("signature"),
+            Value::Bytes(key.sign(nonce.as_ref()).unwrap()),
+        ),
+        (text("authenticatorData"), Value::Bytes(auth)),
+    ])
+}
+
+#[test]
+fn app_attest_assertion_checks_signature_app_id_and_counter() {
+    use appattest::{verify_app_attest_assertion, AppAttestAssertionInput};
+    let key = KeyPair::generate().unwrap();
+    let app = "TEAMID.com.example.app";
+    let assertion = app_attest_assertion(&key, 5, app);
+    let input = |assertion, stored_counter, app_id| AppAttestAssertionInput {
+        assertion,
+        client_data: b"challenge",
+        public_key: key.public_key_raw(),
+        stored_counter,
+        app_id,
+    };
+    assert_eq!(
+        verify_app_attest_assertion(&input(&assertion, 4, app))
+            .unwrap()
+            .sign_count,
+        5
+    );
+    let code = |r: Result<_, AttestationError>| r.map_err(|e| e.code());
+    assert_eq!(
+        code(verify_app_attest_assertion(&input(&assertion, 5, app))),
+        Err("appattest_invalid")
+    );
+    assert_eq!(
+        code(verify_app_attest_assertion(&input(
+            &assertion,
+            4,
+            "TEAMID.other"
+        ))),
+        Err("appattest_invalid")
+    );
+    let other = app_attest_assertion(&KeyPair::generate().unwrap(), 5, app);
+    assert_eq!(
+        code(verify_app_attest_assertion(&input(&other, 4, app))),
+        Err("attestation_bad_signature")
+    );
+}
