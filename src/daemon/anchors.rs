@@ -6,7 +6,7 @@
 //! `"yubico.pem" = ["cb69481e-8ff7-4039-93ec-0a2729a154a8"]`.
 
 use super::DaemonError;
-use crate::webauthn::attestation::{Anchor, TrustAnchors};
+use crate::webauthn::attestation::TrustAnchors;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 use std::collections::BTreeMap;
@@ -56,15 +56,12 @@ pub fn load(dir: &Path) -> Result<TrustAnchors, DaemonError> {
         let allow = aaguids.remove(&name);
         let many = certs.len() > 1;
         for (i, der) in certs.into_iter().enumerate() {
-            anchors.push(Anchor {
-                name: if many {
-                    format!("{name}#{}", i + 1)
-                } else {
-                    name.clone()
-                },
-                der,
-                aaguids: allow.clone(),
-            });
+            let anchor_name = if many {
+                format!("{name}#{}", i + 1)
+            } else {
+                name.clone()
+            };
+            anchors.push((anchor_name, der, allow.clone()));
         }
     }
     // A name in aaguids.toml without its file is a typo that would silently widen trust.
@@ -74,7 +71,23 @@ pub fn load(dir: &Path) -> Result<TrustAnchors, DaemonError> {
             format!("no anchor file named {name}"),
         ));
     }
-    Ok(TrustAnchors { anchors })
+    // The verifier decides each anchor's assurance (the Android software root never proves
+    // hardware), then the allow-lists are applied by name.
+    let mut trusted = TrustAnchors::from_certificates(
+        anchors
+            .iter()
+            .map(|(name, der, _)| (name.clone(), der.clone()))
+            .collect(),
+    )
+    .map_err(|e| anchor_err(dir, e))?;
+    for (name, _, allow) in anchors {
+        if let Some(allow) = allow {
+            trusted = trusted
+                .restrict_aaguids(&name, allow)
+                .map_err(|e| anchor_err(dir, e))?;
+        }
+    }
+    Ok(trusted)
 }
 
 /// The certificates of one anchor file: DER (a single SEQUENCE) or PEM (one or more).

@@ -14,7 +14,9 @@ use crate::policy::{Action, PolicyDecision, PolicyEngine, PolicyRequest, Resourc
 use crate::store::{
     ChallengePurpose, ChallengeRecord, ConsumeOutcome, DeviceRecord, EnrolOutcome, Store,
 };
-use crate::webauthn::attestation::{AttestationPolicy, Format, Trust, TrustAnchors};
+use crate::webauthn::attestation::{
+    AttestationPolicy, Format, Trust, TrustAnchors, UntrustedChains,
+};
 use crate::webauthn::registration::{
     verify_registration, RegistrationExpectations, RegistrationInput, RelyingParty,
 };
@@ -95,9 +97,14 @@ pub struct EnrolledDevice {
 }
 
 /// The attestation policy for the verifier, built in this one place from the configuration.
+///
+/// An attestation whose chain reaches no configured anchor is worth no more than no attestation
+/// at all: it registers with trust `none` (and Cedar decides what such a device may do) rather
+/// than being refused. A chain that is broken, expired or badly signed is still refused.
 fn attestation_policy(config: &WebauthnConfig) -> AttestationPolicy {
     AttestationPolicy {
-        algorithms: config.algorithms.clone(),
+        untrusted_chains: UntrustedChains::ReportAsNone,
+        ..AttestationPolicy::new(config.algorithms.clone())
     }
 }
 

@@ -62,14 +62,14 @@ impl Case {
                 trust: Trust::None,
                 anchor: None,
                 android: None,
+                android_enforcement: None,
+                safetynet: None,
             })
         })
     }
 
     fn run(&self) -> Result<RegistrationVerdict, WebauthnError> {
-        self.run_with(&AttestationPolicy {
-            algorithms: vec![CoseAlgorithm::Es256],
-        })
+        self.run_with(&AttestationPolicy::new(vec![CoseAlgorithm::Es256]))
     }
 
     fn code(&self) -> &'static str {
@@ -190,9 +190,7 @@ fn missing_attested_credential_is_refused() {
 #[test]
 fn algorithm_outside_policy_is_refused() {
     let case = Case::new();
-    let policy = AttestationPolicy {
-        algorithms: vec![CoseAlgorithm::Es384, CoseAlgorithm::Rs256],
-    };
+    let policy = AttestationPolicy::new(vec![CoseAlgorithm::Es384, CoseAlgorithm::Rs256]);
     assert_eq!(
         case.run_with(&policy).unwrap_err().code(),
         "algorithm_not_allowed"
@@ -216,9 +214,7 @@ fn statement_verifier_errors_are_returned() {
         origins: vec![ORIGIN.into()],
         top_origins: vec![],
     };
-    let policy = AttestationPolicy {
-        algorithms: vec![CoseAlgorithm::Es256],
-    };
+    let policy = AttestationPolicy::new(vec![CoseAlgorithm::Es256]);
     let expect = RegistrationExpectations {
         rp: &rp,
         challenge: CHALLENGE,

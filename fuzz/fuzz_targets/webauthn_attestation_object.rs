@@ -1,0 +1,3 @@
+#![no_main]
+// An attestation object through every statement format: never panics.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| payhsm::webauthn::attestation::fuzz_attestation_object(data));

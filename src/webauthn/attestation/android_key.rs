@@ -1,0 +1,196 @@
+//! `android-key` (WebAuthn L3 §8.4) and the Android KeyDescription extension (Google "Key and
+//! ID Attestation" schema).
+use x509_parser::certificate::X509Certificate;
+
+use super::{chain, chain_trust, der, keys, stmt};
+use super::{
+    AndroidAuthorizations, AndroidEnforcement, AndroidKeyInfo, AttestationError, AttestationPolicy,
+    AttestationVerdict, Format, StatementInput, Trust, TrustAnchors,
+};
+
+const KEY_DESCRIPTION: &str = "1.3.6.1.4.1.11129.2.1.17";
+const TAG_PURPOSE: u32 = 1;
+const TAG_ALL_APPLICATIONS: u32 = 600;
+const TAG_USER_AUTH_TYPE: u32 = 504;
+const TAG_ORIGIN: u32 = 702;
+const KM_ORIGIN_GENERATED: u64 = 0;
+const KM_PURPOSE_SIGN: u64 = 2;
+
+fn err(what: &'static str) -> AttestationError {
+    AttestationError::AndroidKey(what)
+}
+
+/// An AuthorizationList, the members §8.4 uses.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct AuthorizationList {
+    pub purposes: Vec<u64>,
+    pub origin: Option<u64>,
+    pub all_applications: bool,
+    pub user_auth_type: Option<u64>,
+}
+
+/// KeyDescription, the members §8.4 uses.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct KeyDescription<'a> {
+    pub security_level: u64,
+    pub challenge: &'a [u8],
+    pub software: AuthorizationList,
+    pub tee: AuthorizationList,
+}
+
+fn parse_list(t: &der::Tlv<'_>) -> Result<AuthorizationList, AttestationError> {
+    let items = t
+        .children()
+        .filter(|_| t.is(der::SEQUENCE))
+        .ok_or(err("AuthorizationList malformed"))?;
+    let mut list = AuthorizationList::default();
+    for item in items {
+        if item.class != der::CONTEXT || !item.constructed {
+            return Err(err("AuthorizationList member not context-tagged"));
+        }
+        let inner = der::read_one(item.value).ok_or(err("AuthorizationList member malformed"))?;
+        match item.tag {
+            TAG_PURPOSE => {
+                let set = inner
+                    .children()
+                    .filter(|_| inner.is(der::SET))
+                    .ok_or(err("purpose malformed"))?;
+                for p in set {
+                    list.purposes
+                        .push(p.uint().ok_or(err("purpose malformed"))?);
+                }
+            }
+            TAG_ORIGIN => list.origin = Some(inner.uint().ok_or(err("origin malformed"))?),
+            TAG_USER_AUTH_TYPE => {
+                list.user_auth_type = Some(inner.uint().ok_or(err("userAuthType malformed"))?)
+            }
+            TAG_ALL_APPLICATIONS => list.all_applications = true,
+            _ => {}
+        }
+    }
+    Ok(list)
+}
+
+/// Parses the KeyDescription extension value.
+pub(super) fn parse_key_description(value: &[u8]) -> Result<KeyDescription<'_>, AttestationError> {
+    let top = der::read_one(value)
+        .filter(|t| t.is(der::SEQUENCE))
+        .and_then(|t| t.children())
+        .ok_or(err("KeyDescription malformed"))?;
+    let [_version, security_level, _km_version, _km_security_level, challenge, _unique_id, software, tee, ..] =
+        top.as_slice()
+    else {
+        return Err(err("KeyDescription too short"));
+    };
+    if !challenge.is(der::OCTET_STRING) {
+        return Err(err("attestationChallenge malformed"));
+    }
+    Ok(KeyDescription {
+        security_level: security_level
+            .uint()
+            .ok_or(err("attestationSecurityLevel malformed"))?,
+        challenge: challenge.value,
+        software: parse_list(software)?,
+        tee: parse_list(tee)?,
+    })
+}
+
+fn key_description<'c>(
+    leaf: &'c X509Certificate<'_>,
+) -> Result<KeyDescription<'c>, AttestationError> {
+    let ext = leaf
+        .extensions()
+        .iter()
+        .find(|e| e.oid.to_id_string() == KEY_DESCRIPTION)
+        .ok_or(err("KeyDescription extension missing"))?;
+    parse_key_description(ext.value)
+}
+
+fn generated_for_signing(list: &AuthorizationList) -> bool {
+    list.origin == Some(KM_ORIGIN_GENERATED) && list.purposes.contains(&KM_PURPOSE_SIGN)
+}
+
+/// attestationSecurityLevel as recorded.
+fn security_level_name(level: u64) -> Result<&'static str, AttestationError> {
+    match level {
+        0 => Ok("software"),
+        1 => Ok("trusted_environment"),
+        2 => Ok("strongbox"),
+        _ => Err(err("attestationSecurityLevel unknown")),
+    }
+}
+
+pub(super) fn verify(
+    input: &StatementInput<'_>,
+    anchors: &TrustAnchors,
+    policy: &AttestationPolicy,
+    now: time::OffsetDateTime,
+) -> Result<AttestationVerdict, AttestationError> {
+    let s = input.att_stmt;
+    stmt::only_keys(
+        s,
+        &["alg", "sig", "x5c"],
+        "android-key: unknown attStmt member",
+    )?;
+    let alg = stmt::alg(s, &policy.algorithms)?;
+    let sig = stmt::bytes(s, "sig")?;
+    let x5c = stmt::x5c(s)?.ok_or(AttestationError::MalformedStatement("x5c"))?;
+    let credential = input.credential()?;
+    let certs = chain::parse_x5c(&x5c)?;
+    let leaf = certs
+        .first()
+        .ok_or(AttestationError::MalformedStatement("x5c"))?;
+    // §8.4 step 2: sig over authenticatorData || clientDataHash with the first x5c key and alg.
+    keys::verify_cose_alg(leaf.public_key(), alg, &input.to_be_signed(), sig)?;
+    // §8.4 step 3: the first certificate's public key is the credential public key.
+    if !keys::same_key(leaf.public_key(), &credential.public_key) {
+        return Err(AttestationError::CredentialKeyMismatch);
+    }
+    let kd = key_description(leaf)?;
+    // §8.4 step 4: attestationChallenge is clientDataHash.
+    if kd.challenge != input.client_data_hash.as_slice() {
+        return Err(AttestationError::NonceMismatch);
+    }
+    // §8.4 step 4: allApplications is absent from both lists (the key is bound to the RP).
+    if kd.software.all_applications || kd.tee.all_applications {
+        return Err(err("allApplications present"));
+    }
+    // §8.4 step 4: origin = KM_ORIGIN_GENERATED and purpose = KM_PURPOSE_SIGN, in teeEnforced
+    // only, or in the union when the RP accepts software-enforced keys.
+    let enforcement = if generated_for_signing(&kd.tee) {
+        AndroidEnforcement::TrustedEnvironment
+    } else {
+        let union = AuthorizationList {
+            purposes: kd
+                .tee
+                .purposes
+                .iter()
+                .chain(&kd.software.purposes)
+                .copied()
+                .collect(),
+            origin: kd.tee.origin.or(kd.software.origin),
+            all_applications: false,
+            user_auth_type: None,
+        };
+        match policy.android_authorizations {
+            AndroidAuthorizations::AllowSoftwareEnforced if generated_for_signing(&union) => {
+                AndroidEnforcement::Software
+            }
+            _ => return Err(err("origin generated and purpose sign not enforced")),
+        }
+    };
+    let security_level = security_level_name(kd.security_level)?;
+    let reached = chain::verify(&certs, anchors, Some(&credential.aaguid), now)?;
+    let (mut trust, anchor) = chain_trust(reached, policy)?;
+    // A key attested in software, or bound only by software, is never hardware.
+    if kd.security_level == 0 || enforcement == AndroidEnforcement::Software {
+        trust = Trust::None;
+    }
+    let mut verdict = AttestationVerdict::new(Format::AndroidKey, trust, anchor);
+    verdict.android = Some(AndroidKeyInfo {
+        security_level: security_level.to_owned(),
+        user_auth_type: kd.tee.user_auth_type,
+    });
+    verdict.android_enforcement = Some(enforcement);
+    Ok(verdict)
+}
