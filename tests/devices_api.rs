@@ -1,8 +1,7 @@
 //! Device enrolment API v1 end to end: real mTLS, real SoftHSM2, real SQLite, and a software
 //! authenticator (tests/support/authenticator.rs) producing registration responses.
 //!
-//! Tests marked `ignore = "needs the WebAuthn verifier"` run `verify_registration`, which is a
-//! stub on this branch; they pass once the verifier branches are merged (then drop the marks).
+//! The enrolment tests run the real verifier (src/webauthn) end to end.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -170,7 +169,6 @@ async fn enrolment_refuses_unknown_challenges_bad_base64_and_other_groups() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the WebAuthn verifier"]
 async fn none_attestation_enrols_with_trust_none() {
     let d = Daemon::start();
     let mut gw = d.client("gateway").await;
@@ -186,7 +184,6 @@ async fn none_attestation_enrols_with_trust_none() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the WebAuthn verifier"]
 async fn packed_self_attestation_enrols_with_trust_self() {
     let d = Daemon::start();
     let mut gw = d.client("gateway").await;
@@ -199,7 +196,6 @@ async fn packed_self_attestation_enrols_with_trust_self() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the WebAuthn verifier"]
 async fn a_replayed_challenge_is_refused_as_used() {
     let d = Daemon::start();
     let mut gw = d.client("gateway").await;
@@ -241,7 +237,6 @@ async fn assert_rejected_by_verifier(d: &Daemon, r: &Response) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the WebAuthn verifier"]
 async fn a_wrong_origin_is_refused_with_the_verifier_code_and_burns_the_challenge() {
     let d = Daemon::start();
     let mut gw = d.client("gateway").await;
@@ -267,7 +262,6 @@ async fn a_wrong_origin_is_refused_with_the_verifier_code_and_burns_the_challeng
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the WebAuthn verifier"]
 async fn a_registration_without_user_verification_is_refused() {
     let d = Daemon::start();
     let mut gw = d.client("gateway").await;
@@ -278,7 +272,6 @@ async fn a_registration_without_user_verification_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the WebAuthn verifier"]
 async fn a_credential_id_other_than_the_attested_one_is_refused() {
     let d = Daemon::start();
     let mut gw = d.client("gateway").await;
@@ -294,7 +287,6 @@ async fn a_credential_id_other_than_the_attested_one_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the WebAuthn verifier"]
 async fn a_credential_registered_twice_is_refused() {
     let d = Daemon::start();
     let mut gw = d.client("gateway").await;
@@ -309,7 +301,6 @@ async fn a_credential_registered_twice_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the WebAuthn verifier"]
 async fn a_device_bound_to_a_token_is_audited_with_its_credential_and_never_the_pan() {
     let d = Daemon::start();
     let mut gw = d.client("gateway").await;

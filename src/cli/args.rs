@@ -26,11 +26,39 @@ pub enum Command {
     /// Development PKI.
     #[command(subcommand_required = true)]
     Pki(PkiArgs),
-    /// Export and verify the audit log.
-    ///
     /// Export and verify the tamper-evident audit log.
     #[command(subcommand_required = true)]
     Audit(AuditArgs),
+    /// Examine captured WebAuthn / Secure Payment Confirmation / App Attest responses.
+    #[command(subcommand_required = true)]
+    Webauthn(WebauthnArgs),
+}
+
+/// `payhsm webauthn ...`.
+#[derive(Debug, Args)]
+pub struct WebauthnArgs {
+    /// The operation.
+    #[command(subcommand)]
+    pub command: WebauthnCommand,
+}
+
+/// WebAuthn operations.
+#[derive(Debug, Subcommand)]
+pub enum WebauthnCommand {
+    /// Verify one captured case (the `shared/vectors/webauthn` case format) at the case's own
+    /// verification time. Prints `accept` or `reject: <reason code>`; exit 0 accept, 1 reject,
+    /// 2 when the case cannot be read.
+    Verify {
+        /// The case file (JSON).
+        case: PathBuf,
+        /// The folder of trust roots the case names as `roots/<file>`; by default the
+        /// `roots` folder beside the case's folder.
+        #[arg(long)]
+        anchors: Option<PathBuf>,
+        /// Also print the verdict's details (format, trust, flags) or the error message.
+        #[arg(long, short)]
+        verbose: bool,
+    },
 }
 
 /// How to reach and authenticate to the daemon; on every API subcommand.

@@ -7,6 +7,7 @@
 //! payhsm health [--ready | --metrics]
 //! payhsm pki dev [--out keys-sample]
 //! payhsm audit export --data-dir DIR [--out FILE] | verify FILE [--public-key FILE]
+//! payhsm webauthn verify CASE.json [--anchors DIR]
 //! ```
 //! Every API subcommand takes `--url`, `--ca`, `--cert`, `--key`, `--http2`, `--timeout`.
 //! Exit codes: 0 on 2xx, 1 on an API error (code and message on stderr), 2 on usage,
@@ -19,10 +20,12 @@ mod args;
 mod audit;
 mod calls;
 mod output;
+mod webauthn;
 
 pub use args::{
     AuditArgs, AuditCommand, Cli, Command, ConnectArgs, CreateArgs, DetokenizeArgs, HealthArgs,
-    PanInput, PkiArgs, PkiCommand, TokenRef, TokensArgs, TokensCommand,
+    PanInput, PkiArgs, PkiCommand, TokenRef, TokensArgs, TokensCommand, WebauthnArgs,
+    WebauthnCommand,
 };
 pub use calls::ApiCall;
 pub use output::{CliError, EXIT_API_ERROR, EXIT_OK, EXIT_USAGE};
@@ -60,6 +63,7 @@ pub fn run(cli: Cli) -> i32 {
             command: PkiCommand::Dev { out },
         }) => pki_dev(&out),
         Command::Audit(args) => audit::run(&args),
+        Command::Webauthn(args) => webauthn::run(&args),
     }
 }
 

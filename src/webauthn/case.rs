@@ -303,3 +303,550 @@ pub fn pem_blocks(text: &str) -> Vec<String> {
     }
     out
 }
+
+/// The verdict on one case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CaseVerdict {
+    /// Verified; a short summary (format, trust, flags).
+    Accept(String),
+    /// Rejected with a stable reason code and a message.
+    Reject {
+        /// The reason code.
+        code: &'static str,
+        /// Human text.
+        message: String,
+    },
+}
+
+impl CaseVerdict {
+    fn from_result(r: Result<String, super::WebauthnError>) -> Self {
+        match r {
+            Ok(summary) => Self::Accept(summary),
+            Err(e) => Self::Reject {
+                code: e.code(),
+                message: e.to_string(),
+            },
+        }
+    }
+
+    /// True for `Accept`.
+    pub fn accepted(&self) -> bool {
+        matches!(self, Self::Accept(_))
+    }
+}
+
+/// The trust-root files a case may name: `roots/<file>` -> bytes.
+pub type Roots = BTreeMap<String, Vec<u8>>;
+
+/// Runs one case. `fallback_now` is used when the case pins no time.
+pub fn run_case(
+    case: &Case,
+    roots: &Roots,
+    fallback_now: time::OffsetDateTime,
+) -> Result<CaseVerdict, CaseError> {
+    let now = case.verification_time(fallback_now)?;
+    match case.kind.as_str() {
+        "authentication" => run_authentication(case),
+        "registration" => run_registration(case, roots, now),
+        "attestation-statement-only" => run_statement(case, roots, now),
+        "apple-appattest-attestation" => run_app_attest_attestation(case, roots, now),
+        "apple-appattest-assertion" => run_app_attest_assertion(case),
+        other => Err(bad(format!("unknown case kind {other:?}"))),
+    }
+}
+
+/// The challenge as clientDataJSON must carry it: base64url without padding. Some cases give
+/// `options.challenge` in padded standard base64; FIDO-conformance ones give plain strings.
+fn expected_challenge(case: &Case) -> Result<String, CaseError> {
+    let c = required("challenge", &case.challenge)?;
+    if c.contains(['=', '+', '/']) {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(c)
+            .map_err(|_| bad("challenge is not base64"))?;
+        return Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes));
+    }
+    Ok(c.to_owned())
+}
+
+fn required<'a>(field: &str, v: &'a Option<String>) -> Result<&'a str, CaseError> {
+    v.as_deref()
+        .ok_or_else(|| bad(format!("the case has no {field}")))
+}
+
+fn relying_party(case: &Case, params: &CaseParams) -> super::registration::RelyingParty {
+    let mut ids = case.rp_ids();
+    if ids.is_empty() {
+        // WebAuthn: the RP ID defaults to the caller origin's effective domain.
+        ids = case
+            .origins()
+            .iter()
+            .filter_map(|o| origin_host(o))
+            .collect();
+    }
+    super::registration::RelyingParty {
+        ids,
+        origins: case.origins(),
+        top_origins: params.top_origins.clone(),
+    }
+}
+
+/// The host of `scheme://host[:port]`.
+fn origin_host(origin: &str) -> Option<String> {
+    let rest = origin.split_once("://")?.1;
+    let host = rest.split(['/', ':']).next()?;
+    (!host.is_empty()).then(|| host.to_owned())
+}
+
+fn run_authentication(case: &Case) -> Result<CaseVerdict, CaseError> {
+    use super::assertion::{
+        verify_assertion, AssertionExpectations, AssertionInput, AssertionType, StoredCredential,
+    };
+    let params = case.params();
+    let rp = relying_party(case, &params);
+    let challenge = &expected_challenge(case)?;
+    let client_data = b64(
+        "clientDataJSON",
+        required("clientDataJSON", &case.client_data_json)?,
+    )?;
+    let auth_data = b64(
+        "authenticatorData",
+        required("authenticatorData", &case.authenticator_data)?,
+    )?;
+    let signature = b64("signature", required("signature", &case.signature)?)?;
+    let public_key = b64(
+        "credential_public_key_cose",
+        required(
+            "credential_public_key_cose",
+            &case.credential_public_key_cose,
+        )?,
+    )?;
+    let credential_id = b64(
+        "credential_id",
+        required("credential_id", &case.credential_id)?,
+    )?;
+    let payment = case.expected_payment.as_ref().map(expected_payment);
+    let types: Vec<AssertionType> = match &params.expected_types {
+        Some(list) => list
+            .iter()
+            .filter_map(|t| match t.as_str() {
+                "webauthn.get" => Some(AssertionType::Get),
+                "payment.get" => Some(AssertionType::PaymentGet),
+                _ => None,
+            })
+            .collect(),
+        None if payment.is_some() => vec![AssertionType::PaymentGet],
+        None => vec![AssertionType::Get],
+    };
+    // Without a recorded BE flag there is nothing to be consistent with: take the one sent.
+    let backup_eligible = match case.stored_backup_eligible {
+        Some(be) => be,
+        None => super::authdata::AuthenticatorData::parse(&auth_data)
+            .map(|a| a.flags.be())
+            .unwrap_or(false),
+    };
+    let stored = StoredCredential {
+        credential_id: credential_id.clone(),
+        public_key_cbor: public_key,
+        sign_count: u32::try_from(case.stored_sign_count.unwrap_or(0))
+            .map_err(|_| bad("stored_sign_count out of range"))?,
+        backup_eligible,
+    };
+    let expect = AssertionExpectations {
+        rp: &rp,
+        challenge,
+        types: &types,
+        require_user_verification: params.require_user_verification,
+        payment: payment.as_ref(),
+    };
+    let input = AssertionInput {
+        credential_id: &credential_id,
+        client_data_json: &client_data,
+        authenticator_data: &auth_data,
+        signature: &signature,
+    };
+    Ok(CaseVerdict::from_result(
+        verify_assertion(input, &expect, &stored).map(|v| {
+            format!(
+                "counter {} uv {} be {} bs {}",
+                v.sign_count, v.user_verified, v.backup_eligible, v.backup_state
+            )
+        }),
+    ))
+}
+
+fn expected_payment(v: &Value) -> super::assertion::ExpectedPayment {
+    let s = |path: &[&str]| {
+        let mut cur = v;
+        for p in path {
+            cur = cur.get(p)?;
+        }
+        cur.as_str().map(str::to_owned)
+    };
+    super::assertion::ExpectedPayment {
+        rp_id: s(&["rpId"]),
+        top_origin: s(&["topOrigin"]),
+        payee_name: s(&["payeeName"]),
+        payee_origin: s(&["payeeOrigin"]),
+        total_currency: s(&["total", "currency"]),
+        total_value: s(&["total", "value"]),
+        instrument_display_name: s(&["instrument", "displayName"]),
+        instrument_icon: s(&["instrument", "icon"]),
+    }
+}
+
+/// Every algorithm payhsm can verify: the upstream default when a case restricts none.
+const ALL_ALGORITHMS: [CoseAlgorithm; 11] = [
+    CoseAlgorithm::Es256,
+    CoseAlgorithm::Es384,
+    CoseAlgorithm::Es512,
+    CoseAlgorithm::EdDsa,
+    CoseAlgorithm::Rs256,
+    CoseAlgorithm::Rs384,
+    CoseAlgorithm::Rs512,
+    CoseAlgorithm::Rs1,
+    CoseAlgorithm::Ps256,
+    CoseAlgorithm::Ps384,
+    CoseAlgorithm::Ps512,
+];
+
+fn root(roots: &Roots, name: &str) -> Result<(String, Vec<u8>), CaseError> {
+    roots
+        .get(name)
+        .map(|b| (name.to_owned(), b.clone()))
+        .ok_or_else(|| bad(format!("trust root {name} not found")))
+}
+
+/// The case's anchors, and whether the case named them (then a chain must reach one).
+///
+/// In order: SimpleWebAuthn's per-format PEM override (or its cleared list), py_webauthn's
+/// roots by format, the case's `trust_root`, webauthn-rs's CA list (an empty list means "do
+/// not check attestation CAs"); otherwise every root in `roots/`, with chains that reach none
+/// reported as trust `none`, as the upstream libraries do.
+fn anchors_for(
+    case: &Case,
+    params: &CaseParams,
+    roots: &Roots,
+    format: &str,
+) -> Result<(super::attestation::TrustAnchors, bool), CaseError> {
+    use super::attestation::TrustAnchors;
+    let anchors = |items: Vec<(String, Vec<u8>)>| {
+        TrustAnchors::from_certificates(items).map_err(|e| bad(format!("bad trust root: {e}")))
+    };
+    let override_text = case.root_cert_override.as_ref().map(|v| match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    });
+    if let Some(text) = override_text.filter(|t| t.contains(&format!("'{format}'"))) {
+        let pems = pem_blocks(&text);
+        if pems.is_empty() {
+            return Ok((TrustAnchors::default(), false));
+        }
+        let items = pems
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| (format!("override#{}", i + 1), p.into_bytes()))
+            .collect();
+        return Ok((anchors(items)?, true));
+    }
+    let mut items = Vec::new();
+    if let Some(list) = params.roots_by_format.get(format) {
+        for name in list {
+            items.push(root(roots, name)?);
+        }
+    } else if let Some(name) = &case.trust_root {
+        items.push(root(roots, name)?);
+    } else if let Some(list) = &params.ca_list {
+        for name in list {
+            items.push(root(roots, &format!("roots/webauthn-rs_{name}.pem"))?);
+        }
+        if list.is_empty() {
+            return Ok((TrustAnchors::default(), false));
+        }
+    }
+    if !items.is_empty() {
+        return Ok((anchors(items)?, true));
+    }
+    let all = roots
+        .iter()
+        .filter(|(name, _)| name.starts_with("roots/"))
+        .map(|(n, b)| (n.clone(), b.clone()))
+        .collect();
+    Ok((anchors(all)?, false))
+}
+
+fn policy_for(params: &CaseParams, named_anchors: bool) -> super::attestation::AttestationPolicy {
+    use super::attestation::{AttestationPolicy, SafetyNetCts, UntrustedChains};
+    let mut policy = AttestationPolicy::new(
+        params
+            .algorithms
+            .clone()
+            .unwrap_or_else(|| ALL_ALGORITHMS.to_vec()),
+    );
+    policy.untrusted_chains = if named_anchors {
+        UntrustedChains::Reject
+    } else {
+        UntrustedChains::ReportAsNone
+    };
+    if !params.safetynet_enforce_cts {
+        policy.safetynet_cts = SafetyNetCts::DangerIgnore;
+    }
+    policy
+}
+
+fn format_of(attestation_object: &[u8]) -> Option<String> {
+    let v = super::cbor::decode(attestation_object).ok()?;
+    v.get_text("fmt")?.as_text().map(str::to_owned)
+}
+
+fn run_registration(
+    case: &Case,
+    roots: &Roots,
+    now: time::OffsetDateTime,
+) -> Result<CaseVerdict, CaseError> {
+    use super::registration::{verify_registration, RegistrationExpectations, RegistrationInput};
+    let params = case.params();
+    // An RP that expects another clientData type can never be satisfied by a registration.
+    if let Some(types) = &params.expected_types {
+        if !types.iter().any(|t| t == "webauthn.create") {
+            return Ok(CaseVerdict::Reject {
+                code: "type_mismatch",
+                message: format!("the relying party expects {types:?}, not webauthn.create"),
+            });
+        }
+    }
+    // Upstream checked only the statement (no RP inputs recorded): do the same.
+    if case.challenge.is_none() {
+        return run_statement(case, roots, now);
+    }
+    let rp = relying_party(case, &params);
+    let challenge = &expected_challenge(case)?;
+    let client_data = b64(
+        "clientDataJSON",
+        required("clientDataJSON", &case.client_data_json)?,
+    )?;
+    let attestation_object = b64(
+        "attestationObject",
+        required("attestationObject", &case.attestation_object)?,
+    )?;
+    let format = format_of(&attestation_object).unwrap_or_else(|| case.format.clone());
+    let (anchors, named) = anchors_for(case, &params, roots, &format)?;
+    let policy = policy_for(&params, named);
+    let expect = RegistrationExpectations {
+        rp: &rp,
+        challenge,
+        require_user_verification: params.require_user_verification,
+        policy: &policy,
+    };
+    let input = RegistrationInput {
+        client_data_json: &client_data,
+        attestation_object: &attestation_object,
+    };
+    Ok(CaseVerdict::from_result(
+        verify_registration(input, &expect, &anchors, now).map(|v| {
+            format!(
+                "format {} trust {}{} uv {} be {} bs {}",
+                v.format.as_str(),
+                v.trust.as_str(),
+                v.anchor.map(|a| format!(" ({a})")).unwrap_or_default(),
+                v.user_verified,
+                v.backup_eligible,
+                v.backup_state
+            )
+        }),
+    ))
+}
+
+fn hex32(field: &str, s: &str) -> Result<[u8; 32], CaseError> {
+    let bytes: Option<Vec<u8>> = (0..s.len() / 2)
+        .map(|i| {
+            s.get(2 * i..2 * i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        })
+        .collect();
+    bytes
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| bad(format!("{field} is not 32 bytes of hex")))
+}
+
+/// A SafetyNet response carries its own capture time (`timestampMs`): used when a
+/// statement-only case pins none, so its certificates are judged when they were used.
+fn safetynet_capture_time(att_stmt: &super::cbor::Value) -> Option<time::OffsetDateTime> {
+    let jws = att_stmt.get_text("response")?.as_bytes()?;
+    let payload = std::str::from_utf8(jws).ok()?.split('.').nth(1)?;
+    let json: Value = serde_json::from_slice(&b64("response", payload).ok()?).ok()?;
+    let ms = json.get("timestampMs")?.as_i64()?;
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
+}
+
+fn run_statement(
+    case: &Case,
+    roots: &Roots,
+    now: time::OffsetDateTime,
+) -> Result<CaseVerdict, CaseError> {
+    use super::attestation::{verify_statement, StatementInput};
+    use sha2::Digest as _;
+    let params = case.params();
+    // The statement and authData: given apart, or inside the attestationObject.
+    let (att_stmt, auth_raw, format) = match (&case.att_stmt_cbor, &case.attestation_object) {
+        (Some(stmt), _) => (
+            super::cbor::decode(&b64("attStmt_cbor", stmt)?),
+            b64(
+                "authenticatorData",
+                required("authenticatorData", &case.authenticator_data)?,
+            )?,
+            case.format.clone(),
+        ),
+        (None, Some(obj)) => {
+            let obj = super::cbor::decode(&b64("attestationObject", obj)?)
+                .map_err(|e| bad(format!("attestationObject: {e}")))?;
+            let part = |k: &str| obj.get_text(k).cloned();
+            let auth = part("authData")
+                .and_then(|v| v.as_bytes().map(<[u8]>::to_vec))
+                .ok_or_else(|| bad("attestationObject has no authData"))?;
+            let fmt = part("fmt")
+                .and_then(|v| v.as_text().map(str::to_owned))
+                .unwrap_or_else(|| case.format.clone());
+            let stmt = part("attStmt").ok_or_else(|| bad("attestationObject has no attStmt"))?;
+            (Ok(stmt), auth, fmt)
+        }
+        (None, None) => {
+            return Err(bad(
+                "the case has neither attStmt_cbor nor attestationObject",
+            ))
+        }
+    };
+    // clientDataHash: given, or SHA-256 of clientDataJSON. python-fido2's `none` cases pass a
+    // placeholder of another length where the hash goes; `none` never reads it, and any other
+    // length is hashed down to the 32 bytes a statement is verified over.
+    let hash: [u8; 32] = match (&case.client_data_hash_hex, &case.client_data_json) {
+        (Some(hex), _) => match hex32("clientDataHash_hex", hex) {
+            Ok(h) => h,
+            Err(_) => sha2::Sha256::digest(hex.as_bytes()).into(),
+        },
+        (None, Some(cd)) => sha2::Sha256::digest(b64("clientDataJSON", cd)?).into(),
+        (None, None) => return Err(bad("the case has no clientDataHash or clientDataJSON")),
+    };
+    let result = (|| {
+        let att_stmt = att_stmt?;
+        let auth_data = super::authdata::AuthenticatorData::parse(&auth_raw)?;
+        let pinned =
+            case.verification_time_utc.is_some() || case.suggested_verification_time_utc.is_some();
+        let now = match (pinned, format.as_str()) {
+            (false, "android-safetynet") => safetynet_capture_time(&att_stmt).unwrap_or(now),
+            _ => now,
+        };
+        let (anchors, named) = anchors_for(case, &params, roots, &format)
+            .map_err(|_| super::attestation::AttestationError::CertificateMalformed)?;
+        let policy = policy_for(&params, named);
+        let input = StatementInput {
+            format: &format,
+            att_stmt: &att_stmt,
+            auth_data: &auth_data,
+            auth_data_raw: &auth_raw,
+            client_data_hash: &hash,
+        };
+        verify_statement(&input, &anchors, &policy, now).map(|v| {
+            format!(
+                "format {} trust {}{}",
+                v.format.as_str(),
+                v.trust.as_str(),
+                v.anchor.map(|a| format!(" ({a})")).unwrap_or_default()
+            )
+        })
+    })();
+    Ok(CaseVerdict::from_result(result))
+}
+
+fn app_attest_environment(case: &Case) -> super::attestation::appattest::AppAttestEnvironment {
+    use super::attestation::appattest::AppAttestEnvironment;
+    match case.environment.as_deref() {
+        Some("production") => AppAttestEnvironment::Production,
+        _ => AppAttestEnvironment::Development,
+    }
+}
+
+fn run_app_attest_attestation(
+    case: &Case,
+    roots: &Roots,
+    now: time::OffsetDateTime,
+) -> Result<CaseVerdict, CaseError> {
+    use super::attestation::appattest::{verify_app_attest_attestation, AppAttestAttestationInput};
+    let params = case.params();
+    let object = b64(
+        "attestationObject",
+        required("attestationObject", &case.attestation_object)?,
+    )?;
+    let client_data = b64(
+        "clientData_b64u",
+        required("clientData_b64u", &case.client_data_b64u)?,
+    )?;
+    let key_id = b64("key_id", required("key_id", &case.key_id)?)?;
+    let app_id = required("app_id", &case.app_id)?;
+    let (anchors, _) = anchors_for(case, &params, roots, "apple-appattest")?;
+    let result = (|| {
+        let v = super::cbor::decode(&object)?;
+        let format = v
+            .get_text("fmt")
+            .and_then(super::cbor::Value::as_text)
+            .unwrap_or_default();
+        let auth_raw = v
+            .get_text("authData")
+            .and_then(super::cbor::Value::as_bytes)
+            .unwrap_or_default();
+        let auth_data = super::authdata::AuthenticatorData::parse(auth_raw)?;
+        let empty = super::cbor::Value::Map(Vec::new());
+        let input = AppAttestAttestationInput {
+            format,
+            att_stmt: v.get_text("attStmt").unwrap_or(&empty),
+            auth_data: &auth_data,
+            auth_data_raw: auth_raw,
+            client_data: &client_data,
+            key_id: &key_id,
+            app_id,
+            environment: app_attest_environment(case),
+        };
+        verify_app_attest_attestation(&input, &anchors, now)
+            .map(|k| format!("app attest key, counter {} ({})", k.sign_count, k.anchor))
+            .map_err(super::WebauthnError::from)
+    })();
+    Ok(CaseVerdict::from_result(result))
+}
+
+fn run_app_attest_assertion(case: &Case) -> Result<CaseVerdict, CaseError> {
+    use super::attestation::appattest::{verify_app_attest_assertion, AppAttestAssertionInput};
+    let object = b64(
+        "assertionObject",
+        required("assertionObject", &case.assertion_object)?,
+    )?;
+    let client_data = b64(
+        "clientData_b64u",
+        required("clientData_b64u", &case.client_data_b64u)?,
+    )?;
+    let app_id = required("app_id", &case.app_id)?;
+    let pem = required(
+        "credential_public_key_spki_pem",
+        &case.credential_public_key_spki_pem,
+    )?;
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let spki = b64("credential_public_key_spki_pem", &body)?;
+    // A P-256 SubjectPublicKeyInfo ends with the 65-byte uncompressed point.
+    let point = spki
+        .get(spki.len().saturating_sub(65)..)
+        .ok_or_else(|| bad("public key too short"))?;
+    let stored = u32::try_from(case.stored_counter_for_test.unwrap_or(0))
+        .map_err(|_| bad("stored counter out of range"))?;
+    let result = (|| {
+        let assertion = super::cbor::decode(&object)?;
+        let input = AppAttestAssertionInput {
+            assertion: &assertion,
+            client_data: &client_data,
+            public_key: point,
+            stored_counter: stored,
+            app_id,
+        };
+        verify_app_attest_assertion(&input)
+            .map(|a| format!("app attest assertion, counter {}", a.sign_count))
+            .map_err(super::WebauthnError::from)
+    })();
+    Ok(CaseVerdict::from_result(result))
+}

@@ -225,3 +225,47 @@ pub(crate) fn sha256(bytes: &[u8]) -> [u8; 32] {
 #[cfg(test)]
 #[path = "registration_tests.rs"]
 mod tests;
+
+/// Fuzzing entry: the whole registration ceremony over fuzzed bytes (one length byte, then
+/// clientDataJSON, then the attestationObject), with fixed expectations, no anchors and a
+/// fixed clock. Never panics on any input.
+#[doc(hidden)]
+pub fn fuzz_verify(data: &[u8]) {
+    use super::attestation::{AttestationPolicy, UntrustedChains};
+    use super::cose::CoseAlgorithm;
+    let Some((len, rest)) = data.split_first() else {
+        return;
+    };
+    let Some((client_data_json, attestation_object)) = rest.split_at_checked(usize::from(*len))
+    else {
+        return;
+    };
+    let rp = RelyingParty {
+        ids: vec!["example.org".into()],
+        origins: vec!["https://example.org".into()],
+        top_origins: vec!["https://merchant.example".into()],
+    };
+    let mut policy = AttestationPolicy::new(vec![
+        CoseAlgorithm::Es256,
+        CoseAlgorithm::EdDsa,
+        CoseAlgorithm::Rs256,
+        CoseAlgorithm::Rs1,
+    ]);
+    policy.untrusted_chains = UntrustedChains::ReportAsNone;
+    let expect = RegistrationExpectations {
+        rp: &rp,
+        challenge: "Y2hhbGxlbmdl",
+        require_user_verification: true,
+        policy: &policy,
+    };
+    let input = RegistrationInput {
+        client_data_json,
+        attestation_object,
+    };
+    let _ = verify_registration(
+        input,
+        &expect,
+        &TrustAnchors::default(),
+        time::OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000),
+    );
+}
