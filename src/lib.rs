@@ -13,6 +13,7 @@
 //! - [`policy`]: Cedar policies and the identity-to-group map: who may do what.
 //! - [`keys`]: the key hierarchy over PKCS#11: KEK in the HSM, data keys zeroized in locked RAM.
 //! - [`store`]: the `Store` trait and its SQLite implementation (one group-committing writer).
+//! - [`jose`]: compact JWS (ES256), JWKS and the HSM-backed authorization signer.
 //! - [`audit`]: typed audit events, the hash chain, signed checkpoints, export and verification.
 //!
 //! Around them: [`config`] (typed TOML configuration), [`daemon`] (start-up of `payhsmd`),
@@ -29,6 +30,7 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod isolation;
+pub mod jose;
 pub mod keys;
 pub mod pki;
 pub mod policy;
