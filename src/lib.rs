@@ -7,8 +7,10 @@
 //! Data flows down this list; nothing calls up.
 //! - [`transport`]: rustls mTLS listener, the caller's identity from its certificate, HTTP/1.1 and HTTP/2.
 //! - [`api`]: API v1 request and response types, routing, the one error-to-HTTP mapping.
-//! - [`service`]: the use cases (tokenize, detokenize, lifecycle, device enrolment), one function each.
+//! - [`service`]: the use cases (tokenize, detokenize, lifecycle, device enrolment, payment
+//!   authorizations), one function each.
 //! - [`card`]: PANs, tokens and their formats: sans-io and pure.
+//! - [`payment`]: amounts, ISO 4217 currencies and payees of payment authorizations: sans-io and pure.
 //! - [`webauthn`]: WebAuthn L3 / SPC registration and assertion verification: sans-io and pure.
 //! - [`policy`]: Cedar policies and the identity-to-group map: who may do what.
 //! - [`keys`]: the key hierarchy over PKCS#11: KEK in the HSM, data keys zeroized in locked RAM.
@@ -32,6 +34,7 @@ pub mod daemon;
 pub mod isolation;
 pub mod jose;
 pub mod keys;
+pub mod payment;
 pub mod pki;
 pub mod policy;
 pub mod service;

@@ -9,7 +9,7 @@
 
 use payhsm::card::Domain;
 use payhsm::policy::{
-    Action, PolicyDecision, PolicyEngine, PolicyRequest, Principal, Resource, IDENTITIES_FILE,
+    Action, PolicyContext, PolicyDecision, PolicyEngine, PolicyRequest, Principal, Resource, IDENTITIES_FILE,
     POLICIES_FILE, SCHEMA_FILE,
 };
 use std::path::{Path, PathBuf};
@@ -34,6 +34,7 @@ fn decide(engine: &PolicyEngine, identity: &str, action: Action) -> PolicyDecisi
         principal: &principal,
         action,
         resource,
+        context: PolicyContext::Empty,
     })
 }
 
@@ -183,6 +184,7 @@ fn a_resource_of_the_wrong_kind_is_denied_by_default() {
             principal: &gateway,
             action,
             resource,
+            context: PolicyContext::Empty,
         });
         assert_eq!(decision, deny_by_default(), "{}", action.as_str());
     }
@@ -191,12 +193,14 @@ fn a_resource_of_the_wrong_kind_is_denied_by_default() {
         principal: &auditor,
         action: Action::ReadAudit,
         resource: Resource::Domain(&domain),
+        context: PolicyContext::Empty,
     });
     assert_eq!(decision, deny_by_default());
     let decision = engine.decide(&PolicyRequest {
         principal: &auditor,
         action: Action::ReadAudit,
         resource: Resource::AuditLog,
+        context: PolicyContext::Empty,
     });
     assert_eq!(decision, allow("auditor-read-audit"));
 }

@@ -44,18 +44,25 @@ impl ApiError {
                     | S::UnknownRelyingParty
                     | S::InvalidUser
                     | S::Webauthn(_)
-                    | S::CredentialIdMismatch => StatusCode::UNPROCESSABLE_ENTITY,
-                    S::Forbidden => StatusCode::FORBIDDEN,
-                    S::TokenNotFound | S::ChallengeNotFound => StatusCode::NOT_FOUND,
+                    | S::CredentialIdMismatch
+                    | S::Payment(_)
+                    | S::DeviceNotEnrolledForToken
+                    | S::CredentialMismatch
+                    | S::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+                    S::Forbidden | S::PaymentRefused(_) => StatusCode::FORBIDDEN,
+                    S::TokenNotFound | S::ChallengeNotFound | S::DeviceNotFound => {
+                        StatusCode::NOT_FOUND
+                    }
                     S::TokenSuspended
                     | S::TokenStateConflict(_)
                     | S::TokenSpaceExhausted
                     | S::ChallengeUsed
-                    | S::CredentialExists => StatusCode::CONFLICT,
+                    | S::CredentialExists
+                    | S::CounterConflict => StatusCode::CONFLICT,
                     S::ChallengeExpired => StatusCode::GONE,
                     // An integrity failure is not an outage: retrying will not help.
                     S::Keys(KeyError::Integrity) => StatusCode::INTERNAL_SERVER_ERROR,
-                    S::Store(_) | S::Keys(_) => StatusCode::SERVICE_UNAVAILABLE,
+                    S::Store(_) | S::Keys(_) | S::Signer(_) => StatusCode::SERVICE_UNAVAILABLE,
                 };
                 (status, e.code())
             }
@@ -196,6 +203,48 @@ mod tests {
                 422,
                 "unsupported_format",
             ),
+            (
+                service::Error::Payment(crate::payment::PaymentError::InvalidCurrency).into(),
+                422,
+                "invalid_currency",
+            ),
+            (
+                service::Error::Payment(crate::payment::PaymentError::InvalidAmount).into(),
+                422,
+                "invalid_amount",
+            ),
+            (
+                service::Error::Payment(crate::payment::PaymentError::InvalidPayee).into(),
+                422,
+                "invalid_payee",
+            ),
+            (service::Error::DeviceNotFound.into(), 404, "device_not_found"),
+            (
+                service::Error::DeviceNotEnrolledForToken.into(),
+                422,
+                "device_not_enrolled_for_token",
+            ),
+            (
+                service::Error::CredentialMismatch.into(),
+                422,
+                "credential_mismatch",
+            ),
+            (service::Error::CounterConflict.into(), 409, "counter_conflict"),
+            (
+                service::Error::PaymentRefused(vec!["p".into()]).into(),
+                403,
+                "forbidden",
+            ),
+            (
+                service::Error::IdempotencyKeyReused.into(),
+                422,
+                "idempotency_key_reused",
+            ),
+            (
+                service::Error::Signer(crate::jose::SignError("x".into())).into(),
+                503,
+                "signer_unavailable",
+            ),
             (ApiError::Malformed("x"), 400, "malformed_request"),
             (ApiError::PayloadTooLarge, 413, "payload_too_large"),
             (ApiError::NotFound, 404, "not_found"),
@@ -215,6 +264,16 @@ mod tests {
             assert_eq!(err.status().as_u16(), status, "{err:?}");
             assert_eq!(err.code(), code, "{err:?}");
         }
+    }
+
+    #[test]
+    fn a_payment_refusal_names_the_deciding_policies() {
+        let e = ApiError::from(service::Error::PaymentRefused(vec![
+            "payments-above-100-need-hardware-trust".to_owned(),
+        ]));
+        assert!(e
+            .to_string()
+            .contains("payments-above-100-need-hardware-trust"));
     }
 
     #[test]

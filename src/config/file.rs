@@ -104,6 +104,8 @@ struct Pkcs11Section {
     kek_label: String,
     #[serde(default = "d_audit_key")]
     audit_key_label: String,
+    #[serde(default = "d_authz_key")]
+    authz_key_label: String,
     softhsm2_conf: Option<PathBuf>,
 }
 
@@ -118,6 +120,9 @@ fn d_kek() -> String {
 }
 fn d_audit_key() -> String {
     defaults::AUDIT_KEY_LABEL.to_owned()
+}
+fn d_authz_key() -> String {
+    defaults::AUTHZ_KEY_LABEL.to_owned()
 }
 
 #[derive(Deserialize)]
@@ -267,6 +272,7 @@ fn validate(f: FileConfig, base: &Path) -> Result<Config, ConfigError> {
             sessions: f.pkcs11.sessions,
             kek_label: f.pkcs11.kek_label,
             audit_key_label: f.pkcs11.audit_key_label,
+            authz_key_label: f.pkcs11.authz_key_label,
             softhsm2_conf: f.pkcs11.softhsm2_conf.map(abs),
         },
         sqlite_path: abs(f.store.sqlite_path),

@@ -41,6 +41,8 @@ pub struct Pkcs11Config {
     pub kek_label: String,
     /// Label of the audit checkpoint signing key pair.
     pub audit_key_label: String,
+    /// Label of the EC P-256 key pair that signs payment authorizations (ES256).
+    pub authz_key_label: String,
     /// A SoftHSM2 configuration file to point `SOFTHSM2_CONF` at before loading the module.
     pub softhsm2_conf: Option<PathBuf>,
 }
@@ -99,6 +101,8 @@ pub mod defaults {
     pub const KEK_LABEL: &str = "payhsm-kek";
     /// Audit checkpoint key label.
     pub const AUDIT_KEY_LABEL: &str = "payhsm-audit-v1";
+    /// Authorization signing key label.
+    pub const AUTHZ_KEY_LABEL: &str = "payhsm-authz-v1";
     /// Token label of a dev token.
     pub const DEV_TOKEN_LABEL: &str = "payhsm-dev";
     /// The public user PIN of dev tokens. A dev token protects nothing.
@@ -146,6 +150,7 @@ impl Config {
                 sessions: 2,
                 kek_label: defaults::KEK_LABEL.to_owned(),
                 audit_key_label: defaults::AUDIT_KEY_LABEL.to_owned(),
+                authz_key_label: defaults::AUTHZ_KEY_LABEL.to_owned(),
                 softhsm2_conf: Some(data_dir.join("softhsm2.conf")),
             },
             sqlite_path: data_dir.join("payhsm.db"),

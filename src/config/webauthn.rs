@@ -61,6 +61,10 @@ pub struct WebauthnConfig {
     pub anchors_dir: Option<PathBuf>,
     /// How long an issued challenge can be used.
     pub challenge_ttl: Duration,
+    /// How long an issued payment authorization challenge can be used.
+    pub authorization_challenge_ttl: Duration,
+    /// How long a signed authorization is valid (`exp` - `iat`).
+    pub authorization_ttl: Duration,
     /// Registrations and assertions must have UV set.
     pub require_user_verification: bool,
     /// Accepted signature algorithms, in the order offered to browsers.
@@ -79,6 +83,8 @@ impl WebauthnConfig {
             }],
             anchors_dir: None,
             challenge_ttl: Duration::from_secs(d_ttl()),
+            authorization_challenge_ttl: Duration::from_secs(d_ttl()),
+            authorization_ttl: Duration::from_secs(d_authorization_ttl()),
             require_user_verification: true,
             algorithms: vec![CoseAlgorithm::Es256, CoseAlgorithm::EdDsa],
         }
@@ -98,6 +104,10 @@ pub(super) struct WebauthnSection {
     anchors_dir: Option<PathBuf>,
     #[serde(default = "d_ttl")]
     challenge_ttl_seconds: u64,
+    #[serde(default = "d_ttl")]
+    authorization_challenge_ttl_seconds: u64,
+    #[serde(default = "d_authorization_ttl")]
+    authorization_ttl_seconds: u64,
     #[serde(default = "d_true")]
     require_user_verification: bool,
     #[serde(default = "d_algorithms")]
@@ -110,6 +120,8 @@ impl Default for WebauthnSection {
             relying_parties: Vec::new(),
             anchors_dir: None,
             challenge_ttl_seconds: d_ttl(),
+            authorization_challenge_ttl_seconds: d_ttl(),
+            authorization_ttl_seconds: d_authorization_ttl(),
             require_user_verification: true,
             algorithms: d_algorithms(),
         }
@@ -127,6 +139,9 @@ struct RelyingPartySection {
 
 fn d_ttl() -> u64 {
     120
+}
+fn d_authorization_ttl() -> u64 {
+    300
 }
 fn d_true() -> bool {
     true
@@ -203,6 +218,18 @@ pub(super) fn validate(s: WebauthnSection, base: &Path) -> Result<WebauthnConfig
             "must be 10 to 3600 seconds",
         ));
     }
+    if !(10..=3600).contains(&s.authorization_challenge_ttl_seconds) {
+        return Err(err(
+            "webauthn.authorization_challenge_ttl_seconds",
+            "must be 10 to 3600 seconds",
+        ));
+    }
+    if !(10..=86_400).contains(&s.authorization_ttl_seconds) {
+        return Err(err(
+            "webauthn.authorization_ttl_seconds",
+            "must be 10 to 86400 seconds",
+        ));
+    }
     if s.algorithms.is_empty() {
         return Err(err("webauthn.algorithms", "list at least one algorithm"));
     }
@@ -231,6 +258,8 @@ pub(super) fn validate(s: WebauthnSection, base: &Path) -> Result<WebauthnConfig
             .anchors_dir
             .map(|p| if p.is_absolute() { p } else { base.join(p) }),
         challenge_ttl: Duration::from_secs(s.challenge_ttl_seconds),
+        authorization_challenge_ttl: Duration::from_secs(s.authorization_challenge_ttl_seconds),
+        authorization_ttl: Duration::from_secs(s.authorization_ttl_seconds),
         require_user_verification: s.require_user_verification,
         algorithms,
     })
@@ -250,6 +279,8 @@ mod tests {
         let c = section("").unwrap();
         assert!(c.relying_parties.is_empty());
         assert_eq!(c.challenge_ttl, Duration::from_secs(120));
+        assert_eq!(c.authorization_challenge_ttl, Duration::from_secs(120));
+        assert_eq!(c.authorization_ttl, Duration::from_secs(300));
         assert!(c.require_user_verification);
         assert_eq!(c.algorithms, [CoseAlgorithm::Es256, CoseAlgorithm::EdDsa]);
         assert_eq!(c.anchors_dir, None);

@@ -39,3 +39,12 @@ impl AuthorizationSigner {
         unimplemented!()
     }
 }
+
+// STUB(authz): drop this block at merge; the JOSE branch implements `open` with this signature.
+impl AuthorizationSigner {
+    /// Opens (creating if missing) the signing key pair `label` in the token.
+    pub async fn open(hsm: Hsm, label: &str) -> Result<Self, SignError> {
+        let _ = label;
+        Ok(Self { _hsm: hsm })
+    }
+}

@@ -6,7 +6,7 @@ use super::{PolicyError, Principal};
 use crate::card::Domain;
 use cedar_policy::{
     Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName, EntityUid, Policy,
-    PolicySet, Request, Schema, ValidationMode, Validator,
+    PolicySet, Request, RestrictedExpression, Schema, ValidationMode, Validator,
 };
 use std::collections::{BTreeSet, HashSet};
 use std::path::Path;
@@ -44,11 +44,15 @@ pub enum Action {
     CreateDeviceChallenge,
     /// POST /v1/devices
     EnrolDevice,
+    /// POST /v1/authorizations/challenges
+    CreateAuthorizationChallenge,
+    /// POST /v1/authorizations (with a [`PaymentContext`])
+    AuthorizePayment,
 }
 
 impl Action {
     /// Every action, in a stable order (for tests and reports).
-    pub const ALL: [Action; 9] = [
+    pub const ALL: [Action; 11] = [
         Self::Tokenize,
         Self::Detokenize,
         Self::ReadMetadata,
@@ -58,6 +62,8 @@ impl Action {
         Self::ReadAudit,
         Self::CreateDeviceChallenge,
         Self::EnrolDevice,
+        Self::CreateAuthorizationChallenge,
+        Self::AuthorizePayment,
     ];
 
     /// The Cedar action id and audit action name.
@@ -72,6 +78,8 @@ impl Action {
             Self::ReadAudit => "read_audit",
             Self::CreateDeviceChallenge => "create_device_challenge",
             Self::EnrolDevice => "enrol_device",
+            Self::CreateAuthorizationChallenge => "create_authorization_challenge",
+            Self::AuthorizePayment => "authorize_payment",
         }
     }
 
@@ -84,7 +92,9 @@ impl Action {
             | Self::ReadMetadata
             | Self::Suspend
             | Self::Resume
-            | Self::Delete => matches!(resource, Resource::Domain(_)),
+            | Self::Delete
+            | Self::CreateAuthorizationChallenge
+            | Self::AuthorizePayment => matches!(resource, Resource::Domain(_)),
             Self::ReadAudit => matches!(resource, Resource::AuditLog),
             Self::CreateDeviceChallenge | Self::EnrolDevice => {
                 matches!(resource, Resource::RelyingParty(_))
@@ -104,6 +114,36 @@ pub enum Resource<'a> {
     AuditLog,
 }
 
+/// What Cedar sees as `context` for `authorize_payment`: the transaction and what the
+/// device's assertion and attestation established.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentContext {
+    /// Minor units (at most 10^15, so a Cedar `Long`).
+    pub amount: u64,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Payee name.
+    pub payee: String,
+    /// UV was set in the assertion.
+    pub user_verified: bool,
+    /// The device's attestation trust: `hardware`, `self` or `none`.
+    pub trust: String,
+    /// BS was set in the assertion.
+    pub backup_state: bool,
+    /// The token's domain.
+    pub domain: String,
+}
+
+/// The request context. Each action has exactly one kind (the schema's `context`); a
+/// request with the wrong kind is denied by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyContext<'a> {
+    /// `context: {}`: every action but `authorize_payment`.
+    Empty,
+    /// `authorize_payment`.
+    Payment(&'a PaymentContext),
+}
+
 /// A question for the policy.
 #[derive(Debug)]
 pub struct PolicyRequest<'a> {
@@ -113,6 +153,20 @@ pub struct PolicyRequest<'a> {
     pub action: Action,
     /// On what. A resource of another kind than the action applies to is denied by default.
     pub resource: Resource<'a>,
+    /// Under which conditions.
+    pub context: PolicyContext<'a>,
+}
+
+impl<'a> PolicyRequest<'a> {
+    /// A request with an empty context.
+    pub fn new(principal: &'a Principal, action: Action, resource: Resource<'a>) -> Self {
+        Self {
+            principal,
+            action,
+            resource,
+            context: PolicyContext::Empty,
+        }
+    }
 }
 
 /// The answer.
@@ -235,7 +289,9 @@ impl PolicyEngine {
 
     /// Decides one request. Allowed only on an explicit Cedar `Allow`.
     pub fn decide(&self, request: &PolicyRequest<'_>) -> PolicyDecision {
-        if !request.action.applies_to(&request.resource) {
+        let payment_action = request.action == Action::AuthorizePayment;
+        let has_payment = matches!(request.context, PolicyContext::Payment(_));
+        if !request.action.applies_to(&request.resource) || payment_action != has_payment {
             return PolicyDecision::deny_by_default();
         }
         let resource = match request.resource {
@@ -243,13 +299,21 @@ impl PolicyEngine {
             Resource::RelyingParty(rp_id) => uid(&self.names.relying_party, rp_id),
             Resource::AuditLog => uid(&self.names.audit_log, AUDIT_LOG_ID),
         };
-        let cedar_request = Request::new(
-            uid(&self.names.client, request.principal.as_str()),
-            uid(&self.names.action, request.action.as_str()),
-            resource,
-            Context::empty(),
-            Some(&self.schema),
-        );
+        let action = uid(&self.names.action, request.action.as_str());
+        let context = match request.context {
+            PolicyContext::Empty => Ok(Context::empty()),
+            PolicyContext::Payment(p) => payment_context(p),
+        };
+        let cedar_request = context.and_then(|context| {
+            Request::new(
+                uid(&self.names.client, request.principal.as_str()),
+                action,
+                resource,
+                context,
+                Some(&self.schema),
+            )
+            .map_err(|e| e.to_string())
+        });
         let cedar_request = match cedar_request {
             Ok(r) => r,
             Err(e) => {
@@ -294,6 +358,22 @@ impl PolicyEngine {
         ids.sort();
         ids
     }
+}
+
+/// The Cedar context record of a payment (`Request::new` checks it against the schema).
+fn payment_context(p: &PaymentContext) -> Result<Context, String> {
+    let amount = i64::try_from(p.amount).map_err(|_| "amount out of range".to_owned())?;
+    let pairs = [
+        ("amount", RestrictedExpression::new_long(amount)),
+        ("currency", RestrictedExpression::new_string(p.currency.clone())),
+        ("payee", RestrictedExpression::new_string(p.payee.clone())),
+        ("user_verified", RestrictedExpression::new_bool(p.user_verified)),
+        ("trust", RestrictedExpression::new_string(p.trust.clone())),
+        ("backup_state", RestrictedExpression::new_bool(p.backup_state)),
+        ("domain", RestrictedExpression::new_string(p.domain.clone())),
+    ]
+    .map(|(k, v)| (k.to_owned(), v));
+    Context::from_pairs(pairs).map_err(|e| e.to_string())
 }
 
 fn read(path: &Path) -> Result<String, PolicyError> {

@@ -8,7 +8,7 @@ mod identities;
 mod principal;
 
 pub use engine::{
-    Action, PolicyDecision, PolicyEngine, PolicyRequest, Resource, IDENTITIES_FILE, POLICIES_FILE,
+    Action, PaymentContext, PolicyContext, PolicyDecision, PolicyEngine, PolicyRequest, Resource, IDENTITIES_FILE, POLICIES_FILE,
     SCHEMA_FILE,
 };
 pub use error::PolicyError;

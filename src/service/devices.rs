@@ -10,7 +10,7 @@ use super::{Caller, Error};
 use crate::audit::{AuditEvent, Decision};
 use crate::card::{Domain, Token, TokenStatus};
 use crate::config::{cose_identifier, WebauthnConfig};
-use crate::policy::{Action, PolicyDecision, PolicyEngine, PolicyRequest, Resource};
+use crate::policy::{Action, PolicyContext, PolicyDecision, PolicyEngine, PolicyRequest, Resource};
 use crate::store::{
     ChallengePurpose, ChallengeRecord, ConsumeOutcome, DeviceRecord, EnrolOutcome, Store,
 };
@@ -339,6 +339,7 @@ impl Devices {
             principal: &caller.principal,
             action: Action::ReadMetadata,
             resource: Resource::Domain(domain),
+            context: PolicyContext::Empty,
         });
         if !decision.allowed {
             return Err(Error::Forbidden);
@@ -387,6 +388,7 @@ impl Devices {
             principal: &caller.principal,
             action,
             resource: Resource::RelyingParty(rp_id),
+            context: PolicyContext::Empty,
         });
         let decision = if allowed {
             Decision::Allow

@@ -2,7 +2,9 @@
 //! (`api::error`).
 
 use crate::card::{CardError, TokenStatus};
+use crate::jose::SignError;
 use crate::keys::KeyError;
+use crate::payment::PaymentError;
 use crate::store::StoreError;
 use crate::webauthn::WebauthnError;
 
@@ -42,6 +44,23 @@ pub enum Error {
     CredentialIdMismatch,
     /// A device with this credential id is already enrolled (409).
     CredentialExists,
+    /// An amount, currency or payee is invalid (422, code: the payment error's).
+    Payment(PaymentError),
+    /// No device with that id (404).
+    DeviceNotFound,
+    /// The device is not bound to the token and domain of the payment (422).
+    DeviceNotEnrolledForToken,
+    /// The credential is unknown or is not the one of the challenge's device (422).
+    CredentialMismatch,
+    /// The device's signature counter changed while the assertion was verified (409).
+    CounterConflict,
+    /// The policy refuses the payment (403, code `forbidden`); the ids of the policies that
+    /// decided (the forbids, or none for a deny by default). No authorization is signed.
+    PaymentRefused(Vec<String>),
+    /// The idempotency key was used before for a different request (422).
+    IdempotencyKeyReused,
+    /// The authorization could not be signed (503).
+    Signer(SignError),
 }
 
 impl Error {
@@ -66,6 +85,14 @@ impl Error {
             Self::Webauthn(e) => e.code(),
             Self::CredentialIdMismatch => "credential_id_mismatch",
             Self::CredentialExists => "credential_exists",
+            Self::Payment(e) => e.code(),
+            Self::DeviceNotFound => "device_not_found",
+            Self::DeviceNotEnrolledForToken => "device_not_enrolled_for_token",
+            Self::CredentialMismatch => "credential_mismatch",
+            Self::CounterConflict => "counter_conflict",
+            Self::PaymentRefused(_) => "forbidden",
+            Self::IdempotencyKeyReused => "idempotency_key_reused",
+            Self::Signer(_) => "signer_unavailable",
         }
     }
 }
@@ -104,6 +131,27 @@ impl std::fmt::Display for Error {
                 f.write_str("the credential id is not the one the authenticator attested")
             }
             Self::CredentialExists => f.write_str("this credential is already enrolled"),
+            Self::Payment(e) => e.fmt(f),
+            Self::DeviceNotFound => f.write_str("no such device"),
+            Self::DeviceNotEnrolledForToken => {
+                f.write_str("the device is not enrolled for this token in this domain")
+            }
+            Self::CredentialMismatch => {
+                f.write_str("the credential is not the one of the challenge's device")
+            }
+            Self::CounterConflict => {
+                f.write_str("the device's signature counter changed during verification")
+            }
+            Self::PaymentRefused(ids) if ids.is_empty() => {
+                f.write_str("the policy refuses this payment: no policy permits it")
+            }
+            Self::PaymentRefused(ids) => {
+                write!(f, "the policy refuses this payment: {}", ids.join(", "))
+            }
+            Self::IdempotencyKeyReused => {
+                f.write_str("the idempotency key was used before for a different request")
+            }
+            Self::Signer(_) => f.write_str("the authorization signer is unavailable"),
         }
     }
 }
@@ -125,5 +173,11 @@ impl From<KeyError> for Error {
 impl From<CardError> for Error {
     fn from(e: CardError) -> Self {
         Self::Invalid(e)
+    }
+}
+
+impl From<PaymentError> for Error {
+    fn from(e: PaymentError) -> Self {
+        Self::Payment(e)
     }
 }

@@ -4,7 +4,7 @@ use super::{Caller, Error};
 use crate::audit::{AuditEvent, Decision};
 use crate::card::{Domain, Expiry, Pan, StatusChange, Token, TokenFormat, TokenStatus};
 use crate::keys::DataKeyRing;
-use crate::policy::{Action, PolicyDecision, PolicyEngine, PolicyRequest, Resource};
+use crate::policy::{Action, PolicyContext, PolicyDecision, PolicyEngine, PolicyRequest, Resource};
 use crate::store::{NewToken, Store, TokenRecord, TokenizeOutcome, TransitionOutcome};
 use std::sync::Arc;
 
@@ -233,6 +233,7 @@ impl Vault {
             principal: &caller.principal,
             action,
             resource: Resource::Domain(domain),
+            context: PolicyContext::Empty,
         });
         let event = AuditEvent {
             time: crate::clock::now_rfc3339(),

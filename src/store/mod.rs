@@ -6,9 +6,14 @@
 //! change and its record are durable together or not at all. A method returns only after its
 //! transaction has committed durably.
 
+mod authorizations;
 mod devices;
 pub mod sqlite;
 
+pub use authorizations::{
+    AuthorizationChallengeRecord, AuthorizationCommit, AuthorizationRecord, ChallengeState,
+    CommitOutcome, CounterUpdate, IdempotencyRecord, Idempotent, SpcDisplay,
+};
 pub use devices::{ChallengePurpose, ChallengeRecord, ConsumeOutcome, DeviceRecord, EnrolOutcome};
 
 use crate::audit::{AuditEvent, AuditRecord};
@@ -190,4 +195,37 @@ pub trait Store: Send + Sync + 'static {
         new: u32,
         audit: AuditEvent,
     ) -> StoreFuture<'_, bool>;
+
+    /// Stores a payment challenge and writes `audit` in the same transaction. With an
+    /// idempotency record, first looks its key up: the same request gets the stored answer
+    /// and writes nothing, another request with the key gets [`Idempotent::KeyReused`];
+    /// otherwise the record is stored with the challenge.
+    fn create_authorization_challenge(
+        &self,
+        challenge: AuthorizationChallengeRecord,
+        audit: AuditEvent,
+        idempotency: Option<IdempotencyRecord>,
+    ) -> StoreFuture<'_, Idempotent<()>>;
+
+    /// Reads a payment challenge by id (used or not) without writing.
+    fn authorization_challenge(
+        &self,
+        id: &str,
+    ) -> StoreFuture<'_, Option<AuthorizationChallengeRecord>>;
+
+    /// Ends an authorization attempt in one transaction (see [`AuthorizationCommit`]). The
+    /// idempotency key is looked up first, as for [`Store::create_authorization_challenge`].
+    /// The challenge is consumed by a conditional update, so of concurrent attempts exactly
+    /// one consumes it; the counter moves by compare-and-set.
+    fn commit_authorization(
+        &self,
+        commit: AuthorizationCommit,
+    ) -> StoreFuture<'_, Idempotent<CommitOutcome>>;
+
+    /// Reads an idempotency key of `principal`.
+    fn idempotency(
+        &self,
+        principal: &str,
+        key: &str,
+    ) -> StoreFuture<'_, Option<IdempotencyRecord>>;
 }

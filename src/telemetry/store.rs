@@ -6,7 +6,8 @@ use crate::audit::{AuditEvent, AuditRecord};
 use crate::card::{Domain, StatusChange, Token};
 use crate::keys::WrappedDataKey;
 use crate::store::{
-    ChallengePurpose, ChallengeRecord, ConsumeOutcome, DeviceRecord, EnrolOutcome, NewToken, Store,
+    AuthorizationChallengeRecord, AuthorizationCommit, CommitOutcome, IdempotencyRecord,
+    Idempotent, ChallengePurpose, ChallengeRecord, ConsumeOutcome, DeviceRecord, EnrolOutcome, NewToken, Store,
     StoreFuture, TokenRecord, TokenizeOutcome, TransitionOutcome,
 };
 use std::sync::Arc;
@@ -153,5 +154,46 @@ impl<S: Store + ?Sized> Store for TimedStore<S> {
             self.inner
                 .update_sign_count(device_id, expected_old, new, audit),
         )
+    }
+
+    fn create_authorization_challenge(
+        &self,
+        challenge: AuthorizationChallengeRecord,
+        audit: AuditEvent,
+        idempotency: Option<IdempotencyRecord>,
+    ) -> StoreFuture<'_, Idempotent<()>> {
+        self.timed(
+            "create_authorization_challenge",
+            self.inner
+                .create_authorization_challenge(challenge, audit, idempotency),
+        )
+    }
+
+    fn authorization_challenge(
+        &self,
+        id: &str,
+    ) -> StoreFuture<'_, Option<AuthorizationChallengeRecord>> {
+        self.timed(
+            "authorization_challenge",
+            self.inner.authorization_challenge(id),
+        )
+    }
+
+    fn commit_authorization(
+        &self,
+        commit: AuthorizationCommit,
+    ) -> StoreFuture<'_, Idempotent<CommitOutcome>> {
+        self.timed(
+            "commit_authorization",
+            self.inner.commit_authorization(commit),
+        )
+    }
+
+    fn idempotency(
+        &self,
+        principal: &str,
+        key: &str,
+    ) -> StoreFuture<'_, Option<IdempotencyRecord>> {
+        self.timed("idempotency", self.inner.idempotency(principal, key))
     }
 }

@@ -5,8 +5,10 @@
 //! - [`readers`]: a small pool of read-only connections used through `spawn_blocking`.
 //! - [`tokens`]: token rows and the tokenize / detokenize / transition jobs.
 //! - [`devices`]: WebAuthn challenges and enrolled devices, and their write jobs.
+//! - [`authorizations`]: payment challenges, authorizations, idempotency keys, and their jobs.
 //! - [`schema`]: pragmas and versioned migrations.
 
+mod authorizations;
 mod devices;
 mod readers;
 mod schema;
@@ -18,7 +20,8 @@ use crate::audit::AuditRecord;
 use crate::card::{Domain, StatusChange, Token};
 use crate::keys::WrappedDataKey;
 use crate::store::{
-    ChallengePurpose, ChallengeRecord, ConsumeOutcome, DeviceRecord, EnrolOutcome, NewToken, Store,
+    AuthorizationChallengeRecord, AuthorizationCommit, CommitOutcome, IdempotencyRecord,
+    Idempotent, ChallengePurpose, ChallengeRecord, ConsumeOutcome, DeviceRecord, EnrolOutcome, NewToken, Store,
     StoreError, StoreFuture, TokenRecord, TokenizeOutcome, TransitionOutcome,
 };
 use readers::ReaderPool;
@@ -228,5 +231,46 @@ impl Store for SqliteStore {
         Box::pin(self.write(move |ctx| {
             devices::update_sign_count(ctx, &device_id, expected_old, new, audit)
         }))
+    }
+
+    fn create_authorization_challenge(
+        &self,
+        challenge: AuthorizationChallengeRecord,
+        audit: AuditEvent,
+        idempotency: Option<IdempotencyRecord>,
+    ) -> StoreFuture<'_, Idempotent<()>> {
+        Box::pin(self.write(move |ctx| {
+            authorizations::create_challenge(ctx, challenge, audit, idempotency)
+        }))
+    }
+
+    fn authorization_challenge(
+        &self,
+        id: &str,
+    ) -> StoreFuture<'_, Option<AuthorizationChallengeRecord>> {
+        let id = id.to_owned();
+        Box::pin(
+            self.readers
+                .run(move |conn| authorizations::challenge(conn, &id)),
+        )
+    }
+
+    fn commit_authorization(
+        &self,
+        commit: AuthorizationCommit,
+    ) -> StoreFuture<'_, Idempotent<CommitOutcome>> {
+        Box::pin(self.write(move |ctx| authorizations::commit(ctx, commit)))
+    }
+
+    fn idempotency(
+        &self,
+        principal: &str,
+        key: &str,
+    ) -> StoreFuture<'_, Option<IdempotencyRecord>> {
+        let (principal, key) = (principal.to_owned(), key.to_owned());
+        Box::pin(
+            self.readers
+                .run(move |conn| authorizations::read_idempotency(conn, &principal, &key)),
+        )
     }
 }

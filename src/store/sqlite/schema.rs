@@ -78,6 +78,52 @@ const MIGRATIONS: &[&str] = &[
         domain TEXT NULL,
         created_at TEXT NOT NULL
     );",
+    // 3: payment authorizations: challenges bound to one transaction, signed authorizations,
+    // idempotency keys (scoped per principal) with the answer they stand for.
+    "CREATE TABLE authorization_challenges (
+        id TEXT PRIMARY KEY,
+        challenge BLOB NOT NULL,
+        principal TEXT NOT NULL,
+        token TEXT NOT NULL,
+        domain TEXT NOT NULL,
+        device_id TEXT NOT NULL,
+        amount INTEGER NOT NULL CHECK (amount > 0),
+        currency TEXT NOT NULL,
+        payee TEXT NOT NULL,
+        spc_payee_origin TEXT NULL,
+        spc_top_origin TEXT NULL,
+        spc_instrument_name TEXT NULL,
+        spc_instrument_icon TEXT NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        used_at TEXT NULL
+    );
+    CREATE INDEX authorization_challenges_expires_at ON authorization_challenges (expires_at);
+    CREATE TABLE authorizations (
+        authorization_id TEXT PRIMARY KEY,
+        challenge_id TEXT NOT NULL UNIQUE,
+        token TEXT NOT NULL,
+        domain TEXT NOT NULL,
+        amount INTEGER NOT NULL,
+        currency TEXT NOT NULL,
+        payee TEXT NOT NULL,
+        device_id TEXT NOT NULL,
+        credential_id BLOB NOT NULL,
+        decision TEXT NOT NULL,
+        policy_ids TEXT NOT NULL,
+        kid TEXT NOT NULL,
+        iat INTEGER NOT NULL,
+        exp INTEGER NOT NULL,
+        jws TEXT NOT NULL
+    );
+    CREATE TABLE idempotency_keys (
+        principal TEXT NOT NULL,
+        key TEXT NOT NULL,
+        request_hash BLOB NOT NULL,
+        response TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (principal, key)
+    );",
 ];
 
 /// Settings for the writer connection: durable commits (WAL, synchronous=FULL).

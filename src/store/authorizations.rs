@@ -1,0 +1,162 @@
+//! Payment authorization records: challenges bound to one transaction, signed authorizations,
+//! and idempotency keys with the answers they stand for.
+
+use crate::audit::AuditEvent;
+use crate::card::{Domain, Token};
+
+/// What a Secure Payment Confirmation dialog was asked to show, beyond amount and payee.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpcDisplay {
+    /// payment.payeeOrigin.
+    pub payee_origin: String,
+    /// payment.topOrigin.
+    pub top_origin: String,
+    /// payment.instrument.displayName.
+    pub instrument_display_name: String,
+    /// payment.instrument.icon.
+    pub instrument_icon: String,
+}
+
+/// A challenge issued for one payment, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorizationChallengeRecord {
+    /// The challenge id the caller quotes back.
+    pub id: String,
+    /// The random challenge bytes.
+    pub challenge: Vec<u8>,
+    /// Who asked for it; only they may answer it.
+    pub principal: String,
+    /// The token paid with.
+    pub token: Token,
+    /// Its domain.
+    pub domain: Domain,
+    /// The device that must sign.
+    pub device_id: String,
+    /// Minor units.
+    pub amount: u64,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Payee name.
+    pub payee: String,
+    /// SPC display data, when the payment runs as `payment.get`.
+    pub spc: Option<SpcDisplay>,
+    /// RFC 3339 UTC with milliseconds.
+    pub created_at: String,
+    /// RFC 3339 UTC with milliseconds; refused from this instant on.
+    pub expires_at: String,
+    /// When it was consumed; `None` while unused.
+    pub used_at: Option<String>,
+}
+
+/// A signed authorization, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorizationRecord {
+    /// payhsm's id for it (also a JWS claim).
+    pub authorization_id: String,
+    /// The challenge it answered (unique: one authorization per challenge).
+    pub challenge_id: String,
+    /// The token paid with.
+    pub token: Token,
+    /// Its domain.
+    pub domain: Domain,
+    /// Minor units.
+    pub amount: u64,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Payee name.
+    pub payee: String,
+    /// The device that signed the assertion.
+    pub device_id: String,
+    /// Its credential id.
+    pub credential_id: Vec<u8>,
+    /// `approved`.
+    pub decision: String,
+    /// The policies that decided.
+    pub policy_ids: Vec<String>,
+    /// The signing key's `kid`.
+    pub kid: String,
+    /// Issued at, Unix seconds.
+    pub iat: i64,
+    /// Expires at, Unix seconds.
+    pub exp: i64,
+    /// The compact JWS.
+    pub jws: String,
+}
+
+/// An idempotency key bound to a request and the answer it got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    /// The caller's identity: keys are scoped per principal.
+    pub principal: String,
+    /// The key as sent.
+    pub key: String,
+    /// SHA-256 of the operation and the canonical request.
+    pub request_hash: [u8; 32],
+    /// The answer (service-level JSON) to give again.
+    pub response: String,
+    /// RFC 3339 UTC.
+    pub created_at: String,
+}
+
+/// The result of a write guarded by an idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Idempotent<T> {
+    /// No earlier request with the key (or no key): the write ran.
+    Fresh(T),
+    /// The key was used before for the same request: nothing was written; its answer.
+    Replayed(String),
+    /// The key was used before for a different request: nothing was written.
+    KeyReused,
+}
+
+/// Why an authorization challenge could not be consumed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChallengeState {
+    /// No such challenge.
+    NotFound,
+    /// Consumed before.
+    AlreadyUsed,
+    /// Expired unused.
+    Expired,
+}
+
+/// A signature counter compare-and-set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CounterUpdate {
+    /// The device.
+    pub device_id: String,
+    /// The counter read before verification.
+    pub expected_old: u32,
+    /// The counter of the verified assertion.
+    pub new: u32,
+}
+
+/// The end of one authorization attempt, committed as one transaction: consume the challenge,
+/// move the counter, store the authorization and the idempotency key, write the audit record.
+#[derive(Debug)]
+pub struct AuthorizationCommit {
+    /// The challenge answered.
+    pub challenge_id: String,
+    /// Now (RFC 3339 UTC with milliseconds), for the expiry check.
+    pub now: String,
+    /// For a verified assertion: the counter to move (approved or refused by policy).
+    pub counter: Option<CounterUpdate>,
+    /// For an approval: the signed authorization.
+    pub authorization: Option<AuthorizationRecord>,
+    /// The outcome's audit record.
+    pub audit: AuditEvent,
+    /// For an approval with an `Idempotency-Key`: the key and the answer.
+    pub idempotency: Option<IdempotencyRecord>,
+}
+
+/// What [`super::Store::commit_authorization`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitOutcome {
+    /// Everything was written.
+    Committed,
+    /// The challenge could not be consumed: nothing was written, not even the audit record.
+    Challenge(ChallengeState),
+    /// The challenge was consumed but the counter moved in between: nothing else was written
+    /// (the caller audits the refusal).
+    CounterConflict,
+}

@@ -1,0 +1,292 @@
+//! Payment authorization rows and their write jobs: issue a challenge, and end an attempt
+//! (consume + counter compare-and-set + authorization + idempotency key + audit) in one
+//! savepoint of the group commit.
+
+use super::sql_err;
+use super::writer::JobCtx;
+use crate::audit::AuditEvent;
+use crate::card::{Domain, Token};
+use crate::store::{
+    AuthorizationChallengeRecord, AuthorizationCommit, AuthorizationRecord, ChallengeState,
+    CommitOutcome, IdempotencyRecord, Idempotent, SpcDisplay, StoreError,
+};
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+const CHALLENGE_COLUMNS: &str = "id, challenge, principal, token, domain, device_id, amount, \
+     currency, payee, spc_payee_origin, spc_top_origin, spc_instrument_name, \
+     spc_instrument_icon, created_at, expires_at, used_at";
+
+fn amount_to_sql(amount: u64) -> Result<i64, StoreError> {
+    i64::try_from(amount).map_err(|_| StoreError::Unavailable("amount out of range".into()))
+}
+
+/// A challenge row, validated.
+fn challenge_from_row(
+    r: &Row<'_>,
+) -> rusqlite::Result<Result<AuthorizationChallengeRecord, StoreError>> {
+    let id: String = r.get(0)?;
+    let token: String = r.get(3)?;
+    let domain: String = r.get(4)?;
+    let amount: i64 = r.get(6)?;
+    let spc: [Option<String>; 4] = [r.get(9)?, r.get(10)?, r.get(11)?, r.get(12)?];
+    let bad = |what: &str| StoreError::Corrupt(format!("authorization challenge {id}: bad {what}"));
+    let checked = (|| {
+        let token = Token::parse(&token).map_err(|_| bad("token"))?;
+        let domain = Domain::parse(&domain).map_err(|_| bad("domain"))?;
+        let amount = u64::try_from(amount).map_err(|_| bad("amount"))?;
+        let spc = match spc {
+            [None, None, None, None] => None,
+            [Some(payee_origin), Some(top_origin), Some(instrument_display_name), Some(instrument_icon)] => {
+                Some(SpcDisplay {
+                    payee_origin,
+                    top_origin,
+                    instrument_display_name,
+                    instrument_icon,
+                })
+            }
+            _ => return Err(bad("spc")),
+        };
+        Ok((token, domain, amount, spc))
+    })();
+    let (token, domain, amount, spc) = match checked {
+        Ok(v) => v,
+        Err(e) => return Ok(Err(e)),
+    };
+    Ok(Ok(AuthorizationChallengeRecord {
+        challenge: r.get(1)?,
+        principal: r.get(2)?,
+        token,
+        domain,
+        device_id: r.get(5)?,
+        amount,
+        currency: r.get(7)?,
+        payee: r.get(8)?,
+        spc,
+        created_at: r.get(13)?,
+        expires_at: r.get(14)?,
+        used_at: r.get(15)?,
+        id,
+    }))
+}
+
+/// Looks the key up: `Some(answer)` if the job must stop here.
+fn check_key<T>(
+    conn: &Connection,
+    idempotency: Option<&IdempotencyRecord>,
+) -> Result<Option<Idempotent<T>>, StoreError> {
+    let Some(new) = idempotency else {
+        return Ok(None);
+    };
+    let Some(old) = read_idempotency(conn, &new.principal, &new.key)? else {
+        return Ok(None);
+    };
+    Ok(Some(if old.request_hash == new.request_hash {
+        Idempotent::Replayed(old.response)
+    } else {
+        Idempotent::KeyReused
+    }))
+}
+
+fn insert_idempotency(conn: &Connection, r: &IdempotencyRecord) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO idempotency_keys (principal, key, request_hash, response, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            r.principal,
+            r.key,
+            r.request_hash.as_slice(),
+            r.response,
+            r.created_at
+        ])
+    })
+    .map_err(sql_err)
+    .map(|_| ())
+}
+
+/// The issue-challenge job.
+pub(super) fn create_challenge(
+    ctx: &mut JobCtx<'_>,
+    c: AuthorizationChallengeRecord,
+    audit: AuditEvent,
+    idempotency: Option<IdempotencyRecord>,
+) -> Result<Idempotent<()>, StoreError> {
+    if let Some(answer) = check_key(ctx.conn, idempotency.as_ref())? {
+        return Ok(answer);
+    }
+    let spc = c.spc.as_ref();
+    let amount = amount_to_sql(c.amount)?;
+    ctx.conn
+        .prepare_cached(&format!(
+            "INSERT INTO authorization_challenges ({CHALLENGE_COLUMNS})
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+        ))
+        .and_then(|mut s| {
+            s.execute(params![
+                c.id,
+                c.challenge,
+                c.principal,
+                c.token.as_str(),
+                c.domain.as_str(),
+                c.device_id,
+                amount,
+                c.currency,
+                c.payee,
+                spc.map(|s| &s.payee_origin),
+                spc.map(|s| &s.top_origin),
+                spc.map(|s| &s.instrument_display_name),
+                spc.map(|s| &s.instrument_icon),
+                c.created_at,
+                c.expires_at,
+                c.used_at,
+            ])
+        })
+        .map_err(sql_err)?;
+    if let Some(record) = &idempotency {
+        insert_idempotency(ctx.conn, record)?;
+    }
+    ctx.audit(audit)?;
+    Ok(Idempotent::Fresh(()))
+}
+
+/// Consumes the challenge. The conditional UPDATE is the single-use check: a second
+/// consumer finds `used_at` set and updates nothing.
+fn consume(conn: &Connection, id: &str, now: &str) -> Result<Option<ChallengeState>, StoreError> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE authorization_challenges SET used_at = ?2
+             WHERE id = ?1 AND used_at IS NULL AND expires_at > ?2",
+        )
+        .and_then(|mut s| s.execute(params![id, now]))
+        .map_err(sql_err)?;
+    if changed == 1 {
+        return Ok(None);
+    }
+    let used: Option<Option<String>> = conn
+        .prepare_cached("SELECT used_at FROM authorization_challenges WHERE id = ?1")
+        .and_then(|mut s| s.query_row(params![id], |r| r.get(0)).optional())
+        .map_err(sql_err)?;
+    Ok(Some(match used {
+        None => ChallengeState::NotFound,
+        Some(Some(_)) => ChallengeState::AlreadyUsed,
+        Some(None) => ChallengeState::Expired,
+    }))
+}
+
+fn insert_authorization(conn: &Connection, a: &AuthorizationRecord) -> Result<(), StoreError> {
+    let policy_ids = serde_json::to_string(&a.policy_ids)
+        .map_err(|e| StoreError::Unavailable(format!("policy ids encoding: {e}")))?;
+    let amount = amount_to_sql(a.amount)?;
+    conn.prepare_cached(
+        "INSERT INTO authorizations (authorization_id, challenge_id, token, domain, amount,
+             currency, payee, device_id, credential_id, decision, policy_ids, kid, iat, exp, jws)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            a.authorization_id,
+            a.challenge_id,
+            a.token.as_str(),
+            a.domain.as_str(),
+            amount,
+            a.currency,
+            a.payee,
+            a.device_id,
+            a.credential_id,
+            a.decision,
+            policy_ids,
+            a.kid,
+            a.iat,
+            a.exp,
+            a.jws,
+        ])
+    })
+    .map_err(sql_err)
+    .map(|_| ())
+}
+
+/// The end-of-attempt job: key lookup, consume, counter CAS, authorization, key, audit.
+pub(super) fn commit(
+    ctx: &mut JobCtx<'_>,
+    c: AuthorizationCommit,
+) -> Result<Idempotent<CommitOutcome>, StoreError> {
+    if let Some(answer) = check_key(ctx.conn, c.idempotency.as_ref())? {
+        return Ok(answer);
+    }
+    if let Some(state) = consume(ctx.conn, &c.challenge_id, &c.now)? {
+        return Ok(Idempotent::Fresh(CommitOutcome::Challenge(state)));
+    }
+    if let Some(counter) = &c.counter {
+        let moved = ctx
+            .conn
+            .prepare_cached(
+                "UPDATE devices SET sign_count = ?3 WHERE device_id = ?1 AND sign_count = ?2",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    counter.device_id,
+                    i64::from(counter.expected_old),
+                    i64::from(counter.new)
+                ])
+            })
+            .map_err(sql_err)?;
+        if moved == 0 {
+            // The consumption stands: the challenge is used up either way.
+            return Ok(Idempotent::Fresh(CommitOutcome::CounterConflict));
+        }
+    }
+    if let Some(a) = &c.authorization {
+        insert_authorization(ctx.conn, a)?;
+    }
+    if let Some(record) = &c.idempotency {
+        insert_idempotency(ctx.conn, record)?;
+    }
+    ctx.audit(c.audit)?;
+    Ok(Idempotent::Fresh(CommitOutcome::Committed))
+}
+
+/// Reads a challenge by id.
+pub(super) fn challenge(
+    conn: &Connection,
+    id: &str,
+) -> Result<Option<AuthorizationChallengeRecord>, StoreError> {
+    conn.prepare_cached(&format!(
+        "SELECT {CHALLENGE_COLUMNS} FROM authorization_challenges WHERE id = ?1"
+    ))
+    .and_then(|mut s| s.query_row(params![id], challenge_from_row).optional())
+    .map_err(sql_err)?
+    .transpose()
+}
+
+/// Reads an idempotency key.
+pub(super) fn read_idempotency(
+    conn: &Connection,
+    principal: &str,
+    key: &str,
+) -> Result<Option<IdempotencyRecord>, StoreError> {
+    let row: Option<(Vec<u8>, String, String)> = conn
+        .prepare_cached(
+            "SELECT request_hash, response, created_at FROM idempotency_keys
+             WHERE principal = ?1 AND key = ?2",
+        )
+        .and_then(|mut s| {
+            s.query_row(params![principal, key], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .optional()
+        })
+        .map_err(sql_err)?;
+    let Some((hash, response, created_at)) = row else {
+        return Ok(None);
+    };
+    let request_hash = <[u8; 32]>::try_from(hash.as_slice())
+        .map_err(|_| StoreError::Corrupt(format!("idempotency key {key}: bad request hash")))?;
+    Ok(Some(IdempotencyRecord {
+        principal: principal.to_owned(),
+        key: key.to_owned(),
+        request_hash,
+        response,
+        created_at,
+    }))
+}
