@@ -5,8 +5,11 @@
 //! - [`error`]: [`ApiError`] and its mapping to status and code.
 //! - [`types`]: request and response bodies of the token routes.
 //! - [`devices`]: request and response bodies of the device routes.
+//! - [`authorizations`]: request and response bodies of the authorization routes, and the
+//!   `Idempotency-Key` header.
 //! - [`body`]: size-limited request bodies, zeroized response bodies, request ids.
 
+pub mod authorizations;
 pub mod body;
 pub mod devices;
 pub mod error;
@@ -18,7 +21,7 @@ pub use error::ApiError;
 pub use routes::handle;
 
 use crate::keys::Hsm;
-use crate::service::{Devices, Vault};
+use crate::service::{Authorizations, Devices, Vault};
 use crate::telemetry::Metrics;
 use std::sync::Arc;
 
@@ -28,6 +31,8 @@ pub struct App {
     pub vault: Vault,
     /// Device enrolment.
     pub devices: Devices,
+    /// Payment authorizations.
+    pub authorizations: Authorizations,
     /// The HSM (for readiness).
     pub hsm: Hsm,
     /// Metrics, shared with the store wrapper.
@@ -41,6 +46,7 @@ impl App {
     pub fn new(
         vault: Vault,
         devices: Devices,
+        authorizations: Authorizations,
         hsm: Hsm,
         metrics: Arc<Metrics>,
         max_body_bytes: usize,
@@ -48,6 +54,7 @@ impl App {
         Self {
             vault,
             devices,
+            authorizations,
             hsm,
             metrics,
             max_body_bytes,

@@ -1,5 +1,9 @@
 //! Routing and the thin handlers.
 
+use super::authorizations::{
+    idempotency_key, AuthorizeRequest, AuthorizeResponse, PaymentChallengeRequest,
+    PaymentChallengeResponse,
+};
 use super::body::{json, read_body, request_id, require_json, SecretBuf};
 use super::devices::{ChallengeRequest, ChallengeResponse, EnrolRequest, EnrolResponse};
 use super::error::ApiError;
@@ -33,6 +37,8 @@ enum Route<'a> {
     Change(&'a str, StatusChange),
     DeviceChallenge,
     EnrolDevice,
+    AuthorizationChallenge,
+    Authorize,
     Healthz,
     Readyz,
     Metrics,
@@ -108,6 +114,11 @@ fn resolve<'a>(method: &Method, path: &'a str) -> (&'static str, Result<Route<'a
             "enrol_device",
             only(Method::POST, "POST", Route::EnrolDevice),
         ),
+        "/v1/authorizations/challenges" => (
+            "authorization_challenge",
+            only(Method::POST, "POST", Route::AuthorizationChallenge),
+        ),
+        "/v1/authorizations" => ("authorize", only(Method::POST, "POST", Route::Authorize)),
         _ => match path
             .strip_prefix("/v1/tokens/")
             .map(|rest| rest.split('/').collect::<Vec<_>>())
@@ -226,6 +237,34 @@ where
             Ok(Reply::json(
                 StatusCode::CREATED,
                 json(&EnrolResponse::from(&device))?,
+            ))
+        }
+        Route::AuthorizationChallenge => {
+            require_json(&parts.headers)?;
+            let key = idempotency_key(&parts.headers)?;
+            let bytes = read_body(&parts.headers, body, app.max_body_bytes).await?;
+            let input = decode::<PaymentChallengeRequest>(&bytes)?.into_input()?;
+            let issued = app
+                .authorizations
+                .create_challenge(caller, input, key.as_ref())
+                .await?;
+            Ok(Reply::json(
+                StatusCode::CREATED,
+                json(&PaymentChallengeResponse::from(&issued))?,
+            ))
+        }
+        Route::Authorize => {
+            require_json(&parts.headers)?;
+            let key = idempotency_key(&parts.headers)?;
+            let bytes = read_body(&parts.headers, body, app.max_body_bytes).await?;
+            let input = decode::<AuthorizeRequest>(&bytes)?.into_input()?;
+            let signed = app
+                .authorizations
+                .authorize(caller, input, key.as_ref())
+                .await?;
+            Ok(Reply::json(
+                StatusCode::CREATED,
+                json(&AuthorizeResponse::from(&signed))?,
             ))
         }
         Route::Healthz => Ok(Reply::json(
@@ -365,6 +404,8 @@ mod tests {
                 Route::Change(_, c) => c.as_str(),
                 Route::DeviceChallenge => "device_challenge",
                 Route::EnrolDevice => "enrol_device",
+                Route::AuthorizationChallenge => "authorization_challenge",
+                Route::Authorize => "authorize",
                 Route::Healthz => "healthz",
                 Route::Readyz => "readyz",
                 Route::Metrics => "metrics",
@@ -410,6 +451,18 @@ mod tests {
         assert_eq!(
             route(Method::GET, "/v1/devices"),
             ("enrol_device", Err("method_not_allowed"))
+        );
+        assert_eq!(
+            route(Method::POST, "/v1/authorizations/challenges"),
+            ("authorization_challenge", Ok("authorization_challenge"))
+        );
+        assert_eq!(
+            route(Method::POST, "/v1/authorizations"),
+            ("authorize", Ok("authorize"))
+        );
+        assert_eq!(
+            route(Method::GET, "/v1/authorizations"),
+            ("authorize", Err("method_not_allowed"))
         );
         assert_eq!(route(Method::GET, "/healthz"), ("healthz", Ok("healthz")));
         assert_eq!(route(Method::GET, "/readyz"), ("readyz", Ok("readyz")));

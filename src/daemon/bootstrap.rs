@@ -6,7 +6,7 @@ use crate::audit::{export_jsonl, AuditEvent, Checkpoint, Decision, GENESIS};
 use crate::config::{defaults, Config, PinSource};
 use crate::keys::{DataKeyRing, DataKeyState, Hsm, HsmConfig, KeyVersion, Module, Pin};
 use crate::policy::PolicyEngine;
-use crate::service::{Devices, Vault};
+use crate::service::{Authorizations, Devices, Vault};
 use crate::store::sqlite::{SqliteOptions, SqliteStore};
 use crate::store::Store;
 use crate::telemetry::{Metrics, TimedStore};
@@ -209,10 +209,21 @@ pub async fn run(
         config.webauthn.clone(),
         anchors,
     );
+    // MERGE: build the AuthorizationSigner here (the JOSE branch's `open`, this signature).
+    let signer = crate::jose::AuthorizationSigner::open(hsm.clone(), &config.pkcs11.authz_key_label)
+        .await
+        .map_err(|e| DaemonError::Keys(format!("authorization signing key: {e}")))?;
+    let authorizations = Authorizations::new(
+        store.clone(),
+        policy.clone(),
+        config.webauthn.clone(),
+        signer,
+    );
     let vault = Vault::new(store, Arc::new(ring), policy, config.token_format);
     let app = Arc::new(App::new(
         vault,
         devices,
+        authorizations,
         hsm,
         metrics,
         config.server.max_body_bytes,

@@ -20,6 +20,8 @@ pub enum PaymentError {
     InvalidCurrency,
     /// The payee is empty, longer than [`MAX_PAYEE_CHARS`] or has control characters.
     InvalidPayee,
+    /// SPC display data is empty, too long, or an origin is not https.
+    InvalidSpc,
 }
 
 impl PaymentError {
@@ -29,6 +31,7 @@ impl PaymentError {
             Self::InvalidAmount => "invalid_amount",
             Self::InvalidCurrency => "invalid_currency",
             Self::InvalidPayee => "invalid_payee",
+            Self::InvalidSpc => "invalid_spc",
         }
     }
 }
@@ -40,6 +43,9 @@ impl std::fmt::Display for PaymentError {
             Self::InvalidCurrency => "the currency is not an ISO 4217 code payhsm knows",
             Self::InvalidPayee => {
                 "the payee must be 1 to 128 characters without control characters"
+            }
+            Self::InvalidSpc => {
+                "the SPC display data must be non-empty text, with https payee and top origins"
             }
         })
     }

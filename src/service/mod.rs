@@ -2,12 +2,19 @@
 //! does the work through the key ring and the store, and writes the audit record in the same
 //! store transaction as the change. Handlers above only decode, call one function and encode.
 
+mod authorizations;
 mod devices;
 mod error;
+mod idempotency;
 mod tokens;
 
+pub use authorizations::{
+    AuthorizeInput, Authorizations, IssuedPaymentChallenge, PaymentChallengeInput,
+    SignedAuthorization,
+};
 pub use devices::{Devices, EnrolInput, EnrolledDevice, IssuedChallenge};
 pub use error::Error;
+pub use idempotency::IdempotencyKey;
 pub use tokens::{Detokenized, TokenView, TokenizeInput, Tokenized, Vault};
 
 use crate::policy::Principal;

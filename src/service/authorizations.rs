@@ -1,0 +1,630 @@
+//! Payment authorizations: issue a challenge bound to one transaction, then verify the
+//! device's assertion (WebAuthn L3 §7.2, SPC), ask the policy, sign the authorization (JWS)
+//! and commit it.
+//!
+//! Every answer to a challenge, approved or refused, uses it up; the end of an attempt is one
+//! store transaction (consume + counter compare-and-set + authorization + idempotency key +
+//! audit), so of two concurrent answers exactly one wins. The JWS is signed before that
+//! commit and returned only after it.
+
+use super::idempotency::{request_hash, IdempotencyKey};
+use super::tokens::fill_random;
+use super::{Caller, Error};
+use crate::audit::{AuditEvent, Decision};
+use crate::card::{Domain, Token, TokenStatus};
+use crate::config::WebauthnConfig;
+use crate::jose::AuthorizationSigner;
+use crate::payment::{Amount, Currency, Payee, PaymentError};
+use crate::policy::{
+    Action, PaymentContext, PolicyContext, PolicyEngine, PolicyRequest, Resource,
+};
+use crate::store::{
+    AuthorizationChallengeRecord, AuthorizationCommit, AuthorizationRecord, ChallengeState,
+    CommitOutcome, CounterUpdate, IdempotencyRecord, Idempotent, SpcDisplay, Store,
+};
+use crate::webauthn::assertion::{
+    verify_assertion, AssertionExpectations, AssertionInput, AssertionType, ExpectedPayment,
+    StoredCredential,
+};
+use crate::webauthn::registration::RelyingParty;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// Length of a challenge (WebAuthn L3 §13.4.3: at least 16 random bytes).
+const CHALLENGE_BYTES: usize = 32;
+/// Longest SPC display value (origins, instrument name, icon URL).
+const MAX_SPC_CHARS: usize = 2048;
+
+const ISSUED: &str = "authorization_challenge_issued";
+const APPROVED: &str = "authorization_approved";
+const REFUSED: &str = "authorization_refused";
+/// Idempotency operation names (part of the request hash).
+const OP_CHALLENGE: &str = "create_authorization_challenge";
+const OP_AUTHORIZE: &str = "authorize_payment";
+
+/// Payment authorizations over the store, the policy, the relying parties and the signer.
+pub struct Authorizations {
+    store: Arc<dyn Store>,
+    policy: Arc<PolicyEngine>,
+    config: WebauthnConfig,
+    parties: Vec<RelyingParty>,
+    signer: AuthorizationSigner,
+}
+
+/// A request for a payment challenge.
+#[derive(Debug, Clone)]
+pub struct PaymentChallengeInput {
+    /// The token paid with.
+    pub token: Token,
+    /// Its domain.
+    pub domain: Domain,
+    /// The enrolled device that must confirm.
+    pub device_id: String,
+    /// Minor units (checked here: 1..=10^15).
+    pub amount: u64,
+    /// ISO 4217 code (checked here).
+    pub currency: String,
+    /// Payee name (checked here).
+    pub payee: String,
+    /// SPC display data, when the payment runs as `payment.get`.
+    pub spc: Option<SpcDisplay>,
+}
+
+/// An assertion answering a payment challenge.
+#[derive(Debug, Clone)]
+pub struct AuthorizeInput {
+    /// The challenge answered.
+    pub challenge_id: String,
+    /// The credential id used.
+    pub credential_id: Vec<u8>,
+    /// authenticatorData.
+    pub authenticator_data: Vec<u8>,
+    /// clientDataJSON, exact bytes.
+    pub client_data_json: Vec<u8>,
+    /// The assertion signature.
+    pub signature: Vec<u8>,
+}
+
+/// A payment challenge just issued (also the answer stored for its idempotency key).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssuedPaymentChallenge {
+    /// Quote it back with the assertion.
+    pub challenge_id: String,
+    /// 32 random bytes, base64url without padding.
+    pub challenge: String,
+    /// RFC 3339 UTC.
+    pub expires_at: String,
+}
+
+/// An approved, signed and committed authorization (also the answer stored for its
+/// idempotency key).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedAuthorization {
+    /// payhsm's id for it.
+    pub authorization_id: String,
+    /// The compact JWS (ES256).
+    pub authorization: String,
+    /// `approved`.
+    pub decision: String,
+}
+
+fn random_b64(n: usize) -> String {
+    let mut buf = vec![0u8; n];
+    fill_random(&mut buf);
+    URL_SAFE_NO_PAD.encode(buf)
+}
+
+fn valid_spc(spc: &SpcDisplay) -> bool {
+    let text_ok = |s: &str| {
+        let n = s.chars().count();
+        n > 0 && n <= MAX_SPC_CHARS && !s.chars().any(char::is_control)
+    };
+    [
+        &spc.payee_origin,
+        &spc.top_origin,
+        &spc.instrument_display_name,
+        &spc.instrument_icon,
+    ]
+    .into_iter()
+    .all(|s| text_ok(s))
+        && spc.payee_origin.starts_with("https://")
+        && spc.top_origin.starts_with("https://")
+}
+
+fn challenge_state_error(state: ChallengeState) -> Error {
+    match state {
+        ChallengeState::NotFound => Error::ChallengeNotFound,
+        ChallengeState::AlreadyUsed => Error::ChallengeUsed,
+        ChallengeState::Expired => Error::ChallengeExpired,
+    }
+}
+
+fn replayed<T: serde::de::DeserializeOwned>(response: &str) -> Result<T, Error> {
+    serde_json::from_str(response).map_err(|e| {
+        Error::Store(crate::store::StoreError::Corrupt(format!(
+            "stored idempotent answer: {e}"
+        )))
+    })
+}
+
+impl Authorizations {
+    /// Builds the use cases over the store, the policy, the `[webauthn]` configuration and
+    /// the authorization signer.
+    pub fn new(
+        store: Arc<dyn Store>,
+        policy: Arc<PolicyEngine>,
+        config: WebauthnConfig,
+        signer: AuthorizationSigner,
+    ) -> Self {
+        let parties = config
+            .relying_parties
+            .iter()
+            .map(|rp| RelyingParty {
+                ids: vec![rp.id.clone()],
+                origins: rp.origins.clone(),
+                top_origins: rp.top_origins.clone(),
+            })
+            .collect();
+        Self {
+            store,
+            policy,
+            config,
+            parties,
+            signer,
+        }
+    }
+
+    /// Issues a single-use challenge bound to one payment by one enrolled device.
+    pub async fn create_challenge(
+        &self,
+        caller: &Caller,
+        input: PaymentChallengeInput,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<IssuedPaymentChallenge, Error> {
+        let hash = request_hash(OP_CHALLENGE, &challenge_canonical(&input));
+        let decision = self.policy.decide(&PolicyRequest::new(
+            &caller.principal,
+            Action::CreateAuthorizationChallenge,
+            Resource::Domain(&input.domain),
+        ));
+        let mut audit = event(caller, Action::CreateAuthorizationChallenge.as_str());
+        audit.policy_ids = decision.policy_ids;
+        audit.token = Some(input.token.as_str().to_owned());
+        audit.domain = Some(input.domain.as_str().to_owned());
+        audit.detail = Some(format!("device={}", input.device_id));
+        if !decision.allowed {
+            audit.decision = Decision::Deny;
+            return Err(self.refuse(audit, Error::Forbidden).await);
+        }
+        if let Some(answer) = self.earlier_answer(caller, key, hash).await? {
+            return match answer {
+                Ok(resp) => replayed(&resp),
+                Err(e) => Err(self.refuse(audit, e).await),
+            };
+        }
+        let (amount, currency, payee) = match check_values(&input) {
+            Ok(v) => v,
+            Err(e) => return Err(self.refuse(audit, e.into()).await),
+        };
+        if let Err(e) = self.check_token(&input.token, &input.domain).await {
+            return Err(self.refuse(audit, e).await);
+        }
+        match self.store.device(&input.device_id).await? {
+            None => return Err(self.refuse(audit, Error::DeviceNotFound).await),
+            Some(d)
+                if d.token.as_ref() != Some(&input.token)
+                    || d.domain.as_ref() != Some(&input.domain) =>
+            {
+                return Err(self.refuse(audit, Error::DeviceNotEnrolledForToken).await)
+            }
+            Some(_) => {}
+        }
+        let mut challenge = vec![0u8; CHALLENGE_BYTES];
+        fill_random(&mut challenge);
+        let now = time::OffsetDateTime::now_utc();
+        let record = AuthorizationChallengeRecord {
+            id: random_b64(16),
+            challenge,
+            principal: caller.principal.as_str().to_owned(),
+            token: input.token,
+            domain: input.domain,
+            device_id: input.device_id,
+            amount: amount.minor_units(),
+            currency: currency.code().to_owned(),
+            payee: payee.as_str().to_owned(),
+            spc: input.spc,
+            created_at: crate::clock::format_rfc3339(now),
+            expires_at: crate::clock::format_rfc3339(now + self.config.authorization_challenge_ttl),
+            used_at: None,
+        };
+        let issued = IssuedPaymentChallenge {
+            challenge_id: record.id.clone(),
+            challenge: URL_SAFE_NO_PAD.encode(&record.challenge),
+            expires_at: record.expires_at.clone(),
+        };
+        let idempotency = self.idempotency_record(caller, key, hash, &issued)?;
+        audit.action = ISSUED.to_owned();
+        audit.outcome = "created".to_owned();
+        audit.detail = Some(format!(
+            "challenge_id={} device={} amount={} currency={} payee={:?}{}",
+            record.id,
+            record.device_id,
+            record.amount,
+            record.currency,
+            record.payee,
+            if record.spc.is_some() { " spc" } else { "" }
+        ));
+        let refused = audit.clone();
+        match self
+            .store
+            .create_authorization_challenge(record, audit, idempotency)
+            .await?
+        {
+            Idempotent::Fresh(()) => Ok(issued),
+            Idempotent::Replayed(resp) => replayed(&resp),
+            Idempotent::KeyReused => Err(self.refuse(refused, Error::IdempotencyKeyReused).await),
+        }
+    }
+
+    /// Verifies the device's assertion against its challenge, asks the policy, and signs and
+    /// commits the authorization. A refusal signs nothing.
+    pub async fn authorize(
+        &self,
+        caller: &Caller,
+        input: AuthorizeInput,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<SignedAuthorization, Error> {
+        let hash = request_hash(OP_AUTHORIZE, &authorize_canonical(&input));
+        let mut audit = event(caller, REFUSED);
+        audit.detail = Some(format!("challenge_id={}", input.challenge_id));
+        if let Some(answer) = self.earlier_answer(caller, key, hash).await? {
+            return match answer {
+                Ok(resp) => replayed(&resp),
+                Err(e) => Err(self.refuse(audit, e).await),
+            };
+        }
+        // Only the principal that asked for the challenge may answer it.
+        let challenge = match self.store.authorization_challenge(&input.challenge_id).await? {
+            Some(c) if c.principal == caller.principal.as_str() => c,
+            _ => return Err(self.refuse(audit, Error::ChallengeNotFound).await),
+        };
+        audit.token = Some(challenge.token.as_str().to_owned());
+        audit.domain = Some(challenge.domain.as_str().to_owned());
+        audit.detail = Some(format!(
+            "challenge_id={} device={} credential={} amount={} currency={} payee={:?}",
+            challenge.id,
+            challenge.device_id,
+            URL_SAFE_NO_PAD.encode(&input.credential_id),
+            challenge.amount,
+            challenge.currency,
+            challenge.payee
+        ));
+        // WebAuthn L3 §7.2 step 12 / §13.4.3: a challenge is used once and only while fresh.
+        let now = time::OffsetDateTime::now_utc();
+        let now_text = crate::clock::format_rfc3339(now);
+        if challenge.used_at.is_some() {
+            return Err(self.refuse(audit, Error::ChallengeUsed).await);
+        }
+        if challenge.expires_at <= now_text {
+            return Err(self.refuse(audit, Error::ChallengeExpired).await);
+        }
+        let end = |counter: Option<CounterUpdate>| AuthorizationCommit {
+            challenge_id: challenge.id.clone(),
+            now: now_text.clone(),
+            counter,
+            authorization: None,
+            audit: audit.clone(),
+            idempotency: None,
+        };
+        // §7.2 step 6: the credential must be the challenge's device's.
+        let device = match self.store.device_by_credential(&input.credential_id).await? {
+            Some(d) if d.device_id == challenge.device_id => d,
+            _ => return Err(self.refuse_consuming(end(None), Error::CredentialMismatch).await),
+        };
+        if let Err(e) = self.check_token(&challenge.token, &challenge.domain).await {
+            return Err(self.refuse_consuming(end(None), e).await);
+        }
+        let Some(rp) = self.parties.iter().find(|rp| rp.ids.contains(&device.rp_id)) else {
+            return Err(self
+                .refuse_consuming(end(None), Error::UnknownRelyingParty)
+                .await);
+        };
+        let Ok(currency) = Currency::parse(&challenge.currency) else {
+            let e = Error::Payment(PaymentError::InvalidCurrency);
+            return Err(self.refuse_consuming(end(None), e).await);
+        };
+        let Ok(amount) = Amount::new(challenge.amount) else {
+            let e = Error::Payment(PaymentError::InvalidAmount);
+            return Err(self.refuse_consuming(end(None), e).await);
+        };
+        // SPC: every payment member the browser was asked to show must come back unchanged.
+        let expected = ExpectedPayment {
+            rp_id: Some(device.rp_id.clone()),
+            payee_name: Some(challenge.payee.clone()),
+            total_currency: Some(challenge.currency.clone()),
+            total_value: Some(amount.to_decimal(currency)),
+            top_origin: challenge.spc.as_ref().map(|s| s.top_origin.clone()),
+            payee_origin: challenge.spc.as_ref().map(|s| s.payee_origin.clone()),
+            instrument_display_name: challenge
+                .spc
+                .as_ref()
+                .map(|s| s.instrument_display_name.clone()),
+            instrument_icon: challenge.spc.as_ref().map(|s| s.instrument_icon.clone()),
+        };
+        // A challenge issued with SPC display data must be answered by `payment.get`.
+        let types: &[AssertionType] = if challenge.spc.is_some() {
+            &[AssertionType::PaymentGet]
+        } else {
+            &[AssertionType::Get, AssertionType::PaymentGet]
+        };
+        let challenge_b64 = URL_SAFE_NO_PAD.encode(&challenge.challenge);
+        let verdict = verify_assertion(
+            AssertionInput {
+                credential_id: &input.credential_id,
+                client_data_json: &input.client_data_json,
+                authenticator_data: &input.authenticator_data,
+                signature: &input.signature,
+            },
+            &AssertionExpectations {
+                rp,
+                challenge: &challenge_b64,
+                types,
+                // Payments always need UV, whatever the enrolment setting.
+                require_user_verification: true,
+                payment: Some(&expected),
+            },
+            &StoredCredential {
+                credential_id: device.credential_id.clone(),
+                public_key_cbor: device.public_key_cbor.clone(),
+                sign_count: device.sign_count,
+                backup_eligible: device.backup_eligible,
+            },
+        );
+        let verdict = match verdict {
+            Ok(v) => v,
+            Err(e) => return Err(self.refuse_consuming(end(None), Error::Webauthn(e)).await),
+        };
+        let counter = CounterUpdate {
+            device_id: device.device_id.clone(),
+            expected_old: device.sign_count,
+            new: verdict.sign_count,
+        };
+        let context = PaymentContext {
+            amount: challenge.amount,
+            currency: challenge.currency.clone(),
+            payee: challenge.payee.clone(),
+            user_verified: verdict.user_verified,
+            trust: device.trust.as_str().to_owned(),
+            backup_state: verdict.backup_state,
+            domain: challenge.domain.as_str().to_owned(),
+        };
+        let decision = self.policy.decide(&PolicyRequest {
+            principal: &caller.principal,
+            action: Action::AuthorizePayment,
+            resource: Resource::Domain(&challenge.domain),
+            context: PolicyContext::Payment(&context),
+        });
+        let mut finish = end(Some(counter));
+        finish.audit.policy_ids = decision.policy_ids.clone();
+        if !decision.allowed {
+            let e = Error::PaymentRefused(decision.policy_ids);
+            return Err(self.refuse_consuming(finish, e).await);
+        }
+        finish.audit.decision = Decision::Allow;
+        let authorization_id = random_b64(16);
+        let iat = now.unix_timestamp();
+        let ttl = i64::try_from(self.config.authorization_ttl.as_secs()).unwrap_or(i64::MAX);
+        let exp = iat.saturating_add(ttl);
+        let claims = serde_json::json!({
+            "authorization_id": authorization_id,
+            "token": challenge.token.as_str(),
+            "domain": challenge.domain.as_str(),
+            "amount": challenge.amount,
+            "currency": challenge.currency,
+            "payee": challenge.payee,
+            "device_id": device.device_id,
+            "credential_id": URL_SAFE_NO_PAD.encode(&device.credential_id),
+            "user_verified": verdict.user_verified,
+            "trust": device.trust.as_str(),
+            "policy": decision.policy_ids,
+            "iat": iat,
+            "exp": exp,
+        });
+        // Sign first, then commit: if the commit fails the JWS is never returned.
+        let jws = match self.signer.sign(&claims).await {
+            Ok(jws) => jws,
+            Err(e) => return Err(self.refuse_consuming(finish, Error::Signer(e)).await),
+        };
+        let signed = SignedAuthorization {
+            authorization_id: authorization_id.clone(),
+            authorization: jws.clone(),
+            decision: "approved".to_owned(),
+        };
+        finish.idempotency = self.idempotency_record(caller, key, hash, &signed)?;
+        finish.authorization = Some(AuthorizationRecord {
+            authorization_id,
+            challenge_id: challenge.id.clone(),
+            token: challenge.token.clone(),
+            domain: challenge.domain.clone(),
+            amount: challenge.amount,
+            currency: challenge.currency.clone(),
+            payee: challenge.payee.clone(),
+            device_id: device.device_id.clone(),
+            credential_id: device.credential_id.clone(),
+            decision: signed.decision.clone(),
+            policy_ids: decision.policy_ids,
+            kid: self.signer.kid().to_owned(),
+            iat,
+            exp,
+            jws,
+        });
+        finish.audit.action = APPROVED.to_owned();
+        finish.audit.outcome = "approved".to_owned();
+        if let Some(detail) = &mut finish.audit.detail {
+            detail.push_str(&format!(
+                " authorization={} trust={} uv={}",
+                signed.authorization_id,
+                device.trust.as_str(),
+                verdict.user_verified
+            ));
+        }
+        let refused = finish.audit.clone();
+        match self.store.commit_authorization(finish).await? {
+            Idempotent::Fresh(CommitOutcome::Committed) => Ok(signed),
+            Idempotent::Fresh(outcome) => Err(self.refuse(refused, outcome_error(outcome)).await),
+            Idempotent::Replayed(resp) => replayed(&resp),
+            Idempotent::KeyReused => Err(self.refuse(refused, Error::IdempotencyKeyReused).await),
+        }
+    }
+
+    /// The answer an earlier request with this key got (`Ok`), or `Err` if the key was used
+    /// for another request; `None` without a key or for a new key.
+    async fn earlier_answer(
+        &self,
+        caller: &Caller,
+        key: Option<&IdempotencyKey>,
+        hash: [u8; 32],
+    ) -> Result<Option<Result<String, Error>>, Error> {
+        let Some(key) = key else {
+            return Ok(None);
+        };
+        let found = self
+            .store
+            .idempotency(caller.principal.as_str(), key.as_str())
+            .await?;
+        Ok(found.map(|r| {
+            if r.request_hash == hash {
+                Ok(r.response)
+            } else {
+                Err(Error::IdempotencyKeyReused)
+            }
+        }))
+    }
+
+    fn idempotency_record<T: Serialize>(
+        &self,
+        caller: &Caller,
+        key: Option<&IdempotencyKey>,
+        hash: [u8; 32],
+        answer: &T,
+    ) -> Result<Option<IdempotencyRecord>, Error> {
+        let Some(key) = key else {
+            return Ok(None);
+        };
+        let response = serde_json::to_string(answer).map_err(|e| {
+            Error::Store(crate::store::StoreError::Unavailable(format!(
+                "idempotent answer encoding: {e}"
+            )))
+        })?;
+        Ok(Some(IdempotencyRecord {
+            principal: caller.principal.as_str().to_owned(),
+            key: key.as_str().to_owned(),
+            request_hash: hash,
+            response,
+            created_at: crate::clock::now_rfc3339(),
+        }))
+    }
+
+    /// The token must be live and active in its domain.
+    async fn check_token(&self, token: &Token, domain: &Domain) -> Result<(), Error> {
+        match self.store.token(token, domain).await? {
+            Some(r) if r.status == TokenStatus::Active => Ok(()),
+            Some(r) if r.status == TokenStatus::Suspended => Err(Error::TokenSuspended),
+            _ => Err(Error::TokenNotFound),
+        }
+    }
+
+    /// Audits a refusal (outcome: the error's code) and returns the error; if the audit
+    /// record cannot be written, the store error is returned instead.
+    async fn refuse(&self, mut audit: AuditEvent, error: Error) -> Error {
+        if audit.action == Action::CreateAuthorizationChallenge.as_str() || audit.action == ISSUED
+        {
+            audit.action = Action::CreateAuthorizationChallenge.as_str().to_owned();
+        } else {
+            audit.action = REFUSED.to_owned();
+        }
+        audit.outcome = error.code().to_owned();
+        match self.store.record(audit).await {
+            Ok(()) => error,
+            Err(e) => Error::Store(e),
+        }
+    }
+
+    /// Ends the attempt as a refusal: consumes the challenge (moving the counter if the
+    /// assertion verified) and writes the refusal's audit record in one transaction.
+    async fn refuse_consuming(&self, mut end: AuthorizationCommit, error: Error) -> Error {
+        end.audit.action = REFUSED.to_owned();
+        end.audit.outcome = error.code().to_owned();
+        end.authorization = None;
+        end.idempotency = None;
+        let audit = end.audit.clone();
+        match self.store.commit_authorization(end).await {
+            Ok(Idempotent::Fresh(CommitOutcome::Committed)) => error,
+            Ok(Idempotent::Fresh(outcome)) => self.refuse(audit, outcome_error(outcome)).await,
+            // No key was given, so neither can happen.
+            Ok(Idempotent::Replayed(_) | Idempotent::KeyReused) => error,
+            Err(e) => Error::Store(e),
+        }
+    }
+}
+
+fn outcome_error(outcome: CommitOutcome) -> Error {
+    match outcome {
+        CommitOutcome::Challenge(state) => challenge_state_error(state),
+        CommitOutcome::CounterConflict | CommitOutcome::Committed => Error::CounterConflict,
+    }
+}
+
+fn event(caller: &Caller, action: &str) -> AuditEvent {
+    AuditEvent {
+        time: crate::clock::now_rfc3339(),
+        request_id: caller.request_id.clone(),
+        principal: caller.principal.as_str().to_owned(),
+        action: action.to_owned(),
+        domain: None,
+        token: None,
+        last4: None,
+        decision: Decision::Deny,
+        policy_ids: Vec::new(),
+        outcome: String::new(),
+        detail: None,
+    }
+}
+
+fn check_values(input: &PaymentChallengeInput) -> Result<(Amount, Currency, Payee), PaymentError> {
+    let amount = Amount::new(input.amount)?;
+    let currency = Currency::parse(&input.currency)?;
+    let payee = Payee::parse(&input.payee)?;
+    if input.spc.as_ref().is_some_and(|s| !valid_spc(s)) {
+        return Err(PaymentError::InvalidSpc);
+    }
+    Ok((amount, currency, payee))
+}
+
+fn challenge_canonical(i: &PaymentChallengeInput) -> serde_json::Value {
+    serde_json::json!({
+        "token": i.token.as_str(),
+        "domain": i.domain.as_str(),
+        "device_id": i.device_id,
+        "amount": i.amount,
+        "currency": i.currency,
+        "payee": i.payee,
+        "spc": i.spc.as_ref().map(|s| serde_json::json!({
+            "payee_origin": s.payee_origin,
+            "top_origin": s.top_origin,
+            "instrument": {"display_name": s.instrument_display_name, "icon": s.instrument_icon},
+        })),
+    })
+}
+
+fn authorize_canonical(i: &AuthorizeInput) -> serde_json::Value {
+    serde_json::json!({
+        "challenge_id": i.challenge_id,
+        "credential_id": URL_SAFE_NO_PAD.encode(&i.credential_id),
+        "authenticator_data": URL_SAFE_NO_PAD.encode(&i.authenticator_data),
+        "client_data_json": URL_SAFE_NO_PAD.encode(&i.client_data_json),
+        "signature": URL_SAFE_NO_PAD.encode(&i.signature),
+    })
+}
