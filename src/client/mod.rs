@@ -212,6 +212,18 @@ impl Client {
         path_and_query: &str,
         body: Option<Vec<u8>>,
     ) -> Result<Response, ClientError> {
+        self.request_with_headers(method, path_and_query, body, &[])
+            .await
+    }
+
+    /// [`Client::request`] with extra request headers (such as `Idempotency-Key`).
+    pub async fn request_with_headers(
+        &mut self,
+        method: Method,
+        path_and_query: &str,
+        body: Option<Vec<u8>>,
+        headers: &[(&str, &str)],
+    ) -> Result<Response, ClientError> {
         if !path_and_query.starts_with('/') {
             return Err(ClientError::Config(format!(
                 "request path {path_and_query:?} must start with /"
@@ -229,6 +241,9 @@ impl Client {
         };
         if has_body {
             builder = builder.header(CONTENT_TYPE, "application/json");
+        }
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
         }
         let request = builder
             .body(body)

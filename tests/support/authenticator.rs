@@ -214,6 +214,104 @@ impl Authenticator {
     }
 }
 
+/// What SPC's `payment` member of clientDataJSON carries (`payment.get`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpcPayment {
+    /// payment.rpId
+    pub rp_id: String,
+    /// payment.topOrigin
+    pub top_origin: String,
+    /// payment.payeeName
+    pub payee_name: String,
+    /// payment.payeeOrigin
+    pub payee_origin: String,
+    /// payment.total.currency
+    pub currency: String,
+    /// payment.total.value
+    pub value: String,
+    /// payment.instrument.displayName
+    pub instrument_name: String,
+    /// payment.instrument.icon
+    pub instrument_icon: String,
+}
+
+/// An assertion, as the browser's `PublicKeyCredential` (get) carries it.
+#[derive(Debug, Clone)]
+pub struct Assertion {
+    /// The credential id.
+    pub credential_id: Vec<u8>,
+    /// authenticatorData.
+    pub authenticator_data: Vec<u8>,
+    /// clientDataJSON.
+    pub client_data_json: Vec<u8>,
+    /// ECDSA P-256 signature (ASN.1 DER) over authData || SHA-256(clientDataJSON).
+    pub signature: Vec<u8>,
+}
+
+impl Assertion {
+    /// The `POST /v1/authorizations` body for this assertion to `challenge_id`.
+    pub fn body(&self, challenge_id: &str) -> serde_json::Value {
+        serde_json::json!({
+            "challenge_id": challenge_id,
+            "credential_id": URL_SAFE_NO_PAD.encode(&self.credential_id),
+            "authenticator_data": URL_SAFE_NO_PAD.encode(&self.authenticator_data),
+            "client_data_json": URL_SAFE_NO_PAD.encode(&self.client_data_json),
+            "signature": URL_SAFE_NO_PAD.encode(&self.signature),
+        })
+    }
+}
+
+impl Authenticator {
+    /// Authenticator data of an assertion (§6.1): rpIdHash, UP (and UV if set), `counter`.
+    pub fn assertion_auth_data(&self, counter: u32) -> Vec<u8> {
+        let mut flags = FLAG_UP;
+        if self.user_verified {
+            flags |= FLAG_UV;
+        }
+        let mut out = Sha256::digest(self.rp_id.as_bytes()).to_vec();
+        out.push(flags);
+        out.extend(counter.to_be_bytes());
+        out
+    }
+
+    /// An assertion to `challenge_b64`: `webauthn.get`, or SPC `payment.get` with `payment`.
+    pub fn assert(
+        &self,
+        challenge_b64: &str,
+        counter: u32,
+        payment: Option<&SpcPayment>,
+    ) -> Assertion {
+        let mut client_data = serde_json::json!({
+            "type": if payment.is_some() { "payment.get" } else { "webauthn.get" },
+            "challenge": challenge_b64,
+            "origin": self.origin,
+            "crossOrigin": false,
+        });
+        if let Some(p) = payment {
+            client_data["payment"] = serde_json::json!({
+                "rpId": p.rp_id,
+                "topOrigin": p.top_origin,
+                "payeeName": p.payee_name,
+                "payeeOrigin": p.payee_origin,
+                "total": {"currency": p.currency, "value": p.value},
+                "instrument": {"displayName": p.instrument_name, "icon": p.instrument_icon},
+            });
+        }
+        let client_data_json = client_data.to_string().into_bytes();
+        let authenticator_data = self.assertion_auth_data(counter);
+        // §7.2 step 22: sig over authData || SHA-256(clientDataJSON).
+        let mut signed = authenticator_data.clone();
+        signed.extend(Sha256::digest(&client_data_json));
+        let signature = self.key.sign(&self.rng, &signed).unwrap().as_ref().to_vec();
+        Assertion {
+            credential_id: self.credential_id.clone(),
+            authenticator_data,
+            client_data_json,
+            signature,
+        }
+    }
+}
+
 impl Default for Authenticator {
     fn default() -> Self {
         Self::new()

@@ -1,0 +1,488 @@
+//! Payment authorizations API v1 end to end: real mTLS, real SoftHSM2, real SQLite, and a
+//! software authenticator (tests/support/authenticator.rs) enrolled with packed self
+//! attestation (trust `self`) and bound to a tokenized card.
+//!
+//! Tests named `approved_*` / `*_approval_*` reach `AuthorizationSigner::sign`: they pass once
+//! the JOSE signer is merged. Every refusal path stops before signing.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test crate
+
+mod support;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use payhsm::client::{Client, Response};
+use support::authenticator::{Assertion, Attestation, Authenticator, SpcPayment};
+use support::*;
+
+const DOMAIN: &str = "shop";
+const THRESHOLD_POLICY: &str = "payments-above-100-need-hardware-trust";
+
+/// A token in `shop` and the device enrolled for it.
+struct Target {
+    token: String,
+    device_id: String,
+}
+
+/// A daemon, a gateway client, a device enrolled for a token in `shop`.
+struct World {
+    d: Daemon,
+    gw: Client,
+    auth: Authenticator,
+    t: Target,
+}
+
+/// Tokenizes a card in `domain` and enrols `auth` bound to it (packed self attestation).
+async fn enrol_for_token(gw: &mut Client, auth: &Authenticator, domain: &str) -> (String, String) {
+    let token = token_of(&tokenize(gw, &random_pan("411111", 16), domain).await);
+    let r = post(
+        gw,
+        "/v1/devices/challenges",
+        serde_json::json!({"user": "alice", "rp_id": "localhost"}),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{:?}", r.json());
+    let c = r.json().unwrap();
+    let mut body = auth
+        .register(c["challenge"].as_str().unwrap(), Attestation::PackedSelf)
+        .body(c["challenge_id"].as_str().unwrap());
+    body["token"] = token.clone().into();
+    body["domain"] = domain.into();
+    let r = post(gw, "/v1/devices", body).await;
+    assert_eq!(r.status, 201, "{:?}", r.json());
+    let enrolled = r.json().unwrap();
+    assert_eq!(enrolled["trust"], "self");
+    (token, enrolled["device_id"].as_str().unwrap().to_owned())
+}
+
+async fn world() -> World {
+    let d = Daemon::start();
+    let mut gw = d.client("gateway").await;
+    let auth = Authenticator::new();
+    let (token, device_id) = enrol_for_token(&mut gw, &auth, DOMAIN).await;
+    World {
+        d,
+        gw,
+        auth,
+        t: Target { token, device_id },
+    }
+}
+
+/// The body of a payment challenge request.
+fn payment(t: &Target, amount: u64, currency: &str, payee: &str) -> serde_json::Value {
+    serde_json::json!({
+        "token": t.token,
+        "domain": DOMAIN,
+        "device_id": t.device_id,
+        "amount": amount,
+        "currency": currency,
+        "payee": payee,
+    })
+}
+
+fn with_spc(mut body: serde_json::Value) -> serde_json::Value {
+    body["spc"] = serde_json::json!({
+        "payee_origin": "https://merchant.example",
+        "top_origin": "https://merchant.example",
+        "instrument": {"display_name": "Visa ••1111", "icon": "https://bank.example/visa.png"},
+    });
+    body
+}
+
+/// What the SPC dialog showed for `with_spc(payment(.., value, currency, payee))`.
+fn spc(value: &str, currency: &str, payee: &str) -> SpcPayment {
+    SpcPayment {
+        rp_id: "localhost".into(),
+        top_origin: "https://merchant.example".into(),
+        payee_name: payee.into(),
+        payee_origin: "https://merchant.example".into(),
+        currency: currency.into(),
+        value: value.into(),
+        instrument_name: "Visa ••1111".into(),
+        instrument_icon: "https://bank.example/visa.png".into(),
+    }
+}
+
+async fn post_key(c: &mut Client, path: &str, body: &serde_json::Value, key: &str) -> Response {
+    c.request_with_headers(
+        hyper::Method::POST,
+        path,
+        Some(body.to_string().into_bytes()),
+        &[("Idempotency-Key", key)],
+    )
+    .await
+    .unwrap()
+}
+
+/// Asks for a payment challenge: (challenge_id, challenge).
+async fn issue(c: &mut Client, body: serde_json::Value) -> (String, String) {
+    let r = post(c, "/v1/authorizations/challenges", body).await;
+    assert_eq!(r.status, 201, "{:?}", r.json());
+    let b = r.json().unwrap();
+    (
+        b["challenge_id"].as_str().unwrap().to_owned(),
+        b["challenge"].as_str().unwrap().to_owned(),
+    )
+}
+
+async fn authorize(c: &mut Client, id: &str, a: &Assertion) -> Response {
+    post(c, "/v1/authorizations", a.body(id)).await
+}
+
+fn status_code(r: &Response) -> (u16, String) {
+    (r.status, error_code(r))
+}
+
+fn jws_claims(jws: &str) -> serde_json::Value {
+    let parts: Vec<&str> = jws.split('.').collect();
+    assert_eq!(parts.len(), 3, "compact JWS");
+    let header: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
+    assert_eq!(header["alg"], "ES256");
+    assert!(header["kid"].is_string());
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap()
+}
+
+fn audit_lines(d: &Daemon) -> Vec<serde_json::Value> {
+    audit_export(d)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+// ---- approval paths: pass once the JOSE signer is merged ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approved_authorization_is_a_jws_over_the_payment() {
+    let mut w = world().await;
+    let (id, ch) = issue(&mut w.gw, payment(&w.t, 1234, "EUR", "Café Zürich")).await;
+    let r = authorize(&mut w.gw, &id, &w.auth.assert(&ch, 1, None)).await;
+    assert_eq!(r.status, 201, "{:?}", r.json());
+    let b = r.json().unwrap();
+    assert_eq!(b["decision"], "approved");
+    let claims = jws_claims(b["authorization"].as_str().unwrap());
+    assert_eq!(claims["authorization_id"], b["authorization_id"]);
+    assert_eq!(claims["token"], w.t.token.as_str());
+    assert_eq!(claims["domain"], DOMAIN);
+    assert_eq!(claims["amount"], 1234);
+    assert_eq!(claims["currency"], "EUR");
+    assert_eq!(claims["payee"], "Café Zürich");
+    assert_eq!(claims["device_id"], w.t.device_id.as_str());
+    assert_eq!(
+        claims["credential_id"],
+        URL_SAFE_NO_PAD.encode(&w.auth.credential_id)
+    );
+    assert_eq!(claims["user_verified"], true);
+    assert_eq!(claims["trust"], "self");
+    assert_eq!(
+        claims["policy"],
+        serde_json::json!(["gateway-authorize-payments-in-its-domains"])
+    );
+    let (iat, exp) = (claims["iat"].as_i64().unwrap(), claims["exp"].as_i64().unwrap());
+    assert_eq!(exp - iat, 300);
+    let approved: Vec<_> = audit_lines(&w.d)
+        .into_iter()
+        .filter(|l| l["action"] == "authorization_approved")
+        .collect();
+    assert_eq!(approved.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approved_spc_payment_get_with_the_asked_payment_data() {
+    let mut w = world().await;
+    let (id, ch) = issue(&mut w.gw, with_spc(payment(&w.t, 1234, "BHD", "Shop"))).await;
+    let a = w.auth.assert(&ch, 1, Some(&spc("1.234", "BHD", "Shop")));
+    let r = authorize(&mut w.gw, &id, &a).await;
+    assert_eq!(r.status, 201, "{:?}", r.json());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approved_once_when_the_same_assertion_is_sent_twice_concurrently() {
+    let mut w = world().await;
+    let mut gw2 = w.d.client("gateway").await;
+    let (id, ch) = issue(&mut w.gw, payment(&w.t, 500, "USD", "Shop")).await;
+    let a = w.auth.assert(&ch, 1, None);
+    let (r1, r2) = tokio::join!(authorize(&mut w.gw, &id, &a), authorize(&mut gw2, &id, &a));
+    let mut statuses = [r1.status, r2.status];
+    statuses.sort();
+    assert_eq!(statuses, [201, 409], "{:?} {:?}", r1.json(), r2.json());
+    let loser = if r1.status == 409 { &r1 } else { &r2 };
+    assert_eq!(error_code(loser), "challenge_used");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approved_idempotent_retry_returns_the_same_authorization() {
+    let mut w = world().await;
+    let (id, ch) = issue(&mut w.gw, payment(&w.t, 500, "USD", "Shop")).await;
+    let body = w.auth.assert(&ch, 1, None).body(&id);
+    let r1 = post_key(&mut w.gw, "/v1/authorizations", &body, "pay-1").await;
+    assert_eq!(r1.status, 201, "{:?}", r1.json());
+    let r2 = post_key(&mut w.gw, "/v1/authorizations", &body, "pay-1").await;
+    assert_eq!(r2.status, 201, "{:?}", r2.json());
+    assert_eq!(r1.json().unwrap(), r2.json().unwrap());
+    // Without the key the same assertion meets a used challenge.
+    let r3 = post(&mut w.gw, "/v1/authorizations", body).await;
+    assert_eq!(status_code(&r3), (409, "challenge_used".into()));
+}
+
+// ---- refusal paths: never reach the signer ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_assertion_without_user_verification_is_refused() {
+    let mut w = world().await;
+    let (id, ch) = issue(&mut w.gw, payment(&w.t, 500, "EUR", "Shop")).await;
+    w.auth.user_verified = false;
+    let r = authorize(&mut w.gw, &id, &w.auth.assert(&ch, 1, None)).await;
+    assert_eq!(status_code(&r), (422, "user_not_verified".into()));
+    assert!(r.json().unwrap().get("authorization").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spc_data_differing_from_the_challenge_is_refused() {
+    let mut w = world().await;
+    let body = with_spc(payment(&w.t, 1234, "EUR", "Shop"));
+    for (shown, member) in [
+        (spc("12.35", "EUR", "Shop"), "payment.total.value"),
+        (spc("12.34", "USD", "Shop"), "payment.total.currency"),
+        (spc("12.34", "EUR", "Evil Shop"), "payment.payeeName"),
+        // 1234 EUR is 12.34, never the minor units.
+        (spc("1234", "EUR", "Shop"), "payment.total.value"),
+    ] {
+        let (id, ch) = issue(&mut w.gw, body.clone()).await;
+        let r = authorize(&mut w.gw, &id, &w.auth.assert(&ch, 1, Some(&shown))).await;
+        assert_eq!(status_code(&r), (422, "payment_mismatch".into()), "{member}");
+        let message = r.json().unwrap()["error"]["message"].as_str().unwrap().to_owned();
+        assert!(message.contains(member), "{message}");
+    }
+    // A challenge with SPC data needs payment.get, not webauthn.get.
+    let (id, ch) = issue(&mut w.gw, body).await;
+    let r = authorize(&mut w.gw, &id, &w.auth.assert(&ch, 1, None)).await;
+    assert_eq!(status_code(&r), (422, "type_mismatch".into()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_challenge_is_used_once_even_by_a_refused_attempt() {
+    let mut w = world().await;
+    let (id, ch) = issue(&mut w.gw, payment(&w.t, 20_000, "EUR", "Shop")).await;
+    let a = w.auth.assert(&ch, 1, None);
+    let r = authorize(&mut w.gw, &id, &a).await;
+    assert_eq!(status_code(&r), (403, "forbidden".into()));
+    let r = authorize(&mut w.gw, &id, &a).await;
+    assert_eq!(status_code(&r), (409, "challenge_used".into()));
+    let r = authorize(&mut w.gw, "no-such-challenge", &a).await;
+    assert_eq!(status_code(&r), (404, "challenge_not_found".into()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_challenge_is_gone() {
+    let mut w = world().await;
+    let (id, ch) = issue(&mut w.gw, payment(&w.t, 500, "EUR", "Shop")).await;
+    let db = rusqlite::Connection::open(w.d.data_dir.join("payhsm.db")).unwrap();
+    db.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+    let n = db
+        .execute(
+            "UPDATE authorization_challenges SET expires_at = '2000-01-01T00:00:00.000Z' WHERE id = ?1",
+            [&id],
+        )
+        .unwrap();
+    assert_eq!(n, 1);
+    let r = authorize(&mut w.gw, &id, &w.auth.assert(&ch, 1, None)).await;
+    assert_eq!(status_code(&r), (410, "challenge_expired".into()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_counter_that_goes_back_is_refused() {
+    let mut w = world().await;
+    // A verified but policy-refused assertion still moves the counter to 10.
+    let (id, ch) = issue(&mut w.gw, payment(&w.t, 20_000, "EUR", "Shop")).await;
+    let r = authorize(&mut w.gw, &id, &w.auth.assert(&ch, 10, None)).await;
+    assert_eq!(status_code(&r), (403, "forbidden".into()));
+    for counter in [5, 10] {
+        let (id, ch) = issue(&mut w.gw, payment(&w.t, 500, "EUR", "Shop")).await;
+        let r = authorize(&mut w.gw, &id, &w.auth.assert(&ch, counter, None)).await;
+        assert_eq!(status_code(&r), (422, "counter_regression".into()), "{counter}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspended_token_gets_no_challenge_and_no_authorization() {
+    let mut w = world().await;
+    let (id, ch) = issue(&mut w.gw, payment(&w.t, 500, "EUR", "Shop")).await;
+    let r = post(
+        &mut w.gw,
+        &format!("/v1/tokens/{}/suspend", w.t.token),
+        serde_json::json!({"domain": DOMAIN}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    let r = authorize(&mut w.gw, &id, &w.auth.assert(&ch, 1, None)).await;
+    assert_eq!(status_code(&r), (409, "token_suspended".into()));
+    let r = post(
+        &mut w.gw,
+        "/v1/authorizations/challenges",
+        payment(&w.t, 500, "EUR", "Shop"),
+    )
+    .await;
+    assert_eq!(status_code(&r), (409, "token_suspended".into()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_not_enrolled_for_the_token_is_refused() {
+    let mut w = world().await;
+    let other = token_of(&tokenize(&mut w.gw, &random_pan("550000", 16), DOMAIN).await);
+    let mut body = payment(&w.t, 500, "EUR", "Shop");
+    body["token"] = other.into();
+    let r = post(&mut w.gw, "/v1/authorizations/challenges", body).await;
+    assert_eq!(status_code(&r), (422, "device_not_enrolled_for_token".into()));
+    let mut body = payment(&w.t, 500, "EUR", "Shop");
+    body["device_id"] = "no-such-device".into();
+    let r = post(&mut w.gw, "/v1/authorizations/challenges", body).await;
+    assert_eq!(status_code(&r), (404, "device_not_found".into()));
+    // Another device's credential cannot answer this device's challenge.
+    let stranger = Authenticator::new();
+    let (other_token, _) = enrol_for_token(&mut w.gw, &stranger, DOMAIN).await;
+    assert_ne!(other_token, w.t.token);
+    let (id, ch) = issue(&mut w.gw, payment(&w.t, 500, "EUR", "Shop")).await;
+    let r = authorize(&mut w.gw, &id, &stranger.assert(&ch, 1, None)).await;
+    assert_eq!(status_code(&r), (422, "credential_mismatch".into()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn above_the_threshold_a_self_attested_device_is_refused_by_the_threshold_policy() {
+    let mut w = world().await;
+    let (id, ch) = issue(&mut w.gw, payment(&w.t, 10_001, "EUR", "Shop")).await;
+    let r = authorize(&mut w.gw, &id, &w.auth.assert(&ch, 1, None)).await;
+    assert_eq!(status_code(&r), (403, "forbidden".into()));
+    let b = r.json().unwrap();
+    assert!(b.get("authorization").is_none());
+    let message = b["error"]["message"].as_str().unwrap();
+    assert!(message.contains(THRESHOLD_POLICY), "{message}");
+    let refused: Vec<_> = audit_lines(&w.d)
+        .into_iter()
+        .filter(|l| l["action"] == "authorization_refused")
+        .collect();
+    assert_eq!(refused.len(), 1);
+    assert_eq!(refused[0]["outcome"], "forbidden");
+    assert_eq!(refused[0]["decision"], "deny");
+    assert_eq!(refused[0]["policy_ids"], serde_json::json!([THRESHOLD_POLICY]));
+    assert_eq!(refused[0]["token"], w.t.token.as_str());
+    let issued = audit_lines(&w.d)
+        .into_iter()
+        .filter(|l| l["action"] == "authorization_challenge_issued")
+        .count();
+    assert_eq!(issued, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tampered_signature_is_refused_and_uses_the_challenge_up() {
+    let mut w = world().await;
+    let (id, ch) = issue(&mut w.gw, payment(&w.t, 500, "EUR", "Shop")).await;
+    let good = w.auth.assert(&ch, 1, None);
+    let mut bad = good.clone();
+    let last = bad.signature.len() - 1;
+    bad.signature[last] ^= 0x01;
+    let r = authorize(&mut w.gw, &id, &bad).await;
+    assert_eq!(r.status, 422, "{:?}", r.json());
+    let r = authorize(&mut w.gw, &id, &good).await;
+    assert_eq!(status_code(&r), (409, "challenge_used".into()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_assertion_sent_twice_concurrently_is_judged_once() {
+    let mut w = world().await;
+    let mut gw2 = w.d.client("gateway").await;
+    let (id, ch) = issue(&mut w.gw, payment(&w.t, 20_000, "EUR", "Shop")).await;
+    let a = w.auth.assert(&ch, 1, None);
+    let (r1, r2) = tokio::join!(authorize(&mut w.gw, &id, &a), authorize(&mut gw2, &id, &a));
+    let mut got = [status_code(&r1), status_code(&r2)];
+    got.sort();
+    assert_eq!(
+        got,
+        [(403, "forbidden".into()), (409, "challenge_used".into())]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_domain_outside_the_gateway_allow_list_is_refused() {
+    let d = Daemon::start();
+    let mut gw = d.client("gateway").await;
+    let auth = Authenticator::new();
+    let (token, device_id) = enrol_for_token(&mut gw, &auth, "elsewhere").await;
+    let body = serde_json::json!({
+        "token": token, "domain": "elsewhere", "device_id": device_id,
+        "amount": 500, "currency": "EUR", "payee": "Shop",
+    });
+    let (id, ch) = issue(&mut gw, body).await;
+    let r = authorize(&mut gw, &id, &auth.assert(&ch, 1, None)).await;
+    assert_eq!(status_code(&r), (403, "forbidden".into()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn challenge_values_are_checked() {
+    let mut w = world().await;
+    for (amount, currency, payee, code) in [
+        (0, "EUR", "Shop".to_owned(), "invalid_amount"),
+        (1_000_000_000_000_001, "EUR", "Shop".to_owned(), "invalid_amount"),
+        (500, "XXX", "Shop".to_owned(), "invalid_currency"),
+        (500, "eur", "Shop".to_owned(), "invalid_currency"),
+        (500, "EUR", String::new(), "invalid_payee"),
+        (500, "EUR", "p".repeat(129), "invalid_payee"),
+    ] {
+        let r = post(
+            &mut w.gw,
+            "/v1/authorizations/challenges",
+            payment(&w.t, amount, currency, &payee),
+        )
+        .await;
+        assert_eq!(status_code(&r), (422, code.into()), "{amount} {currency}");
+    }
+    let mut body = with_spc(payment(&w.t, 500, "EUR", "Shop"));
+    body["spc"]["payee_origin"] = "http://merchant.example".into();
+    let r = post(&mut w.gw, "/v1/authorizations/challenges", body).await;
+    assert_eq!(status_code(&r), (422, "invalid_spc".into()));
+    for who in ["vault-reader", "auditor"] {
+        let mut c = w.d.client(who).await;
+        let r = post(&mut c, "/v1/authorizations/challenges", payment(&w.t, 500, "EUR", "Shop")).await;
+        assert_eq!(status_code(&r), (403, "forbidden".into()), "{who}");
+    }
+    // Another gateway principal cannot answer the gateway's challenge.
+    let (id, ch) = issue(&mut w.gw, payment(&w.t, 500, "EUR", "Shop")).await;
+    let mut reader = w.d.client("vault-reader").await;
+    let r = authorize(&mut reader, &id, &w.auth.assert(&ch, 1, None)).await;
+    assert_eq!(status_code(&r), (404, "challenge_not_found".into()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_keys_replay_the_same_challenge_and_refuse_another_body() {
+    let mut w = world().await;
+    let body = payment(&w.t, 500, "EUR", "Shop");
+    let path = "/v1/authorizations/challenges";
+    let r1 = post_key(&mut w.gw, path, &body, "order-42").await;
+    assert_eq!(r1.status, 201, "{:?}", r1.json());
+    let r2 = post_key(&mut w.gw, path, &body, "order-42").await;
+    assert_eq!(r2.status, 201);
+    assert_eq!(r1.json().unwrap(), r2.json().unwrap());
+    let other = payment(&w.t, 501, "EUR", "Shop");
+    let r3 = post_key(&mut w.gw, path, &other, "order-42").await;
+    assert_eq!(status_code(&r3), (422, "idempotency_key_reused".into()));
+    // The same key on the other route is another request too.
+    let c = r1.json().unwrap();
+    let a = w.auth.assert(c["challenge"].as_str().unwrap(), 1, None);
+    let r4 = post_key(
+        &mut w.gw,
+        "/v1/authorizations",
+        &a.body(c["challenge_id"].as_str().unwrap()),
+        "order-42",
+    )
+    .await;
+    assert_eq!(status_code(&r4), (422, "idempotency_key_reused".into()));
+    let r5 = post_key(&mut w.gw, path, &body, "bad key").await;
+    assert_eq!(status_code(&r5), (400, "malformed_request".into()));
+    // Keys are per principal: a key of the gateway means nothing for another client.
+    let mut reader = w.d.client("vault-reader").await;
+    let r6 = post_key(&mut reader, path, &body, "order-42").await;
+    assert_eq!(status_code(&r6), (403, "forbidden".into()));
+}
