@@ -9,7 +9,7 @@
 
 use payhsm::card::Domain;
 use payhsm::policy::{
-    Action, PolicyContext, PolicyDecision, PolicyEngine, PolicyRequest, Principal, Resource, IDENTITIES_FILE,
+    Action, PaymentContext, PolicyContext, PolicyDecision, PolicyEngine, PolicyRequest, Principal, Resource, IDENTITIES_FILE,
     POLICIES_FILE, SCHEMA_FILE,
 };
 use std::path::{Path, PathBuf};
@@ -30,11 +30,40 @@ fn decide(engine: &PolicyEngine, identity: &str, action: Action) -> PolicyDecisi
         Action::CreateDeviceChallenge | Action::EnrolDevice => Resource::RelyingParty("localhost"),
         _ => Resource::Domain(&domain),
     };
+    let payment = small_payment();
+    let context = match action {
+        Action::AuthorizePayment => PolicyContext::Payment(&payment),
+        _ => PolicyContext::Empty,
+    };
     engine.decide(&PolicyRequest {
         principal: &principal,
         action,
         resource,
-        context: PolicyContext::Empty,
+        context,
+    })
+}
+
+/// 5.00 EUR, user verified, a self-attested device, in `acme-shop`.
+fn small_payment() -> PaymentContext {
+    PaymentContext {
+        amount: 500,
+        currency: "EUR".to_owned(),
+        payee: "Shop".to_owned(),
+        user_verified: true,
+        trust: "self".to_owned(),
+        backup_state: false,
+        domain: "acme-shop".to_owned(),
+    }
+}
+
+fn decide_payment(domain: &str, payment: &PaymentContext) -> PolicyDecision {
+    let principal = Principal::new("spiffe://payhsm.dev/gateway");
+    let domain = Domain::parse(domain).unwrap();
+    engine().decide(&PolicyRequest {
+        principal: &principal,
+        action: Action::AuthorizePayment,
+        resource: Resource::Domain(&domain),
+        context: PolicyContext::Payment(payment),
     })
 }
 
@@ -60,7 +89,7 @@ fn forbidden_detokenize() -> PolicyDecision {
 }
 
 /// Expected decision for every action, in `Action::ALL` order.
-fn assert_decisions(identity: &str, expected: [PolicyDecision; 9]) {
+fn assert_decisions(identity: &str, expected: [PolicyDecision; 11]) {
     let engine = engine();
     for (action, want) in Action::ALL.into_iter().zip(expected) {
         assert_eq!(
@@ -88,6 +117,8 @@ fn gateway_runs_the_token_lifecycle_and_enrols_devices_but_never_detokenizes() {
             deny_by_default(),      // read_audit
             enrolment(),            // create_device_challenge
             enrolment(),            // enrol_device
+            allow("gateway-authorization-challenges"), // create_authorization_challenge
+            allow("gateway-authorize-payments-in-its-domains"), // authorize_payment
         ],
     );
 }
@@ -107,6 +138,8 @@ fn vault_reader_detokenizes_and_reads_metadata_only() {
             deny_by_default(), // read_audit
             deny_by_default(), // create_device_challenge
             deny_by_default(), // enrol_device
+            deny_by_default(), // create_authorization_challenge
+            deny_by_default(), // authorize_payment
         ],
     );
 }
@@ -123,6 +156,8 @@ fn auditor_only_reads_the_audit_log() {
             deny_by_default(),
             deny_by_default(),
             allow("auditor-read-audit"),
+            deny_by_default(),
+            deny_by_default(),
             deny_by_default(),
             deny_by_default(),
         ],
@@ -144,9 +179,91 @@ fn custodians_have_no_api_action() {
                 deny_by_default(),
                 deny_by_default(),
                 deny_by_default(),
+                deny_by_default(),
+                deny_by_default(),
             ],
         );
     }
+}
+
+#[test]
+fn payments_need_user_verification() {
+    let payment = PaymentContext {
+        user_verified: false,
+        ..small_payment()
+    };
+    assert_eq!(
+        decide_payment("acme-shop", &payment),
+        PolicyDecision {
+            allowed: false,
+            policy_ids: vec!["payments-need-user-verification".to_owned()],
+        }
+    );
+}
+
+#[test]
+fn above_100_only_hardware_attested_devices_authorize() {
+    let threshold = || PolicyDecision {
+        allowed: false,
+        policy_ids: vec!["payments-above-100-need-hardware-trust".to_owned()],
+    };
+    for trust in ["self", "none"] {
+        let payment = PaymentContext {
+            amount: 10_001,
+            trust: trust.to_owned(),
+            ..small_payment()
+        };
+        assert_eq!(decide_payment("acme-shop", &payment), threshold(), "{trust}");
+    }
+    let at_threshold = PaymentContext {
+        amount: 10_000,
+        ..small_payment()
+    };
+    assert!(decide_payment("acme-shop", &at_threshold).allowed);
+    let hardware = PaymentContext {
+        amount: 1_000_000,
+        trust: "hardware".to_owned(),
+        ..small_payment()
+    };
+    assert_eq!(
+        decide_payment("acme-shop", &hardware),
+        allow("gateway-authorize-payments-in-its-domains")
+    );
+}
+
+#[test]
+fn the_gateway_authorizes_only_in_its_domains() {
+    assert!(decide_payment("shop", &small_payment()).allowed);
+    assert_eq!(
+        decide_payment("elsewhere", &small_payment()),
+        deny_by_default()
+    );
+}
+
+#[test]
+fn authorize_payment_without_a_payment_context_is_denied_by_default() {
+    let principal = Principal::new("spiffe://payhsm.dev/gateway");
+    let domain = Domain::parse("acme-shop").unwrap();
+    let payment = small_payment();
+    let engine = engine();
+    assert_eq!(
+        engine.decide(&PolicyRequest::new(
+            &principal,
+            Action::AuthorizePayment,
+            Resource::Domain(&domain),
+        )),
+        deny_by_default()
+    );
+    // And a payment context on another action is too.
+    assert_eq!(
+        engine.decide(&PolicyRequest {
+            principal: &principal,
+            action: Action::Tokenize,
+            resource: Resource::Domain(&domain),
+            context: PolicyContext::Payment(&payment),
+        }),
+        deny_by_default()
+    );
 }
 
 #[test]
@@ -228,8 +345,12 @@ fn every_loaded_policy_has_its_annotated_id() {
         [
             "auditor-read-audit",
             "detokenize-only-vault-reader",
+            "gateway-authorization-challenges",
+            "gateway-authorize-payments-in-its-domains",
             "gateway-device-enrolment",
             "gateway-token-lifecycle",
+            "payments-above-100-need-hardware-trust",
+            "payments-need-user-verification",
             "vault-reader-detokenize",
         ]
     );

@@ -27,14 +27,34 @@ impl IdempotencyKey {
     }
 }
 
-/// SHA-256 over the operation name, a NUL, and the canonical JSON of `request`
-/// (`serde_json` maps are sorted by key and printed without whitespace).
+/// SHA-256 over the operation name, a NUL, and the canonical JSON of `request`.
 pub(super) fn request_hash(operation: &str, request: &serde_json::Value) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(operation.as_bytes());
     h.update([0u8]);
-    h.update(request.to_string().as_bytes());
+    h.update(canonical(request).to_string().as_bytes());
     h.finalize().into()
+}
+
+/// The value with every object's keys sorted (serde_json may keep insertion order when
+/// another crate enables `preserve_order`), printed without whitespace by `to_string`.
+fn canonical(value: &serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::Object(map) => {
+            let mut entries: Vec<(&String, &serde_json::Value)> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            serde_json::Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k.clone(), canonical(v)))
+                    .collect(),
+            )
+        }
+        serde_json::Value::Array(items) => {
+            serde_json::Value::Array(items.iter().map(canonical).collect())
+        }
+        other => other.clone(),
+    }
 }
 
 #[cfg(test)]
