@@ -181,7 +181,10 @@ async fn approved_authorization_is_a_jws_over_the_payment() {
         claims["policy"],
         serde_json::json!(["gateway-authorize-payments-in-its-domains"])
     );
-    let (iat, exp) = (claims["iat"].as_i64().unwrap(), claims["exp"].as_i64().unwrap());
+    let (iat, exp) = (
+        claims["iat"].as_i64().unwrap(),
+        claims["exp"].as_i64().unwrap(),
+    );
     assert_eq!(exp - iat, 300);
     let approved: Vec<_> = audit_lines(&w.d)
         .into_iter()
@@ -253,8 +256,15 @@ async fn spc_data_differing_from_the_challenge_is_refused() {
     ] {
         let (id, ch) = issue(&mut w.gw, body.clone()).await;
         let r = authorize(&mut w.gw, &id, &w.auth.assert(&ch, 1, Some(&shown))).await;
-        assert_eq!(status_code(&r), (422, "payment_mismatch".into()), "{member}");
-        let message = r.json().unwrap()["error"]["message"].as_str().unwrap().to_owned();
+        assert_eq!(
+            status_code(&r),
+            (422, "payment_mismatch".into()),
+            "{member}"
+        );
+        let message = r.json().unwrap()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         assert!(message.contains(member), "{message}");
     }
     // A challenge with SPC data needs payment.get, not webauthn.get.
@@ -303,7 +313,11 @@ async fn a_counter_that_goes_back_is_refused() {
     for counter in [5, 10] {
         let (id, ch) = issue(&mut w.gw, payment(&w.t, 500, "EUR", "Shop")).await;
         let r = authorize(&mut w.gw, &id, &w.auth.assert(&ch, counter, None)).await;
-        assert_eq!(status_code(&r), (422, "counter_regression".into()), "{counter}");
+        assert_eq!(
+            status_code(&r),
+            (422, "counter_regression".into()),
+            "{counter}"
+        );
     }
 }
 
@@ -336,7 +350,10 @@ async fn a_device_not_enrolled_for_the_token_is_refused() {
     let mut body = payment(&w.t, 500, "EUR", "Shop");
     body["token"] = other.into();
     let r = post(&mut w.gw, "/v1/authorizations/challenges", body).await;
-    assert_eq!(status_code(&r), (422, "device_not_enrolled_for_token".into()));
+    assert_eq!(
+        status_code(&r),
+        (422, "device_not_enrolled_for_token".into())
+    );
     let mut body = payment(&w.t, 500, "EUR", "Shop");
     body["device_id"] = "no-such-device".into();
     let r = post(&mut w.gw, "/v1/authorizations/challenges", body).await;
@@ -367,7 +384,10 @@ async fn above_the_threshold_a_self_attested_device_is_refused_by_the_threshold_
     assert_eq!(refused.len(), 1);
     assert_eq!(refused[0]["outcome"], "forbidden");
     assert_eq!(refused[0]["decision"], "deny");
-    assert_eq!(refused[0]["policy_ids"], serde_json::json!([THRESHOLD_POLICY]));
+    assert_eq!(
+        refused[0]["policy_ids"],
+        serde_json::json!([THRESHOLD_POLICY])
+    );
     assert_eq!(refused[0]["token"], w.t.token.as_str());
     let issued = audit_lines(&w.d)
         .into_iter()
@@ -425,7 +445,12 @@ async fn challenge_values_are_checked() {
     let mut w = world().await;
     for (amount, currency, payee, code) in [
         (0, "EUR", "Shop".to_owned(), "invalid_amount"),
-        (1_000_000_000_000_001, "EUR", "Shop".to_owned(), "invalid_amount"),
+        (
+            1_000_000_000_000_001,
+            "EUR",
+            "Shop".to_owned(),
+            "invalid_amount",
+        ),
         (500, "XXX", "Shop".to_owned(), "invalid_currency"),
         (500, "eur", "Shop".to_owned(), "invalid_currency"),
         (500, "EUR", String::new(), "invalid_payee"),
@@ -445,7 +470,12 @@ async fn challenge_values_are_checked() {
     assert_eq!(status_code(&r), (422, "invalid_spc".into()));
     for who in ["vault-reader", "auditor"] {
         let mut c = w.d.client(who).await;
-        let r = post(&mut c, "/v1/authorizations/challenges", payment(&w.t, 500, "EUR", "Shop")).await;
+        let r = post(
+            &mut c,
+            "/v1/authorizations/challenges",
+            payment(&w.t, 500, "EUR", "Shop"),
+        )
+        .await;
         assert_eq!(status_code(&r), (403, "forbidden".into()), "{who}");
     }
     // Another gateway principal cannot answer the gateway's challenge.

@@ -9,8 +9,8 @@
 
 use payhsm::card::Domain;
 use payhsm::policy::{
-    Action, PaymentContext, PolicyContext, PolicyDecision, PolicyEngine, PolicyRequest, Principal, Resource, IDENTITIES_FILE,
-    POLICIES_FILE, SCHEMA_FILE,
+    Action, PaymentContext, PolicyContext, PolicyDecision, PolicyEngine, PolicyRequest, Principal,
+    Resource, IDENTITIES_FILE, POLICIES_FILE, SCHEMA_FILE,
 };
 use std::path::{Path, PathBuf};
 
@@ -108,16 +108,16 @@ fn gateway_runs_the_token_lifecycle_and_enrols_devices_but_never_detokenizes() {
     assert_decisions(
         "spiffe://payhsm.dev/gateway",
         [
-            lifecycle(),            // tokenize
-            forbidden_detokenize(), // detokenize
-            lifecycle(),            // read_metadata
-            lifecycle(),            // suspend
-            lifecycle(),            // resume
-            lifecycle(),            // delete
-            deny_by_default(),      // read_audit
-            enrolment(),            // create_device_challenge
-            enrolment(),            // enrol_device
-            allow("gateway-authorization-challenges"), // create_authorization_challenge
+            lifecycle(),                                        // tokenize
+            forbidden_detokenize(),                             // detokenize
+            lifecycle(),                                        // read_metadata
+            lifecycle(),                                        // suspend
+            lifecycle(),                                        // resume
+            lifecycle(),                                        // delete
+            deny_by_default(),                                  // read_audit
+            enrolment(),                                        // create_device_challenge
+            enrolment(),                                        // enrol_device
+            allow("gateway-authorization-challenges"),          // create_authorization_challenge
             allow("gateway-authorize-payments-in-its-domains"), // authorize_payment
         ],
     );
@@ -213,7 +213,11 @@ fn above_100_only_hardware_attested_devices_authorize() {
             trust: trust.to_owned(),
             ..small_payment()
         };
-        assert_eq!(decide_payment("acme-shop", &payment), threshold(), "{trust}");
+        assert_eq!(
+            decide_payment("acme-shop", &payment),
+            threshold(),
+            "{trust}"
+        );
     }
     let at_threshold = PaymentContext {
         amount: 10_000,

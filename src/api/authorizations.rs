@@ -155,7 +155,10 @@ impl AuthorizeRequest {
                 &self.client_data_json,
                 "`client_data_json` is not base64url without padding",
             )?,
-            signature: b64(&self.signature, "`signature` is not base64url without padding")?,
+            signature: b64(
+                &self.signature,
+                "`signature` is not base64url without padding",
+            )?,
             challenge_id: self.challenge_id,
         })
     }
@@ -206,7 +209,10 @@ mod tests {
             let body = format!(
                 r#"{{"token":"4111119876541111","domain":"shop","device_id":"d","amount":{bad},"currency":"EUR","payee":"p"}}"#
             );
-            assert!(serde_json::from_str::<PaymentChallengeRequest>(&body).is_err(), "{bad}");
+            assert!(
+                serde_json::from_str::<PaymentChallengeRequest>(&body).is_err(),
+                "{bad}"
+            );
         }
     }
 }

@@ -218,7 +218,11 @@ mod tests {
                 422,
                 "invalid_payee",
             ),
-            (service::Error::DeviceNotFound.into(), 404, "device_not_found"),
+            (
+                service::Error::DeviceNotFound.into(),
+                404,
+                "device_not_found",
+            ),
             (
                 service::Error::DeviceNotEnrolledForToken.into(),
                 422,
@@ -229,7 +233,11 @@ mod tests {
                 422,
                 "credential_mismatch",
             ),
-            (service::Error::CounterConflict.into(), 409, "counter_conflict"),
+            (
+                service::Error::CounterConflict.into(),
+                409,
+                "counter_conflict",
+            ),
             (
                 service::Error::PaymentRefused(vec!["p".into()]).into(),
                 403,

@@ -210,9 +210,10 @@ pub async fn run(
         anchors,
     );
     // MERGE: build the AuthorizationSigner here (the JOSE branch's `open`, this signature).
-    let signer = crate::jose::AuthorizationSigner::open(hsm.clone(), &config.pkcs11.authz_key_label)
-        .await
-        .map_err(|e| DaemonError::Keys(format!("authorization signing key: {e}")))?;
+    let signer =
+        crate::jose::AuthorizationSigner::open(hsm.clone(), &config.pkcs11.authz_key_label)
+            .await
+            .map_err(|e| DaemonError::Keys(format!("authorization signing key: {e}")))?;
     let authorizations = Authorizations::new(
         store.clone(),
         policy.clone(),

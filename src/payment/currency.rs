@@ -88,7 +88,14 @@ mod tests {
 
     #[test]
     fn known_exponents() {
-        for (code, exp) in [("JPY", 0), ("KRW", 0), ("EUR", 2), ("USD", 2), ("BHD", 3), ("KWD", 3)] {
+        for (code, exp) in [
+            ("JPY", 0),
+            ("KRW", 0),
+            ("EUR", 2),
+            ("USD", 2),
+            ("BHD", 3),
+            ("KWD", 3),
+        ] {
             assert_eq!(Currency::parse(code).unwrap().exponent(), exp, "{code}");
         }
     }
@@ -96,7 +103,11 @@ mod tests {
     #[test]
     fn unknown_or_lowercase_codes_are_refused() {
         for bad in ["eur", "XXX", "EU", "EURO", ""] {
-            assert_eq!(Currency::parse(bad), Err(PaymentError::InvalidCurrency), "{bad}");
+            assert_eq!(
+                Currency::parse(bad),
+                Err(PaymentError::InvalidCurrency),
+                "{bad}"
+            );
         }
     }
 

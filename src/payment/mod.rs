@@ -131,7 +131,10 @@ mod tests {
     #[test]
     fn amounts_are_one_to_ten_to_the_fifteen() {
         assert_eq!(Amount::new(0), Err(PaymentError::InvalidAmount));
-        assert_eq!(Amount::new(MAX_AMOUNT + 1), Err(PaymentError::InvalidAmount));
+        assert_eq!(
+            Amount::new(MAX_AMOUNT + 1),
+            Err(PaymentError::InvalidAmount)
+        );
         assert!(Amount::new(1).is_ok());
     }
 

@@ -365,11 +365,20 @@ fn payment_context(p: &PaymentContext) -> Result<Context, String> {
     let amount = i64::try_from(p.amount).map_err(|_| "amount out of range".to_owned())?;
     let pairs = [
         ("amount", RestrictedExpression::new_long(amount)),
-        ("currency", RestrictedExpression::new_string(p.currency.clone())),
+        (
+            "currency",
+            RestrictedExpression::new_string(p.currency.clone()),
+        ),
         ("payee", RestrictedExpression::new_string(p.payee.clone())),
-        ("user_verified", RestrictedExpression::new_bool(p.user_verified)),
+        (
+            "user_verified",
+            RestrictedExpression::new_bool(p.user_verified),
+        ),
         ("trust", RestrictedExpression::new_string(p.trust.clone())),
-        ("backup_state", RestrictedExpression::new_bool(p.backup_state)),
+        (
+            "backup_state",
+            RestrictedExpression::new_bool(p.backup_state),
+        ),
         ("domain", RestrictedExpression::new_string(p.domain.clone())),
     ]
     .map(|(k, v)| (k.to_owned(), v));

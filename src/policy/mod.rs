@@ -8,8 +8,8 @@ mod identities;
 mod principal;
 
 pub use engine::{
-    Action, PaymentContext, PolicyContext, PolicyDecision, PolicyEngine, PolicyRequest, Resource, IDENTITIES_FILE, POLICIES_FILE,
-    SCHEMA_FILE,
+    Action, PaymentContext, PolicyContext, PolicyDecision, PolicyEngine, PolicyRequest, Resource,
+    IDENTITIES_FILE, POLICIES_FILE, SCHEMA_FILE,
 };
 pub use error::PolicyError;
 pub use principal::Principal;

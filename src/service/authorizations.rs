@@ -15,9 +15,7 @@ use crate::card::{Domain, Token, TokenStatus};
 use crate::config::WebauthnConfig;
 use crate::jose::AuthorizationSigner;
 use crate::payment::{Amount, Currency, Payee, PaymentError};
-use crate::policy::{
-    Action, PaymentContext, PolicyContext, PolicyEngine, PolicyRequest, Resource,
-};
+use crate::policy::{Action, PaymentContext, PolicyContext, PolicyEngine, PolicyRequest, Resource};
 use crate::store::{
     AuthorizationChallengeRecord, AuthorizationCommit, AuthorizationRecord, ChallengeState,
     CommitOutcome, CounterUpdate, IdempotencyRecord, Idempotent, SpcDisplay, Store,
@@ -286,7 +284,11 @@ impl Authorizations {
             };
         }
         // Only the principal that asked for the challenge may answer it.
-        let challenge = match self.store.authorization_challenge(&input.challenge_id).await? {
+        let challenge = match self
+            .store
+            .authorization_challenge(&input.challenge_id)
+            .await?
+        {
             Some(c) if c.principal == caller.principal.as_str() => c,
             _ => return Err(self.refuse(audit, Error::ChallengeNotFound).await),
         };
@@ -319,14 +321,26 @@ impl Authorizations {
             idempotency: None,
         };
         // §7.2 step 6: the credential must be the challenge's device's.
-        let device = match self.store.device_by_credential(&input.credential_id).await? {
+        let device = match self
+            .store
+            .device_by_credential(&input.credential_id)
+            .await?
+        {
             Some(d) if d.device_id == challenge.device_id => d,
-            _ => return Err(self.refuse_consuming(end(None), Error::CredentialMismatch).await),
+            _ => {
+                return Err(self
+                    .refuse_consuming(end(None), Error::CredentialMismatch)
+                    .await)
+            }
         };
         if let Err(e) = self.check_token(&challenge.token, &challenge.domain).await {
             return Err(self.refuse_consuming(end(None), e).await);
         }
-        let Some(rp) = self.parties.iter().find(|rp| rp.ids.contains(&device.rp_id)) else {
+        let Some(rp) = self
+            .parties
+            .iter()
+            .find(|rp| rp.ids.contains(&device.rp_id))
+        else {
             return Err(self
                 .refuse_consuming(end(None), Error::UnknownRelyingParty)
                 .await);
@@ -539,8 +553,7 @@ impl Authorizations {
     /// Audits a refusal (outcome: the error's code) and returns the error; if the audit
     /// record cannot be written, the store error is returned instead.
     async fn refuse(&self, mut audit: AuditEvent, error: Error) -> Error {
-        if audit.action == Action::CreateAuthorizationChallenge.as_str() || audit.action == ISSUED
-        {
+        if audit.action == Action::CreateAuthorizationChallenge.as_str() || audit.action == ISSUED {
             audit.action = Action::CreateAuthorizationChallenge.as_str().to_owned();
         } else {
             audit.action = REFUSED.to_owned();

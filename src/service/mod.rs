@@ -9,7 +9,7 @@ mod idempotency;
 mod tokens;
 
 pub use authorizations::{
-    AuthorizeInput, Authorizations, IssuedPaymentChallenge, PaymentChallengeInput,
+    Authorizations, AuthorizeInput, IssuedPaymentChallenge, PaymentChallengeInput,
     SignedAuthorization,
 };
 pub use devices::{Devices, EnrolInput, EnrolledDevice, IssuedChallenge};

@@ -223,9 +223,6 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreFuture<'_, Idempotent<CommitOutcome>>;
 
     /// Reads an idempotency key of `principal`.
-    fn idempotency(
-        &self,
-        principal: &str,
-        key: &str,
-    ) -> StoreFuture<'_, Option<IdempotencyRecord>>;
+    fn idempotency(&self, principal: &str, key: &str)
+        -> StoreFuture<'_, Option<IdempotencyRecord>>;
 }

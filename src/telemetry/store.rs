@@ -6,9 +6,9 @@ use crate::audit::{AuditEvent, AuditRecord};
 use crate::card::{Domain, StatusChange, Token};
 use crate::keys::WrappedDataKey;
 use crate::store::{
-    AuthorizationChallengeRecord, AuthorizationCommit, CommitOutcome, IdempotencyRecord,
-    Idempotent, ChallengePurpose, ChallengeRecord, ConsumeOutcome, DeviceRecord, EnrolOutcome, NewToken, Store,
-    StoreFuture, TokenRecord, TokenizeOutcome, TransitionOutcome,
+    AuthorizationChallengeRecord, AuthorizationCommit, ChallengePurpose, ChallengeRecord,
+    CommitOutcome, ConsumeOutcome, DeviceRecord, EnrolOutcome, IdempotencyRecord, Idempotent,
+    NewToken, Store, StoreFuture, TokenRecord, TokenizeOutcome, TransitionOutcome,
 };
 use std::sync::Arc;
 use std::time::Instant;

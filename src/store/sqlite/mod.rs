@@ -20,9 +20,9 @@ use crate::audit::AuditRecord;
 use crate::card::{Domain, StatusChange, Token};
 use crate::keys::WrappedDataKey;
 use crate::store::{
-    AuthorizationChallengeRecord, AuthorizationCommit, CommitOutcome, IdempotencyRecord,
-    Idempotent, ChallengePurpose, ChallengeRecord, ConsumeOutcome, DeviceRecord, EnrolOutcome, NewToken, Store,
-    StoreError, StoreFuture, TokenRecord, TokenizeOutcome, TransitionOutcome,
+    AuthorizationChallengeRecord, AuthorizationCommit, ChallengePurpose, ChallengeRecord,
+    CommitOutcome, ConsumeOutcome, DeviceRecord, EnrolOutcome, IdempotencyRecord, Idempotent,
+    NewToken, Store, StoreError, StoreFuture, TokenRecord, TokenizeOutcome, TransitionOutcome,
 };
 use readers::ReaderPool;
 use rusqlite::params;
@@ -239,9 +239,11 @@ impl Store for SqliteStore {
         audit: AuditEvent,
         idempotency: Option<IdempotencyRecord>,
     ) -> StoreFuture<'_, Idempotent<()>> {
-        Box::pin(self.write(move |ctx| {
-            authorizations::create_challenge(ctx, challenge, audit, idempotency)
-        }))
+        Box::pin(
+            self.write(move |ctx| {
+                authorizations::create_challenge(ctx, challenge, audit, idempotency)
+            }),
+        )
     }
 
     fn authorization_challenge(
