@@ -17,6 +17,7 @@ pub use body::SecretBuf;
 pub use error::ApiError;
 pub use routes::handle;
 
+use crate::jose::AuthorizationSigner;
 use crate::keys::Hsm;
 use crate::service::{Devices, Vault};
 use crate::telemetry::Metrics;
@@ -30,6 +31,8 @@ pub struct App {
     pub devices: Devices,
     /// The HSM (for readiness).
     pub hsm: Hsm,
+    /// The authorization signer; its public keys are served at `/v1/keys/jwks`.
+    pub signer: AuthorizationSigner,
     /// Metrics, shared with the store wrapper.
     pub metrics: Arc<Metrics>,
     /// The largest request body accepted.
@@ -37,11 +40,12 @@ pub struct App {
 }
 
 impl App {
-    /// Bundles the use cases, HSM handle, metrics and body limit.
+    /// Bundles the use cases, HSM handle, authorization signer, metrics and body limit.
     pub fn new(
         vault: Vault,
         devices: Devices,
         hsm: Hsm,
+        signer: AuthorizationSigner,
         metrics: Arc<Metrics>,
         max_body_bytes: usize,
     ) -> Self {
@@ -49,6 +53,7 @@ impl App {
             vault,
             devices,
             hsm,
+            signer,
             metrics,
             max_body_bytes,
         }

@@ -13,7 +13,7 @@ use crate::policy::Principal;
 use crate::service::{Caller, Tokenized};
 use http_body_util::Full;
 use hyper::body::Body;
-use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
+use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::http::request::Parts;
 use hyper::{Method, Request, Response, StatusCode};
 use std::fmt::Display;
@@ -23,6 +23,8 @@ use std::time::{Duration, Instant};
 const READY_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 const JSON: &str = "application/json";
+/// Verifiers may cache the JWKS for five minutes; a new key is published before it signs.
+const JWKS_CACHE_CONTROL: &str = "max-age=300";
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4";
 
 /// A matched route. Token path segments are kept raw and parsed by the handler (422).
@@ -33,6 +35,7 @@ enum Route<'a> {
     Change(&'a str, StatusChange),
     DeviceChallenge,
     EnrolDevice,
+    Jwks,
     Healthz,
     Readyz,
     Metrics,
@@ -42,6 +45,8 @@ enum Route<'a> {
 struct Reply {
     status: StatusCode,
     content_type: &'static str,
+    /// `cache-control`, when the answer may be cached.
+    cache_control: Option<&'static str>,
     body: SecretBuf,
 }
 
@@ -50,6 +55,7 @@ impl Reply {
         Self {
             status,
             content_type: JSON,
+            cache_control: None,
             body,
         }
     }
@@ -108,6 +114,7 @@ fn resolve<'a>(method: &Method, path: &'a str) -> (&'static str, Result<Route<'a
             "enrol_device",
             only(Method::POST, "POST", Route::EnrolDevice),
         ),
+        "/v1/keys/jwks" => ("jwks", only(Method::GET, "GET", Route::Jwks)),
         _ => match path
             .strip_prefix("/v1/tokens/")
             .map(|rest| rest.split('/').collect::<Vec<_>>())
@@ -228,6 +235,11 @@ where
                 json(&EnrolResponse::from(&device))?,
             ))
         }
+        // Public key material: any client that passed mTLS may read it, no policy decision.
+        Route::Jwks => Ok(Reply {
+            cache_control: Some(JWKS_CACHE_CONTROL),
+            ..Reply::json(StatusCode::OK, json(&app.signer.jwks())?)
+        }),
         Route::Healthz => Ok(Reply::json(
             StatusCode::OK,
             SecretBuf::copy_from(br#"{"status":"ok"}"#),
@@ -236,6 +248,7 @@ where
         Route::Metrics => Ok(Reply {
             status: StatusCode::OK,
             content_type: PROMETHEUS_TEXT,
+            cache_control: None,
             body: SecretBuf::copy_from(app.metrics.render().as_bytes()),
         }),
     }
@@ -313,6 +326,9 @@ fn respond(reply: Reply, request_id: &str) -> Response<Full<SecretBuf>> {
     *response.status_mut() = reply.status;
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(reply.content_type));
+    if let Some(cache) = reply.cache_control {
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static(cache));
+    }
     // Request ids are checked or generated as [A-Za-z0-9_-], always a valid header value.
     if let Ok(id) = HeaderValue::from_str(request_id) {
         headers.insert("x-request-id", id);
@@ -333,14 +349,7 @@ pub(super) fn error_response(e: &ApiError, request_id: &str) -> Response<Full<Se
     .unwrap_or_else(|_| {
         SecretBuf::copy_from(br#"{"error":{"code":"internal_error","message":"internal error"}}"#)
     });
-    let mut response = respond(
-        Reply {
-            status,
-            content_type: JSON,
-            body,
-        },
-        request_id,
-    );
+    let mut response = respond(Reply::json(status, body), request_id);
     if let ApiError::MethodNotAllowed { allow } = e {
         response
             .headers_mut()
@@ -365,6 +374,7 @@ mod tests {
                 Route::Change(_, c) => c.as_str(),
                 Route::DeviceChallenge => "device_challenge",
                 Route::EnrolDevice => "enrol_device",
+                Route::Jwks => "jwks",
                 Route::Healthz => "healthz",
                 Route::Readyz => "readyz",
                 Route::Metrics => "metrics",
@@ -410,6 +420,11 @@ mod tests {
         assert_eq!(
             route(Method::GET, "/v1/devices"),
             ("enrol_device", Err("method_not_allowed"))
+        );
+        assert_eq!(route(Method::GET, "/v1/keys/jwks"), ("jwks", Ok("jwks")));
+        assert_eq!(
+            route(Method::POST, "/v1/keys/jwks"),
+            ("jwks", Err("method_not_allowed"))
         );
         assert_eq!(route(Method::GET, "/healthz"), ("healthz", Ok("healthz")));
         assert_eq!(route(Method::GET, "/readyz"), ("readyz", Ok("readyz")));

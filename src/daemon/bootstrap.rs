@@ -4,6 +4,7 @@ use super::DaemonError;
 use crate::api::App;
 use crate::audit::{export_jsonl, AuditEvent, Checkpoint, Decision, GENESIS};
 use crate::config::{defaults, Config, PinSource};
+use crate::jose::AuthorizationSigner;
 use crate::keys::{DataKeyRing, DataKeyState, Hsm, HsmConfig, KeyVersion, Module, Pin};
 use crate::policy::PolicyEngine;
 use crate::service::{Devices, Vault};
@@ -191,6 +192,10 @@ pub async fn run(
         metrics.clone(),
     ));
     let Keys { hsm, ring } = open_keys(&config, store.as_ref(), dev).await?;
+    // Design "Isolation and self-tests": a sign/verify check of the HSM keys before serving.
+    let signer = AuthorizationSigner::open(hsm.clone(), defaults::AUTHZ_KEY_LABEL)
+        .await
+        .map_err(|e| DaemonError::Keys(e.to_string()))?;
     let policy = Arc::new(
         PolicyEngine::load(&config.policy_dir).map_err(|e| DaemonError::Policy(e.to_string()))?,
     );
@@ -214,6 +219,7 @@ pub async fn run(
         vault,
         devices,
         hsm,
+        signer,
         metrics,
         config.server.max_body_bytes,
     ));
