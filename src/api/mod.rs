@@ -20,6 +20,7 @@ pub use body::SecretBuf;
 pub use error::ApiError;
 pub use routes::handle;
 
+use crate::jose::AuthorizationSigner;
 use crate::keys::Hsm;
 use crate::service::{Authorizations, Devices, Vault};
 use crate::telemetry::Metrics;
@@ -35,6 +36,8 @@ pub struct App {
     pub authorizations: Authorizations,
     /// The HSM (for readiness).
     pub hsm: Hsm,
+    /// The authorization signer; its public keys are served at `/v1/keys/jwks`.
+    pub signer: AuthorizationSigner,
     /// Metrics, shared with the store wrapper.
     pub metrics: Arc<Metrics>,
     /// The largest request body accepted.
@@ -42,12 +45,13 @@ pub struct App {
 }
 
 impl App {
-    /// Bundles the use cases, HSM handle, metrics and body limit.
+    /// Bundles the use cases, HSM handle, authorization signer, metrics and body limit.
     pub fn new(
         vault: Vault,
         devices: Devices,
         authorizations: Authorizations,
         hsm: Hsm,
+        signer: AuthorizationSigner,
         metrics: Arc<Metrics>,
         max_body_bytes: usize,
     ) -> Self {
@@ -56,6 +60,7 @@ impl App {
             devices,
             authorizations,
             hsm,
+            signer,
             metrics,
             max_body_bytes,
         }

@@ -17,7 +17,7 @@ use crate::policy::Principal;
 use crate::service::{Caller, Tokenized};
 use http_body_util::Full;
 use hyper::body::Body;
-use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
+use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::http::request::Parts;
 use hyper::{Method, Request, Response, StatusCode};
 use std::fmt::Display;
@@ -27,6 +27,8 @@ use std::time::{Duration, Instant};
 const READY_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 const JSON: &str = "application/json";
+/// Verifiers may cache the JWKS for five minutes; a new key is published before it signs.
+const JWKS_CACHE_CONTROL: &str = "max-age=300";
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4";
 
 /// A matched route. Token path segments are kept raw and parsed by the handler (422).
@@ -39,6 +41,7 @@ enum Route<'a> {
     EnrolDevice,
     AuthorizationChallenge,
     Authorize,
+    Jwks,
     Healthz,
     Readyz,
     Metrics,
@@ -48,6 +51,8 @@ enum Route<'a> {
 struct Reply {
     status: StatusCode,
     content_type: &'static str,
+    /// `cache-control`, when the answer may be cached.
+    cache_control: Option<&'static str>,
     body: SecretBuf,
 }
 
@@ -56,6 +61,7 @@ impl Reply {
         Self {
             status,
             content_type: JSON,
+            cache_control: None,
             body,
         }
     }
@@ -119,6 +125,7 @@ fn resolve<'a>(method: &Method, path: &'a str) -> (&'static str, Result<Route<'a
             only(Method::POST, "POST", Route::AuthorizationChallenge),
         ),
         "/v1/authorizations" => ("authorize", only(Method::POST, "POST", Route::Authorize)),
+        "/v1/keys/jwks" => ("jwks", only(Method::GET, "GET", Route::Jwks)),
         _ => match path
             .strip_prefix("/v1/tokens/")
             .map(|rest| rest.split('/').collect::<Vec<_>>())
@@ -267,6 +274,11 @@ where
                 json(&AuthorizeResponse::from(&signed))?,
             ))
         }
+        // Public key material: any client that passed mTLS may read it, no policy decision.
+        Route::Jwks => Ok(Reply {
+            cache_control: Some(JWKS_CACHE_CONTROL),
+            ..Reply::json(StatusCode::OK, json(&app.signer.jwks())?)
+        }),
         Route::Healthz => Ok(Reply::json(
             StatusCode::OK,
             SecretBuf::copy_from(br#"{"status":"ok"}"#),
@@ -275,6 +287,7 @@ where
         Route::Metrics => Ok(Reply {
             status: StatusCode::OK,
             content_type: PROMETHEUS_TEXT,
+            cache_control: None,
             body: SecretBuf::copy_from(app.metrics.render().as_bytes()),
         }),
     }
@@ -352,6 +365,9 @@ fn respond(reply: Reply, request_id: &str) -> Response<Full<SecretBuf>> {
     *response.status_mut() = reply.status;
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(reply.content_type));
+    if let Some(cache) = reply.cache_control {
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static(cache));
+    }
     // Request ids are checked or generated as [A-Za-z0-9_-], always a valid header value.
     if let Ok(id) = HeaderValue::from_str(request_id) {
         headers.insert("x-request-id", id);
@@ -372,14 +388,7 @@ pub(super) fn error_response(e: &ApiError, request_id: &str) -> Response<Full<Se
     .unwrap_or_else(|_| {
         SecretBuf::copy_from(br#"{"error":{"code":"internal_error","message":"internal error"}}"#)
     });
-    let mut response = respond(
-        Reply {
-            status,
-            content_type: JSON,
-            body,
-        },
-        request_id,
-    );
+    let mut response = respond(Reply::json(status, body), request_id);
     if let ApiError::MethodNotAllowed { allow } = e {
         response
             .headers_mut()
@@ -406,6 +415,7 @@ mod tests {
                 Route::EnrolDevice => "enrol_device",
                 Route::AuthorizationChallenge => "authorization_challenge",
                 Route::Authorize => "authorize",
+                Route::Jwks => "jwks",
                 Route::Healthz => "healthz",
                 Route::Readyz => "readyz",
                 Route::Metrics => "metrics",
@@ -463,6 +473,11 @@ mod tests {
         assert_eq!(
             route(Method::GET, "/v1/authorizations"),
             ("authorize", Err("method_not_allowed"))
+        );
+        assert_eq!(route(Method::GET, "/v1/keys/jwks"), ("jwks", Ok("jwks")));
+        assert_eq!(
+            route(Method::POST, "/v1/keys/jwks"),
+            ("jwks", Err("method_not_allowed"))
         );
         assert_eq!(route(Method::GET, "/healthz"), ("healthz", Ok("healthz")));
         assert_eq!(route(Method::GET, "/readyz"), ("readyz", Ok("readyz")));

@@ -32,6 +32,36 @@ pub enum Command {
     /// Examine captured WebAuthn / Secure Payment Confirmation / App Attest responses.
     #[command(subcommand_required = true)]
     Webauthn(WebauthnArgs),
+    /// Signed payment authorizations (compact JWS, ES256).
+    #[command(subcommand_required = true)]
+    Authz(AuthzArgs),
+}
+
+/// `payhsm authz ...`.
+#[derive(Debug, Args)]
+pub struct AuthzArgs {
+    /// Connection options, used when `--jwks` is an https URL.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// The operation.
+    #[command(subcommand)]
+    pub command: AuthzCommand,
+}
+
+/// Authorization operations.
+#[derive(Debug, Subcommand)]
+pub enum AuthzCommand {
+    /// Verify a signed authorization offline, as a gateway does. Prints the claims (JSON) and
+    /// exits 0; prints `invalid: <code>` and exits 1 when the JWS is refused; exits 2 when the
+    /// JWS or the JWKS cannot be read.
+    Verify {
+        /// The compact JWS, or `-` to read it from stdin.
+        jws: String,
+        /// The JWKS: a file, or an https URL fetched over mTLS with the connection options
+        /// (e.g. https://127.0.0.1:8443/v1/keys/jwks).
+        #[arg(long, value_name = "FILE|URL")]
+        jwks: String,
+    },
 }
 
 /// `payhsm webauthn ...`.

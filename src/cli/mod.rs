@@ -8,6 +8,7 @@
 //! payhsm pki dev [--out keys-sample]
 //! payhsm audit export --data-dir DIR [--out FILE] | verify FILE [--public-key FILE]
 //! payhsm webauthn verify CASE.json [--anchors DIR]
+//! payhsm authz verify JWS|- --jwks FILE|https://host:port/v1/keys/jwks
 //! ```
 //! Every API subcommand takes `--url`, `--ca`, `--cert`, `--key`, `--http2`, `--timeout`.
 //! Exit codes: 0 on 2xx, 1 on an API error (code and message on stderr), 2 on usage,
@@ -18,14 +19,15 @@
 
 mod args;
 mod audit;
+mod authz;
 mod calls;
 mod output;
 mod webauthn;
 
 pub use args::{
-    AuditArgs, AuditCommand, Cli, Command, ConnectArgs, CreateArgs, DetokenizeArgs, HealthArgs,
-    PanInput, PkiArgs, PkiCommand, TokenRef, TokensArgs, TokensCommand, WebauthnArgs,
-    WebauthnCommand,
+    AuditArgs, AuditCommand, AuthzArgs, AuthzCommand, Cli, Command, ConnectArgs, CreateArgs,
+    DetokenizeArgs, HealthArgs, PanInput, PkiArgs, PkiCommand, TokenRef, TokensArgs, TokensCommand,
+    WebauthnArgs, WebauthnCommand,
 };
 pub use calls::ApiCall;
 pub use output::{CliError, EXIT_API_ERROR, EXIT_OK, EXIT_USAGE};
@@ -64,6 +66,7 @@ pub fn run(cli: Cli) -> i32 {
         }) => pki_dev(&out),
         Command::Audit(args) => audit::run(&args),
         Command::Webauthn(args) => webauthn::run(&args),
+        Command::Authz(args) => authz::run(&args),
     }
 }
 

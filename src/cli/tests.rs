@@ -298,3 +298,44 @@ fn clap_definition_is_consistent() {
     use clap::CommandFactory;
     Cli::command().debug_assert();
 }
+
+#[test]
+fn authz_verify_takes_a_jws_or_stdin_and_a_jwks() {
+    for (argv, want_jws, want_jwks) in [
+        (
+            &["payhsm", "authz", "verify", "a.b.c", "--jwks", "keys.json"][..],
+            "a.b.c",
+            "keys.json",
+        ),
+        (
+            &[
+                "payhsm",
+                "authz",
+                "--url",
+                "https://h:1",
+                "verify",
+                "-",
+                "--jwks",
+                "https://h:1/v1/keys/jwks",
+            ][..],
+            "-",
+            "https://h:1/v1/keys/jwks",
+        ),
+    ] {
+        match parse(argv).command {
+            Command::Authz(AuthzArgs {
+                command: AuthzCommand::Verify { jws, jwks },
+                ..
+            }) => assert_eq!((jws.as_str(), jwks.as_str()), (want_jws, want_jwks)),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(
+        refused(&["payhsm", "authz", "verify", "a.b.c"]),
+        ErrorKind::MissingRequiredArgument
+    );
+    assert_eq!(
+        refused(&["payhsm", "authz"]),
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    );
+}

@@ -101,7 +101,7 @@ pub mod defaults {
     pub const KEK_LABEL: &str = "payhsm-kek";
     /// Audit checkpoint key label.
     pub const AUDIT_KEY_LABEL: &str = "payhsm-audit-v1";
-    /// Authorization signing key label.
+    /// Authorization (JWS ES256) signing key label.
     pub const AUTHZ_KEY_LABEL: &str = "payhsm-authz-v1";
     /// Token label of a dev token.
     pub const DEV_TOKEN_LABEL: &str = "payhsm-dev";

@@ -4,6 +4,7 @@ use super::DaemonError;
 use crate::api::App;
 use crate::audit::{export_jsonl, AuditEvent, Checkpoint, Decision, GENESIS};
 use crate::config::{defaults, Config, PinSource};
+use crate::jose::AuthorizationSigner;
 use crate::keys::{DataKeyRing, DataKeyState, Hsm, HsmConfig, KeyVersion, Module, Pin};
 use crate::policy::PolicyEngine;
 use crate::service::{Authorizations, Devices, Vault};
@@ -191,6 +192,11 @@ pub async fn run(
         metrics.clone(),
     ));
     let Keys { hsm, ring } = open_keys(&config, store.as_ref(), dev).await?;
+    // Design "Isolation and self-tests": `open` signs and verifies a probe with the HSM key;
+    // a key that fails it stops the daemon before it serves.
+    let signer = AuthorizationSigner::open(hsm.clone(), &config.pkcs11.authz_key_label)
+        .await
+        .map_err(|e| DaemonError::Keys(format!("authorization signing key: {e}")))?;
     let policy = Arc::new(
         PolicyEngine::load(&config.policy_dir).map_err(|e| DaemonError::Policy(e.to_string()))?,
     );
@@ -209,16 +215,11 @@ pub async fn run(
         config.webauthn.clone(),
         anchors,
     );
-    // MERGE: build the AuthorizationSigner here (the JOSE branch's `open`, this signature).
-    let signer =
-        crate::jose::AuthorizationSigner::open(hsm.clone(), &config.pkcs11.authz_key_label)
-            .await
-            .map_err(|e| DaemonError::Keys(format!("authorization signing key: {e}")))?;
     let authorizations = Authorizations::new(
         store.clone(),
         policy.clone(),
         config.webauthn.clone(),
-        signer,
+        signer.clone(),
     );
     let vault = Vault::new(store, Arc::new(ring), policy, config.token_format);
     let app = Arc::new(App::new(
@@ -226,6 +227,7 @@ pub async fn run(
         devices,
         authorizations,
         hsm,
+        signer,
         metrics,
         config.server.max_body_bytes,
     ));

@@ -1,14 +1,20 @@
-//! SKELETON (helper E implements): JOSE for payment authorizations: compact JWS (ES256),
-//! JWK / JWKS, RFC 7638 thumbprints, and the HSM-backed authorization signer.
+//! JOSE for payment authorizations: compact JWS (ES256), JWK / JWKS, RFC 7638 thumbprints, and
+//! the HSM-backed authorization signer.
+//!
+//! - [`jwk`]: EC P-256 JWKs, strict JWKS parsing, thumbprints. Sans-io.
+//! - [`jws`]: compact JWS encoding and the strict ES256 verifier. Sans-io.
+//! - [`signer`]: [`AuthorizationSigner`], the I/O shell that signs through the HSM.
+//! - [`error`]: [`JoseError`] and its stable codes.
 
-use crate::keys::Hsm;
+pub mod error;
+pub mod jwk;
+pub mod jws;
+mod signer;
 
-/// Signs authorizations as compact JWS (ES256, `kid` = RFC 7638 thumbprint) with an EC P-256
-/// key generated inside the PKCS#11 token (sensitive, never extractable), through `C_Sign`.
-#[derive(Clone)]
-pub struct AuthorizationSigner {
-    _hsm: Hsm,
-}
+pub use error::{FormatError, JoseError, JwksError, TimeError};
+pub use jwk::{thumbprint, Jwk, Jwks};
+pub use jws::{encode, verify_compact, verify_signature, SigningInput};
+pub use signer::AuthorizationSigner;
 
 /// Signing failed (HSM unavailable or the claims could not be encoded).
 #[derive(Debug)]
@@ -21,30 +27,3 @@ impl std::fmt::Display for SignError {
 }
 
 impl std::error::Error for SignError {}
-
-impl AuthorizationSigner {
-    /// The `kid` of the current signing key.
-    pub fn kid(&self) -> &str {
-        unimplemented!()
-    }
-
-    /// Signs `claims` (a JSON object) into a compact JWS with header {alg ES256, typ JWT, kid}.
-    pub async fn sign(&self, claims: &serde_json::Value) -> Result<String, SignError> {
-        let _ = claims;
-        unimplemented!()
-    }
-
-    /// The JWKS document (current and not-yet-retired keys).
-    pub fn jwks(&self) -> serde_json::Value {
-        unimplemented!()
-    }
-}
-
-// STUB(authz): drop this block at merge; the JOSE branch implements `open` with this signature.
-impl AuthorizationSigner {
-    /// Opens (creating if missing) the signing key pair `label` in the token.
-    pub async fn open(hsm: Hsm, label: &str) -> Result<Self, SignError> {
-        let _ = label;
-        Ok(Self { _hsm: hsm })
-    }
-}
