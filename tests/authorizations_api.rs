@@ -186,6 +186,40 @@ async fn approved_authorization_is_a_jws_over_the_payment() {
         claims["exp"].as_i64().unwrap(),
     );
     assert_eq!(exp - iat, 300);
+
+    // A gateway verifies it offline with an independent JOSE library against the JWKS served
+    // by the daemon, and with `payhsm authz verify --jwks https://...`.
+    let jws = b["authorization"].as_str().unwrap();
+    let jwks = get(&mut w.gw, "/v1/keys/jwks").await;
+    assert_eq!(jwks.status, 200);
+    let set: jsonwebtoken::jwk::JwkSet = serde_json::from_slice(&jwks.body).unwrap();
+    let header = jsonwebtoken::decode_header(jws).unwrap();
+    let jwk = set.find(header.kid.as_deref().unwrap()).unwrap();
+    let key = jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap();
+    let validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+    let verified = jsonwebtoken::decode::<serde_json::Value>(jws, &key, &validation).unwrap();
+    assert_eq!(verified.claims, claims);
+    let mut tampered: Vec<u8> = jws.as_bytes().to_vec();
+    let last = tampered.len() - 2;
+    tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    assert!(jsonwebtoken::decode::<serde_json::Value>(&tampered, &key, &validation).is_err());
+    let url = format!("https://{}/v1/keys/jwks", w.d.addr);
+    let out = payhsm(&[
+        "authz",
+        "verify",
+        jws,
+        "--jwks",
+        &url,
+        "--url",
+        &format!("https://{}", w.d.addr),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     let approved: Vec<_> = audit_lines(&w.d)
         .into_iter()
         .filter(|l| l["action"] == "authorization_approved")
