@@ -30,3 +30,28 @@ mod kcv_tests;
 mod shamir_tests;
 #[cfg(test)]
 mod transcript_tests;
+
+/// Fuzzing entry: any text is refused or parsed as a share, never a panic, and a parsed share
+/// survives `to_transcript` / `from_transcript` unchanged. Panics only if that breaks.
+#[doc(hidden)]
+#[allow(clippy::panic)]
+pub fn fuzz_share_transcript(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(share) = Share::from_transcript(text) else {
+        return;
+    };
+    let again = match Share::from_transcript(&share.to_transcript()) {
+        Ok(again) => again,
+        Err(e) => panic!("a parsed share's own transcript was refused: {}", e.code()),
+    };
+    if again.set_id() != share.set_id()
+        || again.threshold() != share.threshold()
+        || again.shares() != share.shares()
+        || again.x() != share.x()
+        || again.expose_secret() != share.expose_secret()
+    {
+        panic!("a share did not survive its transcript");
+    }
+}

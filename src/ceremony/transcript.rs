@@ -42,7 +42,8 @@ fn checksum(canonical: &str) -> String {
 /// The canonical text the checksum covers.
 fn canonical(set_id: &str, parameters: &str, x: &str, value_hex: &str) -> Zeroizing<String> {
     let mut out = Zeroizing::new(String::with_capacity(
-        TRANSCRIPT_TAG.len() + set_id.len() + parameters.len() + x.len() + value_hex.len() * 2,
+        // Room for the separators and the checksum [`Share::to_transcript`] appends.
+        TRANSCRIPT_TAG.len() + set_id.len() + parameters.len() + x.len() + value_hex.len() * 2 + 16,
     ));
     out.push_str(TRANSCRIPT_TAG);
     for field in [set_id, parameters, x] {
@@ -65,8 +66,9 @@ impl Share {
         let parameters = format!("{}-of-{}", self.threshold, self.shares);
         let x = self.x.to_string();
         let value = hex::encode_grouped(&self.y);
-        let value_digits: Zeroizing<String> =
-            Zeroizing::new(value.chars().filter(|c| *c != ' ').collect());
+        // Sized up front: a growing String would leave copies of the value in freed memory.
+        let mut value_digits = Zeroizing::new(String::with_capacity(value.len()));
+        value_digits.extend(value.chars().filter(|c| *c != ' '));
         let mut line = canonical(&set_id, &parameters, &x, &value_digits);
         let sum = checksum(&line);
         line.push(' ');

@@ -214,3 +214,10 @@ fn malformed_fields_with_a_valid_checksum_are_refused_by_name() {
         }
     );
 }
+
+#[test]
+fn the_fuzz_entry_accepts_a_real_transcript_and_garbage() {
+    super::fuzz_share_transcript(fixed_share().to_transcript().as_bytes());
+    super::fuzz_share_transcript(b"payhsm-share-v1 \xff");
+    super::fuzz_share_transcript(b"");
+}
