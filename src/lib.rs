@@ -13,6 +13,7 @@
 //! - [`payment`]: amounts, ISO 4217 currencies and payees of payment authorizations: sans-io and pure.
 //! - [`webauthn`]: WebAuthn L3 / SPC registration and assertion verification: sans-io and pure.
 //! - [`policy`]: Cedar policies and the identity-to-group map: who may do what.
+//! - [`ceremony`]: key components, KCVs and Shamir shares for key ceremonies: sans-io and pure.
 //! - [`keys`]: the key hierarchy over PKCS#11: KEK in the HSM, data keys zeroized in locked RAM.
 //! - [`store`]: the `Store` trait and its SQLite implementation (one group-committing writer).
 //! - [`jose`]: compact JWS (ES256), JWKS and the HSM-backed authorization signer.
@@ -26,6 +27,7 @@
 pub mod api;
 pub mod audit;
 pub mod card;
+pub mod ceremony;
 pub mod cli;
 pub mod client;
 pub mod clock;
