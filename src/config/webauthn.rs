@@ -72,6 +72,18 @@ pub struct WebauthnConfig {
 }
 
 impl WebauthnConfig {
+    /// The configured relying parties as the verifier takes them.
+    pub fn verifier_relying_parties(&self) -> Vec<crate::webauthn::registration::RelyingParty> {
+        self.relying_parties
+            .iter()
+            .map(|rp| crate::webauthn::registration::RelyingParty {
+                ids: vec![rp.id.clone()],
+                origins: rp.origins.clone(),
+                top_origins: rp.top_origins.clone(),
+            })
+            .collect()
+    }
+
     /// Dev mode: relying party `localhost` at `https://localhost`, no anchors (so `none` and
     /// self attestation register with trust none and self), the defaults otherwise.
     pub fn dev() -> Self {

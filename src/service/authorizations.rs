@@ -156,15 +156,7 @@ impl Authorizations {
         config: WebauthnConfig,
         signer: AuthorizationSigner,
     ) -> Self {
-        let parties = config
-            .relying_parties
-            .iter()
-            .map(|rp| RelyingParty {
-                ids: vec![rp.id.clone()],
-                origins: rp.origins.clone(),
-                top_origins: rp.top_origins.clone(),
-            })
-            .collect();
+        let parties = config.verifier_relying_parties();
         Self {
             store,
             policy,

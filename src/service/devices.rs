@@ -129,15 +129,7 @@ impl Devices {
         config: WebauthnConfig,
         anchors: TrustAnchors,
     ) -> Self {
-        let parties = config
-            .relying_parties
-            .iter()
-            .map(|rp| RelyingParty {
-                ids: vec![rp.id.clone()],
-                origins: rp.origins.clone(),
-                top_origins: rp.top_origins.clone(),
-            })
-            .collect();
+        let parties = config.verifier_relying_parties();
         let attestation = attestation_policy(&config);
         Self {
             store,
