@@ -119,6 +119,22 @@ async fn open_hsm(config: &Config, create_dev_token: bool) -> Result<Hsm, Daemon
 /// token, the KEK and the first data key where they are missing.
 pub async fn open_keys(config: &Config, store: &dyn Store, dev: bool) -> Result<Keys, DaemonError> {
     let hsm = open_hsm(config, dev).await?;
+    match load_keys(config, store, dev, &hsm).await {
+        Ok(ring) => Ok(Keys { hsm, ring }),
+        Err(e) => {
+            // Stop the workers before the caller exits (see `Hsm::shutdown`).
+            hsm.shutdown().await;
+            Err(e)
+        }
+    }
+}
+
+async fn load_keys(
+    config: &Config,
+    store: &dyn Store,
+    dev: bool,
+    hsm: &Hsm,
+) -> Result<DataKeyRing, DaemonError> {
     let hsm_err = |e: crate::keys::HsmError| DaemonError::Hsm(e.to_string());
     let kek = &config.pkcs11.kek_label;
     if !hsm.kek_exists(kek).await.map_err(hsm_err)? {
@@ -160,8 +176,7 @@ pub async fn open_keys(config: &Config, store: &dyn Store, dev: bool) -> Result<
             hsm.unwrap_data_key(key).await.map_err(hsm_err)?,
         ));
     }
-    let ring = DataKeyRing::new(materials, active).map_err(|e| DaemonError::Keys(e.to_string()))?;
-    Ok(Keys { hsm, ring })
+    DataKeyRing::new(materials, active).map_err(|e| DaemonError::Keys(e.to_string()))
 }
 
 fn open_store(config: &Config) -> Result<SqliteStore, DaemonError> {
@@ -192,6 +207,44 @@ pub async fn run(
         metrics.clone(),
     ));
     let Keys { hsm, ring } = open_keys(&config, store.as_ref(), dev).await?;
+    let workers = hsm.clone();
+    let result = serve(
+        config,
+        Parts {
+            store,
+            hsm,
+            ring,
+            metrics,
+        },
+        shutdown,
+        on_listening,
+    )
+    .await;
+    // After the drain or a start-up failure, before the process exits (see `Hsm::shutdown`).
+    workers.shutdown().await;
+    result
+}
+
+/// What start-up has opened by the time the HSM and the keys are ready.
+struct Parts {
+    store: Arc<dyn Store>,
+    hsm: Hsm,
+    ring: DataKeyRing,
+    metrics: Arc<Metrics>,
+}
+
+async fn serve(
+    config: Config,
+    parts: Parts,
+    shutdown: impl Future<Output = ()>,
+    on_listening: impl FnOnce(std::net::SocketAddr),
+) -> Result<(), DaemonError> {
+    let Parts {
+        store,
+        hsm,
+        ring,
+        metrics,
+    } = parts;
     // Design "Isolation and self-tests": `open` signs and verifies a probe with the HSM key;
     // a key that fails it stops the daemon before it serves.
     let signer = AuthorizationSigner::open(hsm.clone(), &config.pkcs11.authz_key_label)
@@ -266,8 +319,14 @@ pub async fn run(
 pub async fn export_audit(config: &Config) -> Result<String, DaemonError> {
     let store = open_store(config)?;
     let hsm = open_hsm(config, false).await?;
+    let exported = export_with(&store, &hsm, &config.pkcs11.audit_key_label).await;
+    // On every path, before the process exits (see `Hsm::shutdown`).
+    hsm.shutdown().await;
+    exported
+}
+
+async fn export_with(store: &dyn Store, hsm: &Hsm, label: &str) -> Result<String, DaemonError> {
     let hsm_err = |e: crate::keys::HsmError| DaemonError::Hsm(e.to_string());
-    let label = &config.pkcs11.audit_key_label;
     let public = hsm.ensure_signing_key(label).await.map_err(hsm_err)?;
     let mut records = Vec::new();
     loop {

@@ -22,7 +22,7 @@ mod worker;
 
 use error::Failure;
 pub use error::HsmError;
-use worker::{Job, SessionSource};
+use worker::SessionSource;
 
 /// AAD prefix binding a wrapped data key to its purpose; the version follows as u32 BE.
 const DATA_KEY_AAD: &[u8] = b"payhsm/data-key/v1";
@@ -163,7 +163,9 @@ pub struct EcPublicKey(pub [u8; 65]);
 /// Handle to the HSM worker threads. Cheap to clone; `Send + Sync`.
 #[derive(Clone)]
 pub struct Hsm {
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::Sender<worker::Message>,
+    /// The worker threads, joined by [`Hsm::shutdown`].
+    workers: Arc<Mutex<Vec<std::thread::JoinHandle<()>>>>,
 }
 
 /// Serializes key creation across every `Hsm` handle of the process: two callers never make two
@@ -196,8 +198,33 @@ impl Hsm {
         let sessions = (0..cfg.sessions)
             .map(|_| source.open().map_err(|f| f.error))
             .collect::<Result<Vec<_>, _>>()?;
-        let jobs = worker::spawn(source, sessions)?;
-        Ok(Hsm { jobs })
+        let (jobs, handles) = worker::spawn(source, sessions)?;
+        Ok(Hsm {
+            jobs,
+            workers: Arc::new(Mutex::new(handles)),
+        })
+    }
+
+    /// Stops every worker after the jobs already queued, closes their sessions and waits for
+    /// them. Call it before the process exits: SoftHSM2 (a C++ library) tears its state down in
+    /// static destructors at exit, and a worker still closing its session then would crash the
+    /// process. Calls made on any handle afterwards fail with `WorkerGone`.
+    pub async fn shutdown(&self) {
+        let handles = std::mem::take(
+            &mut *self
+                .workers
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for _ in &handles {
+            let _ = self.jobs.send(worker::Message::Stop);
+        }
+        let _ = tokio::task::spawn_blocking(move || {
+            for h in handles {
+                let _ = h.join();
+            }
+        })
+        .await;
     }
 
     /// Runs `f` on a worker's session and awaits its result.
@@ -207,7 +234,7 @@ impl Hsm {
     ) -> Result<T, HsmError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.jobs
-            .send(worker::job(f, tx))
+            .send(worker::Message::Job(worker::job(f, tx)))
             .map_err(|_| HsmError::WorkerGone)?;
         rx.await.map_err(|_| HsmError::WorkerGone)?
     }

@@ -284,7 +284,8 @@ pub fn audit_export(d: &Daemon) -> String {
     ]);
     assert!(
         out.status.success(),
-        "audit export failed: {}",
+        "audit export failed ({}): {}",
+        out.status,
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()

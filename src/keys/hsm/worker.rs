@@ -76,31 +76,41 @@ impl SessionSource {
     }
 }
 
-/// Starts one worker per session; the returned sender feeds them all. Workers stop when every
-/// sender is dropped.
+/// What a worker is sent.
+pub(super) enum Message {
+    /// Run this job on the worker's session.
+    Job(Job),
+    /// Close the session and stop (see `Hsm::shutdown`).
+    Stop,
+}
+
+/// Starts one worker per session; the returned sender feeds them all. Workers stop on
+/// `Message::Stop`, or when every sender is dropped.
 pub(super) fn spawn(
     source: Arc<SessionSource>,
     sessions: Vec<Session>,
-) -> Result<mpsc::Sender<Job>, HsmError> {
-    let (tx, rx) = mpsc::channel::<Job>();
+) -> Result<(mpsc::Sender<Message>, Vec<std::thread::JoinHandle<()>>), HsmError> {
+    let (tx, rx) = mpsc::channel::<Message>();
     let rx = Arc::new(Mutex::new(rx));
+    let mut handles = Vec::with_capacity(sessions.len());
     for (i, session) in sessions.into_iter().enumerate() {
         let (source, rx) = (Arc::clone(&source), Arc::clone(&rx));
-        std::thread::Builder::new()
+        let handle = std::thread::Builder::new()
             .name(format!("payhsm-hsm-{i}"))
             .spawn(move || work(&source, session, &rx))
             .map_err(|e| HsmError::Library(format!("cannot start HSM worker: {e}")))?;
+        handles.push(handle);
     }
-    Ok(tx)
+    Ok((tx, handles))
 }
 
-fn work(source: &SessionSource, session: Session, rx: &Mutex<mpsc::Receiver<Job>>) {
+fn work(source: &SessionSource, session: Session, rx: &Mutex<mpsc::Receiver<Message>>) {
     // `Err` holds why the last reopen failed; the next job retries it.
     let mut session: Result<Session, HsmError> = Ok(session);
     loop {
         let next = rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
-        let Ok(job) = next else {
-            return; // every Hsm handle is gone
+        let Ok(Message::Job(job)) = next else {
+            return; // stopped, or every Hsm handle is gone: the session closes here
         };
         if session.is_err() {
             session = reopen(source);
