@@ -35,6 +35,124 @@ pub enum Command {
     /// Signed payment authorizations (compact JWS, ES256).
     #[command(subcommand_required = true)]
     Authz(AuthzArgs),
+    /// Key ceremonies on the HSM host: KEK components, forming, backup shares, restore.
+    #[command(subcommand_required = true)]
+    Ceremony(CeremonyArgs),
+}
+
+/// `payhsm ceremony ...`.
+#[derive(Debug, Args)]
+pub struct CeremonyArgs {
+    /// The ceremony.
+    #[command(subcommand)]
+    pub command: CeremonyCommand,
+}
+
+/// Key ceremonies. Components, KCVs and share transcripts are read from stdin, one per line
+/// (without echo when stdin is a terminal); prompts go to stderr. Exit 0 on success, 1 when
+/// a check refuses (nothing imported), 2 on usage, file or HSM errors.
+#[derive(Debug, Subcommand)]
+pub enum CeremonyCommand {
+    /// DEV ONLY: prepare a data directory as `payhsmd dev` does (SoftHSM2 token with the public
+    /// dev PINs, SQLite store), without creating any key.
+    Init {
+        /// The data directory to create or complete.
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+    /// Key-encrypting key ceremonies.
+    #[command(subcommand_required = true)]
+    Kek(KekArgs),
+    /// Split a KEK, entered as its components, into M-of-N Shamir shares printed on stdout.
+    Backup {
+        /// The data directory (token and audit log).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Shares needed to recover (M).
+        #[arg(long, value_parser = clap::value_parser!(u8).range(2..=255))]
+        threshold: u8,
+        /// Shares to make (N).
+        #[arg(long, value_parser = clap::value_parser!(u8).range(2..=255))]
+        shares: u8,
+        /// How many components the custodians enter.
+        #[arg(long, value_parser = clap::value_parser!(u8).range(2..=9))]
+        components: u8,
+        /// The KEK's label in the token (the components must form it: KCVs compared).
+        #[arg(long)]
+        label: String,
+    },
+    /// Recover a KEK from M share transcripts on stdin and import it under `--label`.
+    Restore {
+        /// The data directory (token and audit log).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// How many share lines to read (M).
+        #[arg(long, value_parser = clap::value_parser!(u8).range(2..=255))]
+        shares: u8,
+        /// The label to import the KEK under (must be free).
+        #[arg(long)]
+        label: String,
+        /// The KEK's CMAC KCV (10 hex digits) recorded at backup; checked before import.
+        #[arg(long, value_name = "KCV")]
+        expect_kcv: String,
+    },
+}
+
+/// `payhsm ceremony kek ...`.
+#[derive(Debug, Args)]
+pub struct KekArgs {
+    /// The KEK operation.
+    #[command(subcommand)]
+    pub command: KekCommand,
+}
+
+/// KEK ceremonies.
+#[derive(Debug, Subcommand)]
+pub enum KekCommand {
+    /// Key components.
+    #[command(subcommand_required = true)]
+    Components(ComponentsArgs),
+    /// Form a KEK from components entered by the custodians in turn, each with its KCV, and
+    /// import it into the token.
+    Form {
+        /// The data directory (token and audit log).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// How many components.
+        #[arg(long, value_parser = clap::value_parser!(u8).range(2..=9))]
+        components: u8,
+        /// The KEK's label in the token (must be free).
+        #[arg(long)]
+        label: String,
+    },
+    /// Generate a KEK inside the token and print its KCV.
+    Generate {
+        /// The data directory (token and audit log).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The KEK's label in the token (must be free).
+        #[arg(long)]
+        label: String,
+    },
+}
+
+/// `payhsm ceremony kek components ...`.
+#[derive(Debug, Args)]
+pub struct ComponentsArgs {
+    /// The component operation.
+    #[command(subcommand)]
+    pub command: ComponentsCommand,
+}
+
+/// Component operations.
+#[derive(Debug, Subcommand)]
+pub enum ComponentsCommand {
+    /// Print N fresh random components with their KCVs, on stdout only.
+    New {
+        /// How many components (2 to 9).
+        #[arg(long, value_parser = clap::value_parser!(u8).range(2..=9))]
+        count: u8,
+    },
 }
 
 /// `payhsm authz ...`.

@@ -9,6 +9,12 @@
 //! payhsm audit export --data-dir DIR [--out FILE] | verify FILE [--public-key FILE]
 //! payhsm webauthn verify CASE.json [--anchors DIR]
 //! payhsm authz verify JWS|- --jwks FILE|https://host:port/v1/keys/jwks
+//! payhsm ceremony init --data-dir DIR                                      # DEV ONLY
+//! payhsm ceremony kek components new --count N
+//! payhsm ceremony kek form --data-dir DIR --components N --label L        # stdin
+//! payhsm ceremony kek generate --data-dir DIR --label L
+//! payhsm ceremony backup --data-dir DIR --threshold M --shares N --components K --label L
+//! payhsm ceremony restore --data-dir DIR --shares M --label L --expect-kcv KCV
 //! ```
 //! Every API subcommand takes `--url`, `--ca`, `--cert`, `--key`, `--http2`, `--timeout`.
 //! Exit codes: 0 on 2xx, 1 on an API error (code and message on stderr), 2 on usage,
@@ -21,12 +27,14 @@ mod args;
 mod audit;
 mod authz;
 mod calls;
+mod ceremony;
 mod output;
 mod webauthn;
 
 pub use args::{
-    AuditArgs, AuditCommand, AuthzArgs, AuthzCommand, Cli, Command, ConnectArgs, CreateArgs,
-    DetokenizeArgs, HealthArgs, PanInput, PkiArgs, PkiCommand, TokenRef, TokensArgs, TokensCommand,
+    AuditArgs, AuditCommand, AuthzArgs, AuthzCommand, CeremonyArgs, CeremonyCommand, Cli, Command,
+    ComponentsArgs, ComponentsCommand, ConnectArgs, CreateArgs, DetokenizeArgs, HealthArgs,
+    KekArgs, KekCommand, PanInput, PkiArgs, PkiCommand, TokenRef, TokensArgs, TokensCommand,
     WebauthnArgs, WebauthnCommand,
 };
 pub use calls::ApiCall;
@@ -67,6 +75,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Audit(args) => audit::run(&args),
         Command::Webauthn(args) => webauthn::run(&args),
         Command::Authz(args) => authz::run(&args),
+        Command::Ceremony(args) => ceremony::run(&args),
     }
 }
 

@@ -45,7 +45,8 @@ pub fn use_softhsm2_conf(config: &Config) {
     }
 }
 
-fn read_pin(source: &PinSource) -> Result<Pin, DaemonError> {
+/// The user PIN from its configured source.
+pub(crate) fn read_pin(source: &PinSource) -> Result<Pin, DaemonError> {
     match source {
         PinSource::Env(var) => std::env::var(var)
             .map(Pin::new)

@@ -6,5 +6,6 @@ pub mod anchors;
 mod bootstrap;
 mod error;
 
+pub(crate) use bootstrap::read_pin;
 pub use bootstrap::{export_audit, open_keys, prepare_dev_dir, run, use_softhsm2_conf, Keys};
 pub use error::DaemonError;

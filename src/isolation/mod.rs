@@ -180,6 +180,95 @@ pub fn harden_process() -> Hardening {
     }
 }
 
+/// Reads one line from standard input into `buf` without any intermediate buffer and, when
+/// standard input is a terminal, without echo (termios `ECHO` off, restored afterwards).
+///
+/// For key components and share transcripts: bytes go straight from the `read(2)` on fd 0
+/// into the caller's (zeroizing) buffer, one at a time, so no library buffer keeps a copy.
+/// Returns the line's length without its `\n` (and a trailing `\r`); `Ok(None)` at end of
+/// input before any byte; an error if the line does not fit in `buf`.
+pub fn read_secret_line(buf: &mut [u8]) -> std::io::Result<Option<usize>> {
+    let _echo = EchoOff::new();
+    let mut len = 0usize;
+    loop {
+        let mut byte = 0u8;
+        // SAFETY: fd 0 is read into one valid, writable byte.
+        let n = unsafe { libc::read(0, (&mut byte as *mut u8).cast::<libc::c_void>(), 1) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            if len == 0 {
+                return Ok(None);
+            }
+            break;
+        }
+        if byte == b'\n' {
+            break;
+        }
+        match buf.get_mut(len) {
+            Some(slot) => *slot = byte,
+            None => {
+                byte.zeroize();
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "input line too long",
+                ));
+            }
+        }
+        byte.zeroize();
+        len += 1;
+    }
+    if len > 0 && buf.get(len - 1) == Some(&b'\r') {
+        len -= 1;
+    }
+    Ok(Some(len))
+}
+
+/// Whether standard input is a terminal.
+pub fn stdin_is_terminal() -> bool {
+    // SAFETY: isatty takes a descriptor and no pointer.
+    unsafe { libc::isatty(0) == 1 }
+}
+
+/// Terminal echo switched off on fd 0 for its lifetime (a no-op when fd 0 is not a terminal).
+struct EchoOff(Option<libc::termios>);
+
+impl EchoOff {
+    fn new() -> Self {
+        if !stdin_is_terminal() {
+            return Self(None);
+        }
+        // SAFETY: termios is plain data; all-zero is a valid value to be overwritten.
+        let mut saved: libc::termios = unsafe { std::mem::zeroed() };
+        // SAFETY: fd 0 and a valid, writable termios.
+        if unsafe { libc::tcgetattr(0, &mut saved) } != 0 {
+            return Self(None);
+        }
+        let mut quiet = saved;
+        quiet.c_lflag &= !libc::ECHO;
+        quiet.c_lflag |= libc::ECHONL;
+        // SAFETY: fd 0 and a valid termios read by the call.
+        if unsafe { libc::tcsetattr(0, libc::TCSANOW, &quiet) } != 0 {
+            return Self(None);
+        }
+        Self(Some(saved))
+    }
+}
+
+impl Drop for EchoOff {
+    fn drop(&mut self) {
+        if let Some(saved) = &self.0 {
+            // SAFETY: fd 0 and the valid termios saved by `new`.
+            let _ = unsafe { libc::tcsetattr(0, libc::TCSANOW, saved) };
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -279,6 +279,78 @@ impl Hsm {
         .await
     }
 
+    /// Imports a KEK formed in a ceremony (C_CreateObject): an AES-256 token secret key,
+    /// private, sensitive, never extractable, encrypt/decrypt only, as [`Hsm::generate_kek`]
+    /// makes. Fails with [`HsmError::AlreadyExists`] if the label is taken.
+    ///
+    /// The CKA_VALUE buffer handed to cryptoki is zeroized when the call returns or fails.
+    pub async fn import_kek(
+        &self,
+        label: &str,
+        key: &crate::ceremony::KeyMaterial,
+    ) -> Result<(), HsmError> {
+        check_label(label)?;
+        let label = label.to_owned();
+        let template = SecretTemplate(vec![
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::KeyType(KeyType::AES),
+            Attribute::Value(key.expose_secret().to_vec()),
+            Attribute::Label(label.clone().into_bytes()),
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+            Attribute::Encrypt(true),
+            Attribute::Decrypt(true),
+            Attribute::Wrap(false),
+            Attribute::Unwrap(false),
+            Attribute::Sign(false),
+            Attribute::Verify(false),
+            Attribute::Derive(false),
+        ]);
+        let _guard = CREATE.lock().await;
+        self.call(move |s| {
+            if find_one(s, &kek_template(&label))?.is_some() {
+                return Err(HsmError::AlreadyExists(label).into());
+            }
+            s.create_object(&template.0)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The CMAC KCV of the KEK labelled `label` (X9.24-1:2017: the leftmost 5 bytes of
+    /// AES-CMAC(key, 16 zero bytes)), computed inside the HSM, so a KEK generated there has a
+    /// KCV comparable with [`crate::ceremony::KeyMaterial::kcv_cmac`] and across replicas.
+    ///
+    /// KEKs are made without CKA_SIGN, so C_Sign with CKM_AES_CMAC is not permitted on them;
+    /// the CMAC of one full block is computed instead from two C_Encrypt CKM_AES_ECB calls
+    /// (NIST SP 800-38B §6.1-6.2: L = E(0), K1 = dbl(L), T = E(0 xor K1)), which CKA_ENCRYPT
+    /// already permits.
+    pub async fn kek_kcv(&self, label: &str) -> Result<[u8; 5], HsmError> {
+        let label = label.to_owned();
+        self.call(move |s| {
+            let kek = find_kek(s, &label)?;
+            let l = Zeroizing::new(s.encrypt(&Mechanism::AesEcb, kek, &[0u8; 16])?);
+            let l: Zeroizing<[u8; 16]> = Zeroizing::new(
+                l.as_slice()
+                    .try_into()
+                    .map_err(|_| HsmError::Malformed("AES-ECB block length"))?,
+            );
+            let k1 = Zeroizing::new(cmac_double(&l));
+            let tag = s.encrypt(&Mechanism::AesEcb, kek, &k1[..])?;
+            let mut kcv = [0u8; 5];
+            if tag.len() != 16 {
+                return Err(HsmError::Malformed("AES-ECB block length").into());
+            }
+            for (k, t) in kcv.iter_mut().zip(tag.iter()) {
+                *k = *t;
+            }
+            Ok(kcv)
+        })
+        .await
+    }
+
     /// Generates the data key `version` in the HSM (C_GenerateRandom) and returns it wrapped
     /// under the KEK (C_Encrypt, CKM_AES_GCM) and in clear.
     pub async fn new_data_key(
@@ -389,6 +461,35 @@ impl Hsm {
         })
         .await
     }
+}
+
+/// A PKCS#11 template holding a key value: every CKA_VALUE is zeroized on drop, whether the
+/// call ran, failed or never reached a worker.
+struct SecretTemplate(Vec<Attribute>);
+
+impl Drop for SecretTemplate {
+    fn drop(&mut self) {
+        for attr in &mut self.0 {
+            if let Attribute::Value(v) = attr {
+                zeroize::Zeroize::zeroize(v);
+            }
+        }
+    }
+}
+
+/// SP 800-38B §6.1 subkey doubling: `block` shifted left one bit, XOR 0x87 into the last
+/// byte when the bit shifted out was set (branch-free on the key-derived bit).
+fn cmac_double(block: &[u8; 16]) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    let mut carry = 0u8;
+    for (o, b) in out.iter_mut().zip(block.iter()).rev() {
+        *o = (b << 1) | carry;
+        carry = b >> 7;
+    }
+    if let Some(last) = out.last_mut() {
+        *last ^= 0x87 & carry.wrapping_neg();
+    }
+    out
 }
 
 /// AAD = "payhsm/data-key/v1" || version (u32 BE).
