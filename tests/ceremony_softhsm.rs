@@ -6,51 +6,15 @@
     clippy::indexing_slicing
 )] // test crate
 
+mod support;
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass};
 use cryptoki::session::UserType;
 use cryptoki::types::AuthPin;
 use payhsm::ceremony::{combine, Component, KeyMaterial};
-use payhsm::keys::{Hsm, HsmConfig, HsmError, Module, Pin};
-use std::path::Path;
+use payhsm::keys::{Hsm, HsmConfig, HsmError, Pin};
 use std::sync::OnceLock;
 
-const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
-const TOKEN: &str = "payhsm-ceremony-test";
-const USER_PIN: &str = "user-pin-1234";
-const SO_PIN: &str = "so-pin-5678";
-
-struct Fixture {
-    module: Module,
-    _dir: tempfile::TempDir,
-}
-
-fn fixture() -> &'static Fixture {
-    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
-    FIXTURE.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let tokens = dir.path().join("tokens");
-        std::fs::create_dir(&tokens).unwrap();
-        let conf = dir.path().join("softhsm2.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-                tokens.display()
-            ),
-        )
-        .unwrap();
-        std::env::set_var("SOFTHSM2_CONF", &conf);
-        let module = Module::load(Path::new(MODULE)).unwrap();
-        module
-            .init_token_if_absent(
-                TOKEN,
-                &Pin::new(SO_PIN.to_owned()),
-                &Pin::new(USER_PIN.to_owned()),
-            )
-            .unwrap();
-        Fixture { module, _dir: dir }
-    })
-}
+use support::softhsm::{fixture, MODULE, TOKEN, USER_PIN};
 
 fn open() -> Hsm {
     Hsm::open(

@@ -9,6 +9,7 @@
     clippy::indexing_slicing
 )] // test crate
 
+mod support;
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass};
 use cryptoki::session::UserType;
 use cryptoki::types::AuthPin;
@@ -19,41 +20,7 @@ use payhsm::keys::{
 use std::path::Path;
 use std::sync::OnceLock;
 
-const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
-const TOKEN: &str = "payhsm-test";
-const USER_PIN: &str = "user-pin-1234";
-const SO_PIN: &str = "so-pin-5678";
-
-struct Fixture {
-    module: Module,
-    _dir: tempfile::TempDir,
-}
-
-fn fixture() -> &'static Fixture {
-    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
-    FIXTURE.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let tokens = dir.path().join("tokens");
-        std::fs::create_dir(&tokens).unwrap();
-        let conf = dir.path().join("softhsm2.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-                tokens.display()
-            ),
-        )
-        .unwrap();
-        // Before any PKCS#11 call in this process; the OnceLock orders every test after it.
-        std::env::set_var("SOFTHSM2_CONF", &conf);
-        let module = Module::load(Path::new(MODULE)).unwrap();
-        let created = module
-            .init_token_if_absent(TOKEN, &pin(SO_PIN), &pin(USER_PIN))
-            .unwrap();
-        assert!(created, "a fresh token directory has no token yet");
-        Fixture { module, _dir: dir }
-    })
-}
+use support::softhsm::{fixture, MODULE, SO_PIN, TOKEN, USER_PIN};
 
 /// Logging out affects every session of the process: the test that does it runs alone.
 static LOGIN_STATE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());

@@ -10,6 +10,7 @@
     clippy::indexing_slicing
 )] // test crate
 
+mod support;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use cryptoki::object::{Attribute, KeyType, ObjectClass};
@@ -17,50 +18,12 @@ use cryptoki::session::UserType;
 use cryptoki::types::AuthPin;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use payhsm::jose::{verify_compact, AuthorizationSigner, Jwks};
-use payhsm::keys::{Hsm, HsmConfig, Module, Pin};
+use payhsm::keys::{Hsm, HsmConfig, Pin};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use std::path::Path;
 use std::sync::OnceLock;
 
-const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
-const TOKEN: &str = "payhsm-jose-test";
-const USER_PIN: &str = "user-pin-1234";
-const SO_PIN: &str = "so-pin-5678";
-
-struct Fixture {
-    module: Module,
-    _dir: tempfile::TempDir,
-}
-
-fn fixture() -> &'static Fixture {
-    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
-    FIXTURE.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let tokens = dir.path().join("tokens");
-        std::fs::create_dir(&tokens).unwrap();
-        let conf = dir.path().join("softhsm2.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-                tokens.display()
-            ),
-        )
-        .unwrap();
-        // Before any PKCS#11 call in this process; the OnceLock orders every test after it.
-        std::env::set_var("SOFTHSM2_CONF", &conf);
-        let module = Module::load(Path::new(MODULE)).unwrap();
-        module
-            .init_token_if_absent(
-                TOKEN,
-                &Pin::new(SO_PIN.to_owned()),
-                &Pin::new(USER_PIN.to_owned()),
-            )
-            .unwrap();
-        Fixture { module, _dir: dir }
-    })
-}
+use support::softhsm::{fixture, MODULE, TOKEN, USER_PIN};
 
 fn open() -> Hsm {
     let cfg = HsmConfig {

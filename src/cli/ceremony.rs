@@ -100,6 +100,13 @@ struct Session {
     store: SqliteStore,
 }
 
+impl Drop for Session {
+    /// Stops the PKCS#11 workers before the process exits (see `Hsm::shutdown`).
+    fn drop(&mut self) {
+        self.runtime.block_on(self.hsm.shutdown());
+    }
+}
+
 impl Session {
     /// Opens the dev token and store of `data_dir`; with `create`, first prepares the directory
     /// and the token as `payhsmd dev` does.
@@ -131,7 +138,14 @@ impl Session {
                 .init_token_if_absent(&p.token_label, &so, &user)
                 .map_err(hsm_stop("creating the dev token"))?;
         }
+        let store = crate::store::sqlite::open(&config.sqlite_path, SqliteOptions::default())
+            .map_err(|e| Stop::error(format!("opening the store: {e}")))?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Stop::error(format!("starting the runtime: {e}")))?;
         let pin = crate::daemon::read_pin(&p.pin).map_err(|e| Stop::error(e.to_string()))?;
+        // Opened last: from here on `Drop for Session` stops the workers on every path.
         let hsm = Hsm::open(
             &module,
             HsmConfig {
@@ -141,12 +155,6 @@ impl Session {
             },
         )
         .map_err(hsm_stop("opening the token"))?;
-        let store = crate::store::sqlite::open(&config.sqlite_path, SqliteOptions::default())
-            .map_err(|e| Stop::error(format!("opening the store: {e}")))?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| Stop::error(format!("starting the runtime: {e}")))?;
         Ok(Self {
             runtime,
             hsm,
