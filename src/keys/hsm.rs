@@ -168,10 +168,12 @@ pub struct Hsm {
     workers: Arc<Mutex<Vec<std::thread::JoinHandle<()>>>>,
 }
 
-/// Serializes key creation across every `Hsm` handle of the process: two callers never make two
-/// keys with one label, and SoftHSM2's file store, which fails concurrent token-object creation
-/// with CKR_GENERAL_ERROR, never sees two at once. Creation is rare (start-up, ceremonies).
-static CREATE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// Key creation is exclusive with every other PKCS#11 call of the process (all `Hsm` handles):
+/// find-then-create is atomic, so two callers never make two keys with one label, and
+/// SoftHSM2's file store, which fails with CKR_GENERAL_ERROR when a token object is created
+/// while another session reads or writes the token, never sees that. Ordinary calls share the
+/// lock and never wait for each other; creation is rare (start-up, ceremonies).
+static TOKEN_ACCESS: std::sync::RwLock<()> = std::sync::RwLock::new(());
 
 impl std::fmt::Debug for Hsm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -232,6 +234,29 @@ impl Hsm {
         &self,
         f: impl FnOnce(&Session) -> Result<T, Failure> + Send + 'static,
     ) -> Result<T, HsmError> {
+        self.submit(move |s| {
+            let _shared = TOKEN_ACCESS.read().unwrap_or_else(PoisonError::into_inner);
+            f(s)
+        })
+        .await
+    }
+
+    /// Like `call`, alone: no other PKCS#11 call of the process runs meanwhile (key creation).
+    async fn call_exclusive<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Session) -> Result<T, Failure> + Send + 'static,
+    ) -> Result<T, HsmError> {
+        self.submit(move |s| {
+            let _alone = TOKEN_ACCESS.write().unwrap_or_else(PoisonError::into_inner);
+            f(s)
+        })
+        .await
+    }
+
+    async fn submit<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Session) -> Result<T, Failure> + Send + 'static,
+    ) -> Result<T, HsmError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.jobs
             .send(worker::Message::Job(worker::job(f, tx)))
@@ -251,8 +276,7 @@ impl Hsm {
     pub async fn generate_kek(&self, label: &str) -> Result<(), HsmError> {
         check_label(label)?;
         let label = label.to_owned();
-        let _guard = CREATE.lock().await;
-        self.call(move |s| {
+        self.call_exclusive(move |s| {
             if find_one(s, &kek_template(&label))?.is_some() {
                 return Err(HsmError::AlreadyExists(label).into());
             }
@@ -308,8 +332,7 @@ impl Hsm {
             Attribute::Verify(false),
             Attribute::Derive(false),
         ]);
-        let _guard = CREATE.lock().await;
-        self.call(move |s| {
+        self.call_exclusive(move |s| {
             if find_one(s, &kek_template(&label))?.is_some() {
                 return Err(HsmError::AlreadyExists(label).into());
             }
@@ -424,8 +447,7 @@ impl Hsm {
     pub async fn ensure_signing_key(&self, label: &str) -> Result<EcPublicKey, HsmError> {
         check_label(label)?;
         let label = label.to_owned();
-        let _guard = CREATE.lock().await;
-        self.call(move |s| {
+        self.call_exclusive(move |s| {
             let private = find_one(s, &ec_template(ObjectClass::PRIVATE_KEY, &label))?;
             let public = find_one(s, &ec_template(ObjectClass::PUBLIC_KEY, &label))?;
             let public = match (private, public) {

@@ -68,6 +68,9 @@ impl SessionSource {
     /// Opens an RW session and logs the user in. PKCS#11 login is per application and token,
     /// so a second session finds the user logged in already.
     pub(super) fn open(&self) -> Result<Session, Failure> {
+        let _shared = super::TOKEN_ACCESS
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
         let session = self.pkcs11.open_rw_session(self.slot)?;
         match session.login(UserType::User, Some(&self.pin.auth())) {
             Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(session),
