@@ -33,26 +33,9 @@ pub enum AssertionType {
     PaymentGet,
 }
 
-/// What the browser was asked to display (SPC); every member given must match exactly.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ExpectedPayment {
-    /// payment.rpId
-    pub rp_id: Option<String>,
-    /// payment.topOrigin
-    pub top_origin: Option<String>,
-    /// payment.payeeName
-    pub payee_name: Option<String>,
-    /// payment.payeeOrigin
-    pub payee_origin: Option<String>,
-    /// payment.total.currency
-    pub total_currency: Option<String>,
-    /// payment.total.value
-    pub total_value: Option<String>,
-    /// payment.instrument.displayName
-    pub instrument_display_name: Option<String>,
-    /// payment.instrument.icon
-    pub instrument_icon: Option<String>,
-}
+/// What the browser was asked to display (SPC): the same members as the `payment` member of
+/// clientDataJSON; every member given must equal the one received.
+pub type ExpectedPayment = super::client_data::PaymentData;
 
 /// What the relying party expects of one assertion.
 #[derive(Debug, Clone)]
