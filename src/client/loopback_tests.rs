@@ -2,6 +2,7 @@
 //! HTTP versions, the headers it sets, and TLS refusals reported as `ClientError::Tls`.
 
 use super::*;
+use bytes::Bytes;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::Path;

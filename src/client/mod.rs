@@ -15,7 +15,7 @@ mod url;
 pub use tls::tls_config;
 pub use url::{BaseUrl, Host, UrlError};
 
-use bytes::Bytes;
+use crate::api::SecretBuf;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::client::conn::{http1, http2};
 use hyper::header::{CONTENT_TYPE, HOST};
@@ -123,8 +123,8 @@ impl fmt::Debug for Response {
 }
 
 enum Sender {
-    Http1(http1::SendRequest<Full<Bytes>>),
-    Http2(http2::SendRequest<Full<Bytes>>),
+    Http1(http1::SendRequest<Full<SecretBuf>>),
+    Http2(http2::SendRequest<Full<SecretBuf>>),
 }
 
 /// One kept-alive connection to the daemon, HTTP/1.1 or HTTP/2 as ALPN decided.
@@ -230,7 +230,10 @@ impl Client {
             )));
         }
         let has_body = body.is_some();
-        let body = Full::new(Bytes::from(body.unwrap_or_default()));
+        // A request body may carry a PAN (tokenize): it is wiped when hyper drops it.
+        let body = Full::new(SecretBuf::new(zeroize::Zeroizing::new(
+            body.unwrap_or_default(),
+        )));
         let mut builder = Request::builder().method(method);
         builder = match self.sender {
             // HTTP/2 needs scheme and authority in the URI; hyper turns them into pseudo-headers.
