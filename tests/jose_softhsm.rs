@@ -66,7 +66,7 @@ async fn hsm_signed_authorization_verifies_with_jsonwebtoken_and_payhsm() {
         .await
         .unwrap();
     let claims = authorization_claims();
-    let jws = signer.sign(&claims).await.unwrap();
+    let jws = signer.sign(&claims).await.unwrap().compact;
 
     let jwks = signer.jwks();
     let keys = jwks["keys"].as_array().unwrap();
@@ -79,7 +79,7 @@ async fn hsm_signed_authorization_verifies_with_jsonwebtoken_and_payhsm() {
     // jsonwebtoken, from the bare coordinates.
     let header = jsonwebtoken::decode_header(&jws).unwrap();
     assert_eq!(header.alg, Algorithm::ES256);
-    assert_eq!(header.kid.as_deref(), Some(signer.kid()));
+    assert_eq!(header.kid.as_deref(), Some(signer.kid().as_str()));
     assert_eq!(header.typ.as_deref(), Some("JWT"));
     let validation = Validation::new(Algorithm::ES256);
     let key = DecodingKey::from_ec_components(x, y).unwrap();
@@ -88,7 +88,7 @@ async fn hsm_signed_authorization_verifies_with_jsonwebtoken_and_payhsm() {
 
     // jsonwebtoken, from our JWKS document parsed as its JwkSet.
     let set: jsonwebtoken::jwk::JwkSet = serde_json::from_value(jwks.clone()).unwrap();
-    let found = set.find(signer.kid()).unwrap();
+    let found = set.find(&signer.kid()).unwrap();
     let key = DecodingKey::from_jwk(found).unwrap();
     assert_eq!(
         jsonwebtoken::decode::<Value>(&jws, &key, &validation)
@@ -151,8 +151,8 @@ async fn reopening_a_label_keeps_its_kid_and_labels_do_not_share_keys() {
     // Each signature is fresh (ECDSA with a random nonce) and verifies under the same key.
     let claims = json!({"exp": now() + 60});
     let (a, b) = (
-        first.sign(&claims).await.unwrap(),
-        again.sign(&claims).await.unwrap(),
+        first.sign(&claims).await.unwrap().compact,
+        again.sign(&claims).await.unwrap().compact,
     );
     assert_ne!(a, b);
     let jwks = Jwks::parse(first.jwks().to_string().as_bytes()).unwrap();

@@ -48,7 +48,7 @@ async fn a_jws_signed_with_the_daemons_key_verifies_against_its_served_jwks() {
         .as_secs();
     let claims = json!({"authorization_id": "az_e2e", "amount": 990, "currency": "USD",
                         "iat": now, "exp": now + 120});
-    let jws = signer.sign(&claims).await.unwrap();
+    let jws = signer.sign(&claims).await.unwrap().compact;
 
     d.restart();
     let keys = keys();

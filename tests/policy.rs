@@ -27,6 +27,7 @@ fn decide(engine: &PolicyEngine, identity: &str, action: Action) -> PolicyDecisi
     let domain = Domain::parse("acme-shop").unwrap();
     let resource = match action {
         Action::ReadAudit => Resource::AuditLog,
+        Action::ReadKeys | Action::ApproveKeyChange | Action::RewrapKeys => Resource::KeyRing,
         Action::CreateDeviceChallenge | Action::EnrolDevice => Resource::RelyingParty("localhost"),
         _ => Resource::Domain(&domain),
     };
@@ -89,7 +90,7 @@ fn forbidden_detokenize() -> PolicyDecision {
 }
 
 /// Expected decision for every action, in `Action::ALL` order.
-fn assert_decisions(identity: &str, expected: [PolicyDecision; 11]) {
+fn assert_decisions(identity: &str, expected: [PolicyDecision; 14]) {
     let engine = engine();
     for (action, want) in Action::ALL.into_iter().zip(expected) {
         assert_eq!(
@@ -119,6 +120,9 @@ fn gateway_runs_the_token_lifecycle_and_enrols_devices_but_never_detokenizes() {
             enrolment(),                                        // enrol_device
             allow("gateway-authorization-challenges"),          // create_authorization_challenge
             allow("gateway-authorize-payments-in-its-domains"), // authorize_payment
+            deny_by_default(),                                  // read_keys
+            deny_by_default(),                                  // approve_key_change
+            deny_by_default(),                                  // rewrap_keys
         ],
     );
 }
@@ -140,12 +144,15 @@ fn vault_reader_detokenizes_and_reads_metadata_only() {
             deny_by_default(), // enrol_device
             deny_by_default(), // create_authorization_challenge
             deny_by_default(), // authorize_payment
+            deny_by_default(), // read_keys
+            deny_by_default(), // approve_key_change
+            deny_by_default(), // rewrap_keys
         ],
     );
 }
 
 #[test]
-fn auditor_only_reads_the_audit_log() {
+fn auditor_only_reads_the_audit_log_and_lists_keys() {
     assert_decisions(
         "spiffe://payhsm.dev/auditor",
         [
@@ -160,12 +167,16 @@ fn auditor_only_reads_the_audit_log() {
             deny_by_default(),
             deny_by_default(),
             deny_by_default(),
+            allow("auditor-read-keys"),
+            deny_by_default(),
+            deny_by_default(),
         ],
     );
 }
 
 #[test]
-fn custodians_have_no_api_action() {
+fn custodians_only_manage_keys() {
+    let keys = || allow("custodians-manage-keys");
     for n in 1..=3 {
         assert_decisions(
             &format!("spiffe://payhsm.dev/custodian-{n}"),
@@ -181,6 +192,9 @@ fn custodians_have_no_api_action() {
                 deny_by_default(),
                 deny_by_default(),
                 deny_by_default(),
+                keys(),
+                keys(),
+                keys(),
             ],
         );
     }
@@ -348,6 +362,8 @@ fn every_loaded_policy_has_its_annotated_id() {
         engine().policy_ids(),
         [
             "auditor-read-audit",
+            "auditor-read-keys",
+            "custodians-manage-keys",
             "detokenize-only-vault-reader",
             "gateway-authorization-challenges",
             "gateway-authorize-payments-in-its-domains",

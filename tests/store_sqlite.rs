@@ -15,7 +15,9 @@ use payhsm::audit::{
 use payhsm::card::{Domain, Last4, StatusChange, Token, TokenStatus};
 use payhsm::keys::{DataKeyState, Fingerprint, KeyVersion, SealedPan, WrappedDataKey};
 use payhsm::store::sqlite::{open, SqliteOptions, SqliteStore};
-use payhsm::store::{NewToken, Store, StoreError, TokenRecord, TokenizeOutcome, TransitionOutcome};
+use payhsm::store::{
+    KeyChangeOutcome, NewToken, Store, StoreError, TokenRecord, TokenizeOutcome, TransitionOutcome,
+};
 use ring::rand::SystemRandom;
 use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use std::path::{Path, PathBuf};
@@ -431,15 +433,20 @@ async fn data_keys_round_trip_with_their_audit_record() {
         state: DataKeyState::Active,
         created_at: "2026-01-01T00:00:00.000Z".into(),
     };
-    s.add_data_key(key.clone(), event("data_key_created"))
+    let end = "2027-01-01T00:00:00.000Z".to_owned();
+    let done = s
+        .activate_data_key(key.clone(), end.clone(), event("data_key_created"))
         .await
         .unwrap();
+    assert_eq!(done, KeyChangeOutcome::Done);
     assert_eq!(s.data_keys().await.unwrap(), vec![key.clone()]);
-    // A duplicate version is refused and leaves no audit record.
-    assert!(s
-        .add_data_key(key, event("data_key_created"))
-        .await
-        .is_err());
+    // The same version again is not the next one: refused, and no audit record is written.
+    assert!(matches!(
+        s.activate_data_key(key, end, event("data_key_created"))
+            .await
+            .unwrap(),
+        KeyChangeOutcome::StateConflict(_)
+    ));
     assert_eq!(all_audit(&s).await.len(), 1);
     s.ping().await.unwrap();
 }

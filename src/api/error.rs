@@ -48,21 +48,29 @@ impl ApiError {
                     | S::Payment(_)
                     | S::DeviceNotEnrolledForToken
                     | S::CredentialMismatch
-                    | S::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+                    | S::IdempotencyKeyReused
+                    | S::UnsupportedKeyChange(_) => StatusCode::UNPROCESSABLE_ENTITY,
                     S::Forbidden | S::PaymentRefused(_) => StatusCode::FORBIDDEN,
-                    S::TokenNotFound | S::ChallengeNotFound | S::DeviceNotFound => {
-                        StatusCode::NOT_FOUND
-                    }
+                    S::TokenNotFound
+                    | S::ChallengeNotFound
+                    | S::DeviceNotFound
+                    | S::KeyNotFound => StatusCode::NOT_FOUND,
                     S::TokenSuspended
                     | S::TokenStateConflict(_)
                     | S::TokenSpaceExhausted
                     | S::ChallengeUsed
                     | S::CredentialExists
-                    | S::CounterConflict => StatusCode::CONFLICT,
+                    | S::CounterConflict
+                    | S::KeyStateConflict(_)
+                    | S::KeyInUse { .. }
+                    | S::KeyNotPublishedLongEnough { .. }
+                    | S::SameCustodian { .. } => StatusCode::CONFLICT,
                     S::ChallengeExpired => StatusCode::GONE,
                     // An integrity failure is not an outage: retrying will not help.
                     S::Keys(KeyError::Integrity) => StatusCode::INTERNAL_SERVER_ERROR,
-                    S::Store(_) | S::Keys(_) | S::Signer(_) => StatusCode::SERVICE_UNAVAILABLE,
+                    S::Store(_) | S::Keys(_) | S::Signer(_) | S::Hsm(_) => {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    }
                 };
                 (status, e.code())
             }

@@ -7,12 +7,14 @@
 //! - [`devices`]: request and response bodies of the device routes.
 //! - [`authorizations`]: request and response bodies of the authorization routes, and the
 //!   `Idempotency-Key` header.
+//! - [`keys`]: request and response bodies of the key lifecycle routes.
 //! - [`body`]: size-limited request bodies, zeroized response bodies, request ids.
 
 pub mod authorizations;
 pub mod body;
 pub mod devices;
 pub mod error;
+pub mod keys;
 mod routes;
 pub mod types;
 
@@ -22,7 +24,7 @@ pub use routes::handle;
 
 use crate::jose::AuthorizationSigner;
 use crate::keys::Hsm;
-use crate::service::{Authorizations, Devices, Vault};
+use crate::service::{Authorizations, Devices, KeyAdmin, Vault};
 use crate::telemetry::Metrics;
 use std::sync::Arc;
 
@@ -34,6 +36,8 @@ pub struct App {
     pub devices: Devices,
     /// Payment authorizations.
     pub authorizations: Authorizations,
+    /// Key lifecycle.
+    pub keys: KeyAdmin,
     /// The HSM (for readiness).
     pub hsm: Hsm,
     /// The authorization signer; its public keys are served at `/v1/keys/jwks`.
@@ -42,27 +46,4 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// The largest request body accepted.
     pub max_body_bytes: usize,
-}
-
-impl App {
-    /// Bundles the use cases, HSM handle, authorization signer, metrics and body limit.
-    pub fn new(
-        vault: Vault,
-        devices: Devices,
-        authorizations: Authorizations,
-        hsm: Hsm,
-        signer: AuthorizationSigner,
-        metrics: Arc<Metrics>,
-        max_body_bytes: usize,
-    ) -> Self {
-        Self {
-            vault,
-            devices,
-            authorizations,
-            hsm,
-            signer,
-            metrics,
-            max_body_bytes,
-        }
-    }
 }

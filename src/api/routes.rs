@@ -7,6 +7,7 @@ use super::authorizations::{
 use super::body::{json, read_body, request_id, require_json, SecretBuf};
 use super::devices::{ChallengeRequest, ChallengeResponse, EnrolRequest, EnrolResponse};
 use super::error::ApiError;
+use super::keys::{KeyChangeRequest, KeyChangeResponse, RewrapRequest};
 use super::types::{
     decode, domain_from_query, DetokenizeRequest, DetokenizeResponse, DomainBody, ErrorDetail,
     ErrorResponse, MetadataResponse, TokenizeRequest, TokenizeResponse,
@@ -14,7 +15,7 @@ use super::types::{
 use super::App;
 use crate::card::{Domain, StatusChange, Token};
 use crate::policy::Principal;
-use crate::service::{Caller, Tokenized};
+use crate::service::{Caller, ChangeOutcome, Tokenized};
 use http_body_util::Full;
 use hyper::body::Body;
 use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
@@ -42,6 +43,9 @@ enum Route<'a> {
     AuthorizationChallenge,
     Authorize,
     Jwks,
+    Keys,
+    KeyChange,
+    Rewrap,
     Healthz,
     Readyz,
     Metrics,
@@ -126,6 +130,9 @@ fn resolve<'a>(method: &Method, path: &'a str) -> (&'static str, Result<Route<'a
         ),
         "/v1/authorizations" => ("authorize", only(Method::POST, "POST", Route::Authorize)),
         "/v1/keys/jwks" => ("jwks", only(Method::GET, "GET", Route::Jwks)),
+        "/v1/keys" => ("keys", only(Method::GET, "GET", Route::Keys)),
+        "/v1/keys/changes" => ("key_change", only(Method::POST, "POST", Route::KeyChange)),
+        "/v1/keys/rewrap" => ("rewrap", only(Method::POST, "POST", Route::Rewrap)),
         _ => match path
             .strip_prefix("/v1/tokens/")
             .map(|rest| rest.split('/').collect::<Vec<_>>())
@@ -279,6 +286,33 @@ where
             cache_control: Some(JWKS_CACHE_CONTROL),
             ..Reply::json(StatusCode::OK, json(&app.signer.jwks())?)
         }),
+        Route::Keys => Ok(Reply::json(
+            StatusCode::OK,
+            json(&app.keys.list(caller).await?)?,
+        )),
+        Route::KeyChange => {
+            require_json(&parts.headers)?;
+            let bytes = read_body(&parts.headers, body, app.max_body_bytes).await?;
+            let change = decode::<KeyChangeRequest>(&bytes)?.into_change()?;
+            let outcome = app.keys.approve(caller, change).await?;
+            let status = match outcome {
+                ChangeOutcome::Pending { .. } => StatusCode::ACCEPTED,
+                ChangeOutcome::Applied { .. } => StatusCode::OK,
+            };
+            Ok(Reply::json(
+                status,
+                json(&KeyChangeResponse::from(&outcome))?,
+            ))
+        }
+        Route::Rewrap => {
+            require_json(&parts.headers)?;
+            let bytes = read_body(&parts.headers, body, app.max_body_bytes).await?;
+            let batch = decode::<RewrapRequest>(&bytes)?.batch()?;
+            Ok(Reply::json(
+                StatusCode::OK,
+                json(&app.keys.rewrap(caller, batch).await?)?,
+            ))
+        }
         Route::Healthz => Ok(Reply::json(
             StatusCode::OK,
             SecretBuf::copy_from(br#"{"status":"ok"}"#),
@@ -416,6 +450,9 @@ mod tests {
                 Route::AuthorizationChallenge => "authorization_challenge",
                 Route::Authorize => "authorize",
                 Route::Jwks => "jwks",
+                Route::Keys => "keys",
+                Route::KeyChange => "key_change",
+                Route::Rewrap => "rewrap",
                 Route::Healthz => "healthz",
                 Route::Readyz => "readyz",
                 Route::Metrics => "metrics",
@@ -478,6 +515,19 @@ mod tests {
         assert_eq!(
             route(Method::POST, "/v1/keys/jwks"),
             ("jwks", Err("method_not_allowed"))
+        );
+        assert_eq!(route(Method::GET, "/v1/keys"), ("keys", Ok("keys")));
+        assert_eq!(
+            route(Method::POST, "/v1/keys/changes"),
+            ("key_change", Ok("key_change"))
+        );
+        assert_eq!(
+            route(Method::GET, "/v1/keys/changes"),
+            ("key_change", Err("method_not_allowed"))
+        );
+        assert_eq!(
+            route(Method::POST, "/v1/keys/rewrap"),
+            ("rewrap", Ok("rewrap"))
         );
         assert_eq!(route(Method::GET, "/healthz"), ("healthz", Ok("healthz")));
         assert_eq!(route(Method::GET, "/readyz"), ("readyz", Ok("readyz")));

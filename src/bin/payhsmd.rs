@@ -45,6 +45,9 @@ enum Command {
         /// Most concurrent connections.
         #[arg(long, default_value_t = 4096)]
         max_connections: usize,
+        /// Seconds a new authorization signing key is published before it may sign.
+        #[arg(long, default_value_t = 300)]
+        signing_key_publish_lead: u64,
     },
     /// Start from a production configuration file.
     Serve {
@@ -64,6 +67,7 @@ fn main() -> ExitCode {
             policies,
             json_logs,
             max_connections,
+            signing_key_publish_lead,
         } => {
             if let Err(e) = payhsm::daemon::prepare_dev_dir(&data_dir) {
                 eprintln!("payhsmd: {e}");
@@ -74,6 +78,8 @@ fn main() -> ExitCode {
                 config.log_format = LogFormat::Json;
             }
             config.server.max_connections = max_connections.max(1);
+            config.keys.signing_key_publish_lead =
+                std::time::Duration::from_secs(signing_key_publish_lead);
             (config, true)
         }
         Command::Serve { config } => match Config::from_file(&config) {

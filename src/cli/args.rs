@@ -38,6 +38,10 @@ pub enum Command {
     /// Key ceremonies on the HSM host: KEK components, forming, backup shares, restore.
     #[command(subcommand_required = true)]
     Ceremony(CeremonyArgs),
+    /// Key lifecycle in a running daemon: list, rotate, activate, retire, destroy (each change
+    /// needs two custodians), rewrap.
+    #[command(subcommand_required = true)]
+    Keys(KeysArgs),
 }
 
 /// `payhsm ceremony ...`.
@@ -426,5 +430,91 @@ pub enum AuditCommand {
         /// as published by the operator); without it the key found in the log is reported.
         #[arg(long)]
         public_key: Option<PathBuf>,
+    },
+}
+
+/// `payhsm keys ...`: run by custodians with their own client certificate (`--cert`,
+/// `--key`). A change is applied when a second, distinct custodian runs the same command
+/// within the approval window; the first run records an approval.
+#[derive(Debug, Args)]
+pub struct KeysArgs {
+    /// Connection options.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// The key operation.
+    #[command(subcommand)]
+    pub command: KeysCommand,
+}
+
+/// Which keys a change is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KeyPurposeArg {
+    /// Data keys (PAN encryption and fingerprints).
+    Data,
+    /// Authorization signing keys (ES256 JWS).
+    AuthorizationSigning,
+}
+
+impl KeyPurposeArg {
+    /// The API name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Data => "data",
+            Self::AuthorizationSigning => "authorization-signing",
+        }
+    }
+}
+
+/// Key lifecycle operations. Exit 0 when applied or listed, 3 when an approval was recorded
+/// and waits for a second custodian, 1 on an API error, 2 on usage or connection errors.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Every key: version, algorithm, purpose, KCV or thumbprint, dates, state, records using
+    /// it; warnings (cryptoperiods exceeded) on stderr.
+    List {
+        /// Print the JSON answer instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Data keys: create the next version and make it seal new records. Signing keys:
+    /// generate the next key and publish it in the JWKS (activate it later).
+    Rotate {
+        /// Which keys.
+        #[arg(long, value_enum)]
+        purpose: KeyPurposeArg,
+    },
+    /// Make a published authorization signing key sign.
+    Activate {
+        /// Which keys (only authorization-signing).
+        #[arg(long, value_enum)]
+        purpose: KeyPurposeArg,
+        /// The key version (as `keys list` shows it).
+        #[arg(long, value_name = "N")]
+        key_version: u32,
+    },
+    /// Take a key version out of use (refused while records still need it).
+    Retire {
+        /// Which keys.
+        #[arg(long, value_enum)]
+        purpose: KeyPurposeArg,
+        /// The key version (as `keys list` shows it).
+        #[arg(long, value_name = "N")]
+        key_version: u32,
+    },
+    /// Erase a retired key version (refused while records still need it).
+    Destroy {
+        /// Which keys.
+        #[arg(long, value_enum)]
+        purpose: KeyPurposeArg,
+        /// The key version (as `keys list` shows it).
+        #[arg(long, value_name = "N")]
+        key_version: u32,
+    },
+    /// Move every record to the active data key version, in batches, with progress on
+    /// stderr. Safe to interrupt: run it again to resume.
+    Rewrap {
+        /// Records per batch (1 to 5000).
+        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=5000))]
+        batch: u64,
     },
 }

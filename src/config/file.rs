@@ -49,6 +49,79 @@ struct FileConfig {
     log: LogSection,
     #[serde(default)]
     webauthn: super::webauthn::WebauthnSection,
+    #[serde(default)]
+    keys: KeysSection,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeysSection {
+    #[serde(default = "d_approval_window_secs")]
+    approval_window_secs: u64,
+    #[serde(default = "d_cryptoperiod_days")]
+    data_key_cryptoperiod_days: u64,
+    #[serde(default = "d_cryptoperiod_days")]
+    signing_key_cryptoperiod_days: u64,
+    #[serde(default = "d_publish_lead_secs")]
+    signing_key_publish_lead_secs: u64,
+}
+
+impl Default for KeysSection {
+    fn default() -> Self {
+        Self {
+            approval_window_secs: d_approval_window_secs(),
+            data_key_cryptoperiod_days: d_cryptoperiod_days(),
+            signing_key_cryptoperiod_days: d_cryptoperiod_days(),
+            signing_key_publish_lead_secs: d_publish_lead_secs(),
+        }
+    }
+}
+
+fn d_approval_window_secs() -> u64 {
+    900
+}
+fn d_cryptoperiod_days() -> u64 {
+    365
+}
+fn d_publish_lead_secs() -> u64 {
+    300
+}
+
+/// Checks the `[keys]` section.
+fn validate_keys(k: &KeysSection) -> Result<super::KeysConfig, ConfigError> {
+    const DAY: u64 = 24 * 60 * 60;
+    if !(10..=86_400).contains(&k.approval_window_secs) {
+        return Err(err(
+            "keys.approval_window_secs",
+            "must be 10 to 86400 seconds",
+        ));
+    }
+    for (key, days) in [
+        (
+            "keys.data_key_cryptoperiod_days",
+            k.data_key_cryptoperiod_days,
+        ),
+        (
+            "keys.signing_key_cryptoperiod_days",
+            k.signing_key_cryptoperiod_days,
+        ),
+    ] {
+        if !(1..=3650).contains(&days) {
+            return Err(err(key, "must be 1 to 3650 days"));
+        }
+    }
+    if k.signing_key_publish_lead_secs > 7 * DAY {
+        return Err(err(
+            "keys.signing_key_publish_lead_secs",
+            "must be at most 604800 seconds",
+        ));
+    }
+    Ok(super::KeysConfig {
+        approval_window: Duration::from_secs(k.approval_window_secs),
+        data_key_cryptoperiod: Duration::from_secs(k.data_key_cryptoperiod_days * DAY),
+        signing_key_cryptoperiod: Duration::from_secs(k.signing_key_cryptoperiod_days * DAY),
+        signing_key_publish_lead: Duration::from_secs(k.signing_key_publish_lead_secs),
+    })
 }
 
 #[derive(Deserialize)]
@@ -252,6 +325,7 @@ fn validate(f: FileConfig, base: &Path) -> Result<Config, ConfigError> {
         _ => return Err(err("log.format", "must be \"json\" or \"text\"")),
     };
     let webauthn = super::webauthn::validate(f.webauthn, base)?;
+    let keys = validate_keys(&f.keys)?;
     Ok(Config {
         server: ServerConfig {
             listen,
@@ -281,6 +355,7 @@ fn validate(f: FileConfig, base: &Path) -> Result<Config, ConfigError> {
         log_format,
         log_filter: f.log.filter,
         webauthn,
+        keys,
     })
 }
 

@@ -72,6 +72,32 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
 }
 
+/// Key lifecycle settings: dual control and cryptoperiods.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeysConfig {
+    /// How long a custodian's approval of a key change waits for a second custodian.
+    pub approval_window: Duration,
+    /// Originator-usage period of a data key (how long it seals new records).
+    pub data_key_cryptoperiod: Duration,
+    /// How long an authorization signing key signs.
+    pub signing_key_cryptoperiod: Duration,
+    /// How long a new signing key is in the JWKS before it may sign: at least the JWKS cache
+    /// lifetime, so verifiers know it before they meet it.
+    pub signing_key_publish_lead: Duration,
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        const DAY: u64 = 24 * 60 * 60;
+        Self {
+            approval_window: Duration::from_secs(15 * 60),
+            data_key_cryptoperiod: Duration::from_secs(365 * DAY),
+            signing_key_cryptoperiod: Duration::from_secs(365 * DAY),
+            signing_key_publish_lead: Duration::from_secs(300),
+        }
+    }
+}
+
 /// The validated configuration of a daemon.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -91,6 +117,8 @@ pub struct Config {
     pub log_filter: String,
     /// Device enrolment (WebAuthn).
     pub webauthn: WebauthnConfig,
+    /// Key lifecycle.
+    pub keys: KeysConfig,
 }
 
 /// Defaults shared by the file format and dev mode.
@@ -159,6 +187,7 @@ impl Config {
             log_format: LogFormat::Text,
             log_filter: "info".to_owned(),
             webauthn: WebauthnConfig::dev(),
+            keys: KeysConfig::default(),
         }
     }
 }

@@ -4,10 +4,9 @@ use super::DaemonError;
 use crate::api::App;
 use crate::audit::{export_jsonl, AuditEvent, Checkpoint, Decision, GENESIS};
 use crate::config::{defaults, Config, PinSource};
-use crate::jose::AuthorizationSigner;
-use crate::keys::{DataKeyRing, DataKeyState, Hsm, HsmConfig, KeyVersion, Module, Pin};
+use crate::keys::{DataKeyRing, DataKeyState, Hsm, HsmConfig, KeyVersion, Module, Pin, SharedRing};
 use crate::policy::PolicyEngine;
-use crate::service::{Authorizations, Devices, Vault};
+use crate::service::{Authorizations, Devices, KeyAdmin, KeySettings, Vault};
 use crate::store::sqlite::{SqliteOptions, SqliteStore};
 use crate::store::Store;
 use crate::telemetry::{Metrics, TimedStore};
@@ -158,12 +157,27 @@ async fn load_keys(
             .new_data_key(kek, KeyVersion(1))
             .await
             .map_err(hsm_err)?;
-        store
-            .add_data_key(key.clone(), key_event("data_key_created", "created".into()))
+        let end = time::OffsetDateTime::now_utc().saturating_add(
+            time::Duration::try_from(config.keys.data_key_cryptoperiod)
+                .unwrap_or(time::Duration::MAX),
+        );
+        let outcome = store
+            .activate_data_key(
+                key.clone(),
+                crate::clock::format_rfc3339(end),
+                key_event("data_key_created", "created".into()),
+            )
             .await
             .map_err(store_err)?;
-        wrapped.push(key);
+        if outcome != crate::store::KeyChangeOutcome::Done {
+            return Err(DaemonError::Keys(format!(
+                "the first data key was not stored: {outcome:?}"
+            )));
+        }
+        wrapped = store.data_keys().await.map_err(store_err)?;
     }
+    // Retired and destroyed versions are never loaded: no record may use them.
+    wrapped.retain(|k| matches!(k.state, DataKeyState::Active | DataKeyState::DecryptOnly));
     let active = wrapped
         .iter()
         .filter(|k| k.state == DataKeyState::Active)
@@ -246,9 +260,15 @@ async fn serve(
         ring,
         metrics,
     } = parts;
-    // Design "Isolation and self-tests": `open` signs and verifies a probe with the HSM key;
+    let settings = KeySettings {
+        kek_label: config.pkcs11.kek_label.clone(),
+        audit_key_label: config.pkcs11.audit_key_label.clone(),
+        authz_key_label: config.pkcs11.authz_key_label.clone(),
+        lifecycle: config.keys.clone(),
+    };
+    // Design "Isolation and self-tests": the active signing key signs and verifies a probe;
     // a key that fails it stops the daemon before it serves.
-    let signer = AuthorizationSigner::open(hsm.clone(), &config.pkcs11.authz_key_label)
+    let signer = KeyAdmin::open_signer(store.as_ref(), &hsm, &settings)
         .await
         .map_err(|e| DaemonError::Keys(format!("authorization signing key: {e}")))?;
     let policy = Arc::new(
@@ -275,16 +295,26 @@ async fn serve(
         config.webauthn.clone(),
         signer.clone(),
     );
-    let vault = Vault::new(store, Arc::new(ring), policy, config.token_format);
-    let app = Arc::new(App::new(
+    let ring = Arc::new(SharedRing::new(ring));
+    let keys = KeyAdmin::new(
+        store.clone(),
+        policy.clone(),
+        hsm.clone(),
+        ring.clone(),
+        signer.clone(),
+        settings,
+    );
+    let vault = Vault::new(store, ring, policy, config.token_format);
+    let app = Arc::new(App {
         vault,
         devices,
         authorizations,
+        keys,
         hsm,
         signer,
         metrics,
-        config.server.max_body_bytes,
-    ));
+        max_body_bytes: config.server.max_body_bytes,
+    });
 
     let tls = transport::server_config(&TlsFiles {
         cert: config.server.cert.clone(),

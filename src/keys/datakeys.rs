@@ -10,6 +10,7 @@ use aes_gcm::{Aes256Gcm, Nonce};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use zeroize::Zeroizing;
 
 const HKDF_SALT: &[u8] = b"payhsm/data-key";
@@ -50,10 +51,13 @@ impl std::fmt::Debug for DataKeyMaterial {
     }
 }
 
-/// The two subkeys of one data key version, each in its own locked pages.
+/// The two subkeys of one data key version, each in its own locked pages, and the version's
+/// key check value.
 struct Subkeys {
     encryption: LockedBox<[u8; 32]>,
     fingerprint: LockedBox<[u8; 32]>,
+    /// AES-CMAC KCV of the data key (X9.24-1, `docs/kcv.md`).
+    kcv: [u8; 5],
 }
 
 impl Subkeys {
@@ -68,6 +72,7 @@ impl Subkeys {
         Self {
             encryption,
             fingerprint,
+            kcv: crate::ceremony::kcv::kcv_cmac(material.expose()),
         }
     }
 
@@ -89,8 +94,9 @@ impl Subkeys {
 }
 
 /// The unwrapped data keys: per version, the PAN-encryption and PAN-fingerprint subkeys.
+/// Immutable: a rotation or a retirement builds a new ring that shares the unchanged subkeys.
 pub struct DataKeyRing {
-    keys: BTreeMap<KeyVersion, Subkeys>,
+    keys: BTreeMap<KeyVersion, Arc<Subkeys>>,
     active: KeyVersion,
 }
 
@@ -137,9 +143,9 @@ impl DataKeyRing {
         keys: Vec<(KeyVersion, DataKeyMaterial)>,
         active: KeyVersion,
     ) -> Result<Self, KeyError> {
-        let keys: BTreeMap<KeyVersion, Subkeys> = keys
+        let keys: BTreeMap<KeyVersion, Arc<Subkeys>> = keys
             .into_iter()
-            .map(|(version, material)| (version, Subkeys::derive(&material)))
+            .map(|(version, material)| (version, Arc::new(Subkeys::derive(&material))))
             .collect();
         if !keys.contains_key(&active) {
             return Err(KeyError::NoActiveKey);
@@ -147,9 +153,42 @@ impl DataKeyRing {
         Ok(Self { keys, active })
     }
 
+    /// A ring with `material` added as `version`, which seals from now on; the others open.
+    pub fn with_active(&self, version: KeyVersion, material: DataKeyMaterial) -> Self {
+        let mut keys = self.keys.clone();
+        keys.insert(version, Arc::new(Subkeys::derive(&material)));
+        Self {
+            keys,
+            active: version,
+        }
+    }
+
+    /// A ring without `version` (retired). The active version cannot be removed.
+    pub fn without(&self, version: KeyVersion) -> Result<Self, KeyError> {
+        if version == self.active {
+            return Err(KeyError::NoActiveKey);
+        }
+        let mut keys = self.keys.clone();
+        keys.remove(&version);
+        Ok(Self {
+            keys,
+            active: self.active,
+        })
+    }
+
     /// The version that seals new records.
     pub fn active(&self) -> KeyVersion {
         self.active
+    }
+
+    /// The loaded versions, oldest first.
+    pub fn versions(&self) -> Vec<KeyVersion> {
+        self.keys.keys().copied().collect()
+    }
+
+    /// The AES-CMAC key check value of a loaded version (`docs/kcv.md`).
+    pub fn kcv(&self, version: KeyVersion) -> Option<[u8; 5]> {
+        self.keys.get(&version).map(|k| k.kcv)
     }
 
     /// Seals PAN and expiry under the active version.
@@ -219,6 +258,41 @@ impl DataKeyRing {
             .chain(others)
             .filter_map(|k| k.fingerprint(pan, domain))
             .collect()
+    }
+}
+
+/// The data key ring in use, replaced whole when a version is activated or retired. Readers
+/// take a snapshot (`current`) and use it for the whole request.
+pub struct SharedRing(std::sync::RwLock<Arc<DataKeyRing>>);
+
+impl SharedRing {
+    /// Starts with `ring`.
+    pub fn new(ring: DataKeyRing) -> Self {
+        Self(std::sync::RwLock::new(Arc::new(ring)))
+    }
+
+    /// The ring now.
+    pub fn current(&self) -> Arc<DataKeyRing> {
+        Arc::clone(
+            &self
+                .0
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    /// Makes `ring` the ring for every later request.
+    pub fn replace(&self, ring: DataKeyRing) {
+        *self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(ring);
+    }
+}
+
+impl std::fmt::Debug for SharedRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.current().fmt(f)
     }
 }
 

@@ -460,6 +460,25 @@ impl Hsm {
         .await
     }
 
+    /// Deletes both halves of the P-256 key pair labelled `label` from the token
+    /// (C_DestroyObject). Returns how many objects were destroyed: 0 when already gone, so a
+    /// destruction interrupted after this call can be repeated.
+    pub async fn destroy_signing_key(&self, label: &str) -> Result<usize, HsmError> {
+        check_label(label)?;
+        let label = label.to_owned();
+        self.call_exclusive(move |s| {
+            let mut destroyed = 0;
+            for class in [ObjectClass::PRIVATE_KEY, ObjectClass::PUBLIC_KEY] {
+                if let Some(object) = find_one(s, &ec_template(class, &label))? {
+                    s.destroy_object(object)?;
+                    destroyed += 1;
+                }
+            }
+            Ok(destroyed)
+        })
+        .await
+    }
+
     /// Signs SHA-256(`message`) with the P-256 key labelled `label` (hash in software,
     /// CKM_ECDSA in the HSM). Returns r || s.
     pub async fn sign_p256(&self, label: &str, message: Vec<u8>) -> Result<[u8; 64], HsmError> {

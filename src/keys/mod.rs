@@ -12,7 +12,7 @@ mod datakeys;
 mod hsm;
 mod selftest;
 
-pub use datakeys::{DataKeyMaterial, DataKeyRing, KeyError};
+pub use datakeys::{DataKeyMaterial, DataKeyRing, KeyError, SharedRing};
 pub use hsm::{EcPublicKey, Hsm, HsmConfig, HsmError, Module, Pin};
 pub use selftest::{run_known_answer_tests, SelfTestError};
 
@@ -43,6 +43,10 @@ pub enum DataKeyState {
     Active,
     /// Opens existing records only.
     DecryptOnly,
+    /// Not loaded: no record is sealed under it; its wrapped form is kept.
+    Retired,
+    /// Its wrapped form was erased.
+    Destroyed,
 }
 
 impl DataKeyState {
@@ -51,6 +55,8 @@ impl DataKeyState {
         match self {
             Self::Active => "active",
             Self::DecryptOnly => "decrypt_only",
+            Self::Retired => "retired",
+            Self::Destroyed => "destroyed",
         }
     }
 
@@ -59,6 +65,8 @@ impl DataKeyState {
         match s {
             "active" => Some(Self::Active),
             "decrypt_only" => Some(Self::DecryptOnly),
+            "retired" => Some(Self::Retired),
+            "destroyed" => Some(Self::Destroyed),
             _ => None,
         }
     }

@@ -22,6 +22,8 @@ pub const IDENTITIES_FILE: &str = "identities.toml";
 const ID_ANNOTATION: &str = "id";
 /// The one audit log resource, `AuditLog::"payhsm"`.
 const AUDIT_LOG_ID: &str = "payhsm";
+/// The one key ring resource, `KeyRing::"payhsm"`.
+const KEY_RING_ID: &str = "payhsm";
 
 /// A policy-checked action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,11 +50,17 @@ pub enum Action {
     CreateAuthorizationChallenge,
     /// POST /v1/authorizations (with a [`PaymentContext`])
     AuthorizePayment,
+    /// GET /v1/keys: key versions, states, KCVs and thumbprints (never key material)
+    ReadKeys,
+    /// POST /v1/keys/changes: one custodian's approval of a key change (dual control)
+    ApproveKeyChange,
+    /// POST /v1/keys/rewrap: move records to the active data key
+    RewrapKeys,
 }
 
 impl Action {
     /// Every action, in a stable order (for tests and reports).
-    pub const ALL: [Action; 11] = [
+    pub const ALL: [Action; 14] = [
         Self::Tokenize,
         Self::Detokenize,
         Self::ReadMetadata,
@@ -64,6 +72,9 @@ impl Action {
         Self::EnrolDevice,
         Self::CreateAuthorizationChallenge,
         Self::AuthorizePayment,
+        Self::ReadKeys,
+        Self::ApproveKeyChange,
+        Self::RewrapKeys,
     ];
 
     /// The Cedar action id and audit action name.
@@ -80,6 +91,9 @@ impl Action {
             Self::EnrolDevice => "enrol_device",
             Self::CreateAuthorizationChallenge => "create_authorization_challenge",
             Self::AuthorizePayment => "authorize_payment",
+            Self::ReadKeys => "read_keys",
+            Self::ApproveKeyChange => "approve_key_change",
+            Self::RewrapKeys => "rewrap_keys",
         }
     }
 
@@ -96,6 +110,9 @@ impl Action {
             | Self::CreateAuthorizationChallenge
             | Self::AuthorizePayment => matches!(resource, Resource::Domain(_)),
             Self::ReadAudit => matches!(resource, Resource::AuditLog),
+            Self::ReadKeys | Self::ApproveKeyChange | Self::RewrapKeys => {
+                matches!(resource, Resource::KeyRing)
+            }
             Self::CreateDeviceChallenge | Self::EnrolDevice => {
                 matches!(resource, Resource::RelyingParty(_))
             }
@@ -112,6 +129,8 @@ pub enum Resource<'a> {
     RelyingParty(&'a str),
     /// The one audit log (`AuditLog::"payhsm"`).
     AuditLog,
+    /// The daemon's keys (`KeyRing::"payhsm"`).
+    KeyRing,
 }
 
 /// What Cedar sees as `context` for `authorize_payment`: the transaction and what the
@@ -195,6 +214,7 @@ struct TypeNames {
     domain: EntityTypeName,
     relying_party: EntityTypeName,
     audit_log: EntityTypeName,
+    key_ring: EntityTypeName,
     action: EntityTypeName,
 }
 
@@ -212,6 +232,7 @@ impl TypeNames {
             domain: name("Domain")?,
             relying_party: name("RelyingParty")?,
             audit_log: name("AuditLog")?,
+            key_ring: name("KeyRing")?,
             action: name("Action")?,
         })
     }
@@ -298,6 +319,7 @@ impl PolicyEngine {
             Resource::Domain(domain) => uid(&self.names.domain, domain.as_str()),
             Resource::RelyingParty(rp_id) => uid(&self.names.relying_party, rp_id),
             Resource::AuditLog => uid(&self.names.audit_log, AUDIT_LOG_ID),
+            Resource::KeyRing => uid(&self.names.key_ring, KEY_RING_ID),
         };
         let action = uid(&self.names.action, request.action.as_str());
         let context = match request.context {

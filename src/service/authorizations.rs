@@ -13,7 +13,7 @@ use super::{Caller, Error};
 use crate::audit::{AuditEvent, Decision};
 use crate::card::{Domain, Token, TokenStatus};
 use crate::config::WebauthnConfig;
-use crate::jose::AuthorizationSigner;
+use crate::jose::{AuthorizationSigner, SignedJws};
 use crate::payment::{Amount, Currency, Payee, PaymentError};
 use crate::policy::{Action, PaymentContext, PolicyContext, PolicyEngine, PolicyRequest, Resource};
 use crate::store::{
@@ -439,8 +439,8 @@ impl Authorizations {
             "exp": exp,
         });
         // Sign first, then commit: if the commit fails the JWS is never returned.
-        let jws = match self.signer.sign(&claims).await {
-            Ok(jws) => jws,
+        let SignedJws { compact: jws, kid } = match self.signer.sign(&claims).await {
+            Ok(signed) => signed,
             Err(e) => return Err(self.refuse_consuming(finish, Error::Signer(e)).await),
         };
         let signed = SignedAuthorization {
@@ -461,7 +461,7 @@ impl Authorizations {
             credential_id: device.credential_id.clone(),
             decision: signed.decision.clone(),
             policy_ids: decision.policy_ids,
-            kid: self.signer.kid().to_owned(),
+            kid,
             iat,
             exp,
             jws,

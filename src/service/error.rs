@@ -61,6 +61,31 @@ pub enum Error {
     IdempotencyKeyReused,
     /// The authorization could not be signed (503).
     Signer(SignError),
+    /// The key change is not one payhsm makes (422).
+    UnsupportedKeyChange(&'static str),
+    /// No key of that purpose and version (404).
+    KeyNotFound,
+    /// The key change does not apply to the key's current state (409).
+    KeyStateConflict(String),
+    /// Records still use the key: rewrap them, or wait until `until` (409).
+    KeyInUse {
+        /// How many.
+        records: u64,
+        /// When the last of them stops needing the key, when known.
+        until: Option<String>,
+    },
+    /// The signing key has not been published long enough to sign (409).
+    KeyNotPublishedLongEnough {
+        /// RFC 3339: the earliest activation.
+        not_before: String,
+    },
+    /// This custodian already approved this change: a second, distinct custodian must (409).
+    SameCustodian {
+        /// When the pending approval lapses.
+        expires_at: String,
+    },
+    /// The HSM failed during a key change; nothing was recorded (503).
+    Hsm(crate::keys::HsmError),
 }
 
 impl Error {
@@ -93,6 +118,13 @@ impl Error {
             Self::PaymentRefused(_) => "forbidden",
             Self::IdempotencyKeyReused => "idempotency_key_reused",
             Self::Signer(_) => "signer_unavailable",
+            Self::UnsupportedKeyChange(_) => "unsupported_key_change",
+            Self::KeyNotFound => "key_not_found",
+            Self::KeyStateConflict(_) => "key_state_conflict",
+            Self::KeyInUse { .. } => "key_in_use",
+            Self::KeyNotPublishedLongEnough { .. } => "key_not_published_long_enough",
+            Self::SameCustodian { .. } => "same_custodian",
+            Self::Hsm(_) => "hsm_unavailable",
         }
     }
 }
@@ -152,6 +184,35 @@ impl std::fmt::Display for Error {
                 f.write_str("the idempotency key was used before for a different request")
             }
             Self::Signer(_) => f.write_str("the authorization signer is unavailable"),
+            Self::UnsupportedKeyChange(m) => f.write_str(m),
+            Self::KeyNotFound => f.write_str("no such key version"),
+            Self::KeyStateConflict(state) => {
+                write!(f, "the change does not apply to a key that is {state}")
+            }
+            Self::KeyInUse {
+                records,
+                until: None,
+            } => write!(
+                f,
+                "{records} records still use the key: run `payhsm keys rewrap` first"
+            ),
+            Self::KeyInUse {
+                records,
+                until: Some(t),
+            } => write!(
+                f,
+                "{records} unexpired authorizations were signed by the key; retry after {t}"
+            ),
+            Self::KeyNotPublishedLongEnough { not_before } => write!(
+                f,
+                "the key must be published longer before it signs; activate it after {not_before}"
+            ),
+            Self::SameCustodian { expires_at } => write!(
+                f,
+                "you already approved this change; a second custodian must approve it before \
+                 {expires_at}"
+            ),
+            Self::Hsm(_) => f.write_str("the HSM is unavailable; nothing was changed"),
         }
     }
 }

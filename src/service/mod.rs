@@ -6,6 +6,7 @@ mod authorizations;
 mod devices;
 mod error;
 mod idempotency;
+mod keys;
 mod tokens;
 
 pub use authorizations::{
@@ -15,6 +16,10 @@ pub use authorizations::{
 pub use devices::{Devices, EnrolInput, EnrolledDevice, IssuedChallenge};
 pub use error::Error;
 pub use idempotency::IdempotencyKey;
+pub use keys::{
+    ChangeOutcome, KeyAdmin, KeyChange, KeyChangeKind, KeyEntry, KeyListing, KeySettings,
+    RewrapProgress, MAX_REWRAP_BATCH,
+};
 pub use tokens::{Detokenized, TokenView, TokenizeInput, Tokenized, Vault};
 
 use crate::policy::Principal;

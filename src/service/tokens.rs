@@ -3,7 +3,7 @@
 use super::{Caller, Error};
 use crate::audit::{AuditEvent, Decision};
 use crate::card::{Domain, Expiry, Pan, StatusChange, Token, TokenFormat, TokenStatus};
-use crate::keys::DataKeyRing;
+use crate::keys::SharedRing;
 use crate::policy::{Action, PolicyContext, PolicyDecision, PolicyEngine, PolicyRequest, Resource};
 use crate::store::{NewToken, Store, TokenRecord, TokenizeOutcome, TransitionOutcome};
 use std::sync::Arc;
@@ -16,7 +16,7 @@ const MAX_TOKEN_DRAWS: usize = 16;
 /// The card vault: tokens for PANs, and PANs back for those allowed.
 pub struct Vault {
     store: Arc<dyn Store>,
-    keys: Arc<DataKeyRing>,
+    keys: Arc<SharedRing>,
     policy: Arc<PolicyEngine>,
     format: TokenFormat,
 }
@@ -84,7 +84,7 @@ impl Vault {
     /// Builds the vault over its store, loaded key ring, policy and token format.
     pub fn new(
         store: Arc<dyn Store>,
-        keys: Arc<DataKeyRing>,
+        keys: Arc<SharedRing>,
         policy: Arc<PolicyEngine>,
         format: TokenFormat,
     ) -> Self {
@@ -122,14 +122,15 @@ impl Vault {
                 Some(last4.as_str()),
             )
             .await?;
-        let lookup = self.keys.fingerprints(&pan, &domain);
+        let keys = self.keys.current();
+        let lookup = keys.fingerprints(&pan, &domain);
         let fingerprint = lookup
             .first()
             .copied()
             .ok_or(Error::Keys(crate::keys::KeyError::NoActiveKey))?;
         for _ in 0..MAX_TOKEN_DRAWS {
             let token = self.format.generate(&pan, fill_random);
-            let sealed = self.keys.seal(&pan, expiry, &token, &domain)?;
+            let sealed = keys.seal(&pan, expiry, &token, &domain)?;
             let now = crate::clock::now_rfc3339();
             let record = TokenRecord {
                 token,
@@ -174,7 +175,10 @@ impl Vault {
             _ => return Err(Error::TokenNotFound),
         };
         let sealed = record.sealed.as_ref().ok_or(Error::TokenNotFound)?;
-        let (pan, expiry) = self.keys.open(sealed, &record.token, &record.domain)?;
+        let (pan, expiry) = self
+            .keys
+            .current()
+            .open(sealed, &record.token, &record.domain)?;
         Ok(Detokenized { pan, expiry })
     }
 

@@ -8,6 +8,7 @@
 
 mod authorizations;
 mod devices;
+mod keys;
 pub mod sqlite;
 
 pub use authorizations::{
@@ -15,10 +16,14 @@ pub use authorizations::{
     CommitOutcome, CounterUpdate, IdempotencyRecord, Idempotent, SpcDisplay,
 };
 pub use devices::{ChallengePurpose, ChallengeRecord, ConsumeOutcome, DeviceRecord, EnrolOutcome};
+pub use keys::{
+    ApprovalOutcome, DataKeyInfo, KeyApproval, KeyChangeOutcome, KeyPurpose, Rewrapped,
+    SigningKeyRecord, SigningKeyState,
+};
 
 use crate::audit::{AuditEvent, AuditRecord};
 use crate::card::{Domain, Last4, StatusChange, Token, TokenStatus};
-use crate::keys::{Fingerprint, SealedPan, WrappedDataKey};
+use crate::keys::{Fingerprint, KeyVersion, SealedPan, WrappedDataKey};
 use std::future::Future;
 use std::pin::Pin;
 
@@ -141,8 +146,94 @@ pub trait Store: Send + Sync + 'static {
     /// All wrapped data keys, oldest first.
     fn data_keys(&self) -> StoreFuture<'_, Vec<WrappedDataKey>>;
 
-    /// Stores a new wrapped data key and its audit record.
-    fn add_data_key(&self, key: WrappedDataKey, audit: AuditEvent) -> StoreFuture<'_, ()>;
+    /// Stores `key` as the active data key version (the active one before it becomes
+    /// decrypt-only) with its audit record. `key.version` must be the next version, else
+    /// [`KeyChangeOutcome::StateConflict`] and nothing is written.
+    fn activate_data_key(
+        &self,
+        key: WrappedDataKey,
+        cryptoperiod_end: String,
+        audit: AuditEvent,
+    ) -> StoreFuture<'_, KeyChangeOutcome>;
+
+    /// Every data key version with its dates and the number of records it seals.
+    fn data_key_info(&self) -> StoreFuture<'_, Vec<DataKeyInfo>>;
+
+    /// `decrypt_only -> retired`, refused while any record is sealed under it.
+    fn retire_data_key(
+        &self,
+        version: KeyVersion,
+        now: String,
+        audit: AuditEvent,
+    ) -> StoreFuture<'_, KeyChangeOutcome>;
+
+    /// `retired -> destroyed` (the wrapped key is erased), refused while any record is sealed
+    /// under it.
+    fn destroy_data_key(
+        &self,
+        version: KeyVersion,
+        now: String,
+        audit: AuditEvent,
+    ) -> StoreFuture<'_, KeyChangeOutcome>;
+
+    /// Records a custodian's approval of a key change (dual control), with `audit` completed
+    /// with the outcome; see [`ApprovalOutcome`].
+    fn approve_key_change(
+        &self,
+        approval: KeyApproval,
+        audit: AuditEvent,
+    ) -> StoreFuture<'_, ApprovalOutcome>;
+
+    /// Live records sealed under another version than `active`, at most `limit`.
+    fn tokens_to_rewrap(
+        &self,
+        active: KeyVersion,
+        limit: usize,
+    ) -> StoreFuture<'_, Vec<TokenRecord>>;
+
+    /// How many live records are sealed under another version than `active`.
+    fn count_to_rewrap(&self, active: KeyVersion) -> StoreFuture<'_, u64>;
+
+    /// Applies a batch of rewrapped records in one transaction (each only if unchanged since
+    /// it was read) with one audit record; returns how many moved.
+    fn rewrap(&self, batch: Vec<Rewrapped>, audit: AuditEvent) -> StoreFuture<'_, u64>;
+
+    /// Every authorization signing key, oldest first.
+    fn signing_keys(&self) -> StoreFuture<'_, Vec<SigningKeyRecord>>;
+
+    /// Adds a signing key (the next version) with its audit record.
+    fn add_signing_key(
+        &self,
+        key: SigningKeyRecord,
+        audit: AuditEvent,
+    ) -> StoreFuture<'_, KeyChangeOutcome>;
+
+    /// `published -> active`; the active key becomes `retiring`.
+    fn activate_signing_key(
+        &self,
+        version: u32,
+        now: String,
+        cryptoperiod_end: String,
+        audit: AuditEvent,
+    ) -> StoreFuture<'_, KeyChangeOutcome>;
+
+    /// `retiring` (or never-used `published`) `-> retired`, refused while an authorization it
+    /// signed is unexpired at `now_unix`.
+    fn retire_signing_key(
+        &self,
+        version: u32,
+        now: String,
+        now_unix: i64,
+        audit: AuditEvent,
+    ) -> StoreFuture<'_, KeyChangeOutcome>;
+
+    /// `retired -> destroyed`.
+    fn destroy_signing_key(
+        &self,
+        version: u32,
+        now: String,
+        audit: AuditEvent,
+    ) -> StoreFuture<'_, KeyChangeOutcome>;
 
     /// Audit records with `seq > after`, at most `limit`, in order.
     fn audit_records(&self, after: u64, limit: usize) -> StoreFuture<'_, Vec<AuditRecord>>;

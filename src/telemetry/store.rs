@@ -4,11 +4,12 @@
 use super::Metrics;
 use crate::audit::{AuditEvent, AuditRecord};
 use crate::card::{Domain, StatusChange, Token};
-use crate::keys::WrappedDataKey;
+use crate::keys::{KeyVersion, WrappedDataKey};
 use crate::store::{
-    AuthorizationChallengeRecord, AuthorizationCommit, ChallengePurpose, ChallengeRecord,
-    CommitOutcome, ConsumeOutcome, DeviceRecord, EnrolOutcome, IdempotencyRecord, Idempotent,
-    NewToken, Store, StoreFuture, TokenRecord, TokenizeOutcome, TransitionOutcome,
+    ApprovalOutcome, AuthorizationChallengeRecord, AuthorizationCommit, ChallengePurpose,
+    ChallengeRecord, CommitOutcome, ConsumeOutcome, DataKeyInfo, DeviceRecord, EnrolOutcome,
+    IdempotencyRecord, Idempotent, KeyApproval, KeyChangeOutcome, NewToken, Rewrapped,
+    SigningKeyRecord, Store, StoreFuture, TokenRecord, TokenizeOutcome, TransitionOutcome,
 };
 use std::sync::Arc;
 use std::time::Instant;
@@ -84,8 +85,112 @@ impl<S: Store + ?Sized> Store for TimedStore<S> {
         self.timed("data_keys", self.inner.data_keys())
     }
 
-    fn add_data_key(&self, key: WrappedDataKey, audit: AuditEvent) -> StoreFuture<'_, ()> {
-        self.timed("add_data_key", self.inner.add_data_key(key, audit))
+    fn activate_data_key(
+        &self,
+        key: WrappedDataKey,
+        cryptoperiod_end: String,
+        audit: AuditEvent,
+    ) -> StoreFuture<'_, KeyChangeOutcome> {
+        let call = self.inner.activate_data_key(key, cryptoperiod_end, audit);
+        self.timed("activate_data_key", call)
+    }
+
+    fn data_key_info(&self) -> StoreFuture<'_, Vec<DataKeyInfo>> {
+        self.timed("data_key_info", self.inner.data_key_info())
+    }
+
+    fn retire_data_key(
+        &self,
+        version: KeyVersion,
+        now: String,
+        audit: AuditEvent,
+    ) -> StoreFuture<'_, KeyChangeOutcome> {
+        let call = self.inner.retire_data_key(version, now, audit);
+        self.timed("retire_data_key", call)
+    }
+
+    fn destroy_data_key(
+        &self,
+        version: KeyVersion,
+        now: String,
+        audit: AuditEvent,
+    ) -> StoreFuture<'_, KeyChangeOutcome> {
+        let call = self.inner.destroy_data_key(version, now, audit);
+        self.timed("destroy_data_key", call)
+    }
+
+    fn approve_key_change(
+        &self,
+        approval: KeyApproval,
+        audit: AuditEvent,
+    ) -> StoreFuture<'_, ApprovalOutcome> {
+        let call = self.inner.approve_key_change(approval, audit);
+        self.timed("approve_key_change", call)
+    }
+
+    fn tokens_to_rewrap(
+        &self,
+        active: KeyVersion,
+        limit: usize,
+    ) -> StoreFuture<'_, Vec<TokenRecord>> {
+        self.timed(
+            "tokens_to_rewrap",
+            self.inner.tokens_to_rewrap(active, limit),
+        )
+    }
+
+    fn count_to_rewrap(&self, active: KeyVersion) -> StoreFuture<'_, u64> {
+        self.timed("count_to_rewrap", self.inner.count_to_rewrap(active))
+    }
+
+    fn rewrap(&self, batch: Vec<Rewrapped>, audit: AuditEvent) -> StoreFuture<'_, u64> {
+        self.timed("rewrap", self.inner.rewrap(batch, audit))
+    }
+
+    fn signing_keys(&self) -> StoreFuture<'_, Vec<SigningKeyRecord>> {
+        self.timed("signing_keys", self.inner.signing_keys())
+    }
+
+    fn add_signing_key(
+        &self,
+        key: SigningKeyRecord,
+        audit: AuditEvent,
+    ) -> StoreFuture<'_, KeyChangeOutcome> {
+        self.timed("add_signing_key", self.inner.add_signing_key(key, audit))
+    }
+
+    fn activate_signing_key(
+        &self,
+        version: u32,
+        now: String,
+        cryptoperiod_end: String,
+        audit: AuditEvent,
+    ) -> StoreFuture<'_, KeyChangeOutcome> {
+        let call = self
+            .inner
+            .activate_signing_key(version, now, cryptoperiod_end, audit);
+        self.timed("activate_signing_key", call)
+    }
+
+    fn retire_signing_key(
+        &self,
+        version: u32,
+        now: String,
+        now_unix: i64,
+        audit: AuditEvent,
+    ) -> StoreFuture<'_, KeyChangeOutcome> {
+        let call = self.inner.retire_signing_key(version, now, now_unix, audit);
+        self.timed("retire_signing_key", call)
+    }
+
+    fn destroy_signing_key(
+        &self,
+        version: u32,
+        now: String,
+        audit: AuditEvent,
+    ) -> StoreFuture<'_, KeyChangeOutcome> {
+        let call = self.inner.destroy_signing_key(version, now, audit);
+        self.timed("destroy_signing_key", call)
     }
 
     fn audit_records(&self, after: u64, limit: usize) -> StoreFuture<'_, Vec<AuditRecord>> {

@@ -29,8 +29,8 @@ pub struct ServerLimits {
     pub header_timeout: Duration,
     /// Time in-flight requests get to finish on shutdown.
     pub drain_timeout: Duration,
-    /// The largest request body accepted. Enforced by the API layer: pass it to
-    /// [`App::new`](crate::api::App::new).
+    /// The largest request body accepted. Enforced by the API layer: give it to
+    /// [`App::max_body_bytes`](crate::api::App::max_body_bytes).
     pub max_body_bytes: usize,
 }
 

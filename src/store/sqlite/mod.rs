@@ -10,6 +10,7 @@
 
 mod authorizations;
 mod devices;
+mod keys;
 mod readers;
 mod schema;
 mod tokens;
@@ -18,14 +19,15 @@ mod writer;
 use crate::audit::AuditEvent;
 use crate::audit::AuditRecord;
 use crate::card::{Domain, StatusChange, Token};
-use crate::keys::WrappedDataKey;
+use crate::keys::{KeyVersion, WrappedDataKey};
 use crate::store::{
-    AuthorizationChallengeRecord, AuthorizationCommit, ChallengePurpose, ChallengeRecord,
-    CommitOutcome, ConsumeOutcome, DeviceRecord, EnrolOutcome, IdempotencyRecord, Idempotent,
-    NewToken, Store, StoreError, StoreFuture, TokenRecord, TokenizeOutcome, TransitionOutcome,
+    ApprovalOutcome, AuthorizationChallengeRecord, AuthorizationCommit, ChallengePurpose,
+    ChallengeRecord, CommitOutcome, ConsumeOutcome, DataKeyInfo, DeviceRecord, EnrolOutcome,
+    IdempotencyRecord, Idempotent, KeyApproval, KeyChangeOutcome, NewToken, Rewrapped,
+    SigningKeyRecord, Store, StoreError, StoreFuture, TokenRecord, TokenizeOutcome,
+    TransitionOutcome,
 };
 use readers::ReaderPool;
-use rusqlite::params;
 use std::path::Path;
 use std::sync::{mpsc, Arc};
 use writer::{Job, JobCtx};
@@ -138,24 +140,110 @@ impl Store for SqliteStore {
         Box::pin(self.readers.run(readers::data_keys))
     }
 
-    fn add_data_key(&self, key: WrappedDataKey, audit: AuditEvent) -> StoreFuture<'_, ()> {
+    fn activate_data_key(
+        &self,
+        key: WrappedDataKey,
+        cryptoperiod_end: String,
+        audit: AuditEvent,
+    ) -> StoreFuture<'_, KeyChangeOutcome> {
+        Box::pin(self.write(move |ctx| keys::activate_data_key(ctx, key, cryptoperiod_end, audit)))
+    }
+
+    fn data_key_info(&self) -> StoreFuture<'_, Vec<DataKeyInfo>> {
+        Box::pin(self.readers.run(keys::data_key_info))
+    }
+
+    fn retire_data_key(
+        &self,
+        version: KeyVersion,
+        now: String,
+        audit: AuditEvent,
+    ) -> StoreFuture<'_, KeyChangeOutcome> {
+        Box::pin(self.write(move |ctx| keys::retire_data_key(ctx, version, &now, audit)))
+    }
+
+    fn destroy_data_key(
+        &self,
+        version: KeyVersion,
+        now: String,
+        audit: AuditEvent,
+    ) -> StoreFuture<'_, KeyChangeOutcome> {
+        Box::pin(self.write(move |ctx| keys::destroy_data_key(ctx, version, &now, audit)))
+    }
+
+    fn approve_key_change(
+        &self,
+        approval: KeyApproval,
+        audit: AuditEvent,
+    ) -> StoreFuture<'_, ApprovalOutcome> {
+        Box::pin(self.write(move |ctx| keys::approve(ctx, approval, audit)))
+    }
+
+    fn tokens_to_rewrap(
+        &self,
+        active: KeyVersion,
+        limit: usize,
+    ) -> StoreFuture<'_, Vec<TokenRecord>> {
+        Box::pin(
+            self.readers
+                .run(move |conn| keys::to_rewrap(conn, active, limit)),
+        )
+    }
+
+    fn count_to_rewrap(&self, active: KeyVersion) -> StoreFuture<'_, u64> {
+        Box::pin(
+            self.readers
+                .run(move |conn| keys::count_to_rewrap(conn, active)),
+        )
+    }
+
+    fn rewrap(&self, batch: Vec<Rewrapped>, audit: AuditEvent) -> StoreFuture<'_, u64> {
+        Box::pin(self.write(move |ctx| keys::rewrap(ctx, batch, audit)))
+    }
+
+    fn signing_keys(&self) -> StoreFuture<'_, Vec<SigningKeyRecord>> {
+        Box::pin(self.readers.run(keys::signing_keys))
+    }
+
+    fn add_signing_key(
+        &self,
+        key: SigningKeyRecord,
+        audit: AuditEvent,
+    ) -> StoreFuture<'_, KeyChangeOutcome> {
+        Box::pin(self.write(move |ctx| keys::add_signing_key(ctx, key, audit)))
+    }
+
+    fn activate_signing_key(
+        &self,
+        version: u32,
+        now: String,
+        cryptoperiod_end: String,
+        audit: AuditEvent,
+    ) -> StoreFuture<'_, KeyChangeOutcome> {
         Box::pin(self.write(move |ctx| {
-            ctx.conn
-                .execute(
-                    "INSERT INTO data_keys (version, kek_label, iv, wrapped, state, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![
-                        key.version.0,
-                        key.kek_label,
-                        key.iv.as_slice(),
-                        key.wrapped,
-                        key.state.as_str(),
-                        key.created_at
-                    ],
-                )
-                .map_err(sql_err)?;
-            ctx.audit(audit).map(|_| ())
+            keys::activate_signing_key(ctx, version, &now, &cryptoperiod_end, audit)
         }))
+    }
+
+    fn retire_signing_key(
+        &self,
+        version: u32,
+        now: String,
+        now_unix: i64,
+        audit: AuditEvent,
+    ) -> StoreFuture<'_, KeyChangeOutcome> {
+        Box::pin(
+            self.write(move |ctx| keys::retire_signing_key(ctx, version, &now, now_unix, audit)),
+        )
+    }
+
+    fn destroy_signing_key(
+        &self,
+        version: u32,
+        now: String,
+        audit: AuditEvent,
+    ) -> StoreFuture<'_, KeyChangeOutcome> {
+        Box::pin(self.write(move |ctx| keys::destroy_signing_key(ctx, version, &now, audit)))
     }
 
     fn audit_records(&self, after: u64, limit: usize) -> StoreFuture<'_, Vec<AuditRecord>> {

@@ -124,6 +124,37 @@ const MIGRATIONS: &[&str] = &[
         created_at TEXT NOT NULL,
         PRIMARY KEY (principal, key)
     );",
+    // 4: key lifecycle: data key dates, signing key versions, custodian approvals (dual
+    // control), and an index to find the records a data key version still seals.
+    "ALTER TABLE data_keys ADD COLUMN activated_at TEXT NULL;
+    ALTER TABLE data_keys ADD COLUMN retired_at TEXT NULL;
+    ALTER TABLE data_keys ADD COLUMN destroyed_at TEXT NULL;
+    ALTER TABLE data_keys ADD COLUMN cryptoperiod_end TEXT NULL;
+    UPDATE data_keys SET activated_at = created_at;
+    CREATE INDEX tokens_key_version ON tokens (key_version);
+    CREATE TABLE signing_keys (
+        version INTEGER PRIMARY KEY,
+        label TEXT NOT NULL UNIQUE,
+        kid TEXT NOT NULL UNIQUE,
+        state TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        activated_at TEXT NULL,
+        deactivated_at TEXT NULL,
+        retired_at TEXT NULL,
+        destroyed_at TEXT NULL,
+        cryptoperiod_end TEXT NULL
+    );
+    CREATE UNIQUE INDEX signing_keys_one_active ON signing_keys (state) WHERE state = 'active';
+    CREATE INDEX authorizations_kid_exp ON authorizations (kid, exp);
+    CREATE TABLE key_approvals (
+        id INTEGER PRIMARY KEY,
+        change TEXT NOT NULL,
+        custodian TEXT NOT NULL,
+        approved_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        used_at TEXT NULL
+    );
+    CREATE INDEX key_approvals_change ON key_approvals (change, used_at);",
 ];
 
 /// Settings for the writer connection: durable commits (WAL, synchronous=FULL).

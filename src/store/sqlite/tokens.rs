@@ -9,11 +9,12 @@ use crate::keys::{Fingerprint, KeyVersion, SealedPan};
 use crate::store::{NewToken, StoreError, TokenRecord, TokenizeOutcome, TransitionOutcome};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-const COLUMNS: &str = "domain, token, fingerprint, key_version, nonce, ciphertext, last4, \
+pub(super) const COLUMNS: &str =
+    "domain, token, fingerprint, key_version, nonce, ciphertext, last4, \
                        status, created_at, updated_at";
 
 /// A row as stored, before validation.
-struct RawRow {
+pub(super) struct RawRow {
     domain: String,
     token: String,
     fingerprint: Option<Vec<u8>>,
@@ -27,7 +28,7 @@ struct RawRow {
 }
 
 impl RawRow {
-    fn from_row(r: &Row<'_>) -> rusqlite::Result<Self> {
+    pub(super) fn from_row(r: &Row<'_>) -> rusqlite::Result<Self> {
         Ok(Self {
             domain: r.get(0)?,
             token: r.get(1)?,
@@ -43,7 +44,7 @@ impl RawRow {
     }
 
     /// Validates the row. Error texts name the token and the column, never the bytes.
-    fn into_record(self) -> Result<TokenRecord, StoreError> {
+    pub(super) fn into_record(self) -> Result<TokenRecord, StoreError> {
         let bad = |what: &str| StoreError::Corrupt(format!("token {}: bad {what}", self.token));
         let fingerprint = match &self.fingerprint {
             None => None,
@@ -173,6 +174,15 @@ pub(super) fn tokenize(
     }
     if read(ctx.conn, &new.record.token, domain)?.is_some() {
         return Ok(TokenizeOutcome::TokenTaken);
+    }
+    if let Some(sealed) = &new.record.sealed {
+        // A request that read the key ring before a version was retired must not seal under it.
+        if !super::keys::may_seal(ctx.conn, sealed.key_version)? {
+            return Err(StoreError::Unavailable(format!(
+                "data key version {} no longer seals records",
+                sealed.key_version.0
+            )));
+        }
     }
     match insert(ctx.conn, &new.record) {
         Ok(_) => {
