@@ -38,11 +38,11 @@ fn cli(args: &[&str], stdin: &str) -> (Output, String, String) {
     (out, stdout, stderr)
 }
 
-/// A fresh data directory made by `payhsm ceremony init`.
+/// A fresh dev data directory made by `payhsm ceremony init --dev`.
 fn init_dir(tmp: &Path, name: &str) -> PathBuf {
     let dir = tmp.join(name);
     let (out, _, err) = cli(
-        &["ceremony", "init", "--data-dir", dir.to_str().unwrap()],
+        &["ceremony", "init", "--dev", "--data-dir", dir.to_str().unwrap()],
         "",
     );
     assert!(out.status.success(), "{err}");
@@ -211,7 +211,7 @@ fn kek_formed_from_the_same_components_on_two_tokens_has_one_kcv_and_a_wrong_kcv
     let mut daemon = Daemon::start();
     daemon.terminate();
     let a = daemon.data_dir.clone();
-    // Replica B: made by `payhsm ceremony init`.
+    // Replica B: made by `payhsm ceremony init --dev`.
     let b = init_dir(tmp.path(), "b");
 
     // Component 2's KCV mistyped: refused, naming component 2, nothing imported.
