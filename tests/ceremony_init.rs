@@ -2,7 +2,6 @@
 //! binary, a fresh SoftHSM2 token store per test (`SOFTHSM2_CONF`), PINs passed on extra file
 //! descriptors, custodians checked against `policies/identities.toml`.
 #![allow(
-    unsafe_code,
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
