@@ -102,8 +102,9 @@ pub enum CeremonyCommand {
     },
 }
 
-/// `payhsm ceremony init`.
+/// `payhsm ceremony init`: `--token-label` for a real token, or `--dev`.
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("kind").required(true).args(["dev", "token_label"])))]
 pub struct InitArgs {
     /// The data directory to create (its audit log records the ceremonies on the token).
     #[arg(long)]
@@ -114,7 +115,7 @@ pub struct InitArgs {
     pub dev: bool,
     /// The label of the new token (1 to 32 bytes). A token with this label must not exist:
     /// an initialized token is never initialized again (that would destroy its keys).
-    #[arg(long, value_name = "LABEL", required_unless_present = "dev")]
+    #[arg(long, value_name = "LABEL")]
     pub token_label: Option<String>,
     /// The PKCS#11 module (for SoftHSM2 the token store is the one `SOFTHSM2_CONF` names).
     #[arg(long, value_name = "PATH", default_value = crate::config::defaults::PKCS11_MODULE)]
