@@ -7,10 +7,9 @@
 )] // test crate
 
 mod support;
-use payhsm::ceremony::{combine, kcv, Component};
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
+use support::ceremony::*;
 use support::*;
 
 const DEV_USER_PIN: &str = "payhsm-dev-user-pin";
@@ -18,83 +17,25 @@ const DEV_SO_PIN: &str = "payhsm-dev-so-pin";
 
 /// Runs `payhsm` with `stdin` piped in; stdout and stderr as text.
 fn cli(args: &[&str], stdin: &str) -> (Output, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_payhsm"))
-        .args(args)
-        .current_dir(repo())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8(out.stdout.clone()).unwrap();
-    let stderr = String::from_utf8(out.stderr.clone()).unwrap();
-    (out, stdout, stderr)
+    let r = run_cli(args, stdin, &[], &[]);
+    (r.out, r.stdout, r.stderr)
 }
 
-/// A fresh data directory made by `payhsm ceremony init`.
+/// A fresh dev data directory made by `payhsm ceremony init --dev`.
 fn init_dir(tmp: &Path, name: &str) -> PathBuf {
     let dir = tmp.join(name);
     let (out, _, err) = cli(
-        &["ceremony", "init", "--data-dir", dir.to_str().unwrap()],
+        &[
+            "ceremony",
+            "init",
+            "--dev",
+            "--data-dir",
+            dir.to_str().unwrap(),
+        ],
         "",
     );
     assert!(out.status.success(), "{err}");
     dir
-}
-
-/// (grouped hex, KCV) per component, from `kek components new`.
-fn new_components(count: u8) -> Vec<(String, String)> {
-    let (out, stdout, stderr) = cli(
-        &[
-            "ceremony",
-            "kek",
-            "components",
-            "new",
-            "--count",
-            &count.to_string(),
-        ],
-        "",
-    );
-    assert!(out.status.success(), "{stderr}");
-    assert!(stderr.is_empty(), "{stderr}");
-    let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), usize::from(count), "{stdout}");
-    lines
-        .iter()
-        .enumerate()
-        .map(|(i, line)| {
-            let prefix = format!("component {} of {count}: ", i + 1);
-            let rest = line.strip_prefix(&prefix).unwrap();
-            let (hex, kcv_text) = rest.split_once("  KCV ").unwrap();
-            assert_eq!(hex.len(), 16 * 4 + 15, "{hex}");
-            assert_eq!(kcv_text.len(), 10);
-            let c = Component::from_hex(hex).unwrap();
-            assert_eq!(kcv::display(&c.kcv_cmac()), kcv_text);
-            (hex.to_owned(), kcv_text.to_owned())
-        })
-        .collect()
-}
-
-fn form_input(components: &[(String, String)]) -> String {
-    components
-        .iter()
-        .map(|(hex, kcv)| format!("{hex}\n{kcv}\n"))
-        .collect()
-}
-
-fn software_kcv(components: &[(String, String)]) -> String {
-    let parts: Vec<Component> = components
-        .iter()
-        .map(|(hex, _)| Component::from_hex(hex).unwrap())
-        .collect();
-    kcv::display(&combine(&parts).unwrap().kcv_cmac())
 }
 
 fn form(dir: &Path, label: &str, components: &[(String, String)]) -> (Output, String, String) {
@@ -112,38 +53,6 @@ fn form(dir: &Path, label: &str, components: &[(String, String)]) -> (Output, St
         ],
         &form_input(components),
     )
-}
-
-fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            files_under(&p, out);
-        } else {
-            out.push(p);
-        }
-    }
-}
-
-/// The needles a secret value (grouped hex) leaves: its hex digits (either case, grouped or
-/// not, any 16-digit run) and its raw bytes (any 8-byte run).
-fn needles(grouped_hex: &str) -> Vec<Vec<u8>> {
-    let digits: String = grouped_hex.chars().filter(|c| !c.is_whitespace()).collect();
-    let bytes: Vec<u8> = (0..digits.len() / 2)
-        .map(|i| u8::from_str_radix(&digits[2 * i..2 * i + 2], 16).unwrap())
-        .collect();
-    let mut out = Vec::new();
-    for chunk in digits.as_bytes().chunks(16).filter(|c| c.len() == 16) {
-        out.push(chunk.to_ascii_uppercase());
-        out.push(chunk.to_ascii_lowercase());
-    }
-    for group in grouped_hex.split(' ').collect::<Vec<_>>().windows(3) {
-        out.push(group.join(" ").into_bytes());
-    }
-    for chunk in bytes.chunks(8).filter(|c| c.len() == 8) {
-        out.push(chunk.to_vec());
-    }
-    out
 }
 
 /// No secret (component, share value, PIN) in any file under `dirs` or in `texts`.
@@ -211,7 +120,7 @@ fn kek_formed_from_the_same_components_on_two_tokens_has_one_kcv_and_a_wrong_kcv
     let mut daemon = Daemon::start();
     daemon.terminate();
     let a = daemon.data_dir.clone();
-    // Replica B: made by `payhsm ceremony init`.
+    // Replica B: made by `payhsm ceremony init --dev`.
     let b = init_dir(tmp.path(), "b");
 
     // Component 2's KCV mistyped: refused, naming component 2, nothing imported.

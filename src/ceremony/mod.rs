@@ -10,6 +10,7 @@
 //! share byte; only key check values ([`kcv`]) and share numbers are shown.
 
 mod component;
+pub mod custodians;
 mod error;
 mod gf256;
 mod hex;
@@ -18,6 +19,7 @@ mod shamir;
 mod transcript;
 
 pub use component::{combine, Component, KeyMaterial, KEY_LEN};
+pub use custodians::{Custodian, CustodianError};
 pub use error::{ComponentError, ShamirError, TranscriptField};
 pub use shamir::{recover, split, Share, MAX_SECRET_LEN, SET_ID_LEN};
 pub use transcript::{MAX_TRANSCRIPT_LEN, TRANSCRIPT_TAG};

@@ -53,25 +53,23 @@ pub struct CeremonyArgs {
 }
 
 /// Key ceremonies. Components, KCVs and share transcripts are read from stdin, one per line
-/// (without echo when stdin is a terminal); prompts go to stderr. Exit 0 on success, 1 when
-/// a check refuses (nothing imported), 2 on usage, file or HSM errors.
+/// (without echo when stdin is a terminal); prompts go to stderr. PINs are read from a file
+/// descriptor (`--user-pin-fd 3` with `3<file`) or prompted without echo, never taken from
+/// the command line or the environment. Exit 0 on success, 1 when a check refuses (nothing
+/// imported or initialized), 2 on usage, file or HSM errors.
 #[derive(Debug, Subcommand)]
 pub enum CeremonyCommand {
-    /// DEV ONLY: prepare a data directory as `payhsmd dev` does (SoftHSM2 token with the public
-    /// dev PINs, SQLite store), without creating any key.
-    Init {
-        /// The data directory to create or complete.
-        #[arg(long)]
-        data_dir: PathBuf,
-    },
+    /// Initialize a PKCS#11 token (SO PIN, then the user PIN set by the SO) and bind a data
+    /// directory to it; or, with `--dev`, prepare a DEV ONLY data directory.
+    Init(InitArgs),
     /// Key-encrypting key ceremonies.
     #[command(subcommand_required = true)]
     Kek(KekArgs),
     /// Split a KEK, entered as its components, into M-of-N Shamir shares printed on stdout.
     Backup {
-        /// The data directory (token and audit log).
-        #[arg(long)]
-        data_dir: PathBuf,
+        /// The data directory and the user PIN.
+        #[command(flatten)]
+        token: TokenArgs,
         /// Shares needed to recover (M).
         #[arg(long, value_parser = clap::value_parser!(u8).range(2..=255))]
         threshold: u8,
@@ -84,12 +82,15 @@ pub enum CeremonyCommand {
         /// The KEK's label in the token (the components must form it: KCVs compared).
         #[arg(long)]
         label: String,
+        /// The custodians entering the components.
+        #[command(flatten)]
+        custodians: CustodianArgs,
     },
     /// Recover a KEK from M share transcripts on stdin and import it under `--label`.
     Restore {
-        /// The data directory (token and audit log).
-        #[arg(long)]
-        data_dir: PathBuf,
+        /// The data directory and the user PIN.
+        #[command(flatten)]
+        token: TokenArgs,
         /// How many share lines to read (M).
         #[arg(long, value_parser = clap::value_parser!(u8).range(2..=255))]
         shares: u8,
@@ -99,7 +100,79 @@ pub enum CeremonyCommand {
         /// The KEK's CMAC KCV (10 hex digits) recorded at backup; checked before import.
         #[arg(long, value_name = "KCV")]
         expect_kcv: String,
+        /// The custodians entering the share lines, one per share.
+        #[command(flatten)]
+        custodians: CustodianArgs,
     },
+}
+
+/// `payhsm ceremony init`: `--token-label` for a real token, or `--dev`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("kind").required(true).args(["dev", "token_label"])))]
+pub struct InitArgs {
+    /// The data directory to create (its audit log records the ceremonies on the token).
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// DEV ONLY: a SoftHSM2 token under the data directory with the public dev PINs, as
+    /// `payhsmd dev` makes. It protects nothing.
+    #[arg(long, conflicts_with_all = ["token_label", "slot", "so_pin_fd", "user_pin_fd"])]
+    pub dev: bool,
+    /// The label of the new token (1 to 32 bytes). A token with this label must not exist:
+    /// an initialized token is never initialized again (that would destroy its keys).
+    #[arg(long, value_name = "LABEL")]
+    pub token_label: Option<String>,
+    /// The PKCS#11 module (for SoftHSM2 the token store is the one `SOFTHSM2_CONF` names).
+    #[arg(long, value_name = "PATH", default_value = crate::config::defaults::PKCS11_MODULE)]
+    pub module: PathBuf,
+    /// The slot ID of the token to initialize; by default the first uninitialized one.
+    #[arg(long, value_name = "ID")]
+    pub slot: Option<u64>,
+    /// Read the new SO PIN (one line) from this open file descriptor, e.g. `3<so-pin`;
+    /// otherwise it is typed twice at the terminal, without echo.
+    #[arg(long, value_name = "FD", value_parser = parse_pin_fd)]
+    pub so_pin_fd: Option<i32>,
+    /// Read the new user PIN (one line) from this open file descriptor (the same as
+    /// `--so-pin-fd` reads its next line); otherwise typed twice at the terminal.
+    #[arg(long, value_name = "FD", value_parser = parse_pin_fd)]
+    pub user_pin_fd: Option<i32>,
+    /// Who initializes the token (optional, recorded in the audit log).
+    #[command(flatten)]
+    pub custodians: CustodianArgs,
+}
+
+/// The data directory a ceremony works on, and where the token's user PIN comes from.
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// The data directory, made by `payhsm ceremony init` (or `payhsmd dev`).
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// Read the token's user PIN (one line) from this open file descriptor, e.g. `3<pin`;
+    /// otherwise it is prompted at the terminal without echo. A dev data directory uses the
+    /// public dev PIN and takes no PIN.
+    #[arg(long, value_name = "FD", value_parser = parse_pin_fd)]
+    pub user_pin_fd: Option<i32>,
+}
+
+/// The custodians taking part in a ceremony.
+#[derive(Debug, Args)]
+pub struct CustodianArgs {
+    /// A custodian, in entry order: one per component (per share line for `restore`). A
+    /// short name (`custodian-1`) or an identity of the custodian group of the identities
+    /// file; each distinct. Required on a token made by `ceremony init --token-label`.
+    #[arg(long = "custodian", value_name = "NAME")]
+    pub names: Vec<String>,
+    /// The policy folder whose `identities.toml` lists the custodians.
+    #[arg(long, value_name = "DIR", default_value = "policies")]
+    pub policies: PathBuf,
+}
+
+/// A PIN file descriptor: an open descriptor other than stdout and stderr.
+fn parse_pin_fd(s: &str) -> Result<i32, String> {
+    match s.parse::<i32>() {
+        Ok(1 | 2) => Err("stdout and stderr cannot carry a PIN".to_owned()),
+        Ok(fd) if (0..=1023).contains(&fd) => Ok(fd),
+        _ => Err("a file descriptor number, 0 or 3 to 1023".to_owned()),
+    }
 }
 
 /// `payhsm ceremony kek ...`.
@@ -119,24 +192,30 @@ pub enum KekCommand {
     /// Form a KEK from components entered by the custodians in turn, each with its KCV, and
     /// import it into the token.
     Form {
-        /// The data directory (token and audit log).
-        #[arg(long)]
-        data_dir: PathBuf,
+        /// The data directory and the user PIN.
+        #[command(flatten)]
+        token: TokenArgs,
         /// How many components.
         #[arg(long, value_parser = clap::value_parser!(u8).range(2..=9))]
         components: u8,
         /// The KEK's label in the token (must be free).
         #[arg(long)]
         label: String,
+        /// The custodians entering the components.
+        #[command(flatten)]
+        custodians: CustodianArgs,
     },
     /// Generate a KEK inside the token and print its KCV.
     Generate {
-        /// The data directory (token and audit log).
-        #[arg(long)]
-        data_dir: PathBuf,
+        /// The data directory and the user PIN.
+        #[command(flatten)]
+        token: TokenArgs,
         /// The KEK's label in the token (must be free).
         #[arg(long)]
         label: String,
+        /// Who generates it (optional, recorded in the audit log).
+        #[command(flatten)]
+        custodians: CustodianArgs,
     },
 }
 
@@ -421,6 +500,10 @@ pub enum AuditCommand {
         /// Output file; stdout when absent.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// For a data directory made by `payhsm ceremony init --token-label`: read the token's
+        /// user PIN from this open file descriptor (prompted without echo otherwise).
+        #[arg(long, value_name = "FD", value_parser = parse_pin_fd)]
+        user_pin_fd: Option<i32>,
     },
     /// Verify an exported audit log: chain, checkpoints, no edits, gaps or truncation.
     Verify {

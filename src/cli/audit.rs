@@ -11,12 +11,32 @@ use std::path::Path;
 /// Runs an audit subcommand and returns the exit code.
 pub fn run(args: &AuditArgs) -> i32 {
     match &args.command {
-        AuditCommand::Export { data_dir, out } => export(data_dir, out.as_deref()),
+        AuditCommand::Export {
+            data_dir,
+            out,
+            user_pin_fd,
+        } => export(data_dir, out.as_deref(), *user_pin_fd),
         AuditCommand::Verify { file, public_key } => verify(file, public_key.as_deref()),
     }
 }
 
-fn export(data_dir: &Path, out: Option<&Path>) -> i32 {
+fn export(data_dir: &Path, out: Option<&Path>, user_pin_fd: Option<i32>) -> i32 {
+    if let Some(exported) = super::ceremony::export_token_audit(data_dir, user_pin_fd) {
+        return match exported {
+            Ok(text) => write_export(&text, out),
+            Err((code, message)) => {
+                eprintln!("payhsm: {message}");
+                code
+            }
+        };
+    }
+    if user_pin_fd.is_some() {
+        return fail(&CliError::Usage(format!(
+            "{} is not bound to a token by `payhsm ceremony init`: --user-pin-fd is for such \
+             a directory (a dev one uses the public dev PIN)",
+            data_dir.display()
+        )));
+    }
     if !data_dir.join("payhsm.db").exists() {
         return fail(&CliError::Usage(format!(
             "{} holds no payhsm.db: is it a payhsmd dev data directory?",
@@ -43,6 +63,10 @@ fn export(data_dir: &Path, out: Option<&Path>) -> i32 {
         Ok(text) => text,
         Err(e) => return fail(&CliError::Usage(format!("audit export: {e}"))),
     };
+    write_export(&text, out)
+}
+
+fn write_export(text: &str, out: Option<&Path>) -> i32 {
     let written = match out {
         Some(path) => std::fs::write(path, text.as_bytes()),
         None => std::io::stdout().lock().write_all(text.as_bytes()),

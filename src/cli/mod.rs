@@ -6,15 +6,19 @@
 //! payhsm tokens get|suspend|resume|delete T --domain D
 //! payhsm health [--ready | --metrics]
 //! payhsm pki dev [--out keys-sample]
-//! payhsm audit export --data-dir DIR [--out FILE] | verify FILE [--public-key FILE]
+//! payhsm audit export --data-dir DIR [--out FILE] [--user-pin-fd FD] | verify FILE [--public-key FILE]
 //! payhsm webauthn verify CASE.json [--anchors DIR]
 //! payhsm authz verify JWS|- --jwks FILE|https://host:port/v1/keys/jwks
-//! payhsm ceremony init --data-dir DIR                                      # DEV ONLY
+//! payhsm ceremony init --data-dir DIR --token-label T [--module SO] [--slot ID]
+//!                      [--so-pin-fd FD] [--user-pin-fd FD] [--custodian C]...
+//! payhsm ceremony init --data-dir DIR --dev                                # DEV ONLY
 //! payhsm ceremony kek components new --count N
 //! payhsm ceremony kek form --data-dir DIR --components N --label L        # stdin
 //! payhsm ceremony kek generate --data-dir DIR --label L
 //! payhsm ceremony backup --data-dir DIR --threshold M --shares N --components K --label L
 //! payhsm ceremony restore --data-dir DIR --shares M --label L --expect-kcv KCV
+//! # form, generate, backup, restore also take [--user-pin-fd FD] [--custodian C]...
+//! #   [--policies DIR]; the custodians are required on a token made with --token-label
 //! payhsm keys list [--json]
 //! payhsm keys rotate --purpose data|authorization-signing                 # two custodians
 //! payhsm keys activate|retire|destroy --purpose P --key-version N         # two custodians
@@ -38,9 +42,10 @@ mod webauthn;
 
 pub use args::{
     AuditArgs, AuditCommand, AuthzArgs, AuthzCommand, CeremonyArgs, CeremonyCommand, Cli, Command,
-    ComponentsArgs, ComponentsCommand, ConnectArgs, CreateArgs, DetokenizeArgs, HealthArgs,
-    KekArgs, KekCommand, KeyPurposeArg, KeysArgs, KeysCommand, PanInput, PkiArgs, PkiCommand,
-    TokenRef, TokensArgs, TokensCommand, WebauthnArgs, WebauthnCommand,
+    ComponentsArgs, ComponentsCommand, ConnectArgs, CreateArgs, CustodianArgs, DetokenizeArgs,
+    HealthArgs, InitArgs, KekArgs, KekCommand, KeyPurposeArg, KeysArgs, KeysCommand, PanInput,
+    PkiArgs, PkiCommand, TokenArgs, TokenRef, TokensArgs, TokensCommand, WebauthnArgs,
+    WebauthnCommand,
 };
 pub use calls::ApiCall;
 pub use output::{CliError, EXIT_API_ERROR, EXIT_OK, EXIT_USAGE};

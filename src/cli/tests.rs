@@ -253,10 +253,16 @@ fn pki_dev_defaults_to_keys_sample() {
 fn audit_export_and_verify_parse() {
     match parse(&["payhsm", "audit", "export", "--data-dir", "/var/lib/payhsm"]).command {
         Command::Audit(AuditArgs {
-            command: AuditCommand::Export { data_dir, out },
+            command:
+                AuditCommand::Export {
+                    data_dir,
+                    out,
+                    user_pin_fd,
+                },
         }) => {
             assert_eq!(data_dir, PathBuf::from("/var/lib/payhsm"));
             assert_eq!(out, None);
+            assert_eq!(user_pin_fd, None);
         }
         other => panic!("{other:?}"),
     }

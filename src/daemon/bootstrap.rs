@@ -356,7 +356,9 @@ pub async fn export_audit(config: &Config) -> Result<String, DaemonError> {
     exported
 }
 
-async fn export_with(store: &dyn Store, hsm: &Hsm, label: &str) -> Result<String, DaemonError> {
+/// Exports the audit log of `store` with a checkpoint signed by the key `label` of an opened
+/// `hsm` (created there if absent): [`export_audit`] for a caller that opened both itself.
+pub async fn export_with(store: &dyn Store, hsm: &Hsm, label: &str) -> Result<String, DaemonError> {
     let hsm_err = |e: crate::keys::HsmError| DaemonError::Hsm(e.to_string());
     let public = hsm.ensure_signing_key(label).await.map_err(hsm_err)?;
     let mut records = Vec::new();

@@ -7,5 +7,7 @@ mod bootstrap;
 mod error;
 
 pub(crate) use bootstrap::read_pin;
-pub use bootstrap::{export_audit, open_keys, prepare_dev_dir, run, use_softhsm2_conf, Keys};
+pub use bootstrap::{
+    export_audit, export_with, open_keys, prepare_dev_dir, run, use_softhsm2_conf, Keys,
+};
 pub use error::DaemonError;

@@ -188,12 +188,20 @@ pub fn harden_process() -> Hardening {
 /// Returns the line's length without its `\n` (and a trailing `\r`); `Ok(None)` at end of
 /// input before any byte; an error if the line does not fit in `buf`.
 pub fn read_secret_line(buf: &mut [u8]) -> std::io::Result<Option<usize>> {
-    let _echo = EchoOff::new();
+    read_secret_line_from(0, buf)
+}
+
+/// [`read_secret_line`] from the open file descriptor `fd` (a PIN passed as `3<file` or
+/// through a pipe), without echo when `fd` is a terminal. Reads one byte at a time, so the
+/// bytes after the line stay in the descriptor for the next read (two PINs on one fd).
+pub fn read_secret_line_from(fd: i32, buf: &mut [u8]) -> std::io::Result<Option<usize>> {
+    let _echo = EchoOff::new(fd);
     let mut len = 0usize;
     loop {
         let mut byte = 0u8;
-        // SAFETY: fd 0 is read into one valid, writable byte.
-        let n = unsafe { libc::read(0, (&mut byte as *mut u8).cast::<libc::c_void>(), 1) };
+        // SAFETY: `fd` is only read into one valid, writable byte; an fd that is not open
+        // fails with EBADF.
+        let n = unsafe { libc::read(fd, (&mut byte as *mut u8).cast::<libc::c_void>(), 1) };
         if n < 0 {
             let e = std::io::Error::last_os_error();
             if e.kind() == std::io::ErrorKind::Interrupted {
@@ -231,40 +239,51 @@ pub fn read_secret_line(buf: &mut [u8]) -> std::io::Result<Option<usize>> {
 
 /// Whether standard input is a terminal.
 pub fn stdin_is_terminal() -> bool {
-    // SAFETY: isatty takes a descriptor and no pointer.
-    unsafe { libc::isatty(0) == 1 }
+    is_terminal(0)
 }
 
-/// Terminal echo switched off on fd 0 for its lifetime (a no-op when fd 0 is not a terminal).
-struct EchoOff(Option<libc::termios>);
+/// Whether `fd` is a terminal.
+pub fn is_terminal(fd: i32) -> bool {
+    // SAFETY: isatty takes a descriptor and no pointer.
+    unsafe { libc::isatty(fd) == 1 }
+}
+
+/// Whether `fd` is an open file descriptor of this process.
+pub fn fd_is_open(fd: i32) -> bool {
+    // SAFETY: F_GETFD takes no argument and touches no memory; a closed fd fails with EBADF.
+    fd >= 0 && unsafe { libc::fcntl(fd, libc::F_GETFD) } != -1
+}
+
+/// Terminal echo switched off on `fd` for its lifetime (a no-op when `fd` is not a terminal).
+struct EchoOff(Option<(i32, libc::termios)>);
 
 impl EchoOff {
-    fn new() -> Self {
-        if !stdin_is_terminal() {
+    fn new(fd: i32) -> Self {
+        if !is_terminal(fd) {
             return Self(None);
         }
         // SAFETY: termios is plain data; all-zero is a valid value to be overwritten.
         let mut saved: libc::termios = unsafe { std::mem::zeroed() };
-        // SAFETY: fd 0 and a valid, writable termios.
-        if unsafe { libc::tcgetattr(0, &mut saved) } != 0 {
+        // SAFETY: a terminal fd and a valid, writable termios.
+        if unsafe { libc::tcgetattr(fd, &mut saved) } != 0 {
             return Self(None);
         }
         let mut quiet = saved;
         quiet.c_lflag &= !libc::ECHO;
         quiet.c_lflag |= libc::ECHONL;
-        // SAFETY: fd 0 and a valid termios read by the call.
-        if unsafe { libc::tcsetattr(0, libc::TCSANOW, &quiet) } != 0 {
+        // SAFETY: a terminal fd and a valid termios read by the call.
+        if unsafe { libc::tcsetattr(fd, libc::TCSANOW, &quiet) } != 0 {
             return Self(None);
         }
-        Self(Some(saved))
+        Self(Some((fd, saved)))
     }
 }
 
 impl Drop for EchoOff {
     fn drop(&mut self) {
-        if let Some(saved) = &self.0 {
-            // SAFETY: fd 0 and the valid termios saved by `new`.
-            let _ = unsafe { libc::tcsetattr(0, libc::TCSANOW, saved) };
+        if let Some((fd, saved)) = &self.0 {
+            // SAFETY: the terminal fd and the valid termios saved by `new`.
+            let _ = unsafe { libc::tcsetattr(*fd, libc::TCSANOW, saved) };
         }
     }
 }
@@ -315,6 +334,29 @@ mod tests {
         assert_eq!((limit.rlim_cur, limit.rlim_max), (0, 0));
         // SAFETY: PR_GET_DUMPABLE takes no pointer arguments.
         assert_eq!(unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) }, 0);
+    }
+
+    #[test]
+    fn a_secret_line_is_read_from_any_fd_one_line_at_a_time() {
+        use std::io::Write as _;
+        use std::os::fd::AsRawFd as _;
+        let (mut tx, rx) = std::os::unix::net::UnixStream::pair().unwrap();
+        tx.write_all(b"first\r\nsecond\n").unwrap();
+        drop(tx);
+        let mut buf = [0u8; 16];
+        let fd = rx.as_raw_fd();
+        assert!(fd_is_open(fd));
+        assert_eq!(read_secret_line_from(fd, &mut buf).unwrap(), Some(5));
+        assert_eq!(&buf[..5], b"first");
+        assert_eq!(read_secret_line_from(fd, &mut buf).unwrap(), Some(6));
+        assert_eq!(&buf[..6], b"second");
+        assert_eq!(read_secret_line_from(fd, &mut buf).unwrap(), None);
+        let mut small = [0u8; 2];
+        let (mut tx, rx) = std::os::unix::net::UnixStream::pair().unwrap();
+        tx.write_all(b"toolong\n").unwrap();
+        assert!(read_secret_line_from(rx.as_raw_fd(), &mut small).is_err());
+        drop(rx);
+        assert!(!fd_is_open(-1));
     }
 
     #[test]

@@ -43,9 +43,62 @@ impl Pin {
         Self(Zeroizing::new(pin))
     }
 
+    /// The PIN's length in bytes (PKCS#11 ulMinPinLen and ulMaxPinLen count bytes).
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether the PIN is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether two PINs are equal, in a time that does not depend on where they differ.
+    pub fn same_as(&self, other: &Pin) -> bool {
+        let (a, b) = (self.0.as_bytes(), other.0.as_bytes());
+        let diff = a
+            .iter()
+            .zip(b.iter())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y));
+        a.len() == b.len() && diff == 0
+    }
+
     /// For the FFI line only (cryptoki `AuthPin`).
     fn auth(&self) -> AuthPin {
         AuthPin::new(self.0.as_str().to_owned())
+    }
+}
+
+/// Who a token is: what C_GetTokenInfo and the slot report, for the audit record of its
+/// initialization and to check later that a data directory still talks to the same token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenIdentity {
+    /// CKA token label (blank padding removed).
+    pub label: String,
+    /// Token manufacturer (manufacturerID).
+    pub manufacturer: String,
+    /// Token model.
+    pub model: String,
+    /// Token serial number.
+    pub serial: String,
+    /// The slot ID the token is in.
+    pub slot: u64,
+}
+
+/// An uninitialized token chosen for `C_InitToken`, with the PIN length bounds it reports.
+#[derive(Debug)]
+pub struct FreeSlot {
+    slot: Slot,
+    /// ulMinPinLen: the shortest PIN the token accepts, in bytes.
+    pub min_pin_len: usize,
+    /// ulMaxPinLen: the longest PIN the token accepts, in bytes.
+    pub max_pin_len: usize,
+}
+
+impl FreeSlot {
+    /// The slot ID.
+    pub fn id(&self) -> u64 {
+        self.slot.id()
     }
 }
 
@@ -103,17 +156,58 @@ impl Module {
         if self.find_token(label)?.is_some() {
             return Ok(false);
         }
-        let free = self
-            .pkcs11
-            .get_slots_with_token()?
-            .into_iter()
-            .find(|slot| {
-                self.pkcs11
-                    .get_token_info(*slot)
-                    .is_ok_and(|info| !info.token_initialized())
-            })
-            .ok_or_else(|| HsmError::NotFound("a free (uninitialized) token slot".to_owned()))?;
-        self.pkcs11.init_token(free, &so_pin.auth(), label)?;
+        let free = self.free_slot(label, None)?;
+        self.init_token(&free, label, so_pin, user_pin)?;
+        Ok(true)
+    }
+
+    /// Chooses the uninitialized token to initialize as `label`: the one in slot `slot_id`, or
+    /// the first free one. Refuses with [`HsmError::TokenExists`] when a token labelled
+    /// `label` exists or the token in `slot_id` is initialized: C_InitToken on it would
+    /// destroy its keys.
+    pub fn free_slot(&self, label: &str, slot_id: Option<u64>) -> Result<FreeSlot, HsmError> {
+        check_label(label)?;
+        if self.find_token(label)?.is_some() {
+            return Err(HsmError::TokenExists(format!("a token labelled {label:?}")));
+        }
+        for slot in self.pkcs11.get_slots_with_token()? {
+            if slot_id.is_some_and(|id| id != slot.id()) {
+                continue;
+            }
+            let info = self.pkcs11.get_token_info(slot)?;
+            if !info.token_initialized() {
+                return Ok(FreeSlot {
+                    slot,
+                    min_pin_len: info.min_pin_length(),
+                    max_pin_len: info.max_pin_length(),
+                });
+            }
+            if let Some(id) = slot_id {
+                return Err(HsmError::TokenExists(format!(
+                    "the token {:?} in slot {id}",
+                    info.label()
+                )));
+            }
+        }
+        Err(HsmError::NotFound(match slot_id {
+            Some(id) => format!("a token in slot {id}"),
+            None => "a free (uninitialized) token slot".to_owned(),
+        }))
+    }
+
+    /// Initializes the token in `free` as `label` with the SO PIN (C_InitToken), then, logged
+    /// in as SO, sets the user PIN (C_InitPIN). Returns the new token's identity.
+    pub fn init_token(
+        &self,
+        free: &FreeSlot,
+        label: &str,
+        so_pin: &Pin,
+        user_pin: &Pin,
+    ) -> Result<TokenIdentity, HsmError> {
+        check_label(label)?;
+        // PKCS#11 3.0 §5.6 C_InitToken: initializes the token, destroying what it holds; only
+        // ever called on a token `free_slot` found uninitialized.
+        self.pkcs11.init_token(free.slot, &so_pin.auth(), label)?;
         // Some modules (SoftHSM2) renumber the slot once its token is initialized.
         let slot = self
             .find_token(label)?
@@ -123,7 +217,27 @@ impl Module {
         // PKCS#11 3.0 §5.6 C_InitPIN: the SO sets the normal user's PIN.
         session.init_pin(&user_pin.auth())?;
         session.logout()?;
-        Ok(true)
+        drop(session);
+        self.identity_of(slot)
+    }
+
+    /// The identity of the initialized token labelled `label`, if there is one.
+    pub fn token_identity(&self, label: &str) -> Result<Option<TokenIdentity>, HsmError> {
+        check_label(label)?;
+        self.find_token(label)?
+            .map(|slot| self.identity_of(slot))
+            .transpose()
+    }
+
+    fn identity_of(&self, slot: Slot) -> Result<TokenIdentity, HsmError> {
+        let info = self.pkcs11.get_token_info(slot)?;
+        Ok(TokenIdentity {
+            label: info.label().to_owned(),
+            manufacturer: info.manufacturer_id().to_owned(),
+            model: info.model().to_owned(),
+            serial: info.serial_number().to_owned(),
+            slot: slot.id(),
+        })
     }
 
     /// The slot holding an initialized token labelled `label`.

@@ -13,7 +13,7 @@ mod hsm;
 mod selftest;
 
 pub use datakeys::{DataKeyMaterial, DataKeyRing, KeyError, SharedRing};
-pub use hsm::{EcPublicKey, Hsm, HsmConfig, HsmError, Module, Pin};
+pub use hsm::{EcPublicKey, FreeSlot, Hsm, HsmConfig, HsmError, Module, Pin, TokenIdentity};
 pub use selftest::{run_known_answer_tests, SelfTestError};
 
 /// A data key version. Versions start at 1 and only grow.

@@ -27,7 +27,18 @@ struct ClientEntry {
 
 /// The validated map: identity -> its groups (sorted, unique). Identities not listed have no
 /// group, so they match no `principal in Group::...` policy.
-pub(super) type IdentityMap = BTreeMap<String, Vec<String>>;
+pub type IdentityMap = BTreeMap<String, Vec<String>>;
+
+/// Reads and validates `dir/identities.toml` alone (the key ceremony checks custodians
+/// against it without loading the Cedar policies).
+pub fn load(dir: &Path) -> Result<IdentityMap, PolicyError> {
+    let path = dir.join(super::IDENTITIES_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|source| PolicyError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    parse(&path, &text)
+}
 
 /// Parses and validates the text of `identities.toml` (`path` only names it in errors).
 pub(super) fn parse(path: &Path, text: &str) -> Result<IdentityMap, PolicyError> {

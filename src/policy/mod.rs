@@ -12,4 +12,5 @@ pub use engine::{
     IDENTITIES_FILE, POLICIES_FILE, SCHEMA_FILE,
 };
 pub use error::PolicyError;
+pub use identities::{load as load_identities, IdentityMap};
 pub use principal::Principal;

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test crate uses part of the harness
 
 pub mod authenticator;
+pub mod ceremony;
 pub mod softhsm;
 
 use payhsm::client::{Client, ClientIdentity, ClientOptions, Response};

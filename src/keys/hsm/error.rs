@@ -27,6 +27,8 @@ pub enum HsmError {
     Integrity,
     /// A key with that label already exists.
     AlreadyExists(String),
+    /// That token is already initialized (initializing it again would destroy its keys).
+    TokenExists(String),
     /// More than one object has that label.
     DuplicateLabel(String),
     /// Only one half of a key pair with that label exists.
@@ -46,6 +48,7 @@ impl std::fmt::Display for HsmError {
             Self::Library(why) => write!(f, "PKCS#11 wrapper error: {why}"),
             Self::Integrity => f.write_str("wrapped data key failed authentication"),
             Self::AlreadyExists(label) => write!(f, "key {label:?} already exists"),
+            Self::TokenExists(what) => write!(f, "{what} is already initialized"),
             Self::DuplicateLabel(label) => write!(f, "more than one object labelled {label:?}"),
             Self::IncompleteKeyPair(label) => {
                 write!(f, "key pair {label:?} has only one half in the token")

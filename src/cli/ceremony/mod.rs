@@ -1,31 +1,41 @@
-//! `payhsm ceremony`: key ceremonies on the HSM host, on a dev data directory.
+//! `payhsm ceremony`: key ceremonies on the HSM host.
 //!
 //! Components, their KCVs and share transcripts are read from stdin one line at a time,
 //! straight into zeroizing buffers ([`crate::isolation::read_secret_line`], no echo on a
-//! terminal); prompts go to stderr. Components and shares are printed on stdout only by the
-//! commands whose purpose that is (`kek components new`, `backup`); nothing secret is ever
-//! written to a file, a log, an error message or the audit log: only labels, KCVs, counts and
-//! component numbers.
+//! terminal); PINs from a file descriptor or the terminal, the same way ([`input`]); prompts
+//! go to stderr. Components and shares are printed on stdout only by the commands whose
+//! purpose that is (`kek components new`, `backup`); nothing secret is ever written to a file,
+//! a log, an error message or the audit log: only labels, KCVs, counts, component numbers,
+//! the custodians' identities and the token's identity.
 
-use super::args::{CeremonyArgs, CeremonyCommand, ComponentsCommand, KekArgs, KekCommand};
+mod init;
+mod input;
+mod session;
+
+pub(in crate::cli) use session::export_token_audit;
+
+use super::args::{
+    CeremonyArgs, CeremonyCommand, ComponentsCommand, CustodianArgs, KekArgs, KekCommand, TokenArgs,
+};
 use super::{EXIT_API_ERROR, EXIT_OK, EXIT_USAGE};
-use crate::audit::{AuditEvent, Decision};
+use crate::audit::Decision;
 use crate::ceremony::{self, kcv, Component, KeyMaterial, Share, TRANSCRIPT_TAG};
-use crate::config::{defaults, Config};
-use crate::keys::{Hsm, HsmConfig, HsmError, Module, Pin};
-use crate::store::sqlite::{SqliteOptions, SqliteStore};
-use crate::store::Store;
+use crate::keys::HsmError;
+use input::{prompt, read_line};
+use session::{DataDir, Session};
 use std::io::Write as _;
-use std::path::Path;
-use zeroize::Zeroizing;
-
-/// Longest line read from stdin (a share transcript of a 32-byte key is about 110 bytes).
-const MAX_LINE: usize = 1024;
 
 /// Why a ceremony stopped: the exit code and a message that never holds a secret.
 struct Stop {
     code: i32,
     message: String,
+}
+
+/// The shape of a backup: M of N shares of a key entered as K components.
+struct Split {
+    threshold: u8,
+    shares: u8,
+    components: u8,
 }
 
 impl Stop {
@@ -58,31 +68,47 @@ fn hsm_stop(what: &str) -> impl Fn(HsmError) -> Stop + '_ {
 /// Runs a ceremony subcommand and returns the exit code.
 pub fn run(args: &CeremonyArgs) -> i32 {
     let result = match &args.command {
-        CeremonyCommand::Init { data_dir } => init(data_dir),
+        CeremonyCommand::Init(init) => init::run(init),
         CeremonyCommand::Kek(KekArgs { command }) => match command {
             KekCommand::Components(c) => match c.command {
                 ComponentsCommand::New { count } => components_new(count),
             },
             KekCommand::Form {
-                data_dir,
+                token,
                 components,
                 label,
-            } => form(data_dir, *components, label),
-            KekCommand::Generate { data_dir, label } => generate(data_dir, label),
+                custodians,
+            } => form(token, *components, label, custodians),
+            KekCommand::Generate {
+                token,
+                label,
+                custodians,
+            } => generate(token, label, custodians),
         },
         CeremonyCommand::Backup {
-            data_dir,
+            token,
             threshold,
             shares,
             components,
             label,
-        } => backup(data_dir, *threshold, *shares, *components, label),
+            custodians,
+        } => backup(
+            token,
+            Split {
+                threshold: *threshold,
+                shares: *shares,
+                components: *components,
+            },
+            label,
+            custodians,
+        ),
         CeremonyCommand::Restore {
-            data_dir,
+            token,
             shares,
             label,
             expect_kcv,
-        } => restore(data_dir, *shares, label, expect_kcv),
+            custodians,
+        } => restore(token, *shares, label, expect_kcv, custodians),
     };
     match result {
         Ok(()) => EXIT_OK,
@@ -93,158 +119,16 @@ pub fn run(args: &CeremonyArgs) -> i32 {
     }
 }
 
-/// The token and the audit log of one data directory, and a runtime to drive them.
-struct Session {
-    runtime: tokio::runtime::Runtime,
-    hsm: Hsm,
-    store: SqliteStore,
-}
-
-impl Drop for Session {
-    /// Stops the PKCS#11 workers before the process exits (see `Hsm::shutdown`).
-    fn drop(&mut self) {
-        self.runtime.block_on(self.hsm.shutdown());
-    }
-}
-
-impl Session {
-    /// Opens the dev token and store of `data_dir`; with `create`, first prepares the directory
-    /// and the token as `payhsmd dev` does.
-    fn open(data_dir: &Path, create: bool) -> Result<Self, Stop> {
-        if create {
-            crate::daemon::prepare_dev_dir(data_dir).map_err(|e| Stop::error(e.to_string()))?;
-        } else if !data_dir.join("softhsm2.conf").exists() || !data_dir.join("payhsm.db").exists() {
-            return Err(Stop::error(format!(
-                "{} holds no softhsm2.conf and payhsm.db: create it with `payhsmd dev` or \
-                 `payhsm ceremony init`",
-                data_dir.display()
-            )));
-        }
-        let unused = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-        let config = Config::dev(
-            data_dir,
-            unused,
-            Path::new("keys-sample"),
-            Path::new("policies"),
-        );
-        // Before any thread starts: SoftHSM2 reads it when the module loads.
-        crate::daemon::use_softhsm2_conf(&config);
-        let p = &config.pkcs11;
-        let module = Module::load(&p.module).map_err(hsm_stop("loading the PKCS#11 module"))?;
-        if create {
-            let so = Pin::new(defaults::DANGER_DEV_SO_PIN.to_owned());
-            let user = Pin::new(defaults::DANGER_DEV_USER_PIN.to_owned());
-            module
-                .init_token_if_absent(&p.token_label, &so, &user)
-                .map_err(hsm_stop("creating the dev token"))?;
-        }
-        let store = crate::store::sqlite::open(&config.sqlite_path, SqliteOptions::default())
-            .map_err(|e| Stop::error(format!("opening the store: {e}")))?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| Stop::error(format!("starting the runtime: {e}")))?;
-        let pin = crate::daemon::read_pin(&p.pin).map_err(|e| Stop::error(e.to_string()))?;
-        // Opened last: from here on `Drop for Session` stops the workers on every path.
-        let hsm = Hsm::open(
-            &module,
-            HsmConfig {
-                token_label: p.token_label.clone(),
-                pin,
-                sessions: 1,
-            },
-        )
-        .map_err(hsm_stop("opening the token"))?;
-        Ok(Self {
-            runtime,
-            hsm,
-            store,
-        })
-    }
-
-    /// Refuses early, before custodians type anything, when `label` is taken.
-    fn require_free(&self, label: &str) -> Result<(), Stop> {
-        if self
-            .runtime
-            .block_on(self.hsm.kek_exists(label))
-            .map_err(hsm_stop("looking up the label"))?
-        {
-            return Err(Stop::refused(format!(
-                "a KEK labelled {label:?} already exists; nothing imported"
-            )));
-        }
-        Ok(())
-    }
-
-    /// Imports `key` under `label` and returns the KCV the token computes, which must equal
-    /// the one computed in software.
-    fn import(&self, label: &str, key: &KeyMaterial) -> Result<[u8; 5], Stop> {
-        self.runtime
-            .block_on(self.hsm.import_kek(label, key))
-            .map_err(hsm_stop("importing the KEK"))?;
-        let in_token = self.kcv(label)?;
-        if in_token != key.kcv_cmac() {
-            return Err(Stop::error(format!(
-                "the token reports KCV {} for {label:?}, not {}",
-                kcv::display(&in_token),
-                kcv::display(&key.kcv_cmac())
-            )));
-        }
-        Ok(in_token)
-    }
-
-    fn kcv(&self, label: &str) -> Result<[u8; 5], Stop> {
-        self.runtime
-            .block_on(self.hsm.kek_kcv(label))
-            .map_err(hsm_stop("computing the KEK's KCV in the token"))
-    }
-
-    /// Appends an audit record (never a component or share: labels, KCVs, counts).
-    fn audit(
-        &self,
-        action: &str,
-        decision: Decision,
-        outcome: &str,
-        detail: String,
-    ) -> Result<(), Stop> {
-        let event = AuditEvent {
-            time: crate::clock::now_rfc3339(),
-            request_id: "ceremony".to_owned(),
-            principal: "payhsm-ceremony".to_owned(),
-            action: action.to_owned(),
-            domain: None,
-            token: None,
-            last4: None,
-            decision,
-            policy_ids: Vec::new(),
-            outcome: outcome.to_owned(),
-            detail: Some(detail),
-        };
-        self.runtime
-            .block_on(self.store.record(event))
-            .map_err(|e| Stop::error(format!("writing the audit record: {e}")))
-    }
-
-    /// Audits a refusal, then returns it.
-    fn refuse(&self, action: &str, outcome: &str, detail: String, stop: Stop) -> Stop {
-        match self.audit(action, Decision::Deny, outcome, detail) {
-            Ok(()) => stop,
-            Err(audit) => Stop {
-                code: stop.code,
-                message: format!("{}; {}", stop.message, audit.message),
-            },
-        }
-    }
-}
-
-fn init(data_dir: &Path) -> Result<(), Stop> {
-    Session::open(data_dir, true)?;
-    eprintln!(
-        "payhsm: DEV ONLY: {} ready (token {:?}, public dev PINs)",
-        data_dir.display(),
-        defaults::DEV_TOKEN_LABEL
-    );
-    Ok(())
+/// Opens the data directory's session with the custodians who enter `per_entry` values.
+fn open(
+    token: &TokenArgs,
+    custodians: &CustodianArgs,
+    per_entry: Option<(u8, &str)>,
+) -> Result<Session, Stop> {
+    let kind = DataDir::detect(&token.data_dir)?;
+    // Who, before the PIN and before anyone types a component.
+    let custodians = kind.custodians(custodians, per_entry)?;
+    Session::open(token, &kind, custodians)
 }
 
 /// Writes pieces to stdout without `format!`ing the secret ones, then flushes.
@@ -268,35 +152,28 @@ fn components_new(count: u8) -> Result<(), Stop> {
     Ok(())
 }
 
-/// Prompts on stderr: on the same line at a terminal, on its own line otherwise.
-fn prompt(text: &str) {
-    if crate::isolation::stdin_is_terminal() {
-        eprint!("{text}: ");
-    } else {
-        eprintln!("{text}:");
-    }
-}
-
-/// Reads one line from stdin into a zeroizing buffer; `what` names it for errors.
-fn read_line(what: &str) -> Result<Zeroizing<String>, Stop> {
-    let mut buf = Zeroizing::new(vec![0u8; MAX_LINE]);
-    let len = crate::isolation::read_secret_line(&mut buf)
-        .map_err(|e| Stop::error(format!("reading {what}: {e}")))?
-        .ok_or_else(|| Stop::error(format!("reading {what}: end of input")))?;
-    let bytes = buf.get(..len).unwrap_or_default();
-    let text = std::str::from_utf8(bytes)
-        .map_err(|_| Stop::refused(format!("{what} is not text; nothing imported")))?;
-    let mut line = Zeroizing::new(String::with_capacity(len));
-    line.push_str(text);
-    Ok(line)
-}
-
 /// A KCV as typed: hex digits, spaces ignored, either case.
 fn normalize_kcv(text: &str) -> String {
     text.chars()
         .filter(|c| !c.is_whitespace())
         .map(|c| c.to_ascii_uppercase())
         .collect()
+}
+
+/// Who enters entry `i` of `count`: the named custodian, or "custodian i of N".
+fn whose_turn(session: &Session, i: u8, count: u8) -> String {
+    match session.custodian(i) {
+        Some(c) => format!("{} ({i} of {count})", c.name),
+        None => format!("custodian {i} of {count}"),
+    }
+}
+
+/// The audit detail naming the custodian of entry `i`, when named.
+fn custodian_detail(session: &Session, i: u8) -> String {
+    session
+        .custodian(i)
+        .map(|c| format!(" custodian={}", c.name))
+        .unwrap_or_default()
 }
 
 /// Custodians enter `count` components in turn, each followed by its KCV; each KCV is checked
@@ -317,13 +194,15 @@ fn read_components(
             session.refuse(
                 action,
                 outcome,
-                format!("label={label} component={i} of={count}"),
+                format!(
+                    "label={label} component={i} of={count}{}",
+                    custodian_detail(session, i)
+                ),
                 stop,
             )
         };
-        prompt(&format!(
-            "custodian {i} of {count}: component {i} (64 hex digits)"
-        ));
+        let who = whose_turn(session, i, count);
+        prompt(&format!("{who}: component {i} (64 hex digits)"));
         let line = read_line(&format!("component {i}"))?;
         let component = Component::from_hex(&line).map_err(|e| {
             refuse(
@@ -332,7 +211,7 @@ fn read_components(
             )
         })?;
         drop(line);
-        prompt(&format!("custodian {i} of {count}: KCV of component {i}"));
+        prompt(&format!("{who}: KCV of component {i}"));
         let typed = read_line(&format!("the KCV of component {i}"))?;
         let actual = component.kcv_cmac();
         if normalize_kcv(&typed) != kcv::display(&actual) {
@@ -369,8 +248,8 @@ fn read_components(
     })
 }
 
-fn form(data_dir: &Path, count: u8, label: &str) -> Result<(), Stop> {
-    let session = Session::open(data_dir, false)?;
+fn form(token: &TokenArgs, count: u8, label: &str, who: &CustodianArgs) -> Result<(), Stop> {
+    let session = open(token, who, Some((count, "component")))?;
     session.require_free(label)?;
     let key = read_components(&session, "ceremony_kek_formed", label, count)?;
     let kcv = kcv::display(&session.import(label, &key)?);
@@ -385,8 +264,8 @@ fn form(data_dir: &Path, count: u8, label: &str) -> Result<(), Stop> {
     Ok(())
 }
 
-fn generate(data_dir: &Path, label: &str) -> Result<(), Stop> {
-    let session = Session::open(data_dir, false)?;
+fn generate(token: &TokenArgs, label: &str, who: &CustodianArgs) -> Result<(), Stop> {
+    let session = open(token, who, None)?;
     session
         .runtime
         .block_on(session.hsm.generate_kek(label))
@@ -402,13 +281,18 @@ fn generate(data_dir: &Path, label: &str) -> Result<(), Stop> {
     Ok(())
 }
 
-fn backup(data_dir: &Path, threshold: u8, shares: u8, count: u8, label: &str) -> Result<(), Stop> {
+fn backup(token: &TokenArgs, split: Split, label: &str, who: &CustodianArgs) -> Result<(), Stop> {
+    let Split {
+        threshold,
+        shares,
+        components: count,
+    } = split;
     if threshold > shares {
         return Err(Stop::error(format!(
             "--threshold {threshold} is more than --shares {shares}"
         )));
     }
-    let session = Session::open(data_dir, false)?;
+    let session = open(token, who, Some((count, "component")))?;
     let in_token = session.kcv(label)?;
     let action = "ceremony_backup_split";
     let key = read_components(&session, action, label, count)?;
@@ -445,14 +329,20 @@ fn backup(data_dir: &Path, threshold: u8, shares: u8, count: u8, label: &str) ->
     Ok(())
 }
 
-fn restore(data_dir: &Path, count: u8, label: &str, expect_kcv: &str) -> Result<(), Stop> {
+fn restore(
+    token: &TokenArgs,
+    count: u8,
+    label: &str,
+    expect_kcv: &str,
+    who: &CustodianArgs,
+) -> Result<(), Stop> {
     let expected = normalize_kcv(expect_kcv);
     if expected.len() != 10 || !expected.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(Stop::error(
             "--expect-kcv takes the 10 hex digits of the CMAC KCV",
         ));
     }
-    let session = Session::open(data_dir, false)?;
+    let session = open(token, who, Some((count, "share")))?;
     session.require_free(label)?;
     let action = "ceremony_kek_restored";
     if crate::isolation::stdin_is_terminal() {
@@ -460,7 +350,10 @@ fn restore(data_dir: &Path, count: u8, label: &str, expect_kcv: &str) -> Result<
     }
     let mut shares: Vec<Share> = Vec::with_capacity(usize::from(count));
     for i in 1..=count {
-        prompt(&format!("share line {i} of {count}"));
+        prompt(&format!(
+            "{}: share line {i} of {count}",
+            whose_turn(&session, i, count)
+        ));
         let line = read_line(&format!("share line {i}"))?;
         // Accept the line as `backup` printed it, `share x of N: ` prefix included.
         let text = line
@@ -471,7 +364,7 @@ fn restore(data_dir: &Path, count: u8, label: &str, expect_kcv: &str) -> Result<
             session.refuse(
                 action,
                 e.code(),
-                format!("label={label} line={i}"),
+                format!("label={label} line={i}{}", custodian_detail(&session, i)),
                 Stop::refused(format!("share line {i}: {e}; nothing imported")),
             )
         })?;
