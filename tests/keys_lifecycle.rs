@@ -386,3 +386,121 @@ async fn a_new_signing_key_is_published_before_it_signs() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("409 key_state_conflict"));
 }
+
+/// Enrols a software authenticator for a new token in `shop`; returns (token, device_id).
+async fn enrolled(
+    gw: &mut Client,
+    auth: &support::authenticator::Authenticator,
+) -> (String, String) {
+    let token = token_of(&tokenize(gw, &random_pan("411111", 16), DOMAIN).await);
+    let c = post(
+        gw,
+        "/v1/devices/challenges",
+        serde_json::json!({"user": "alice", "rp_id": "localhost"}),
+    )
+    .await
+    .json()
+    .unwrap();
+    let mut body = auth
+        .register(
+            c["challenge"].as_str().unwrap(),
+            support::authenticator::Attestation::PackedSelf,
+        )
+        .body(c["challenge_id"].as_str().unwrap());
+    body["token"] = token.clone().into();
+    body["domain"] = DOMAIN.into();
+    let r = post(gw, "/v1/devices", body).await;
+    assert_eq!(r.status, 201, "{:?}", r.json());
+    (
+        token,
+        r.json().unwrap()["device_id"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// One approved payment authorization; returns the `kid` of its JWS header.
+async fn authorized_kid(
+    gw: &mut Client,
+    auth: &support::authenticator::Authenticator,
+    target: &(String, String),
+    counter: u32,
+) -> String {
+    let r = post(
+        gw,
+        "/v1/authorizations/challenges",
+        serde_json::json!({"token": target.0, "domain": DOMAIN, "device_id": target.1,
+                           "amount": 500, "currency": "EUR", "payee": "Shop"}),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{:?}", r.json());
+    let c = r.json().unwrap();
+    let assertion = auth.assert(c["challenge"].as_str().unwrap(), counter, None);
+    let r = post(
+        gw,
+        "/v1/authorizations",
+        assertion.body(c["challenge_id"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{:?}", r.json());
+    let jws = r.json().unwrap()["authorization"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    jsonwebtoken::decode_header(&jws).unwrap().kid.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_old_signing_key_stays_published_until_its_authorizations_expire() {
+    let d = Daemon::start_with(&["--signing-key-publish-lead", "0"]);
+    let mut gw = d.client("gateway").await;
+    let auth = support::authenticator::Authenticator::new();
+    let target = enrolled(&mut gw, &auth).await;
+    let old_kid = authorized_kid(&mut gw, &auth, &target, 1).await;
+
+    dual(&d, &["rotate", "--purpose", "authorization-signing"]);
+    // Published but not active: authorizations are still signed by the old key.
+    assert_eq!(authorized_kid(&mut gw, &auth, &target, 2).await, old_kid);
+    dual(
+        &d,
+        &[
+            "activate",
+            "--purpose",
+            "authorization-signing",
+            "--key-version",
+            "2",
+        ],
+    );
+    let new_kid = authorized_kid(&mut gw, &auth, &target, 3).await;
+    assert_ne!(new_kid, old_kid);
+    let signing = listed(&d, "authorization-signing");
+    assert_eq!(signing[0]["state"], "retiring");
+    assert_eq!(signing[0]["records"], 2);
+    assert_eq!(signing[1]["state"], "active");
+    assert_eq!(signing[1]["thumbprint"], new_kid.as_str());
+
+    // Both keys are in the JWKS, the signing one first: the old one verifies what it signed.
+    let jwks = get(&mut gw, "/v1/keys/jwks").await.json().unwrap();
+    let kids: Vec<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap())
+        .collect();
+    assert_eq!(kids, [new_kid.as_str(), old_kid.as_str()]);
+    // Retiring it now would strand unexpired authorizations: refused before any approval.
+    let out = keys_cli(
+        &d,
+        "custodian-1",
+        &[
+            "retire",
+            "--purpose",
+            "authorization-signing",
+            "--key-version",
+            "1",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("409 key_in_use"), "{stderr}");
+    assert!(stderr.contains("2 unexpired authorizations"), "{stderr}");
+    assert_eq!(listed(&d, "authorization-signing")[0]["state"], "retiring");
+}

@@ -573,8 +573,14 @@ impl KeyAdmin {
                     (
                         KeyChangeKind::Retire,
                         SigningKeyState::Retiring | SigningKeyState::Published,
-                    )
-                    | (KeyChangeKind::Destroy, SigningKeyState::Retired) => Ok(()),
+                    ) => {
+                        let now = OffsetDateTime::now_utc().unix_timestamp();
+                        match self.store.unexpired_authorizations(&k.kid, now).await? {
+                            (0, _) => Ok(()),
+                            (records, until) => Err(Error::KeyInUse { records, until }),
+                        }
+                    }
+                    (KeyChangeKind::Destroy, SigningKeyState::Retired) => Ok(()),
                     (_, state) => Err(Error::KeyStateConflict(state.as_str().to_owned())),
                 }
             }

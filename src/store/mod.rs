@@ -227,6 +227,14 @@ pub trait Store: Send + Sync + 'static {
         audit: AuditEvent,
     ) -> StoreFuture<'_, KeyChangeOutcome>;
 
+    /// How many authorizations signed by `kid` are unexpired at `now_unix`, and when the last
+    /// of them expires (RFC 3339).
+    fn unexpired_authorizations(
+        &self,
+        kid: &str,
+        now_unix: i64,
+    ) -> StoreFuture<'_, (u64, Option<String>)>;
+
     /// `retired -> destroyed`.
     fn destroy_signing_key(
         &self,

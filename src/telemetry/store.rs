@@ -183,6 +183,15 @@ impl<S: Store + ?Sized> Store for TimedStore<S> {
         self.timed("retire_signing_key", call)
     }
 
+    fn unexpired_authorizations(
+        &self,
+        kid: &str,
+        now_unix: i64,
+    ) -> StoreFuture<'_, (u64, Option<String>)> {
+        let call = self.inner.unexpired_authorizations(kid, now_unix);
+        self.timed("unexpired_authorizations", call)
+    }
+
     fn destroy_signing_key(
         &self,
         version: u32,

@@ -480,18 +480,9 @@ pub(super) fn retire_signing_key(
         Some((state, kid)) if state == "retiring" || state == "published" => kid,
         Some((state, _)) => return Ok(KeyChangeOutcome::StateConflict(state)),
     };
-    let (records, until): (i64, Option<i64>) = ctx
-        .conn
-        .prepare_cached("SELECT COUNT(*), MAX(exp) FROM authorizations WHERE kid = ?1 AND exp > ?2")
-        .and_then(|mut s| s.query_row(params![kid, now_unix], |r| Ok((r.get(0)?, r.get(1)?))))
-        .map_err(sql_err)?;
+    let (records, until) = unexpired_authorizations(ctx.conn, &kid, now_unix)?;
     if records > 0 {
-        return Ok(KeyChangeOutcome::InUse {
-            records: u64::try_from(records).unwrap_or(0),
-            until: until
-                .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
-                .map(crate::clock::format_rfc3339),
-        });
+        return Ok(KeyChangeOutcome::InUse { records, until });
     }
     ctx.conn
         .execute(
@@ -501,6 +492,22 @@ pub(super) fn retire_signing_key(
         .map_err(sql_err)?;
     ctx.audit(audit)?;
     Ok(KeyChangeOutcome::Done)
+}
+
+/// Authorizations signed by `kid` still unexpired at `now_unix`, and the last expiry.
+pub(super) fn unexpired_authorizations(
+    conn: &Connection,
+    kid: &str,
+    now_unix: i64,
+) -> Result<(u64, Option<String>), StoreError> {
+    let (records, until): (i64, Option<i64>) = conn
+        .prepare_cached("SELECT COUNT(*), MAX(exp) FROM authorizations WHERE kid = ?1 AND exp > ?2")
+        .and_then(|mut s| s.query_row(params![kid, now_unix], |r| Ok((r.get(0)?, r.get(1)?))))
+        .map_err(sql_err)?;
+    let until = until
+        .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
+        .map(crate::clock::format_rfc3339);
+    Ok((u64::try_from(records).unwrap_or(0), until))
 }
 
 /// `retired -> destroyed`, after the key pair has been deleted from the token.

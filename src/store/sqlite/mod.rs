@@ -237,6 +237,18 @@ impl Store for SqliteStore {
         )
     }
 
+    fn unexpired_authorizations(
+        &self,
+        kid: &str,
+        now_unix: i64,
+    ) -> StoreFuture<'_, (u64, Option<String>)> {
+        let kid = kid.to_owned();
+        Box::pin(
+            self.readers
+                .run(move |conn| keys::unexpired_authorizations(conn, &kid, now_unix)),
+        )
+    }
+
     fn destroy_signing_key(
         &self,
         version: u32,

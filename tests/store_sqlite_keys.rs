@@ -1,0 +1,286 @@
+//! The SQLite store's key lifecycle records: custodian approvals and their window, data key
+//! versions (activate, retire, destroy), the conditional rewrap of token records.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test crate
+
+use payhsm::audit::{AuditEvent, Decision};
+use payhsm::card::{Domain, Last4, Token, TokenStatus};
+use payhsm::keys::{DataKeyState, Fingerprint, KeyVersion, SealedPan, WrappedDataKey};
+use payhsm::store::sqlite::{open, SqliteOptions, SqliteStore};
+use payhsm::store::{
+    ApprovalOutcome, KeyApproval, KeyChangeOutcome, NewToken, Rewrapped, Store, TokenRecord,
+    TokenizeOutcome,
+};
+
+fn store() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir.path().join("vault.db"), SqliteOptions::default()).unwrap();
+    (dir, s)
+}
+
+fn event(action: &str) -> AuditEvent {
+    AuditEvent {
+        time: "2026-01-01T00:00:00.000Z".into(),
+        request_id: "req".into(),
+        principal: "spiffe://custodian".into(),
+        action: action.into(),
+        domain: None,
+        token: None,
+        last4: None,
+        decision: Decision::Allow,
+        policy_ids: vec![],
+        outcome: String::new(),
+        detail: None,
+    }
+}
+
+fn approval(custodian: &str, now: &str, expires_at: &str) -> KeyApproval {
+    KeyApproval {
+        change: "retire data 1".into(),
+        custodian: custodian.into(),
+        now: now.into(),
+        expires_at: expires_at.into(),
+    }
+}
+
+async fn audit_outcomes(s: &SqliteStore) -> Vec<String> {
+    s.audit_records(0, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| format!("{}:{}", r.event.action, r.event.outcome))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_distinct_custodian_within_the_window_grants_a_change() {
+    let (_d, s) = store();
+    let (a, b) = ("spiffe://c/custodian-1", "spiffe://c/custodian-2");
+    let t = |m: u32| format!("2026-01-01T00:{m:02}:00.000Z");
+    let first = s
+        .approve_key_change(approval(a, &t(0), &t(15)), event("approve"))
+        .await
+        .unwrap();
+    assert_eq!(first, ApprovalOutcome::Pending { expires_at: t(15) });
+    // The same custodian again, even with a fresh window, is not a second approval.
+    let same = s
+        .approve_key_change(approval(a, &t(1), &t(16)), event("approve"))
+        .await
+        .unwrap();
+    assert_eq!(same, ApprovalOutcome::SameCustodian { expires_at: t(15) });
+    // Another custodian, after the first approval lapsed: a new first approval.
+    let late = s
+        .approve_key_change(approval(b, &t(20), &t(35)), event("approve"))
+        .await
+        .unwrap();
+    assert_eq!(late, ApprovalOutcome::Pending { expires_at: t(35) });
+    // A different change does not match.
+    let mut other = approval(a, &t(21), &t(36));
+    other.change = "retire data 2".into();
+    assert!(matches!(
+        s.approve_key_change(other, event("approve")).await.unwrap(),
+        ApprovalOutcome::Pending { .. }
+    ));
+    // The first custodian within custodian-2's window grants it, naming custodian-2 first.
+    let granted = s
+        .approve_key_change(approval(a, &t(22), &t(37)), event("approve"))
+        .await
+        .unwrap();
+    assert_eq!(granted, ApprovalOutcome::Granted { first: b.into() });
+    // The grant used the pending approval up: the next one starts over.
+    let next = s
+        .approve_key_change(approval(b, &t(23), &t(38)), event("approve"))
+        .await
+        .unwrap();
+    assert!(matches!(next, ApprovalOutcome::Pending { .. }));
+    assert_eq!(
+        audit_outcomes(&s).await,
+        [
+            "approve:pending",
+            "approve:same_custodian",
+            "approve:pending",
+            "approve:pending",
+            "approve:granted",
+            "approve:pending"
+        ]
+    );
+}
+
+fn wrapped(version: u32) -> WrappedDataKey {
+    WrappedDataKey {
+        version: KeyVersion(version),
+        kek_label: "payhsm-kek".into(),
+        iv: [version as u8; 12],
+        wrapped: vec![9; 48],
+        state: DataKeyState::Active,
+        created_at: "2026-01-01T00:00:00.000Z".into(),
+    }
+}
+
+fn sealed(version: u32, nonce: u8) -> SealedPan {
+    SealedPan {
+        key_version: KeyVersion(version),
+        nonce: [nonce; 12],
+        ciphertext: vec![0xab; 40],
+    }
+}
+
+fn record(n: u32, version: u32) -> TokenRecord {
+    TokenRecord {
+        token: Token::parse(&format!("41111100{n:04}1111")).unwrap(),
+        domain: Domain::parse("shop").unwrap(),
+        fingerprint: Some(Fingerprint([n as u8; 32])),
+        sealed: Some(sealed(version, 1)),
+        last4: Last4::parse("1111").unwrap(),
+        status: TokenStatus::Active,
+        created_at: "2026-01-01T00:00:00.000Z".into(),
+        updated_at: "2026-01-01T00:00:00.000Z".into(),
+    }
+}
+
+async fn insert(s: &SqliteStore, r: TokenRecord) -> TokenizeOutcome {
+    let lookup = vec![r.fingerprint.unwrap()];
+    s.tokenize(NewToken { record: r, lookup }, event("tokenize"))
+        .await
+        .unwrap()
+}
+
+async fn state_of(s: &SqliteStore, version: u32) -> (DataKeyState, u64) {
+    let info = s.data_key_info().await.unwrap();
+    let d = info.iter().find(|d| d.version.0 == version).unwrap();
+    (d.state, d.records)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_data_key_version_is_retired_and_destroyed_only_once_no_record_uses_it() {
+    let (_d, s) = store();
+    let end = || "2027-01-01T00:00:00.000Z".to_owned();
+    let now = || "2026-06-01T00:00:00.000Z".to_owned();
+    s.activate_data_key(wrapped(1), end(), event("key_rotate"))
+        .await
+        .unwrap();
+    for n in 0..3 {
+        assert!(matches!(
+            insert(&s, record(n, 1)).await,
+            TokenizeOutcome::Created(_)
+        ));
+    }
+    // Version 2 becomes active; version 1 only opens its records now.
+    let done = s
+        .activate_data_key(wrapped(2), end(), event("key_rotate"))
+        .await
+        .unwrap();
+    assert_eq!(done, KeyChangeOutcome::Done);
+    assert_eq!(state_of(&s, 1).await, (DataKeyState::DecryptOnly, 3));
+    assert_eq!(state_of(&s, 2).await, (DataKeyState::Active, 0));
+    // Skipping a version is refused.
+    assert!(matches!(
+        s.activate_data_key(wrapped(4), end(), event("key_rotate"))
+            .await
+            .unwrap(),
+        KeyChangeOutcome::StateConflict(_)
+    ));
+
+    // In use: neither retire nor destroy.
+    let in_use = KeyChangeOutcome::InUse {
+        records: 3,
+        until: None,
+    };
+    assert_eq!(
+        s.retire_data_key(KeyVersion(1), now(), event("key_retire"))
+            .await
+            .unwrap(),
+        in_use
+    );
+    assert_eq!(
+        s.destroy_data_key(KeyVersion(1), now(), event("key_destroy"))
+            .await
+            .unwrap(),
+        in_use
+    );
+
+    // Rewrap: a record changed since it was read (other nonce) is left alone.
+    let todo = s.tokens_to_rewrap(KeyVersion(2), 10).await.unwrap();
+    assert_eq!(todo.len(), 3);
+    let moves: Vec<Rewrapped> = todo
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Rewrapped {
+            token: r.token.clone(),
+            domain: r.domain.clone(),
+            old_version: KeyVersion(1),
+            old_nonce: if i == 2 { [0xee; 12] } else { [1; 12] },
+            sealed: sealed(2, 2),
+            fingerprint: Fingerprint([0x80 + i as u8; 32]),
+        })
+        .collect();
+    assert_eq!(s.rewrap(moves, event("rewrap_keys")).await.unwrap(), 2);
+    assert_eq!(s.count_to_rewrap(KeyVersion(2)).await.unwrap(), 1);
+    let moved = s
+        .token(&todo[0].token, &todo[0].domain)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(moved.sealed, Some(sealed(2, 2)));
+    assert_eq!(moved.fingerprint, Some(Fingerprint([0x80; 32])));
+    let last = vec![Rewrapped {
+        token: todo[2].token.clone(),
+        domain: todo[2].domain.clone(),
+        old_version: KeyVersion(1),
+        old_nonce: [1; 12],
+        sealed: sealed(2, 3),
+        fingerprint: Fingerprint([0x90; 32]),
+    }];
+    assert_eq!(s.rewrap(last, event("rewrap_keys")).await.unwrap(), 1);
+    assert_eq!(s.count_to_rewrap(KeyVersion(2)).await.unwrap(), 0);
+
+    // Destroy needs retire first; the active version cannot be retired.
+    assert_eq!(
+        s.destroy_data_key(KeyVersion(1), now(), event("key_destroy"))
+            .await
+            .unwrap(),
+        KeyChangeOutcome::StateConflict("decrypt_only".into())
+    );
+    assert_eq!(
+        s.retire_data_key(KeyVersion(2), now(), event("key_retire"))
+            .await
+            .unwrap(),
+        KeyChangeOutcome::StateConflict("active".into())
+    );
+    assert_eq!(
+        s.retire_data_key(KeyVersion(1), now(), event("key_retire"))
+            .await
+            .unwrap(),
+        KeyChangeOutcome::Done
+    );
+    // A request that still holds the old ring cannot seal a new record under it.
+    assert!(s
+        .tokenize(
+            NewToken {
+                record: record(9, 1),
+                lookup: vec![Fingerprint([9; 32])]
+            },
+            event("tokenize")
+        )
+        .await
+        .is_err());
+    assert_eq!(
+        s.destroy_data_key(KeyVersion(1), now(), event("key_destroy"))
+            .await
+            .unwrap(),
+        KeyChangeOutcome::Done
+    );
+    let keys = s.data_keys().await.unwrap();
+    assert_eq!(keys[0].state, DataKeyState::Destroyed);
+    assert!(keys[0].wrapped.is_empty(), "the wrapped key is erased");
+    assert_eq!(
+        s.retire_data_key(KeyVersion(7), now(), event("key_retire"))
+            .await
+            .unwrap(),
+        KeyChangeOutcome::NotFound
+    );
+}
