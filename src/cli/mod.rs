@@ -15,6 +15,7 @@
 //! payhsm ceremony kek generate --data-dir DIR --label L
 //! payhsm ceremony backup --data-dir DIR --threshold M --shares N --components K --label L
 //! payhsm ceremony restore --data-dir DIR --shares M --label L --expect-kcv KCV
+//! payhsm bench --scenario all|NAME --connections C (--duration S | --requests N) [--json]
 //! ```
 //! Every API subcommand takes `--url`, `--ca`, `--cert`, `--key`, `--http2`, `--timeout`.
 //! Exit codes: 0 on 2xx, 1 on an API error (code and message on stderr), 2 on usage,
@@ -26,16 +27,17 @@
 mod args;
 mod audit;
 mod authz;
+mod bench;
 mod calls;
 mod ceremony;
 mod output;
 mod webauthn;
 
 pub use args::{
-    AuditArgs, AuditCommand, AuthzArgs, AuthzCommand, CeremonyArgs, CeremonyCommand, Cli, Command,
-    ComponentsArgs, ComponentsCommand, ConnectArgs, CreateArgs, DetokenizeArgs, HealthArgs,
-    KekArgs, KekCommand, PanInput, PkiArgs, PkiCommand, TokenRef, TokensArgs, TokensCommand,
-    WebauthnArgs, WebauthnCommand,
+    AuditArgs, AuditCommand, AuthzArgs, AuthzCommand, BenchArgs, CeremonyArgs, CeremonyCommand,
+    Cli, Command, ComponentsArgs, ComponentsCommand, ConnectArgs, CreateArgs, DetokenizeArgs,
+    HealthArgs, KekArgs, KekCommand, PanInput, PkiArgs, PkiCommand, Scenarios, TokenRef,
+    TokensArgs, TokensCommand, WebauthnArgs, WebauthnCommand,
 };
 pub use calls::ApiCall;
 pub use output::{CliError, EXIT_API_ERROR, EXIT_OK, EXIT_USAGE};
@@ -76,6 +78,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Webauthn(args) => webauthn::run(&args),
         Command::Authz(args) => authz::run(&args),
         Command::Ceremony(args) => ceremony::run(&args),
+        Command::Bench(args) => bench::run(&args),
     }
 }
 
