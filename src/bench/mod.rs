@@ -2,12 +2,12 @@
 //! own task issuing requests back to back, for a fixed time or request count, every latency
 //! recorded in an HDR histogram (one per connection, merged at the end).
 //!
-//! - [`scenario`]: what one connection sets up (untimed) and what one operation is.
+//! - `scenario`: what one connection sets up (untimed) and what one operation is.
 //! - [`pans`]: unique Luhn-valid test PANs, never printed.
 //! - [`authenticator`]: the software WebAuthn authenticator of the `authorize` scenario (and
 //!   of the end-to-end tests).
 //! - [`report`]: the summary, the table, the JSON lines, the machine and the commit.
-//! - [`idle`]: the idle-connection memory mode.
+//! - `idle`: the idle-connection memory mode.
 //!
 //! How to run it and what was measured: `docs/benchmarks.md`.
 
