@@ -20,12 +20,14 @@
 //! - [`audit`]: typed audit events, the hash chain, signed checkpoints, export and verification.
 //!
 //! Around them: [`config`] (typed TOML configuration), [`daemon`] (start-up of `payhsmd`),
-//! [`cli`] (the `payhsm` command), [`client`] (an mTLS API client), [`pki`] (the dev PKI),
+//! [`cli`] (the `payhsm` command), [`client`] (an mTLS API client), [`bench`] (the load
+//! generator of `payhsm bench`), [`pki`] (the dev PKI),
 //! [`telemetry`] (logs and Prometheus metrics) and [`isolation`] (process hardening, the one
 //! module allowed `unsafe`).
 
 pub mod api;
 pub mod audit;
+pub mod bench;
 pub mod card;
 pub mod ceremony;
 pub mod cli;

@@ -5,6 +5,7 @@ mod pan;
 mod status;
 mod token;
 
+pub(crate) use pan::luhn_sum;
 pub use pan::{luhn_valid, Expiry, Last4, Pan};
 pub use status::{StatusChange, TokenStatus, TransitionError};
 pub use token::{Domain, Token, TokenFormat};

@@ -42,6 +42,75 @@ pub enum Command {
     /// needs two custodians), rewrap.
     #[command(subcommand_required = true)]
     Keys(KeysArgs),
+    /// Load generator: C keep-alive mTLS connections against a running daemon, latency per
+    /// request in an HDR histogram (see docs/benchmarks.md).
+    Bench(BenchArgs),
+}
+
+/// `payhsm bench`.
+///
+/// Exit 0 when every scenario ran with an error rate at most `--max-error-rate`; 1 when one
+/// exceeded it; 2 on usage errors or when a scenario's setup failed.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Connection options: `--cert`/`--key` is the gateway identity, used by every scenario
+    /// (and every setup) except the timed requests of `detokenize`.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// `all` (each scenario in turn, not `idle`), or one of: noop, tokenize-new,
+    /// tokenize-existing, detokenize, metadata, lifecycle, authorize, handshake, idle.
+    #[arg(long, default_value = "all", value_parser = Scenarios::parse_arg)]
+    pub scenario: Scenarios,
+    /// Concurrent connections, each driven by its own task.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub connections: u32,
+    /// Length of each scenario's timed phase (10 s when neither this nor --requests is given;
+    /// for `idle`, how long the connections stay idle).
+    #[arg(long, value_name = "SECONDS", conflicts_with = "requests", value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub duration: Option<u64>,
+    /// Stop each scenario after this many operations over all connections.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub requests: Option<u64>,
+    /// Untimed operations before each timed phase, on the same connections; 0 for none.
+    #[arg(long, value_name = "SECONDS", default_value_t = 2)]
+    pub warmup: u64,
+    /// One JSON object per scenario per line on stdout instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Token domain. `authorize` needs one where the policy lets the gateway authorize
+    /// payments (the sample policy: shop, acme-shop).
+    #[arg(long, default_value = "shop")]
+    pub domain: String,
+    /// Client certificate of the `detokenize` scenario's timed requests (PEM).
+    #[arg(long, default_value = "keys-sample/clients/vault-reader.pem")]
+    pub reader_cert: PathBuf,
+    /// Client private key of the `detokenize` scenario's timed requests (PEM).
+    #[arg(long, default_value = "keys-sample/clients/vault-reader.key")]
+    pub reader_key: PathBuf,
+    /// Cards tokenized during setup for tokenize-existing, detokenize, metadata and lifecycle
+    /// (over all connections; at least one per connection).
+    #[arg(long, default_value_t = 1000)]
+    pub pool: usize,
+    /// Seed of the generated test PANs (a random run number is mixed in, so reruns
+    /// tokenize new cards).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// The daemon's process id: `idle` reports its VmRSS (from /proc/PID/status).
+    #[arg(long, value_name = "PID")]
+    pub server_pid: Option<u32>,
+    /// Exit 1 when a scenario's failed operations exceed this fraction of its attempts.
+    #[arg(long, default_value_t = 0.001, value_name = "FRACTION")]
+    pub max_error_rate: f64,
+}
+
+/// The scenarios `--scenario` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scenarios(pub Vec<crate::bench::Scenario>);
+
+impl Scenarios {
+    fn parse_arg(s: &str) -> Result<Self, String> {
+        crate::bench::Scenario::parse_list(s).map(Self)
+    }
 }
 
 /// `payhsm ceremony ...`.

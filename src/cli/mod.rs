@@ -23,6 +23,7 @@
 //! payhsm keys rotate --purpose data|authorization-signing                 # two custodians
 //! payhsm keys activate|retire|destroy --purpose P --key-version N         # two custodians
 //! payhsm keys rewrap [--batch N]
+//! payhsm bench --scenario all|NAME --connections C (--duration S | --requests N) [--json]
 //! ```
 //! Every API subcommand takes `--url`, `--ca`, `--cert`, `--key`, `--http2`, `--timeout`.
 //! Exit codes: 0 on 2xx, 1 on an API error (code and message on stderr), 2 on usage,
@@ -34,6 +35,7 @@
 mod args;
 mod audit;
 mod authz;
+mod bench;
 mod calls;
 mod ceremony;
 mod keys;
@@ -41,11 +43,11 @@ mod output;
 mod webauthn;
 
 pub use args::{
-    AuditArgs, AuditCommand, AuthzArgs, AuthzCommand, CeremonyArgs, CeremonyCommand, Cli, Command,
-    ComponentsArgs, ComponentsCommand, ConnectArgs, CreateArgs, CustodianArgs, DetokenizeArgs,
-    HealthArgs, InitArgs, KekArgs, KekCommand, KeyPurposeArg, KeysArgs, KeysCommand, PanInput,
-    PkiArgs, PkiCommand, TokenArgs, TokenRef, TokensArgs, TokensCommand, WebauthnArgs,
-    WebauthnCommand,
+    AuditArgs, AuditCommand, AuthzArgs, AuthzCommand, BenchArgs, CeremonyArgs, CeremonyCommand,
+    Cli, Command, ComponentsArgs, ComponentsCommand, ConnectArgs, CreateArgs, CustodianArgs,
+    DetokenizeArgs, HealthArgs, InitArgs, KekArgs, KekCommand, KeyPurposeArg, KeysArgs,
+    KeysCommand, PanInput, PkiArgs, PkiCommand, Scenarios, TokenArgs, TokenRef, TokensArgs,
+    TokensCommand, WebauthnArgs, WebauthnCommand,
 };
 pub use calls::ApiCall;
 pub use output::{CliError, EXIT_API_ERROR, EXIT_OK, EXIT_USAGE};
@@ -87,6 +89,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Authz(args) => authz::run(&args),
         Command::Ceremony(args) => ceremony::run(&args),
         Command::Keys(args) => keys::run(&args),
+        Command::Bench(args) => bench::run(&args),
     }
 }
 

@@ -1,277 +1,25 @@
-//! A software WebAuthn authenticator for end-to-end tests: a P-256 credential key (ring),
-//! clientDataJSON, authenticator data and an attestation object (`none`, or `packed` self
-//! attestation), encoded by a tiny CBOR writer. It produces what a browser would send; the
-//! knobs (origin, UV flag) let tests produce what a browser must not.
+//! The tests' view of the library's software WebAuthn authenticator
+//! ([`payhsm::bench::authenticator`]): the same authenticator, with failures of the system
+//! random generator turned into test panics so test bodies stay short.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
-use ring::rand::SystemRandom;
-use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
-use sha2::{Digest, Sha256};
+use payhsm::bench::authenticator::SoftwareAuthenticator;
+#[allow(unused_imports)] // each test crate uses part of it
+pub use payhsm::bench::authenticator::{cbor, Assertion, Attestation, Registration, SpcPayment};
+use std::ops::{Deref, DerefMut};
 
-const FLAG_UP: u8 = 0x01;
-const FLAG_UV: u8 = 0x04;
-const FLAG_AT: u8 = 0x40;
-
-/// CBOR (RFC 8949) items, written in CTAP2 canonical form by the callers' key order.
-pub mod cbor {
-    fn head(out: &mut Vec<u8>, major: u8, n: u64) {
-        let m = major << 5;
-        match n {
-            0..=23 => out.push(m | n as u8),
-            24..=0xff => out.extend([m | 24, n as u8]),
-            0x100..=0xffff => {
-                out.push(m | 25);
-                out.extend((n as u16).to_be_bytes());
-            }
-            0x1_0000..=0xffff_ffff => {
-                out.push(m | 26);
-                out.extend((n as u32).to_be_bytes());
-            }
-            _ => {
-                out.push(m | 27);
-                out.extend(n.to_be_bytes());
-            }
-        }
-    }
-
-    /// An integer.
-    pub fn int(out: &mut Vec<u8>, v: i64) {
-        if v >= 0 {
-            head(out, 0, v as u64);
-        } else {
-            head(out, 1, (-1 - v) as u64);
-        }
-    }
-
-    /// A byte string.
-    pub fn bytes(out: &mut Vec<u8>, b: &[u8]) {
-        head(out, 2, b.len() as u64);
-        out.extend_from_slice(b);
-    }
-
-    /// A text string.
-    pub fn text(out: &mut Vec<u8>, s: &str) {
-        head(out, 3, s.len() as u64);
-        out.extend_from_slice(s.as_bytes());
-    }
-
-    /// A map header for `n` pairs (the pairs follow).
-    pub fn map(out: &mut Vec<u8>, n: u64) {
-        head(out, 5, n);
-    }
-}
-
-/// Which attestation statement to produce.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Attestation {
-    /// `fmt: "none"`, `attStmt: {}`.
-    None,
-    /// `fmt: "packed"`, self attestation: `{alg: -7, sig}` signed by the credential key.
-    PackedSelf,
-}
-
-/// A registration response, as the browser's `PublicKeyCredential` carries it.
-#[derive(Debug, Clone)]
-pub struct Registration {
-    /// The credential id.
-    pub credential_id: Vec<u8>,
-    /// attestationObject.
-    pub attestation_object: Vec<u8>,
-    /// clientDataJSON.
-    pub client_data_json: Vec<u8>,
-}
-
-impl Registration {
-    /// The `POST /v1/devices` body for this response to `challenge_id`.
-    pub fn body(&self, challenge_id: &str) -> serde_json::Value {
-        serde_json::json!({
-            "challenge_id": challenge_id,
-            "credential_id": URL_SAFE_NO_PAD.encode(&self.credential_id),
-            "attestation_object": URL_SAFE_NO_PAD.encode(&self.attestation_object),
-            "client_data_json": URL_SAFE_NO_PAD.encode(&self.client_data_json),
-        })
-    }
-}
-
-/// One credential on a software authenticator.
-pub struct Authenticator {
-    key: EcdsaKeyPair,
-    rng: SystemRandom,
-    /// The credential id (32 random bytes).
-    pub credential_id: Vec<u8>,
-    /// The RP ID hashed into authenticator data.
-    pub rp_id: String,
-    /// The origin written into clientDataJSON.
-    pub origin: String,
-    /// Whether the UV flag is set.
-    pub user_verified: bool,
-    /// The AAGUID (zeros, like most software authenticators).
-    pub aaguid: [u8; 16],
-}
+/// One credential on a software authenticator; derefs to [`SoftwareAuthenticator`] for its
+/// knobs (`origin`, `rp_id`, `user_verified`, ...).
+pub struct Authenticator(SoftwareAuthenticator);
 
 impl Authenticator {
     /// A fresh credential for RP `localhost` at `https://localhost`, UV set.
     pub fn new() -> Self {
-        let rng = SystemRandom::new();
-        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).unwrap();
-        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng)
-            .unwrap();
-        let mut credential_id = vec![0u8; 32];
-        getrandom::getrandom(&mut credential_id).unwrap();
-        Self {
-            key,
-            rng,
-            credential_id,
-            rp_id: "localhost".to_owned(),
-            origin: "https://localhost".to_owned(),
-            user_verified: true,
-            aaguid: [0; 16],
-        }
-    }
-
-    /// The credential public key as a COSE_Key: EC2, ES256, P-256, x, y.
-    pub fn cose_key(&self) -> Vec<u8> {
-        let point = self.key.public_key().as_ref();
-        let (x, y) = (&point[1..33], &point[33..65]);
-        let mut out = Vec::new();
-        cbor::map(&mut out, 5);
-        cbor::int(&mut out, 1); // kty
-        cbor::int(&mut out, 2); // EC2
-        cbor::int(&mut out, 3); // alg
-        cbor::int(&mut out, -7); // ES256
-        cbor::int(&mut out, -1); // crv
-        cbor::int(&mut out, 1); // P-256
-        cbor::int(&mut out, -2);
-        cbor::bytes(&mut out, x);
-        cbor::int(&mut out, -3);
-        cbor::bytes(&mut out, y);
-        out
-    }
-
-    /// clientDataJSON for `navigator.credentials.create` with this challenge.
-    pub fn client_data(&self, challenge_b64: &str) -> Vec<u8> {
-        serde_json::json!({
-            "type": "webauthn.create",
-            "challenge": challenge_b64,
-            "origin": self.origin,
-            "crossOrigin": false,
-        })
-        .to_string()
-        .into_bytes()
-    }
-
-    /// Authenticator data with attested credential data (§6.1, §6.5.1), counter 0.
-    pub fn auth_data(&self) -> Vec<u8> {
-        let mut flags = FLAG_UP | FLAG_AT;
-        if self.user_verified {
-            flags |= FLAG_UV;
-        }
-        let mut out = Sha256::digest(self.rp_id.as_bytes()).to_vec();
-        out.push(flags);
-        out.extend(0u32.to_be_bytes());
-        out.extend(self.aaguid);
-        out.extend((self.credential_id.len() as u16).to_be_bytes());
-        out.extend(&self.credential_id);
-        out.extend(self.cose_key());
-        out
+        Self(SoftwareAuthenticator::new().unwrap())
     }
 
     /// A registration response to `challenge_b64` with the chosen attestation.
     pub fn register(&self, challenge_b64: &str, attestation: Attestation) -> Registration {
-        let client_data_json = self.client_data(challenge_b64);
-        let auth_data = self.auth_data();
-        let mut att = Vec::new();
-        cbor::map(&mut att, 3);
-        cbor::text(&mut att, "fmt");
-        match attestation {
-            Attestation::None => {
-                cbor::text(&mut att, "none");
-                cbor::text(&mut att, "attStmt");
-                cbor::map(&mut att, 0);
-            }
-            Attestation::PackedSelf => {
-                cbor::text(&mut att, "packed");
-                cbor::text(&mut att, "attStmt");
-                // §8.2: sig over authenticatorData || clientDataHash, by the credential key.
-                let mut signed = auth_data.clone();
-                signed.extend(Sha256::digest(&client_data_json));
-                let sig = self.key.sign(&self.rng, &signed).unwrap();
-                cbor::map(&mut att, 2);
-                cbor::text(&mut att, "alg");
-                cbor::int(&mut att, -7);
-                cbor::text(&mut att, "sig");
-                cbor::bytes(&mut att, sig.as_ref());
-            }
-        }
-        cbor::text(&mut att, "authData");
-        cbor::bytes(&mut att, &auth_data);
-        Registration {
-            credential_id: self.credential_id.clone(),
-            attestation_object: att,
-            client_data_json,
-        }
-    }
-}
-
-/// What SPC's `payment` member of clientDataJSON carries (`payment.get`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SpcPayment {
-    /// payment.rpId
-    pub rp_id: String,
-    /// payment.topOrigin
-    pub top_origin: String,
-    /// payment.payeeName
-    pub payee_name: String,
-    /// payment.payeeOrigin
-    pub payee_origin: String,
-    /// payment.total.currency
-    pub currency: String,
-    /// payment.total.value
-    pub value: String,
-    /// payment.instrument.displayName
-    pub instrument_name: String,
-    /// payment.instrument.icon
-    pub instrument_icon: String,
-}
-
-/// An assertion, as the browser's `PublicKeyCredential` (get) carries it.
-#[derive(Debug, Clone)]
-pub struct Assertion {
-    /// The credential id.
-    pub credential_id: Vec<u8>,
-    /// authenticatorData.
-    pub authenticator_data: Vec<u8>,
-    /// clientDataJSON.
-    pub client_data_json: Vec<u8>,
-    /// ECDSA P-256 signature (ASN.1 DER) over authData || SHA-256(clientDataJSON).
-    pub signature: Vec<u8>,
-}
-
-impl Assertion {
-    /// The `POST /v1/authorizations` body for this assertion to `challenge_id`.
-    pub fn body(&self, challenge_id: &str) -> serde_json::Value {
-        serde_json::json!({
-            "challenge_id": challenge_id,
-            "credential_id": URL_SAFE_NO_PAD.encode(&self.credential_id),
-            "authenticator_data": URL_SAFE_NO_PAD.encode(&self.authenticator_data),
-            "client_data_json": URL_SAFE_NO_PAD.encode(&self.client_data_json),
-            "signature": URL_SAFE_NO_PAD.encode(&self.signature),
-        })
-    }
-}
-
-impl Authenticator {
-    /// Authenticator data of an assertion (§6.1): rpIdHash, UP (and UV if set), `counter`.
-    pub fn assertion_auth_data(&self, counter: u32) -> Vec<u8> {
-        let mut flags = FLAG_UP;
-        if self.user_verified {
-            flags |= FLAG_UV;
-        }
-        let mut out = Sha256::digest(self.rp_id.as_bytes()).to_vec();
-        out.push(flags);
-        out.extend(counter.to_be_bytes());
-        out
+        self.0.register(challenge_b64, attestation).unwrap()
     }
 
     /// An assertion to `challenge_b64`: `webauthn.get`, or SPC `payment.get` with `payment`.
@@ -281,39 +29,25 @@ impl Authenticator {
         counter: u32,
         payment: Option<&SpcPayment>,
     ) -> Assertion {
-        let mut client_data = serde_json::json!({
-            "type": if payment.is_some() { "payment.get" } else { "webauthn.get" },
-            "challenge": challenge_b64,
-            "origin": self.origin,
-            "crossOrigin": false,
-        });
-        if let Some(p) = payment {
-            client_data["payment"] = serde_json::json!({
-                "rpId": p.rp_id,
-                "topOrigin": p.top_origin,
-                "payeeName": p.payee_name,
-                "payeeOrigin": p.payee_origin,
-                "total": {"currency": p.currency, "value": p.value},
-                "instrument": {"displayName": p.instrument_name, "icon": p.instrument_icon},
-            });
-        }
-        let client_data_json = client_data.to_string().into_bytes();
-        let authenticator_data = self.assertion_auth_data(counter);
-        // §7.2 step 22: sig over authData || SHA-256(clientDataJSON).
-        let mut signed = authenticator_data.clone();
-        signed.extend(Sha256::digest(&client_data_json));
-        let signature = self.key.sign(&self.rng, &signed).unwrap().as_ref().to_vec();
-        Assertion {
-            credential_id: self.credential_id.clone(),
-            authenticator_data,
-            client_data_json,
-            signature,
-        }
+        self.0.assert(challenge_b64, counter, payment).unwrap()
     }
 }
 
 impl Default for Authenticator {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+impl Deref for Authenticator {
+    type Target = SoftwareAuthenticator;
+    fn deref(&self) -> &SoftwareAuthenticator {
+        &self.0
+    }
+}
+
+impl DerefMut for Authenticator {
+    fn deref_mut(&mut self) -> &mut SoftwareAuthenticator {
+        &mut self.0
     }
 }
