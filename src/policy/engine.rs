@@ -252,6 +252,55 @@ pub struct PolicyEngine {
     authorizer: Authorizer,
     identities: IdentityMap,
     names: TypeNames,
+    /// Decisions without context, by (principal, action, resource): the policies, schema and
+    /// entities never change after load, so the same request always gets the same answer.
+    cache: DecisionCache,
+}
+
+/// Most cached decisions; the cache is emptied when full (callers choose domain names, so its
+/// size must not depend on them).
+const DECISION_CACHE_ENTRIES: usize = 16_384;
+
+#[derive(Default)]
+struct DecisionCache(std::sync::RwLock<std::collections::HashMap<String, PolicyDecision>>);
+
+impl DecisionCache {
+    /// `action \0 resource kind \0 resource id \0 principal`: unambiguous because no part can
+    /// hold a NUL (identities and ids are checked text; a NUL would only miss the cache).
+    fn key(request: &PolicyRequest<'_>) -> String {
+        let (kind, id) = match request.resource {
+            Resource::Domain(d) => ("d", d.as_str()),
+            Resource::RelyingParty(rp) => ("r", rp),
+            Resource::AuditLog => ("a", ""),
+            Resource::KeyRing => ("k", ""),
+        };
+        let principal = request.principal.as_str();
+        let action = request.action.as_str();
+        let mut key = String::with_capacity(action.len() + id.len() + principal.len() + 5);
+        for part in [action, "\0", kind, "\0", id, "\0", principal] {
+            key.push_str(part);
+        }
+        key
+    }
+
+    fn get(&self, key: &str) -> Option<PolicyDecision> {
+        let map = self
+            .0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.get(key).cloned()
+    }
+
+    fn put(&self, key: String, decision: &PolicyDecision) {
+        let mut map = self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if map.len() >= DECISION_CACHE_ENTRIES {
+            map.clear();
+        }
+        map.insert(key, decision.clone());
+    }
 }
 
 impl std::fmt::Debug for PolicyEngine {
@@ -305,11 +354,27 @@ impl PolicyEngine {
             authorizer: Authorizer::new(),
             identities,
             names,
+            cache: DecisionCache::default(),
         })
     }
 
-    /// Decides one request. Allowed only on an explicit Cedar `Allow`.
+    /// Decides one request. Allowed only on an explicit Cedar `Allow`. Requests without
+    /// context are answered from a cache of earlier identical requests.
     pub fn decide(&self, request: &PolicyRequest<'_>) -> PolicyDecision {
+        if !matches!(request.context, PolicyContext::Empty) {
+            return self.evaluate(request);
+        }
+        let key = DecisionCache::key(request);
+        if let Some(hit) = self.cache.get(&key) {
+            return hit;
+        }
+        let decision = self.evaluate(request);
+        self.cache.put(key, &decision);
+        decision
+    }
+
+    /// Runs Cedar on one request.
+    fn evaluate(&self, request: &PolicyRequest<'_>) -> PolicyDecision {
         let payment_action = request.action == Action::AuthorizePayment;
         let has_payment = matches!(request.context, PolicyContext::Payment(_));
         if !request.action.applies_to(&request.resource) || payment_action != has_payment {
@@ -490,6 +555,62 @@ mod tests {
     fn engine_is_send_and_sync() {
         fn check<T: Send + Sync>() {}
         check::<PolicyEngine>();
+    }
+
+    fn engine() -> PolicyEngine {
+        PolicyEngine::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies"))
+            .unwrap()
+    }
+
+    #[test]
+    fn cached_decisions_equal_evaluated_ones_and_the_cache_stays_bounded() {
+        let engine = engine();
+        let principals = [
+            "spiffe://payhsm.dev/gateway",
+            "spiffe://payhsm.dev/vault-reader",
+        ];
+        for identity in principals {
+            let principal = Principal::new(identity);
+            for action in Action::ALL {
+                let domain = Domain::parse("shop").unwrap();
+                let resource = match action {
+                    Action::ReadAudit => Resource::AuditLog,
+                    Action::ReadKeys | Action::ApproveKeyChange | Action::RewrapKeys => {
+                        Resource::KeyRing
+                    }
+                    Action::CreateDeviceChallenge | Action::EnrolDevice => {
+                        Resource::RelyingParty("localhost")
+                    }
+                    _ => Resource::Domain(&domain),
+                };
+                let request = PolicyRequest::new(&principal, action, resource);
+                let evaluated = engine.evaluate(&request);
+                assert_eq!(engine.decide(&request), evaluated, "{identity} {action:?}");
+                assert_eq!(
+                    engine.decide(&request),
+                    evaluated,
+                    "{identity} {action:?} cached"
+                );
+            }
+        }
+        // The same action on another principal or domain is another entry, not a hit.
+        let gateway = Principal::new("spiffe://payhsm.dev/gateway");
+        let reader = Principal::new("spiffe://payhsm.dev/vault-reader");
+        let shop = Domain::parse("shop").unwrap();
+        let allowed = PolicyRequest::new(&reader, Action::Detokenize, Resource::Domain(&shop));
+        let refused = PolicyRequest::new(&gateway, Action::Detokenize, Resource::Domain(&shop));
+        assert!(engine.decide(&allowed).allowed);
+        assert!(!engine.decide(&refused).allowed);
+        for n in 0..DECISION_CACHE_ENTRIES + 10 {
+            let domain = Domain::parse(&format!("d{n}")).unwrap();
+            engine.decide(&PolicyRequest::new(
+                &gateway,
+                Action::Tokenize,
+                Resource::Domain(&domain),
+            ));
+        }
+        let size = engine.cache.0.read().unwrap().len();
+        assert!((1..=DECISION_CACHE_ENTRIES).contains(&size), "{size}");
     }
 
     #[test]
