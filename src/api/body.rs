@@ -8,6 +8,7 @@ use hyper::body::Body;
 use hyper::header::{HeaderMap, CONTENT_LENGTH, CONTENT_TYPE};
 use serde::Serialize;
 use std::fmt::Display;
+use std::time::Duration;
 use zeroize::Zeroizing;
 
 /// A response body: owned bytes zeroized on drop, read through a cursor.
@@ -81,9 +82,26 @@ pub fn json<T: Serialize>(value: &T) -> Result<SecretBuf, ApiError> {
     Ok(SecretBuf::new(w.0))
 }
 
-/// Reads a request body of at most `limit` bytes into a zeroized buffer. A larger body is
-/// `PayloadTooLarge`, refused from its `content-length` before reading when it has one.
+/// Reads a request body of at most `limit` bytes into a zeroized buffer, within `timeout`. A
+/// larger body is `PayloadTooLarge`, refused from its `content-length` before reading when it
+/// has one; a body still arriving after `timeout` is `RequestTimeout` (the connection closes,
+/// since the rest of the body is never read).
 pub async fn read_body<B>(
+    headers: &HeaderMap,
+    body: B,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Zeroizing<Vec<u8>>, ApiError>
+where
+    B: Body,
+    B::Error: Display,
+{
+    tokio::time::timeout(timeout, read_limited(headers, body, limit))
+        .await
+        .unwrap_or(Err(ApiError::RequestTimeout))
+}
+
+async fn read_limited<B>(
     headers: &HeaderMap,
     body: B,
     limit: usize,
@@ -224,14 +242,16 @@ mod tests {
     #[tokio::test]
     async fn body_within_limit_is_read() {
         let body = Full::new(Bytes::from_static(b"{\"a\":1}"));
-        let got = read_body(&headers(&[]), body, 16).await.unwrap();
+        let got = read_body(&headers(&[]), body, 16, SECOND).await.unwrap();
         assert_eq!(&got[..], b"{\"a\":1}");
     }
 
     #[tokio::test]
     async fn oversized_body_is_payload_too_large() {
         let body = Full::new(Bytes::from(vec![b'x'; 17]));
-        let e = read_body(&headers(&[]), body, 16).await.unwrap_err();
+        let e = read_body(&headers(&[]), body, 16, SECOND)
+            .await
+            .unwrap_err();
         assert_eq!((e.status().as_u16(), e.code()), (413, "payload_too_large"));
     }
 
@@ -239,8 +259,33 @@ mod tests {
     async fn oversized_content_length_is_refused_before_reading() {
         let body = Full::new(Bytes::from_static(b"{}"));
         let h = headers(&[("content-length", "1000000")]);
-        let e = read_body(&h, body, 16).await.unwrap_err();
+        let e = read_body(&h, body, 16, SECOND).await.unwrap_err();
         assert_eq!(e.code(), "payload_too_large");
+    }
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    /// A body whose bytes never come.
+    struct Stalled;
+
+    impl Body for Stalled {
+        type Data = Bytes;
+        type Error = std::io::Error;
+        fn poll_frame(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+            std::task::Poll::Pending
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_that_does_not_arrive_in_time_is_request_timeout() {
+        let short = Duration::from_millis(20);
+        let e = read_body(&headers(&[]), Stalled, 16, short)
+            .await
+            .unwrap_err();
+        assert_eq!((e.status().as_u16(), e.code()), (408, "request_timeout"));
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub enum ApiError {
     },
     /// A request body that is not `application/json` (415).
     UnsupportedMediaType,
+    /// The request body did not arrive within the body timeout (408).
+    RequestTimeout,
     /// A bug: an invariant did not hold while encoding the answer (500).
     Internal,
 }
@@ -81,6 +83,7 @@ impl ApiError {
             Self::UnsupportedMediaType => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
+            Self::RequestTimeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
         }
     }
@@ -107,6 +110,7 @@ impl std::fmt::Display for ApiError {
                 write!(f, "method not allowed on this route; allowed: {allow}")
             }
             Self::UnsupportedMediaType => f.write_str("the request body must be application/json"),
+            Self::RequestTimeout => f.write_str("the request body did not arrive in time"),
             Self::Internal => f.write_str("internal error"),
         }
     }
@@ -274,6 +278,7 @@ mod tests {
                 415,
                 "unsupported_media_type",
             ),
+            (ApiError::RequestTimeout, 408, "request_timeout"),
             (ApiError::Internal, 500, "internal_error"),
         ];
         for (err, status, code) in table {

@@ -46,4 +46,7 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// The largest request body accepted.
     pub max_body_bytes: usize,
+    /// The longest a request body may take to arrive (a client trickling it byte by byte
+    /// would otherwise hold its connection for ever).
+    pub body_timeout: std::time::Duration,
 }

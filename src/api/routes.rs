@@ -184,7 +184,8 @@ where
     match route {
         Route::Tokenize => {
             require_json(&parts.headers)?;
-            let bytes = read_body(&parts.headers, body, app.max_body_bytes).await?;
+            let bytes =
+                read_body(&parts.headers, body, app.max_body_bytes, app.body_timeout).await?;
             let input = decode::<TokenizeRequest>(&bytes)?.into_input()?;
             let (status, view) = match app.vault.tokenize(caller, input).await? {
                 Tokenized::Created(v) => (StatusCode::CREATED, v),
@@ -194,7 +195,8 @@ where
         }
         Route::Detokenize => {
             require_json(&parts.headers)?;
-            let bytes = read_body(&parts.headers, body, app.max_body_bytes).await?;
+            let bytes =
+                read_body(&parts.headers, body, app.max_body_bytes, app.body_timeout).await?;
             let (token, domain) = decode::<DetokenizeRequest>(&bytes)?.parse()?;
             let out = app.vault.detokenize(caller, &token, &domain).await?;
             let pan =
@@ -232,7 +234,8 @@ where
         }
         Route::DeviceChallenge => {
             require_json(&parts.headers)?;
-            let bytes = read_body(&parts.headers, body, app.max_body_bytes).await?;
+            let bytes =
+                read_body(&parts.headers, body, app.max_body_bytes, app.body_timeout).await?;
             let req = decode::<ChallengeRequest>(&bytes)?;
             let issued = app
                 .devices
@@ -245,7 +248,8 @@ where
         }
         Route::EnrolDevice => {
             require_json(&parts.headers)?;
-            let bytes = read_body(&parts.headers, body, app.max_body_bytes).await?;
+            let bytes =
+                read_body(&parts.headers, body, app.max_body_bytes, app.body_timeout).await?;
             let input = decode::<EnrolRequest>(&bytes)?.into_input()?;
             let device = app.devices.enrol(caller, input).await?;
             Ok(Reply::json(
@@ -256,7 +260,8 @@ where
         Route::AuthorizationChallenge => {
             require_json(&parts.headers)?;
             let key = idempotency_key(&parts.headers)?;
-            let bytes = read_body(&parts.headers, body, app.max_body_bytes).await?;
+            let bytes =
+                read_body(&parts.headers, body, app.max_body_bytes, app.body_timeout).await?;
             let input = decode::<PaymentChallengeRequest>(&bytes)?.into_input()?;
             let issued = app
                 .authorizations
@@ -270,7 +275,8 @@ where
         Route::Authorize => {
             require_json(&parts.headers)?;
             let key = idempotency_key(&parts.headers)?;
-            let bytes = read_body(&parts.headers, body, app.max_body_bytes).await?;
+            let bytes =
+                read_body(&parts.headers, body, app.max_body_bytes, app.body_timeout).await?;
             let input = decode::<AuthorizeRequest>(&bytes)?.into_input()?;
             let signed = app
                 .authorizations
@@ -292,7 +298,8 @@ where
         )),
         Route::KeyChange => {
             require_json(&parts.headers)?;
-            let bytes = read_body(&parts.headers, body, app.max_body_bytes).await?;
+            let bytes =
+                read_body(&parts.headers, body, app.max_body_bytes, app.body_timeout).await?;
             let change = decode::<KeyChangeRequest>(&bytes)?.into_change()?;
             let outcome = app.keys.approve(caller, change).await?;
             let status = match outcome {
@@ -306,7 +313,8 @@ where
         }
         Route::Rewrap => {
             require_json(&parts.headers)?;
-            let bytes = read_body(&parts.headers, body, app.max_body_bytes).await?;
+            let bytes =
+                read_body(&parts.headers, body, app.max_body_bytes, app.body_timeout).await?;
             let batch = decode::<RewrapRequest>(&bytes)?.batch()?;
             Ok(Reply::json(
                 StatusCode::OK,
@@ -337,7 +345,7 @@ where
     if let Some(domain) = domain_from_query(parts.uri.query())? {
         return Ok(Domain::parse(domain)?);
     }
-    let bytes = read_body(&parts.headers, body, app.max_body_bytes).await?;
+    let bytes = read_body(&parts.headers, body, app.max_body_bytes, app.body_timeout).await?;
     if bytes.is_empty() {
         return Err(ApiError::Malformed(
             "the domain is required, as a `domain` query parameter or a JSON body",

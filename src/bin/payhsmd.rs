@@ -11,6 +11,7 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(
@@ -48,6 +49,15 @@ enum Command {
         /// Seconds a new authorization signing key is published before it may sign.
         #[arg(long, default_value_t = 300)]
         signing_key_publish_lead: u64,
+        /// Milliseconds a client has for its TLS handshake.
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
+        handshake_timeout_ms: u64,
+        /// Milliseconds a client has to send request headers; also closes idle connections.
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
+        header_timeout_ms: u64,
+        /// Milliseconds a client has to send a whole request body.
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
+        body_timeout_ms: u64,
     },
     /// Start from a production configuration file.
     Serve {
@@ -68,6 +78,9 @@ fn main() -> ExitCode {
             json_logs,
             max_connections,
             signing_key_publish_lead,
+            handshake_timeout_ms,
+            header_timeout_ms,
+            body_timeout_ms,
         } => {
             if let Err(e) = payhsm::daemon::prepare_dev_dir(&data_dir) {
                 eprintln!("payhsmd: {e}");
@@ -78,8 +91,10 @@ fn main() -> ExitCode {
                 config.log_format = LogFormat::Json;
             }
             config.server.max_connections = max_connections.max(1);
-            config.keys.signing_key_publish_lead =
-                std::time::Duration::from_secs(signing_key_publish_lead);
+            config.server.handshake_timeout = Duration::from_millis(handshake_timeout_ms);
+            config.server.header_timeout = Duration::from_millis(header_timeout_ms);
+            config.server.body_timeout = Duration::from_millis(body_timeout_ms);
+            config.keys.signing_key_publish_lead = Duration::from_secs(signing_key_publish_lead);
             (config, true)
         }
         Command::Serve { config } => match Config::from_file(&config) {

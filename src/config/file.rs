@@ -134,6 +134,8 @@ struct ServerSection {
     handshake_timeout_ms: u64,
     #[serde(default = "d_timeout_ms")]
     header_timeout_ms: u64,
+    #[serde(default = "d_timeout_ms")]
+    body_timeout_ms: u64,
     #[serde(default = "d_drain_ms")]
     drain_timeout_ms: u64,
     #[serde(default = "d_max_body")]
@@ -292,6 +294,7 @@ fn validate(f: FileConfig, base: &Path) -> Result<Config, ConfigError> {
     for (key, v) in [
         ("server.handshake_timeout_ms", f.server.handshake_timeout_ms),
         ("server.header_timeout_ms", f.server.header_timeout_ms),
+        ("server.body_timeout_ms", f.server.body_timeout_ms),
         ("server.drain_timeout_ms", f.server.drain_timeout_ms),
     ] {
         if !(1..=600_000).contains(&v) {
@@ -336,6 +339,7 @@ fn validate(f: FileConfig, base: &Path) -> Result<Config, ConfigError> {
             max_connections: f.server.max_connections,
             handshake_timeout: Duration::from_millis(f.server.handshake_timeout_ms),
             header_timeout: Duration::from_millis(f.server.header_timeout_ms),
+            body_timeout: Duration::from_millis(f.server.body_timeout_ms),
             drain_timeout: Duration::from_millis(f.server.drain_timeout_ms),
             max_body_bytes: f.server.max_body_bytes,
         },

@@ -66,6 +66,8 @@ pub struct ServerConfig {
     pub handshake_timeout: Duration,
     /// Longest wait for request headers.
     pub header_timeout: Duration,
+    /// Longest wait for a whole request body.
+    pub body_timeout: Duration,
     /// Longest drain of in-flight requests at shutdown.
     pub drain_timeout: Duration,
     /// Largest request body.
@@ -168,6 +170,7 @@ impl Config {
                 max_connections: 4096,
                 handshake_timeout: Duration::from_secs(10),
                 header_timeout: Duration::from_secs(10),
+                body_timeout: Duration::from_secs(10),
                 drain_timeout: Duration::from_secs(30),
                 max_body_bytes: 16 * 1024,
             },

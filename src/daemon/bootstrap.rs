@@ -314,6 +314,7 @@ async fn serve(
         signer,
         metrics,
         max_body_bytes: config.server.max_body_bytes,
+        body_timeout: config.server.body_timeout,
     });
 
     let tls = transport::server_config(&TlsFiles {
@@ -335,6 +336,7 @@ async fn serve(
         max_connections: config.server.max_connections,
         handshake_timeout: config.server.handshake_timeout,
         header_timeout: config.server.header_timeout,
+        body_timeout: config.server.body_timeout,
         drain_timeout: config.server.drain_timeout,
         max_body_bytes: config.server.max_body_bytes,
     };

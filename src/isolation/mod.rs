@@ -151,11 +151,16 @@ pub struct Hardening {
     pub core_dumps_disabled: bool,
     /// `PR_SET_DUMPABLE` 0: no core dumps and no ptrace attach by other same-uid processes.
     pub not_dumpable: bool,
+    /// `SIGXFSZ` ignored: a write past `RLIMIT_FSIZE` fails with `EFBIG` (the store answers
+    /// 503 and recovers when the limit is raised) instead of killing the process.
+    pub file_size_signal_ignored: bool,
 }
 
-/// Disables core dumps and marks the process non-dumpable (Linux). Call once, early at start.
-/// Failures are reported, not fatal: the caller decides whether to refuse to serve.
+/// Disables core dumps and marks the process non-dumpable (Linux), and ignores `SIGXFSZ`.
+/// Call once, early at start. Failures are reported, not fatal: the caller decides whether to
+/// refuse to serve.
 pub fn harden_process() -> Hardening {
+    let file_size_signal_ignored = ignore_file_size_signal();
     #[cfg(target_os = "linux")]
     {
         let zero = libc::rlimit {
@@ -169,6 +174,7 @@ pub fn harden_process() -> Hardening {
         Hardening {
             core_dumps_disabled,
             not_dumpable,
+            file_size_signal_ignored,
         }
     }
     #[cfg(not(target_os = "linux"))]
@@ -176,8 +182,17 @@ pub fn harden_process() -> Hardening {
         Hardening {
             core_dumps_disabled: false,
             not_dumpable: false,
+            file_size_signal_ignored,
         }
     }
+}
+
+/// POSIX: a write past the file size limit (`RLIMIT_FSIZE`) raises `SIGXFSZ`, whose default
+/// action ends the process; ignored, the write fails with `EFBIG` instead. SQLite reports that
+/// as SQLITE_FULL, the writer rolls the batch back and answers 503, exactly as on a full disk.
+fn ignore_file_size_signal() -> bool {
+    // SAFETY: SIG_IGN installs no handler code; `signal` has no memory-safety preconditions.
+    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) != libc::SIG_ERR }
 }
 
 /// Reads one line from standard input into `buf` without any intermediate buffer and, when
@@ -324,7 +339,10 @@ mod tests {
     #[test]
     fn harden_process_disables_core_dumps() {
         let h = harden_process();
-        assert!(h.core_dumps_disabled && h.not_dumpable, "{h:?}");
+        assert!(
+            h.core_dumps_disabled && h.not_dumpable && h.file_size_signal_ignored,
+            "{h:?}"
+        );
         let mut limit = libc::rlimit {
             rlim_cur: 1,
             rlim_max: 1,

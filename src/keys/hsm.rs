@@ -14,7 +14,9 @@ use cryptoki::types::AuthPin;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
 mod error;
@@ -22,7 +24,12 @@ mod worker;
 
 use error::Failure;
 pub use error::HsmError;
-use worker::SessionSource;
+use worker::{Access, SessionSource};
+
+/// The longest an HSM call is awaited. A token that hangs (a network HSM that stopped
+/// answering) then fails the request with [`HsmError::Timeout`] instead of holding it; the
+/// worker stays busy until the module returns.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// AAD prefix binding a wrapped data key to its purpose; the version follows as u32 BE.
 const DATA_KEY_AAD: &[u8] = b"payhsm/data-key/v1";
@@ -112,6 +119,20 @@ impl std::fmt::Debug for Pin {
 #[derive(Clone, Debug)]
 pub struct Module {
     pkcs11: Arc<Pkcs11>,
+    path: PathBuf,
+    library: Arc<Library>,
+}
+
+/// What every handle on one library shares about its initialization.
+#[derive(Debug, Default)]
+struct Library {
+    /// Bumped by each re-initialization: sessions of an older generation are gone.
+    generation: AtomicU64,
+    /// When the library was last re-initialized.
+    last_reset: Mutex<Option<Instant>>,
+    /// Contexts that initialized the library again. Dropping a cryptoki context finalizes the
+    /// library for the whole process, so they are kept for its life.
+    contexts: Mutex<Vec<Pkcs11>>,
 }
 
 /// Libraries loaded by this process. C_Initialize may run once per process, and dropping a
@@ -139,9 +160,57 @@ impl Module {
         }
         let module = Module {
             pkcs11: Arc::new(pkcs11),
+            path: path.to_owned(),
+            library: Arc::default(),
         };
         loaded.insert(path.to_owned(), module.clone());
         Ok(module)
+    }
+
+    /// How many times the library was re-initialized in this process.
+    fn generation(&self) -> u64 {
+        self.library.generation.load(Ordering::SeqCst)
+    }
+
+    /// Whether a re-initialization may run now (none in the last `backoff`); if so, records
+    /// that one starts now.
+    fn reset_allowed(&self, backoff: Duration) -> bool {
+        let mut last = self
+            .library
+            .last_reset
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if last.is_some_and(|t| t.elapsed() < backoff) {
+            return false;
+        }
+        *last = Some(Instant::now());
+        true
+    }
+
+    /// PKCS#11 3.0 §5.4 C_Finalize then C_Initialize: every session of the process is closed
+    /// and the module reads its tokens again. SoftHSM2's file store marks a token invalid for
+    /// the life of the process once its directory went away, even after it is back; only this
+    /// brings it back. The caller holds `TOKEN_ACCESS` exclusively, and sessions opened
+    /// before must be forgotten, not closed (their handles may name new sessions).
+    fn reinitialize(&self) -> Result<(), HsmError> {
+        // cryptoki calls C_Finalize when a context is dropped, whoever initialized the
+        // library; `self.pkcs11` keeps the library loaded meanwhile.
+        drop(Pkcs11::new(&self.path)?);
+        let fresh = Pkcs11::new(&self.path)?;
+        let initialized = fresh.initialize(CInitializeArgs::OsThreads);
+        // Bumped even when C_Initialize failed: the old sessions are gone either way.
+        self.library.generation.fetch_add(1, Ordering::SeqCst);
+        self.library
+            .contexts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(fresh);
+        match initialized {
+            Ok(())
+            | Err(CkError::AlreadyInitialized)
+            | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Initializes a new token with `label` in the first free (uninitialized) slot unless a
@@ -307,13 +376,17 @@ impl Hsm {
             .find_token(&cfg.token_label)?
             .ok_or_else(|| HsmError::NotFound(format!("token {:?}", cfg.token_label)))?;
         let source = Arc::new(SessionSource {
-            pkcs11: Pkcs11::clone(&module.pkcs11),
-            slot,
+            module: module.clone(),
+            label: cfg.token_label,
+            slot: Mutex::new(slot),
             pin: cfg.pin,
         });
-        let sessions = (0..cfg.sessions)
-            .map(|_| source.open().map_err(|f| f.error))
-            .collect::<Result<Vec<_>, _>>()?;
+        let sessions = {
+            let _shared = TOKEN_ACCESS.read().unwrap_or_else(PoisonError::into_inner);
+            (0..cfg.sessions)
+                .map(|_| source.open())
+                .collect::<Result<Vec<_>, _>>()?
+        };
         let (jobs, handles) = worker::spawn(source, sessions)?;
         Ok(Hsm {
             jobs,
@@ -348,34 +421,32 @@ impl Hsm {
         &self,
         f: impl FnOnce(&Session) -> Result<T, Failure> + Send + 'static,
     ) -> Result<T, HsmError> {
-        self.submit(move |s| {
-            let _shared = TOKEN_ACCESS.read().unwrap_or_else(PoisonError::into_inner);
-            f(s)
-        })
-        .await
+        self.submit(Access::Shared, f).await
     }
 
-    /// Like `call`, alone: no other PKCS#11 call of the process runs meanwhile (key creation).
+    /// Like `call`, alone: no other PKCS#11 call of the process runs meanwhile (key creation),
+    /// and only once the token answers.
     async fn call_exclusive<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Session) -> Result<T, Failure> + Send + 'static,
     ) -> Result<T, HsmError> {
-        self.submit(move |s| {
-            let _alone = TOKEN_ACCESS.write().unwrap_or_else(PoisonError::into_inner);
-            f(s)
-        })
-        .await
+        self.submit(Access::Exclusive, f).await
     }
 
+    /// Queues `f` for a worker and awaits its answer for at most [`CALL_TIMEOUT`].
     async fn submit<T: Send + 'static>(
         &self,
+        access: Access,
         f: impl FnOnce(&Session) -> Result<T, Failure> + Send + 'static,
     ) -> Result<T, HsmError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.jobs
-            .send(worker::Message::Job(worker::job(f, tx)))
+            .send(worker::Message::Job(worker::job(f, tx), access))
             .map_err(|_| HsmError::WorkerGone)?;
-        rx.await.map_err(|_| HsmError::WorkerGone)?
+        match tokio::time::timeout(CALL_TIMEOUT, rx).await {
+            Ok(answer) => answer.map_err(|_| HsmError::WorkerGone)?,
+            Err(_) => Err(HsmError::Timeout(CALL_TIMEOUT)),
+        }
     }
 
     /// Whether an AES key labelled `label` exists in the token.
@@ -608,13 +679,11 @@ impl Hsm {
         .await
     }
 
-    /// Checks that a worker and its session answer (C_GetSessionInfo).
+    /// Checks that a worker answers, its session is logged in and the token answers
+    /// (C_GetSessionInfo, C_GetTokenInfo). A failed ping also starts the worker's recovery, so
+    /// a readiness probe is enough to bring the HSM back once the token is.
     pub async fn ping(&self) -> Result<(), HsmError> {
-        self.call(|s| {
-            s.get_session_info()?;
-            Ok(())
-        })
-        .await
+        self.submit(Access::Checked, |_| Ok(())).await
     }
 }
 

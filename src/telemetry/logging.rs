@@ -20,9 +20,13 @@ pub fn init_logging(format: LogFormat, filter: &str) {
         Ok(f) => (f, None),
         Err(e) => (EnvFilter::new("info"), Some(e.to_string())),
     };
+    // A log line that cannot be written (stderr a file on a full disk) is dropped. By default
+    // the subscriber reports that with `eprintln!`, which panics when stderr fails too, and
+    // the panic took the request's connection down (found by tests/fault_store.rs).
     let builder = tracing_subscriber::fmt()
         .with_env_filter(env_filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .log_internal_errors(false);
     let installed = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

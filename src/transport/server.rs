@@ -25,8 +25,12 @@ pub struct ServerLimits {
     pub max_connections: usize,
     /// Time a client has to complete the TLS handshake.
     pub handshake_timeout: Duration,
-    /// Time a client has to send a request's headers (HTTP/1.1).
+    /// Time a client has to send a request's headers (HTTP/1.1), counted from the end of the
+    /// TLS handshake or of the previous response: it also closes idle keep-alive connections.
     pub header_timeout: Duration,
+    /// Time a client has to send a whole request body. Enforced by the API layer: give it to
+    /// [`App::body_timeout`](crate::api::App::body_timeout).
+    pub body_timeout: Duration,
     /// Time in-flight requests get to finish on shutdown.
     pub drain_timeout: Duration,
     /// The largest request body accepted. Enforced by the API layer: give it to
@@ -40,6 +44,7 @@ impl Default for ServerLimits {
             max_connections: 4096,
             handshake_timeout: Duration::from_secs(10),
             header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(30),
             max_body_bytes: 16 * 1024,
         }
@@ -94,6 +99,7 @@ pub async fn run(
             app: app.clone(),
             drain: drain_signal.clone(),
             handshake_timeout: limits.handshake_timeout,
+            idle_timeout: limits.header_timeout,
             _permit: permit,
         };
         tasks.spawn(async move {
@@ -139,6 +145,8 @@ struct Connection {
     /// Turns `true` when the server drains.
     drain: watch::Receiver<bool>,
     handshake_timeout: Duration,
+    /// How long the connection may stay without a request in flight.
+    idle_timeout: Duration,
     /// Held until the connection closes.
     _permit: OwnedSemaphorePermit,
 }
@@ -179,10 +187,17 @@ impl Connection {
         };
         tracing::debug!(principal = %principal, "connection accepted");
         let app = self.app;
+        let activity = Arc::new(Activity::new());
+        let seen = activity.clone();
         let service = service_fn(move |req| {
             let app = app.clone();
             let principal: Arc<Principal> = principal.clone();
-            async move { Ok::<_, Infallible>(crate::api::handle(&app, &principal, req).await) }
+            let busy = seen.start();
+            async move {
+                let response = crate::api::handle(&app, &principal, req).await;
+                drop(busy);
+                Ok::<_, Infallible>(response)
+            }
         });
         let conn = self.http.serve_connection(TokioIo::new(tls), service);
         tokio::pin!(conn);
@@ -195,9 +210,75 @@ impl Connection {
                 conn.as_mut().graceful_shutdown();
                 conn.await
             }
+            () = activity.idle_for(self.idle_timeout) => {
+                tracing::debug!("idle connection closed");
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
         };
         if let Err(e) = result {
             tracing::debug!(error = %e, "connection ended with an error");
+        }
+    }
+}
+
+/// Whether a connection is doing anything: requests in flight, and when the last one ended.
+///
+/// hyper bounds the wait for HTTP/1.1 request headers, but not the time before the protocol is
+/// known (hyper-util reads the first bytes to tell HTTP/1.1 from HTTP/2), nor an HTTP/2
+/// connection without streams: a client that finishes the TLS handshake and sends nothing would
+/// hold its connection slot for ever. The idle timer closes such connections.
+struct Activity {
+    in_flight: std::sync::atomic::AtomicUsize,
+    last: std::sync::Mutex<tokio::time::Instant>,
+}
+
+/// One request in flight; it ends when dropped.
+struct Busy(Arc<Activity>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        *self
+            .0
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = tokio::time::Instant::now();
+        self.0
+            .in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            in_flight: std::sync::atomic::AtomicUsize::new(0),
+            last: std::sync::Mutex::new(tokio::time::Instant::now()),
+        }
+    }
+
+    fn start(self: &Arc<Self>) -> Busy {
+        self.in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Busy(self.clone())
+    }
+
+    /// Completes once no request has been in flight for `idle`.
+    async fn idle_for(&self, idle: Duration) {
+        loop {
+            let last = *self
+                .last
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let deadline = last + idle;
+            if tokio::time::Instant::now() >= deadline
+                && self.in_flight.load(std::sync::atomic::Ordering::SeqCst) == 0
+            {
+                return;
+            }
+            // In flight: look again after another period (a slow body has its own timeout).
+            let wake = deadline.max(tokio::time::Instant::now() + idle / 4);
+            tokio::time::sleep_until(wake).await;
         }
     }
 }

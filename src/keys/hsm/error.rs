@@ -35,6 +35,11 @@ pub enum HsmError {
     IncompleteKeyPair(String),
     /// The configuration or an argument is invalid.
     InvalidConfig(&'static str),
+    /// The token is away (removed, its session or login lost) and could not be reached again
+    /// yet; the reason.
+    Unavailable(String),
+    /// The HSM did not answer in time.
+    Timeout(std::time::Duration),
 }
 
 impl std::fmt::Display for HsmError {
@@ -54,6 +59,8 @@ impl std::fmt::Display for HsmError {
                 write!(f, "key pair {label:?} has only one half in the token")
             }
             Self::InvalidConfig(why) => write!(f, "invalid HSM configuration: {why}"),
+            Self::Unavailable(why) => write!(f, "the HSM token is unavailable: {why}"),
+            Self::Timeout(t) => write!(f, "the HSM did not answer within {} ms", t.as_millis()),
         }
     }
 }

@@ -1,21 +1,34 @@
-//! Dedicated PKCS#11 worker threads, one RW session each.
+//! Dedicated PKCS#11 worker threads, one RW session each, and their recovery when the token
+//! goes away and comes back.
 //!
 //! PKCS#11 sessions are `Send` but not `Sync`, and every call blocks: jobs are boxed closures
 //! sent over one std channel shared by the workers, and each reply goes back over a tokio
 //! oneshot, so the async runtime never blocks on the HSM.
+//!
+//! Recovery. A job that fails with a session-level return value, or whose failure leaves the
+//! session or the token unhealthy, closes its session; the next job opens a new one, logs in
+//! and checks the token. When that does not work either, the worker re-initializes the library
+//! (C_Finalize, C_Initialize: see [`super::Module::reinitialize`]), at most once per
+//! [`RESET_BACKOFF`]; jobs arriving meanwhile fail at once. A re-initialization invalidates
+//! every session of the process, so each session carries the library generation it was opened
+//! in, and a session of an older generation is forgotten (never closed: its handle may name a
+//! newer session by now).
 use super::error::{Failure, HsmError};
-use super::Pin;
-use cryptoki::context::Pkcs11;
+use super::{Module, Pin, TOKEN_ACCESS};
 use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::session::{Session, SessionState, UserType};
 use cryptoki::slot::Slot;
-use std::sync::{mpsc, Arc, Mutex, PoisonError};
+use std::sync::{mpsc, Arc, Mutex, PoisonError, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
+
+/// Least time between two re-initializations of the library: a token that stays away costs a
+/// few failed calls per job, not a busy loop of C_Finalize / C_Initialize.
+pub(super) const RESET_BACKOFF: Duration = Duration::from_secs(1);
 
 /// What a job reports to its worker once it has run.
 pub(super) struct Done {
     health: Health,
-    /// Sends the reply; called after any session recovery, so the next call finds a
-    /// working session.
+    /// Sends the reply; called after the worker dealt with a broken session.
     reply: Box<dyn FnOnce() + Send>,
 }
 
@@ -23,11 +36,24 @@ pub(super) struct Done {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Health {
     Fine,
-    /// A failure that may hide a lost login (private objects become invisible rather than
-    /// failing): the worker checks the session state.
+    /// A failure that may hide a lost login or a token gone away (private objects become
+    /// invisible rather than failing): the worker checks the session and the token.
     Suspect,
-    /// A session-level return value: reopen.
+    /// A session-level return value: close the session.
     Broken,
+}
+
+/// How a job uses the token.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Access {
+    /// Alongside other shared jobs.
+    Shared,
+    /// Alongside other shared jobs, after checking that the session is logged in and the token
+    /// answers (readiness).
+    Checked,
+    /// Alone in the process, after the same check: key creation, which must never run while
+    /// the token's objects are invisible (it would make a second key with the same label).
+    Exclusive,
 }
 
 /// A unit of work for one session. `Err` when the worker has no session and could not open one.
@@ -57,32 +83,83 @@ pub(super) fn job<T: Send + 'static>(
     })
 }
 
-/// Opens and logs in sessions on one token.
+/// Opens and logs in sessions on one token, and re-initializes the library when it must.
 pub(super) struct SessionSource {
-    pub(super) pkcs11: Pkcs11,
-    pub(super) slot: Slot,
+    pub(super) module: Module,
+    pub(super) label: String,
+    /// The token's slot; found again by label after a re-initialization.
+    pub(super) slot: Mutex<Slot>,
     pub(super) pin: Pin,
 }
 
+/// A session and the library generation it was opened in.
+pub(super) struct Held {
+    session: Session,
+    generation: u64,
+}
+
 impl SessionSource {
-    /// Opens an RW session and logs the user in. PKCS#11 login is per application and token,
-    /// so a second session finds the user logged in already.
-    pub(super) fn open(&self) -> Result<Session, Failure> {
-        let _shared = super::TOKEN_ACCESS
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
-        let session = self.pkcs11.open_rw_session(self.slot)?;
+    fn slot(&self) -> Slot {
+        *self.slot.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Opens an RW session, logs the user in and checks the token. The caller holds
+    /// `TOKEN_ACCESS` (shared or exclusive). PKCS#11 login is per application and token, so a
+    /// second session finds the user logged in already.
+    pub(super) fn open(&self) -> Result<Held, HsmError> {
+        let generation = self.module.generation();
+        let session = self.module.pkcs11.open_rw_session(self.slot())?;
         match session.login(UserType::User, Some(&self.pin.auth())) {
-            Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(session),
-            Err(e) => Err(e.into()),
+            Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
+            Err(e) => return Err(e.into()),
         }
+        self.check(&session)?;
+        Ok(Held {
+            session,
+            generation,
+        })
+    }
+
+    /// PKCS#11 3.0 §5.5 C_GetTokenInfo and §5.6 C_GetSessionInfo: the token answers and the
+    /// session is logged in. SoftHSM2 keeps sessions "logged in" after its token directory
+    /// vanished and only C_GetTokenInfo fails (CKR_GENERAL_ERROR), so both are asked.
+    fn check(&self, session: &Session) -> Result<(), HsmError> {
+        let info = session.get_session_info()?;
+        if !matches!(info.session_state(), SessionState::RwUser) {
+            return Err(HsmError::Unavailable("the session is not logged in".into()));
+        }
+        self.module.pkcs11.get_token_info(self.slot())?;
+        Ok(())
+    }
+
+    /// Re-initializes the library unless another worker did since generation `seen`, or the
+    /// last re-initialization is less than [`RESET_BACKOFF`] ago. Then finds the token again.
+    fn reset(&self, seen: u64, why: &HsmError) -> Result<(), HsmError> {
+        let _alone = TOKEN_ACCESS.write().unwrap_or_else(PoisonError::into_inner);
+        if self.module.generation() != seen {
+            return Ok(());
+        }
+        if !self.module.reset_allowed(RESET_BACKOFF) {
+            return Err(HsmError::Unavailable(format!(
+                "{why}; the next attempt to reach the token is within {} ms",
+                RESET_BACKOFF.as_millis()
+            )));
+        }
+        tracing::warn!(error = %why, "HSM token unavailable: re-initializing the PKCS#11 library");
+        self.module.reinitialize()?;
+        let slot = self
+            .module
+            .find_token(&self.label)?
+            .ok_or_else(|| HsmError::Unavailable(format!("no token labelled {:?}", self.label)))?;
+        *self.slot.lock().unwrap_or_else(PoisonError::into_inner) = slot;
+        Ok(())
     }
 }
 
 /// What a worker is sent.
 pub(super) enum Message {
     /// Run this job on the worker's session.
-    Job(Job),
+    Job(Job, Access),
     /// Close the session and stop (see `Hsm::shutdown`).
     Stop,
 }
@@ -91,60 +168,129 @@ pub(super) enum Message {
 /// `Message::Stop`, or when every sender is dropped.
 pub(super) fn spawn(
     source: Arc<SessionSource>,
-    sessions: Vec<Session>,
+    sessions: Vec<Held>,
 ) -> Result<(mpsc::Sender<Message>, Vec<std::thread::JoinHandle<()>>), HsmError> {
     let (tx, rx) = mpsc::channel::<Message>();
     let rx = Arc::new(Mutex::new(rx));
     let mut handles = Vec::with_capacity(sessions.len());
-    for (i, session) in sessions.into_iter().enumerate() {
+    for (i, held) in sessions.into_iter().enumerate() {
         let (source, rx) = (Arc::clone(&source), Arc::clone(&rx));
         let handle = std::thread::Builder::new()
             .name(format!("payhsm-hsm-{i}"))
-            .spawn(move || work(&source, session, &rx))
+            .spawn(move || {
+                let mut worker = Worker {
+                    source,
+                    held: Some(held),
+                };
+                worker.work(&rx);
+            })
             .map_err(|e| HsmError::Library(format!("cannot start HSM worker: {e}")))?;
         handles.push(handle);
     }
     Ok((tx, handles))
 }
 
-fn work(source: &SessionSource, session: Session, rx: &Mutex<mpsc::Receiver<Message>>) {
-    // `Err` holds why the last reopen failed; the next job retries it.
-    let mut session: Result<Session, HsmError> = Ok(session);
-    loop {
-        let next = rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
-        let Ok(Message::Job(job)) = next else {
-            return; // stopped, or every Hsm handle is gone: the session closes here
-        };
-        if session.is_err() {
-            session = reopen(source);
+/// `TOKEN_ACCESS` as a job needs it.
+enum Guard {
+    Shared(#[allow(dead_code)] RwLockReadGuard<'static, ()>),
+    Alone(#[allow(dead_code)] RwLockWriteGuard<'static, ()>),
+}
+
+fn lock(access: Access) -> Guard {
+    match access {
+        Access::Shared | Access::Checked => {
+            Guard::Shared(TOKEN_ACCESS.read().unwrap_or_else(PoisonError::into_inner))
         }
-        let done = job(session.as_ref().map_err(Clone::clone));
-        let reopen_now = match (&session, done.health) {
-            (Err(_), _) | (Ok(_), Health::Fine) => false,
-            (Ok(_), Health::Broken) => true,
-            (Ok(s), Health::Suspect) => !is_healthy(s),
-        };
-        if reopen_now {
-            tracing::warn!("HSM session lost; reopening and logging in again");
-            // Close the old session first: the token may cap the session count.
-            drop(std::mem::replace(&mut session, Err(HsmError::WorkerGone)));
-            session = reopen(source);
+        Access::Exclusive => {
+            Guard::Alone(TOKEN_ACCESS.write().unwrap_or_else(PoisonError::into_inner))
         }
-        (done.reply)();
     }
 }
 
-fn reopen(source: &SessionSource) -> Result<Session, HsmError> {
-    source.open().map_err(|f| {
-        tracing::error!(error = %f.error, "cannot reopen HSM session");
-        f.error
-    })
+struct Worker {
+    source: Arc<SessionSource>,
+    held: Option<Held>,
 }
 
-/// PKCS#11 3.0 §5.6 C_GetSessionInfo: the session exists and the user is logged in.
-fn is_healthy(session: &Session) -> bool {
-    match session.get_session_info() {
-        Ok(info) => matches!(info.session_state(), SessionState::RwUser),
-        Err(_) => false,
+impl Worker {
+    fn work(&mut self, rx: &Mutex<mpsc::Receiver<Message>>) {
+        loop {
+            let next = rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
+            match next {
+                Ok(Message::Job(job, access)) => self.handle(job, access),
+                // Stopped, or every Hsm handle is gone.
+                Ok(Message::Stop) | Err(_) => break,
+            }
+        }
+        let _shared = lock(Access::Shared);
+        self.forget_stale();
+        drop(self.held.take()); // C_CloseSession
+    }
+
+    /// Forgets a session opened before the last re-initialization without closing it.
+    fn forget_stale(&mut self) {
+        let current = self.source.module.generation();
+        if self.held.as_ref().is_some_and(|h| h.generation != current) {
+            if let Some(stale) = self.held.take() {
+                std::mem::forget(stale);
+            }
+        }
+    }
+
+    /// Makes sure there is a usable session; `checked` asks the token about it too.
+    fn ready(&mut self, checked: bool) -> Result<(), HsmError> {
+        self.forget_stale();
+        match &self.held {
+            None => {
+                self.held = Some(self.source.open()?);
+                Ok(())
+            }
+            Some(h) if checked => match self.source.check(&h.session) {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    self.held = None; // C_CloseSession: the generation is current
+                    Err(e)
+                }
+            },
+            Some(_) => Ok(()),
+        }
+    }
+
+    fn handle(&mut self, job: Job, access: Access) {
+        let checked = access != Access::Shared;
+        let mut guard = lock(access);
+        let seen = self.source.module.generation();
+        if let Err(why) = self.ready(checked) {
+            drop(guard);
+            let reset = self.source.reset(seen, &why);
+            guard = lock(access);
+            if let Err(e) = reset.and_then(|()| self.ready(checked)) {
+                tracing::error!(error = %e, "HSM session unavailable");
+                let done = job(Err(e));
+                drop(guard);
+                (done.reply)();
+                return;
+            }
+        }
+        let Some(held) = &self.held else {
+            // Not reached: `ready` succeeded. Answer rather than drop the job.
+            let done = job(Err(HsmError::WorkerGone));
+            drop(guard);
+            (done.reply)();
+            return;
+        };
+        let done = job(Ok(&held.session));
+        let close = match done.health {
+            Health::Fine => false,
+            Health::Broken => true,
+            Health::Suspect => self.source.check(&held.session).is_err(),
+        };
+        // The guard is held: no re-initialization happened since `ready`, so closing is safe.
+        if close {
+            tracing::warn!("HSM session lost; the next call opens a new one and logs in again");
+            self.held = None; // C_CloseSession
+        }
+        drop(guard);
+        (done.reply)();
     }
 }

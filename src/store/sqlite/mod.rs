@@ -29,6 +29,7 @@ use crate::store::{
 };
 use readers::ReaderPool;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use writer::{Job, JobCtx};
 
@@ -54,6 +55,8 @@ impl Default for SqliteOptions {
 pub struct SqliteStore {
     jobs: mpsc::Sender<Box<dyn Job>>,
     readers: Arc<ReaderPool>,
+    /// The last batch did not commit (disk full, I/O error): readiness probes with a write.
+    failing: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -73,11 +76,17 @@ pub fn open(path: &Path, options: SqliteOptions) -> Result<SqliteStore, StoreErr
     writer::ChainHead::load(&conn)?;
     let readers = Arc::new(ReaderPool::open(path, options.readers.max(1))?);
     let (jobs, rx) = mpsc::channel();
+    let failing = Arc::new(AtomicBool::new(false));
+    let writer_failing = Arc::clone(&failing);
     std::thread::Builder::new()
         .name("payhsm-sqlite-writer".into())
-        .spawn(move || writer::run(conn, rx, options.max_batch))
+        .spawn(move || writer::run(conn, rx, options.max_batch, writer_failing))
         .map_err(|e| StoreError::Unavailable(format!("cannot start the writer thread: {e}")))?;
-    Ok(SqliteStore { jobs, readers })
+    Ok(SqliteStore {
+        jobs,
+        readers,
+        failing,
+    })
 }
 
 /// SQLite's own error text (it never carries bound values such as ciphertext or keys).
@@ -265,11 +274,30 @@ impl Store for SqliteStore {
         )
     }
 
+    /// A read; and while writes fail (disk full, read-only, I/O errors), a write that must
+    /// commit: readiness stays false until the store takes writes again, and turns true by
+    /// itself once it does (no request needs to succeed first).
     fn ping(&self) -> StoreFuture<'_, ()> {
-        Box::pin(
+        Box::pin(async move {
             self.readers
-                .run(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).map_err(sql_err)),
-        )
+                .run(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).map_err(sql_err))
+                .await?;
+            if self.failing.load(Ordering::Relaxed) {
+                self.write(|ctx| {
+                    // Rewriting user_version (unused by payhsm, 0) dirties the header page, so
+                    // the commit writes and syncs the WAL like any change.
+                    let v: i64 = ctx
+                        .conn
+                        .query_row("PRAGMA user_version", [], |r| r.get(0))
+                        .map_err(sql_err)?;
+                    ctx.conn
+                        .execute_batch(&format!("PRAGMA user_version = {v}"))
+                        .map_err(sql_err)
+                })
+                .await?;
+            }
+            Ok(())
+        })
     }
 
     fn create_challenge(

@@ -9,7 +9,8 @@ use super::sql_err;
 use crate::audit::{link, AuditEvent, AuditHash, AuditRecord, GENESIS};
 use crate::store::StoreError;
 use rusqlite::{params, Connection};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 use tokio::sync::oneshot;
 
 /// The end of the audit chain as committed (or as released within the open batch).
@@ -150,8 +151,14 @@ where
     }
 }
 
-/// Runs the writer loop until every sender is dropped.
-pub(super) fn run(conn: Connection, jobs: mpsc::Receiver<Box<dyn Job>>, max_batch: usize) {
+/// Runs the writer loop until every sender is dropped. `failing` is true from a batch that
+/// could not commit (disk full, I/O error) until the next one that does.
+pub(super) fn run(
+    conn: Connection,
+    jobs: mpsc::Receiver<Box<dyn Job>>,
+    max_batch: usize,
+    failing: Arc<AtomicBool>,
+) {
     let mut head = match ChainHead::load(&conn) {
         Ok(h) => h,
         Err(e) => {
@@ -171,14 +178,21 @@ pub(super) fn run(conn: Connection, jobs: mpsc::Receiver<Box<dyn Job>>, max_batc
                 Err(_) => break,
             }
         }
-        head = run_batch(&conn, head, batch);
+        let (next, committed) = run_batch(&conn, head, batch);
+        head = next;
+        failing.store(!committed, Ordering::Relaxed);
     }
 }
 
-/// Runs one batch; returns the chain head afterwards (reloaded from the DB on failure).
-fn run_batch(conn: &Connection, head: ChainHead, mut batch: Vec<Box<dyn Job>>) -> ChainHead {
+/// Runs one batch; returns the chain head afterwards (reloaded from the DB on failure) and
+/// whether the batch committed.
+fn run_batch(
+    conn: &Connection,
+    head: ChainHead,
+    mut batch: Vec<Box<dyn Job>>,
+) -> (ChainHead, bool) {
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE").map_err(sql_err) {
-        return fail_batch(conn, head, batch, &e);
+        return (fail_batch(conn, head, batch, &e), false);
     }
     let mut ctx = JobCtx { conn, head };
     for job in batch.iter_mut() {
@@ -186,10 +200,10 @@ fn run_batch(conn: &Connection, head: ChainHead, mut batch: Vec<Box<dyn Job>>) -
         // then would open a fresh transaction and silently drop the jobs already run.
         if conn.is_autocommit() {
             let e = StoreError::Unavailable("transaction was rolled back by SQLite".into());
-            return fail_batch(conn, head, batch, &e);
+            return (fail_batch(conn, head, batch, &e), false);
         }
         if let Err(e) = conn.execute_batch("SAVEPOINT job").map_err(sql_err) {
-            return fail_batch(conn, head, batch, &e);
+            return (fail_batch(conn, head, batch, &e), false);
         }
         let before = ctx.head;
         let ok = job.run(&mut ctx).is_ok() && conn.execute_batch("RELEASE job").is_ok();
@@ -197,11 +211,11 @@ fn run_batch(conn: &Connection, head: ChainHead, mut batch: Vec<Box<dyn Job>>) -
             ctx.head = before;
             if conn.is_autocommit() {
                 let e = StoreError::Unavailable("transaction was rolled back by SQLite".into());
-                return fail_batch(conn, head, batch, &e);
+                return (fail_batch(conn, head, batch, &e), false);
             }
             let undone = conn.execute_batch("ROLLBACK TO job; RELEASE job");
             if let Err(e) = undone.map_err(sql_err) {
-                return fail_batch(conn, head, batch, &e);
+                return (fail_batch(conn, head, batch, &e), false);
             }
         }
     }
@@ -210,9 +224,9 @@ fn run_batch(conn: &Connection, head: ChainHead, mut batch: Vec<Box<dyn Job>>) -
             for job in batch {
                 job.reply(Ok(()));
             }
-            ctx.head
+            (ctx.head, true)
         }
-        Err(e) => fail_batch(conn, head, batch, &e),
+        Err(e) => (fail_batch(conn, head, batch, &e), false),
     }
 }
 
