@@ -6,9 +6,12 @@
 //! - [`tokens`]: token rows and the tokenize / detokenize / transition jobs.
 //! - [`devices`]: WebAuthn challenges and enrolled devices, and their write jobs.
 //! - [`authorizations`]: payment challenges, authorizations, idempotency keys, and their jobs.
+//! - [`checkpointer`]: WAL checkpoints by the writer between batches, after the answers.
+//! - [`keys`]: key lifecycle rows (data keys, signing keys, approvals) and the rewrap.
 //! - [`schema`]: pragmas and versioned migrations.
 
 mod authorizations;
+mod checkpointer;
 mod devices;
 mod keys;
 mod readers;

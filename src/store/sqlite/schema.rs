@@ -157,7 +157,17 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX key_approvals_change ON key_approvals (change, used_at);",
 ];
 
-/// Settings for the writer connection: durable commits (WAL, synchronous=FULL).
+/// Page cache of the writer connection (KiB): the B-tree pages random token and fingerprint
+/// keys land on stay in memory instead of being read back with a system call.
+const WRITER_CACHE_KIB: i64 = 8 * 1024;
+/// Page cache of each reader connection (KiB).
+const READER_CACHE_KIB: i64 = 8 * 1024;
+/// The WAL file is truncated back to this size after a checkpoint that lets it restart.
+const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
+
+/// Settings for the writer connection: durable commits (WAL, synchronous=FULL). SQLite does
+/// not checkpoint inside commits: the writer does between batches
+/// ([`checkpointer`](super::checkpointer)), after the callers have their answers.
 pub(super) fn configure_writer(conn: &Connection) -> Result<(), StoreError> {
     conn.busy_timeout(BUSY_TIMEOUT).map_err(sql_err)?;
     let mode: String = conn
@@ -168,15 +178,20 @@ pub(super) fn configure_writer(conn: &Connection) -> Result<(), StoreError> {
             "journal_mode is {mode}, WAL required"
         )));
     }
-    conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
-        .map_err(sql_err)
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA wal_autocheckpoint=0;
+         PRAGMA cache_size=-{WRITER_CACHE_KIB}; PRAGMA journal_size_limit={WAL_SIZE_LIMIT};"
+    ))
+    .map_err(sql_err)
 }
 
 /// Settings for a reader connection: it never writes.
 pub(super) fn configure_reader(conn: &Connection) -> Result<(), StoreError> {
     conn.busy_timeout(BUSY_TIMEOUT).map_err(sql_err)?;
-    conn.execute_batch("PRAGMA foreign_keys=ON; PRAGMA query_only=ON;")
-        .map_err(sql_err)
+    conn.execute_batch(&format!(
+        "PRAGMA foreign_keys=ON; PRAGMA query_only=ON; PRAGMA cache_size=-{READER_CACHE_KIB};"
+    ))
+    .map_err(sql_err)
 }
 
 /// Brings the schema to the newest version in one transaction; refuses a database written

@@ -170,6 +170,7 @@ pub(super) fn run(
         }
     };
     let max_batch = max_batch.max(1);
+    let mut checkpointer = super::checkpointer::Checkpointer::new();
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < max_batch {
@@ -181,6 +182,9 @@ pub(super) fn run(
         let (next, committed) = run_batch(&conn, head, batch);
         head = next;
         failing.store(!committed, Ordering::Relaxed);
+        if committed {
+            checkpointer.after_commit(&conn);
+        }
     }
 }
 
@@ -191,7 +195,7 @@ fn run_batch(
     head: ChainHead,
     mut batch: Vec<Box<dyn Job>>,
 ) -> (ChainHead, bool) {
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE").map_err(sql_err) {
+    if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
         return (fail_batch(conn, head, batch, &e), false);
     }
     let mut ctx = JobCtx { conn, head };
@@ -202,24 +206,24 @@ fn run_batch(
             let e = StoreError::Unavailable("transaction was rolled back by SQLite".into());
             return (fail_batch(conn, head, batch, &e), false);
         }
-        if let Err(e) = conn.execute_batch("SAVEPOINT job").map_err(sql_err) {
+        if let Err(e) = exec(conn, "SAVEPOINT job") {
             return (fail_batch(conn, head, batch, &e), false);
         }
         let before = ctx.head;
-        let ok = job.run(&mut ctx).is_ok() && conn.execute_batch("RELEASE job").is_ok();
+        let ok = job.run(&mut ctx).is_ok() && exec(conn, "RELEASE job").is_ok();
         if !ok {
             ctx.head = before;
             if conn.is_autocommit() {
                 let e = StoreError::Unavailable("transaction was rolled back by SQLite".into());
                 return (fail_batch(conn, head, batch, &e), false);
             }
-            let undone = conn.execute_batch("ROLLBACK TO job; RELEASE job");
-            if let Err(e) = undone.map_err(sql_err) {
+            let undone = exec(conn, "ROLLBACK TO job").and_then(|()| exec(conn, "RELEASE job"));
+            if let Err(e) = undone {
                 return (fail_batch(conn, head, batch, &e), false);
             }
         }
     }
-    match conn.execute_batch("COMMIT").map_err(sql_err) {
+    match exec(conn, "COMMIT") {
         Ok(()) => {
             for job in batch {
                 job.reply(Ok(()));
@@ -228,6 +232,15 @@ fn run_batch(
         }
         Err(e) => (fail_batch(conn, head, batch, &e), false),
     }
+}
+
+/// Runs one transaction-control statement, prepared once per connection: these run several
+/// times per job, and `execute_batch` would parse them every time.
+fn exec(conn: &Connection, sql: &str) -> Result<(), StoreError> {
+    conn.prepare_cached(sql)
+        .and_then(|mut s| s.execute([]))
+        .map(|_| ())
+        .map_err(sql_err)
 }
 
 /// Rolls back what is open, answers every job with `e`, and reloads the head from the DB.
