@@ -144,7 +144,7 @@ impl Store for SqliteStore {
         let (token, domain) = (token.clone(), domain.clone());
         Box::pin(
             self.readers
-                .run(move |conn| tokens::read(conn, &token, &domain)),
+                .run_point(move |conn| tokens::read(conn, &token, &domain)),
         )
     }
 
@@ -332,14 +332,17 @@ impl Store for SqliteStore {
 
     fn challenge(&self, id: &str) -> StoreFuture<'_, Option<ChallengeRecord>> {
         let id = id.to_owned();
-        Box::pin(self.readers.run(move |conn| devices::challenge(conn, &id)))
+        Box::pin(
+            self.readers
+                .run_point(move |conn| devices::challenge(conn, &id)),
+        )
     }
 
     fn device(&self, device_id: &str) -> StoreFuture<'_, Option<DeviceRecord>> {
         let device_id = device_id.to_owned();
         Box::pin(
             self.readers
-                .run(move |conn| devices::by_id(conn, &device_id)),
+                .run_point(move |conn| devices::by_id(conn, &device_id)),
         )
     }
 
@@ -347,7 +350,7 @@ impl Store for SqliteStore {
         let credential_id = credential_id.to_vec();
         Box::pin(
             self.readers
-                .run(move |conn| devices::by_credential(conn, &credential_id)),
+                .run_point(move |conn| devices::by_credential(conn, &credential_id)),
         )
     }
 
@@ -384,7 +387,7 @@ impl Store for SqliteStore {
         let id = id.to_owned();
         Box::pin(
             self.readers
-                .run(move |conn| authorizations::challenge(conn, &id)),
+                .run_point(move |conn| authorizations::challenge(conn, &id)),
         )
     }
 
@@ -403,7 +406,7 @@ impl Store for SqliteStore {
         let (principal, key) = (principal.to_owned(), key.to_owned());
         Box::pin(
             self.readers
-                .run(move |conn| authorizations::read_idempotency(conn, &principal, &key)),
+                .run_point(move |conn| authorizations::read_idempotency(conn, &principal, &key)),
         )
     }
 }

@@ -65,6 +65,34 @@ impl ReaderPool {
         .await
         .map_err(|e| StoreError::Unavailable(format!("read task failed: {e}")))?
     }
+
+    /// Runs a point read (one row by its key: microseconds on a warm page cache) on the
+    /// calling task's thread. Handing such a read to a blocking worker and back costs more than
+    /// the read; anything that scans goes through [`ReaderPool::run`].
+    pub(super) async fn run_point<T, F>(&self, read: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&Connection) -> Result<T, StoreError>,
+    {
+        let permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        // Holding a permit guarantees an idle connection.
+        let conn = self
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop()
+            .ok_or_else(|| StoreError::Unavailable("no idle read connection".into()))?;
+        let result = read(&conn);
+        self.idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(conn);
+        drop(permit);
+        result
+    }
 }
 
 /// All wrapped data keys, oldest first.
