@@ -15,7 +15,7 @@ mod support;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use payhsm::client::{Client, Response};
-use support::authenticator::{Assertion, Attestation, Authenticator, SpcPayment};
+use support::authenticator::{Assertion, Authenticator, SpcPayment};
 use support::*;
 
 const DOMAIN: &str = "shop";
@@ -33,29 +33,6 @@ struct World {
     gw: Client,
     auth: Authenticator,
     t: Target,
-}
-
-/// Tokenizes a card in `domain` and enrols `auth` bound to it (packed self attestation).
-async fn enrol_for_token(gw: &mut Client, auth: &Authenticator, domain: &str) -> (String, String) {
-    let token = token_of(&tokenize(gw, &random_pan("411111", 16), domain).await);
-    let r = post(
-        gw,
-        "/v1/devices/challenges",
-        serde_json::json!({"user": "alice", "rp_id": "localhost"}),
-    )
-    .await;
-    assert_eq!(r.status, 201, "{:?}", r.json());
-    let c = r.json().unwrap();
-    let mut body = auth
-        .register(c["challenge"].as_str().unwrap(), Attestation::PackedSelf)
-        .body(c["challenge_id"].as_str().unwrap());
-    body["token"] = token.clone().into();
-    body["domain"] = domain.into();
-    let r = post(gw, "/v1/devices", body).await;
-    assert_eq!(r.status, 201, "{:?}", r.json());
-    let enrolled = r.json().unwrap();
-    assert_eq!(enrolled["trust"], "self");
-    (token, enrolled["device_id"].as_str().unwrap().to_owned())
 }
 
 async fn world() -> World {

@@ -15,7 +15,7 @@ mod support;
 use payhsm::client::{Client, Response};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use support::authenticator::{Assertion, Attestation, Authenticator};
+use support::authenticator::{Assertion, Authenticator};
 use support::*;
 
 const DOMAIN: &str = "shop";
@@ -29,30 +29,6 @@ fn token_dir(data_dir: &Path) -> PathBuf {
         .collect();
     assert_eq!(dirs.len(), 1, "{dirs:?}");
     dirs.pop().unwrap()
-}
-
-/// Tokenizes a card in `DOMAIN` and enrols `auth` for it: (token, device id).
-async fn enrol(gw: &mut Client, auth: &Authenticator) -> (String, String) {
-    let token = token_of(&tokenize(gw, &random_pan("411111", 16), DOMAIN).await);
-    let r = post(
-        gw,
-        "/v1/devices/challenges",
-        serde_json::json!({"user": "alice", "rp_id": "localhost"}),
-    )
-    .await;
-    assert_eq!(r.status, 201, "{:?}", r.json());
-    let c = r.json().unwrap();
-    let mut body = auth
-        .register(c["challenge"].as_str().unwrap(), Attestation::PackedSelf)
-        .body(c["challenge_id"].as_str().unwrap());
-    body["token"] = token.clone().into();
-    body["domain"] = DOMAIN.into();
-    let r = post(gw, "/v1/devices", body).await;
-    assert_eq!(r.status, 201, "{:?}", r.json());
-    (
-        token,
-        r.json().unwrap()["device_id"].as_str().unwrap().to_owned(),
-    )
 }
 
 /// A payment challenge for the enrolled device and its assertion with `counter`.
@@ -102,7 +78,7 @@ async fn hsm_outage_fails_fast_with_503_and_recovers_without_restart() {
     let mut c1 = d.client("custodian-1").await;
     let mut c2 = d.client("custodian-2").await;
     let auth = Authenticator::new();
-    let (token, device_id) = enrol(&mut gw, &auth).await;
+    let (token, device_id) = enrol_for_token(&mut gw, &auth, DOMAIN).await;
     let (challenge_id, assertion) = payment(&mut gw, &auth, &token, &device_id, 1).await;
     assert_eq!(get(&mut gw, "/readyz").await.status, 200);
 

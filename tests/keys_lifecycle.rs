@@ -387,36 +387,6 @@ async fn a_new_signing_key_is_published_before_it_signs() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("409 key_state_conflict"));
 }
 
-/// Enrols a software authenticator for a new token in `shop`; returns (token, device_id).
-async fn enrolled(
-    gw: &mut Client,
-    auth: &support::authenticator::Authenticator,
-) -> (String, String) {
-    let token = token_of(&tokenize(gw, &random_pan("411111", 16), DOMAIN).await);
-    let c = post(
-        gw,
-        "/v1/devices/challenges",
-        serde_json::json!({"user": "alice", "rp_id": "localhost"}),
-    )
-    .await
-    .json()
-    .unwrap();
-    let mut body = auth
-        .register(
-            c["challenge"].as_str().unwrap(),
-            support::authenticator::Attestation::PackedSelf,
-        )
-        .body(c["challenge_id"].as_str().unwrap());
-    body["token"] = token.clone().into();
-    body["domain"] = DOMAIN.into();
-    let r = post(gw, "/v1/devices", body).await;
-    assert_eq!(r.status, 201, "{:?}", r.json());
-    (
-        token,
-        r.json().unwrap()["device_id"].as_str().unwrap().to_owned(),
-    )
-}
-
 /// One approved payment authorization; returns the `kid` of its JWS header.
 async fn authorized_kid(
     gw: &mut Client,
@@ -453,7 +423,7 @@ async fn the_old_signing_key_stays_published_until_its_authorizations_expire() {
     let d = Daemon::start_with(&["--signing-key-publish-lead", "0"]);
     let mut gw = d.client("gateway").await;
     let auth = support::authenticator::Authenticator::new();
-    let target = enrolled(&mut gw, &auth).await;
+    let target = enrol_for_token(&mut gw, &auth, DOMAIN).await;
     let old_kid = authorized_kid(&mut gw, &auth, &target, 1).await;
 
     dual(&d, &["rotate", "--purpose", "authorization-signing"]);

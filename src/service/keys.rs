@@ -12,7 +12,7 @@ use crate::ceremony::kcv;
 use crate::config::KeysConfig;
 use crate::jose::{thumbprint, AuthorizationSigner};
 use crate::keys::{DataKeyState, Hsm, KeyVersion, SharedRing};
-use crate::policy::{Action, PolicyContext, PolicyDecision, PolicyEngine, PolicyRequest, Resource};
+use crate::policy::{Action, PolicyEngine, Resource};
 use crate::store::{
     ApprovalOutcome, KeyApproval, KeyChangeOutcome, KeyPurpose, Rewrapped, SigningKeyRecord,
     SigningKeyState, Store,
@@ -801,39 +801,15 @@ impl KeyAdmin {
 
     /// Asks the policy; a refusal is audited before `Forbidden` is returned.
     async fn authorize(&self, caller: &Caller, action: Action) -> Result<AuditEvent, Error> {
-        let PolicyDecision {
-            allowed,
-            policy_ids,
-        } = self.policy.decide(&PolicyRequest {
-            principal: &caller.principal,
+        super::check_policy(
+            self.store.as_ref(),
+            &self.policy,
+            caller,
             action,
-            resource: Resource::KeyRing,
-            context: PolicyContext::Empty,
-        });
-        let event = AuditEvent {
-            time: crate::clock::now_rfc3339(),
-            request_id: caller.request_id.clone(),
-            principal: caller.principal.as_str().to_owned(),
-            action: action.as_str().to_owned(),
-            domain: None,
-            token: None,
-            last4: None,
-            decision: if allowed {
-                Decision::Allow
-            } else {
-                Decision::Deny
-            },
-            policy_ids,
-            outcome: String::new(),
-            detail: None,
-        };
-        if allowed {
-            return Ok(event);
-        }
-        let mut event = event;
-        event.outcome = "forbidden".to_owned();
-        self.store.record(event).await?;
-        Err(Error::Forbidden)
+            Resource::KeyRing,
+            |_| {},
+        )
+        .await
     }
 
     /// Audits a refused change with the error's code, then returns the error.

@@ -22,7 +22,9 @@ pub use keys::{
 };
 pub use tokens::{Detokenized, TokenView, TokenizeInput, Tokenized, Vault};
 
-use crate::policy::Principal;
+use crate::audit::{AuditEvent, Decision};
+use crate::policy::{Action, PolicyContext, PolicyEngine, PolicyRequest, Principal, Resource};
+use crate::store::Store;
 
 /// Who is asking, and under which request id (echoed to the caller and put in the audit log).
 #[derive(Debug, Clone)]
@@ -31,4 +33,48 @@ pub struct Caller {
     pub principal: Principal,
     /// The request id.
     pub request_id: String,
+}
+
+/// Asks the policy about `action` on `resource` (no context) for `caller`, and starts the audit
+/// event of the request, which `fill` completes (domain, token, last 4). A refusal is audited
+/// with outcome `forbidden` (and fails if it cannot be) before [`Error::Forbidden`] is
+/// returned; an allowance returns the event for the use case to finish with its outcome.
+pub(crate) async fn check_policy(
+    store: &dyn Store,
+    policy: &PolicyEngine,
+    caller: &Caller,
+    action: Action,
+    resource: Resource<'_>,
+    fill: impl FnOnce(&mut AuditEvent),
+) -> Result<AuditEvent, Error> {
+    let decision = policy.decide(&PolicyRequest {
+        principal: &caller.principal,
+        action,
+        resource,
+        context: PolicyContext::Empty,
+    });
+    let mut event = AuditEvent {
+        time: crate::clock::now_rfc3339(),
+        request_id: caller.request_id.clone(),
+        principal: caller.principal.as_str().to_owned(),
+        action: action.as_str().to_owned(),
+        domain: None,
+        token: None,
+        last4: None,
+        decision: if decision.allowed {
+            Decision::Allow
+        } else {
+            Decision::Deny
+        },
+        policy_ids: decision.policy_ids,
+        outcome: String::new(),
+        detail: None,
+    };
+    fill(&mut event);
+    if decision.allowed {
+        return Ok(event);
+    }
+    event.outcome = "forbidden".to_owned();
+    store.record(event).await?;
+    Err(Error::Forbidden)
 }

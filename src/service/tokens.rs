@@ -1,10 +1,10 @@
 //! Tokenization use cases: tokenize, detokenize, read metadata, suspend/resume/delete.
 
 use super::{Caller, Error};
-use crate::audit::{AuditEvent, Decision};
+use crate::audit::AuditEvent;
 use crate::card::{Domain, Expiry, Pan, StatusChange, Token, TokenFormat, TokenStatus};
 use crate::keys::SharedRing;
-use crate::policy::{Action, PolicyContext, PolicyDecision, PolicyEngine, PolicyRequest, Resource};
+use crate::policy::{Action, PolicyEngine, Resource};
 use crate::store::{NewToken, Store, TokenRecord, TokenizeOutcome, TransitionOutcome};
 use std::sync::Arc;
 
@@ -230,39 +230,19 @@ impl Vault {
         token: Option<&Token>,
         last4: Option<&str>,
     ) -> Result<AuditEvent, Error> {
-        let PolicyDecision {
-            allowed,
-            policy_ids,
-        } = self.policy.decide(&PolicyRequest {
-            principal: &caller.principal,
+        super::check_policy(
+            self.store.as_ref(),
+            &self.policy,
+            caller,
             action,
-            resource: Resource::Domain(domain),
-            context: PolicyContext::Empty,
-        });
-        let event = AuditEvent {
-            time: crate::clock::now_rfc3339(),
-            request_id: caller.request_id.clone(),
-            principal: caller.principal.as_str().to_owned(),
-            action: action.as_str().to_owned(),
-            domain: Some(domain.as_str().to_owned()),
-            token: token.map(|t| t.as_str().to_owned()),
-            last4: last4.map(str::to_owned),
-            decision: if allowed {
-                Decision::Allow
-            } else {
-                Decision::Deny
+            Resource::Domain(domain),
+            |event| {
+                event.domain = Some(domain.as_str().to_owned());
+                event.token = token.map(|t| t.as_str().to_owned());
+                event.last4 = last4.map(str::to_owned);
             },
-            policy_ids,
-            outcome: String::new(),
-            detail: None,
-        };
-        if allowed {
-            return Ok(event);
-        }
-        let mut event = event;
-        event.outcome = "forbidden".to_owned();
-        self.store.record(event).await?;
-        Err(Error::Forbidden)
+        )
+        .await
     }
 }
 

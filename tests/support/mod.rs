@@ -292,3 +292,33 @@ pub fn audit_export(d: &Daemon) -> String {
     );
     String::from_utf8(out.stdout).unwrap()
 }
+
+/// Tokenizes a card in `domain` and enrols `auth` bound to it (packed self attestation).
+pub async fn enrol_for_token(
+    gw: &mut Client,
+    auth: &authenticator::Authenticator,
+    domain: &str,
+) -> (String, String) {
+    let token = token_of(&tokenize(gw, &random_pan("411111", 16), domain).await);
+    let r = post(
+        gw,
+        "/v1/devices/challenges",
+        serde_json::json!({"user": "alice", "rp_id": "localhost"}),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{:?}", r.json());
+    let c = r.json().unwrap();
+    let mut body = auth
+        .register(
+            c["challenge"].as_str().unwrap(),
+            authenticator::Attestation::PackedSelf,
+        )
+        .body(c["challenge_id"].as_str().unwrap());
+    body["token"] = token.clone().into();
+    body["domain"] = domain.into();
+    let r = post(gw, "/v1/devices", body).await;
+    assert_eq!(r.status, 201, "{:?}", r.json());
+    let enrolled = r.json().unwrap();
+    assert_eq!(enrolled["trust"], "self");
+    (token, enrolled["device_id"].as_str().unwrap().to_owned())
+}
