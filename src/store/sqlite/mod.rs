@@ -6,7 +6,7 @@
 //! - [`tokens`]: token rows and the tokenize / detokenize / transition jobs.
 //! - [`devices`]: WebAuthn challenges and enrolled devices, and their write jobs.
 //! - [`authorizations`]: payment challenges, authorizations, idempotency keys, and their jobs.
-//! - [`checkpointer`]: WAL checkpoints by the writer between batches, after the answers.
+//! - [`checkpointer`]: WAL checkpoints, on a background thread and by the writer between batches.
 //! - [`keys`]: key lifecycle rows (data keys, signing keys, approvals) and the rewrap.
 //! - [`schema`]: pragmas and versioned migrations.
 
@@ -60,6 +60,8 @@ pub struct SqliteStore {
     readers: Arc<ReaderPool>,
     /// The last batch did not commit (disk full, I/O error): readiness probes with a write.
     failing: Arc<AtomicBool>,
+    /// Dropping it stops the background checkpoint thread.
+    _checkpoints: mpsc::Sender<()>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -78,6 +80,7 @@ pub fn open(path: &Path, options: SqliteOptions) -> Result<SqliteStore, StoreErr
     // Fail at open, not on the first write, if the chain head cannot be read.
     writer::ChainHead::load(&conn)?;
     let readers = Arc::new(ReaderPool::open(path, options.readers.max(1))?);
+    let checkpoints = checkpointer::start_background(path)?;
     let (jobs, rx) = mpsc::channel();
     let failing = Arc::new(AtomicBool::new(false));
     let writer_failing = Arc::clone(&failing);
@@ -89,6 +92,7 @@ pub fn open(path: &Path, options: SqliteOptions) -> Result<SqliteStore, StoreErr
         jobs,
         readers,
         failing,
+        _checkpoints: checkpoints,
     })
 }
 
