@@ -561,11 +561,7 @@ impl KeyAdmin {
                 }
             }
             (kind, KeyPurpose::AuthorizationSigning) => {
-                let keys = self.store.signing_keys().await?;
-                let k = keys
-                    .iter()
-                    .find(|k| k.version == version)
-                    .ok_or(Error::KeyNotFound)?;
+                let k = &self.signing_key(version).await?;
                 match (kind, k.state) {
                     (KeyChangeKind::Activate, SigningKeyState::Published) => {
                         self.check_publish_lead(k)
@@ -585,6 +581,16 @@ impl KeyAdmin {
                 }
             }
         }
+    }
+
+    /// The signing key of this version.
+    async fn signing_key(&self, version: u32) -> Result<SigningKeyRecord, Error> {
+        self.store
+            .signing_keys()
+            .await?
+            .into_iter()
+            .find(|k| k.version == version)
+            .ok_or(Error::KeyNotFound)
     }
 
     fn check_publish_lead(&self, k: &SigningKeyRecord) -> Result<(), Error> {
@@ -694,11 +700,7 @@ impl KeyAdmin {
                 summary
             }
             (KeyChangeKind::Activate, KeyPurpose::AuthorizationSigning) => {
-                let keys = self.store.signing_keys().await?;
-                let k = keys
-                    .iter()
-                    .find(|k| k.version == version)
-                    .ok_or(Error::KeyNotFound)?;
+                let k = &self.signing_key(version).await?;
                 self.check_publish_lead(k)?;
                 let summary = format!(
                     "authorization signing key version {version} (kid {}) signs; the key before \
@@ -728,11 +730,7 @@ impl KeyAdmin {
                 summary
             }
             (KeyChangeKind::Destroy, KeyPurpose::AuthorizationSigning) => {
-                let keys = self.store.signing_keys().await?;
-                let k = keys
-                    .iter()
-                    .find(|k| k.version == version)
-                    .ok_or(Error::KeyNotFound)?;
+                let k = &self.signing_key(version).await?;
                 if k.state != SigningKeyState::Retired {
                     return Err(Error::KeyStateConflict(k.state.as_str().to_owned()));
                 }
