@@ -172,9 +172,7 @@ pub(super) fn tokenize(
             return existing(ctx, r, audit);
         }
     }
-    if read(ctx.conn, &new.record.token, domain)?.is_some() {
-        return Ok(TokenizeOutcome::TokenTaken);
-    }
+    // A taken token needs no lookup first: the insert's primary key refuses it (below).
     if let Some(sealed) = &new.record.sealed {
         // A request that read the key ring before a version was retired must not seal under it.
         if !super::keys::may_seal(ctx.conn, sealed.key_version)? {
