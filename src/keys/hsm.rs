@@ -465,23 +465,8 @@ impl Hsm {
             if find_one(s, &kek_template(&label))?.is_some() {
                 return Err(HsmError::AlreadyExists(label).into());
             }
-            let template = [
-                Attribute::Class(ObjectClass::SECRET_KEY),
-                Attribute::KeyType(KeyType::AES),
-                Attribute::ValueLen(32.into()),
-                Attribute::Label(label.into_bytes()),
-                Attribute::Token(true),
-                Attribute::Private(true),
-                Attribute::Sensitive(true),
-                Attribute::Extractable(false),
-                Attribute::Encrypt(true),
-                Attribute::Decrypt(true),
-                Attribute::Wrap(false),
-                Attribute::Unwrap(false),
-                Attribute::Sign(false),
-                Attribute::Verify(false),
-                Attribute::Derive(false),
-            ];
+            let mut template = kek_attributes(&label);
+            template.push(Attribute::ValueLen(32.into()));
             s.generate_key(&Mechanism::AesKeyGen, &template)?;
             Ok(())
         })
@@ -500,23 +485,10 @@ impl Hsm {
     ) -> Result<(), HsmError> {
         check_label(label)?;
         let label = label.to_owned();
-        let template = SecretTemplate(vec![
-            Attribute::Class(ObjectClass::SECRET_KEY),
-            Attribute::KeyType(KeyType::AES),
-            Attribute::Value(key.expose_secret().to_vec()),
-            Attribute::Label(label.clone().into_bytes()),
-            Attribute::Token(true),
-            Attribute::Private(true),
-            Attribute::Sensitive(true),
-            Attribute::Extractable(false),
-            Attribute::Encrypt(true),
-            Attribute::Decrypt(true),
-            Attribute::Wrap(false),
-            Attribute::Unwrap(false),
-            Attribute::Sign(false),
-            Attribute::Verify(false),
-            Attribute::Derive(false),
-        ]);
+        let mut template = SecretTemplate(kek_attributes(&label));
+        template
+            .0
+            .push(Attribute::Value(key.expose_secret().to_vec()));
         self.call_exclusive(move |s| {
             if find_one(s, &kek_template(&label))?.is_some() {
                 return Err(HsmError::AlreadyExists(label).into());
@@ -721,6 +693,27 @@ fn data_key_aad(version: KeyVersion) -> Vec<u8> {
     let mut aad = DATA_KEY_AAD.to_vec();
     aad.extend_from_slice(&version.0.to_be_bytes());
     aad
+}
+
+/// Every attribute of a KEK but its value (or length): an AES token key, private, sensitive,
+/// never extractable, encrypt/decrypt only. Generated and imported KEKs share it.
+fn kek_attributes(label: &str) -> Vec<Attribute> {
+    vec![
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(KeyType::AES),
+        Attribute::Label(label.as_bytes().to_vec()),
+        Attribute::Token(true),
+        Attribute::Private(true),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(false),
+        Attribute::Encrypt(true),
+        Attribute::Decrypt(true),
+        Attribute::Wrap(false),
+        Attribute::Unwrap(false),
+        Attribute::Sign(false),
+        Attribute::Verify(false),
+        Attribute::Derive(false),
+    ]
 }
 
 fn kek_template(label: &str) -> [Attribute; 3] {
