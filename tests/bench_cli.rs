@@ -80,19 +80,7 @@ fn every_scenario_runs_without_errors_and_its_effects_are_in_the_audit_log() {
     assert_eq!(report.len(), names.len(), "{report:?}");
     for name in names {
         let r = &report[name];
-        for field in [
-            "scenario",
-            "ops_per_sec",
-            "p50_ms",
-            "p99_ms",
-            "p999_ms",
-            "errors",
-            "connections",
-            "duration_s",
-            "ops",
-            "machine",
-            "commit",
-        ] {
+        for field in payhsm::bench::report::JSON_FIELDS {
             assert!(r.get(field).is_some(), "{name}: no {field}: {r}");
         }
         assert_eq!(r["ops"], REQUESTS, "{name}: {r}");

@@ -8,6 +8,21 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+/// The members every `--json` line has (it has more: `max_ms`, `error_classes`, ...).
+pub const JSON_FIELDS: [&str; 11] = [
+    "scenario",
+    "ops_per_sec",
+    "p50_ms",
+    "p99_ms",
+    "p999_ms",
+    "errors",
+    "connections",
+    "duration_s",
+    "ops",
+    "machine",
+    "commit",
+];
+
 /// The result of one scenario.
 #[derive(Debug)]
 pub struct Outcome {
@@ -364,19 +379,7 @@ mod tests {
             protocol: "HTTP/1.1",
         };
         let v = o.json(&run);
-        for field in [
-            "scenario",
-            "ops_per_sec",
-            "p50_ms",
-            "p99_ms",
-            "p999_ms",
-            "errors",
-            "connections",
-            "duration_s",
-            "ops",
-            "machine",
-            "commit",
-        ] {
+        for field in JSON_FIELDS {
             assert!(v.get(field).is_some(), "{field}");
         }
         assert_eq!(v["errors"], 1);
