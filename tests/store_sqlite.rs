@@ -14,7 +14,7 @@ use payhsm::audit::{
 };
 use payhsm::card::{Domain, Last4, StatusChange, Token, TokenStatus};
 use payhsm::keys::{DataKeyState, Fingerprint, KeyVersion, SealedPan, WrappedDataKey};
-use payhsm::store::sqlite::{open, SqliteOptions, SqliteStore};
+use payhsm::store::sqlite::{open, open_read_only, SqliteOptions, SqliteStore};
 use payhsm::store::{
     KeyChangeOutcome, NewToken, Store, StoreError, TokenRecord, TokenizeOutcome, TransitionOutcome,
 };
@@ -276,6 +276,73 @@ async fn lifecycle_transitions_and_delete_wipes_the_sealed_pan() {
         ]
     );
     assert_chain(&audit);
+}
+
+/// The store keeps token rows it has read in memory: a change acknowledged by the writer must be
+/// what every later read returns, also while other readers are refilling the cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_token_read_after_an_acknowledged_change_sees_the_change() {
+    let (_d, path) = db();
+    let s = Arc::new(store(&path));
+    let shop = dom("shop");
+    s.tokenize(new_token(tok(1), "shop", fp(1)), event("tokenize"))
+        .await
+        .unwrap();
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let s = Arc::clone(&s);
+            let shop = shop.clone();
+            tokio::spawn(async move {
+                for _ in 0..2000 {
+                    s.token(&tok(1), &shop).await.unwrap().unwrap();
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect();
+    for i in 0..200 {
+        let (change, expect) = if i % 2 == 0 {
+            (StatusChange::Suspend, TokenStatus::Suspended)
+        } else {
+            (StatusChange::Resume, TokenStatus::Active)
+        };
+        let out = s
+            .transition(&tok(1), &shop, change, event("lifecycle"))
+            .await
+            .unwrap();
+        assert!(matches!(out, TransitionOutcome::Done(_)), "{out:?}");
+        let read = s.token(&tok(1), &shop).await.unwrap().unwrap();
+        assert_eq!(read.status, expect, "read after change {i}");
+    }
+    for r in readers {
+        r.await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_store_on_the_same_file_is_refused_while_the_first_is_open() {
+    let (_d, path) = db();
+    let first = store(&path);
+    let err = open(&path, SqliteOptions::default()).unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Unavailable(m) if m.contains("in use by another process")),
+        "{err}"
+    );
+    first.record(event("still_writing")).await.unwrap();
+    // A read-only open (audit export) works beside the writer, sees its writes, writes nothing.
+    let ro = open_read_only(&path).unwrap();
+    assert_eq!(all_audit(&ro).await.len(), 1);
+    let refused = ro.record(event("export")).await.unwrap_err();
+    assert!(
+        matches!(&refused, StoreError::Unavailable(m) if m.contains("read-only")),
+        "{refused}"
+    );
+    first.record(event("after_export")).await.unwrap();
+    assert_eq!(all_audit(&ro).await.len(), 2);
+    drop(first);
+    let second = store(&path);
+    second.record(event("startup")).await.unwrap();
+    assert_eq!(all_audit(&second).await.len(), 3);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -206,6 +206,13 @@ async fn a_data_key_version_is_retired_and_destroyed_only_once_no_record_uses_it
     // Rewrap: a record changed since it was read (other nonce) is left alone.
     let todo = s.tokens_to_rewrap(KeyVersion(2), 10).await.unwrap();
     assert_eq!(todo.len(), 3);
+    // Read first, so the store's token cache holds the old sealing: the rewrap must replace it.
+    let before = s
+        .token(&todo[0].token, &todo[0].domain)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(before.sealed.map(|p| p.key_version), Some(KeyVersion(1)));
     let moves: Vec<Rewrapped> = todo
         .iter()
         .enumerate()

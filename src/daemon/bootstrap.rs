@@ -350,7 +350,9 @@ async fn serve(
 /// Exports the whole audit log as JSON lines ending with a checkpoint signed by the HSM audit
 /// key (so truncation is detectable).
 pub async fn export_audit(config: &Config) -> Result<String, DaemonError> {
-    let store = open_store(config)?;
+    // Read-only: the daemon may be running, and it is the store's one writer.
+    let store = crate::store::sqlite::open_read_only(&config.sqlite_path)
+        .map_err(|e| DaemonError::Store(e.to_string()))?;
     let hsm = open_hsm(config, false).await?;
     let exported = export_with(&store, &hsm, &config.pkcs11.audit_key_label).await;
     // On every path, before the process exits (see `Hsm::shutdown`).

@@ -99,7 +99,7 @@ fn token(args: &InitArgs, label: &str) -> Result<(), Stop> {
     std::fs::create_dir_all(dir).map_err(|e| Stop::error(format!("{}: {e}", dir.display())))?;
     // The audit log opens before the token changes, so a store that cannot be opened stops
     // the ceremony with the token untouched.
-    let opening = Opening::new(dir)?;
+    let opening = Opening::new(dir, false)?;
     let identity = module
         .init_token(&free, label, &so, &user)
         .map_err(hsm_stop("initializing the token"))?;

@@ -171,11 +171,16 @@ pub(super) struct Opening {
 }
 
 impl Opening {
-    /// Opens (or creates) the audit log of `data_dir` and a runtime.
-    pub(super) fn new(data_dir: &Path) -> Result<Self, Stop> {
-        let store =
-            crate::store::sqlite::open(&data_dir.join(STORE_FILE), SqliteOptions::default())
-                .map_err(|e| Stop::error(format!("opening the store: {e}")))?;
+    /// Opens (or creates) the audit log of `data_dir` and a runtime; `read_only` opens an
+    /// existing one without taking the writer's place (the daemon may be running).
+    pub(super) fn new(data_dir: &Path, read_only: bool) -> Result<Self, Stop> {
+        let path = data_dir.join(STORE_FILE);
+        let store = if read_only {
+            crate::store::sqlite::open_read_only(&path)
+        } else {
+            crate::store::sqlite::open(&path, SqliteOptions::default())
+        }
+        .map_err(|e| Stop::error(format!("opening the store: {e}")))?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -227,9 +232,13 @@ impl Session {
                 }
                 Self::open_dev(&token.data_dir, false, custodians)
             }
-            DataDir::Token(binding) => {
-                Self::open_token(&token.data_dir, binding, token.user_pin_fd, custodians)
-            }
+            DataDir::Token(binding) => Self::open_token(
+                &token.data_dir,
+                binding,
+                token.user_pin_fd,
+                custodians,
+                false,
+            ),
         }
     }
 
@@ -268,18 +277,20 @@ impl Session {
                 .init_token_if_absent(&p.token_label, &so, &user)
                 .map_err(hsm_stop("creating the dev token"))?;
         }
-        let opening = Opening::new(data_dir)?;
+        let opening = Opening::new(data_dir, false)?;
         let pin = crate::daemon::read_pin(&p.pin).map_err(|e| Stop::error(e.to_string()))?;
         opening.login(&module, &p.token_label, pin, custodians)
     }
 
     /// Opens the token `binding` names, after checking it is the same token (serial), with
-    /// the user PIN from its fd or the terminal.
+    /// the user PIN from its fd or the terminal; `read_only` for the store, as in
+    /// [`Opening::new`].
     fn open_token(
         data_dir: &Path,
         binding: &Binding,
         pin_fd: Option<i32>,
         custodians: Vec<Custodian>,
+        read_only: bool,
     ) -> Result<Self, Stop> {
         let module =
             Module::load(&binding.module).map_err(hsm_stop("loading the PKCS#11 module"))?;
@@ -313,7 +324,7 @@ impl Session {
             fd: pin_fd,
         }
         .read()?;
-        Opening::new(data_dir)?.login(&module, &binding.label, pin, custodians)
+        Opening::new(data_dir, read_only)?.login(&module, &binding.label, pin, custodians)
     }
 
     /// The custodian entering entry `i` (1-based), if custodians are named.
@@ -421,7 +432,7 @@ pub(in crate::cli) fn export_token_audit(
         _ => return None,
     };
     let export = || -> Result<String, Stop> {
-        let session = Session::open_token(data_dir, &binding, user_pin_fd, Vec::new())?;
+        let session = Session::open_token(data_dir, &binding, user_pin_fd, Vec::new(), true)?;
         session
             .runtime
             .block_on(crate::daemon::export_with(

@@ -305,6 +305,7 @@ pub(super) fn rewrap(
             )));
         }
         to = Some(r.sealed.key_version);
+        ctx.touch(&r.domain, &r.token);
         let n = ctx
             .conn
             .prepare_cached(

@@ -6,11 +6,13 @@
 //! - [`tokens`]: token rows and the tokenize / detokenize / transition jobs.
 //! - [`devices`]: WebAuthn challenges and enrolled devices, and their write jobs.
 //! - [`authorizations`]: payment challenges, authorizations, idempotency keys, and their jobs.
+//! - [`cache`]: token rows recently read, invalidated by the writer.
 //! - [`checkpointer`]: WAL checkpoints, on a background thread and by the writer between batches.
 //! - [`keys`]: key lifecycle rows (data keys, signing keys, approvals) and the rewrap.
 //! - [`schema`]: pragmas and versioned migrations.
 
 mod authorizations;
+mod cache;
 mod checkpointer;
 mod devices;
 mod keys;
@@ -30,7 +32,9 @@ use crate::store::{
     SigningKeyRecord, Store, StoreError, StoreFuture, TokenRecord, TokenizeOutcome,
     TransitionOutcome,
 };
+use cache::TokenCache;
 use readers::ReaderPool;
+use std::fs::File;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
@@ -56,12 +60,19 @@ impl Default for SqliteOptions {
 
 /// The SQLite [`Store`]. Dropping it stops the writer thread once queued jobs are done.
 pub struct SqliteStore {
-    jobs: mpsc::Sender<Box<dyn Job>>,
+    /// `None` when opened with [`open_read_only`].
+    jobs: Option<mpsc::Sender<Box<dyn Job>>>,
     readers: Arc<ReaderPool>,
+    /// Token rows recently read; the writer invalidates what it changes. `None` read-only:
+    /// another process writes then.
+    cache: Option<Arc<TokenCache>>,
+    /// An exclusive lock on the database file, held while the store is open: one writer
+    /// process (a second would fork the audit chain, and the cache is right only for the one).
+    _lock: Option<File>,
     /// The last batch did not commit (disk full, I/O error): readiness probes with a write.
     failing: Arc<AtomicBool>,
     /// Dropping it stops the background checkpoint thread.
-    _checkpoints: mpsc::Sender<()>,
+    _checkpoints: Option<mpsc::Sender<()>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -74,6 +85,7 @@ impl std::fmt::Debug for SqliteStore {
 /// the writer thread. Refuses a database whose schema is newer than this build
 /// ([`StoreError::Corrupt`]).
 pub fn open(path: &Path, options: SqliteOptions) -> Result<SqliteStore, StoreError> {
+    let lock = lock_exclusive(path)?;
     let mut conn = rusqlite::Connection::open(path).map_err(sql_err)?;
     schema::configure_writer(&conn)?;
     schema::migrate(&mut conn)?;
@@ -84,16 +96,65 @@ pub fn open(path: &Path, options: SqliteOptions) -> Result<SqliteStore, StoreErr
     let (jobs, rx) = mpsc::channel();
     let failing = Arc::new(AtomicBool::new(false));
     let writer_failing = Arc::clone(&failing);
+    let cache = Arc::new(TokenCache::new());
+    let writer_cache = Arc::clone(&cache);
     std::thread::Builder::new()
         .name("payhsm-sqlite-writer".into())
-        .spawn(move || writer::run(conn, rx, options.max_batch, writer_failing))
+        .spawn(move || writer::run(conn, rx, options.max_batch, writer_failing, writer_cache))
         .map_err(|e| StoreError::Unavailable(format!("cannot start the writer thread: {e}")))?;
     Ok(SqliteStore {
-        jobs,
+        jobs: Some(jobs),
         readers,
+        cache: Some(cache),
+        _lock: Some(lock),
         failing,
-        _checkpoints: checkpoints,
+        _checkpoints: Some(checkpoints),
     })
+}
+
+/// Opens an existing database to read it while another process (the daemon) may be writing:
+/// no lock, no writer, no cache, no migration. Every write answers
+/// [`StoreError::Unavailable`]. For `payhsm audit export`.
+pub fn open_read_only(path: &Path) -> Result<SqliteStore, StoreError> {
+    if !path.exists() {
+        return Err(StoreError::Unavailable(format!(
+            "{} does not exist",
+            path.display()
+        )));
+    }
+    let readers = Arc::new(ReaderPool::open(path, 1)?);
+    readers.with_idle(schema::check_readable)?;
+    Ok(SqliteStore {
+        jobs: None,
+        readers,
+        cache: None,
+        _lock: None,
+        failing: Arc::new(AtomicBool::new(false)),
+        _checkpoints: None,
+    })
+}
+
+/// Opens (creating) the database file and takes an exclusive lock on it (`flock`; SQLite's
+/// own locks are `fcntl` locks, which it does not touch), or says the store is in use.
+fn lock_exclusive(path: &Path) -> Result<File, StoreError> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Unavailable(format!(
+            "{} is in use by another process (another payhsmd on this data directory?)",
+            path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Unavailable(format!(
+            "cannot lock {}: {e}",
+            path.display()
+        ))),
+    }
 }
 
 /// SQLite's own error text (it never carries bound values such as ciphertext or keys).
@@ -109,7 +170,11 @@ impl SqliteStore {
         F: FnOnce(&mut JobCtx<'_>) -> Result<T, StoreError> + Send + 'static,
     {
         let (job, answer) = writer::job(work);
-        self.jobs.send(job).map_err(|_| StoreError::Closed)?;
+        let jobs = self
+            .jobs
+            .as_ref()
+            .ok_or_else(|| StoreError::Unavailable("the store was opened read-only".into()))?;
+        jobs.send(job).map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
 }
@@ -146,10 +211,21 @@ impl Store for SqliteStore {
 
     fn token(&self, token: &Token, domain: &Domain) -> StoreFuture<'_, Option<TokenRecord>> {
         let (token, domain) = (token.clone(), domain.clone());
-        Box::pin(
-            self.readers
-                .run_point(move |conn| tokens::read(conn, &token, &domain)),
-        )
+        Box::pin(async move {
+            let stamp = match self.cache.as_ref().map(|c| c.get(&domain, &token)) {
+                Some(Ok(row)) => return Ok(Some(row)),
+                Some(Err(stamp)) => Some(stamp),
+                None => None,
+            };
+            let row = self
+                .readers
+                .run_point(|conn| tokens::read(conn, &token, &domain))
+                .await?;
+            if let (Some(cache), Some(stamp), Some(row)) = (&self.cache, stamp, &row) {
+                cache.insert(stamp, row);
+            }
+            Ok(row)
+        })
     }
 
     fn data_keys(&self) -> StoreFuture<'_, Vec<WrappedDataKey>> {

@@ -95,6 +95,20 @@ impl ReaderPool {
     }
 }
 
+impl ReaderPool {
+    /// Runs `read` on an idle connection on this thread, for use before the pool is shared.
+    pub(super) fn with_idle<T>(
+        &self,
+        read: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let conn = idle
+            .last()
+            .ok_or_else(|| StoreError::Unavailable("no idle read connection".into()))?;
+        read(conn)
+    }
+}
+
 /// All wrapped data keys, oldest first.
 pub(super) fn data_keys(conn: &Connection) -> Result<Vec<WrappedDataKey>, StoreError> {
     let mut stmt = conn

@@ -194,6 +194,34 @@ pub(super) fn configure_reader(conn: &Connection) -> Result<(), StoreError> {
     .map_err(sql_err)
 }
 
+/// Refuses a database this build cannot read: no schema, or one written by newer code.
+pub(super) fn check_readable(conn: &Connection) -> Result<(), StoreError> {
+    if version(conn)? < 1 {
+        return Err(StoreError::Corrupt(
+            "no payhsm schema in this database".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The schema version applied (0 for none); refuses one newer than this build knows.
+fn version(conn: &Connection) -> Result<i64, StoreError> {
+    let current: i64 = conn
+        .query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(sql_err)?;
+    let known = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
+    if current > known {
+        return Err(StoreError::Corrupt(format!(
+            "schema version {current} is newer than this build knows ({known})"
+        )));
+    }
+    Ok(current)
+}
+
 /// Brings the schema to the newest version in one transaction; refuses a database written
 /// by newer code.
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
@@ -207,19 +235,7 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         )",
     )
     .map_err(sql_err)?;
-    let current: i64 = tx
-        .query_row(
-            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-            [],
-            |r| r.get(0),
-        )
-        .map_err(sql_err)?;
-    let known = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
-    if current > known {
-        return Err(StoreError::Corrupt(format!(
-            "schema version {current} is newer than this build knows ({known})"
-        )));
-    }
+    let current = version(&tx)?;
     for (version, sql) in (1..)
         .zip(MIGRATIONS.iter())
         .skip_while(|(v, _)| *v <= current)

@@ -253,6 +253,7 @@ pub(super) fn transition(
         return Ok(TransitionOutcome::Conflict(current.status));
     };
     let now = crate::clock::now_rfc3339();
+    ctx.touch(domain, token);
     let sql = if next == TokenStatus::Deleted {
         "UPDATE tokens SET status = ?3, updated_at = ?4, fingerprint = NULL,
              key_version = NULL, nonce = NULL, ciphertext = NULL

@@ -5,8 +5,10 @@
 //! per job, commits once, and only then answers. One fsync serves the whole batch; a job that
 //! fails is rolled back to its savepoint alone.
 
+use super::cache::TokenCache;
 use super::sql_err;
 use crate::audit::{link, AuditEvent, AuditHash, AuditRecord, GENESIS};
+use crate::card::{Domain, Token};
 use crate::store::StoreError;
 use rusqlite::{params, Connection};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -54,9 +56,18 @@ pub(super) struct JobCtx<'a> {
     /// The write connection, inside the batch transaction and the job's savepoint.
     pub(super) conn: &'a Connection,
     head: ChainHead,
+    /// Token rows changed by the batch so far; see [`JobCtx::touch`].
+    touched: &'a mut Vec<(Domain, Token)>,
 }
 
 impl JobCtx<'_> {
+    /// Records that the job changes (or may change) this token row: the writer drops it from
+    /// the [`TokenCache`] once the batch has ended, before anyone is answered. Every UPDATE of
+    /// `tokens` calls it; an INSERT need not (missing rows are never cached).
+    pub(super) fn touch(&mut self, domain: &Domain, token: &Token) {
+        self.touched.push((domain.clone(), token.clone()));
+    }
+
     /// Appends an audit record after the current head; it becomes part of the chain only
     /// if the job succeeds.
     pub(super) fn audit(&mut self, event: AuditEvent) -> Result<AuditRecord, StoreError> {
@@ -158,6 +169,7 @@ pub(super) fn run(
     jobs: mpsc::Receiver<Box<dyn Job>>,
     max_batch: usize,
     failing: Arc<AtomicBool>,
+    cache: Arc<TokenCache>,
 ) {
     let mut head = match ChainHead::load(&conn) {
         Ok(h) => h,
@@ -179,7 +191,7 @@ pub(super) fn run(
                 Err(_) => break,
             }
         }
-        let (next, committed) = run_batch(&conn, head, batch);
+        let (next, committed) = run_batch(&conn, head, batch, &cache);
         head = next;
         failing.store(!committed, Ordering::Relaxed);
         if committed {
@@ -189,49 +201,82 @@ pub(super) fn run(
 }
 
 /// Runs one batch; returns the chain head afterwards (reloaded from the DB on failure) and
-/// whether the batch committed.
+/// whether the batch committed. Rolled back or not, the token rows the jobs touched leave the
+/// cache before any job is answered.
 fn run_batch(
     conn: &Connection,
     head: ChainHead,
     mut batch: Vec<Box<dyn Job>>,
+    cache: &TokenCache,
 ) -> (ChainHead, bool) {
-    if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
-        return (fail_batch(conn, head, batch, &e), false);
+    let mut touched = Vec::new();
+    let result = run_jobs(conn, head, &mut batch, &mut touched);
+    for (domain, token) in &touched {
+        cache.invalidate(domain, token);
     }
-    let mut ctx = JobCtx { conn, head };
+    match result {
+        Ok(next) => {
+            for job in batch {
+                job.reply(Ok(()));
+            }
+            (next, true)
+        }
+        Err(e) => {
+            for job in batch {
+                job.reply(Err(&e));
+            }
+            (ChainHead::load(conn).unwrap_or(head), false)
+        }
+    }
+}
+
+/// The batch's transaction: every job in its savepoint, then the commit. On an error the
+/// transaction is rolled back and the error returned for every job.
+fn run_jobs(
+    conn: &Connection,
+    head: ChainHead,
+    batch: &mut [Box<dyn Job>],
+    touched: &mut Vec<(Domain, Token)>,
+) -> Result<ChainHead, StoreError> {
+    exec(conn, "BEGIN IMMEDIATE").map_err(|e| rollback(conn, e))?;
+    let mut ctx = JobCtx {
+        conn,
+        head,
+        touched,
+    };
     for job in batch.iter_mut() {
         // SQLite rolls a whole transaction back on some errors (disk full, I/O): a SAVEPOINT
         // then would open a fresh transaction and silently drop the jobs already run.
         if conn.is_autocommit() {
-            let e = StoreError::Unavailable("transaction was rolled back by SQLite".into());
-            return (fail_batch(conn, head, batch, &e), false);
+            return Err(rolled_back());
         }
-        if let Err(e) = exec(conn, "SAVEPOINT job") {
-            return (fail_batch(conn, head, batch, &e), false);
-        }
+        exec(conn, "SAVEPOINT job").map_err(|e| rollback(conn, e))?;
         let before = ctx.head;
         let ok = job.run(&mut ctx).is_ok() && exec(conn, "RELEASE job").is_ok();
         if !ok {
             ctx.head = before;
             if conn.is_autocommit() {
-                let e = StoreError::Unavailable("transaction was rolled back by SQLite".into());
-                return (fail_batch(conn, head, batch, &e), false);
+                return Err(rolled_back());
             }
-            let undone = exec(conn, "ROLLBACK TO job").and_then(|()| exec(conn, "RELEASE job"));
-            if let Err(e) = undone {
-                return (fail_batch(conn, head, batch, &e), false);
-            }
+            exec(conn, "ROLLBACK TO job")
+                .and_then(|()| exec(conn, "RELEASE job"))
+                .map_err(|e| rollback(conn, e))?;
         }
     }
-    match exec(conn, "COMMIT") {
-        Ok(()) => {
-            for job in batch {
-                job.reply(Ok(()));
-            }
-            (ctx.head, true)
-        }
-        Err(e) => (fail_batch(conn, head, batch, &e), false),
+    exec(conn, "COMMIT").map_err(|e| rollback(conn, e))?;
+    Ok(ctx.head)
+}
+
+fn rolled_back() -> StoreError {
+    StoreError::Unavailable("transaction was rolled back by SQLite".into())
+}
+
+/// Rolls back what is open; returns `e`.
+fn rollback(conn: &Connection, e: StoreError) -> StoreError {
+    if !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
     }
+    e
 }
 
 /// Runs one transaction-control statement, prepared once per connection: these run several
@@ -241,20 +286,4 @@ fn exec(conn: &Connection, sql: &str) -> Result<(), StoreError> {
         .and_then(|mut s| s.execute([]))
         .map(|_| ())
         .map_err(sql_err)
-}
-
-/// Rolls back what is open, answers every job with `e`, and reloads the head from the DB.
-fn fail_batch(
-    conn: &Connection,
-    head: ChainHead,
-    batch: Vec<Box<dyn Job>>,
-    e: &StoreError,
-) -> ChainHead {
-    if !conn.is_autocommit() {
-        let _ = conn.execute_batch("ROLLBACK");
-    }
-    for job in batch {
-        job.reply(Err(e));
-    }
-    ChainHead::load(conn).unwrap_or(head)
 }
