@@ -250,6 +250,58 @@ async fn signing_key_is_stable_and_signatures_verify() {
     ));
 }
 
+/// Four signatures with "sign-again" at once.
+async fn sign_four(hsm: &Hsm, message: &[u8]) -> [Result<[u8; 64], HsmError>; 4] {
+    let sign = || hsm.sign_p256("sign-again", message.to_vec());
+    let (a, b, c, d) = tokio::join!(sign(), sign(), sign(), sign());
+    [a, b, c, d]
+}
+
+/// Sessions remember the handle of a signing key: a key destroyed and made again under the same
+/// label, by this `Hsm` or by another one (another process), must be what signs next.
+#[tokio::test]
+async fn a_signing_key_made_again_under_its_label_is_the_one_used() {
+    let _shared = LOGIN_STATE.read().await;
+    let hsm = open(2);
+    let other = open(1);
+    let message = b"authorization payload".to_vec();
+    let verifies = |public: &payhsm::keys::EcPublicKey, signature: &[u8; 64]| {
+        ring::signature::UnparsedPublicKey::new(
+            &ring::signature::ECDSA_P256_SHA256_FIXED,
+            public.0.as_slice(),
+        )
+        .verify(&message, signature)
+        .is_ok()
+    };
+
+    let first = hsm.ensure_signing_key("sign-again").await.unwrap();
+    // Several signatures at once, so that both sessions find and remember the handle.
+    for s in sign_four(&hsm, &message).await {
+        assert!(verifies(&first, &s.unwrap()));
+    }
+    // Destroyed through this Hsm: nothing signs.
+    assert_eq!(hsm.destroy_signing_key("sign-again").await.unwrap(), 2);
+    for s in sign_four(&hsm, &message).await {
+        assert!(matches!(s, Err(HsmError::NotFound(_))), "{s:?}");
+    }
+    // Made again through this Hsm.
+    let second = hsm.ensure_signing_key("sign-again").await.unwrap();
+    assert_ne!(first, second);
+    for s in sign_four(&hsm, &message).await {
+        assert!(verifies(&second, &s.unwrap()));
+    }
+    // Destroyed and made again behind this Hsm's back.
+    assert_eq!(other.destroy_signing_key("sign-again").await.unwrap(), 2);
+    let third = other.ensure_signing_key("sign-again").await.unwrap();
+    assert_ne!(second, third);
+    for s in sign_four(&hsm, &message).await {
+        assert!(verifies(&third, &s.unwrap()));
+    }
+    assert_eq!(hsm.destroy_signing_key("sign-again").await.unwrap(), 2);
+    other.shutdown().await;
+    hsm.shutdown().await;
+}
+
 #[tokio::test]
 async fn ping_answers() {
     let _shared = LOGIN_STATE.read().await;

@@ -24,7 +24,7 @@ mod worker;
 
 use error::Failure;
 pub use error::HsmError;
-use worker::{Access, SessionSource};
+use worker::{Access, Held, SessionSource};
 
 /// The longest an HSM call is awaited. A token that hangs (a network HSM that stopped
 /// answering) then fails the request with [`HsmError::Timeout`] instead of holding it; the
@@ -380,6 +380,7 @@ impl Hsm {
             label: cfg.token_label,
             slot: Mutex::new(slot),
             pin: cfg.pin,
+            objects: AtomicU64::new(0),
         });
         let sessions = {
             let _shared = TOKEN_ACCESS.read().unwrap_or_else(PoisonError::into_inner);
@@ -419,7 +420,7 @@ impl Hsm {
     /// Runs `f` on a worker's session and awaits its result.
     async fn call<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Session) -> Result<T, Failure> + Send + 'static,
+        f: impl FnOnce(&Held) -> Result<T, Failure> + Send + 'static,
     ) -> Result<T, HsmError> {
         self.submit(Access::Shared, f).await
     }
@@ -428,7 +429,7 @@ impl Hsm {
     /// and only once the token answers.
     async fn call_exclusive<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Session) -> Result<T, Failure> + Send + 'static,
+        f: impl FnOnce(&Held) -> Result<T, Failure> + Send + 'static,
     ) -> Result<T, HsmError> {
         self.submit(Access::Exclusive, f).await
     }
@@ -437,7 +438,7 @@ impl Hsm {
     async fn submit<T: Send + 'static>(
         &self,
         access: Access,
-        f: impl FnOnce(&Session) -> Result<T, Failure> + Send + 'static,
+        f: impl FnOnce(&Held) -> Result<T, Failure> + Send + 'static,
     ) -> Result<T, HsmError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.jobs
@@ -642,9 +643,24 @@ impl Hsm {
         let label = label.to_owned();
         let digest = Sha256::digest(&message);
         self.call(move |s| {
-            let key = find_one(s, &ec_template(ObjectClass::PRIVATE_KEY, &label))?
+            let find = |s: &Session| find_one(s, &ec_template(ObjectClass::PRIVATE_KEY, &label));
+            let key = s
+                .remembered(&label, find)?
                 .ok_or_else(|| HsmError::NotFound(format!("signing key {label:?}")))?;
-            let signature = s.sign(&Mechanism::Ecdsa, key, &digest)?;
+            let signature = match s.sign(&Mechanism::Ecdsa, key, &digest) {
+                // A remembered handle gone stale (the key was destroyed and made again by
+                // another process): search once more.
+                Err(CkError::Pkcs11(
+                    RvError::KeyHandleInvalid | RvError::ObjectHandleInvalid,
+                    _,
+                )) => {
+                    s.forget(&label);
+                    let key = find(s)?
+                        .ok_or_else(|| HsmError::NotFound(format!("signing key {label:?}")))?;
+                    s.sign(&Mechanism::Ecdsa, key, &digest)?
+                }
+                other => other?,
+            };
             Ok(<[u8; 64]>::try_from(signature.as_slice())
                 .map_err(|_| HsmError::Malformed("ECDSA signature length"))?)
         })

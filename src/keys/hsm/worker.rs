@@ -16,8 +16,12 @@
 use super::error::{Failure, HsmError};
 use super::{Module, Pin, TOKEN_ACCESS};
 use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::object::ObjectHandle;
 use cryptoki::session::{Session, SessionState, UserType};
 use cryptoki::slot::Slot;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, PoisonError, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
@@ -57,11 +61,11 @@ pub(super) enum Access {
 }
 
 /// A unit of work for one session. `Err` when the worker has no session and could not open one.
-pub(super) type Job = Box<dyn FnOnce(Result<&Session, HsmError>) -> Done + Send>;
+pub(super) type Job = Box<dyn FnOnce(Result<&Held, HsmError>) -> Done + Send>;
 
 /// Wraps `f` as a job whose result goes to `tx`.
 pub(super) fn job<T: Send + 'static>(
-    f: impl FnOnce(&Session) -> Result<T, Failure> + Send + 'static,
+    f: impl FnOnce(&Held) -> Result<T, Failure> + Send + 'static,
     tx: tokio::sync::oneshot::Sender<Result<T, HsmError>>,
 ) -> Job {
     Box::new(move |session| {
@@ -90,12 +94,58 @@ pub(super) struct SessionSource {
     /// The token's slot; found again by label after a re-initialization.
     pub(super) slot: Mutex<Slot>,
     pub(super) pin: Pin,
+    /// Bumped after every exclusive job (the only ones that create or destroy objects): object
+    /// handles a session remembered from before are forgotten.
+    pub(super) objects: AtomicU64,
 }
 
-/// A session and the library generation it was opened in.
+/// A session, the library generation it was opened in, and the object handles it found.
 pub(super) struct Held {
     session: Session,
     generation: u64,
+    /// Handles found by label in this session, valid while [`SessionSource::objects`] is
+    /// `.0`. A search (C_FindObjects) walks the token's objects, and SoftHSM2 rereads each one's
+    /// file to do it: most of what a signature cost before.
+    handles: RefCell<(u64, HashMap<String, ObjectHandle>)>,
+}
+
+impl std::ops::Deref for Held {
+    type Target = Session;
+
+    fn deref(&self) -> &Session {
+        &self.session
+    }
+}
+
+impl Held {
+    /// The handle remembered for `key`, or `find`'s (remembered when found).
+    pub(super) fn remembered(
+        &self,
+        key: &str,
+        find: impl FnOnce(&Session) -> Result<Option<ObjectHandle>, Failure>,
+    ) -> Result<Option<ObjectHandle>, Failure> {
+        if let Some(h) = self.handles.borrow().1.get(key) {
+            return Ok(Some(*h));
+        }
+        let found = find(&self.session)?;
+        if let Some(h) = found {
+            self.handles.borrow_mut().1.insert(key.to_owned(), h);
+        }
+        Ok(found)
+    }
+
+    /// Forgets the handle remembered for `key` (a call with it failed).
+    pub(super) fn forget(&self, key: &str) {
+        self.handles.borrow_mut().1.remove(key);
+    }
+
+    /// Forgets every handle if objects were created or destroyed since they were found.
+    fn sync(&self, objects: u64) {
+        let mut handles = self.handles.borrow_mut();
+        if handles.0 != objects {
+            *handles = (objects, HashMap::new());
+        }
+    }
 }
 
 impl SessionSource {
@@ -117,6 +167,7 @@ impl SessionSource {
         Ok(Held {
             session,
             generation,
+            handles: RefCell::new((self.objects.load(Ordering::Acquire), HashMap::new())),
         })
     }
 
@@ -279,7 +330,13 @@ impl Worker {
             (done.reply)();
             return;
         };
-        let done = job(Ok(&held.session));
+        held.sync(self.source.objects.load(Ordering::Acquire));
+        let done = job(Ok(held));
+        if access == Access::Exclusive {
+            // Still alone (the guard is held): every other session forgets its handles before
+            // its next job.
+            self.source.objects.fetch_add(1, Ordering::AcqRel);
+        }
         let close = match done.health {
             Health::Fine => false,
             Health::Broken => true,
