@@ -5,10 +5,12 @@
 //! - [`tls`]: the rustls server configuration from PEM files.
 //! - [`identity`]: the principal from a client certificate (sans-io, fuzzed).
 //! - [`server`]: the accept loop: connection bound, handshake timeout, graceful drain.
+//! - [`verified`]: client certificate chains already verified, remembered per configuration.
 
 pub mod identity;
 pub mod server;
 pub mod tls;
+pub mod verified;
 
 pub use identity::{principal_from_certificate, IdentityError};
 pub use server::{run, ServerLimits};

@@ -1,5 +1,6 @@
 //! The rustls server configuration: TLS 1.3 only, a client certificate from the configured
-//! CA required (and checked against CRLs when given), ALPN `h2` then `http/1.1`.
+//! CA required (and checked against CRLs when given; a chain once verified is remembered, see
+//! [`super::verified`]), ALPN `h2` then `http/1.1`.
 //!
 //! A client without a certificate, with one from another CA, an expired or revoked one, or
 //! offering only TLS 1.2 fails in the handshake and never reaches HTTP.
@@ -147,6 +148,7 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
             .collect(),
         problem: e.to_string(),
     })?;
+    let verifier = Arc::new(super::verified::RememberingVerifier::new(verifier));
 
     let chain = read_all::<CertificateDer<'static>>(&files.cert, "certificate")?;
     let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| match e {
