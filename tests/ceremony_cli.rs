@@ -324,3 +324,44 @@ fn backup_two_of_three_restores_from_shares_one_and_three_on_a_fresh_token() {
     texts.push(&export_c);
     assert_no_secret(&[&a, &c], &texts, &secrets);
 }
+
+/// One writer process per store: a ceremony (which writes its audit records) is refused while
+/// the daemon has the store open, and changes nothing; an audit export runs beside it.
+#[test]
+fn a_ceremony_is_refused_while_the_daemon_has_the_store_open() {
+    let mut daemon = Daemon::start();
+    let dir = daemon.data_dir.clone();
+    let generate = || {
+        cli(
+            &[
+                "ceremony",
+                "kek",
+                "generate",
+                "--data-dir",
+                dir.to_str().unwrap(),
+                "--label",
+                "kek-while-running",
+            ],
+            "",
+        )
+    };
+    let (out, stdout, stderr) = generate();
+    assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
+    assert!(stderr.contains("in use by another process"), "{stderr}");
+
+    let export = payhsm(&["audit", "export", "--data-dir", dir.to_str().unwrap()]);
+    assert!(
+        export.status.success(),
+        "{}",
+        String::from_utf8_lossy(&export.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&export.stdout).contains("kek-while-running"));
+
+    daemon.terminate();
+    let (out, stdout, stderr) = generate();
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.starts_with("KEK kek-while-running generated"),
+        "{stdout}"
+    );
+}
