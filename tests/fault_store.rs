@@ -5,6 +5,12 @@
 //! SIGXFSZ), which SQLite reports as SQLITE_FULL, as on a full disk. Raising the limit back is
 //! the space returning. A size-limited tmpfs would need mount privileges that CI may not have,
 //! and a read-only remount or `chattr +i` too; RLIMIT_FSIZE works as any user.
+//!
+//! A disk that turns read-only under a running daemon cannot be made here: Linux refuses to
+//! remount read-only a mount with files open for writing (EBUSY), and the kernel's own
+//! remount after I/O errors needs a faulty block device. What is tested is the daemon starting
+//! on a read-only store: a read-only bind mount when the tests run as root (root ignores
+//! permission bits), the permission bits otherwise.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -14,6 +20,8 @@
 
 mod support;
 use payhsm::client::Client;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use support::*;
 
 const DOMAIN: &str = "disk";
@@ -162,4 +170,113 @@ async fn a_full_disk_refuses_writes_and_audited_reads_with_503_and_recovers() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+fn run(program: &str, args: &[&str]) -> std::process::Output {
+    Command::new(program).args(args).output().unwrap()
+}
+
+/// `dir` made read-only for this process while it lives.
+struct ReadOnly {
+    dir: PathBuf,
+    mounted: bool,
+}
+
+impl ReadOnly {
+    fn new(dir: &Path) -> Self {
+        let root = String::from_utf8(run("id", &["-u"]).stdout).unwrap().trim() == "0";
+        let d = dir.to_str().unwrap();
+        if root {
+            for args in [&["--bind", d, d][..], &["-o", "remount,ro,bind", d][..]] {
+                let out = run("mount", args);
+                assert!(
+                    out.status.success(),
+                    "as root this test needs mount (CAP_SYS_ADMIN): {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        } else {
+            assert!(run("chmod", &["-R", "a-w", d]).status.success());
+        }
+        Self {
+            dir: dir.to_owned(),
+            mounted: root,
+        }
+    }
+}
+
+impl Drop for ReadOnly {
+    fn drop(&mut self) {
+        let d = self.dir.to_str().unwrap();
+        if self.mounted {
+            run("umount", &[d]);
+        } else {
+            run("chmod", &["-R", "u+w", d]);
+        }
+    }
+}
+
+/// Everything in `dir` (name, bytes), in order.
+fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_owned()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                todo.push(path);
+            } else {
+                out.push((path.clone(), std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_store_stops_the_daemon_at_start_saying_so_and_changes_nothing() {
+    let mut d = Daemon::start();
+    let mut gw = d.client("gateway").await;
+    let pan = random_pan("4111", 16);
+    let token = token_of(&tokenize(&mut gw, &pan, DOMAIN).await);
+    assert_eq!(d.terminate().code(), Some(0));
+    let before = snapshot(&d.data_dir);
+
+    {
+        let _ro = ReadOnly::new(&d.data_dir);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_payhsmd"))
+            .arg("dev")
+            .arg("--data-dir")
+            .arg(&d.data_dir)
+            .args(["--listen", "127.0.0.1:0"])
+            .arg("--keys")
+            .arg(keys())
+            .arg("--policies")
+            .arg(repo().join("policies"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("payhsm.db") && stderr.contains("store unavailable"),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains("Read-only file system") || stderr.contains("Permission denied"),
+            "{stderr}"
+        );
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("listening"));
+    }
+    assert!(
+        snapshot(&d.data_dir) == before,
+        "the refused start changed the data directory"
+    );
+
+    // Writable again: the daemon starts and the card is there.
+    d.restart();
+    let mut reader = d.client("vault-reader").await;
+    let r = detokenize(&mut reader, &token, DOMAIN).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json().unwrap()["pan"], pan.as_str());
 }
