@@ -29,6 +29,9 @@ pub struct RememberingVerifier {
     inner: Arc<dyn ClientCertVerifier>,
     /// Chain digest -> until when (Unix seconds) it stands verified.
     verified: Mutex<HashMap<[u8; 32], u64>>,
+    /// Chain verifications that reached `inner`.
+    #[cfg(test)]
+    inner_calls: std::sync::atomic::AtomicUsize,
 }
 
 impl RememberingVerifier {
@@ -37,6 +40,8 @@ impl RememberingVerifier {
         Self {
             inner,
             verified: Mutex::new(HashMap::new()),
+            #[cfg(test)]
+            inner_calls: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -88,6 +93,9 @@ impl ClientCertVerifier for RememberingVerifier {
                 None => {}
             }
         }
+        #[cfg(test)]
+        self.inner_calls
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let ok = self
             .inner
             .verify_client_cert(end_entity, intermediates, now)?;
@@ -133,49 +141,7 @@ mod tests {
     use rustls::server::WebPkiClientVerifier;
     use rustls::RootCertStore;
     use std::path::Path;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    /// Counts the chain verifications that reach the real verifier.
-    #[derive(Debug)]
-    struct Counting {
-        inner: Arc<dyn ClientCertVerifier>,
-        calls: AtomicUsize,
-    }
-
-    impl ClientCertVerifier for Counting {
-        fn root_hint_subjects(&self) -> &[DistinguishedName] {
-            self.inner.root_hint_subjects()
-        }
-        fn verify_client_cert(
-            &self,
-            end_entity: &CertificateDer<'_>,
-            intermediates: &[CertificateDer<'_>],
-            now: UnixTime,
-        ) -> Result<ClientCertVerified, Error> {
-            self.calls.fetch_add(1, Ordering::SeqCst);
-            self.inner
-                .verify_client_cert(end_entity, intermediates, now)
-        }
-        fn verify_tls12_signature(
-            &self,
-            message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, Error> {
-            self.inner.verify_tls12_signature(message, cert, dss)
-        }
-        fn verify_tls13_signature(
-            &self,
-            message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, Error> {
-            self.inner.verify_tls13_signature(message, cert, dss)
-        }
-        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-            self.inner.supported_verify_schemes()
-        }
-    }
+    use std::sync::atomic::Ordering;
 
     fn sample(name: &str) -> CertificateDer<'static> {
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -184,7 +150,7 @@ mod tests {
         CertificateDer::from_pem_file(path).unwrap()
     }
 
-    fn verifier() -> (Arc<Counting>, RememberingVerifier) {
+    fn verifier() -> RememberingVerifier {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("keys-sample");
         let mut roots = RootCertStore::empty();
         roots.add(sample("ca.pem")).unwrap();
@@ -197,12 +163,7 @@ mod tests {
         .only_check_end_entity_revocation()
         .build()
         .unwrap();
-        let counting = Arc::new(Counting {
-            inner: webpki,
-            calls: AtomicUsize::new(0),
-        });
-        let remembering = RememberingVerifier::new(counting.clone());
-        (counting, remembering)
+        RememberingVerifier::new(webpki)
     }
 
     fn at(secs: u64) -> UnixTime {
@@ -211,20 +172,20 @@ mod tests {
 
     #[test]
     fn a_verified_chain_is_verified_again_only_after_the_remember_window() {
-        let (counting, v) = verifier();
+        let v = verifier();
         let gateway = sample("clients/gateway.pem");
         let now = UnixTime::now().as_secs();
         v.verify_client_cert(&gateway, &[], at(now)).unwrap();
         v.verify_client_cert(&gateway, &[], at(now + 10)).unwrap();
-        assert_eq!(counting.calls.load(Ordering::SeqCst), 1);
+        assert_eq!(v.inner_calls.load(Ordering::SeqCst), 1);
         v.verify_client_cert(&gateway, &[], at(now + REMEMBER + 1))
             .unwrap();
-        assert_eq!(counting.calls.load(Ordering::SeqCst), 2);
+        assert_eq!(v.inner_calls.load(Ordering::SeqCst), 2);
     }
 
     #[test]
     fn a_remembered_chain_is_refused_once_its_certificate_expired() {
-        let (_, v) = verifier();
+        let v = verifier();
         let gateway = sample("clients/gateway.pem");
         let expires = not_after(&gateway).unwrap();
         // Verified a minute before it expires: remembered for that minute only.
@@ -237,7 +198,7 @@ mod tests {
 
     #[test]
     fn revoked_and_expired_certificates_are_refused_every_time() {
-        let (counting, v) = verifier();
+        let v = verifier();
         let now = UnixTime::now();
         for name in [
             "clients/revoked.pem",
@@ -249,6 +210,6 @@ mod tests {
                 assert!(v.verify_client_cert(&cert, &[], now).is_err(), "{name}");
             }
         }
-        assert_eq!(counting.calls.load(Ordering::SeqCst), 9);
+        assert_eq!(v.inner_calls.load(Ordering::SeqCst), 9);
     }
 }
