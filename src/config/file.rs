@@ -204,6 +204,12 @@ fn d_authz_key() -> String {
 #[serde(deny_unknown_fields)]
 struct StoreSection {
     sqlite_path: PathBuf,
+    #[serde(default = "d_token_cache_rows")]
+    token_cache_rows: usize,
+}
+
+fn d_token_cache_rows() -> usize {
+    defaults::TOKEN_CACHE_ROWS
 }
 
 #[derive(Deserialize)]
@@ -354,6 +360,7 @@ fn validate(f: FileConfig, base: &Path) -> Result<Config, ConfigError> {
             softhsm2_conf: f.pkcs11.softhsm2_conf.map(abs),
         },
         sqlite_path: abs(f.store.sqlite_path),
+        token_cache_rows: f.store.token_cache_rows,
         policy_dir: abs(f.policy.dir),
         token_format,
         log_format,
@@ -390,6 +397,12 @@ dir = "policies"
         assert_eq!(c.server.max_body_bytes, 16 * 1024);
         assert_eq!(c.pkcs11.pin, PinSource::Env("PAYHSM_PIN".into()));
         assert_eq!(c.sqlite_path, Path::new("/var/lib/payhsm/payhsm.db"));
+        assert_eq!(c.token_cache_rows, defaults::TOKEN_CACHE_ROWS);
+        let none = GOOD.replace(
+            "sqlite_path = \"/var/lib/payhsm/payhsm.db\"",
+            "sqlite_path = \"/var/lib/payhsm/payhsm.db\"\ntoken_cache_rows = 0",
+        );
+        assert_eq!(parse(&none, Path::new("/")).unwrap().token_cache_rows, 0);
     }
 
     #[test]

@@ -109,6 +109,8 @@ pub struct Config {
     pub pkcs11: Pkcs11Config,
     /// The SQLite database file.
     pub sqlite_path: PathBuf,
+    /// Token rows the store keeps in memory after reading them (0: none).
+    pub token_cache_rows: usize,
     /// Folder with `schema.cedarschema`, `policies.cedar`, `identities.toml`.
     pub policy_dir: PathBuf,
     /// How tokens are formed.
@@ -139,6 +141,8 @@ pub mod defaults {
     pub const DANGER_DEV_USER_PIN: &str = "payhsm-dev-user-pin";
     /// The public SO PIN of dev tokens.
     pub const DANGER_DEV_SO_PIN: &str = "payhsm-dev-so-pin";
+    /// Token rows the store keeps in memory (about 0.5 KiB each).
+    pub const TOKEN_CACHE_ROWS: usize = 16_384;
 }
 
 impl Config {
@@ -185,6 +189,7 @@ impl Config {
                 softhsm2_conf: Some(data_dir.join("softhsm2.conf")),
             },
             sqlite_path: data_dir.join("payhsm.db"),
+            token_cache_rows: defaults::TOKEN_CACHE_ROWS,
             policy_dir: policy_dir.to_owned(),
             token_format: TokenFormat::default(),
             log_format: LogFormat::Text,

@@ -199,7 +199,11 @@ fn open_store(config: &Config) -> Result<SqliteStore, DaemonError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| DaemonError::Store(format!("{}: {e}", dir.display())))?;
     }
-    crate::store::sqlite::open(&config.sqlite_path, SqliteOptions::default())
+    let options = SqliteOptions {
+        token_cache_rows: config.token_cache_rows,
+        ..SqliteOptions::default()
+    };
+    crate::store::sqlite::open(&config.sqlite_path, options)
         .map_err(|e| DaemonError::Store(e.to_string()))
 }
 

@@ -1,5 +1,5 @@
-//! Token rows most recently read, kept in memory so a metadata read or a payment's token check
-//! does not open a read transaction each time.
+//! Token rows recently read (`store.token_cache_rows`, 16,384 by default), kept in memory so a
+//! metadata read or a payment's token check does not open a read transaction each time.
 //!
 //! Correct only while this process is the database's one writer, which [`super::open`]
 //! enforces with an exclusive lock on the database file. The writer thread invalidates every
@@ -21,9 +21,6 @@ use std::sync::{Mutex, PoisonError};
 /// Shards, each behind its own lock.
 const SHARDS: usize = 16;
 
-/// Rows kept per shard (16,384 in all, a few MiB); a full shard drops an arbitrary row.
-const PER_SHARD: usize = 1024;
-
 type Key = (Domain, Token);
 
 #[derive(Default)]
@@ -36,6 +33,8 @@ struct Shard {
 /// The cache; see the module documentation.
 pub(super) struct TokenCache {
     shards: Vec<Mutex<Shard>>,
+    /// Rows kept per shard; a full shard drops an arbitrary row.
+    per_shard: usize,
 }
 
 /// A shard's epoch when a reader missed.
@@ -46,9 +45,11 @@ pub(super) struct Stamp {
 }
 
 impl TokenCache {
-    pub(super) fn new() -> Self {
+    /// A cache of about `rows` rows (at least one per shard).
+    pub(super) fn new(rows: usize) -> Self {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            per_shard: rows.div_ceil(SHARDS).max(1),
         }
     }
 
@@ -89,11 +90,12 @@ impl TokenCache {
         if Self::shard_of(&row.domain, &row.token) != stamp.shard {
             return;
         }
+        let per_shard = self.per_shard;
         self.with_shard(stamp.shard, |s| {
             if s.epoch != stamp.epoch {
                 return;
             }
-            if s.rows.len() >= PER_SHARD {
+            if s.rows.len() >= per_shard {
                 let victim = s.rows.keys().next().cloned();
                 if let Some(victim) = victim {
                     s.rows.remove(&victim);
@@ -128,6 +130,8 @@ mod tests {
     use super::*;
     use crate::card::{Last4, TokenStatus};
 
+    const ROWS: usize = 16_384;
+
     fn row(token: &str, status: TokenStatus) -> TokenRecord {
         TokenRecord {
             token: Token::parse(token).unwrap(),
@@ -143,7 +147,7 @@ mod tests {
 
     #[test]
     fn a_read_from_before_an_invalidation_is_not_kept() {
-        let cache = TokenCache::new();
+        let cache = TokenCache::new(ROWS);
         let old = row("4000001234561111", TokenStatus::Active);
         let stamp = cache.get(&old.domain, &old.token).unwrap_err();
         // The writer changes the row and invalidates it while the reader is in the database.
@@ -154,7 +158,7 @@ mod tests {
 
     #[test]
     fn a_read_kept_is_served_until_invalidated() {
-        let cache = TokenCache::new();
+        let cache = TokenCache::new(ROWS);
         let r = row("4000001234561111", TokenStatus::Active);
         let stamp = cache.get(&r.domain, &r.token).unwrap_err();
         cache.insert(stamp, &r);
@@ -165,13 +169,13 @@ mod tests {
 
     #[test]
     fn the_cache_stays_bounded() {
-        let cache = TokenCache::new();
-        for i in 0..(SHARDS * PER_SHARD * 2) {
+        let cache = TokenCache::new(ROWS);
+        for i in 0..(ROWS * 2) {
             let r = row(&format!("4000{i:08}1111"), TokenStatus::Active);
             let stamp = cache.get(&r.domain, &r.token).unwrap_err();
             cache.insert(stamp, &r);
         }
-        assert!(cache.len() <= SHARDS * PER_SHARD);
-        assert!(cache.len() > SHARDS * PER_SHARD / 2);
+        assert!(cache.len() <= ROWS);
+        assert!(cache.len() > ROWS / 2);
     }
 }

@@ -47,6 +47,8 @@ pub struct SqliteOptions {
     pub readers: usize,
     /// Most jobs committed together in one transaction.
     pub max_batch: usize,
+    /// Token rows kept in memory after a read (0: no cache).
+    pub token_cache_rows: usize,
 }
 
 impl Default for SqliteOptions {
@@ -54,6 +56,7 @@ impl Default for SqliteOptions {
         Self {
             readers: 4,
             max_batch: 256,
+            token_cache_rows: crate::config::defaults::TOKEN_CACHE_ROWS,
         }
     }
 }
@@ -96,8 +99,9 @@ pub fn open(path: &Path, options: SqliteOptions) -> Result<SqliteStore, StoreErr
     let (jobs, rx) = mpsc::channel();
     let failing = Arc::new(AtomicBool::new(false));
     let writer_failing = Arc::clone(&failing);
-    let cache = Arc::new(TokenCache::new());
-    let writer_cache = Arc::clone(&cache);
+    let cache =
+        (options.token_cache_rows > 0).then(|| Arc::new(TokenCache::new(options.token_cache_rows)));
+    let writer_cache = cache.clone();
     std::thread::Builder::new()
         .name("payhsm-sqlite-writer".into())
         .spawn(move || writer::run(conn, rx, options.max_batch, writer_failing, writer_cache))
@@ -105,7 +109,7 @@ pub fn open(path: &Path, options: SqliteOptions) -> Result<SqliteStore, StoreErr
     Ok(SqliteStore {
         jobs: Some(jobs),
         readers,
-        cache: Some(cache),
+        cache,
         _lock: Some(lock),
         failing,
         _checkpoints: Some(checkpoints),

@@ -169,7 +169,7 @@ pub(super) fn run(
     jobs: mpsc::Receiver<Box<dyn Job>>,
     max_batch: usize,
     failing: Arc<AtomicBool>,
-    cache: Arc<TokenCache>,
+    cache: Option<Arc<TokenCache>>,
 ) {
     let mut head = match ChainHead::load(&conn) {
         Ok(h) => h,
@@ -191,7 +191,7 @@ pub(super) fn run(
                 Err(_) => break,
             }
         }
-        let (next, committed) = run_batch(&conn, head, batch, &cache);
+        let (next, committed) = run_batch(&conn, head, batch, cache.as_deref());
         head = next;
         failing.store(!committed, Ordering::Relaxed);
         if committed {
@@ -207,12 +207,14 @@ fn run_batch(
     conn: &Connection,
     head: ChainHead,
     mut batch: Vec<Box<dyn Job>>,
-    cache: &TokenCache,
+    cache: Option<&TokenCache>,
 ) -> (ChainHead, bool) {
     let mut touched = Vec::new();
     let result = run_jobs(conn, head, &mut batch, &mut touched);
-    for (domain, token) in &touched {
-        cache.invalidate(domain, token);
+    if let Some(cache) = cache {
+        for (domain, token) in &touched {
+            cache.invalidate(domain, token);
+        }
     }
     match result {
         Ok(next) => {
