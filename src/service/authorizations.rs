@@ -8,7 +8,7 @@
 //! commit and returned only after it.
 
 use super::idempotency::{request_hash, IdempotencyKey};
-use super::tokens::fill_random;
+use super::tokens::{fill_random, random_b64};
 use super::{Caller, Error};
 use crate::audit::{AuditEvent, Decision};
 use crate::card::{Domain, Token, TokenStatus};
@@ -106,12 +106,6 @@ pub struct SignedAuthorization {
     pub authorization: String,
     /// `approved`.
     pub decision: String,
-}
-
-fn random_b64(n: usize) -> String {
-    let mut buf = vec![0u8; n];
-    fill_random(&mut buf);
-    URL_SAFE_NO_PAD.encode(buf)
 }
 
 fn valid_spc(spc: &SpcDisplay) -> bool {

@@ -5,7 +5,7 @@
 //! every attempt, good or bad, needs a fresh challenge (and a replayed response always meets
 //! a used challenge).
 
-use super::tokens::fill_random;
+use super::tokens::{fill_random, random_b64};
 use super::{Caller, Error};
 use crate::audit::{AuditEvent, Decision};
 use crate::card::{Domain, Token, TokenStatus};
@@ -106,13 +106,6 @@ fn attestation_policy(config: &WebauthnConfig) -> AttestationPolicy {
         untrusted_chains: UntrustedChains::ReportAsNone,
         ..AttestationPolicy::new(config.algorithms.clone())
     }
-}
-
-/// `n` random bytes, base64url without padding.
-fn random_b64(n: usize) -> String {
-    let mut buf = vec![0u8; n];
-    fill_random(&mut buf);
-    URL_SAFE_NO_PAD.encode(buf)
 }
 
 /// Lowercase hex.

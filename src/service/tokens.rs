@@ -254,3 +254,11 @@ pub(super) fn fill_random(buf: &mut [u8]) {
         std::process::abort();
     }
 }
+
+/// `n` random bytes (ids, challenges), base64url without padding.
+pub(super) fn random_b64(n: usize) -> String {
+    use base64::Engine as _;
+    let mut buf = vec![0u8; n];
+    fill_random(&mut buf);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
+}
