@@ -61,10 +61,12 @@ impl Default for SqliteOptions {
     }
 }
 
-/// The SQLite [`Store`]. Dropping it stops the writer thread once queued jobs are done.
+/// The SQLite [`Store`]. Dropping it waits for the writer thread to finish the queued jobs.
 pub struct SqliteStore {
     /// `None` when opened with [`open_read_only`].
     jobs: Option<mpsc::Sender<Box<dyn Job>>>,
+    /// The writer thread, joined on drop before the lock below is released.
+    writer: Option<std::thread::JoinHandle<()>>,
     readers: Arc<ReaderPool>,
     /// Token rows recently read; the writer invalidates what it changes. `None` read-only:
     /// another process writes then.
@@ -76,6 +78,18 @@ pub struct SqliteStore {
     failing: Arc<AtomicBool>,
     /// Dropping it stops the background checkpoint thread.
     _checkpoints: Option<mpsc::Sender<()>>,
+}
+
+impl Drop for SqliteStore {
+    /// Lets the writer finish what is queued and joins it, so the file lock is released only
+    /// once this store's writer connection can write no more (a store opened again at once,
+    /// in this process or another, must not write beside it).
+    fn drop(&mut self) {
+        drop(self.jobs.take());
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -102,12 +116,13 @@ pub fn open(path: &Path, options: SqliteOptions) -> Result<SqliteStore, StoreErr
     let cache =
         (options.token_cache_rows > 0).then(|| Arc::new(TokenCache::new(options.token_cache_rows)));
     let writer_cache = cache.clone();
-    std::thread::Builder::new()
+    let writer = std::thread::Builder::new()
         .name("payhsm-sqlite-writer".into())
         .spawn(move || writer::run(conn, rx, options.max_batch, writer_failing, writer_cache))
         .map_err(|e| StoreError::Unavailable(format!("cannot start the writer thread: {e}")))?;
     Ok(SqliteStore {
         jobs: Some(jobs),
+        writer: Some(writer),
         readers,
         cache,
         _lock: Some(lock),
@@ -130,6 +145,7 @@ pub fn open_read_only(path: &Path) -> Result<SqliteStore, StoreError> {
     readers.with_idle(schema::check_readable)?;
     Ok(SqliteStore {
         jobs: None,
+        writer: None,
         readers,
         cache: None,
         _lock: None,
