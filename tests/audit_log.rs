@@ -10,19 +10,6 @@
 mod support;
 use support::*;
 
-/// Writes `text` to a file in the daemon's temp dir and runs `payhsm audit verify` on it.
-fn verify(d: &Daemon, name: &str, text: &str) -> (bool, String) {
-    let path = d.data_dir.parent().unwrap().join(name);
-    std::fs::write(&path, text).unwrap();
-    let out = payhsm(&["audit", "verify", path.to_str().unwrap()]);
-    let msg = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), msg)
-}
-
 async fn some_activity(d: &Daemon) -> String {
     let mut gw = d.client("gateway").await;
     let mut reader = d.client("vault-reader").await;
@@ -79,7 +66,7 @@ async fn every_operation_and_refusal_is_recorded_and_the_export_verifies() {
     assert_eq!(allowed["decision"], "allow");
     assert!(!allowed["policy_ids"].as_array().unwrap().is_empty());
     assert!(lines.last().unwrap().get("checkpoint").is_some());
-    let (ok, msg) = verify(&d, "intact.jsonl", &export);
+    let (ok, msg) = audit_verify(&d, "intact.jsonl", &export);
     assert!(ok, "{msg}");
 }
 
@@ -115,7 +102,7 @@ async fn audit_verify_detects_edits_removals_reordering_and_truncation() {
         ),
         ("truncated", join(truncated), "line "),
     ] {
-        let (ok, msg) = verify(&d, name, &text);
+        let (ok, msg) = audit_verify(&d, name, &text);
         assert!(!ok, "{name} verified: {msg}");
         assert!(msg.contains(expect), "{name}: {msg}");
     }

@@ -121,13 +121,6 @@ async fn sigkill_under_sustained_load_loses_no_acknowledged_token() {
     drop(db);
 
     // The audit chain survived the kill too.
-    let export = audit_export(&d);
-    let path = d.data_dir.parent().unwrap().join("after-kill.jsonl");
-    std::fs::write(&path, export).unwrap();
-    let out = payhsm(&["audit", "verify", path.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ok, msg) = audit_verify(&d, "after-kill.jsonl", &audit_export(&d));
+    assert!(ok, "{msg}");
 }

@@ -336,15 +336,8 @@ async fn a_device_bound_to_a_token_is_audited_with_its_credential_and_never_the_
         serde_json::json!(["gateway-device-enrolment"])
     );
     // The export still verifies with the new field.
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("audit.jsonl");
-    std::fs::write(&file, &export).unwrap();
-    let out = payhsm(&["audit", "verify", file.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ok, msg) = audit_verify(&d, "audit.jsonl", &export);
+    assert!(ok, "{msg}");
 
     // Binding to a token that does not exist is refused.
     let (id, ch) = issued(&mut gw).await;

@@ -161,15 +161,8 @@ async fn a_full_disk_refuses_writes_and_audited_reads_with_503_and_recovers() {
     let mut reader = d.client("vault-reader").await;
     let r = detokenize(&mut reader, &cards[2].1, DOMAIN).await;
     assert_eq!(r.status, 200);
-    let export = audit_export(&d);
-    let path = d.data_dir.parent().unwrap().join("after-full.jsonl");
-    std::fs::write(&path, export).unwrap();
-    let out = payhsm(&["audit", "verify", path.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ok, msg) = audit_verify(&d, "after-full.jsonl", &audit_export(&d));
+    assert!(ok, "{msg}");
 }
 
 fn run(program: &str, args: &[&str]) -> std::process::Output {

@@ -276,6 +276,20 @@ pub fn payhsm(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// Writes `text` (an audit export) to `name` in the daemon's temp dir and runs `payhsm audit
+/// verify` on it: whether it verified, and what the command printed.
+pub fn audit_verify(d: &Daemon, name: &str, text: &str) -> (bool, String) {
+    let path = d.data_dir.parent().unwrap().join(name);
+    std::fs::write(&path, text).unwrap();
+    let out = payhsm(&["audit", "verify", path.to_str().unwrap()]);
+    let msg = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), msg)
+}
+
 /// `payhsm audit export --data-dir DIR` of this daemon's data directory.
 pub fn audit_export(d: &Daemon) -> String {
     let out = payhsm(&[
