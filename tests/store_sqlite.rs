@@ -12,11 +12,12 @@ use base64::Engine;
 use payhsm::audit::{
     export_jsonl, link, verify_export, AuditEvent, AuditRecord, Checkpoint, Decision, GENESIS,
 };
-use payhsm::card::{Domain, Last4, StatusChange, Token, TokenStatus};
+use payhsm::card::{Domain, Last4, StatusChange, Token, TokenFormat, TokenStatus};
 use payhsm::keys::{DataKeyState, Fingerprint, KeyVersion, SealedPan, WrappedDataKey};
 use payhsm::store::sqlite::{open, open_read_only, SqliteOptions, SqliteStore};
 use payhsm::store::{
-    KeyChangeOutcome, NewToken, Store, StoreError, TokenRecord, TokenizeOutcome, TransitionOutcome,
+    KeyChangeOutcome, Lookup, NewToken, Store, StoreError, TokenRecord, TokenizeOutcome,
+    TransitionOutcome,
 };
 use ring::rand::SystemRandom;
 use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
@@ -64,8 +65,18 @@ fn dom(s: &str) -> Domain {
     Domain::parse(s).unwrap()
 }
 
+/// The token the tests treat as derived from `f` (the store does not derive: it trusts that
+/// `lookup[0].derived` is the token derived from `lookup[0].fingerprint`).
+fn derived_tok(f: &Fingerprint) -> Token {
+    let n = u32::from_be_bytes(f.0[..4].try_into().unwrap());
+    tok(500_000 + n)
+}
+
+/// A tokenization offering `token` as a random draw (found later through the index).
 fn new_token(token: Token, domain: &str, fingerprint: Fingerprint) -> NewToken {
     NewToken {
+        derived: false,
+        format: TokenFormat::default(),
         record: TokenRecord {
             token,
             domain: dom(domain),
@@ -80,8 +91,31 @@ fn new_token(token: Token, domain: &str, fingerprint: Fingerprint) -> NewToken {
             created_at: "2026-01-01T00:00:00.000Z".into(),
             updated_at: "2026-01-01T00:00:00.000Z".into(),
         },
-        lookup: vec![fingerprint],
+        lookup: vec![Lookup {
+            fingerprint,
+            derived: derived_tok(&fingerprint),
+        }],
     }
+}
+
+/// A tokenization offering the token derived from `fingerprint` (the first offer).
+fn derived_token(domain: &str, fingerprint: Fingerprint) -> NewToken {
+    let mut new = new_token(derived_tok(&fingerprint), domain, fingerprint);
+    new.derived = true;
+    new
+}
+
+/// The `derived` column of a token row, read beside the store.
+fn derived_column(path: &Path, token: &Token) -> i64 {
+    let conn =
+        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    conn.query_row(
+        "SELECT derived FROM tokens WHERE token = ?1",
+        [token.as_str()],
+        |r| r.get(0),
+    )
+    .unwrap()
 }
 
 async fn all_audit(s: &SqliteStore) -> Vec<AuditRecord> {
@@ -126,6 +160,87 @@ async fn same_pan_converges_within_a_domain_and_differs_across_domains() {
     assert_eq!(audit[1].event.token.as_deref(), Some(tok(1).as_str()));
     assert_eq!(audit[1].event.last4.as_deref(), Some("1111"));
     assert_chain(&audit);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_derived_token_is_found_by_its_own_row_and_kept_out_of_the_index() {
+    let (_d, path) = db();
+    let s = store(&path);
+    let first = s
+        .tokenize(derived_token("shop", fp(1)), event("tokenize"))
+        .await
+        .unwrap();
+    assert!(matches!(first, TokenizeOutcome::Created(ref r) if r.token == derived_tok(&fp(1))));
+    // A later request offering a random draw for the same PAN gets the derived token.
+    let again = s
+        .tokenize(new_token(tok(2), "shop", fp(1)), event("tokenize"))
+        .await
+        .unwrap();
+    assert!(matches!(again, TokenizeOutcome::Existing(ref r) if r.token == derived_tok(&fp(1))));
+    assert_eq!(derived_column(&path, &derived_tok(&fp(1))), 1);
+    // A random draw is indexed, and found through the index.
+    s.tokenize(new_token(tok(3), "shop", fp(3)), event("tokenize"))
+        .await
+        .unwrap();
+    assert_eq!(derived_column(&path, &tok(3)), 0);
+    let found = s
+        .tokenize(derived_token("shop", fp(3)), event("tokenize"))
+        .await
+        .unwrap();
+    assert!(matches!(found, TokenizeOutcome::Existing(ref r) if r.token == tok(3)));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deleted_derived_token_is_not_reused_and_its_successor_is_found() {
+    let (_d, path) = db();
+    let s = store(&path);
+    let shop = dom("shop");
+    s.tokenize(derived_token("shop", fp(1)), event("tokenize"))
+        .await
+        .unwrap();
+    let gone = derived_tok(&fp(1));
+    s.transition(&gone, &shop, StatusChange::Delete, event("delete"))
+        .await
+        .unwrap();
+    // The derived token's row still exists (deleted): the store refuses it, writing nothing.
+    let audit_before = all_audit(&s).await.len();
+    assert_eq!(
+        s.tokenize(derived_token("shop", fp(1)), event("tokenize"))
+            .await
+            .unwrap(),
+        TokenizeOutcome::TokenTaken
+    );
+    assert_eq!(all_audit(&s).await.len(), audit_before);
+    let next = s
+        .tokenize(new_token(tok(7), "shop", fp(1)), event("tokenize"))
+        .await
+        .unwrap();
+    assert!(matches!(next, TokenizeOutcome::Created(ref r) if r.token == tok(7)));
+    let again = s
+        .tokenize(derived_token("shop", fp(1)), event("tokenize"))
+        .await
+        .unwrap();
+    assert!(matches!(again, TokenizeOutcome::Existing(ref r) if r.token == tok(7)));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_changed_token_format_keeps_the_tokens_derived_before_findable() {
+    let (_d, path) = db();
+    let s = store(&path);
+    let TokenizeOutcome::Created(created) = s
+        .tokenize(derived_token("shop", fp(1)), event("tokenize"))
+        .await
+        .unwrap()
+    else {
+        panic!("not created")
+    };
+    // Under another format the PAN derives another token, which has no row.
+    let mut other = new_token(tok(2), "shop", fp(1));
+    other.format = TokenFormat::new(4, 4).unwrap();
+    other.lookup[0].derived = tok(600_001);
+    let out = s.tokenize(other, event("tokenize")).await.unwrap();
+    assert_eq!(out, TokenizeOutcome::Existing(created.clone()));
+    assert_eq!(derived_column(&path, &created.token), 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -8,12 +8,12 @@
 )] // test crate
 
 use payhsm::audit::{AuditEvent, Decision};
-use payhsm::card::{Domain, Last4, Token, TokenStatus};
+use payhsm::card::{Domain, Last4, Token, TokenFormat, TokenStatus};
 use payhsm::keys::{DataKeyState, Fingerprint, KeyVersion, SealedPan, WrappedDataKey};
 use payhsm::store::sqlite::{open, SqliteOptions, SqliteStore};
 use payhsm::store::{
-    ApprovalOutcome, KeyApproval, KeyChangeOutcome, NewToken, Rewrapped, Store, TokenRecord,
-    TokenizeOutcome,
+    ApprovalOutcome, KeyApproval, KeyChangeOutcome, Lookup, NewToken, Rewrapped, Store,
+    TokenRecord, TokenizeOutcome,
 };
 
 fn store() -> (tempfile::TempDir, SqliteStore) {
@@ -142,11 +142,22 @@ fn record(n: u32, version: u32) -> TokenRecord {
     }
 }
 
+/// Inserts `r` as the token derived from its fingerprint (the store trusts `lookup[0]`).
 async fn insert(s: &SqliteStore, r: TokenRecord) -> TokenizeOutcome {
-    let lookup = vec![r.fingerprint.unwrap()];
-    s.tokenize(NewToken { record: r, lookup }, event("tokenize"))
-        .await
-        .unwrap()
+    s.tokenize(derived(r), event("tokenize")).await.unwrap()
+}
+
+fn derived(r: TokenRecord) -> NewToken {
+    let lookup = vec![Lookup {
+        fingerprint: r.fingerprint.unwrap(),
+        derived: r.token.clone(),
+    }];
+    NewToken {
+        record: r,
+        derived: true,
+        format: TokenFormat::default(),
+        lookup,
+    }
 }
 
 async fn state_of(s: &SqliteStore, version: u32) -> (DataKeyState, u64) {
@@ -234,6 +245,15 @@ async fn a_data_key_version_is_retired_and_destroyed_only_once_no_record_uses_it
         .unwrap();
     assert_eq!(moved.sealed, Some(sealed(2, 2)));
     assert_eq!(moved.fingerprint, Some(Fingerprint([0x80; 32])));
+    // The token was derived from the old fingerprint: under the new one the PAN derives
+    // another token, and the index finds this one.
+    let mut again = derived(record(50, 2));
+    again.record.fingerprint = Some(Fingerprint([0x80; 32]));
+    again.lookup[0].fingerprint = Fingerprint([0x80; 32]);
+    assert!(matches!(
+        s.tokenize(again, event("tokenize")).await.unwrap(),
+        TokenizeOutcome::Existing(r) if r.token == todo[0].token
+    ));
     let last = vec![Rewrapped {
         token: todo[2].token.clone(),
         domain: todo[2].domain.clone(),
@@ -266,13 +286,7 @@ async fn a_data_key_version_is_retired_and_destroyed_only_once_no_record_uses_it
     );
     // A request that still holds the old ring cannot seal a new record under it.
     assert!(s
-        .tokenize(
-            NewToken {
-                record: record(9, 1),
-                lookup: vec![Fingerprint([9; 32])]
-            },
-            event("tokenize")
-        )
+        .tokenize(derived(record(9, 1)), event("tokenize"))
         .await
         .is_err());
     assert_eq!(

@@ -5,12 +5,12 @@ use crate::audit::AuditEvent;
 use crate::card::{Domain, Expiry, Pan, StatusChange, Token, TokenFormat, TokenStatus};
 use crate::keys::SharedRing;
 use crate::policy::{Action, PolicyEngine, Resource};
-use crate::store::{NewToken, Store, TokenRecord, TokenizeOutcome, TransitionOutcome};
+use crate::store::{Lookup, NewToken, Store, TokenRecord, TokenizeOutcome, TransitionOutcome};
 use std::sync::Arc;
 
-/// How many tokens are drawn for one PAN before giving up. A collision needs the same kept
-/// digits and the same random middle in one domain; sixteen misses in a row mean the token
-/// space of that BIN and last four is nearly full.
+/// How many tokens are offered for one PAN before giving up: the derived one, then random
+/// draws. A collision needs the same kept digits and the same middle in one domain; sixteen
+/// misses in a row mean the token space of that BIN and last four is nearly full.
 const MAX_TOKEN_DRAWS: usize = 16;
 
 /// The card vault: tokens for PANs, and PANs back for those allowed.
@@ -123,13 +123,26 @@ impl Vault {
             )
             .await?;
         let keys = self.keys.current();
-        let lookup = keys.fingerprints(&pan, &domain);
-        let fingerprint = lookup
+        let lookup: Vec<Lookup> = keys
+            .fingerprints(&pan, &domain)
+            .into_iter()
+            .map(|fingerprint| Lookup {
+                derived: self.format.derive(&pan, &fingerprint.0),
+                fingerprint,
+            })
+            .collect();
+        let first = lookup
             .first()
-            .copied()
             .ok_or(Error::Keys(crate::keys::KeyError::NoActiveKey))?;
-        for _ in 0..MAX_TOKEN_DRAWS {
-            let token = self.format.generate(&pan, fill_random);
+        let fingerprint = first.fingerprint;
+        for draw in 0..MAX_TOKEN_DRAWS {
+            // First the token derived from the fingerprint; if another card holds it, random.
+            let derived = draw == 0;
+            let token = if derived {
+                first.derived.clone()
+            } else {
+                self.format.generate(&pan, fill_random)
+            };
             let sealed = keys.seal(&pan, expiry, &token, &domain)?;
             let now = crate::clock::now_rfc3339();
             let record = TokenRecord {
@@ -144,6 +157,8 @@ impl Vault {
             };
             let new = NewToken {
                 record,
+                derived,
+                format: self.format,
                 lookup: lookup.clone(),
             };
             match self.store.tokenize(new, audit.clone()).await? {

@@ -22,7 +22,7 @@ pub use keys::{
 };
 
 use crate::audit::{AuditEvent, AuditRecord};
-use crate::card::{Domain, Last4, StatusChange, Token, TokenStatus};
+use crate::card::{Domain, Last4, StatusChange, Token, TokenFormat, TokenStatus};
 use crate::keys::{Fingerprint, KeyVersion, SealedPan, WrappedDataKey};
 use std::future::Future;
 use std::pin::Pin;
@@ -51,14 +51,35 @@ pub struct TokenRecord {
     pub updated_at: String,
 }
 
+/// Where a PAN's live token may already be: its fingerprint under one loaded key version,
+/// and the token derived from that fingerprint ([`TokenFormat::derive`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lookup {
+    /// The PAN's fingerprint in the domain under one key version.
+    pub fingerprint: Fingerprint,
+    /// The token derived from it under [`NewToken::format`].
+    pub derived: Token,
+}
+
 /// A tokenization to perform atomically.
+///
+/// A PAN's first token is derived from its fingerprint, so the store finds it by reading
+/// that one row; only tokens that are not (a random draw after the derived one was taken, or
+/// a record whose fingerprint changed when it was re-sealed) are kept in the fingerprint
+/// index. One index with random keys per insert instead of two (`docs/decisions.md`).
 #[derive(Debug)]
 pub struct NewToken {
-    /// The record to insert if no live token has one of `lookup` in this domain.
+    /// The record to insert if the PAN has no live token in this domain.
     pub record: TokenRecord,
-    /// Fingerprints of the PAN under every loaded key version; a live record with any of them
-    /// in the domain is returned instead of inserting.
-    pub lookup: Vec<Fingerprint>,
+    /// `record.token` is `lookup[0].derived` (the first offer), not a random draw.
+    pub derived: bool,
+    /// The format the derived tokens were formed with. A store that derived tokens under
+    /// another format before moves those to the fingerprint index first, or they could not
+    /// be found any more.
+    pub format: TokenFormat,
+    /// One entry per loaded key version, the current one first; a live record matching any
+    /// of them in the domain is returned instead of inserting.
+    pub lookup: Vec<Lookup>,
 }
 
 /// What [`Store::tokenize`] did.
@@ -70,7 +91,7 @@ pub enum TokenizeOutcome {
     /// outcome `existing` and that token.
     Existing(TokenRecord),
     /// The candidate token is already taken in this domain: nothing was written (not even the
-    /// audit record); draw another token and try again.
+    /// audit record); draw a random token and try again.
     TokenTaken,
 }
 

@@ -309,7 +309,10 @@ pub(super) fn rewrap(
         let n = ctx
             .conn
             .prepare_cached(
-                "UPDATE tokens SET key_version = ?3, nonce = ?4, ciphertext = ?5, fingerprint = ?6
+                // The token was derived from the old fingerprint, if at all: from now on the
+                // fingerprint index finds it.
+                "UPDATE tokens SET key_version = ?3, nonce = ?4, ciphertext = ?5, fingerprint = ?6,
+                     derived = 0
                  WHERE domain = ?1 AND token = ?2 AND key_version = ?7 AND nonce = ?8
                    AND ciphertext IS NOT NULL",
             )

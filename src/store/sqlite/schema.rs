@@ -155,6 +155,17 @@ const MIGRATIONS: &[&str] = &[
         used_at TEXT NULL
     );
     CREATE INDEX key_approvals_change ON key_approvals (change, used_at);",
+    // 5: derived tokens (a PAN's first token derived from its fingerprint, found by reading
+    // that row) leave the fingerprint index, which keeps only the others; the format the
+    // derived tokens were formed with.
+    "ALTER TABLE tokens ADD COLUMN derived INTEGER NOT NULL DEFAULT 0;
+    DROP INDEX tokens_domain_fingerprint;
+    CREATE UNIQUE INDEX tokens_domain_fingerprint ON tokens (domain, fingerprint)
+        WHERE derived = 0;
+    CREATE TABLE store_settings (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    ) WITHOUT ROWID;",
 ];
 
 /// Page cache of the writer connection (KiB): the B-tree pages random token and fingerprint

@@ -4,9 +4,9 @@
 use super::sql_err;
 use super::writer::JobCtx;
 use crate::audit::AuditEvent;
-use crate::card::{Domain, Last4, StatusChange, Token, TokenStatus};
+use crate::card::{Domain, Last4, StatusChange, Token, TokenFormat, TokenStatus};
 use crate::keys::{Fingerprint, KeyVersion, SealedPan};
-use crate::store::{NewToken, StoreError, TokenRecord, TokenizeOutcome, TransitionOutcome};
+use crate::store::{Lookup, NewToken, StoreError, TokenRecord, TokenizeOutcome, TransitionOutcome};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 pub(super) const COLUMNS: &str =
@@ -91,7 +91,23 @@ pub(super) fn read(
     raw.map(RawRow::into_record).transpose()
 }
 
-/// The live token with this fingerprint in the domain.
+/// The live token of the PAN `l` describes in the domain: the row of its derived token if
+/// that row is the PAN's, else a token the fingerprint index holds.
+fn live_token(
+    conn: &Connection,
+    domain: &Domain,
+    l: &Lookup,
+) -> Result<Option<TokenRecord>, StoreError> {
+    if let Some(r) = read(conn, &l.derived, domain)? {
+        if r.status != TokenStatus::Deleted && r.fingerprint.as_ref() == Some(&l.fingerprint) {
+            return Ok(Some(r));
+        }
+    }
+    by_fingerprint(conn, domain, &l.fingerprint)
+}
+
+/// The live token with this fingerprint in the domain among those not derived from it (the
+/// fingerprint index holds only those).
 fn by_fingerprint(
     conn: &Connection,
     domain: &Domain,
@@ -99,7 +115,7 @@ fn by_fingerprint(
 ) -> Result<Option<TokenRecord>, StoreError> {
     let sql = format!(
         "SELECT {COLUMNS} FROM tokens
-         WHERE domain = ?1 AND fingerprint = ?2 AND status != 'deleted'"
+         WHERE domain = ?1 AND fingerprint = ?2 AND derived = 0 AND status != 'deleted'"
     );
     let raw = conn
         .prepare_cached(&sql)
@@ -111,10 +127,35 @@ fn by_fingerprint(
     raw.map(RawRow::into_record).transpose()
 }
 
-fn insert(conn: &Connection, r: &TokenRecord) -> rusqlite::Result<usize> {
+/// Makes the derived tokens findable under `format`: if they were derived under another one
+/// (the configuration changed), the rows derived before move to the fingerprint index, since
+/// deriving again would not arrive at them. A full-table update, once per change.
+fn adopt_format(conn: &Connection, format: TokenFormat) -> Result<(), StoreError> {
+    let want = format!("{}+{}", format.keep_first(), format.keep_last());
+    let have: Option<String> = conn
+        .prepare_cached("SELECT value FROM store_settings WHERE key = 'token_format'")
+        .and_then(|mut s| s.query_row([], |r| r.get(0)).optional())
+        .map_err(sql_err)?;
+    if have.as_deref() == Some(want.as_str()) {
+        return Ok(());
+    }
+    if have.is_some() {
+        conn.execute("UPDATE tokens SET derived = 0 WHERE derived = 1", [])
+            .map_err(sql_err)?;
+    }
+    conn.execute(
+        "INSERT OR REPLACE INTO store_settings (key, value) VALUES ('token_format', ?1)",
+        [&want],
+    )
+    .map_err(sql_err)?;
+    Ok(())
+}
+
+fn insert(conn: &Connection, r: &TokenRecord, derived: bool) -> rusqlite::Result<usize> {
     let sealed = r.sealed.as_ref();
     conn.prepare_cached(&format!(
-        "INSERT INTO tokens ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+        "INSERT INTO tokens ({COLUMNS}, derived)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
     ))?
     .execute(params![
         r.domain.as_str(),
@@ -127,6 +168,7 @@ fn insert(conn: &Connection, r: &TokenRecord) -> rusqlite::Result<usize> {
         r.status.as_str(),
         r.created_at,
         r.updated_at,
+        derived,
     ])
 }
 
@@ -167,8 +209,9 @@ pub(super) fn tokenize(
     audit: AuditEvent,
 ) -> Result<TokenizeOutcome, StoreError> {
     let domain = &new.record.domain;
-    for fp in &new.lookup {
-        if let Some(r) = by_fingerprint(ctx.conn, domain, fp)? {
+    adopt_format(ctx.conn, new.format)?;
+    for l in &new.lookup {
+        if let Some(r) = live_token(ctx.conn, domain, l)? {
             return existing(ctx, r, audit);
         }
     }
@@ -182,14 +225,19 @@ pub(super) fn tokenize(
             )));
         }
     }
-    match insert(ctx.conn, &new.record) {
+    // A derived token must be the current fingerprint's, or no lookup would arrive at it.
+    let derived = new.derived
+        && new.lookup.first().is_some_and(|l| {
+            l.derived == new.record.token && new.record.fingerprint == Some(l.fingerprint)
+        });
+    match insert(ctx.conn, &new.record, derived) {
         Ok(_) => {
             ctx.audit(annotate(audit, &new.record, "created"))?;
             Ok(TokenizeOutcome::Created(new.record))
         }
         Err(e) if is_constraint(&e) => {
-            // Another writer (a replica, or a record whose fingerprint was not in `lookup`)
-            // got there first: converge on its token.
+            // A record with this fingerprint that `lookup` did not find (one not derived
+            // under it) holds the index entry: converge on its token.
             if let Some(fp) = &new.record.fingerprint {
                 if let Some(r) = by_fingerprint(ctx.conn, domain, fp)? {
                     return existing(ctx, r, audit);
