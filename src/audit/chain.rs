@@ -24,11 +24,20 @@ struct Canonical<'a> {
 
 /// The chain hash of `event` at position `seq` after `prev`.
 pub(crate) fn record_hash(prev: &AuditHash, seq: u64, event: &AuditEvent) -> AuditHash {
+    // Serializing a struct of strings cannot fail; if it ever did, the empty input yields a
+    // hash no verifier accepts, which fails loudly rather than silently.
+    chain_hash(prev, canonical(seq, event).unwrap_or_default().as_bytes())
+}
+
+/// The hashed form of the record at `seq`.
+fn canonical(seq: u64, event: &AuditEvent) -> serde_json::Result<String> {
+    serde_json::to_string(&Canonical { seq, event })
+}
+
+fn chain_hash(prev: &AuditHash, canonical: &[u8]) -> AuditHash {
     let mut h = Sha256::new();
     h.update(prev);
-    // Serializing a struct of strings into a Vec cannot fail; if it ever did, the empty
-    // input yields a hash no verifier accepts, which fails loudly rather than silently.
-    h.update(serde_json::to_vec(&Canonical { seq, event }).unwrap_or_default());
+    h.update(canonical);
     h.finalize().into()
 }
 
@@ -42,6 +51,36 @@ pub fn link(prev: &AuditHash, seq: u64, event: AuditEvent) -> (AuditRecord, Audi
         hash: to_hex(&hash),
     };
     (record, hash)
+}
+
+/// [`link`], and the record's JSON as stored and exported, from one serialization: the
+/// stored form is the hashed form with `prev_hash` and `hash` appended, so the writer need
+/// not serialize the event twice.
+pub(crate) fn link_encoded(
+    prev: &AuditHash,
+    seq: u64,
+    event: AuditEvent,
+) -> serde_json::Result<(AuditRecord, AuditHash, String)> {
+    let mut json = canonical(seq, &event)?;
+    let hash = chain_hash(prev, json.as_bytes());
+    let record = AuditRecord {
+        seq,
+        event,
+        prev_hash: to_hex(prev),
+        hash: to_hex(&hash),
+    };
+    // `{...}` -> `{...,"prev_hash":"<hex>","hash":"<hex>"}`, as `AuditRecord` serializes.
+    json.pop();
+    for part in [
+        ",\"prev_hash\":\"",
+        record.prev_hash.as_str(),
+        "\",\"hash\":\"",
+        record.hash.as_str(),
+        "\"}",
+    ] {
+        json.push_str(part);
+    }
+    Ok((record, hash, json))
 }
 
 /// Lowercase hex of `bytes`.
@@ -152,6 +191,19 @@ mod tests {
         assert_eq!(hash_from_hex(&s), Some(h));
         assert_eq!(hash_from_hex(&s.to_uppercase()), None);
         assert_eq!(to_hex(&GENESIS), "0".repeat(64));
+    }
+
+    #[test]
+    fn encoded_record_is_the_record_serialized() {
+        let mut quoted = event(2);
+        quoted.detail = Some("a \"quoted\" \\ detail\n\u{1}".into());
+        quoted.domain = None;
+        for (i, e) in [event(1), quoted].into_iter().enumerate() {
+            let (record, hash, json) = link_encoded(&[7; 32], i as u64 + 5, e.clone()).unwrap();
+            assert_eq!(json, serde_json::to_string(&record).unwrap());
+            assert_eq!((record.clone(), hash), link(&[7; 32], i as u64 + 5, e));
+            assert_eq!(hash, record_hash(&[7; 32], i as u64 + 5, &record.event));
+        }
     }
 
     #[test]

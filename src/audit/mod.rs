@@ -9,7 +9,7 @@ mod chain;
 mod event;
 mod verify;
 
-pub(crate) use chain::hash_from_hex;
 pub use chain::{export_jsonl, link, AuditHash, Checkpoint, GENESIS};
+pub(crate) use chain::{hash_from_hex, link_encoded};
 pub use event::{AuditEvent, AuditRecord, Decision};
 pub use verify::{verify_export, VerifyError, VerifyErrorKind, VerifySummary};

@@ -209,7 +209,10 @@ pub(super) fn tokenize(
     audit: AuditEvent,
 ) -> Result<TokenizeOutcome, StoreError> {
     let domain = &new.record.domain;
-    adopt_format(ctx.conn, new.format)?;
+    if ctx.token_format != Some(new.format) {
+        adopt_format(ctx.conn, new.format)?;
+        ctx.token_format = Some(new.format);
+    }
     for l in &new.lookup {
         if let Some(r) = live_token(ctx.conn, domain, l)? {
             return existing(ctx, r, audit);

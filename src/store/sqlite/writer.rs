@@ -7,8 +7,8 @@
 
 use super::cache::TokenCache;
 use super::sql_err;
-use crate::audit::{link, AuditEvent, AuditHash, AuditRecord, GENESIS};
-use crate::card::{Domain, Token};
+use crate::audit::{link_encoded, AuditEvent, AuditHash, AuditRecord, GENESIS};
+use crate::card::{Domain, Token, TokenFormat};
 use crate::store::StoreError;
 use rusqlite::{params, Connection};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -58,6 +58,10 @@ pub(super) struct JobCtx<'a> {
     head: ChainHead,
     /// Token rows changed by the batch so far; see [`JobCtx::touch`].
     touched: &'a mut Vec<(Domain, Token)>,
+    /// The token format the database has adopted for derived tokens, once a job has checked
+    /// (`tokens::adopt_format`); forgotten with the job or batch that set it if it is rolled
+    /// back.
+    pub(super) token_format: Option<TokenFormat>,
 }
 
 impl JobCtx<'_> {
@@ -72,8 +76,7 @@ impl JobCtx<'_> {
     /// if the job succeeds.
     pub(super) fn audit(&mut self, event: AuditEvent) -> Result<AuditRecord, StoreError> {
         let seq = self.head.seq.saturating_add(1);
-        let (record, hash) = link(&self.head.hash, seq, event);
-        let json = serde_json::to_string(&record)
+        let (record, hash, json) = link_encoded(&self.head.hash, seq, event)
             .map_err(|e| StoreError::Unavailable(format!("audit record encoding: {e}")))?;
         let seq_i = i64::try_from(seq)
             .map_err(|_| StoreError::Unavailable("audit seq out of range".into()))?;
@@ -183,6 +186,7 @@ pub(super) fn run(
     };
     let max_batch = max_batch.max(1);
     let mut checkpointer = super::checkpointer::Checkpointer::new();
+    let mut token_format = None;
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < max_batch {
@@ -191,8 +195,8 @@ pub(super) fn run(
                 Err(_) => break,
             }
         }
-        let (next, committed) = run_batch(&conn, head, batch, cache.as_deref());
-        head = next;
+        let (next, committed) = run_batch(&conn, (head, token_format), batch, cache.as_deref());
+        (head, token_format) = next;
         failing.store(!committed, Ordering::Relaxed);
         if committed {
             checkpointer.after_commit(&conn);
@@ -200,17 +204,18 @@ pub(super) fn run(
     }
 }
 
-/// Runs one batch; returns the chain head afterwards (reloaded from the DB on failure) and
-/// whether the batch committed. Rolled back or not, the token rows the jobs touched leave the
-/// cache before any job is answered.
+/// Runs one batch; returns the chain head and the adopted token format afterwards (the head
+/// reloaded from the DB and the format forgotten on failure) and whether the batch committed.
+/// Rolled back or not, the token rows the jobs touched leave the cache before any job is
+/// answered.
 fn run_batch(
     conn: &Connection,
-    head: ChainHead,
+    (head, token_format): (ChainHead, Option<TokenFormat>),
     mut batch: Vec<Box<dyn Job>>,
     cache: Option<&TokenCache>,
-) -> (ChainHead, bool) {
+) -> ((ChainHead, Option<TokenFormat>), bool) {
     let mut touched = Vec::new();
-    let result = run_jobs(conn, head, &mut batch, &mut touched);
+    let result = run_jobs(conn, (head, token_format), &mut batch, &mut touched);
     if let Some(cache) = cache {
         for (domain, token) in &touched {
             cache.invalidate(domain, token);
@@ -227,7 +232,7 @@ fn run_batch(
             for job in batch {
                 job.reply(Err(&e));
             }
-            (ChainHead::load(conn).unwrap_or(head), false)
+            ((ChainHead::load(conn).unwrap_or(head), None), false)
         }
     }
 }
@@ -236,15 +241,16 @@ fn run_batch(
 /// transaction is rolled back and the error returned for every job.
 fn run_jobs(
     conn: &Connection,
-    head: ChainHead,
+    (head, token_format): (ChainHead, Option<TokenFormat>),
     batch: &mut [Box<dyn Job>],
     touched: &mut Vec<(Domain, Token)>,
-) -> Result<ChainHead, StoreError> {
+) -> Result<(ChainHead, Option<TokenFormat>), StoreError> {
     exec(conn, "BEGIN IMMEDIATE").map_err(|e| rollback(conn, e))?;
     let mut ctx = JobCtx {
         conn,
         head,
         touched,
+        token_format,
     };
     for job in batch.iter_mut() {
         // SQLite rolls a whole transaction back on some errors (disk full, I/O): a SAVEPOINT
@@ -253,10 +259,10 @@ fn run_jobs(
             return Err(rolled_back());
         }
         exec(conn, "SAVEPOINT job").map_err(|e| rollback(conn, e))?;
-        let before = ctx.head;
+        let before = (ctx.head, ctx.token_format);
         let ok = job.run(&mut ctx).is_ok() && exec(conn, "RELEASE job").is_ok();
         if !ok {
-            ctx.head = before;
+            (ctx.head, ctx.token_format) = before;
             if conn.is_autocommit() {
                 return Err(rolled_back());
             }
@@ -266,7 +272,7 @@ fn run_jobs(
         }
     }
     exec(conn, "COMMIT").map_err(|e| rollback(conn, e))?;
-    Ok(ctx.head)
+    Ok((ctx.head, ctx.token_format))
 }
 
 fn rolled_back() -> StoreError {
