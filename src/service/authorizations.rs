@@ -173,7 +173,11 @@ impl Authorizations {
             Action::CreateAuthorizationChallenge,
             Resource::Domain(&input.domain),
         ));
-        let mut audit = event(caller, Action::CreateAuthorizationChallenge.as_str());
+        let mut audit = caller.audit_event(
+            Action::CreateAuthorizationChallenge.as_str(),
+            Decision::Deny,
+            Vec::new(),
+        );
         audit.policy_ids = decision.policy_ids;
         audit.token = Some(input.token.as_str().to_owned());
         audit.domain = Some(input.domain.as_str().to_owned());
@@ -261,7 +265,7 @@ impl Authorizations {
         key: Option<&IdempotencyKey>,
     ) -> Result<SignedAuthorization, Error> {
         let hash = request_hash(OP_AUTHORIZE, &authorize_canonical(&input));
-        let mut audit = event(caller, REFUSED);
+        let mut audit = caller.audit_event(REFUSED, Decision::Deny, Vec::new());
         audit.detail = Some(format!("challenge_id={}", input.challenge_id));
         if let Some(answer) = self.earlier_answer(caller, key, hash).await? {
             return match answer {
@@ -573,22 +577,6 @@ fn outcome_error(outcome: CommitOutcome) -> Error {
     match outcome {
         CommitOutcome::Challenge(state) => challenge_state_error(state),
         CommitOutcome::CounterConflict | CommitOutcome::Committed => Error::CounterConflict,
-    }
-}
-
-fn event(caller: &Caller, action: &str) -> AuditEvent {
-    AuditEvent {
-        time: crate::clock::now_rfc3339(),
-        request_id: caller.request_id.clone(),
-        principal: caller.principal.as_str().to_owned(),
-        action: action.to_owned(),
-        domain: None,
-        token: None,
-        last4: None,
-        decision: Decision::Deny,
-        policy_ids: Vec::new(),
-        outcome: String::new(),
-        detail: None,
     }
 }
 

@@ -196,7 +196,7 @@ impl Devices {
     pub async fn enrol(&self, caller: &Caller, input: EnrolInput) -> Result<EnrolledDevice, Error> {
         // The policy is asked about the challenge's relying party before anything changes.
         let Some(issued) = self.store.challenge(&input.challenge_id).await? else {
-            let audit = self.audit_event(caller, Action::EnrolDevice, Decision::Deny, vec![]);
+            let audit = caller.audit_event(Action::EnrolDevice.as_str(), Decision::Deny, vec![]);
             return Err(self.refuse(audit, Error::ChallengeNotFound).await);
         };
         let mut audit = self
@@ -336,28 +336,6 @@ impl Devices {
         }
     }
 
-    fn audit_event(
-        &self,
-        caller: &Caller,
-        action: Action,
-        decision: Decision,
-        policy_ids: Vec<String>,
-    ) -> AuditEvent {
-        AuditEvent {
-            time: crate::clock::now_rfc3339(),
-            request_id: caller.request_id.clone(),
-            principal: caller.principal.as_str().to_owned(),
-            action: action.as_str().to_owned(),
-            domain: None,
-            token: None,
-            last4: None,
-            decision,
-            policy_ids,
-            outcome: String::new(),
-            detail: None,
-        }
-    }
-
     /// Asks the policy about `action` on the relying party. A refusal is audited before
     /// `Forbidden` is returned; an allowance returns the event to complete.
     async fn authorize(
@@ -380,7 +358,7 @@ impl Devices {
         } else {
             Decision::Deny
         };
-        let mut event = self.audit_event(caller, action, decision, policy_ids);
+        let mut event = caller.audit_event(action.as_str(), decision, policy_ids);
         event.detail = Some(format!("rp={rp_id}"));
         if allowed {
             return Ok(event);

@@ -35,6 +35,31 @@ pub struct Caller {
     pub request_id: String,
 }
 
+impl Caller {
+    /// The start of the audit event of this caller's request: who, which request, what, the
+    /// policy's answer; the use case fills in the rest.
+    pub(crate) fn audit_event(
+        &self,
+        action: &str,
+        decision: Decision,
+        policy_ids: Vec<String>,
+    ) -> AuditEvent {
+        AuditEvent {
+            time: crate::clock::now_rfc3339(),
+            request_id: self.request_id.clone(),
+            principal: self.principal.as_str().to_owned(),
+            action: action.to_owned(),
+            domain: None,
+            token: None,
+            last4: None,
+            decision,
+            policy_ids,
+            outcome: String::new(),
+            detail: None,
+        }
+    }
+}
+
 /// Asks the policy about `action` on `resource` (no context) for `caller`, and starts the audit
 /// event of the request, which `fill` completes (domain, token, last 4). A refusal is audited
 /// with outcome `forbidden` (and fails if it cannot be) before [`Error::Forbidden`] is
@@ -53,23 +78,12 @@ pub(crate) async fn check_policy(
         resource,
         context: PolicyContext::Empty,
     });
-    let mut event = AuditEvent {
-        time: crate::clock::now_rfc3339(),
-        request_id: caller.request_id.clone(),
-        principal: caller.principal.as_str().to_owned(),
-        action: action.as_str().to_owned(),
-        domain: None,
-        token: None,
-        last4: None,
-        decision: if decision.allowed {
-            Decision::Allow
-        } else {
-            Decision::Deny
-        },
-        policy_ids: decision.policy_ids,
-        outcome: String::new(),
-        detail: None,
+    let verdict = if decision.allowed {
+        Decision::Allow
+    } else {
+        Decision::Deny
     };
+    let mut event = caller.audit_event(action.as_str(), verdict, decision.policy_ids);
     fill(&mut event);
     if decision.allowed {
         return Ok(event);
