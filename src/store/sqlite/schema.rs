@@ -265,3 +265,74 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     }
     tx.commit().map_err(sql_err)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database as version 4 left it, with one token.
+    fn at_version_4() -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
+        )
+        .unwrap();
+        for (v, sql) in (1..).zip(MIGRATIONS.iter()).take(4) {
+            conn.execute_batch(sql).unwrap();
+            conn.execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, 'then')",
+                [v],
+            )
+            .unwrap();
+        }
+        insert(&conn, "4111110000001111", 1, None).unwrap();
+        conn
+    }
+
+    fn insert(
+        conn: &Connection,
+        token: &str,
+        fp: u8,
+        derived: Option<i64>,
+    ) -> rusqlite::Result<usize> {
+        let (cols, val) = match derived {
+            Some(d) => (", derived", format!(", {d}")),
+            None => ("", String::new()),
+        };
+        conn.execute(
+            &format!(
+                "INSERT INTO tokens (domain, token, fingerprint, last4, status, created_at,
+                     updated_at{cols})
+                 VALUES ('shop', ?1, ?2, '1111', 'active', 't', 't'{val})"
+            ),
+            rusqlite::params![token, vec![fp; 32]],
+        )
+    }
+
+    #[test]
+    fn migration_5_keeps_existing_tokens_in_the_index_and_leaves_derived_ones_out() {
+        let mut conn = at_version_4();
+        migrate(&mut conn).unwrap();
+        assert_eq!(
+            version(&conn).unwrap(),
+            i64::try_from(MIGRATIONS.len()).unwrap()
+        );
+        let derived: i64 = conn
+            .query_row("SELECT derived FROM tokens", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(derived, 0, "tokens from before are found through the index");
+        // The index still refuses a second indexed token for the fingerprint...
+        assert!(insert(&conn, "4111110000021111", 1, Some(0)).is_err());
+        // ...and holds no derived token.
+        insert(&conn, "4111110000031111", 1, Some(1)).unwrap();
+        let plan: String = conn
+            .query_row(
+                "EXPLAIN QUERY PLAN SELECT token FROM tokens
+                 WHERE domain = 'shop' AND fingerprint = x'01' AND derived = 0",
+                [],
+                |r| r.get(3),
+            )
+            .unwrap();
+        assert!(plan.contains("tokens_domain_fingerprint"), "{plan}");
+    }
+}
