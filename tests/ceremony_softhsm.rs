@@ -14,7 +14,7 @@ use payhsm::ceremony::{combine, Component, KeyMaterial};
 use payhsm::keys::{Hsm, HsmConfig, HsmError, Pin};
 use std::sync::OnceLock;
 
-use support::softhsm::{fixture, MODULE, TOKEN, USER_PIN};
+use support::softhsm::{fixture, serial, MODULE, TOKEN, USER_PIN};
 
 fn open() -> Hsm {
     Hsm::open(
@@ -45,6 +45,7 @@ fn known_key() -> KeyMaterial {
 
 #[tokio::test]
 async fn imported_kek_has_the_software_kcv_and_is_sensitive_and_not_extractable() {
+    let _serial = serial().await;
     let hsm = open();
     let key = known_key();
     let label = "ceremony-import";
@@ -110,6 +111,7 @@ async fn imported_kek_has_the_software_kcv_and_is_sensitive_and_not_extractable(
 
 #[tokio::test]
 async fn a_second_import_with_the_same_label_is_refused() {
+    let _serial = serial().await;
     let hsm = open();
     let label = "ceremony-twice";
     hsm.import_kek(label, &known_key()).await.unwrap();
@@ -123,6 +125,7 @@ async fn a_second_import_with_the_same_label_is_refused() {
 
 #[tokio::test]
 async fn a_generated_kek_has_a_kcv_from_the_hsm() {
+    let _serial = serial().await;
     let hsm = open();
     hsm.generate_kek("ceremony-generated").await.unwrap();
     let a = hsm.kek_kcv("ceremony-generated").await.unwrap();

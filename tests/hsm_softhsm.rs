@@ -20,7 +20,7 @@ use payhsm::keys::{
 use std::path::Path;
 use std::sync::OnceLock;
 
-use support::softhsm::{fixture, MODULE, SO_PIN, TOKEN, USER_PIN};
+use support::softhsm::{fixture, serial, MODULE, SO_PIN, TOKEN, USER_PIN};
 
 /// Logging out affects every session of the process: the test that does it runs alone.
 static LOGIN_STATE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
@@ -98,6 +98,7 @@ fn open_fails_for_an_unknown_token() {
 
 #[tokio::test]
 async fn kek_is_generated_sensitive_and_never_extractable() {
+    let _serial = serial().await;
     let _shared = LOGIN_STATE.read().await;
     let hsm = open(2);
     assert!(!hsm.kek_exists("kek-attrs").await.unwrap());
@@ -149,6 +150,7 @@ async fn kek_is_generated_sensitive_and_never_extractable() {
 
 #[tokio::test]
 async fn wrapped_data_key_unwraps_to_the_same_material() {
+    let _serial = serial().await;
     let _shared = LOGIN_STATE.read().await;
     let hsm = open(2);
     hsm.generate_kek("kek-wrap").await.unwrap();
@@ -194,6 +196,7 @@ fn is_refused_by_decrypt(result: Result<payhsm::keys::DataKeyMaterial, HsmError>
 
 #[tokio::test]
 async fn tampered_wrapped_data_key_is_refused() {
+    let _serial = serial().await;
     let _shared = LOGIN_STATE.read().await;
     let hsm = open(1);
     hsm.generate_kek("kek-tamper").await.unwrap();
@@ -228,6 +231,7 @@ async fn tampered_wrapped_data_key_is_refused() {
 
 #[tokio::test]
 async fn signing_key_is_stable_and_signatures_verify() {
+    let _serial = serial().await;
     let _shared = LOGIN_STATE.read().await;
     let hsm = open(2);
     let first = hsm.ensure_signing_key("sign-test").await.unwrap();
@@ -261,6 +265,7 @@ async fn sign_four(hsm: &Hsm, message: &[u8]) -> [Result<[u8; 64], HsmError>; 4]
 /// label, by this `Hsm` or by another one (another process), must be what signs next.
 #[tokio::test]
 async fn a_signing_key_made_again_under_its_label_is_the_one_used() {
+    let _serial = serial().await;
     let _shared = LOGIN_STATE.read().await;
     let hsm = open(2);
     let other = open(1);
@@ -302,8 +307,42 @@ async fn a_signing_key_made_again_under_its_label_is_the_one_used() {
     hsm.shutdown().await;
 }
 
+/// HSM worker threads alive in this process (Linux: their names under /proc/self/task).
+fn hsm_workers() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.unwrap().path().join("comm")).ok())
+        .filter(|name| name.starts_with("payhsm-hsm-"))
+        .count()
+}
+
+#[tokio::test]
+async fn dropping_the_last_handle_ends_its_workers_before_returning() {
+    let _serial = serial().await;
+    let _shared = LOGIN_STATE.read().await;
+    // Every other test of this process that holds `serial` has dropped its handles.
+    let before = hsm_workers();
+    let hsm = open(3);
+    let clone = hsm.clone();
+    hsm.ping().await.unwrap();
+    // A new thread takes its name once it runs: wait (bounded) until all three have.
+    let started = std::time::Instant::now();
+    while hsm_workers() < before + 3 && started.elapsed() < std::time::Duration::from_secs(10) {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(hsm_workers(), before + 3);
+    drop(hsm);
+    clone.ping().await.unwrap();
+    assert_eq!(hsm_workers(), before + 3, "a clone keeps the workers");
+    // No worker may outlive the last handle: one still closing its session at process exit
+    // crashes in SoftHSM2's static destructors.
+    drop(clone);
+    assert_eq!(hsm_workers(), before);
+}
+
 #[tokio::test]
 async fn ping_answers() {
+    let _serial = serial().await;
     let _shared = LOGIN_STATE.read().await;
     let hsm = open(1);
     hsm.ping().await.unwrap();
@@ -311,6 +350,7 @@ async fn ping_answers() {
 
 #[tokio::test]
 async fn service_resumes_after_the_login_is_lost() {
+    let _serial = serial().await;
     let _alone = LOGIN_STATE.write().await;
     let hsm = open(1);
     hsm.generate_kek("kek-relogin").await.unwrap();

@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::sync::OnceLock;
 
-use support::softhsm::{fixture, MODULE, TOKEN, USER_PIN};
+use support::softhsm::{fixture, serial, MODULE, TOKEN, USER_PIN};
 
 fn open() -> Hsm {
     let cfg = HsmConfig {
@@ -62,6 +62,7 @@ fn hand_thumbprint(x: &str, y: &str) -> String {
 
 #[tokio::test]
 async fn hsm_signed_authorization_verifies_with_jsonwebtoken_and_payhsm() {
+    let _serial = serial().await;
     let signer = AuthorizationSigner::open(open(), "authz-interop")
         .await
         .unwrap();
@@ -117,6 +118,7 @@ async fn hsm_signed_authorization_verifies_with_jsonwebtoken_and_payhsm() {
 
 #[tokio::test]
 async fn jsonwebtoken_signed_es256_verifies_with_payhsm() {
+    let _serial = serial().await;
     // The other direction: a token signed by jsonwebtoken with a ring key.
     use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
     let rng = ring::rand::SystemRandom::new();
@@ -136,6 +138,7 @@ async fn jsonwebtoken_signed_es256_verifies_with_payhsm() {
 
 #[tokio::test]
 async fn reopening_a_label_keeps_its_kid_and_labels_do_not_share_keys() {
+    let _serial = serial().await;
     let first = AuthorizationSigner::open(open(), "authz-stable")
         .await
         .unwrap();
@@ -163,6 +166,7 @@ async fn reopening_a_label_keeps_its_kid_and_labels_do_not_share_keys() {
 
 #[tokio::test]
 async fn claims_that_are_not_an_object_are_not_signed() {
+    let _serial = serial().await;
     let signer = AuthorizationSigner::open(open(), "authz-claims")
         .await
         .unwrap();
@@ -173,6 +177,7 @@ async fn claims_that_are_not_an_object_are_not_signed() {
 
 #[tokio::test]
 async fn a_token_whose_key_halves_do_not_match_fails_the_startup_check() {
+    let _serial = serial().await;
     let hsm = open();
     hsm.ensure_signing_key("authz-mismatch").await.unwrap();
     hsm.ensure_signing_key("authz-donor").await.unwrap();
@@ -211,6 +216,7 @@ async fn a_token_whose_key_halves_do_not_match_fails_the_startup_check() {
 
 #[tokio::test]
 async fn a_missing_private_half_is_refused() {
+    let _serial = serial().await;
     let hsm = open();
     hsm.ensure_signing_key("authz-half").await.unwrap();
     let s = raw_session();

@@ -346,9 +346,36 @@ pub struct EcPublicKey(pub [u8; 65]);
 /// Handle to the HSM worker threads. Cheap to clone; `Send + Sync`.
 #[derive(Clone)]
 pub struct Hsm {
+    // Declared before `workers`, so dropped first: when the last handle goes, every sender
+    // is gone before its `Workers` waits for the threads to see the channel close.
     jobs: mpsc::Sender<worker::Message>,
-    /// The worker threads, joined by [`Hsm::shutdown`].
-    workers: Arc<Mutex<Vec<std::thread::JoinHandle<()>>>>,
+    /// The worker threads, joined by [`Hsm::shutdown`] or when the last handle is dropped.
+    workers: Arc<Workers>,
+}
+
+/// The worker threads of one [`Hsm`] and its clones.
+struct Workers(Mutex<Vec<std::thread::JoinHandle<()>>>);
+
+impl Workers {
+    fn take(&self) -> Vec<std::thread::JoinHandle<()>> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+impl Drop for Workers {
+    /// The last handle is gone, and with it every sender of jobs: the workers finish, close
+    /// their sessions and end. Waits for them, so that no worker outlives its `Hsm`: one
+    /// still closing its session while the process exits crashes in SoftHSM2's static
+    /// destructors (seen in test processes that did not call [`Hsm::shutdown`]). A worker
+    /// dropping the last handle itself (from a job) is not waited for.
+    fn drop(&mut self) {
+        let me = std::thread::current().id();
+        for h in self.take() {
+            if h.thread().id() != me {
+                let _ = h.join();
+            }
+        }
+    }
 }
 
 /// Key creation is exclusive with every other PKCS#11 call of the process (all `Hsm` handles):
@@ -391,7 +418,7 @@ impl Hsm {
         let (jobs, handles) = worker::spawn(source, sessions)?;
         Ok(Hsm {
             jobs,
-            workers: Arc::new(Mutex::new(handles)),
+            workers: Arc::new(Workers(Mutex::new(handles))),
         })
     }
 
@@ -400,12 +427,7 @@ impl Hsm {
     /// static destructors at exit, and a worker still closing its session then would crash the
     /// process. Calls made on any handle afterwards fail with `WorkerGone`.
     pub async fn shutdown(&self) {
-        let handles = std::mem::take(
-            &mut *self
-                .workers
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
+        let handles = self.workers.take();
         for _ in &handles {
             let _ = self.jobs.send(worker::Message::Stop);
         }

@@ -50,3 +50,13 @@ pub fn fixture() -> &'static Fixture {
         Fixture { module, _dir: dir }
     })
 }
+
+/// Held by every test of a process that changes the token or reads it with its own cryptoki
+/// session. payhsm orders its own calls with its process-wide token lock, but raw sessions
+/// (tests that plant or remove objects) bypass it, and SoftHSM2's file store fails with
+/// CKR_GENERAL_ERROR when an object is created while another session writes the token (a
+/// key generation failed so in CI, beside a test destroying objects).
+pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    SERIAL.lock().await
+}
