@@ -22,9 +22,6 @@ use std::sync::OnceLock;
 
 use support::softhsm::{fixture, serial, MODULE, SO_PIN, TOKEN, USER_PIN};
 
-/// Logging out affects every session of the process: the test that does it runs alone.
-static LOGIN_STATE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
-
 fn pin(s: &str) -> Pin {
     Pin::new(s.to_owned())
 }
@@ -99,7 +96,6 @@ fn open_fails_for_an_unknown_token() {
 #[tokio::test]
 async fn kek_is_generated_sensitive_and_never_extractable() {
     let _serial = serial().await;
-    let _shared = LOGIN_STATE.read().await;
     let hsm = open(2);
     assert!(!hsm.kek_exists("kek-attrs").await.unwrap());
     hsm.generate_kek("kek-attrs").await.unwrap();
@@ -151,7 +147,6 @@ async fn kek_is_generated_sensitive_and_never_extractable() {
 #[tokio::test]
 async fn wrapped_data_key_unwraps_to_the_same_material() {
     let _serial = serial().await;
-    let _shared = LOGIN_STATE.read().await;
     let hsm = open(2);
     hsm.generate_kek("kek-wrap").await.unwrap();
     let (wrapped, material) = hsm.new_data_key("kek-wrap", KeyVersion(3)).await.unwrap();
@@ -197,7 +192,6 @@ fn is_refused_by_decrypt(result: Result<payhsm::keys::DataKeyMaterial, HsmError>
 #[tokio::test]
 async fn tampered_wrapped_data_key_is_refused() {
     let _serial = serial().await;
-    let _shared = LOGIN_STATE.read().await;
     let hsm = open(1);
     hsm.generate_kek("kek-tamper").await.unwrap();
     let (wrapped, _) = hsm.new_data_key("kek-tamper", KeyVersion(1)).await.unwrap();
@@ -232,7 +226,6 @@ async fn tampered_wrapped_data_key_is_refused() {
 #[tokio::test]
 async fn signing_key_is_stable_and_signatures_verify() {
     let _serial = serial().await;
-    let _shared = LOGIN_STATE.read().await;
     let hsm = open(2);
     let first = hsm.ensure_signing_key("sign-test").await.unwrap();
     let second = hsm.ensure_signing_key("sign-test").await.unwrap();
@@ -266,7 +259,6 @@ async fn sign_four(hsm: &Hsm, message: &[u8]) -> [Result<[u8; 64], HsmError>; 4]
 #[tokio::test]
 async fn a_signing_key_made_again_under_its_label_is_the_one_used() {
     let _serial = serial().await;
-    let _shared = LOGIN_STATE.read().await;
     let hsm = open(2);
     let other = open(1);
     let message = b"authorization payload".to_vec();
@@ -319,7 +311,6 @@ fn hsm_workers() -> usize {
 #[tokio::test]
 async fn dropping_the_last_handle_ends_its_workers_before_returning() {
     let _serial = serial().await;
-    let _shared = LOGIN_STATE.read().await;
     // Every other test of this process that holds `serial` has dropped its handles.
     let before = hsm_workers();
     let hsm = open(3);
@@ -343,15 +334,14 @@ async fn dropping_the_last_handle_ends_its_workers_before_returning() {
 #[tokio::test]
 async fn ping_answers() {
     let _serial = serial().await;
-    let _shared = LOGIN_STATE.read().await;
     let hsm = open(1);
     hsm.ping().await.unwrap();
 }
 
 #[tokio::test]
 async fn service_resumes_after_the_login_is_lost() {
+    // Logging out affects every session of the process: `serial` keeps the other tests out.
     let _serial = serial().await;
-    let _alone = LOGIN_STATE.write().await;
     let hsm = open(1);
     hsm.generate_kek("kek-relogin").await.unwrap();
     let (wrapped, _) = hsm
