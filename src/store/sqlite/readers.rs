@@ -93,9 +93,7 @@ impl ReaderPool {
         drop(permit);
         result
     }
-}
 
-impl ReaderPool {
     /// Runs `read` on an idle connection on this thread, for use before the pool is shared.
     pub(super) fn with_idle<T>(
         &self,
