@@ -72,10 +72,10 @@ fn derived_tok(f: &Fingerprint) -> Token {
     tok(500_000 + n)
 }
 
-/// A tokenization offering `token` as a random draw (found later through the index).
+/// A tokenization offering `token`: a random draw, found later through the index, unless it is
+/// `derived_tok(fingerprint)`.
 fn new_token(token: Token, domain: &str, fingerprint: Fingerprint) -> NewToken {
     NewToken {
-        derived: false,
         format: TokenFormat::default(),
         record: TokenRecord {
             token,
@@ -100,9 +100,7 @@ fn new_token(token: Token, domain: &str, fingerprint: Fingerprint) -> NewToken {
 
 /// A tokenization offering the token derived from `fingerprint` (the first offer).
 fn derived_token(domain: &str, fingerprint: Fingerprint) -> NewToken {
-    let mut new = new_token(derived_tok(&fingerprint), domain, fingerprint);
-    new.derived = true;
-    new
+    new_token(derived_tok(&fingerprint), domain, fingerprint)
 }
 
 /// The `derived` column of a token row, read beside the store.

@@ -154,7 +154,6 @@ fn derived(r: TokenRecord) -> NewToken {
     }];
     NewToken {
         record: r,
-        derived: true,
         format: TokenFormat::default(),
         lookup,
     }

@@ -137,8 +137,7 @@ impl Vault {
         let fingerprint = first.fingerprint;
         for draw in 0..MAX_TOKEN_DRAWS {
             // First the token derived from the fingerprint; if another card holds it, random.
-            let derived = draw == 0;
-            let token = if derived {
+            let token = if draw == 0 {
                 first.derived.clone()
             } else {
                 self.format.generate(&pan, fill_random)
@@ -157,7 +156,6 @@ impl Vault {
             };
             let new = NewToken {
                 record,
-                derived,
                 format: self.format,
                 lookup: lookup.clone(),
             };

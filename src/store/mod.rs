@@ -69,10 +69,9 @@ pub struct Lookup {
 /// index. One index with random keys per insert instead of two (`docs/decisions.md`).
 #[derive(Debug)]
 pub struct NewToken {
-    /// The record to insert if the PAN has no live token in this domain.
+    /// The record to insert if the PAN has no live token in this domain: the derived token
+    /// when its token is `lookup[0].derived`, otherwise a random draw.
     pub record: TokenRecord,
-    /// `record.token` is `lookup[0].derived` (the first offer), not a random draw.
-    pub derived: bool,
     /// The format the derived tokens were formed with. A store that derived tokens under
     /// another format before moves those to the fingerprint index first, or they could not
     /// be found any more.

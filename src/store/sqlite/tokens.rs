@@ -228,11 +228,11 @@ pub(super) fn tokenize(
             )));
         }
     }
-    // A derived token must be the current fingerprint's, or no lookup would arrive at it.
-    let derived = new.derived
-        && new.lookup.first().is_some_and(|l| {
-            l.derived == new.record.token && new.record.fingerprint == Some(l.fingerprint)
-        });
+    // The record is the derived token (found by reading its row, kept out of the index) when
+    // it is the one derived from its own fingerprint, the current key version's.
+    let derived = new.lookup.first().is_some_and(|l| {
+        l.derived == new.record.token && new.record.fingerprint == Some(l.fingerprint)
+    });
     match insert(ctx.conn, &new.record, derived) {
         Ok(_) => {
             ctx.audit(annotate(audit, &new.record, "created"))?;
