@@ -666,9 +666,8 @@ impl Hsm {
         let digest = Sha256::digest(&message);
         self.call(move |s| {
             let find = |s: &Session| find_one(s, &ec_template(ObjectClass::PRIVATE_KEY, &label));
-            let key = s
-                .remembered(&label, find)?
-                .ok_or_else(|| HsmError::NotFound(format!("signing key {label:?}")))?;
+            let missing = || HsmError::NotFound(format!("signing key {label:?}"));
+            let key = s.remembered(&label, find)?.ok_or_else(missing)?;
             let signature = match s.sign(&Mechanism::Ecdsa, key, &digest) {
                 // A remembered handle gone stale (the key was destroyed and made again by
                 // another process): search once more.
@@ -677,8 +676,7 @@ impl Hsm {
                     _,
                 )) => {
                     s.forget(&label);
-                    let key = find(s)?
-                        .ok_or_else(|| HsmError::NotFound(format!("signing key {label:?}")))?;
+                    let key = find(s)?.ok_or_else(missing)?;
                     s.sign(&Mechanism::Ecdsa, key, &digest)?
                 }
                 other => other?,
