@@ -116,6 +116,11 @@ fn derived_column(path: &Path, token: &Token) -> i64 {
     .unwrap()
 }
 
+/// Tokenizes `t` with a plain audit event.
+async fn tokenize(s: &SqliteStore, t: NewToken) -> TokenizeOutcome {
+    s.tokenize(t, event("tokenize")).await.unwrap()
+}
+
 async fn all_audit(s: &SqliteStore) -> Vec<AuditRecord> {
     s.audit_records(0, 100_000).await.unwrap()
 }
@@ -134,22 +139,13 @@ fn assert_chain(records: &[AuditRecord]) {
 async fn same_pan_converges_within_a_domain_and_differs_across_domains() {
     let (_d, path) = db();
     let s = store(&path);
-    let first = s
-        .tokenize(new_token(tok(1), "shop", fp(1)), event("tokenize"))
-        .await
-        .unwrap();
+    let first = tokenize(&s, new_token(tok(1), "shop", fp(1))).await;
     let TokenizeOutcome::Created(created) = first else {
         panic!("{first:?}")
     };
-    let again = s
-        .tokenize(new_token(tok(2), "shop", fp(1)), event("tokenize"))
-        .await
-        .unwrap();
+    let again = tokenize(&s, new_token(tok(2), "shop", fp(1))).await;
     assert_eq!(again, TokenizeOutcome::Existing(created.clone()));
-    let other = s
-        .tokenize(new_token(tok(3), "other", fp(1)), event("tokenize"))
-        .await
-        .unwrap();
+    let other = tokenize(&s, new_token(tok(3), "other", fp(1))).await;
     assert!(matches!(other, TokenizeOutcome::Created(ref r) if r.token == tok(3)));
 
     let audit = all_audit(&s).await;
@@ -164,27 +160,16 @@ async fn same_pan_converges_within_a_domain_and_differs_across_domains() {
 async fn a_derived_token_is_found_by_its_own_row_and_kept_out_of_the_index() {
     let (_d, path) = db();
     let s = store(&path);
-    let first = s
-        .tokenize(derived_token("shop", fp(1)), event("tokenize"))
-        .await
-        .unwrap();
+    let first = tokenize(&s, derived_token("shop", fp(1))).await;
     assert!(matches!(first, TokenizeOutcome::Created(ref r) if r.token == derived_tok(&fp(1))));
     // A later request offering a random draw for the same PAN gets the derived token.
-    let again = s
-        .tokenize(new_token(tok(2), "shop", fp(1)), event("tokenize"))
-        .await
-        .unwrap();
+    let again = tokenize(&s, new_token(tok(2), "shop", fp(1))).await;
     assert!(matches!(again, TokenizeOutcome::Existing(ref r) if r.token == derived_tok(&fp(1))));
     assert_eq!(derived_column(&path, &derived_tok(&fp(1))), 1);
     // A random draw is indexed, and found through the index.
-    s.tokenize(new_token(tok(3), "shop", fp(3)), event("tokenize"))
-        .await
-        .unwrap();
+    tokenize(&s, new_token(tok(3), "shop", fp(3))).await;
     assert_eq!(derived_column(&path, &tok(3)), 0);
-    let found = s
-        .tokenize(derived_token("shop", fp(3)), event("tokenize"))
-        .await
-        .unwrap();
+    let found = tokenize(&s, derived_token("shop", fp(3))).await;
     assert!(matches!(found, TokenizeOutcome::Existing(ref r) if r.token == tok(3)));
 }
 
@@ -193,9 +178,7 @@ async fn a_deleted_derived_token_is_not_reused_and_its_successor_is_found() {
     let (_d, path) = db();
     let s = store(&path);
     let shop = dom("shop");
-    s.tokenize(derived_token("shop", fp(1)), event("tokenize"))
-        .await
-        .unwrap();
+    tokenize(&s, derived_token("shop", fp(1))).await;
     let gone = derived_tok(&fp(1));
     s.transition(&gone, &shop, StatusChange::Delete, event("delete"))
         .await
@@ -203,21 +186,13 @@ async fn a_deleted_derived_token_is_not_reused_and_its_successor_is_found() {
     // The derived token's row still exists (deleted): the store refuses it, writing nothing.
     let audit_before = all_audit(&s).await.len();
     assert_eq!(
-        s.tokenize(derived_token("shop", fp(1)), event("tokenize"))
-            .await
-            .unwrap(),
+        tokenize(&s, derived_token("shop", fp(1))).await,
         TokenizeOutcome::TokenTaken
     );
     assert_eq!(all_audit(&s).await.len(), audit_before);
-    let next = s
-        .tokenize(new_token(tok(7), "shop", fp(1)), event("tokenize"))
-        .await
-        .unwrap();
+    let next = tokenize(&s, new_token(tok(7), "shop", fp(1))).await;
     assert!(matches!(next, TokenizeOutcome::Created(ref r) if r.token == tok(7)));
-    let again = s
-        .tokenize(derived_token("shop", fp(1)), event("tokenize"))
-        .await
-        .unwrap();
+    let again = tokenize(&s, derived_token("shop", fp(1))).await;
     assert!(matches!(again, TokenizeOutcome::Existing(ref r) if r.token == tok(7)));
 }
 
@@ -225,18 +200,14 @@ async fn a_deleted_derived_token_is_not_reused_and_its_successor_is_found() {
 async fn a_changed_token_format_keeps_the_tokens_derived_before_findable() {
     let (_d, path) = db();
     let s = store(&path);
-    let TokenizeOutcome::Created(created) = s
-        .tokenize(derived_token("shop", fp(1)), event("tokenize"))
-        .await
-        .unwrap()
-    else {
+    let TokenizeOutcome::Created(created) = tokenize(&s, derived_token("shop", fp(1))).await else {
         panic!("not created")
     };
     // Under another format the PAN derives another token, which has no row.
     let mut other = new_token(tok(2), "shop", fp(1));
     other.format = TokenFormat::new(4, 4).unwrap();
     other.lookup[0].derived = tok(600_001);
-    let out = s.tokenize(other, event("tokenize")).await.unwrap();
+    let out = tokenize(&s, other).await;
     assert_eq!(out, TokenizeOutcome::Existing(created.clone()));
     assert_eq!(derived_column(&path, &created.token), 0);
 }
@@ -245,13 +216,8 @@ async fn a_changed_token_format_keeps_the_tokens_derived_before_findable() {
 async fn taken_token_writes_nothing_not_even_audit() {
     let (_d, path) = db();
     let s = store(&path);
-    s.tokenize(new_token(tok(1), "shop", fp(1)), event("tokenize"))
-        .await
-        .unwrap();
-    let out = s
-        .tokenize(new_token(tok(1), "shop", fp(2)), event("tokenize"))
-        .await
-        .unwrap();
+    tokenize(&s, new_token(tok(1), "shop", fp(1))).await;
+    let out = tokenize(&s, new_token(tok(1), "shop", fp(2))).await;
     assert_eq!(out, TokenizeOutcome::TokenTaken);
     assert_eq!(all_audit(&s).await.len(), 1);
 }
@@ -261,9 +227,7 @@ async fn detokenize_outcomes_are_audited() {
     let (_d, path) = db();
     let s = store(&path);
     let shop = dom("shop");
-    s.tokenize(new_token(tok(1), "shop", fp(1)), event("tokenize"))
-        .await
-        .unwrap();
+    tokenize(&s, new_token(tok(1), "shop", fp(1))).await;
 
     let r = s
         .detokenize(&tok(1), &shop, event("detokenize"))
@@ -315,9 +279,7 @@ async fn lifecycle_transitions_and_delete_wipes_the_sealed_pan() {
     let (_d, path) = db();
     let s = store(&path);
     let shop = dom("shop");
-    s.tokenize(new_token(tok(1), "shop", fp(1)), event("tokenize"))
-        .await
-        .unwrap();
+    tokenize(&s, new_token(tok(1), "shop", fp(1))).await;
 
     let out = s
         .transition(&tok(1), &shop, StatusChange::Resume, event("resume"))
@@ -368,10 +330,7 @@ async fn lifecycle_transitions_and_delete_wipes_the_sealed_pan() {
     );
 
     // The same PAN tokenizes again, to a new token.
-    let again = s
-        .tokenize(new_token(tok(2), "shop", fp(1)), event("tokenize"))
-        .await
-        .unwrap();
+    let again = tokenize(&s, new_token(tok(2), "shop", fp(1))).await;
     assert!(matches!(again, TokenizeOutcome::Created(ref r) if r.token == tok(2)));
 
     let audit = all_audit(&s).await;
@@ -398,9 +357,7 @@ async fn a_token_read_after_an_acknowledged_change_sees_the_change() {
     let (_d, path) = db();
     let s = Arc::new(store(&path));
     let shop = dom("shop");
-    s.tokenize(new_token(tok(1), "shop", fp(1)), event("tokenize"))
-        .await
-        .unwrap();
+    tokenize(&s, new_token(tok(1), "shop", fp(1))).await;
     let readers: Vec<_> = (0..4)
         .map(|_| {
             let s = Arc::clone(&s);
@@ -504,9 +461,7 @@ async fn chain_continues_after_close_and_reopen() {
     {
         let s = store(&path);
         s.record(event("startup")).await.unwrap();
-        s.tokenize(new_token(tok(1), "shop", fp(1)), event("tokenize"))
-            .await
-            .unwrap();
+        tokenize(&s, new_token(tok(1), "shop", fp(1))).await;
     }
     let s = store(&path);
     s.record(event("startup")).await.unwrap();
@@ -521,9 +476,7 @@ async fn detokenize_is_refused_when_audit_write_fails() {
     let (_d, path) = db();
     let s = store(&path);
     let shop = dom("shop");
-    s.tokenize(new_token(tok(1), "shop", fp(1)), event("tokenize"))
-        .await
-        .unwrap();
+    tokenize(&s, new_token(tok(1), "shop", fp(1))).await;
     rusqlite::Connection::open(&path)
         .unwrap()
         .execute_batch(
@@ -544,10 +497,7 @@ async fn detokenize_is_refused_when_audit_write_fails() {
     assert!(!err.to_string().contains("abab"), "no ciphertext in errors");
 
     // Other writes go on, and the chain has no hole where the refused record would be.
-    let out = s
-        .tokenize(new_token(tok(2), "shop", fp(2)), event("tokenize"))
-        .await
-        .unwrap();
+    let out = tokenize(&s, new_token(tok(2), "shop", fp(2))).await;
     assert!(matches!(out, TokenizeOutcome::Created(_)));
     let audit = all_audit(&s).await;
     assert_eq!(audit.len(), 2);
@@ -559,9 +509,7 @@ async fn detokenize_is_refused_when_audit_write_fails() {
 async fn failed_jobs_in_a_batch_leave_no_hole_or_fork() {
     let (_d, path) = db();
     let s = Arc::new(store(&path));
-    s.tokenize(new_token(tok(0), "shop", fp(0)), event("tokenize"))
-        .await
-        .unwrap();
+    tokenize(&s, new_token(tok(0), "shop", fp(0))).await;
     rusqlite::Connection::open(&path)
         .unwrap()
         .execute_batch(
