@@ -209,9 +209,9 @@ pub(super) fn tokenize(
     audit: AuditEvent,
 ) -> Result<TokenizeOutcome, StoreError> {
     let domain = &new.record.domain;
-    if ctx.token_format != Some(new.format) {
+    if ctx.carried.token_format != Some(new.format) {
         adopt_format(ctx.conn, new.format)?;
-        ctx.token_format = Some(new.format);
+        ctx.carried.token_format = Some(new.format);
     }
     for l in &new.lookup {
         if let Some(r) = live_token(ctx.conn, domain, l)? {

@@ -51,17 +51,23 @@ impl ChainHead {
     }
 }
 
-/// What a job sees: the open transaction and the audit chain.
+/// What the writer carries from batch to batch about the database; a job or batch that rolls
+/// back restores it as it was before.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Carried {
+    head: ChainHead,
+    /// The token format the database has adopted for derived tokens, once a job has checked
+    /// (`tokens::adopt_format`); `None` until then, and after a failed batch.
+    pub(super) token_format: Option<TokenFormat>,
+}
+
+/// What a job sees: the open transaction, the audit chain and the adopted token format.
 pub(super) struct JobCtx<'a> {
     /// The write connection, inside the batch transaction and the job's savepoint.
     pub(super) conn: &'a Connection,
-    head: ChainHead,
+    pub(super) carried: Carried,
     /// Token rows changed by the batch so far; see [`JobCtx::touch`].
     touched: &'a mut Vec<(Domain, Token)>,
-    /// The token format the database has adopted for derived tokens, once a job has checked
-    /// (`tokens::adopt_format`); forgotten with the job or batch that set it if it is rolled
-    /// back.
-    pub(super) token_format: Option<TokenFormat>,
 }
 
 impl JobCtx<'_> {
@@ -75,8 +81,8 @@ impl JobCtx<'_> {
     /// Appends an audit record after the current head; it becomes part of the chain only
     /// if the job succeeds.
     pub(super) fn audit(&mut self, event: AuditEvent) -> Result<AuditRecord, StoreError> {
-        let seq = self.head.seq.saturating_add(1);
-        let (record, hash, json) = link_encoded(&self.head.hash, seq, event)
+        let seq = self.carried.head.seq.saturating_add(1);
+        let (record, hash, json) = link_encoded(&self.carried.head.hash, seq, event)
             .map_err(|e| StoreError::Unavailable(format!("audit record encoding: {e}")))?;
         let seq_i = i64::try_from(seq)
             .map_err(|_| StoreError::Unavailable("audit seq out of range".into()))?;
@@ -96,7 +102,7 @@ impl JobCtx<'_> {
                 ])
             })
             .map_err(sql_err)?;
-        self.head = ChainHead { seq, hash };
+        self.carried.head = ChainHead { seq, hash };
         Ok(record)
     }
 }
@@ -174,8 +180,11 @@ pub(super) fn run(
     failing: Arc<AtomicBool>,
     cache: Option<Arc<TokenCache>>,
 ) {
-    let mut head = match ChainHead::load(&conn) {
-        Ok(h) => h,
+    let mut carried = match ChainHead::load(&conn) {
+        Ok(head) => Carried {
+            head,
+            token_format: None,
+        },
         Err(e) => {
             // Unusable log: answer every job with the error rather than fork the chain.
             for job in jobs {
@@ -186,7 +195,6 @@ pub(super) fn run(
     };
     let max_batch = max_batch.max(1);
     let mut checkpointer = super::checkpointer::Checkpointer::new();
-    let mut token_format = None;
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < max_batch {
@@ -195,8 +203,8 @@ pub(super) fn run(
                 Err(_) => break,
             }
         }
-        let (next, committed) = run_batch(&conn, (head, token_format), batch, cache.as_deref());
-        (head, token_format) = next;
+        let (next, committed) = run_batch(&conn, carried, batch, cache.as_deref());
+        carried = next;
         failing.store(!committed, Ordering::Relaxed);
         if committed {
             checkpointer.after_commit(&conn);
@@ -204,18 +212,17 @@ pub(super) fn run(
     }
 }
 
-/// Runs one batch; returns the chain head and the adopted token format afterwards (the head
-/// reloaded from the DB and the format forgotten on failure) and whether the batch committed.
-/// Rolled back or not, the token rows the jobs touched leave the cache before any job is
-/// answered.
+/// Runs one batch; returns what the writer carries afterwards (on failure the head reloaded
+/// from the DB and the format forgotten) and whether the batch committed. Rolled back or
+/// not, the token rows the jobs touched leave the cache before any job is answered.
 fn run_batch(
     conn: &Connection,
-    (head, token_format): (ChainHead, Option<TokenFormat>),
+    carried: Carried,
     mut batch: Vec<Box<dyn Job>>,
     cache: Option<&TokenCache>,
-) -> ((ChainHead, Option<TokenFormat>), bool) {
+) -> (Carried, bool) {
     let mut touched = Vec::new();
-    let result = run_jobs(conn, (head, token_format), &mut batch, &mut touched);
+    let result = run_jobs(conn, carried, &mut batch, &mut touched);
     if let Some(cache) = cache {
         for (domain, token) in &touched {
             cache.invalidate(domain, token);
@@ -232,7 +239,12 @@ fn run_batch(
             for job in batch {
                 job.reply(Err(&e));
             }
-            ((ChainHead::load(conn).unwrap_or(head), None), false)
+            let head = ChainHead::load(conn).unwrap_or(carried.head);
+            let reloaded = Carried {
+                head,
+                token_format: None,
+            };
+            (reloaded, false)
         }
     }
 }
@@ -241,16 +253,15 @@ fn run_batch(
 /// transaction is rolled back and the error returned for every job.
 fn run_jobs(
     conn: &Connection,
-    (head, token_format): (ChainHead, Option<TokenFormat>),
+    carried: Carried,
     batch: &mut [Box<dyn Job>],
     touched: &mut Vec<(Domain, Token)>,
-) -> Result<(ChainHead, Option<TokenFormat>), StoreError> {
+) -> Result<Carried, StoreError> {
     exec(conn, "BEGIN IMMEDIATE").map_err(|e| rollback(conn, e))?;
     let mut ctx = JobCtx {
         conn,
-        head,
+        carried,
         touched,
-        token_format,
     };
     for job in batch.iter_mut() {
         // SQLite rolls a whole transaction back on some errors (disk full, I/O): a SAVEPOINT
@@ -259,10 +270,10 @@ fn run_jobs(
             return Err(rolled_back());
         }
         exec(conn, "SAVEPOINT job").map_err(|e| rollback(conn, e))?;
-        let before = (ctx.head, ctx.token_format);
+        let before = ctx.carried;
         let ok = job.run(&mut ctx).is_ok() && exec(conn, "RELEASE job").is_ok();
         if !ok {
-            (ctx.head, ctx.token_format) = before;
+            ctx.carried = before;
             if conn.is_autocommit() {
                 return Err(rolled_back());
             }
@@ -272,7 +283,7 @@ fn run_jobs(
         }
     }
     exec(conn, "COMMIT").map_err(|e| rollback(conn, e))?;
-    Ok((ctx.head, ctx.token_format))
+    Ok(ctx.carried)
 }
 
 fn rolled_back() -> StoreError {
