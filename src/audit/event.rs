@@ -12,6 +12,17 @@ pub enum Decision {
     Deny,
 }
 
+impl Decision {
+    /// The policy's answer as recorded: `Allow` when it permitted the request.
+    pub fn of(allowed: bool) -> Self {
+        if allowed {
+            Self::Allow
+        } else {
+            Self::Deny
+        }
+    }
+}
+
 /// One security-relevant event, before it is placed in the chain.
 ///
 /// Field order is the canonical order used for hashing: never reorder fields.

@@ -10,7 +10,7 @@ use super::{Caller, Error};
 use crate::audit::{AuditEvent, Decision};
 use crate::card::{Domain, Token, TokenStatus};
 use crate::config::{cose_identifier, WebauthnConfig};
-use crate::policy::{Action, PolicyContext, PolicyDecision, PolicyEngine, PolicyRequest, Resource};
+use crate::policy::{Action, PolicyContext, PolicyEngine, PolicyRequest, Resource};
 use crate::store::{
     ChallengePurpose, ChallengeRecord, ConsumeOutcome, DeviceRecord, EnrolOutcome, Store,
 };
@@ -344,28 +344,15 @@ impl Devices {
         action: Action,
         rp_id: &str,
     ) -> Result<AuditEvent, Error> {
-        let PolicyDecision {
-            allowed,
-            policy_ids,
-        } = self.policy.decide(&PolicyRequest {
-            principal: &caller.principal,
+        super::check_policy(
+            self.store.as_ref(),
+            &self.policy,
+            caller,
             action,
-            resource: Resource::RelyingParty(rp_id),
-            context: PolicyContext::Empty,
-        });
-        let decision = if allowed {
-            Decision::Allow
-        } else {
-            Decision::Deny
-        };
-        let mut event = caller.audit_event(action.as_str(), decision, policy_ids);
-        event.detail = Some(format!("rp={rp_id}"));
-        if allowed {
-            return Ok(event);
-        }
-        event.outcome = "forbidden".to_owned();
-        self.store.record(event).await?;
-        Err(Error::Forbidden)
+            Resource::RelyingParty(rp_id),
+            |event| event.detail = Some(format!("rp={rp_id}")),
+        )
+        .await
     }
 
     /// Audits a refusal (outcome: the error's code) and returns the error; if the audit

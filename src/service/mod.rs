@@ -78,11 +78,7 @@ pub(crate) async fn check_policy(
         resource,
         context: PolicyContext::Empty,
     });
-    let verdict = if decision.allowed {
-        Decision::Allow
-    } else {
-        Decision::Deny
-    };
+    let verdict = Decision::of(decision.allowed);
     let mut event = caller.audit_event(action.as_str(), verdict, decision.policy_ids);
     fill(&mut event);
     if decision.allowed {
