@@ -2,14 +2,13 @@
 //! `Idempotency-Key` header. Binary fields are base64url without padding.
 
 use super::error::ApiError;
+use super::types::base64url;
 use crate::card::{Domain, Token};
 use crate::service::{
     AuthorizeInput, IdempotencyKey, IssuedPaymentChallenge, PaymentChallengeInput,
     SignedAuthorization,
 };
 use crate::store::SpcDisplay;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use hyper::HeaderMap;
 use serde::{Deserialize, Serialize};
 
@@ -133,29 +132,23 @@ pub struct AuthorizeRequest {
     pub signature: String,
 }
 
-fn b64(value: &str, what: &'static str) -> Result<Vec<u8>, ApiError> {
-    URL_SAFE_NO_PAD
-        .decode(value)
-        .map_err(|_| ApiError::Malformed(what))
-}
-
 impl AuthorizeRequest {
     /// Decodes the binary fields.
     pub fn into_input(self) -> Result<AuthorizeInput, ApiError> {
         Ok(AuthorizeInput {
-            credential_id: b64(
+            credential_id: base64url(
                 &self.credential_id,
                 "`credential_id` is not base64url without padding",
             )?,
-            authenticator_data: b64(
+            authenticator_data: base64url(
                 &self.authenticator_data,
                 "`authenticator_data` is not base64url without padding",
             )?,
-            client_data_json: b64(
+            client_data_json: base64url(
                 &self.client_data_json,
                 "`client_data_json` is not base64url without padding",
             )?,
-            signature: b64(
+            signature: base64url(
                 &self.signature,
                 "`signature` is not base64url without padding",
             )?,

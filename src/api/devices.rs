@@ -2,10 +2,9 @@
 //! base64url without padding; anything else is malformed (400).
 
 use super::error::ApiError;
+use super::types::base64url;
 use crate::card::{Domain, Token};
 use crate::service::{EnrolInput, EnrolledDevice, IssuedChallenge};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 /// `POST /v1/devices/challenges`.
@@ -110,12 +109,6 @@ pub struct EnrolRequest {
     pub domain: Option<String>,
 }
 
-fn b64(value: &str, what: &'static str) -> Result<Vec<u8>, ApiError> {
-    URL_SAFE_NO_PAD
-        .decode(value)
-        .map_err(|_| ApiError::Malformed(what))
-}
-
 impl EnrolRequest {
     /// Decodes the binary fields and the token binding.
     pub fn into_input(self) -> Result<EnrolInput, ApiError> {
@@ -129,15 +122,15 @@ impl EnrolRequest {
             }
         };
         Ok(EnrolInput {
-            credential_id: b64(
+            credential_id: base64url(
                 &self.credential_id,
                 "`credential_id` is not base64url without padding",
             )?,
-            attestation_object: b64(
+            attestation_object: base64url(
                 &self.attestation_object,
                 "`attestation_object` is not base64url without padding",
             )?,
-            client_data_json: b64(
+            client_data_json: base64url(
                 &self.client_data_json,
                 "`client_data_json` is not base64url without padding",
             )?,

@@ -197,6 +197,14 @@ pub fn decode<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
     })
 }
 
+/// A binary field of a request body: base64url without padding, else 400 with `what`.
+pub(crate) fn base64url(value: &str, what: &'static str) -> Result<Vec<u8>, ApiError> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(value)
+        .map_err(|_| ApiError::Malformed(what))
+}
+
 /// The `domain` query parameter: `None` when the query is absent or empty. Any other
 /// parameter, or `domain` twice, is malformed.
 pub fn domain_from_query(query: Option<&str>) -> Result<Option<&str>, ApiError> {
