@@ -51,6 +51,21 @@ impl std::fmt::Display for CardError {
 
 impl std::error::Error for CardError {}
 
+/// The invariants of any token formed for `pan`: same length, Luhn-invalid, the format's
+/// kept digits unchanged.
+#[allow(clippy::panic)]
+fn check_token(pan: &Pan, format: TokenFormat, token: &Token) {
+    let (p, t) = (pan.expose_digits(), token.as_str().as_bytes());
+    if luhn_valid(t) || t.len() != p.len() {
+        panic!("a token was Luhn-valid or of another length than its PAN");
+    }
+    let first = usize::from(format.keep_first());
+    let last = p.len() - usize::from(format.keep_last());
+    if t.get(..first) != p.get(..first) || t.get(last..) != p.get(last..) {
+        panic!("a token changed a digit its format keeps");
+    }
+}
+
 /// Fuzzing entry: parses `data` as a PAN, a token and a domain and checks the invariants that
 /// must hold for whatever parses (a PAN passes Luhn and keeps its digits; a token or domain
 /// round-trips). Panics only if an invariant is broken.
@@ -69,8 +84,24 @@ pub fn fuzz_parse(data: &[u8]) {
                 *b = next;
             }
         });
-        if luhn_valid(token.as_str().as_bytes()) || token.as_str().len() != pan.len() {
-            panic!("a token was Luhn-valid or of another length than its PAN");
+        check_token(&pan, TokenFormat::default(), &token);
+        // The first token of a PAN is derived from its fingerprint; here the input's bytes
+        // stand in for it, and the format varies with the input's length.
+        let mut seed = [0u8; 32];
+        for (s, d) in seed.iter_mut().zip(data.iter().rev()) {
+            *s = *d;
+        }
+        let len = data.len();
+        let formats = [
+            Some(TokenFormat::default()),
+            TokenFormat::new((len % 7) as u8, (len % 5) as u8),
+        ];
+        for format in formats.into_iter().flatten() {
+            let derived = format.derive(&pan, &seed);
+            check_token(&pan, format, &derived);
+            if format.derive(&pan, &seed) != derived {
+                panic!("a derived token differed between two derivations");
+            }
         }
     }
     if let Ok(s) = std::str::from_utf8(data) {
@@ -83,6 +114,35 @@ pub fn fuzz_parse(data: &[u8]) {
             if d.as_str() != s {
                 panic!("domain did not round-trip");
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Luhn-valid test PANs of every accepted length, and inputs that only parse as a token or
+    /// a domain: the fuzz entry's invariants hold for each (the derived tokens in two formats
+    /// included).
+    #[test]
+    fn fuzz_entry_point_holds_its_invariants_on_valid_cards() {
+        let mut pans = 0;
+        for len in 13..=19 {
+            let mut digits = vec![b'4'];
+            digits.resize(len - 1, b'1');
+            let check = (0..=9u8)
+                .map(|d| b'0' + d)
+                .find(|d| luhn_valid(&[digits.as_slice(), &[*d]].concat()))
+                .unwrap();
+            digits.push(check);
+            assert!(Pan::from_ascii(&digits).is_ok(), "{len} digits");
+            fuzz_parse(&digits);
+            pans += 1;
+        }
+        assert_eq!(pans, 7);
+        for other in [&b"4111119876541112"[..], b"shop", b"", b"\xff"] {
+            fuzz_parse(other);
         }
     }
 }
