@@ -20,6 +20,8 @@ pub mod types;
 
 pub use body::SecretBuf;
 pub use error::ApiError;
+#[doc(hidden)]
+pub use routes::fuzz_resolve;
 pub use routes::handle;
 
 use crate::jose::AuthorizationSigner;

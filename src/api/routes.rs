@@ -169,6 +169,34 @@ fn resolve<'a>(method: &Method, path: &'a str) -> (&'static str, Result<Route<'a
     }
 }
 
+/// Fuzzing entry point: the first byte picks a method, the rest is the path (UTF-8). Panics
+/// only if a matched token segment is empty or holds a `/`.
+#[doc(hidden)]
+#[allow(clippy::panic)]
+pub fn fuzz_resolve(data: &[u8]) {
+    const METHODS: [Method; 5] = [
+        Method::GET,
+        Method::POST,
+        Method::DELETE,
+        Method::PUT,
+        Method::HEAD,
+    ];
+    let Some((first, rest)) = data.split_first() else {
+        return;
+    };
+    let (Some(method), Ok(path)) = (
+        METHODS.get(usize::from(*first) % METHODS.len()),
+        std::str::from_utf8(rest),
+    ) else {
+        return;
+    };
+    if let (_, Ok(Route::Metadata(token) | Route::Change(token, _))) = resolve(method, path) {
+        if token.is_empty() || token.contains('/') {
+            panic!("a token path segment was matched empty or with a slash");
+        }
+    }
+}
+
 /// Decodes, calls one service function, encodes.
 async fn dispatch<B>(
     app: &App,
@@ -574,6 +602,26 @@ mod tests {
             route(Method::POST, "/healthz"),
             ("healthz", Err("method_not_allowed"))
         );
+    }
+
+    #[test]
+    fn fuzz_entry_point_survives_odd_paths() {
+        for path in [
+            "",
+            "/v1/tokens/",
+            "/v1/tokens//suspend",
+            "/v1/tokens/a/b/c",
+            "/v1/tokens/4111\u{0}/resume",
+            "//v1/tokens/x",
+        ] {
+            for method in 0u8..6 {
+                let mut data = vec![method];
+                data.extend_from_slice(path.as_bytes());
+                fuzz_resolve(&data);
+            }
+        }
+        fuzz_resolve(&[]);
+        fuzz_resolve(&[1, 0xff, 0xfe]);
     }
 
     async fn body_of(r: Response<Full<SecretBuf>>) -> serde_json::Value {

@@ -70,6 +70,19 @@ pub struct PaymentChallengeInput {
     pub spc: Option<SpcDisplay>,
 }
 
+impl PaymentChallengeInput {
+    /// The amount, currency and payee checked, and the SPC display data if any (422).
+    pub fn check_values(&self) -> Result<(Amount, Currency, Payee), PaymentError> {
+        let amount = Amount::new(self.amount)?;
+        let currency = Currency::parse(&self.currency)?;
+        let payee = Payee::parse(&self.payee)?;
+        if self.spc.as_ref().is_some_and(|s| !valid_spc(s)) {
+            return Err(PaymentError::InvalidSpc);
+        }
+        Ok((amount, currency, payee))
+    }
+}
+
 /// An assertion answering a payment challenge.
 #[derive(Debug, Clone)]
 pub struct AuthorizeInput {
@@ -192,7 +205,7 @@ impl Authorizations {
                 Err(e) => Err(self.refuse(audit, e).await),
             };
         }
-        let (amount, currency, payee) = match check_values(&input) {
+        let (amount, currency, payee) = match input.check_values() {
             Ok(v) => v,
             Err(e) => return Err(self.refuse(audit, e.into()).await),
         };
@@ -578,16 +591,6 @@ fn outcome_error(outcome: CommitOutcome) -> Error {
         CommitOutcome::Challenge(state) => challenge_state_error(state),
         CommitOutcome::CounterConflict | CommitOutcome::Committed => Error::CounterConflict,
     }
-}
-
-fn check_values(input: &PaymentChallengeInput) -> Result<(Amount, Currency, Payee), PaymentError> {
-    let amount = Amount::new(input.amount)?;
-    let currency = Currency::parse(&input.currency)?;
-    let payee = Payee::parse(&input.payee)?;
-    if input.spc.as_ref().is_some_and(|s| !valid_spc(s)) {
-        return Err(PaymentError::InvalidSpc);
-    }
-    Ok((amount, currency, payee))
 }
 
 fn challenge_canonical(i: &PaymentChallengeInput) -> serde_json::Value {
