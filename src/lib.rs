@@ -22,8 +22,8 @@
 //! Around them: [`config`] (typed TOML configuration), [`daemon`] (start-up of `payhsmd`),
 //! [`cli`] (the `payhsm` command), [`client`] (an mTLS API client), [`bench`] (the load
 //! generator of `payhsm bench`), [`pki`] (the dev PKI),
-//! [`telemetry`] (logs and Prometheus metrics) and [`isolation`] (process hardening, the one
-//! module allowed `unsafe`).
+//! [`telemetry`] (logs and Prometheus metrics), [`fuzzing`] (the fuzz targets' entry points)
+//! and [`isolation`] (process hardening, the one module allowed `unsafe`).
 
 pub mod api;
 pub mod audit;
@@ -35,6 +35,7 @@ pub mod client;
 pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod fuzzing;
 pub mod isolation;
 pub mod jose;
 pub mod keys;

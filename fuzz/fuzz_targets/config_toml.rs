@@ -1,4 +1,3 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|text: &str| {
-    let _ = payhsm::config::Config::from_toml(text, std::path::Path::new("/etc/payhsm"));
-});
+// The daemon's TOML configuration, outside input to `payhsmd` and `payhsm`.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| payhsm::fuzzing::config_toml(data));

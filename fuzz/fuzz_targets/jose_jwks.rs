@@ -1,5 +1,3 @@
 #![no_main]
 // A JWKS fetched from a URL is outside input to `payhsm authz verify`.
-libfuzzer_sys::fuzz_target!(|bytes: &[u8]| {
-    let _ = payhsm::jose::Jwks::parse(bytes);
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| payhsm::fuzzing::jose_jwks(data));

@@ -1,6 +1,3 @@
 #![no_main]
 // The body of POST /v1/tokens, decoded and validated exactly as the API does.
-use payhsm::api::types::{decode, TokenizeRequest};
-libfuzzer_sys::fuzz_target!(|body: &[u8]| {
-    let _ = decode::<TokenizeRequest>(body).and_then(TokenizeRequest::into_input);
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| payhsm::fuzzing::tokenize_request(data));

@@ -1,3 +1,3 @@
 #![no_main]
 // A whole assertion from fuzzed bytes against a fixed stored credential (a P-256 COSE key).
-libfuzzer_sys::fuzz_target!(|data: &[u8]| payhsm::webauthn::assertion::fuzz_verify(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| payhsm::fuzzing::webauthn_assertion(data));

@@ -1,3 +1,3 @@
 #![no_main]
 // An attestation object through every statement format: never panics.
-libfuzzer_sys::fuzz_target!(|data: &[u8]| payhsm::webauthn::attestation::fuzz_attestation_object(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| payhsm::fuzzing::webauthn_attestation_object(data));

@@ -1,5 +1,3 @@
 #![no_main]
 // authenticatorData as the client sends it.
-libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    let _ = payhsm::webauthn::authdata::AuthenticatorData::parse(data);
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| payhsm::fuzzing::webauthn_authdata(data));

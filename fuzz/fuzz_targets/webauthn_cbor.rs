@@ -1,5 +1,3 @@
 #![no_main]
 // Any CBOR a client sends (attestationObject, COSE keys, extensions): refused or decoded, never a panic.
-libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    let _ = payhsm::webauthn::cbor::decode(data);
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| payhsm::fuzzing::webauthn_cbor(data));

@@ -1,5 +1,3 @@
 #![no_main]
 // clientDataJSON as the client sends it.
-libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    let _ = payhsm::webauthn::client_data::ClientData::parse(data);
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| payhsm::fuzzing::webauthn_client_data(data));

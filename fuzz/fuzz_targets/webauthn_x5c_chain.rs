@@ -1,3 +1,3 @@
 #![no_main]
 // x5c chain building, certificate signatures and the Android/Apple extensions: never panics.
-libfuzzer_sys::fuzz_target!(|data: &[u8]| payhsm::webauthn::attestation::fuzz_x5c_chain(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| payhsm::fuzzing::webauthn_x5c_chain(data));

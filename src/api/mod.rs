@@ -20,8 +20,7 @@ pub mod types;
 
 pub use body::SecretBuf;
 pub use error::ApiError;
-#[doc(hidden)]
-pub use routes::fuzz_resolve;
+pub(crate) use routes::fuzz_resolve;
 pub use routes::handle;
 
 use crate::jose::AuthorizationSigner;

@@ -171,9 +171,8 @@ fn resolve<'a>(method: &Method, path: &'a str) -> (&'static str, Result<Route<'a
 
 /// Fuzzing entry point: the first byte picks a method, the rest is the path (UTF-8). Panics
 /// only if a matched token segment is empty or holds a `/`.
-#[doc(hidden)]
 #[allow(clippy::panic)]
-pub fn fuzz_resolve(data: &[u8]) {
+pub(crate) fn fuzz_resolve(data: &[u8]) {
     const METHODS: [Method; 5] = [
         Method::GET,
         Method::POST,

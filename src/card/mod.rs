@@ -69,9 +69,8 @@ fn check_token(pan: &Pan, format: TokenFormat, token: &Token) {
 /// Fuzzing entry: parses `data` as a PAN, a token and a domain and checks the invariants that
 /// must hold for whatever parses (a PAN passes Luhn and keeps its digits; a token or domain
 /// round-trips). Panics only if an invariant is broken.
-#[doc(hidden)]
 #[allow(clippy::panic)]
-pub fn fuzz_parse(data: &[u8]) {
+pub(crate) fn fuzz_parse(data: &[u8]) {
     if let Ok(pan) = Pan::from_ascii(data) {
         if !luhn_valid(pan.expose_digits()) || pan.expose_digits() != data {
             panic!("a parsed PAN lost its digits or its Luhn validity");

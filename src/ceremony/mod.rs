@@ -35,9 +35,8 @@ mod transcript_tests;
 
 /// Fuzzing entry: any text is refused or parsed as a share, never a panic, and a parsed share
 /// survives `to_transcript` / `from_transcript` unchanged. Panics only if that breaks.
-#[doc(hidden)]
 #[allow(clippy::panic)]
-pub fn fuzz_share_transcript(data: &[u8]) {
+pub(crate) fn fuzz_share_transcript(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };

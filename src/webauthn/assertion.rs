@@ -260,9 +260,8 @@ const FUZZ_STORED_KEY: [u8; 77] = [
 /// (each prefixed by a one-byte length, the signature takes the rest) and verified against a
 /// fixed stored credential, as a `payment.get` with expected payment fields. Panics only if an
 /// accepted assertion breaks the counter rule.
-#[doc(hidden)]
 #[allow(clippy::panic)]
-pub fn fuzz_verify(data: &[u8]) {
+pub(crate) fn fuzz_verify(data: &[u8]) {
     let mut parts = data;
     let mut next = || -> Option<&[u8]> {
         let (len, rest) = parts.split_first()?;

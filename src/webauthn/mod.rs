@@ -22,6 +22,6 @@ pub mod cose;
 mod error;
 pub mod registration;
 #[cfg(test)]
-mod test_authenticator;
+pub(crate) mod test_authenticator;
 
 pub use error::WebauthnError;

@@ -229,8 +229,7 @@ mod tests;
 /// Fuzzing entry: the whole registration ceremony over fuzzed bytes (one length byte, then
 /// clientDataJSON, then the attestationObject), with fixed expectations, no anchors and a
 /// fixed clock. Never panics on any input.
-#[doc(hidden)]
-pub fn fuzz_verify(data: &[u8]) {
+pub(crate) fn fuzz_verify(data: &[u8]) {
     use super::attestation::{AttestationPolicy, UntrustedChains};
     use super::cose::CoseAlgorithm;
     let Some((len, rest)) = data.split_first() else {

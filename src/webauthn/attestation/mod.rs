@@ -441,7 +441,7 @@ mod tests;
 
 /// Fuzzing entry: an attestation object (CBOR {fmt, attStmt, authData}) through every format
 /// with a fixed clock, no anchors and a zero clientDataHash. Never panics.
-pub fn fuzz_attestation_object(data: &[u8]) {
+pub(crate) fn fuzz_attestation_object(data: &[u8]) {
     let Ok(obj) = super::cbor::decode(data) else {
         return;
     };
@@ -479,7 +479,7 @@ pub fn fuzz_attestation_object(data: &[u8]) {
 /// Fuzzing entry: `data` split into certificates (2-byte big-endian length prefixes), verified
 /// as an x5c chain with the first one as the only anchor, and each one's extensions parsed as
 /// KeyDescription, Apple nonce and BasicConstraints. Never panics.
-pub fn fuzz_x5c_chain(mut data: &[u8]) {
+pub(crate) fn fuzz_x5c_chain(mut data: &[u8]) {
     let mut ders = Vec::new();
     while let [hi, lo, rest @ ..] = data {
         let n = usize::from(*hi) << 8 | usize::from(*lo);

@@ -1,0 +1,180 @@
+//! The fuzz targets' entry points: `fuzz/fuzz_targets/<name>.rs` calls `fuzzing::<name>` and
+//! nothing else. Every test build therefore compiles what the fuzzers run, and the tests here
+//! run each target on its seeds and on bounded, deterministic mutations of them (a short fuzz
+//! in CI; the long runs are `cargo fuzz`, see the README).
+//!
+//! Each function takes outside bytes as they arrive, returns nothing, and panics only when an
+//! invariant of what it accepted is broken.
+
+use crate::api::authorizations::{AuthorizeRequest, PaymentChallengeRequest};
+use crate::api::devices::{ChallengeRequest, EnrolRequest};
+use crate::api::keys::{KeyChangeRequest, RewrapRequest};
+use crate::api::types::{
+    decode, domain_from_query, DetokenizeRequest, DomainBody, TokenizeRequest,
+};
+use crate::card::Domain;
+use crate::service::IdempotencyKey;
+use std::str::from_utf8;
+
+/// A fuzz target's entry point.
+pub type Target = fn(&[u8]);
+
+/// Every target: its name (the file under `fuzz/fuzz_targets/` and the `[[bin]]` in
+/// `fuzz/Cargo.toml`) and its entry point.
+pub const TARGETS: &[(&str, Target)] = &[
+    ("api_route", api_route),
+    ("audit_verify", audit_verify),
+    ("authorization_requests", authorization_requests),
+    ("card_parse", card_parse),
+    ("ceremony_share", ceremony_share),
+    ("certificate_identity", certificate_identity),
+    ("config_toml", config_toml),
+    ("detokenize_request", detokenize_request),
+    ("device_requests", device_requests),
+    ("jose_jwks", jose_jwks),
+    ("jose_verify", jose_verify),
+    ("key_change_request", key_change_request),
+    ("tokenize_request", tokenize_request),
+    ("webauthn_assertion", webauthn_assertion),
+    ("webauthn_attestation_object", webauthn_attestation_object),
+    ("webauthn_authdata", webauthn_authdata),
+    ("webauthn_cbor", webauthn_cbor),
+    ("webauthn_client_data", webauthn_client_data),
+    ("webauthn_cose_key", webauthn_cose_key),
+    ("webauthn_registration", webauthn_registration),
+    ("webauthn_x5c_chain", webauthn_x5c_chain),
+];
+
+/// The request line's method (the first byte picks it) and path, matched to a route.
+pub fn api_route(data: &[u8]) {
+    crate::api::fuzz_resolve(data);
+}
+
+/// An exported audit log (JSON lines), outside input to the auditor's verifier.
+pub fn audit_verify(data: &[u8]) {
+    if let Ok(text) = from_utf8(data) {
+        let _ = crate::audit::verify_export(text, None);
+    }
+}
+
+/// The bodies of `POST /v1/authorizations/challenges` (with the checks of amount, currency,
+/// payee and SPC display data) and `POST /v1/authorizations`, and the `Idempotency-Key`
+/// header.
+pub fn authorization_requests(data: &[u8]) {
+    if let Ok(input) = decode::<PaymentChallengeRequest>(data).and_then(|r| r.into_input()) {
+        let _ = input.check_values();
+    }
+    let _ = decode::<AuthorizeRequest>(data).and_then(AuthorizeRequest::into_input);
+    if let Ok(text) = from_utf8(data) {
+        let _ = IdempotencyKey::parse(text);
+    }
+}
+
+/// PAN, token and domain parsing, and tokens formed for what parses as a PAN.
+pub fn card_parse(data: &[u8]) {
+    crate::card::fuzz_parse(data);
+}
+
+/// A typed-in share transcript: refused or parsed; a parsed share round-trips.
+pub fn ceremony_share(data: &[u8]) {
+    crate::ceremony::fuzz_share_transcript(data);
+}
+
+/// The client certificate's DER, as the TLS layer hands it over.
+pub fn certificate_identity(data: &[u8]) {
+    let _ = crate::transport::principal_from_certificate(data);
+}
+
+/// The daemon's TOML configuration.
+pub fn config_toml(data: &[u8]) {
+    if let Ok(text) = from_utf8(data) {
+        let _ = crate::config::Config::from_toml(text, std::path::Path::new("/etc/payhsm"));
+    }
+}
+
+/// The body of `POST /v1/tokens/detokenize`, the `?domain=` query string, and the
+/// `{"domain"}` body of suspend, resume and delete.
+pub fn detokenize_request(data: &[u8]) {
+    let _ = decode::<DetokenizeRequest>(data).and_then(|r| r.parse());
+    let _ = from_utf8(data).map(|q| domain_from_query(Some(q)));
+    let _ = decode::<DomainBody>(data).map(|b| Domain::parse(&b.domain));
+}
+
+/// The bodies of `POST /v1/devices/challenges` and `POST /v1/devices`.
+pub fn device_requests(data: &[u8]) {
+    let _ = decode::<ChallengeRequest>(data);
+    let _ = decode::<EnrolRequest>(data).and_then(EnrolRequest::into_input);
+}
+
+/// A JWKS fetched from a URL, outside input to `payhsm authz verify`.
+pub fn jose_jwks(data: &[u8]) {
+    let _ = crate::jose::Jwks::parse(data);
+}
+
+/// A JWS, outside input to a gateway's verifier, against a fixed JWKS (the RFC 7515 A.3 key).
+pub fn jose_verify(data: &[u8]) {
+    const JWKS: &[u8] = br#"{"keys":[{"kty":"EC","crv":"P-256","kid":"a3","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}"#;
+    if let (Ok(text), Ok(jwks)) = (from_utf8(data), crate::jose::Jwks::parse(JWKS)) {
+        let _ = crate::jose::verify_compact(text, &jwks, 1_300_819_000);
+    }
+}
+
+/// The bodies of `POST /v1/keys/changes` and `POST /v1/keys/rewrap` (custodians' requests).
+#[allow(clippy::panic)]
+pub fn key_change_request(data: &[u8]) {
+    if let Ok(change) = decode::<KeyChangeRequest>(data).and_then(|r| r.into_change()) {
+        if change.canonical() != change.canonical() {
+            panic!("an accepted key change has two canonical texts");
+        }
+    }
+    let _ = decode::<RewrapRequest>(data).and_then(|r| r.batch());
+}
+
+/// The body of `POST /v1/tokens`, decoded and validated as the API does.
+pub fn tokenize_request(data: &[u8]) {
+    let _ = decode::<TokenizeRequest>(data).and_then(TokenizeRequest::into_input);
+}
+
+/// A whole assertion against a fixed stored credential (a P-256 COSE key).
+pub fn webauthn_assertion(data: &[u8]) {
+    crate::webauthn::assertion::fuzz_verify(data);
+}
+
+/// An attestation object through every statement format.
+pub fn webauthn_attestation_object(data: &[u8]) {
+    crate::webauthn::attestation::fuzz_attestation_object(data);
+}
+
+/// authenticatorData as the client sends it.
+pub fn webauthn_authdata(data: &[u8]) {
+    let _ = crate::webauthn::authdata::AuthenticatorData::parse(data);
+}
+
+/// Any CBOR a client sends (attestationObject, COSE keys, extensions).
+pub fn webauthn_cbor(data: &[u8]) {
+    let _ = crate::webauthn::cbor::decode(data);
+}
+
+/// clientDataJSON as the client sends it.
+pub fn webauthn_client_data(data: &[u8]) {
+    let _ = crate::webauthn::client_data::ClientData::parse(data);
+}
+
+/// A stored or attested COSE_Key.
+pub fn webauthn_cose_key(data: &[u8]) {
+    let _ = crate::webauthn::cose::CoseKey::from_cbor_bytes(data);
+}
+
+/// The whole registration ceremony (WebAuthn L3 §7.1) over outside bytes.
+pub fn webauthn_registration(data: &[u8]) {
+    crate::webauthn::registration::fuzz_verify(data);
+}
+
+/// x5c chain building, certificate signatures and the Android and Apple extensions.
+pub fn webauthn_x5c_chain(data: &[u8]) {
+    crate::webauthn::attestation::fuzz_x5c_chain(data);
+}
+
+#[cfg(test)]
+#[path = "fuzzing_tests.rs"]
+mod tests;

@@ -1,0 +1,239 @@
+use super::*;
+use crate::webauthn::cbor::Value;
+use crate::webauthn::test_authenticator::{client_data, encode, text, SoftAuthenticator, AT};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+use std::collections::BTreeSet;
+use std::path::Path;
+
+const MUTATIONS_PER_SEED: usize = 3000;
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn der(pem: &str) -> Vec<u8> {
+    CertificateDer::from_pem_file(repo().join(pem))
+        .unwrap()
+        .to_vec()
+}
+
+/// One length byte, then the part (the split `fuzz_verify` entries expect).
+fn prefixed(parts: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for p in parts {
+        out.push(u8::try_from(p.len()).unwrap());
+        out.extend_from_slice(p);
+    }
+    out
+}
+
+/// Inputs that each target accepts, or nearly: mutations of them reach past the first check.
+fn seeds(name: &str) -> Vec<Vec<u8>> {
+    let auth = SoftAuthenticator::new();
+    let reg_data = auth.auth_data("example.org", 0x45 | AT, 0);
+    let get_data = auth.auth_data("example.org", 0x05, 8);
+    let reg_client = client_data("webauthn.create", "Y2hhbGxlbmdl", "https://example.org")
+        .to_string()
+        .into_bytes();
+    let get_client = client_data("payment.get", "Y2hhbGxlbmdl", "https://example.org")
+        .to_string()
+        .into_bytes();
+    let attestation = encode(&Value::Map(vec![
+        (text("fmt"), text("none")),
+        (text("attStmt"), Value::Map(vec![])),
+        (text("authData"), Value::Bytes(reg_data.clone())),
+    ]));
+    let (gateway, ca) = (
+        der("keys-sample/clients/gateway.pem"),
+        der("keys-sample/ca.pem"),
+    );
+    let s: Vec<Vec<u8>> = match name {
+        "api_route" => vec![
+            b"\x00/v1/tokens/4111119876541111".to_vec(),
+            b"\x01/v1/tokens/4111119876541111/suspend".to_vec(),
+            b"\x01/v1/authorizations/challenges".to_vec(),
+        ],
+        "audit_verify" => vec![
+            br#"{"seq":1,"at":"2026-11-23T00:00:00Z","kind":"tokenize","prev":"00","hash":"00"}"#
+                .to_vec(),
+        ],
+        "authorization_requests" => vec![
+            br#"{"token":"4111119876541111","domain":"shop","device_id":"d1","amount":1234,"currency":"EUR","payee":"Shop","spc":{"payee_origin":"https://shop.example","top_origin":"https://shop.example","instrument":{"display_name":"Card","icon":"https://shop.example/i.png"}}}"#.to_vec(),
+            br#"{"challenge_id":"c1","credential_id":"AAEC","authenticator_data":"AAEC","client_data_json":"eyJ9","signature":"MEUC"}"#.to_vec(),
+            b"order-1".to_vec(),
+        ],
+        "card_parse" => vec![
+            b"4111111111111111".to_vec(),
+            b"4111119876541112".to_vec(),
+            b"shop".to_vec(),
+        ],
+        "ceremony_share" => crate::ceremony::split(&[7; 32], 2, 3)
+            .unwrap()
+            .iter()
+            .map(|s| s.to_transcript().as_bytes().to_vec())
+            .collect(),
+        "certificate_identity" => vec![gateway, ca],
+        "config_toml" => vec![std::fs::read(repo().join("docs/payhsmd.example.toml")).unwrap()],
+        "detokenize_request" => vec![
+            br#"{"token":"4111119876541111","domain":"shop"}"#.to_vec(),
+            b"domain=shop".to_vec(),
+            br#"{"domain":"shop"}"#.to_vec(),
+        ],
+        "device_requests" => vec![
+            br#"{"user":"alice","rp_id":"shop.example"}"#.to_vec(),
+            br#"{"challenge_id":"c1","credential_id":"AAEC","attestation_object":"o2Nm","client_data_json":"eyJ9","token":"4111119876541111","domain":"shop"}"#.to_vec(),
+        ],
+        "jose_jwks" => vec![br#"{"keys":[{"kty":"EC","crv":"P-256","kid":"a3","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}"#.to_vec()],
+        // RFC 7515 A.3 with a kid added to the header.
+        "jose_verify" => vec![b"eyJhbGciOiJFUzI1NiIsImtpZCI6ImEzIn0.eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ.DtEhU3ljbEg8L38VWAfUAqOyKAM6-Xx-F4GawxaepmXFCgfTjDxw5djxLa8ISlSApmWQxfKTUJqPP3-Kg6NU1Q".to_vec()],
+        "key_change_request" => vec![
+            br#"{"change":"rotate","purpose":"data"}"#.to_vec(),
+            br#"{"change":"destroy","purpose":"authorization-signing","version":2}"#.to_vec(),
+            br#"{"batch":100}"#.to_vec(),
+        ],
+        "tokenize_request" => vec![
+            br#"{"pan":"4111111111111111","exp_month":12,"exp_year":2030,"domain":"shop"}"#
+                .to_vec(),
+        ],
+        "webauthn_assertion" => {
+            let sig = auth.sign_assertion(&get_data, &get_client);
+            vec![[prefixed(&[&get_client, &get_data]), sig].concat()]
+        }
+        "webauthn_attestation_object" => vec![attestation],
+        "webauthn_authdata" => vec![reg_data, get_data],
+        "webauthn_cbor" => vec![attestation, auth.cose_key_bytes()],
+        "webauthn_client_data" => vec![reg_client, get_client],
+        "webauthn_cose_key" => vec![auth.cose_key_bytes()],
+        "webauthn_registration" => vec![[prefixed(&[&reg_client]), attestation].concat()],
+        "webauthn_x5c_chain" => {
+            let mut chain = Vec::new();
+            for c in [&gateway, &ca] {
+                chain.extend_from_slice(&u16::try_from(c.len()).unwrap().to_be_bytes());
+                chain.extend_from_slice(c);
+            }
+            vec![chain]
+        }
+        other => panic!("no seeds for fuzz target {other}"),
+    };
+    s
+}
+
+/// xorshift64*: a fixed sequence, so a failure reproduces.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// One of libFuzzer's simple mutations: flip a bit, set a byte to an edge value, insert,
+/// delete or duplicate a run, or cut the input short.
+fn mutate(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
+    let mut out = input.to_vec();
+    let at = rng.below(out.len() + 1);
+    let last = out.len().saturating_sub(1);
+    match rng.below(6) {
+        0 if !out.is_empty() => out[at.min(last)] ^= 1 << rng.below(8),
+        1 if !out.is_empty() => {
+            out[at.min(last)] = [0x00, 0xff, 0x7f, 0x80, b'"', b'{'][rng.below(6)];
+        }
+        2 => out.insert(at, rng.next() as u8),
+        3 => {
+            let end = (at + 1 + rng.below(16)).min(out.len());
+            out.drain(at.min(end)..end);
+        }
+        4 => {
+            let end = (at + 1 + rng.below(32)).min(out.len());
+            let run = out[at.min(end)..end].to_vec();
+            out.splice(at..at, run);
+        }
+        _ => out.truncate(at),
+    }
+    out
+}
+
+/// Runs one input; a panic fails with the target's name and the input, to reproduce it with
+/// `cargo fuzz run <name> <file>`.
+fn run(name: &str, target: Target, input: &[u8]) {
+    if std::panic::catch_unwind(|| target(input)).is_err() {
+        let hex: String = input.iter().map(|b| format!("{b:02x}")).collect();
+        panic!("fuzz target {name} panicked on (hex) {hex}");
+    }
+}
+
+#[test]
+fn every_fuzz_target_file_and_bin_calls_its_entry_point() {
+    let names: Vec<&str> = TARGETS.iter().map(|(n, _)| *n).collect();
+    let sorted: BTreeSet<&str> = names.iter().copied().collect();
+    assert_eq!(
+        names,
+        sorted.iter().copied().collect::<Vec<_>>(),
+        "sorted, no twice"
+    );
+
+    let dir = repo().join("fuzz/fuzz_targets");
+    let mut files = BTreeSet::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_stem().unwrap().to_str().unwrap().to_owned();
+        let source = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            source.contains(&format!("payhsm::fuzzing::{name}(")),
+            "{name}.rs must call payhsm::fuzzing::{name}"
+        );
+        files.insert(name);
+    }
+    assert_eq!(
+        files.iter().map(String::as_str).collect::<BTreeSet<_>>(),
+        sorted
+    );
+
+    let manifest = std::fs::read_to_string(repo().join("fuzz/Cargo.toml")).unwrap();
+    let bins: BTreeSet<&str> = manifest
+        .lines()
+        .filter_map(|l| l.strip_prefix("name = \""))
+        .filter_map(|l| l.strip_suffix('"'))
+        .filter(|n| *n != "payhsm-fuzz")
+        .collect();
+    assert_eq!(bins, sorted, "one [[bin]] per target in fuzz/Cargo.toml");
+}
+
+/// A short, bounded fuzz run in every test build: each target on its seeds, on edge inputs,
+/// and on a fixed sequence of mutations of each seed. A target that panics fails the test.
+#[test]
+fn every_target_survives_its_seeds_and_their_mutations() {
+    let edges: [&[u8]; 5] = [b"", b"\x00", b"\xff\xff\xff\xff", b"{}", &[0x5b; 300]];
+    let mut runs = 0;
+    for (name, target) in TARGETS {
+        let seeds = seeds(name);
+        assert!(!seeds.is_empty(), "{name}");
+        for edge in edges {
+            run(name, *target, edge);
+            runs += 1;
+        }
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ name.len() as u64);
+        for seed in &seeds {
+            run(name, *target, seed);
+            let mut current = seed.clone();
+            for i in 0..MUTATIONS_PER_SEED {
+                // Mostly stack mutations; go back to the seed now and then.
+                if i % 8 == 0 {
+                    current = seed.clone();
+                }
+                current = mutate(&mut rng, &current);
+                run(name, *target, &current);
+                runs += 1;
+            }
+        }
+    }
+    assert!(runs >= TARGETS.len() * (edges.len() + MUTATIONS_PER_SEED));
+}
