@@ -6,14 +6,17 @@
 //! Each function takes outside bytes as they arrive, returns nothing, and panics only when an
 //! invariant of what it accepted is broken.
 
-use crate::api::authorizations::{AuthorizeRequest, PaymentChallengeRequest};
+use crate::api::authorizations::{
+    idempotency_key, AuthorizeRequest, PaymentChallengeRequest, IDEMPOTENCY_KEY,
+};
+use crate::api::body::{request_id, require_json, MAX_REQUEST_ID_LEN};
 use crate::api::devices::{ChallengeRequest, EnrolRequest};
 use crate::api::keys::{KeyChangeRequest, RewrapRequest};
 use crate::api::types::{
     decode, domain_from_query, DetokenizeRequest, DomainBody, TokenizeRequest,
 };
 use crate::card::Domain;
-use crate::service::IdempotencyKey;
+use hyper::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use std::str::from_utf8;
 
 /// A fuzz target's entry point.
@@ -34,6 +37,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("jose_jwks", jose_jwks),
     ("jose_verify", jose_verify),
     ("key_change_request", key_change_request),
+    ("request_headers", request_headers),
     ("tokenize_request", tokenize_request),
     ("webauthn_assertion", webauthn_assertion),
     ("webauthn_attestation_object", webauthn_attestation_object),
@@ -58,16 +62,12 @@ pub fn audit_verify(data: &[u8]) {
 }
 
 /// The bodies of `POST /v1/authorizations/challenges` (with the checks of amount, currency,
-/// payee and SPC display data) and `POST /v1/authorizations`, and the `Idempotency-Key`
-/// header.
+/// payee and SPC display data) and `POST /v1/authorizations`.
 pub fn authorization_requests(data: &[u8]) {
     if let Ok(input) = decode::<PaymentChallengeRequest>(data).and_then(|r| r.into_input()) {
         let _ = input.check_values();
     }
     let _ = decode::<AuthorizeRequest>(data).and_then(AuthorizeRequest::into_input);
-    if let Ok(text) = from_utf8(data) {
-        let _ = IdempotencyKey::parse(text);
-    }
 }
 
 /// PAN, token and domain parsing, and tokens formed for what parses as a PAN.
@@ -128,6 +128,27 @@ pub fn key_change_request(data: &[u8]) {
         }
     }
     let _ = decode::<RewrapRequest>(data).and_then(|r| r.batch());
+}
+
+/// The request headers the API reads itself: `content-type`, `Idempotency-Key` and
+/// `x-request-id`, which is echoed back and so must come out as 1 to 64 characters of
+/// `[A-Za-z0-9_-]` whatever came in.
+#[allow(clippy::panic)]
+pub fn request_headers(data: &[u8]) {
+    let Ok(value) = HeaderValue::from_bytes(data) else {
+        return;
+    };
+    let mut headers = HeaderMap::new();
+    headers.insert(CONTENT_TYPE, value.clone());
+    headers.insert(IDEMPOTENCY_KEY, value.clone());
+    headers.insert("x-request-id", value);
+    let _ = require_json(&headers);
+    let _ = idempotency_key(&headers);
+    let id = request_id(&headers);
+    let safe = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+    if id.is_empty() || id.len() > MAX_REQUEST_ID_LEN || !id.bytes().all(safe) {
+        panic!("a request id to echo back is empty, too long or has other characters");
+    }
 }
 
 /// The body of `POST /v1/tokens`, decoded and validated as the API does.

@@ -61,7 +61,6 @@ fn seeds(name: &str) -> Vec<Vec<u8>> {
         "authorization_requests" => vec![
             br#"{"token":"4111119876541111","domain":"shop","device_id":"d1","amount":1234,"currency":"EUR","payee":"Shop","spc":{"payee_origin":"https://shop.example","top_origin":"https://shop.example","instrument":{"display_name":"Card","icon":"https://shop.example/i.png"}}}"#.to_vec(),
             br#"{"challenge_id":"c1","credential_id":"AAEC","authenticator_data":"AAEC","client_data_json":"eyJ9","signature":"MEUC"}"#.to_vec(),
-            b"order-1".to_vec(),
         ],
         "card_parse" => vec![
             b"4111111111111111".to_vec(),
@@ -91,6 +90,10 @@ fn seeds(name: &str) -> Vec<Vec<u8>> {
             br#"{"change":"rotate","purpose":"data"}"#.to_vec(),
             br#"{"change":"destroy","purpose":"authorization-signing","version":2}"#.to_vec(),
             br#"{"batch":100}"#.to_vec(),
+        ],
+        "request_headers" => vec![
+            b"application/json; charset=utf-8".to_vec(),
+            b"order-1_A".to_vec(),
         ],
         "tokenize_request" => vec![
             br#"{"pan":"4111111111111111","exp_month":12,"exp_year":2030,"domain":"shop"}"#
