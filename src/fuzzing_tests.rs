@@ -28,7 +28,50 @@ fn prefixed(parts: &[&[u8]]) -> Vec<u8> {
     out
 }
 
-/// Inputs that each target accepts, or nearly: mutations of them reach past the first check.
+/// A signed export of `n` records, as `payhsm audit export` writes it.
+fn audit_export(n: u64) -> Vec<u8> {
+    use crate::audit::{export_jsonl, link, AuditEvent, Checkpoint, Decision, GENESIS};
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+    let key =
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap();
+    let mut prev = GENESIS;
+    let mut records = Vec::new();
+    for seq in 1..=n {
+        let event = AuditEvent {
+            time: format!("2026-01-01T00:00:{seq:02}.000Z"),
+            request_id: format!("req-{seq}"),
+            principal: "spiffe://gw".into(),
+            action: "tokenize".into(),
+            domain: Some("shop".into()),
+            token: Some("4111119999991111".into()),
+            last4: Some("1111".into()),
+            decision: Decision::Allow,
+            policy_ids: vec!["gw-tokenize".into()],
+            outcome: "created".into(),
+            detail: None,
+        };
+        let (record, hash) = link(&prev, seq, event);
+        prev = hash;
+        records.push(record);
+    }
+    let head = records.last().unwrap().hash.clone();
+    let signature = key.sign(&rng, &Checkpoint::message(n, &head)).unwrap();
+    let checkpoint = Checkpoint {
+        records: n,
+        head,
+        public_key: URL_SAFE_NO_PAD.encode(key.public_key().as_ref()),
+        signature: URL_SAFE_NO_PAD.encode(signature.as_ref()),
+    };
+    let text = export_jsonl(&records, &checkpoint);
+    assert!(crate::audit::verify_export(&text, None).is_ok());
+    text.into_bytes()
+}
+
+/// Inputs that each target accepts/// Inputs that each target accepts, or nearly: mutations of them reach past the first check.
 fn seeds(name: &str) -> Vec<Vec<u8>> {
     let auth = SoftAuthenticator::new();
     let reg_data = auth.auth_data("example.org", 0x45 | AT, 0);
@@ -54,10 +97,7 @@ fn seeds(name: &str) -> Vec<Vec<u8>> {
             b"\x01/v1/tokens/4111119876541111/suspend".to_vec(),
             b"\x01/v1/authorizations/challenges".to_vec(),
         ],
-        "audit_verify" => vec![
-            br#"{"seq":1,"at":"2026-11-23T00:00:00Z","kind":"tokenize","prev":"00","hash":"00"}"#
-                .to_vec(),
-        ],
+        "audit_verify" => vec![audit_export(3)],
         "authorization_requests" => vec![
             br#"{"token":"4111119876541111","domain":"shop","device_id":"d1","amount":1234,"currency":"EUR","payee":"Shop","spc":{"payee_origin":"https://shop.example","top_origin":"https://shop.example","instrument":{"display_name":"Card","icon":"https://shop.example/i.png"}}}"#.to_vec(),
             br#"{"challenge_id":"c1","credential_id":"AAEC","authenticator_data":"AAEC","client_data_json":"eyJ9","signature":"MEUC"}"#.to_vec(),
