@@ -142,6 +142,18 @@ async fn approved_authorization_is_a_jws_over_the_payment() {
     assert_eq!(b["decision"], "approved");
     let claims = jws_claims(b["authorization"].as_str().unwrap());
     assert_eq!(claims["authorization_id"], b["authorization_id"]);
+    // Challenge and authorization ids are UUIDv7: their first 48 bits are the creation time
+    // in milliseconds, so the authorization's is not earlier than its challenge's.
+    let authorization_id = b["authorization_id"].as_str().unwrap();
+    for uuid in [id.as_str(), authorization_id] {
+        assert_eq!(uuid.len(), 36, "{uuid}");
+        assert_eq!(&uuid[14..15], "7", "version 7: {uuid}");
+        assert!("89ab".contains(&uuid[19..20]), "RFC 9562 variant: {uuid}");
+    }
+    assert!(
+        id[..13] <= authorization_id[..13],
+        "{id} {authorization_id}"
+    );
     assert_eq!(claims["token"], w.t.token.as_str());
     assert_eq!(claims["domain"], DOMAIN);
     assert_eq!(claims["amount"], 1234);

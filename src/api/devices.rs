@@ -4,7 +4,7 @@
 use super::error::ApiError;
 use super::types::base64url;
 use crate::card::{Domain, Token};
-use crate::service::{EnrolInput, EnrolledDevice, IssuedChallenge};
+use crate::service::{uuid_text, EnrolInput, EnrolledDevice, IssuedChallenge};
 use serde::{Deserialize, Serialize};
 
 /// `POST /v1/devices/challenges`.
@@ -155,24 +155,13 @@ pub struct EnrolResponse {
     pub user_verified: bool,
 }
 
-/// An AAGUID as a lowercase UUID string (8-4-4-4-12).
-fn uuid(bytes: &[u8; 16]) -> String {
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let parts = [(0, 8), (8, 12), (12, 16), (16, 20), (20, 32)];
-    parts
-        .iter()
-        .filter_map(|(a, b)| hex.get(*a..*b))
-        .collect::<Vec<_>>()
-        .join("-")
-}
-
 impl From<&EnrolledDevice> for EnrolResponse {
     fn from(d: &EnrolledDevice) -> Self {
         Self {
             device_id: d.device_id.clone(),
             format: d.format.as_str(),
             trust: d.trust.as_str(),
-            aaguid: uuid(&d.aaguid),
+            aaguid: uuid_text(&d.aaguid),
             user_verified: d.user_verified,
         }
     }
@@ -187,7 +176,7 @@ mod tests {
         let mut a = [0u8; 16];
         a[0] = 0xcb;
         a[15] = 0xa8;
-        assert_eq!(uuid(&a), "cb000000-0000-0000-0000-0000000000a8");
+        assert_eq!(uuid_text(&a), "cb000000-0000-0000-0000-0000000000a8");
     }
 
     #[test]

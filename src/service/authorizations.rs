@@ -8,7 +8,7 @@
 //! commit and returned only after it.
 
 use super::idempotency::{request_hash, IdempotencyKey};
-use super::tokens::{fill_random, random_b64};
+use super::ids::{fill_random, time_ordered_id};
 use super::{Caller, Error};
 use crate::audit::{AuditEvent, Decision};
 use crate::card::{Domain, Token, TokenStatus};
@@ -226,7 +226,7 @@ impl Authorizations {
         fill_random(&mut challenge);
         let now = time::OffsetDateTime::now_utc();
         let record = AuthorizationChallengeRecord {
-            id: random_b64(16),
+            id: time_ordered_id(now),
             challenge,
             principal: caller.principal.as_str().to_owned(),
             token: input.token,
@@ -430,7 +430,7 @@ impl Authorizations {
             return Err(self.refuse_consuming(finish, e).await);
         }
         finish.audit.decision = Decision::Allow;
-        let authorization_id = random_b64(16);
+        let authorization_id = time_ordered_id(now);
         let iat = now.unix_timestamp();
         let ttl = i64::try_from(self.config.authorization_ttl.as_secs()).unwrap_or(i64::MAX);
         let exp = iat.saturating_add(ttl);

@@ -5,7 +5,7 @@
 //! every attempt, good or bad, needs a fresh challenge (and a replayed response always meets
 //! a used challenge).
 
-use super::tokens::{fill_random, random_b64};
+use super::ids::{fill_random, random_b64, time_ordered_id};
 use super::{Caller, Error};
 use crate::audit::{AuditEvent, Decision};
 use crate::card::{Domain, Token, TokenStatus};
@@ -161,7 +161,7 @@ impl Devices {
         fill_random(&mut challenge);
         let now = time::OffsetDateTime::now_utc();
         let record = ChallengeRecord {
-            id: random_b64(16),
+            id: time_ordered_id(now),
             purpose: ChallengePurpose::Enrol,
             challenge,
             rp_id: rp_id.to_owned(),

@@ -6,6 +6,7 @@ mod authorizations;
 mod devices;
 mod error;
 mod idempotency;
+mod ids;
 mod keys;
 mod tokens;
 
@@ -16,6 +17,7 @@ pub use authorizations::{
 pub use devices::{Devices, EnrolInput, EnrolledDevice, IssuedChallenge};
 pub use error::Error;
 pub use idempotency::IdempotencyKey;
+pub use ids::uuid_text;
 pub use keys::{
     ChangeOutcome, KeyAdmin, KeyChange, KeyChangeKind, KeyEntry, KeyListing, KeySettings,
     RewrapProgress, MAX_REWRAP_BATCH,

@@ -1,5 +1,6 @@
 //! Tokenization use cases: tokenize, detokenize, read metadata, suspend/resume/delete.
 
+use super::ids::fill_random;
 use super::{Caller, Error};
 use crate::audit::AuditEvent;
 use crate::card::{Domain, Expiry, Pan, StatusChange, Token, TokenFormat, TokenStatus};
@@ -257,21 +258,4 @@ impl Vault {
         )
         .await
     }
-}
-
-/// Fills `buf` from the operating system's CSPRNG. A failing system RNG is unrecoverable for a
-/// security module, so this aborts the process rather than drawing predictable tokens.
-pub(super) fn fill_random(buf: &mut [u8]) {
-    if getrandom::getrandom(buf).is_err() {
-        tracing::error!("the system random number generator failed; stopping");
-        std::process::abort();
-    }
-}
-
-/// `n` random bytes (ids, challenges), base64url without padding.
-pub(super) fn random_b64(n: usize) -> String {
-    use base64::Engine as _;
-    let mut buf = vec![0u8; n];
-    fill_random(&mut buf);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
 }
