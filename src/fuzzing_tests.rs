@@ -30,7 +30,7 @@ fn prefixed(parts: &[&[u8]]) -> Vec<u8> {
 
 /// A signed export of `n` records, as `payhsm audit export` writes it.
 fn audit_export(n: u64) -> Vec<u8> {
-    use crate::audit::{export_jsonl, link, AuditEvent, Checkpoint, Decision, GENESIS};
+    use crate::audit::{export_jsonl, link, AuditEvent, Checkpoint, GENESIS};
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine as _;
     use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
@@ -41,19 +41,7 @@ fn audit_export(n: u64) -> Vec<u8> {
     let mut prev = GENESIS;
     let mut records = Vec::new();
     for seq in 1..=n {
-        let event = AuditEvent {
-            time: format!("2026-01-01T00:00:{seq:02}.000Z"),
-            request_id: format!("req-{seq}"),
-            principal: "spiffe://gw".into(),
-            action: "tokenize".into(),
-            domain: Some("shop".into()),
-            token: Some("4111119999991111".into()),
-            last4: Some("1111".into()),
-            decision: Decision::Allow,
-            policy_ids: vec!["gw-tokenize".into()],
-            outcome: "created".into(),
-            detail: None,
-        };
+        let event = AuditEvent::sample(seq);
         let (record, hash) = link(&prev, seq, event);
         prev = hash;
         records.push(record);

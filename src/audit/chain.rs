@@ -165,22 +165,9 @@ pub fn export_jsonl(records: &[AuditRecord], checkpoint: &Checkpoint) -> String 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::Decision;
 
     fn event(n: u32) -> AuditEvent {
-        AuditEvent {
-            time: "2026-01-01T00:00:00.000Z".into(),
-            request_id: format!("r{n}"),
-            principal: "gw".into(),
-            action: "tokenize".into(),
-            domain: Some("shop".into()),
-            token: None,
-            last4: None,
-            decision: Decision::Allow,
-            policy_ids: vec!["p1".into()],
-            outcome: "created".into(),
-            detail: None,
-        }
+        AuditEvent::sample(n.into())
     }
 
     #[test]

@@ -69,3 +69,23 @@ pub struct AuditRecord {
     /// Hex SHA-256 of this record.
     pub hash: String,
 }
+
+#[cfg(test)]
+impl AuditEvent {
+    /// A tokenization event numbered `n`, for unit tests.
+    pub(crate) fn sample(n: u64) -> Self {
+        Self {
+            time: "2026-01-01T00:00:00.000Z".into(),
+            request_id: format!("r{n}"),
+            principal: "gw".into(),
+            action: "tokenize".into(),
+            domain: Some("shop".into()),
+            token: None,
+            last4: None,
+            decision: Decision::Allow,
+            policy_ids: vec!["p1".into()],
+            outcome: "created".into(),
+            detail: None,
+        }
+    }
+}
