@@ -268,3 +268,69 @@ fn every_target_survives_its_seeds_and_their_mutations() {
     }
     assert!(runs >= TARGETS.len() * (edges.len() + MUTATIONS_PER_SEED));
 }
+
+/// The seeds are inputs the parsers accept, so the mutations start from the valid side of
+/// every check; a renamed field or a stricter rule that would quietly turn a seed into an
+/// early rejection fails here instead.
+#[test]
+fn the_seeds_are_accepted_by_their_parsers() {
+    let one = |name: &str, i: usize| seeds(name).swap_remove(i);
+    decode::<TokenizeRequest>(&one("tokenize_request", 0))
+        .and_then(TokenizeRequest::into_input)
+        .unwrap();
+    decode::<DetokenizeRequest>(&one("detokenize_request", 0))
+        .and_then(|r| r.parse())
+        .unwrap();
+    let query = String::from_utf8(one("detokenize_request", 1)).unwrap();
+    assert_eq!(domain_from_query(Some(&query)).unwrap(), Some("shop"));
+    Domain::parse(
+        &decode::<DomainBody>(&one("detokenize_request", 2))
+            .unwrap()
+            .domain,
+    )
+    .unwrap();
+    decode::<ChallengeRequest>(&one("device_requests", 0)).unwrap();
+    decode::<EnrolRequest>(&one("device_requests", 1))
+        .and_then(EnrolRequest::into_input)
+        .unwrap();
+    decode::<PaymentChallengeRequest>(&one("authorization_requests", 0))
+        .and_then(|r| r.into_input())
+        .unwrap()
+        .check_values()
+        .unwrap();
+    decode::<AuthorizeRequest>(&one("authorization_requests", 1))
+        .and_then(AuthorizeRequest::into_input)
+        .unwrap();
+    for i in 0..2 {
+        decode::<KeyChangeRequest>(&one("key_change_request", i))
+            .and_then(|r| r.into_change())
+            .unwrap();
+    }
+    decode::<RewrapRequest>(&one("key_change_request", 2))
+        .unwrap()
+        .batch()
+        .unwrap();
+    let config = String::from_utf8(one("config_toml", 0)).unwrap();
+    crate::config::Config::from_toml(&config, Path::new("/etc/payhsm")).unwrap();
+    crate::transport::principal_from_certificate(&one("certificate_identity", 0)).unwrap();
+    crate::jose::Jwks::parse(&one("jose_jwks", 0)).unwrap();
+    for share in seeds("ceremony_share") {
+        crate::ceremony::Share::from_transcript(std::str::from_utf8(&share).unwrap()).unwrap();
+    }
+    for data in seeds("webauthn_authdata") {
+        crate::webauthn::authdata::AuthenticatorData::parse(&data).unwrap();
+    }
+    for data in seeds("webauthn_client_data") {
+        crate::webauthn::client_data::ClientData::parse(&data).unwrap();
+    }
+    crate::webauthn::cose::CoseKey::from_cbor_bytes(&one("webauthn_cose_key", 0)).unwrap();
+    for data in seeds("webauthn_cbor") {
+        crate::webauthn::cbor::decode(&data).unwrap();
+    }
+    let mut headers = hyper::HeaderMap::new();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_bytes(&one("request_headers", 0)).unwrap(),
+    );
+    require_json(&headers).unwrap();
+}
