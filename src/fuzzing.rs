@@ -106,6 +106,9 @@ pub fn device_requests(data: &[u8]) {
     let _ = decode::<EnrolRequest>(data).and_then(EnrolRequest::into_input);
 }
 
+/// The RFC 7515 A.3 key as a JWKS (kid `a3`): the fixed key of `jose_verify`.
+const RFC7515_A3_JWKS: &[u8] = br#"{"keys":[{"kty":"EC","crv":"P-256","kid":"a3","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}"#;
+
 /// A JWKS fetched from a URL, outside input to `payhsm authz verify`.
 pub fn jose_jwks(data: &[u8]) {
     let _ = crate::jose::Jwks::parse(data);
@@ -113,8 +116,7 @@ pub fn jose_jwks(data: &[u8]) {
 
 /// A JWS, outside input to a gateway's verifier, against a fixed JWKS (the RFC 7515 A.3 key).
 pub fn jose_verify(data: &[u8]) {
-    const JWKS: &[u8] = br#"{"keys":[{"kty":"EC","crv":"P-256","kid":"a3","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}"#;
-    if let (Ok(text), Ok(jwks)) = (from_utf8(data), crate::jose::Jwks::parse(JWKS)) {
+    if let (Ok(text), Ok(jwks)) = (from_utf8(data), crate::jose::Jwks::parse(RFC7515_A3_JWKS)) {
         let _ = crate::jose::verify_compact(text, &jwks, 1_300_819_000);
     }
 }

@@ -79,7 +79,7 @@ fn seeds(name: &str) -> Vec<Vec<u8>> {
         der("keys-sample/clients/gateway.pem"),
         der("keys-sample/ca.pem"),
     );
-    let s: Vec<Vec<u8>> = match name {
+    match name {
         "api_route" => vec![
             b"\x00/v1/tokens/4111119876541111".to_vec(),
             b"\x01/v1/tokens/4111119876541111/suspend".to_vec(),
@@ -111,7 +111,7 @@ fn seeds(name: &str) -> Vec<Vec<u8>> {
             br#"{"user":"alice","rp_id":"shop.example"}"#.to_vec(),
             br#"{"challenge_id":"c1","credential_id":"AAEC","attestation_object":"o2Nm","client_data_json":"eyJ9","token":"4111119876541111","domain":"shop"}"#.to_vec(),
         ],
-        "jose_jwks" => vec![br#"{"keys":[{"kty":"EC","crv":"P-256","kid":"a3","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}"#.to_vec()],
+        "jose_jwks" => vec![RFC7515_A3_JWKS.to_vec()],
         // RFC 7515 A.3 with a kid added to the header.
         "jose_verify" => vec![b"eyJhbGciOiJFUzI1NiIsImtpZCI6ImEzIn0.eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ.DtEhU3ljbEg8L38VWAfUAqOyKAM6-Xx-F4GawxaepmXFCgfTjDxw5djxLa8ISlSApmWQxfKTUJqPP3-Kg6NU1Q".to_vec()],
         "key_change_request" => vec![
@@ -146,8 +146,7 @@ fn seeds(name: &str) -> Vec<Vec<u8>> {
             vec![chain]
         }
         other => panic!("no seeds for fuzz target {other}"),
-    };
-    s
+    }
 }
 
 /// xorshift64*: a fixed sequence, so a failure reproduces.
