@@ -5,8 +5,8 @@ use super::identities::{self, IdentityMap};
 use super::{PolicyError, Principal};
 use crate::card::Domain;
 use cedar_policy::{
-    Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName, EntityUid, Policy,
-    PolicySet, Request, RestrictedExpression, Schema, ValidationMode, Validator,
+    ActionConstraint, Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName,
+    EntityUid, Policy, PolicySet, Request, RestrictedExpression, Schema, ValidationMode, Validator,
 };
 use std::collections::{BTreeSet, HashSet};
 use std::path::Path;
@@ -95,6 +95,11 @@ impl Action {
             Self::ApproveKeyChange => "approve_key_change",
             Self::RewrapKeys => "rewrap_keys",
         }
+    }
+
+    /// This action's position in [`Action::ALL`].
+    fn index(self) -> Option<usize> {
+        Action::ALL.iter().position(|a| *a == self)
     }
 
     /// Whether `resource` is the kind of resource this action applies to (as the schema
@@ -245,8 +250,11 @@ fn uid(type_name: &EntityTypeName, id: &str) -> EntityUid {
 /// Cedar policies + identity map, validated at load. Cheap to query and `Sync`: share one
 /// behind an `Arc`.
 pub struct PolicyEngine {
-    schema: Schema,
     policies: PolicySet,
+    /// Per action, in [`Action::ALL`] order: the policies whose action scope can match it
+    /// (the others cannot apply, so Cedar need not build and evaluate them), or `None` when
+    /// the schema refuses the action's requests (then every request is denied by default).
+    by_action: Vec<Option<PolicySet>>,
     /// Every known client with its groups; unknown clients are absent, so have no group.
     entities: Entities,
     authorizer: Authorizer,
@@ -347,9 +355,29 @@ impl PolicyEngine {
             }
         })?;
 
+        let groups = schema.action_entities().map_err(|e| PolicyError::Schema {
+            path: schema_path.clone(),
+            message: e.to_string(),
+        })?;
+        let mut by_action = Vec::with_capacity(Action::ALL.len());
+        for action in Action::ALL {
+            if let Err(e) = check_request_shape(&schema, &names, action) {
+                // Only if the schema lacks an action payhsm asks about: fail closed.
+                tracing::error!(action = action.as_str(), error = %e, "policy requests for this action do not match the schema: each is denied");
+                by_action.push(None);
+                continue;
+            }
+            let set = policies_for(&policies, &groups, &uid(&names.action, action.as_str()))
+                .map_err(|id| PolicyError::DuplicateId {
+                    path: policies_path.clone(),
+                    id,
+                })?;
+            by_action.push(Some(set));
+        }
+
         Ok(Self {
-            schema,
             policies,
+            by_action,
             entities,
             authorizer: Authorizer::new(),
             identities,
@@ -373,8 +401,23 @@ impl PolicyEngine {
         decision
     }
 
-    /// Runs Cedar on one request.
+    /// Runs Cedar on one request, over the policies that can apply to its action.
     fn evaluate(&self, request: &PolicyRequest<'_>) -> PolicyDecision {
+        match request.action.index().and_then(|i| self.by_action.get(i)) {
+            Some(Some(policies)) => self.evaluate_in(request, policies, None),
+            _ => PolicyDecision::deny_by_default(),
+        }
+    }
+
+    /// Runs Cedar on one request over `policies`. `schema`: check the request against it
+    /// first (done once per action at load for [`Self::evaluate`]: a request's shape is
+    /// fixed by its action).
+    fn evaluate_in(
+        &self,
+        request: &PolicyRequest<'_>,
+        policies: &PolicySet,
+        schema: Option<&Schema>,
+    ) -> PolicyDecision {
         let payment_action = request.action == Action::AuthorizePayment;
         let has_payment = matches!(request.context, PolicyContext::Payment(_));
         if !request.action.applies_to(&request.resource) || payment_action != has_payment {
@@ -397,21 +440,20 @@ impl PolicyEngine {
                 action,
                 resource,
                 context,
-                Some(&self.schema),
+                schema,
             )
             .map_err(|e| e.to_string())
         });
         let cedar_request = match cedar_request {
             Ok(r) => r,
             Err(e) => {
-                // Only if the schema lacks an action payhsm asks about: fail closed.
                 tracing::error!(action = request.action.as_str(), error = %e, "policy request does not match the schema");
                 return PolicyDecision::deny_by_default();
             }
         };
-        let response =
-            self.authorizer
-                .is_authorized(&cedar_request, &self.policies, &self.entities);
+        let response = self
+            .authorizer
+            .is_authorized(&cedar_request, policies, &self.entities);
         for error in response.diagnostics().errors() {
             tracing::warn!(error = %error, "policy evaluation error (policy skipped)");
         }
@@ -447,7 +489,7 @@ impl PolicyEngine {
     }
 }
 
-/// The Cedar context record of a payment (`Request::new` checks it against the schema).
+/// The Cedar context record of a payment (its shape is checked against the schema at load).
 fn payment_context(p: &PaymentContext) -> Result<Context, String> {
     let amount = i64::try_from(p.amount).map_err(|_| "amount out of range".to_owned())?;
     let pairs = [
@@ -470,6 +512,70 @@ fn payment_context(p: &PaymentContext) -> Result<Context, String> {
     ]
     .map(|(k, v)| (k.to_owned(), v));
     Context::from_pairs(pairs).map_err(|e| e.to_string())
+}
+
+/// Checks that `action`'s requests (a `Client`, the resource kind it applies to, its context
+/// kind) are valid under `schema`. Every request for an action has this one shape, so one
+/// check at load stands for the check of each request.
+fn check_request_shape(schema: &Schema, names: &TypeNames, action: Action) -> Result<(), String> {
+    let resource = if action.applies_to(&Resource::AuditLog) {
+        uid(&names.audit_log, AUDIT_LOG_ID)
+    } else if action.applies_to(&Resource::KeyRing) {
+        uid(&names.key_ring, KEY_RING_ID)
+    } else if action.applies_to(&Resource::RelyingParty("")) {
+        uid(&names.relying_party, "")
+    } else {
+        uid(&names.domain, "")
+    };
+    let context = if action == Action::AuthorizePayment {
+        payment_context(&PaymentContext {
+            amount: 0,
+            currency: String::new(),
+            payee: String::new(),
+            user_verified: false,
+            trust: String::new(),
+            backup_state: false,
+            domain: String::new(),
+        })?
+    } else {
+        Context::empty()
+    };
+    Request::new(
+        uid(&names.client, ""),
+        uid(&names.action, action.as_str()),
+        resource,
+        context,
+        Some(schema),
+    )
+    .map(drop)
+    .map_err(|e| e.to_string())
+}
+
+/// The policies of `all` whose action scope can match `action`: unconstrained, `==` it, or
+/// `in` a list holding it or one of its action groups (`groups`: the schema's action
+/// entities). Leaving out the others changes no decision: a policy's scope is part of its
+/// condition, so for this action they could only be false. `Err`: the id of a policy that
+/// could not be added (cannot happen: the ids in `all` are unique).
+fn policies_for(
+    all: &PolicySet,
+    groups: &Entities,
+    action: &EntityUid,
+) -> Result<PolicySet, String> {
+    let mut set = PolicySet::new();
+    for policy in all.policies() {
+        let applies = match policy.action_constraint() {
+            ActionConstraint::Any => true,
+            ActionConstraint::Eq(a) => a == *action,
+            ActionConstraint::In(list) => list
+                .iter()
+                .any(|a| a == action || groups.is_ancestor_of(a, action)),
+        };
+        if applies {
+            set.add(policy.clone())
+                .map_err(|_| AsRef::<str>::as_ref(policy.id()).to_owned())?;
+        }
+    }
+    Ok(set)
 }
 
 fn read(path: &Path) -> Result<String, PolicyError> {
@@ -611,6 +717,163 @@ mod tests {
         }
         let size = engine.cache.0.read().unwrap().len();
         assert!((1..=DECISION_CACHE_ENTRIES).contains(&size), "{size}");
+    }
+
+    /// Every kind of request the daemon can ask, with contexts on both sides of each payment
+    /// policy, and mismatched resources and contexts (denied by default).
+    fn each_request(mut check: impl FnMut(&PolicyRequest<'_>)) {
+        let principals = [
+            "spiffe://payhsm.dev/gateway",
+            "spiffe://payhsm.dev/vault-reader",
+            "spiffe://payhsm.dev/auditor",
+            "spiffe://payhsm.dev/custodian-1",
+            "spiffe://payhsm.dev/unknown",
+        ]
+        .map(Principal::new);
+        let domains = ["shop", "acme-shop", "other"].map(|d| Domain::parse(d).unwrap());
+        let mut resources = vec![
+            Resource::AuditLog,
+            Resource::KeyRing,
+            Resource::RelyingParty("localhost"),
+        ];
+        resources.extend(domains.iter().map(Resource::Domain));
+        let mut payments = Vec::new();
+        for (amount, trust) in [(500, "self"), (20_000, "self"), (20_000, "hardware")] {
+            for user_verified in [true, false] {
+                payments.push(PaymentContext {
+                    amount,
+                    currency: "EUR".to_owned(),
+                    payee: "Shop".to_owned(),
+                    user_verified,
+                    trust: trust.to_owned(),
+                    backup_state: false,
+                    domain: "shop".to_owned(),
+                });
+            }
+        }
+        let contexts: Vec<PolicyContext<'_>> = std::iter::once(PolicyContext::Empty)
+            .chain(payments.iter().map(PolicyContext::Payment))
+            .collect();
+        for principal in &principals {
+            for action in Action::ALL {
+                for resource in &resources {
+                    for context in &contexts {
+                        check(&PolicyRequest {
+                            principal,
+                            action,
+                            resource: *resource,
+                            context: *context,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn decisions_over_each_actions_policies_equal_those_over_all_checked_against_the_schema() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+        let (schema, _) =
+            Schema::from_cedarschema_str(&read(&dir.join(SCHEMA_FILE)).unwrap()).unwrap();
+        let engine = engine();
+        let (mut requests, mut allowed, mut forbidden) = (0, 0, 0);
+        each_request(|request| {
+            let sliced = engine.evaluate(request);
+            let whole = engine.evaluate_in(request, &engine.policies, Some(&schema));
+            assert_eq!(sliced, whole, "{request:?}");
+            requests += 1;
+            allowed += usize::from(sliced.allowed);
+            forbidden += usize::from(!sliced.allowed && !sliced.policy_ids.is_empty());
+        });
+        // The comparison covered allows, explicit forbids and denials by default.
+        assert!(allowed > 0 && forbidden > 0 && requests > allowed + forbidden);
+        // And the slicing left policies out: a payment is decided over fewer than all.
+        let payment = engine.by_action[Action::AuthorizePayment.index().unwrap()]
+            .as_ref()
+            .unwrap();
+        assert!(payment.policies().count() < engine.policies.policies().count());
+    }
+
+    /// The real policy folder with `schema` and `policies` in place of its own.
+    fn folder(schema: &str, policies: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let real = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+        std::fs::copy(real.join(IDENTITIES_FILE), dir.path().join(IDENTITIES_FILE)).unwrap();
+        std::fs::write(dir.path().join(SCHEMA_FILE), schema).unwrap();
+        std::fs::write(dir.path().join(POLICIES_FILE), policies).unwrap();
+        dir
+    }
+
+    fn payment(engine: &PolicyEngine, user_verified: bool) -> PolicyDecision {
+        let gateway = Principal::new("spiffe://payhsm.dev/gateway");
+        let shop = Domain::parse("shop").unwrap();
+        let context = PaymentContext {
+            amount: 500,
+            currency: "EUR".to_owned(),
+            payee: "Shop".to_owned(),
+            user_verified,
+            trust: "self".to_owned(),
+            backup_state: false,
+            domain: "shop".to_owned(),
+        };
+        engine.decide(&PolicyRequest {
+            principal: &gateway,
+            action: Action::AuthorizePayment,
+            resource: Resource::Domain(&shop),
+            context: PolicyContext::Payment(&context),
+        })
+    }
+
+    #[test]
+    fn a_policy_on_an_action_group_applies_to_its_members() {
+        let real = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+        let schema = read(&real.join(SCHEMA_FILE)).unwrap().replace(
+            "action authorize_payment appliesTo",
+            "action payments;\naction authorize_payment in [payments] appliesTo",
+        );
+        let dir = folder(
+            &schema,
+            r#"
+            @id("payments-group") permit(principal, action in [Action::"payments"], resource);
+            @id("no-uv") forbid(principal, action in Action::"payments", resource)
+                unless { context has user_verified && context.user_verified };
+            "#,
+        );
+        let engine = PolicyEngine::load(dir.path()).unwrap();
+        assert_eq!(
+            payment(&engine, true),
+            PolicyDecision {
+                allowed: true,
+                policy_ids: vec!["payments-group".to_owned()],
+            }
+        );
+        assert_eq!(
+            payment(&engine, false),
+            PolicyDecision {
+                allowed: false,
+                policy_ids: vec!["no-uv".to_owned()],
+            }
+        );
+    }
+
+    #[test]
+    fn an_action_the_schema_lacks_is_denied_by_default_and_the_others_still_decided() {
+        let real = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+        let full = read(&real.join(SCHEMA_FILE)).unwrap();
+        let start = full.find("action authorize_payment appliesTo").unwrap();
+        let schema = &full[..start];
+        let dir = folder(
+            schema,
+            r#"
+            @id("anything") permit(principal, action, resource);
+            "#,
+        );
+        let engine = PolicyEngine::load(dir.path()).unwrap();
+        assert_eq!(payment(&engine, true), PolicyDecision::deny_by_default());
+        let gateway = Principal::new("spiffe://payhsm.dev/gateway");
+        let shop = Domain::parse("shop").unwrap();
+        let tokenize = PolicyRequest::new(&gateway, Action::Tokenize, Resource::Domain(&shop));
+        assert!(engine.decide(&tokenize).allowed);
     }
 
     #[test]
