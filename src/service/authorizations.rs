@@ -38,6 +38,15 @@ const MAX_SPC_CHARS: usize = 2048;
 const ISSUED: &str = "authorization_challenge_issued";
 const APPROVED: &str = "authorization_approved";
 const REFUSED: &str = "authorization_refused";
+
+/// A request's Idempotency-Key and the hash of the request it came with (hashed only when
+/// a key was given).
+#[derive(Clone, Copy)]
+struct Keyed<'a> {
+    key: &'a IdempotencyKey,
+    hash: [u8; 32],
+}
+
 /// Idempotency operation names (part of the request hash).
 const OP_CHALLENGE: &str = "create_authorization_challenge";
 const OP_AUTHORIZE: &str = "authorize_payment";
@@ -180,7 +189,10 @@ impl Authorizations {
         input: PaymentChallengeInput,
         key: Option<&IdempotencyKey>,
     ) -> Result<IssuedPaymentChallenge, Error> {
-        let hash = request_hash(OP_CHALLENGE, &challenge_canonical(&input));
+        let keyed = key.map(|key| Keyed {
+            key,
+            hash: request_hash(OP_CHALLENGE, &challenge_canonical(&input)),
+        });
         let decision = self.policy.decide(&PolicyRequest::new(
             &caller.principal,
             Action::CreateAuthorizationChallenge,
@@ -199,7 +211,7 @@ impl Authorizations {
             audit.decision = Decision::Deny;
             return Err(self.refuse(audit, Error::Forbidden).await);
         }
-        if let Some(answer) = self.earlier_answer(caller, key, hash).await? {
+        if let Some(answer) = self.earlier_answer(caller, keyed).await? {
             return match answer {
                 Ok(resp) => replayed(&resp),
                 Err(e) => Err(self.refuse(audit, e).await),
@@ -245,7 +257,7 @@ impl Authorizations {
             challenge: URL_SAFE_NO_PAD.encode(&record.challenge),
             expires_at: record.expires_at.clone(),
         };
-        let idempotency = self.idempotency_record(caller, key, hash, &issued)?;
+        let idempotency = self.idempotency_record(caller, keyed, &issued)?;
         audit.action = ISSUED.to_owned();
         audit.outcome = "created".to_owned();
         audit.detail = Some(format!(
@@ -277,10 +289,13 @@ impl Authorizations {
         input: AuthorizeInput,
         key: Option<&IdempotencyKey>,
     ) -> Result<SignedAuthorization, Error> {
-        let hash = request_hash(OP_AUTHORIZE, &authorize_canonical(&input));
+        let keyed = key.map(|key| Keyed {
+            key,
+            hash: request_hash(OP_AUTHORIZE, &authorize_canonical(&input)),
+        });
         let mut audit = caller.audit_event(REFUSED, Decision::Deny, Vec::new());
         audit.detail = Some(format!("challenge_id={}", input.challenge_id));
-        if let Some(answer) = self.earlier_answer(caller, key, hash).await? {
+        if let Some(answer) = self.earlier_answer(caller, keyed).await? {
             return match answer {
                 Ok(resp) => replayed(&resp),
                 Err(e) => Err(self.refuse(audit, e).await),
@@ -459,7 +474,7 @@ impl Authorizations {
             authorization: jws.clone(),
             decision: "approved".to_owned(),
         };
-        finish.idempotency = self.idempotency_record(caller, key, hash, &signed)?;
+        finish.idempotency = self.idempotency_record(caller, keyed, &signed)?;
         finish.authorization = Some(AuthorizationRecord {
             authorization_id,
             challenge_id: challenge.id.clone(),
@@ -501,18 +516,17 @@ impl Authorizations {
     async fn earlier_answer(
         &self,
         caller: &Caller,
-        key: Option<&IdempotencyKey>,
-        hash: [u8; 32],
+        keyed: Option<Keyed<'_>>,
     ) -> Result<Option<Result<String, Error>>, Error> {
-        let Some(key) = key else {
+        let Some(keyed) = keyed else {
             return Ok(None);
         };
         let found = self
             .store
-            .idempotency(caller.principal.as_str(), key.as_str())
+            .idempotency(caller.principal.as_str(), keyed.key.as_str())
             .await?;
         Ok(found.map(|r| {
-            if r.request_hash == hash {
+            if r.request_hash == keyed.hash {
                 Ok(r.response)
             } else {
                 Err(Error::IdempotencyKeyReused)
@@ -523,11 +537,10 @@ impl Authorizations {
     fn idempotency_record<T: Serialize>(
         &self,
         caller: &Caller,
-        key: Option<&IdempotencyKey>,
-        hash: [u8; 32],
+        keyed: Option<Keyed<'_>>,
         answer: &T,
     ) -> Result<Option<IdempotencyRecord>, Error> {
-        let Some(key) = key else {
+        let Some(keyed) = keyed else {
             return Ok(None);
         };
         let response = serde_json::to_string(answer).map_err(|e| {
@@ -537,8 +550,8 @@ impl Authorizations {
         })?;
         Ok(Some(IdempotencyRecord {
             principal: caller.principal.as_str().to_owned(),
-            key: key.as_str().to_owned(),
-            request_hash: hash,
+            key: keyed.key.as_str().to_owned(),
+            request_hash: keyed.hash,
             response,
             created_at: crate::clock::now_rfc3339(),
         }))
