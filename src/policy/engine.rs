@@ -663,9 +663,26 @@ mod tests {
         check::<PolicyEngine>();
     }
 
+    /// The real policy folder.
+    fn policies_dir() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")
+    }
+
     fn engine() -> PolicyEngine {
-        PolicyEngine::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies"))
-            .unwrap()
+        PolicyEngine::load(&policies_dir()).unwrap()
+    }
+
+    /// A payment of `amount` minor units in EUR to `Shop`, in `shop`.
+    fn payment_of(amount: u64, trust: &str, user_verified: bool) -> PaymentContext {
+        PaymentContext {
+            amount,
+            currency: "EUR".to_owned(),
+            payee: "Shop".to_owned(),
+            user_verified,
+            trust: trust.to_owned(),
+            backup_state: false,
+            domain: "shop".to_owned(),
+        }
     }
 
     #[test]
@@ -740,15 +757,7 @@ mod tests {
         let mut payments = Vec::new();
         for (amount, trust) in [(500, "self"), (20_000, "self"), (20_000, "hardware")] {
             for user_verified in [true, false] {
-                payments.push(PaymentContext {
-                    amount,
-                    currency: "EUR".to_owned(),
-                    payee: "Shop".to_owned(),
-                    user_verified,
-                    trust: trust.to_owned(),
-                    backup_state: false,
-                    domain: "shop".to_owned(),
-                });
+                payments.push(payment_of(amount, trust, user_verified));
             }
         }
         let contexts: Vec<PolicyContext<'_>> = std::iter::once(PolicyContext::Empty)
@@ -772,9 +781,9 @@ mod tests {
 
     #[test]
     fn decisions_over_each_actions_policies_equal_those_over_all_checked_against_the_schema() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
         let (schema, _) =
-            Schema::from_cedarschema_str(&read(&dir.join(SCHEMA_FILE)).unwrap()).unwrap();
+            Schema::from_cedarschema_str(&read(&policies_dir().join(SCHEMA_FILE)).unwrap())
+                .unwrap();
         let engine = engine();
         let (mut requests, mut allowed, mut forbidden) = (0, 0, 0);
         each_request(|request| {
@@ -797,7 +806,7 @@ mod tests {
     /// The real policy folder with `schema` and `policies` in place of its own.
     fn folder(schema: &str, policies: &str) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
-        let real = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+        let real = policies_dir();
         std::fs::copy(real.join(IDENTITIES_FILE), dir.path().join(IDENTITIES_FILE)).unwrap();
         std::fs::write(dir.path().join(SCHEMA_FILE), schema).unwrap();
         std::fs::write(dir.path().join(POLICIES_FILE), policies).unwrap();
@@ -807,15 +816,7 @@ mod tests {
     fn payment(engine: &PolicyEngine, user_verified: bool) -> PolicyDecision {
         let gateway = Principal::new("spiffe://payhsm.dev/gateway");
         let shop = Domain::parse("shop").unwrap();
-        let context = PaymentContext {
-            amount: 500,
-            currency: "EUR".to_owned(),
-            payee: "Shop".to_owned(),
-            user_verified,
-            trust: "self".to_owned(),
-            backup_state: false,
-            domain: "shop".to_owned(),
-        };
+        let context = payment_of(500, "self", user_verified);
         engine.decide(&PolicyRequest {
             principal: &gateway,
             action: Action::AuthorizePayment,
@@ -826,8 +827,7 @@ mod tests {
 
     #[test]
     fn a_policy_on_an_action_group_applies_to_its_members() {
-        let real = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
-        let schema = read(&real.join(SCHEMA_FILE)).unwrap().replace(
+        let schema = read(&policies_dir().join(SCHEMA_FILE)).unwrap().replace(
             "action authorize_payment appliesTo",
             "action payments;\naction authorize_payment in [payments] appliesTo",
         );
@@ -858,8 +858,7 @@ mod tests {
 
     #[test]
     fn an_action_the_schema_lacks_is_denied_by_default_and_the_others_still_decided() {
-        let real = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
-        let full = read(&real.join(SCHEMA_FILE)).unwrap();
+        let full = read(&policies_dir().join(SCHEMA_FILE)).unwrap();
         let start = full.find("action authorize_payment appliesTo").unwrap();
         let schema = &full[..start];
         let dir = folder(
