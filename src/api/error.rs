@@ -29,6 +29,12 @@ pub enum ApiError {
     UnsupportedMediaType,
     /// The request body did not arrive within the body timeout (408).
     RequestTimeout,
+    /// The connection got no slot: the caller's own cap (its identity or address, 429
+    /// `too_many_connections`) or the daemon's (503 `server_busy`). The connection closes.
+    ConnectionRefused {
+        /// Whether the cap is the caller's own.
+        per_caller: bool,
+    },
     /// A bug: an invariant did not hold while encoding the answer (500).
     Internal,
 }
@@ -84,6 +90,12 @@ impl ApiError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             Self::RequestTimeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
+            Self::ConnectionRefused { per_caller: true } => {
+                (StatusCode::TOO_MANY_REQUESTS, "too_many_connections")
+            }
+            Self::ConnectionRefused { per_caller: false } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "server_busy")
+            }
             Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
         }
     }
@@ -111,6 +123,12 @@ impl std::fmt::Display for ApiError {
             }
             Self::UnsupportedMediaType => f.write_str("the request body must be application/json"),
             Self::RequestTimeout => f.write_str("the request body did not arrive in time"),
+            Self::ConnectionRefused { per_caller: true } => {
+                f.write_str("this client holds as many connections as it may; reuse one of them")
+            }
+            Self::ConnectionRefused { per_caller: false } => {
+                f.write_str("the server holds as many connections as it may; retry later")
+            }
             Self::Internal => f.write_str("internal error"),
         }
     }
@@ -186,6 +204,16 @@ mod tests {
                 "unknown_relying_party",
             ),
             (service::Error::InvalidUser.into(), 422, "invalid_user"),
+            (
+                ApiError::ConnectionRefused { per_caller: true },
+                429,
+                "too_many_connections",
+            ),
+            (
+                ApiError::ConnectionRefused { per_caller: false },
+                503,
+                "server_busy",
+            ),
             (
                 service::Error::ChallengeNotFound.into(),
                 404,

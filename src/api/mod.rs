@@ -21,7 +21,7 @@ pub mod types;
 pub use body::SecretBuf;
 pub use error::ApiError;
 pub(crate) use routes::fuzz_resolve;
-pub use routes::handle;
+pub use routes::{error_response, handle};
 
 use crate::jose::AuthorizationSigner;
 use crate::keys::Hsm;

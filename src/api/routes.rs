@@ -445,7 +445,7 @@ fn respond(reply: Reply, request_id: &str) -> Response<Full<SecretBuf>> {
 }
 
 /// The JSON error response for `e`.
-pub(super) fn error_response(e: &ApiError, request_id: &str) -> Response<Full<SecretBuf>> {
+pub fn error_response(e: &ApiError, request_id: &str) -> Response<Full<SecretBuf>> {
     let (status, code) = e.status_and_code();
     let message = e.to_string();
     let body = json(&ErrorResponse {

@@ -24,6 +24,53 @@ struct Cli {
     command: Command,
 }
 
+/// Connection budgets and timeouts of `payhsmd dev` (`[server]` in a configuration file).
+#[derive(clap::Args)]
+struct LimitArgs {
+    /// Most concurrent authenticated connections.
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    max_connections: u64,
+    /// Most concurrent connections of one client identity.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    max_connections_per_identity: u64,
+    /// Most concurrent authenticated connections from one source address.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    max_connections_per_address: u64,
+    /// Most connections in their TLS handshake (the unauthenticated budget).
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    max_handshakes: u64,
+    /// Most connections in their TLS handshake from one source address.
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    max_handshakes_per_address: u64,
+    /// Milliseconds a client has for its TLS handshake.
+    #[arg(long, default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    handshake_timeout_ms: u64,
+    /// Milliseconds a client has to send request headers; also closes idle connections.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    header_timeout_ms: u64,
+    /// Milliseconds a response may go unread before its connection is dropped.
+    #[arg(long, default_value_t = 15_000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    write_timeout_ms: u64,
+    /// Milliseconds a client has to send a whole request body.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    body_timeout_ms: u64,
+}
+
+impl LimitArgs {
+    fn apply(&self, limits: &mut payhsm::transport::ServerLimits) {
+        let n = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+        limits.max_connections = n(self.max_connections);
+        limits.max_connections_per_identity = n(self.max_connections_per_identity);
+        limits.max_connections_per_address = n(self.max_connections_per_address);
+        limits.max_handshakes = n(self.max_handshakes);
+        limits.max_handshakes_per_address = n(self.max_handshakes_per_address);
+        limits.handshake_timeout = Duration::from_millis(self.handshake_timeout_ms);
+        limits.header_timeout = Duration::from_millis(self.header_timeout_ms);
+        limits.write_timeout = Duration::from_millis(self.write_timeout_ms);
+        limits.body_timeout = Duration::from_millis(self.body_timeout_ms);
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Start a self-contained dev instance (DEV ONLY: public PINs and sample keys).
@@ -43,21 +90,11 @@ enum Command {
         /// Log as JSON lines instead of text.
         #[arg(long)]
         json_logs: bool,
-        /// Most concurrent connections.
-        #[arg(long, default_value_t = 4096)]
-        max_connections: usize,
         /// Seconds a new authorization signing key is published before it may sign.
         #[arg(long, default_value_t = 300)]
         signing_key_publish_lead: u64,
-        /// Milliseconds a client has for its TLS handshake.
-        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
-        handshake_timeout_ms: u64,
-        /// Milliseconds a client has to send request headers; also closes idle connections.
-        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
-        header_timeout_ms: u64,
-        /// Milliseconds a client has to send a whole request body.
-        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
-        body_timeout_ms: u64,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// Start from a production configuration file.
     Serve {
@@ -76,11 +113,8 @@ fn main() -> ExitCode {
             keys,
             policies,
             json_logs,
-            max_connections,
             signing_key_publish_lead,
-            handshake_timeout_ms,
-            header_timeout_ms,
-            body_timeout_ms,
+            limits,
         } => {
             if let Err(e) = payhsm::daemon::prepare_dev_dir(&data_dir) {
                 eprintln!("payhsmd: {e}");
@@ -90,10 +124,7 @@ fn main() -> ExitCode {
             if json_logs {
                 config.log_format = LogFormat::Json;
             }
-            config.server.max_connections = max_connections.max(1);
-            config.server.handshake_timeout = Duration::from_millis(handshake_timeout_ms);
-            config.server.header_timeout = Duration::from_millis(header_timeout_ms);
-            config.server.body_timeout = Duration::from_millis(body_timeout_ms);
+            limits.apply(&mut config.server.limits);
             config.keys.signing_key_publish_lead = Duration::from_secs(signing_key_publish_lead);
             (config, true)
         }

@@ -3,6 +3,7 @@
 use super::{defaults, Config, PinSource, Pkcs11Config, ServerConfig};
 use crate::card::TokenFormat;
 use crate::telemetry::LogFormat;
+use crate::transport::ServerLimits;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -128,31 +129,81 @@ fn validate_keys(k: &KeysSection) -> Result<super::KeysConfig, ConfigError> {
 #[serde(deny_unknown_fields)]
 struct ServerSection {
     listen: String,
-    #[serde(default = "d_max_connections")]
-    max_connections: usize,
-    #[serde(default = "d_timeout_ms")]
-    handshake_timeout_ms: u64,
-    #[serde(default = "d_timeout_ms")]
-    header_timeout_ms: u64,
-    #[serde(default = "d_timeout_ms")]
-    body_timeout_ms: u64,
-    #[serde(default = "d_drain_ms")]
-    drain_timeout_ms: u64,
-    #[serde(default = "d_max_body")]
-    max_body_bytes: usize,
+    max_connections: Option<usize>,
+    max_connections_per_identity: Option<usize>,
+    max_connections_per_address: Option<usize>,
+    max_handshakes: Option<usize>,
+    max_handshakes_per_address: Option<usize>,
+    handshake_timeout_ms: Option<u64>,
+    header_timeout_ms: Option<u64>,
+    write_timeout_ms: Option<u64>,
+    body_timeout_ms: Option<u64>,
+    drain_timeout_ms: Option<u64>,
+    max_body_bytes: Option<usize>,
 }
 
-fn d_max_connections() -> usize {
-    4096
-}
-fn d_timeout_ms() -> u64 {
-    10_000
-}
-fn d_drain_ms() -> u64 {
-    30_000
-}
-fn d_max_body() -> usize {
-    16 * 1024
+/// The `[server]` limits, each from the file or the default; every bad value names its key.
+fn validate_limits(s: &ServerSection) -> Result<ServerLimits, ConfigError> {
+    let d = ServerLimits::default();
+    let count = |key: &str, v: Option<usize>, default: usize| match v {
+        None => Ok(default),
+        Some(n) if (1..=1_000_000).contains(&n) => Ok(n),
+        Some(_) => Err(err(key, "must be 1 to 1000000")),
+    };
+    let ms = |key: &str, v: Option<u64>, default: Duration| match v {
+        None => Ok(default),
+        Some(n) if (1..=600_000).contains(&n) => Ok(Duration::from_millis(n)),
+        Some(_) => Err(err(key, "must be 1 to 600000 milliseconds")),
+    };
+    let max_body_bytes = s.max_body_bytes.unwrap_or(d.max_body_bytes);
+    if !(256..=1024 * 1024).contains(&max_body_bytes) {
+        return Err(err("server.max_body_bytes", "must be 256 to 1048576"));
+    }
+    Ok(ServerLimits {
+        max_connections: count(
+            "server.max_connections",
+            s.max_connections,
+            d.max_connections,
+        )?,
+        max_connections_per_identity: count(
+            "server.max_connections_per_identity",
+            s.max_connections_per_identity,
+            d.max_connections_per_identity,
+        )?,
+        max_connections_per_address: count(
+            "server.max_connections_per_address",
+            s.max_connections_per_address,
+            d.max_connections_per_address,
+        )?,
+        max_handshakes: count("server.max_handshakes", s.max_handshakes, d.max_handshakes)?,
+        max_handshakes_per_address: count(
+            "server.max_handshakes_per_address",
+            s.max_handshakes_per_address,
+            d.max_handshakes_per_address,
+        )?,
+        handshake_timeout: ms(
+            "server.handshake_timeout_ms",
+            s.handshake_timeout_ms,
+            d.handshake_timeout,
+        )?,
+        header_timeout: ms(
+            "server.header_timeout_ms",
+            s.header_timeout_ms,
+            d.header_timeout,
+        )?,
+        write_timeout: ms(
+            "server.write_timeout_ms",
+            s.write_timeout_ms,
+            d.write_timeout,
+        )?,
+        body_timeout: ms("server.body_timeout_ms", s.body_timeout_ms, d.body_timeout)?,
+        drain_timeout: ms(
+            "server.drain_timeout_ms",
+            s.drain_timeout_ms,
+            d.drain_timeout,
+        )?,
+        max_body_bytes,
+    })
 }
 
 #[derive(Deserialize)]
@@ -291,22 +342,7 @@ fn validate(f: FileConfig, base: &Path) -> Result<Config, ConfigError> {
         .listen
         .parse()
         .map_err(|_| err("server.listen", "expected an address like 127.0.0.1:8443"))?;
-    if f.server.max_connections == 0 {
-        return Err(err("server.max_connections", "must be at least 1"));
-    }
-    if !(256..=1024 * 1024).contains(&f.server.max_body_bytes) {
-        return Err(err("server.max_body_bytes", "must be 256 to 1048576"));
-    }
-    for (key, v) in [
-        ("server.handshake_timeout_ms", f.server.handshake_timeout_ms),
-        ("server.header_timeout_ms", f.server.header_timeout_ms),
-        ("server.body_timeout_ms", f.server.body_timeout_ms),
-        ("server.drain_timeout_ms", f.server.drain_timeout_ms),
-    ] {
-        if !(1..=600_000).contains(&v) {
-            return Err(err(key, "must be 1 to 600000 milliseconds"));
-        }
-    }
+    let limits = validate_limits(&f.server)?;
     let pin = match (f.pkcs11.pin_env, f.pkcs11.pin_file) {
         (Some(v), None) if !v.is_empty() => PinSource::Env(v),
         (None, Some(p)) => PinSource::File(abs(p)),
@@ -342,12 +378,7 @@ fn validate(f: FileConfig, base: &Path) -> Result<Config, ConfigError> {
             key: abs(f.tls.key),
             client_ca: abs(f.tls.client_ca),
             crls: f.tls.crls.into_iter().map(abs).collect(),
-            max_connections: f.server.max_connections,
-            handshake_timeout: Duration::from_millis(f.server.handshake_timeout_ms),
-            header_timeout: Duration::from_millis(f.server.header_timeout_ms),
-            body_timeout: Duration::from_millis(f.server.body_timeout_ms),
-            drain_timeout: Duration::from_millis(f.server.drain_timeout_ms),
-            max_body_bytes: f.server.max_body_bytes,
+            limits,
         },
         pkcs11: Pkcs11Config {
             module: abs(f.pkcs11.module),
@@ -394,7 +425,7 @@ dir = "policies"
     fn a_minimal_file_validates_with_defaults() {
         let c = parse(GOOD, Path::new("/etc/payhsm")).unwrap();
         assert_eq!(c.server.cert, Path::new("/etc/payhsm/keys/server.pem"));
-        assert_eq!(c.server.max_body_bytes, 16 * 1024);
+        assert_eq!(c.server.limits, ServerLimits::default());
         assert_eq!(c.pkcs11.pin, PinSource::Env("PAYHSM_PIN".into()));
         assert_eq!(c.sqlite_path, Path::new("/var/lib/payhsm/payhsm.db"));
         assert_eq!(c.token_cache_rows, defaults::TOKEN_CACHE_ROWS);
@@ -403,6 +434,36 @@ dir = "policies"
             "sqlite_path = \"/var/lib/payhsm/payhsm.db\"\ntoken_cache_rows = 0",
         );
         assert_eq!(parse(&none, Path::new("/")).unwrap().token_cache_rows, 0);
+    }
+
+    #[test]
+    fn connection_limits_come_from_the_file_and_bad_ones_name_their_key() {
+        let set = GOOD.replace(
+            "listen = \"127.0.0.1:8443\"",
+            "listen = \"127.0.0.1:8443\"\nmax_connections_per_identity = 7\nwrite_timeout_ms = 2500",
+        );
+        let c = parse(&set, Path::new("/")).unwrap();
+        assert_eq!(c.server.limits.max_connections_per_identity, 7);
+        assert_eq!(c.server.limits.write_timeout, Duration::from_millis(2500));
+        assert_eq!(
+            c.server.limits.max_handshakes,
+            ServerLimits::default().max_handshakes
+        );
+        for (key, value) in [
+            ("max_handshakes_per_address", "0"),
+            ("max_connections_per_address", "0"),
+            ("write_timeout_ms", "0"),
+            ("max_body_bytes", "10"),
+        ] {
+            let bad = GOOD.replace(
+                "listen = \"127.0.0.1:8443\"",
+                &format!("listen = \"127.0.0.1:8443\"\n{key} = {value}"),
+            );
+            assert_eq!(
+                parse(&bad, Path::new("/")).unwrap_err().path,
+                format!("server.{key}")
+            );
+        }
     }
 
     #[test]

@@ -60,18 +60,8 @@ pub struct ServerConfig {
     pub client_ca: PathBuf,
     /// CRLs of the client CA (PEM).
     pub crls: Vec<PathBuf>,
-    /// Most concurrent connections.
-    pub max_connections: usize,
-    /// Longest TLS handshake.
-    pub handshake_timeout: Duration,
-    /// Longest wait for request headers.
-    pub header_timeout: Duration,
-    /// Longest wait for a whole request body.
-    pub body_timeout: Duration,
-    /// Longest drain of in-flight requests at shutdown.
-    pub drain_timeout: Duration,
-    /// Largest request body.
-    pub max_body_bytes: usize,
+    /// Connection budgets and timeouts.
+    pub limits: crate::transport::ServerLimits,
 }
 
 /// Key lifecycle settings: dual control and cryptoperiods.
@@ -171,12 +161,7 @@ impl Config {
                 key: keys_dir.join("server.key"),
                 client_ca: keys_dir.join("ca.pem"),
                 crls: vec![keys_dir.join("ca.crl.pem")],
-                max_connections: 4096,
-                handshake_timeout: Duration::from_secs(10),
-                header_timeout: Duration::from_secs(10),
-                body_timeout: Duration::from_secs(10),
-                drain_timeout: Duration::from_secs(30),
-                max_body_bytes: 16 * 1024,
+                limits: crate::transport::ServerLimits::default(),
             },
             pkcs11: Pkcs11Config {
                 module: PathBuf::from(defaults::PKCS11_MODULE),

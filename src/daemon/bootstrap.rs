@@ -10,7 +10,7 @@ use crate::service::{Authorizations, Devices, KeyAdmin, KeySettings, Vault};
 use crate::store::sqlite::{SqliteOptions, SqliteStore};
 use crate::store::Store;
 use crate::telemetry::{Metrics, TimedStore};
-use crate::transport::{self, ServerLimits, TlsFiles};
+use crate::transport::{self, TlsFiles};
 use crate::webauthn::attestation::TrustAnchors;
 use base64::Engine as _;
 use std::future::Future;
@@ -317,11 +317,11 @@ async fn serve(
         hsm,
         signer,
         metrics,
-        max_body_bytes: config.server.max_body_bytes,
-        body_timeout: config.server.body_timeout,
+        max_body_bytes: config.server.limits.max_body_bytes,
+        body_timeout: config.server.limits.body_timeout,
     });
 
-    let tls = transport::server_config(&TlsFiles {
+    let tls = transport::server_tls(&TlsFiles {
         cert: config.server.cert.clone(),
         key: config.server.key.clone(),
         client_ca: config.server.client_ca.clone(),
@@ -336,15 +336,7 @@ async fn serve(
         .map_err(|e| DaemonError::Io(e.to_string()))?;
     tracing::info!(%addr, memory_locked = crate::isolation::memory_locked(), "payhsmd serving");
     on_listening(addr);
-    let limits = ServerLimits {
-        max_connections: config.server.max_connections,
-        handshake_timeout: config.server.handshake_timeout,
-        header_timeout: config.server.header_timeout,
-        body_timeout: config.server.body_timeout,
-        drain_timeout: config.server.drain_timeout,
-        max_body_bytes: config.server.max_body_bytes,
-    };
-    transport::run(listener, tls, app, limits, shutdown)
+    transport::run(listener, tls, app, config.server.limits.clone(), shutdown)
         .await
         .map_err(|e| DaemonError::Io(e.to_string()))?;
     tracing::info!("payhsmd stopped");

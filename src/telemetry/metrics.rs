@@ -44,6 +44,22 @@ pub const STORE_OPS: &[&str] = &[
     "update_sign_count",
 ];
 
+/// Why a connection was refused (the `reason` label of `payhsm_connections_refused_total`):
+/// a budget that was full (see `transport::budget`), or a resumed session whose certificate
+/// no longer verifies.
+pub const REFUSALS: &[&str] = &[
+    "handshakes",
+    "address_handshakes",
+    "connections",
+    "address_connections",
+    "identity_connections",
+    "resumed_certificate",
+];
+
+/// Why the server dropped a connection instead of closing it gracefully (the `reason` label
+/// of `payhsm_connections_dropped_total`).
+pub const DROPS: &[&str] = &["write_stall", "close_timeout"];
+
 /// Histogram upper bounds in seconds, shared by every duration histogram.
 pub const DURATION_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -66,6 +82,8 @@ pub struct Metrics {
     request_durations: Family,
     hsm_durations: Family,
     store_durations: Family,
+    refused: Vec<AtomicU64>,
+    dropped: Vec<AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -84,6 +102,8 @@ impl Metrics {
             request_durations: Family::new(ROUTES),
             hsm_durations: Family::new(HSM_OPS),
             store_durations: Family::new(STORE_OPS),
+            refused: (0..=REFUSALS.len()).map(|_| AtomicU64::new(0)).collect(),
+            dropped: (0..=DROPS.len()).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 
@@ -108,6 +128,20 @@ impl Metrics {
     /// Records the duration of one store call.
     pub fn record_store(&self, op: &'static str, elapsed: Duration) {
         self.store_durations.observe(op, elapsed);
+    }
+
+    /// Counts one connection refused for `reason` (one of [`REFUSALS`]).
+    pub fn record_refused(&self, reason: &'static str) {
+        if let Some(c) = self.refused.get(label_index(REFUSALS, reason)) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts one connection dropped for `reason` (one of [`DROPS`]).
+    pub fn record_closed(&self, reason: &'static str) {
+        if let Some(c) = self.dropped.get(label_index(DROPS, reason)) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// The Prometheus text exposition (format 0.0.4).
@@ -152,7 +186,38 @@ impl Metrics {
             "op",
             "Store call duration, by operation.",
         );
+        render_counters(
+            &mut out,
+            "payhsm_connections_refused_total",
+            "Connections refused, by reason.",
+            REFUSALS,
+            &self.refused,
+        );
+        render_counters(
+            &mut out,
+            "payhsm_connections_dropped_total",
+            "Connections dropped without a graceful close, by reason.",
+            DROPS,
+            &self.dropped,
+        );
         out
+    }
+}
+
+/// A counter family with a `reason` label; every label is rendered, zero or not, so an alert
+/// can be written before the first refusal.
+fn render_counters(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+    counts: &[AtomicU64],
+) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} counter");
+    for (label, count) in labels.iter().zip(counts) {
+        let n = count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}{{reason=\"{label}\"}} {n}");
     }
 }
 

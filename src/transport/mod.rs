@@ -4,14 +4,18 @@
 //!
 //! - [`tls`]: the rustls server configuration from PEM files.
 //! - [`identity`]: the principal from a client certificate (sans-io, fuzzed).
-//! - [`server`]: the accept loop: connection bound, handshake timeout, graceful drain.
+//! - [`server`]: the accept loop: connection budgets, handshake timeout, graceful drain.
+//! - [`budget`]: how many connections each kind of caller may hold (sans-io bookkeeping).
+//! - [`watchdog`]: what one connection is doing: idle, or stalled by a client that does not read.
 //! - [`verified`]: client certificate chains already verified, remembered per configuration.
 
+pub mod budget;
 pub mod identity;
 pub mod server;
 pub mod tls;
 pub mod verified;
+pub mod watchdog;
 
 pub use identity::{principal_from_certificate, IdentityError};
 pub use server::{run, ServerLimits};
-pub use tls::{server_config, TlsError, TlsFiles};
+pub use tls::{server_config, server_tls, ServerTls, TlsError, TlsFiles};

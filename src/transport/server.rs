@@ -1,37 +1,66 @@
-//! The accept loop (after mini-redis `server.rs::run`): a semaphore bounds connections, each
-//! connection does its TLS handshake under a deadline, takes the caller's identity from its
-//! certificate and is served by hyper (HTTP/1.1 keep-alive or HTTP/2). On shutdown the loop
-//! stops accepting and in-flight requests drain, within a deadline.
+//! The accept loop (after mini-redis `server.rs::run`). Each accepted connection takes a
+//! handshake slot (a small budget of its own, capped per source address, so unauthenticated
+//! sockets never hold the slots of authenticated clients), does its TLS handshake under a
+//! deadline, takes the caller's identity from its certificate (checked again when the session
+//! was resumed), trades the handshake slot for an established one (capped in total, per
+//! identity and per address; see [`super::budget`]) and is served by hyper (HTTP/1.1
+//! keep-alive or HTTP/2). A response the client does not read for the write timeout ends its
+//! connection ([`super::watchdog`]). On shutdown the loop stops accepting and in-flight
+//! requests drain, within a deadline.
 
+use super::budget::{Budgets, Caps, HandshakeSlot, Refusal};
 use super::identity::principal_from_certificate;
-use crate::api::App;
+use super::tls::ServerTls;
+use super::watchdog::{Activity, Ended, Watched};
+use crate::api::{ApiError, App};
 use crate::policy::Principal;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use rustls::pki_types::UnixTime;
+use rustls::server::danger::ClientCertVerifier;
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
+use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
 /// Bounds on what one server accepts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerLimits {
-    /// Open connections at most; further clients wait in the listen backlog.
+    /// Established (authenticated) connections at most; a client past it gets 503
+    /// `server_busy` and its connection is closed.
     pub max_connections: usize,
+    /// Established connections of one client identity at most; past it, 429
+    /// `too_many_connections`.
+    pub max_connections_per_identity: usize,
+    /// Established connections from one source address at most; past it, 429
+    /// `too_many_connections`.
+    pub max_connections_per_address: usize,
+    /// Connections still in their TLS handshake at most (the unauthenticated budget,
+    /// apart from `max_connections`); past it new sockets are closed at once.
+    pub max_handshakes: usize,
+    /// Connections in their TLS handshake from one source address at most.
+    pub max_handshakes_per_address: usize,
     /// Time a client has to complete the TLS handshake.
     pub handshake_timeout: Duration,
     /// Time a client has to send a request's headers (HTTP/1.1), counted from the end of the
-    /// TLS handshake or of the previous response: it also closes idle keep-alive connections.
+    /// TLS handshake or of the previous response; a connection of either protocol with no
+    /// request in flight for this long is closed.
     pub header_timeout: Duration,
+    /// Time a response (or any write to the socket) may go without progress before its
+    /// connection is dropped: a client that does not read cannot hold its slot.
+    pub write_timeout: Duration,
     /// Time a client has to send a whole request body. Enforced by the API layer: give it to
     /// [`App::body_timeout`](crate::api::App::body_timeout).
     pub body_timeout: Duration,
-    /// Time in-flight requests get to finish on shutdown.
+    /// Time in-flight requests get to finish on shutdown (and the longest a connection's
+    /// graceful close may take).
     pub drain_timeout: Duration,
     /// The largest request body accepted. Enforced by the API layer: give it to
     /// [`App::max_body_bytes`](crate::api::App::max_body_bytes).
@@ -42,8 +71,13 @@ impl Default for ServerLimits {
     fn default() -> Self {
         Self {
             max_connections: 4096,
-            handshake_timeout: Duration::from_secs(10),
+            max_connections_per_identity: 1024,
+            max_connections_per_address: 1024,
+            max_handshakes: 512,
+            max_handshakes_per_address: 128,
+            handshake_timeout: Duration::from_secs(5),
             header_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(15),
             body_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(30),
             max_body_bytes: 16 * 1024,
@@ -51,21 +85,44 @@ impl Default for ServerLimits {
     }
 }
 
+impl ServerLimits {
+    fn caps(&self) -> Caps {
+        Caps {
+            connections: self.max_connections,
+            per_identity: self.max_connections_per_identity,
+            per_address: self.max_connections_per_address,
+            handshakes: self.max_handshakes,
+            handshakes_per_address: self.max_handshakes_per_address,
+        }
+    }
+}
+
 /// Pause after a failed `accept` (for instance out of file descriptors) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Concurrent HTTP/2 streams per connection.
+const H2_MAX_STREAMS: u32 = 64;
+
+/// The largest request header block accepted over HTTP/2 (bytes).
+const H2_MAX_HEADER_LIST: u32 = 16 * 1024;
 
 /// Serves the API on `listener` until `shutdown` completes, then drains open connections for
 /// at most `limits.drain_timeout` and returns.
 pub async fn run(
     listener: TcpListener,
-    tls: Arc<rustls::ServerConfig>,
+    tls: ServerTls,
     app: Arc<App>,
     limits: ServerLimits,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let acceptor = TlsAcceptor::from(tls);
-    let http = Arc::new(http_builder(&limits));
-    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let shared = Arc::new(Shared {
+        acceptor: TlsAcceptor::from(tls.config),
+        verifier: tls.verifier,
+        http: http_builder(&limits),
+        budgets: Budgets::new(limits.caps()),
+        app,
+        limits: limits.clone(),
+    });
     // hyper-util's `GracefulShutdown` is behind a feature this crate does not enable; a watch
     // channel does the same: every connection is told, finishes its in-flight requests and
     // closes.
@@ -74,14 +131,6 @@ pub async fn run(
     tokio::pin!(shutdown);
 
     loop {
-        // Wait for a free slot before accepting, so excess clients queue in the backlog.
-        let permit = tokio::select! {
-            () = &mut shutdown => break,
-            permit = permits.clone().acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
         let (tcp, peer) = tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
@@ -93,17 +142,21 @@ pub async fn run(
                 }
             },
         };
+        // Refused before the handshake: closed at once, so the socket holds nothing.
+        let slot = match shared.budgets.handshake(peer.ip()) {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                shared.app.metrics.record_refused(refusal.as_str());
+                tracing::trace!(%peer, reason = refusal.as_str(), "connection refused");
+                continue;
+            }
+        };
         let conn = Connection {
-            acceptor: acceptor.clone(),
-            http: http.clone(),
-            app: app.clone(),
+            shared: shared.clone(),
             drain: drain_signal.clone(),
-            handshake_timeout: limits.handshake_timeout,
-            idle_timeout: limits.header_timeout,
-            _permit: permit,
         };
         tasks.spawn(async move {
-            conn.serve(tcp).await;
+            conn.serve(tcp, peer, slot).await;
             tracing::trace!(%peer, "connection closed");
         });
         while tasks.try_join_next().is_some() {}
@@ -133,152 +186,201 @@ fn http_builder(limits: &ServerLimits) -> auto::Builder<TokioExecutor> {
         .keep_alive(true)
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout);
-    builder.http2().timer(TokioTimer::new());
     builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(H2_MAX_STREAMS)
+        .max_header_list_size(H2_MAX_HEADER_LIST);
+    builder
+}
+
+/// What every connection of one server shares.
+struct Shared {
+    acceptor: TlsAcceptor,
+    /// The client certificate verifier of the TLS configuration, to check a resumed
+    /// session's certificate again.
+    verifier: Arc<dyn ClientCertVerifier>,
+    http: auto::Builder<TokioExecutor>,
+    budgets: Arc<Budgets>,
+    app: Arc<App>,
+    limits: ServerLimits,
 }
 
 /// One accepted TCP connection and what it needs to be served.
 struct Connection {
-    acceptor: TlsAcceptor,
-    http: Arc<auto::Builder<TokioExecutor>>,
-    app: Arc<App>,
+    shared: Arc<Shared>,
     /// Turns `true` when the server drains.
     drain: watch::Receiver<bool>,
-    handshake_timeout: Duration,
-    /// How long the connection may stay without a request in flight.
-    idle_timeout: Duration,
-    /// Held until the connection closes.
-    _permit: OwnedSemaphorePermit,
 }
 
+type Tls = TlsStream<TcpStream>;
+
 impl Connection {
-    async fn serve(self, tcp: TcpStream) {
+    async fn serve(self, tcp: TcpStream, peer: SocketAddr, handshake: HandshakeSlot) {
+        let shared = &self.shared;
         // Small request/response exchanges: do not wait to coalesce segments.
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "set_nodelay failed");
         }
-        let tls =
-            match tokio::time::timeout(self.handshake_timeout, self.acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    tracing::debug!(error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!("TLS handshake timed out");
-                    return;
-                }
-            };
-        let principal = {
-            let (_, session) = tls.get_ref();
-            let leaf = session.peer_certificates().and_then(|chain| chain.first());
-            match leaf.map(|der| principal_from_certificate(der.as_ref())) {
-                Some(Ok(p)) => Arc::new(p),
-                Some(Err(e)) => {
-                    tracing::debug!(error = %e, "no identity in client certificate");
-                    return;
-                }
-                None => {
-                    // Unreachable with a verifier that requires client certificates.
-                    tracing::debug!("client presented no certificate");
-                    return;
-                }
+        let accepted =
+            tokio::time::timeout(shared.limits.handshake_timeout, shared.acceptor.accept(tcp))
+                .await;
+        let tls = match accepted {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "TLS handshake timed out");
+                return;
             }
         };
-        tracing::debug!(principal = %principal, "connection accepted");
-        let app = self.app;
+        let Some(principal) = self.identify(&tls) else {
+            return;
+        };
+        let slot = match shared.budgets.connection(peer.ip(), principal.as_str()) {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                shared.app.metrics.record_refused(refusal.as_str());
+                tracing::debug!(%peer, %principal, reason = refusal.as_str(), "connection refused");
+                // Still on the handshake budget while it is told why.
+                self.refuse(tls, refusal).await;
+                drop(handshake);
+                return;
+            }
+        };
+        drop(handshake);
+        tracing::debug!(%peer, %principal, "connection accepted");
+        self.serve_http(tls, Arc::new(principal)).await;
+        drop(slot);
+    }
+
+    /// The caller's identity from its certificate; `None` (and the connection ends) when it
+    /// has none or, for a resumed session, when the certificate no longer verifies.
+    fn identify(&self, tls: &Tls) -> Option<Principal> {
+        let (_, session) = tls.get_ref();
+        let Some((leaf, intermediates)) = session.peer_certificates().and_then(|c| c.split_first())
+        else {
+            // Unreachable with a verifier that requires client certificates.
+            tracing::debug!("client presented no certificate");
+            return None;
+        };
+        // A resumed session carries the certificate verified when it was first made: check it
+        // again now (validity and CRLs), so a ticket outliving its certificate is worthless.
+        if session.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
+            if let Err(e) =
+                self.shared
+                    .verifier
+                    .verify_client_cert(leaf, intermediates, UnixTime::now())
+            {
+                self.shared
+                    .app
+                    .metrics
+                    .record_refused("resumed_certificate");
+                tracing::debug!(error = %e, "resumed session's certificate no longer verifies");
+                return None;
+            }
+        }
+        match principal_from_certificate(leaf.as_ref()) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::debug!(error = %e, "no identity in client certificate");
+                None
+            }
+        }
+    }
+
+    /// Serves the API to `principal` until the client closes, the connection goes idle or
+    /// stalls, or the server drains.
+    async fn serve_http(self, tls: Tls, principal: Arc<Principal>) {
+        let limits = &self.shared.limits;
         let activity = Arc::new(Activity::new());
+        let app = self.shared.app.clone();
         let seen = activity.clone();
         let service = service_fn(move |req| {
             let app = app.clone();
-            let principal: Arc<Principal> = principal.clone();
-            let busy = seen.start();
+            let principal = principal.clone();
+            let activity = seen.clone();
             async move {
+                let handling = activity.handling();
                 let response = crate::api::handle(&app, &principal, req).await;
-                drop(busy);
+                let response = response.map(|body| activity.track(body));
+                drop(handling);
                 Ok::<_, Infallible>(response)
             }
         });
-        let conn = self.http.serve_connection(TokioIo::new(tls), service);
+        let io = TokioIo::new(Watched::new(tls, activity.clone()));
+        let conn = self.shared.http.serve_connection(io, service);
         tokio::pin!(conn);
         let mut drain = self.drain;
-        let result = tokio::select! {
-            r = conn.as_mut() => r,
-            () = async { drop(drain.wait_for(|draining| *draining).await) } => {
-                // Finish in-flight requests, refuse new ones (HTTP/2 GOAWAY, HTTP/1.1
-                // `connection: close`), then close.
-                conn.as_mut().graceful_shutdown();
-                conn.await
-            }
-            () = activity.idle_for(self.idle_timeout) => {
-                tracing::debug!("idle connection closed");
-                conn.as_mut().graceful_shutdown();
-                conn.await
-            }
-        };
-        if let Err(e) = result {
-            tracing::debug!(error = %e, "connection ended with an error");
-        }
-    }
-}
-
-/// Whether a connection is doing anything: requests in flight, and when the last one ended.
-///
-/// hyper bounds the wait for HTTP/1.1 request headers, but not the time before the protocol is
-/// known (hyper-util reads the first bytes to tell HTTP/1.1 from HTTP/2), nor an HTTP/2
-/// connection without streams: a client that finishes the TLS handshake and sends nothing would
-/// hold its connection slot for ever. The idle timer closes such connections.
-struct Activity {
-    in_flight: std::sync::atomic::AtomicUsize,
-    last: std::sync::Mutex<tokio::time::Instant>,
-}
-
-/// One request in flight; it ends when dropped.
-struct Busy(Arc<Activity>);
-
-impl Drop for Busy {
-    fn drop(&mut self) {
-        *self
-            .0
-            .last
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = tokio::time::Instant::now();
-        self.0
-            .in_flight
-            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
-impl Activity {
-    fn new() -> Self {
-        Self {
-            in_flight: std::sync::atomic::AtomicUsize::new(0),
-            last: std::sync::Mutex::new(tokio::time::Instant::now()),
-        }
-    }
-
-    fn start(self: &Arc<Self>) -> Busy {
-        self.in_flight
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Busy(self.clone())
-    }
-
-    /// Completes once no request has been in flight for `idle`.
-    async fn idle_for(&self, idle: Duration) {
-        loop {
-            let last = *self
-                .last
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let deadline = last + idle;
-            if tokio::time::Instant::now() >= deadline
-                && self.in_flight.load(std::sync::atomic::Ordering::SeqCst) == 0
-            {
+        let ended = tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
                 return;
             }
-            // In flight: look again after another period (a slow body has its own timeout).
-            let wake = deadline.max(tokio::time::Instant::now() + idle / 4);
-            tokio::time::sleep_until(wake).await;
+            () = async { drop(drain.wait_for(|draining| *draining).await) } => None,
+            ended = activity.watch(Some(limits.header_timeout), limits.write_timeout) => Some(ended),
+        };
+        if ended == Some(Ended::Stalled) {
+            self.shared.app.metrics.record_closed("write_stall");
+            tracing::debug!("connection dropped: the client does not read its responses");
+            return;
+        }
+        // Idle, or the server drains: finish in-flight requests, refuse new ones (HTTP/2
+        // GOAWAY, HTTP/1.1 `connection: close`), then close; a client that does not read
+        // cannot stretch this.
+        conn.as_mut().graceful_shutdown();
+        tokio::select! {
+            r = conn.as_mut() => if let Err(e) = r {
+                tracing::debug!(error = %e, "connection ended with an error");
+            },
+            _ = activity.watch(None, limits.write_timeout) => {
+                self.shared.app.metrics.record_closed("write_stall");
+                tracing::debug!("connection dropped while closing: the client does not read");
+            }
+            () = tokio::time::sleep(limits.drain_timeout) => {
+                self.shared.app.metrics.record_closed("close_timeout");
+                tracing::debug!("connection dropped: its graceful close took too long");
+            }
+        }
+    }
+
+    /// Answers the first request of a connection that got no slot with 429
+    /// `too_many_connections` (the caller's own cap) or 503 `server_busy`, then closes it.
+    async fn refuse(self, tls: Tls, refusal: Refusal) {
+        let limits = &self.shared.limits;
+        let answered = Arc::new(Notify::new());
+        let told = answered.clone();
+        let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+            let told = told.clone();
+            async move {
+                let request_id = crate::api::body::request_id(req.headers());
+                let e = ApiError::ConnectionRefused {
+                    per_caller: refusal.is_per_caller(),
+                };
+                told.notify_one();
+                Ok::<_, Infallible>(crate::api::error_response(&e, &request_id))
+            }
+        });
+        let activity = Arc::new(Activity::new());
+        let io = TokioIo::new(Watched::new(tls, activity.clone()));
+        let conn = self.shared.http.serve_connection(io, service);
+        tokio::pin!(conn);
+        let served = async {
+            tokio::select! {
+                _ = conn.as_mut() => return,
+                () = answered.notified() => {}
+            }
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.as_mut().await;
+        };
+        tokio::select! {
+            () = served => {}
+            () = tokio::time::sleep(limits.header_timeout) => {}
+            _ = activity.watch(None, limits.write_timeout) => {}
         }
     }
 }

@@ -9,6 +9,7 @@ use rustls::crypto::ring::cipher_suite;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
+use rustls::server::danger::ClientCertVerifier;
 use rustls::server::{ServerSessionMemoryCache, WebPkiClientVerifier};
 use rustls::{RootCertStore, ServerConfig};
 use std::path::{Path, PathBuf};
@@ -118,8 +119,23 @@ pub fn provider() -> Arc<CryptoProvider> {
     })
 }
 
+/// A server's TLS configuration and its client certificate verifier (which rustls keeps
+/// private): the server checks a resumed session's certificate again with it.
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    /// The rustls configuration.
+    pub config: Arc<ServerConfig>,
+    /// The verifier `config` checks client certificates with.
+    pub verifier: Arc<dyn ClientCertVerifier>,
+}
+
 /// Builds the server configuration from PEM files.
 pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
+    server_tls(files).map(|t| t.config)
+}
+
+/// Builds the server configuration from PEM files, with its verifier.
+pub fn server_tls(files: &TlsFiles) -> Result<ServerTls, TlsError> {
     let provider = provider();
 
     let mut roots = RootCertStore::empty();
@@ -148,7 +164,8 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
             .collect(),
         problem: e.to_string(),
     })?;
-    let verifier = Arc::new(super::verified::RememberingVerifier::new(verifier));
+    let verifier: Arc<dyn ClientCertVerifier> =
+        Arc::new(super::verified::RememberingVerifier::new(verifier));
 
     let chain = read_all::<CertificateDer<'static>>(&files.cert, "certificate")?;
     let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| match e {
@@ -167,14 +184,17 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(certified)?
-        .with_client_cert_verifier(verifier)
+        .with_client_cert_verifier(verifier.clone())
         .with_single_cert(chain, key)
         .map_err(certified)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE_SIZE);
     // Our suite order (AES-128-GCM first) wins over the client's.
     config.ignore_client_order = true;
-    Ok(Arc::new(config))
+    Ok(ServerTls {
+        config: Arc::new(config),
+        verifier,
+    })
 }
 
 /// Every item of type `T` in a PEM file; at least one.
