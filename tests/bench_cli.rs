@@ -168,3 +168,30 @@ fn a_run_against_an_unknown_domain_policy_fails_with_exit_1() {
     assert_eq!(r["error_classes"]["HTTP 403 forbidden"], 3, "{r}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("max-error-rate"));
 }
+
+#[test]
+fn a_handshake_run_under_a_flood_of_silent_sockets_reports_the_flood_and_no_errors() {
+    let d = Daemon::start();
+    let report = bench(
+        &d,
+        &[
+            "--scenario",
+            "handshake",
+            "--connections",
+            "2",
+            "--requests",
+            "20",
+            "--warmup",
+            "1",
+            "--flood",
+            "40",
+        ],
+    );
+    let r = &report["handshake"];
+    assert_eq!(r["ops"], 20, "{r}");
+    assert_eq!(r["errors"], 0, "{r}");
+    assert_eq!(r["flood"]["sockets"], 40, "{r}");
+    // The daemon's per-address handshake cap (128 by default) takes all 40: each was opened
+    // once and held for the run.
+    assert!(r["flood"]["opened"].as_u64().unwrap() >= 40, "{r}");
+}

@@ -8,16 +8,19 @@
 //!   of the end-to-end tests).
 //! - [`report`]: the summary, the table, the JSON lines, the machine and the commit.
 //! - `idle`: the idle-connection memory mode.
+//! - `flood`: `--flood`, silent sockets from another loopback address during a scenario.
 //!
 //! How to run it and what was measured: `docs/benchmarks.md`.
 
 pub mod authenticator;
+mod flood;
 mod idle;
 pub mod pans;
 pub mod report;
 mod scenario;
 
-use crate::client::{tls_config, Client, ClientIdentity, ClientOptions};
+use crate::client::{tls_config, BaseUrl, Client, ClientIdentity, ClientOptions};
+pub use flood::FloodOptions;
 use hdrhistogram::Histogram;
 use pans::PanSource;
 use report::Outcome;
@@ -146,6 +149,8 @@ pub struct BenchOptions {
     pub request_timeout: Duration,
     /// The daemon's process id, for its resident memory (`idle`).
     pub server_pid: Option<u32>,
+    /// Silent sockets held open during the warm-up and the timed phase.
+    pub flood: Option<FloodOptions>,
 }
 
 /// Why a run could not be made (as opposed to errors counted while it ran).
@@ -215,6 +220,12 @@ pub async fn run(opts: &BenchOptions, scenario: Scenario) -> Result<Outcome, Ben
         workers.push(joined.map_err(|e| BenchError::Setup(e.to_string()))??);
     }
 
+    // The flood starts before the warm-up, so the timed phase sees it at full strength.
+    let flooding = match opts.flood {
+        Some(f) => Some(flood::Flooding::start(resolve(&plan.url).await?, f)?),
+        None => None,
+    };
+
     // Warm-up: the same operations, not recorded.
     if !opts.warmup.is_zero() {
         let stop = Stop::Deadline(Instant::now() + opts.warmup);
@@ -226,10 +237,27 @@ pub async fn run(opts: &BenchOptions, scenario: Scenario) -> Result<Outcome, Ben
         Limit::Requests(n) => Stop::Count(AtomicU64::new(0), n),
     };
     let started = Instant::now();
-    let (_, tallies) = drive_all(&plan, workers, stop).await?;
+    let driven = drive_all(&plan, workers, stop).await;
     let elapsed = started.elapsed();
-    Outcome::merge(scenario, connections, elapsed, tallies)
-        .map_err(|e| BenchError::Setup(format!("merging histograms: {e}")))
+    let flood = match (flooding, opts.flood) {
+        (Some(f), Some(o)) => Some((o.sockets, f.stop().await)),
+        _ => None,
+    };
+    let (_, tallies) = driven?;
+    let mut outcome = Outcome::merge(scenario, connections, elapsed, tallies)
+        .map_err(|e| BenchError::Setup(format!("merging histograms: {e}")))?;
+    outcome.flood = flood;
+    Ok(outcome)
+}
+
+/// The daemon's socket address, from its URL.
+async fn resolve(url: &str) -> Result<std::net::SocketAddr, BenchError> {
+    let base = BaseUrl::parse(url).map_err(|e| BenchError::Config(format!("URL {url:?}: {e}")))?;
+    tokio::net::lookup_host((base.host_str(), base.port))
+        .await
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| BenchError::Config(format!("cannot resolve {url:?}")))
 }
 
 fn plan(opts: &BenchOptions, scenario: Scenario) -> Result<Plan, BenchError> {

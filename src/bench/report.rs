@@ -40,6 +40,8 @@ pub struct Outcome {
     pub errors: BTreeMap<String, u64>,
     /// The `idle` mode's findings.
     pub idle: Option<IdleMemory>,
+    /// With `--flood`: the flood's sockets held at once and how many it opened in all.
+    pub flood: Option<(usize, u64)>,
 }
 
 /// What the `idle` mode found.
@@ -85,6 +87,7 @@ impl Outcome {
             histogram,
             errors,
             idle: None,
+            flood: None,
         })
     }
 
@@ -143,6 +146,12 @@ impl Outcome {
             "version": env!("CARGO_PKG_VERSION"),
             "command": run.command,
         });
+        if let (Some((sockets, opened)), Some(fields)) = (self.flood, v.as_object_mut()) {
+            fields.insert(
+                "flood".to_owned(),
+                json!({"sockets": sockets, "opened": opened}),
+            );
+        }
         if let (Some(idle), Some(fields)) = (&self.idle, v.as_object_mut()) {
             fields.insert(
                 "idle".to_owned(),
@@ -185,6 +194,12 @@ impl Outcome {
             .iter()
             .map(|(class, n)| format!("  {}: {n} x {class}", self.scenario.name()))
             .collect();
+        if let Some((sockets, opened)) = self.flood {
+            out.push(format!(
+                "  {}: under a flood of {sockets} silent sockets ({opened} opened in all)",
+                self.scenario.name()
+            ));
+        }
         if let Some(idle) = &self.idle {
             out.push(format!(
                 "  idle: {}/{} connections opened, {} still answering after {} s idle",

@@ -98,6 +98,13 @@ pub struct BenchArgs {
     /// The daemon's process id: `idle` reports its VmRSS (from /proc/PID/status).
     #[arg(long, value_name = "PID")]
     pub server_pid: Option<u32>,
+    /// Hold this many TCP connections open that never send a ClientHello, each reopened
+    /// when the daemon closes it, during the warm-up and the timed phase (loopback only).
+    #[arg(long, value_name = "SOCKETS", value_parser = clap::value_parser!(u32).range(1..=60_000))]
+    pub flood: Option<u32>,
+    /// The loopback address the flood connects from.
+    #[arg(long, default_value = "127.0.0.2", requires = "flood")]
+    pub flood_from: std::net::Ipv4Addr,
     /// Exit 1 when a scenario's failed operations exceed this fraction of its attempts.
     #[arg(long, default_value_t = 0.001, value_name = "FRACTION")]
     pub max_error_rate: f64,

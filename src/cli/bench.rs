@@ -99,6 +99,10 @@ fn options(args: &BenchArgs) -> Result<BenchOptions, CliError> {
         pool: args.pool,
         request_timeout: Duration::from_secs(args.connect.timeout.max(1)),
         server_pid: args.server_pid,
+        flood: args.flood.map(|n| crate::bench::FloodOptions {
+            sockets: n as usize,
+            from: args.flood_from,
+        }),
     })
 }
 
