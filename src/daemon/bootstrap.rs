@@ -20,8 +20,9 @@ use std::sync::Arc;
 /// Writes the dev instance's `softhsm2.conf` (and token folder) under `data_dir` if absent.
 pub fn prepare_dev_dir(data_dir: &Path) -> Result<(), DaemonError> {
     let io = |e: std::io::Error| DaemonError::Io(format!("{}: {e}", data_dir.display()));
+    private_dir(data_dir).map_err(io)?;
     let tokens = data_dir.join("softhsm-tokens");
-    std::fs::create_dir_all(&tokens).map_err(io)?;
+    private_dir(&tokens).map_err(io)?;
     let conf = data_dir.join("softhsm2.conf");
     if !conf.exists() {
         let abs = std::fs::canonicalize(&tokens).map_err(io)?;
@@ -31,9 +32,36 @@ pub fn prepare_dev_dir(data_dir: &Path) -> Result<(), DaemonError> {
              slots.removable = false\n",
             abs.display()
         );
-        std::fs::write(&conf, text).map_err(io)?;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        std::io::Write::write_all(&mut options.open(&conf).map_err(io)?, text.as_bytes())
+            .map_err(io)?;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
     }
     Ok(())
+}
+
+/// Creates `dir` (and its missing parents) readable by its owner only, and takes group and
+/// other permissions away from it if it already existed: the store and the token files in it
+/// are nobody else's business.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        builder.mode(0o700);
+        builder.create(dir)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+    }
+    #[cfg(not(unix))]
+    builder.create(dir)
 }
 
 /// Points `SOFTHSM2_CONF` at the configured file. Call before any thread starts: the
@@ -195,9 +223,12 @@ async fn load_keys(
 }
 
 fn open_store(config: &Config) -> Result<SqliteStore, DaemonError> {
-    if let Some(dir) = config.sqlite_path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| DaemonError::Store(format!("{}: {e}", dir.display())))?;
+    if let Some(dir) = config
+        .sqlite_path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+    {
+        private_dir(dir).map_err(|e| DaemonError::Store(format!("{}: {e}", dir.display())))?;
     }
     let options = SqliteOptions {
         token_cache_rows: config.token_cache_rows,

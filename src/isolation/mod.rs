@@ -154,6 +154,9 @@ pub struct Hardening {
     /// `SIGXFSZ` ignored: a write past `RLIMIT_FSIZE` fails with `EFBIG` (the store answers
     /// 503 and recovers when the limit is raised) instead of killing the process.
     pub file_size_signal_ignored: bool,
+    /// The file mode creation mask is `0o077`: every file and folder the daemon (SQLite,
+    /// SoftHSM2) creates from here on is readable by its owner only.
+    pub owner_only_files: bool,
 }
 
 /// Disables core dumps and marks the process non-dumpable (Linux), and ignores `SIGXFSZ`.
@@ -161,6 +164,7 @@ pub struct Hardening {
 /// refuse to serve.
 pub fn harden_process() -> Hardening {
     let file_size_signal_ignored = ignore_file_size_signal();
+    let owner_only_files = owner_only_files();
     #[cfg(target_os = "linux")]
     {
         let zero = libc::rlimit {
@@ -175,6 +179,7 @@ pub fn harden_process() -> Hardening {
             core_dumps_disabled,
             not_dumpable,
             file_size_signal_ignored,
+            owner_only_files,
         }
     }
     #[cfg(not(target_os = "linux"))]
@@ -183,7 +188,24 @@ pub fn harden_process() -> Hardening {
             core_dumps_disabled: false,
             not_dumpable: false,
             file_size_signal_ignored,
+            owner_only_files,
         }
+    }
+}
+
+/// Sets the process's file mode creation mask to `0o077`, so that no file the daemon or a
+/// library in it creates (the store and its WAL, the HSM's token files) is readable by group
+/// or others, whatever the caller's umask was.
+fn owner_only_files() -> bool {
+    #[cfg(unix)]
+    {
+        // SAFETY: umask only replaces the process's mask; it cannot fail and touches no memory.
+        unsafe { libc::umask(0o077) };
+        true
+    }
+    #[cfg(not(unix))]
+    {
+        false
     }
 }
 

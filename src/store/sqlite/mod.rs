@@ -103,6 +103,7 @@ impl std::fmt::Debug for SqliteStore {
 /// ([`StoreError::Corrupt`]).
 pub fn open(path: &Path, options: SqliteOptions) -> Result<SqliteStore, StoreError> {
     let lock = lock_exclusive(path)?;
+    owner_only(path)?;
     let mut conn = rusqlite::Connection::open(path).map_err(sql_err)?;
     schema::configure_writer(&conn)?;
     schema::migrate(&mut conn)?;
@@ -131,6 +132,31 @@ pub fn open(path: &Path, options: SqliteOptions) -> Result<SqliteStore, StoreErr
     })
 }
 
+/// Takes group and other permissions away from the database file and its `-wal` and `-shm`
+/// files (SQLite creates those with the database file's mode): a database made by an older
+/// version, or copied in, is tightened at open.
+fn owner_only(path: &Path) -> Result<(), StoreError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let fail = |e: std::io::Error| {
+            StoreError::Unavailable(format!("{}: cannot restrict its mode: {e}", path.display()))
+        };
+        for suffix in ["", "-wal", "-shm"] {
+            let mut name = path.as_os_str().to_owned();
+            name.push(suffix);
+            let file = Path::new(&name);
+            if file.exists() {
+                std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600))
+                    .map_err(fail)?;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
 /// Opens an existing database to read it while another process (the daemon) may be writing:
 /// no lock, no writer, no cache, no migration. Every write answers
 /// [`StoreError::Unavailable`]. For `payhsm audit export`.
@@ -157,11 +183,12 @@ pub fn open_read_only(path: &Path) -> Result<SqliteStore, StoreError> {
 /// Opens (creating) the database file and takes an exclusive lock on it (`flock`; SQLite's
 /// own locks are `fcntl` locks, which it does not touch), or says the store is in use.
 fn lock_exclusive(path: &Path) -> Result<File, StoreError> {
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    // A new database is its owner's only (see `owner_only` for an existing one).
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options
         .open(path)
         .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
     match file.try_lock() {
