@@ -5,7 +5,7 @@ use super::error::ApiError;
 use bytes::Buf;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Body;
-use hyper::header::{HeaderMap, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::{HeaderMap, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
 use serde::Serialize;
 use std::fmt::Display;
 use std::time::Duration;
@@ -147,17 +147,47 @@ where
     Ok(buf)
 }
 
-/// Refuses a request whose body is not declared as `application/json`.
+/// Refuses a request whose body is not plain JSON as declared: exactly one `content-type`,
+/// `application/json` with no charset other than UTF-8 (RFC 8259 §8.1; 415), and no content
+/// coding (RFC 9110 §8.4: a gzip body must not be read as JSON; 415). Two `content-type`
+/// headers are ambiguous (400).
 pub fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
-    let essence = headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(str::trim);
-    match essence {
-        Some(t) if t.eq_ignore_ascii_case("application/json") => Ok(()),
-        _ => Err(ApiError::UnsupportedMediaType),
+    for coding in headers.get_all(CONTENT_ENCODING) {
+        let identity = coding
+            .to_str()
+            .is_ok_and(|c| c.trim().eq_ignore_ascii_case("identity"));
+        if !identity {
+            return Err(ApiError::UnsupportedContentEncoding);
+        }
     }
+    let mut types = headers.get_all(CONTENT_TYPE).iter();
+    let (Some(value), None) = (types.next(), types.next()) else {
+        return match headers.contains_key(CONTENT_TYPE) {
+            true => Err(ApiError::Malformed("give one `content-type` header")),
+            false => Err(ApiError::UnsupportedMediaType),
+        };
+    };
+    let mut parts = value
+        .to_str()
+        .map_err(|_| ApiError::UnsupportedMediaType)?
+        .split(';')
+        .map(str::trim);
+    if !parts
+        .next()
+        .is_some_and(|t| t.eq_ignore_ascii_case("application/json"))
+    {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    for param in parts.filter(|p| !p.is_empty()) {
+        let (name, value) = param.split_once('=').unwrap_or((param, ""));
+        if name.trim().eq_ignore_ascii_case("charset") {
+            let charset = value.trim().trim_matches('"');
+            if !(charset.eq_ignore_ascii_case("utf-8") || charset.eq_ignore_ascii_case("utf8")) {
+                return Err(ApiError::UnsupportedMediaType);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The longest incoming request id echoed back.
@@ -209,7 +239,7 @@ mod tests {
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.insert(*k, HeaderValue::from_str(v).unwrap());
+            h.append(*k, HeaderValue::from_str(v).unwrap());
         }
         h
     }
@@ -300,12 +330,31 @@ mod tests {
             headers(&[]),
             headers(&[("content-type", "text/plain")]),
             headers(&[("content-type", "application/x-www-form-urlencoded")]),
+            headers(&[("content-type", "application/json; charset=iso-8859-1")]),
+            headers(&[("content-type", "application/json; charset=\"utf-16\"")]),
         ] {
             assert_eq!(
                 require_json(&bad).unwrap_err().code(),
                 "unsupported_media_type"
             );
         }
+    }
+
+    #[test]
+    fn a_content_coding_or_two_content_types_are_refused() {
+        let json = ("content-type", "application/json");
+        assert!(require_json(&headers(&[json, ("content-encoding", "identity")])).is_ok());
+        for coding in ["gzip", "br", "deflate", "identity, gzip"] {
+            let e = require_json(&headers(&[json, ("content-encoding", coding)])).unwrap_err();
+            assert_eq!(
+                (e.status().as_u16(), e.code()),
+                (415, "unsupported_content_encoding"),
+                "{coding}"
+            );
+        }
+        let two = headers(&[json, ("content-type", "application/json")]);
+        let e = require_json(&two).unwrap_err();
+        assert_eq!((e.status().as_u16(), e.code()), (400, "malformed_request"));
     }
 
     #[test]

@@ -25,8 +25,10 @@ pub enum ApiError {
         /// The value of the `allow` header.
         allow: &'static str,
     },
-    /// A request body that is not `application/json` (415).
+    /// A request body that is not `application/json` in UTF-8 (415).
     UnsupportedMediaType,
+    /// A request body with a content coding (gzip, ...): refused, never decoded (415).
+    UnsupportedContentEncoding,
     /// The request body did not arrive within the body timeout (408).
     RequestTimeout,
     /// The connection got no slot: the caller's own cap (its identity or address, 429
@@ -35,6 +37,10 @@ pub enum ApiError {
         /// Whether the cap is the caller's own.
         per_caller: bool,
     },
+    /// The request could not be read as HTTP at all, so no route was reached: a bad request
+    /// line or header (400), headers that did not arrive in time (408), a request target too
+    /// long (414), headers too large (431). Written by the transport (`transport::bare_errors`).
+    HttpLayer(StatusCode),
     /// A bug: an invariant did not hold while encoding the answer (500).
     Internal,
 }
@@ -89,6 +95,10 @@ impl ApiError {
             Self::UnsupportedMediaType => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
+            Self::UnsupportedContentEncoding => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_content_encoding",
+            ),
             Self::RequestTimeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             Self::ConnectionRefused { per_caller: true } => {
                 (StatusCode::TOO_MANY_REQUESTS, "too_many_connections")
@@ -96,8 +106,25 @@ impl ApiError {
             Self::ConnectionRefused { per_caller: false } => {
                 (StatusCode::SERVICE_UNAVAILABLE, "server_busy")
             }
+            Self::HttpLayer(status) => {
+                let code = match *status {
+                    StatusCode::REQUEST_TIMEOUT => "request_timeout",
+                    StatusCode::URI_TOO_LONG => "uri_too_long",
+                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "headers_too_large",
+                    StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+                    _ => "malformed_request",
+                };
+                (*status, code)
+            }
             Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
         }
+    }
+
+    /// Whether the error is decided before the request body is read (routing, headers, the
+    /// size limit, a body that did not arrive): what follows on the connection is then not
+    /// known to be a request.
+    pub fn leaves_body_unread(&self) -> bool {
+        !matches!(self, Self::Service(_) | Self::Internal)
     }
 
     /// The HTTP status.
@@ -121,7 +148,12 @@ impl std::fmt::Display for ApiError {
             Self::MethodNotAllowed { allow } => {
                 write!(f, "method not allowed on this route; allowed: {allow}")
             }
-            Self::UnsupportedMediaType => f.write_str("the request body must be application/json"),
+            Self::UnsupportedMediaType => {
+                f.write_str("the request body must be application/json, in UTF-8")
+            }
+            Self::UnsupportedContentEncoding => {
+                f.write_str("the request body must not have a content coding")
+            }
             Self::RequestTimeout => f.write_str("the request body did not arrive in time"),
             Self::ConnectionRefused { per_caller: true } => {
                 f.write_str("this client holds as many connections as it may; reuse one of them")
@@ -129,6 +161,13 @@ impl std::fmt::Display for ApiError {
             Self::ConnectionRefused { per_caller: false } => {
                 f.write_str("the server holds as many connections as it may; retry later")
             }
+            Self::HttpLayer(status) => f.write_str(match *status {
+                StatusCode::REQUEST_TIMEOUT => "the request headers did not arrive in time",
+                StatusCode::URI_TOO_LONG => "the request target is too long",
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "the request headers are too large",
+                StatusCode::PAYLOAD_TOO_LARGE => "the request body is too large",
+                _ => "the request is not valid HTTP/1.1",
+            }),
             Self::Internal => f.write_str("internal error"),
         }
     }
@@ -204,6 +243,31 @@ mod tests {
                 "unknown_relying_party",
             ),
             (service::Error::InvalidUser.into(), 422, "invalid_user"),
+            (
+                ApiError::HttpLayer(StatusCode::BAD_REQUEST),
+                400,
+                "malformed_request",
+            ),
+            (
+                ApiError::HttpLayer(StatusCode::REQUEST_TIMEOUT),
+                408,
+                "request_timeout",
+            ),
+            (
+                ApiError::HttpLayer(StatusCode::URI_TOO_LONG),
+                414,
+                "uri_too_long",
+            ),
+            (
+                ApiError::HttpLayer(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE),
+                431,
+                "headers_too_large",
+            ),
+            (
+                ApiError::UnsupportedContentEncoding,
+                415,
+                "unsupported_content_encoding",
+            ),
             (
                 ApiError::ConnectionRefused { per_caller: true },
                 429,
