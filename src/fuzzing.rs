@@ -34,6 +34,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("config_toml", config_toml),
     ("detokenize_request", detokenize_request),
     ("device_requests", device_requests),
+    ("http_bare_errors", http_bare_errors),
     ("jose_jwks", jose_jwks),
     ("jose_verify", jose_verify),
     ("key_change_request", key_change_request),
@@ -166,6 +167,12 @@ pub fn webauthn_assertion(data: &[u8]) {
 /// An attestation object through every statement format.
 pub fn webauthn_attestation_object(data: &[u8]) {
     crate::webauthn::attestation::fuzz_attestation_object(data);
+}
+
+/// What hyper writes on a connection: its own bare error answers get the JSON body; nothing
+/// else is touched.
+pub fn http_bare_errors(data: &[u8]) {
+    crate::transport::bare_errors::fuzz_rewrite(data);
 }
 
 /// authenticatorData as the client sends it.

@@ -119,6 +119,12 @@ fn seeds(name: &str) -> Vec<Vec<u8>> {
             br#"{"change":"destroy","purpose":"authorization-signing","version":2}"#.to_vec(),
             br#"{"batch":100}"#.to_vec(),
         ],
+        "http_bare_errors" => vec![
+            b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\
+              date: Sun, 06 Dec 2026 23:59:36 GMT\r\n\r\n"
+                .to_vec(),
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\n\r\n".to_vec(),
+        ],
         "request_headers" => vec![
             b"application/json; charset=utf-8".to_vec(),
             b"order-1_A".to_vec(),
@@ -313,6 +319,9 @@ fn the_seeds_are_accepted_by_their_parsers() {
     crate::config::Config::from_toml(&config, Path::new("/etc/payhsm")).unwrap();
     crate::transport::principal_from_certificate(&one("certificate_identity", 0)).unwrap();
     crate::jose::Jwks::parse(&one("jose_jwks", 0)).unwrap();
+    for answer in seeds("http_bare_errors") {
+        assert!(crate::transport::bare_errors::rewrite(&answer).is_some());
+    }
     for share in seeds("ceremony_share") {
         crate::ceremony::Share::from_transcript(std::str::from_utf8(&share).unwrap()).unwrap();
     }

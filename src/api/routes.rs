@@ -18,9 +18,11 @@ use crate::policy::Principal;
 use crate::service::{Caller, ChangeOutcome, Tokenized};
 use http_body_util::Full;
 use hyper::body::Body;
-use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::header::{
+    HeaderValue, ALLOW, CACHE_CONTROL, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING,
+};
 use hyper::http::request::Parts;
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Method, Request, Response, StatusCode, Version};
 use std::fmt::Display;
 use std::time::{Duration, Instant};
 
@@ -94,11 +96,31 @@ where
     };
     let response = match result {
         Ok(reply) => respond(reply, &caller.request_id),
-        Err(e) => error_response(&e, &caller.request_id),
+        Err(e) => {
+            let mut response = error_response(&e, &caller.request_id);
+            if e.leaves_body_unread() && declares_body(&parts) && parts.version < Version::HTTP_2 {
+                // The rest of the body would be read as the next request (or drained): close
+                // instead, so the connection's state is never in doubt.
+                response
+                    .headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
+            }
+            response
+        }
     };
     app.metrics
         .record_request(label, response.status().as_u16(), started.elapsed());
     response
+}
+
+/// Whether the request says a body follows (RFC 9112 §6.3).
+fn declares_body(parts: &Parts) -> bool {
+    let length = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim() != "0");
+    length || parts.headers.contains_key(TRANSFER_ENCODING)
 }
 
 /// The route for a method and path, with its metrics label.
@@ -458,6 +480,10 @@ pub fn error_response(e: &ApiError, request_id: &str) -> Response<Full<SecretBuf
         SecretBuf::copy_from(br#"{"error":{"code":"internal_error","message":"internal error"}}"#)
     });
     let mut response = respond(Reply::json(status, body), request_id);
+    // Also where no body can be (a HEAD request, RFC 9110 §9.3.2).
+    response
+        .headers_mut()
+        .insert("x-error-code", HeaderValue::from_static(code));
     if let ApiError::MethodNotAllowed { allow } = e {
         response
             .headers_mut()

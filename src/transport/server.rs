@@ -118,7 +118,7 @@ pub async fn run(
     let shared = Arc::new(Shared {
         acceptor: TlsAcceptor::from(tls.config),
         verifier: tls.verifier,
-        http: http_builder(&limits),
+        http: http_builder(),
         budgets: Budgets::new(limits.caps()),
         app,
         limits: limits.clone(),
@@ -179,13 +179,16 @@ pub async fn run(
 }
 
 /// The HTTP/1.1 + HTTP/2 connection builder.
-fn http_builder(limits: &ServerLimits) -> auto::Builder<TokioExecutor> {
+fn http_builder() -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .keep_alive(true)
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout);
+        // The connection's watchdog times out request headers instead (the same deadline,
+        // counted from the end of the previous answer), so the client gets a `408` with its
+        // JSON body rather than a silent close.
+        .header_read_timeout(None);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -310,6 +313,9 @@ impl Connection {
                 Ok::<_, Infallible>(response)
             }
         });
+        if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+            activity.set_http2();
+        }
         let io = TokioIo::new(Watched::new(tls, activity.clone()));
         let conn = self.shared.http.serve_connection(io, service);
         tokio::pin!(conn);
@@ -327,6 +333,13 @@ impl Connection {
         if ended == Some(Ended::Stalled) {
             self.shared.app.metrics.record_closed("write_stall");
             tracing::debug!("connection dropped: the client does not read its responses");
+            return;
+        }
+        if ended == Some(Ended::Idle) && activity.time_out_partial_request() {
+            // hyper still waits for the rest of the headers: its next read answers 408 and
+            // fails, which ends the connection (bounded, should the client not read).
+            tracing::debug!("request headers timed out");
+            let _ = tokio::time::timeout(limits.write_timeout, conn.as_mut()).await;
             return;
         }
         // Idle, or the server drains: finish in-flight requests, refuse new ones (HTTP/2
@@ -366,6 +379,9 @@ impl Connection {
             }
         });
         let activity = Arc::new(Activity::new());
+        if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+            activity.set_http2();
+        }
         let io = TokioIo::new(Watched::new(tls, activity.clone()));
         let conn = self.shared.http.serve_connection(io, service);
         tokio::pin!(conn);

