@@ -10,7 +10,7 @@
 use super::idempotency::{request_hash, IdempotencyKey};
 use super::ids::{fill_random, time_ordered_id};
 use super::{Caller, Error};
-use crate::audit::{AuditEvent, Decision};
+use crate::audit::{AuditEvent, PolicyVerdict};
 use crate::card::{Domain, Token, TokenStatus};
 use crate::config::WebauthnConfig;
 use crate::jose::{AuthorizationSigner, SignedJws};
@@ -198,17 +198,16 @@ impl Authorizations {
             Action::CreateAuthorizationChallenge,
             Resource::Domain(&input.domain),
         ));
+        let allowed = decision.allowed();
+        // Whatever happens next, the record states the engine's answer.
         let mut audit = caller.audit_event(
             Action::CreateAuthorizationChallenge.as_str(),
-            Decision::Deny,
-            Vec::new(),
+            PolicyVerdict::Decided(decision),
         );
-        audit.policy_ids = decision.policy_ids;
         audit.token = Some(input.token.as_str().to_owned());
         audit.domain = Some(input.domain.as_str().to_owned());
         audit.detail = Some(format!("device={}", input.device_id));
-        if !decision.allowed {
-            audit.decision = Decision::Deny;
+        if !allowed {
             return Err(self.refuse(audit, Error::Forbidden).await);
         }
         if let Some(answer) = self.earlier_answer(caller, keyed).await? {
@@ -293,7 +292,9 @@ impl Authorizations {
             key,
             hash: request_hash(OP_AUTHORIZE, &authorize_canonical(&input)),
         });
-        let mut audit = caller.audit_event(REFUSED, Decision::Deny, Vec::new());
+        // The payment policy needs what the assertion establishes: until it is asked, a refusal
+        // is recorded as not asked.
+        let mut audit = caller.audit_event(REFUSED, PolicyVerdict::NotAsked);
         audit.detail = Some(format!("challenge_id={}", input.challenge_id));
         if let Some(answer) = self.earlier_answer(caller, keyed).await? {
             return match answer {
@@ -438,13 +439,14 @@ impl Authorizations {
             resource: Resource::Domain(&challenge.domain),
             context: PolicyContext::Payment(&context),
         });
+        let allowed = decision.allowed();
+        let policy_ids = decision.policy_ids().to_vec();
         let mut finish = end(Some(counter));
-        finish.audit.policy_ids = decision.policy_ids.clone();
-        if !decision.allowed {
-            let e = Error::PaymentRefused(decision.policy_ids);
+        finish.audit.decided(decision);
+        if !allowed {
+            let e = Error::PaymentRefused(policy_ids);
             return Err(self.refuse_consuming(finish, e).await);
         }
-        finish.audit.decision = Decision::Allow;
         let authorization_id = time_ordered_id(now);
         let iat = now.unix_timestamp();
         let ttl = i64::try_from(self.config.authorization_ttl.as_secs()).unwrap_or(i64::MAX);
@@ -460,7 +462,7 @@ impl Authorizations {
             "credential_id": URL_SAFE_NO_PAD.encode(&device.credential_id),
             "user_verified": verdict.user_verified,
             "trust": device.trust.as_str(),
-            "policy": decision.policy_ids,
+            "policy": policy_ids,
             "iat": iat,
             "exp": exp,
         });
@@ -486,7 +488,7 @@ impl Authorizations {
             device_id: device.device_id.clone(),
             credential_id: device.credential_id.clone(),
             decision: signed.decision.clone(),
-            policy_ids: decision.policy_ids,
+            policy_ids,
             kid,
             iat,
             exp,
