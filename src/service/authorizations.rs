@@ -130,6 +130,24 @@ pub struct SignedAuthorization {
     pub decision: String,
 }
 
+/// A payment between its signature and its commit: the assertion verified, the policy allowed
+/// it, the JWS is signed. Made only by [`Authorizations::sign_payment`] and used up by
+/// [`Authorizations::commit_payment`], so nothing commits an approval that skipped a step.
+#[derive(Debug)]
+pub struct SignedPayment(Signed);
+
+#[derive(Debug)]
+enum Signed {
+    /// An earlier request with the same Idempotency-Key got this answer: nothing to commit.
+    Replayed(SignedAuthorization),
+    /// The commit to make (consume, counter, authorization, key, audit) and the answer to
+    /// give once it is made.
+    Ready {
+        commit: Box<AuthorizationCommit>,
+        answer: SignedAuthorization,
+    },
+}
+
 fn valid_spc(spc: &SpcDisplay) -> bool {
     let text_ok = |s: &str| {
         let n = s.chars().count();
@@ -288,6 +306,20 @@ impl Authorizations {
         input: AuthorizeInput,
         key: Option<&IdempotencyKey>,
     ) -> Result<SignedAuthorization, Error> {
+        let signed = self.sign_payment(caller, input, key).await?;
+        self.commit_payment(signed).await
+    }
+
+    /// The first step of [`Self::authorize`]: verifies the device's assertion against its
+    /// challenge, asks the policy and signs the authorization, or ends the attempt as a
+    /// refusal (audited, the challenge used up). The signed authorization leaves only through
+    /// [`Self::commit_payment`].
+    pub async fn sign_payment(
+        &self,
+        caller: &Caller,
+        input: AuthorizeInput,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<SignedPayment, Error> {
         let keyed = key.map(|key| Keyed {
             key,
             hash: request_hash(OP_AUTHORIZE, &authorize_canonical(&input)),
@@ -298,7 +330,7 @@ impl Authorizations {
         audit.detail = Some(format!("challenge_id={}", input.challenge_id));
         if let Some(answer) = self.earlier_answer(caller, keyed).await? {
             return match answer {
-                Ok(resp) => replayed(&resp),
+                Ok(resp) => Ok(SignedPayment(Signed::Replayed(replayed(&resp)?))),
                 Err(e) => Err(self.refuse(audit, e).await),
             };
         }
@@ -504,6 +536,23 @@ impl Authorizations {
                 verdict.user_verified
             ));
         }
+        Ok(SignedPayment(Signed::Ready {
+            commit: Box::new(finish),
+            answer: signed,
+        }))
+    }
+
+    /// The last step of [`Self::authorize`]: commits a signed payment in one store
+    /// transaction (consume the challenge, move the counter, store the authorization and the
+    /// idempotency key, audit) and only then returns the authorization.
+    pub async fn commit_payment(
+        &self,
+        signed: SignedPayment,
+    ) -> Result<SignedAuthorization, Error> {
+        let (finish, signed) = match signed.0 {
+            Signed::Replayed(answer) => return Ok(answer),
+            Signed::Ready { commit, answer } => (*commit, answer),
+        };
         let refused = finish.audit.clone();
         match self.store.commit_authorization(finish).await? {
             Idempotent::Fresh(CommitOutcome::Committed) => Ok(signed),

@@ -12,7 +12,7 @@ mod tokens;
 
 pub use authorizations::{
     Authorizations, AuthorizeInput, IssuedPaymentChallenge, PaymentChallengeInput,
-    SignedAuthorization,
+    SignedAuthorization, SignedPayment,
 };
 pub use devices::{Devices, EnrolInput, EnrolledDevice, IssuedChallenge};
 pub use error::Error;
