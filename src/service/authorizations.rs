@@ -5,7 +5,9 @@
 //! Every answer to a challenge, approved or refused, uses it up; the end of an attempt is one
 //! store transaction (consume + counter compare-and-set + authorization + idempotency key +
 //! audit), so of two concurrent answers exactly one wins. The JWS is signed before that
-//! commit and returned only after it.
+//! commit and returned only after it. The token is checked early (before verifying), and
+//! again inside the transaction that stores a challenge or commits an approval, so a suspend
+//! or delete that commits in between stops the payment.
 
 use super::idempotency::{request_hash, IdempotencyKey};
 use super::ids::{fill_random, time_ordered_id};
@@ -17,8 +19,8 @@ use crate::jose::{AuthorizationSigner, SignedJws};
 use crate::payment::{Amount, Currency, Payee, PaymentError};
 use crate::policy::{Action, PaymentContext, PolicyContext, PolicyEngine, PolicyRequest, Resource};
 use crate::store::{
-    AuthorizationChallengeRecord, AuthorizationCommit, AuthorizationRecord, ChallengeState,
-    CommitOutcome, CounterUpdate, IdempotencyRecord, Idempotent, SpcDisplay, Store,
+    AuthorizationChallengeRecord, AuthorizationCommit, AuthorizationRecord, ChallengeIssue,
+    ChallengeState, CommitOutcome, CounterUpdate, IdempotencyRecord, Idempotent, SpcDisplay, Store,
 };
 use crate::webauthn::assertion::{
     verify_assertion, AssertionExpectations, AssertionInput, AssertionType, ExpectedPayment,
@@ -292,7 +294,11 @@ impl Authorizations {
             .create_authorization_challenge(record, audit, idempotency)
             .await?
         {
-            Idempotent::Fresh(()) => Ok(issued),
+            Idempotent::Fresh(ChallengeIssue::Issued) => Ok(issued),
+            // Suspended or deleted since `check_token`: nothing was stored.
+            Idempotent::Fresh(ChallengeIssue::TokenNotActive(status)) => {
+                Err(self.refuse(refused, token_error(status)).await)
+            }
             Idempotent::Replayed(resp) => replayed(&resp),
             Idempotent::KeyReused => Err(self.refuse(refused, Error::IdempotencyKeyReused).await),
         }
@@ -553,12 +559,29 @@ impl Authorizations {
             Signed::Replayed(answer) => return Ok(answer),
             Signed::Ready { commit, answer } => (*commit, answer),
         };
-        let refused = finish.audit.clone();
+        // What ends the attempt as a refusal if the commit cannot approve it.
+        let refusal = AuthorizationCommit {
+            challenge_id: finish.challenge_id.clone(),
+            now: finish.now.clone(),
+            counter: finish.counter.clone(),
+            authorization: None,
+            audit: finish.audit.clone(),
+            idempotency: None,
+        };
         match self.store.commit_authorization(finish).await? {
             Idempotent::Fresh(CommitOutcome::Committed) => Ok(signed),
-            Idempotent::Fresh(outcome) => Err(self.refuse(refused, outcome_error(outcome)).await),
+            // Suspended or deleted since `check_token`: nothing was written, the JWS is dropped,
+            // and the attempt ends as any refusal does (challenge used up, counter moved).
+            Idempotent::Fresh(CommitOutcome::TokenNotActive(status)) => {
+                Err(self.refuse_consuming(refusal, token_error(status)).await)
+            }
+            Idempotent::Fresh(outcome) => {
+                Err(self.refuse(refusal.audit, outcome_error(outcome)).await)
+            }
             Idempotent::Replayed(resp) => replayed(&resp),
-            Idempotent::KeyReused => Err(self.refuse(refused, Error::IdempotencyKeyReused).await),
+            Idempotent::KeyReused => Err(self
+                .refuse(refusal.audit, Error::IdempotencyKeyReused)
+                .await),
         }
     }
 
@@ -608,12 +631,13 @@ impl Authorizations {
         }))
     }
 
-    /// The token must be live and active in its domain.
+    /// The token must be live and active in its domain. An early check: the store checks
+    /// again in the transaction that stores a challenge or commits an approval.
     async fn check_token(&self, token: &Token, domain: &Domain) -> Result<(), Error> {
         match self.store.token(token, domain).await? {
             Some(r) if r.status == TokenStatus::Active => Ok(()),
-            Some(r) if r.status == TokenStatus::Suspended => Err(Error::TokenSuspended),
-            _ => Err(Error::TokenNotFound),
+            Some(r) => Err(token_error(r.status)),
+            None => Err(Error::TokenNotFound),
         }
     }
 
@@ -653,7 +677,16 @@ impl Authorizations {
 fn outcome_error(outcome: CommitOutcome) -> Error {
     match outcome {
         CommitOutcome::Challenge(state) => challenge_state_error(state),
+        CommitOutcome::TokenNotActive(status) => token_error(status),
         CommitOutcome::CounterConflict | CommitOutcome::Committed => Error::CounterConflict,
+    }
+}
+
+/// Why a token that is not active cannot pay: suspended, or as good as absent.
+fn token_error(status: TokenStatus) -> Error {
+    match status {
+        TokenStatus::Suspended => Error::TokenSuspended,
+        TokenStatus::Active | TokenStatus::Deleted => Error::TokenNotFound,
     }
 }
 
