@@ -58,7 +58,8 @@ pub struct AuditEvent {
     pub time: String,
     /// The request id the caller saw in `x-request-id`.
     pub request_id: String,
-    /// The caller's identity from its certificate, or `payhsm` for the daemon itself.
+    /// The caller's identity from its certificate, `payhsmd` for the daemon's own events, the
+    /// custodians for a ceremony's.
     pub principal: String,
     /// The action name (`tokenize`, `detokenize`, `suspend`, `resume`, `delete`,
     /// `read_metadata`, `data_key_created`, ...).
