@@ -30,7 +30,7 @@ fn prefixed(parts: &[&[u8]]) -> Vec<u8> {
 
 /// A signed export of `n` records, as `payhsm audit export` writes it.
 fn audit_export(n: u64) -> Vec<u8> {
-    use crate::audit::{export_jsonl, link, AuditEvent, Checkpoint, GENESIS};
+    use crate::audit::{export_jsonl, link, Checkpoint, LoggedEvent, GENESIS};
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine as _;
     use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
@@ -41,7 +41,7 @@ fn audit_export(n: u64) -> Vec<u8> {
     let mut prev = GENESIS;
     let mut records = Vec::new();
     for seq in 1..=n {
-        let event = AuditEvent::sample(seq);
+        let event = LoggedEvent::sample(seq);
         let (record, hash) = link(&prev, seq, event);
         prev = hash;
         records.push(record);

@@ -10,14 +10,20 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use payhsm::audit::{
-    export_jsonl, link, verify_export, AuditEvent, AuditRecord, Checkpoint, Decision,
+    export_jsonl, link, verify_export, AuditRecord, Checkpoint, Decision, LoggedEvent,
     VerifyErrorKind, GENESIS,
 };
 use ring::rand::SystemRandom;
 use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 
-fn event(n: u64) -> AuditEvent {
-    AuditEvent {
+/// Record `n`: every third one is about a request the policy was not asked about.
+fn event(n: u64) -> LoggedEvent {
+    let (decision, policy_ids) = if n.is_multiple_of(3) {
+        (Decision::NotAsked, vec![])
+    } else {
+        (Decision::Allow, vec!["gw-tokenize".into()])
+    };
+    LoggedEvent {
         time: format!("2026-01-01T00:00:{:02}.000Z", n % 60),
         request_id: format!("req-{n}"),
         principal: "spiffe://gw".into(),
@@ -25,8 +31,8 @@ fn event(n: u64) -> AuditEvent {
         domain: Some("shop".into()),
         token: Some("4111119999991111".into()),
         last4: Some("1111".into()),
-        decision: Decision::Allow,
-        policy_ids: vec!["gw-tokenize".into()],
+        decision,
+        policy_ids,
         outcome: "created".into(),
         detail: None,
     }
@@ -268,6 +274,36 @@ fn malformed_json_and_unknown_fields_are_reported() {
     lines[0] = lines[0].replacen('{', "{\"pan\":\"4111111111111111\",", 1);
     assert!(matches!(
         fails(&join(&lines), None),
+        (1, None, VerifyErrorKind::Malformed(_))
+    ));
+}
+
+#[test]
+fn a_changed_decision_is_an_edit_and_an_unknown_one_is_malformed() {
+    let k = key();
+    let lines = export_lines(&k, 3);
+    assert!(lines[2].contains("\"decision\":\"none\",\"policy_ids\":[]"));
+    for (from, to) in [("none", "allow"), ("none", "deny")] {
+        let mut edited = lines.clone();
+        edited[2] = edited[2].replace(
+            &format!("\"decision\":\"{from}\""),
+            &format!("\"decision\":\"{to}\""),
+        );
+        assert_eq!(
+            fails(&join(&edited), None),
+            (3, Some(3), VerifyErrorKind::Edited)
+        );
+    }
+    let mut edited = lines.clone();
+    edited[0] = edited[0].replace("\"decision\":\"allow\"", "\"decision\":\"deny\"");
+    assert_eq!(
+        fails(&join(&edited), None),
+        (1, Some(1), VerifyErrorKind::Edited)
+    );
+    let mut unknown = lines;
+    unknown[0] = unknown[0].replace("\"decision\":\"allow\"", "\"decision\":\"maybe\"");
+    assert!(matches!(
+        fails(&join(&unknown), None),
         (1, None, VerifyErrorKind::Malformed(_))
     ));
 }

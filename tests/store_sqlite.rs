@@ -10,7 +10,7 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use payhsm::audit::{
-    export_jsonl, link, verify_export, AuditEvent, AuditRecord, Checkpoint, Decision, GENESIS,
+    export_jsonl, link, verify_export, AuditEvent, AuditRecord, Checkpoint, PolicyVerdict, GENESIS,
 };
 use payhsm::card::{Domain, Last4, StatusChange, Token, TokenFormat, TokenStatus};
 use payhsm::keys::{DataKeyState, Fingerprint, KeyVersion, SealedPan, WrappedDataKey};
@@ -35,19 +35,13 @@ fn store(path: &Path) -> SqliteStore {
 }
 
 fn event(action: &str) -> AuditEvent {
-    AuditEvent {
-        time: "2026-01-01T00:00:00.000Z".into(),
-        request_id: "req".into(),
-        principal: "spiffe://gw".into(),
-        action: action.into(),
-        domain: None,
-        token: None,
-        last4: None,
-        decision: Decision::Allow,
-        policy_ids: vec![],
-        outcome: String::new(),
-        detail: None,
-    }
+    AuditEvent::new(
+        "2026-01-01T00:00:00.000Z".into(),
+        "req".into(),
+        "spiffe://gw".into(),
+        action.into(),
+        PolicyVerdict::NotAsked,
+    )
 }
 
 fn fp(n: u32) -> Fingerprint {

@@ -8,7 +8,7 @@
     clippy::indexing_slicing
 )] // test crate
 
-use payhsm::audit::{AuditEvent, Decision};
+use payhsm::audit::{AuditEvent, PolicyVerdict};
 use payhsm::card::{Domain, Token};
 use payhsm::store::sqlite::{open, SqliteOptions, SqliteStore};
 use payhsm::store::{
@@ -28,19 +28,16 @@ fn store() -> (tempfile::TempDir, SqliteStore) {
 }
 
 fn event(action: &str) -> AuditEvent {
-    AuditEvent {
-        time: "2026-01-01T00:00:00.000Z".into(),
-        request_id: "req".into(),
-        principal: "spiffe://gw".into(),
-        action: action.into(),
-        domain: None,
-        token: None,
-        last4: None,
-        decision: Decision::Allow,
-        policy_ids: vec!["gateway-device-enrolment".into()],
-        outcome: "ok".into(),
-        detail: Some(format!("{action} detail")),
-    }
+    let mut e = AuditEvent::new(
+        "2026-01-01T00:00:00.000Z".into(),
+        "req".into(),
+        "spiffe://gw".into(),
+        action.into(),
+        PolicyVerdict::NotAsked,
+    );
+    e.outcome = "ok".into();
+    e.detail = Some(format!("{action} detail"));
+    e
 }
 
 fn challenge(id: &str, ttl_seconds: i64) -> ChallengeRecord {

@@ -7,7 +7,7 @@
     clippy::indexing_slicing
 )] // test crate
 
-use payhsm::audit::{AuditEvent, Decision};
+use payhsm::audit::{AuditEvent, PolicyVerdict};
 use payhsm::card::{Domain, Last4, Token, TokenFormat, TokenStatus};
 use payhsm::keys::{DataKeyState, Fingerprint, KeyVersion, SealedPan, WrappedDataKey};
 use payhsm::store::sqlite::{open, SqliteOptions, SqliteStore};
@@ -23,19 +23,13 @@ fn store() -> (tempfile::TempDir, SqliteStore) {
 }
 
 fn event(action: &str) -> AuditEvent {
-    AuditEvent {
-        time: "2026-01-01T00:00:00.000Z".into(),
-        request_id: "req".into(),
-        principal: "spiffe://custodian".into(),
-        action: action.into(),
-        domain: None,
-        token: None,
-        last4: None,
-        decision: Decision::Allow,
-        policy_ids: vec![],
-        outcome: String::new(),
-        detail: None,
-    }
+    AuditEvent::new(
+        "2026-01-01T00:00:00.000Z".into(),
+        "req".into(),
+        "spiffe://custodian".into(),
+        action.into(),
+        PolicyVerdict::NotAsked,
+    )
 }
 
 fn approval(custodian: &str, now: &str, expires_at: &str) -> KeyApproval {

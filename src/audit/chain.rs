@@ -4,7 +4,7 @@
 //! written as lowercase hex. Only the canonical re-serialization is hashed, so a verifier
 //! recomputes the hash from parsed values, never from the bytes it was given.
 
-use super::{AuditEvent, AuditRecord};
+use super::{AuditEvent, AuditRecord, LoggedEvent};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -19,18 +19,18 @@ pub const GENESIS: AuditHash = [0u8; 32];
 struct Canonical<'a> {
     seq: u64,
     #[serde(flatten)]
-    event: &'a AuditEvent,
+    event: &'a LoggedEvent,
 }
 
 /// The chain hash of `event` at position `seq` after `prev`.
-pub(crate) fn record_hash(prev: &AuditHash, seq: u64, event: &AuditEvent) -> AuditHash {
+pub(crate) fn record_hash(prev: &AuditHash, seq: u64, event: &LoggedEvent) -> AuditHash {
     // Serializing a struct of strings cannot fail; if it ever did, the empty input yields a
     // hash no verifier accepts, which fails loudly rather than silently.
     chain_hash(prev, canonical(seq, event).unwrap_or_default().as_bytes())
 }
 
 /// The hashed form of the record at `seq`.
-fn canonical(seq: u64, event: &AuditEvent) -> serde_json::Result<String> {
+fn canonical(seq: u64, event: &LoggedEvent) -> serde_json::Result<String> {
     serde_json::to_string(&Canonical { seq, event })
 }
 
@@ -42,7 +42,8 @@ fn chain_hash(prev: &AuditHash, canonical: &[u8]) -> AuditHash {
 }
 
 /// Places an event in the chain after `prev`.
-pub fn link(prev: &AuditHash, seq: u64, event: AuditEvent) -> (AuditRecord, AuditHash) {
+pub fn link(prev: &AuditHash, seq: u64, event: impl Into<LoggedEvent>) -> (AuditRecord, AuditHash) {
+    let event = event.into();
     let hash = record_hash(prev, seq, &event);
     let record = AuditRecord {
         seq,
@@ -61,6 +62,7 @@ pub(crate) fn link_encoded(
     seq: u64,
     event: AuditEvent,
 ) -> serde_json::Result<(AuditRecord, AuditHash, String)> {
+    let event = LoggedEvent::from(event);
     let mut json = canonical(seq, &event)?;
     let hash = chain_hash(prev, json.as_bytes());
     let record = AuditRecord {
@@ -166,8 +168,21 @@ pub fn export_jsonl(records: &[AuditRecord], checkpoint: &Checkpoint) -> String 
 mod tests {
     use super::*;
 
-    fn event(n: u32) -> AuditEvent {
-        AuditEvent::sample(n.into())
+    fn event(n: u32) -> LoggedEvent {
+        LoggedEvent::sample(n.into())
+    }
+
+    /// An event as a service writes it: one the policy was not asked about.
+    fn written(n: u32) -> AuditEvent {
+        let mut e = AuditEvent::new(
+            "2026-01-01T00:00:00.000Z".into(),
+            format!("r{n}"),
+            "payhsmd".into(),
+            "data_key_created".into(),
+            super::super::PolicyVerdict::NotAsked,
+        );
+        e.outcome = "created".into();
+        e
     }
 
     #[test]
@@ -182,10 +197,10 @@ mod tests {
 
     #[test]
     fn encoded_record_is_the_record_serialized() {
-        let mut quoted = event(2);
+        let mut quoted = written(2);
         quoted.detail = Some("a \"quoted\" \\ detail\n\u{1}".into());
-        quoted.domain = None;
-        for (i, e) in [event(1), quoted].into_iter().enumerate() {
+        quoted.domain = Some("shop".into());
+        for (i, e) in [written(1), quoted].into_iter().enumerate() {
             let (record, hash, json) = link_encoded(&[7; 32], i as u64 + 5, e.clone()).unwrap();
             assert_eq!(json, serde_json::to_string(&record).unwrap());
             assert_eq!((record.clone(), hash), link(&[7; 32], i as u64 + 5, e));

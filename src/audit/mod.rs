@@ -11,5 +11,5 @@ mod verify;
 
 pub use chain::{export_jsonl, link, AuditHash, Checkpoint, GENESIS};
 pub(crate) use chain::{hash_from_hex, link_encoded};
-pub use event::{AuditEvent, AuditRecord, Decision};
+pub use event::{AuditEvent, AuditRecord, Decision, LoggedEvent, PolicyVerdict};
 pub use verify::{verify_export, VerifyError, VerifyErrorKind, VerifySummary};

@@ -5,7 +5,7 @@
 //! after the checkpoint is reported with the line of the first bad record.
 
 use super::chain::{hash_from_hex, record_hash, to_hex, CheckpointLine, GENESIS};
-use super::{AuditEvent, Checkpoint, Decision};
+use super::{Checkpoint, Decision, LoggedEvent};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::Deserialize;
@@ -100,7 +100,7 @@ impl std::fmt::Display for VerifyError {
 impl std::error::Error for VerifyError {}
 
 /// A record line, strictly: every field once, nothing unknown (an extra field would not be
-/// covered by the hash). Must list the fields of [`AuditEvent`]; a round-trip test guards it.
+/// covered by the hash). Must list the fields of [`LoggedEvent`]; a round-trip test guards it.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RecordLine {
@@ -122,8 +122,8 @@ struct RecordLine {
 }
 
 impl RecordLine {
-    fn event(self) -> (u64, AuditEvent, String, String) {
-        let event = AuditEvent {
+    fn event(self) -> (u64, LoggedEvent, String, String) {
+        let event = LoggedEvent {
             time: self.time,
             request_id: self.request_id,
             principal: self.principal,

@@ -2,7 +2,7 @@
 
 use super::DaemonError;
 use crate::api::App;
-use crate::audit::{export_jsonl, AuditEvent, Checkpoint, Decision, GENESIS};
+use crate::audit::{export_jsonl, AuditEvent, Checkpoint, PolicyVerdict, GENESIS};
 use crate::config::{defaults, Config, PinSource};
 use crate::keys::{DataKeyRing, DataKeyState, Hsm, HsmConfig, KeyVersion, Module, Pin, SharedRing};
 use crate::policy::PolicyEngine;
@@ -97,20 +97,17 @@ pub struct Keys {
     pub ring: DataKeyRing,
 }
 
+/// The daemon's own key event at start-up: no policy governs it, so the policy was not asked.
 fn key_event(action: &str, outcome: String) -> AuditEvent {
-    AuditEvent {
-        time: crate::clock::now_rfc3339(),
-        request_id: "startup".to_owned(),
-        principal: "payhsmd".to_owned(),
-        action: action.to_owned(),
-        domain: None,
-        token: None,
-        last4: None,
-        decision: Decision::Allow,
-        policy_ids: Vec::new(),
-        outcome,
-        detail: None,
-    }
+    let mut event = AuditEvent::new(
+        crate::clock::now_rfc3339(),
+        "startup".to_owned(),
+        "payhsmd".to_owned(),
+        action.to_owned(),
+        PolicyVerdict::NotAsked,
+    );
+    event.outcome = outcome;
+    event
 }
 
 async fn open_hsm(config: &Config, create_dev_token: bool) -> Result<Hsm, DaemonError> {

@@ -2,7 +2,7 @@
 //! request with a decision and the ids of the policies that made it. Deny by default.
 
 use super::identities::{self, IdentityMap};
-use super::{PolicyError, Principal};
+use super::{PolicyDecision, PolicyError, Principal};
 use crate::card::Domain;
 use cedar_policy::{
     ActionConstraint, Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName,
@@ -189,25 +189,6 @@ impl<'a> PolicyRequest<'a> {
             action,
             resource,
             context: PolicyContext::Empty,
-        }
-    }
-}
-
-/// The answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PolicyDecision {
-    /// Permitted.
-    pub allowed: bool,
-    /// The `@id`s of the policies that decided, sorted: the permits for an allow, the forbids
-    /// for an explicit deny, empty for a deny by default.
-    pub policy_ids: Vec<String>,
-}
-
-impl PolicyDecision {
-    fn deny_by_default() -> Self {
-        Self {
-            allowed: false,
-            policy_ids: Vec::new(),
         }
     }
 }
@@ -463,10 +444,10 @@ impl PolicyEngine {
             .reason()
             .map(|id| AsRef::<str>::as_ref(id).to_owned())
             .collect();
-        PolicyDecision {
-            allowed: response.decision() == Decision::Allow,
-            policy_ids: policy_ids.into_iter().collect(),
-        }
+        PolicyDecision::new(
+            response.decision() == Decision::Allow,
+            policy_ids.into_iter().collect(),
+        )
     }
 
     /// The groups `principal` belongs to (sorted), empty for an unknown identity.
@@ -722,8 +703,8 @@ mod tests {
         let shop = Domain::parse("shop").unwrap();
         let allowed = PolicyRequest::new(&reader, Action::Detokenize, Resource::Domain(&shop));
         let refused = PolicyRequest::new(&gateway, Action::Detokenize, Resource::Domain(&shop));
-        assert!(engine.decide(&allowed).allowed);
-        assert!(!engine.decide(&refused).allowed);
+        assert!(engine.decide(&allowed).allowed());
+        assert!(!engine.decide(&refused).allowed());
         for n in 0..DECISION_CACHE_ENTRIES + 10 {
             let domain = Domain::parse(&format!("d{n}")).unwrap();
             engine.decide(&PolicyRequest::new(
@@ -791,8 +772,8 @@ mod tests {
             let whole = engine.evaluate_in(request, &engine.policies, Some(&schema));
             assert_eq!(sliced, whole, "{request:?}");
             requests += 1;
-            allowed += usize::from(sliced.allowed);
-            forbidden += usize::from(!sliced.allowed && !sliced.policy_ids.is_empty());
+            allowed += usize::from(sliced.allowed());
+            forbidden += usize::from(!sliced.allowed() && !sliced.policy_ids().is_empty());
         });
         // The comparison covered allows, explicit forbids and denials by default.
         assert!(allowed > 0 && forbidden > 0 && requests > allowed + forbidden);
@@ -842,17 +823,11 @@ mod tests {
         let engine = PolicyEngine::load(dir.path()).unwrap();
         assert_eq!(
             payment(&engine, true),
-            PolicyDecision {
-                allowed: true,
-                policy_ids: vec!["payments-group".to_owned()],
-            }
+            PolicyDecision::new(true, vec!["payments-group".to_owned()])
         );
         assert_eq!(
             payment(&engine, false),
-            PolicyDecision {
-                allowed: false,
-                policy_ids: vec!["no-uv".to_owned()],
-            }
+            PolicyDecision::new(false, vec!["no-uv".to_owned()])
         );
     }
 
@@ -872,7 +847,7 @@ mod tests {
         let gateway = Principal::new("spiffe://payhsm.dev/gateway");
         let shop = Domain::parse("shop").unwrap();
         let tokenize = PolicyRequest::new(&gateway, Action::Tokenize, Resource::Domain(&shop));
-        assert!(engine.decide(&tokenize).allowed);
+        assert!(engine.decide(&tokenize).allowed());
     }
 
     #[test]

@@ -2,14 +2,16 @@
 //! (`policies/schema.cedarschema`) at load, and a map from certificate identities to groups
 //! (`policies/identities.toml`). Deny by default.
 
+mod decision;
 mod engine;
 mod error;
 mod identities;
 mod principal;
 
+pub use decision::PolicyDecision;
 pub use engine::{
-    Action, PaymentContext, PolicyContext, PolicyDecision, PolicyEngine, PolicyRequest, Resource,
-    IDENTITIES_FILE, POLICIES_FILE, SCHEMA_FILE,
+    Action, PaymentContext, PolicyContext, PolicyEngine, PolicyRequest, Resource, IDENTITIES_FILE,
+    POLICIES_FILE, SCHEMA_FILE,
 };
 pub use error::PolicyError;
 pub use identities::{load as load_identities, IdentityMap};

@@ -5,20 +5,22 @@
 //! Every answer to a challenge, approved or refused, uses it up; the end of an attempt is one
 //! store transaction (consume + counter compare-and-set + authorization + idempotency key +
 //! audit), so of two concurrent answers exactly one wins. The JWS is signed before that
-//! commit and returned only after it.
+//! commit and returned only after it. The token is checked early (before verifying), and
+//! again inside the transaction that stores a challenge or commits an approval, so a suspend
+//! or delete that commits in between stops the payment.
 
 use super::idempotency::{request_hash, IdempotencyKey};
 use super::ids::{fill_random, time_ordered_id};
 use super::{Caller, Error};
-use crate::audit::{AuditEvent, Decision};
+use crate::audit::{AuditEvent, PolicyVerdict};
 use crate::card::{Domain, Token, TokenStatus};
 use crate::config::WebauthnConfig;
 use crate::jose::{AuthorizationSigner, SignedJws};
 use crate::payment::{Amount, Currency, Payee, PaymentError};
 use crate::policy::{Action, PaymentContext, PolicyContext, PolicyEngine, PolicyRequest, Resource};
 use crate::store::{
-    AuthorizationChallengeRecord, AuthorizationCommit, AuthorizationRecord, ChallengeState,
-    CommitOutcome, CounterUpdate, IdempotencyRecord, Idempotent, SpcDisplay, Store,
+    AuthorizationChallengeRecord, AuthorizationCommit, AuthorizationRecord, ChallengeIssue,
+    ChallengeState, CommitOutcome, CounterUpdate, IdempotencyRecord, Idempotent, SpcDisplay, Store,
 };
 use crate::webauthn::assertion::{
     verify_assertion, AssertionExpectations, AssertionInput, AssertionType, ExpectedPayment,
@@ -130,6 +132,24 @@ pub struct SignedAuthorization {
     pub decision: String,
 }
 
+/// A payment between its signature and its commit: the assertion verified, the policy allowed
+/// it, the JWS is signed. Made only by [`Authorizations::sign_payment`] and used up by
+/// [`Authorizations::commit_payment`], so nothing commits an approval that skipped a step.
+#[derive(Debug)]
+pub struct SignedPayment(Signed);
+
+#[derive(Debug)]
+enum Signed {
+    /// An earlier request with the same Idempotency-Key got this answer: nothing to commit.
+    Replayed(SignedAuthorization),
+    /// The commit to make (consume, counter, authorization, key, audit) and the answer to
+    /// give once it is made.
+    Ready {
+        commit: Box<AuthorizationCommit>,
+        answer: SignedAuthorization,
+    },
+}
+
 fn valid_spc(spc: &SpcDisplay) -> bool {
     let text_ok = |s: &str| {
         let n = s.chars().count();
@@ -198,17 +218,16 @@ impl Authorizations {
             Action::CreateAuthorizationChallenge,
             Resource::Domain(&input.domain),
         ));
+        let allowed = decision.allowed();
+        // Whatever happens next, the record states the engine's answer.
         let mut audit = caller.audit_event(
             Action::CreateAuthorizationChallenge.as_str(),
-            Decision::Deny,
-            Vec::new(),
+            PolicyVerdict::Decided(decision),
         );
-        audit.policy_ids = decision.policy_ids;
         audit.token = Some(input.token.as_str().to_owned());
         audit.domain = Some(input.domain.as_str().to_owned());
         audit.detail = Some(format!("device={}", input.device_id));
-        if !decision.allowed {
-            audit.decision = Decision::Deny;
+        if !allowed {
             return Err(self.refuse(audit, Error::Forbidden).await);
         }
         if let Some(answer) = self.earlier_answer(caller, keyed).await? {
@@ -275,7 +294,11 @@ impl Authorizations {
             .create_authorization_challenge(record, audit, idempotency)
             .await?
         {
-            Idempotent::Fresh(()) => Ok(issued),
+            Idempotent::Fresh(ChallengeIssue::Issued) => Ok(issued),
+            // Suspended or deleted since `check_token`: nothing was stored.
+            Idempotent::Fresh(ChallengeIssue::TokenNotActive(status)) => {
+                Err(self.refuse(refused, token_error(status)).await)
+            }
             Idempotent::Replayed(resp) => replayed(&resp),
             Idempotent::KeyReused => Err(self.refuse(refused, Error::IdempotencyKeyReused).await),
         }
@@ -289,15 +312,31 @@ impl Authorizations {
         input: AuthorizeInput,
         key: Option<&IdempotencyKey>,
     ) -> Result<SignedAuthorization, Error> {
+        let signed = self.sign_payment(caller, input, key).await?;
+        self.commit_payment(signed).await
+    }
+
+    /// The first step of [`Self::authorize`]: verifies the device's assertion against its
+    /// challenge, asks the policy and signs the authorization, or ends the attempt as a
+    /// refusal (audited, the challenge used up). The signed authorization leaves only through
+    /// [`Self::commit_payment`].
+    pub async fn sign_payment(
+        &self,
+        caller: &Caller,
+        input: AuthorizeInput,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<SignedPayment, Error> {
         let keyed = key.map(|key| Keyed {
             key,
             hash: request_hash(OP_AUTHORIZE, &authorize_canonical(&input)),
         });
-        let mut audit = caller.audit_event(REFUSED, Decision::Deny, Vec::new());
+        // The payment policy needs what the assertion establishes: until it is asked, a refusal
+        // is recorded as not asked.
+        let mut audit = caller.audit_event(REFUSED, PolicyVerdict::NotAsked);
         audit.detail = Some(format!("challenge_id={}", input.challenge_id));
         if let Some(answer) = self.earlier_answer(caller, keyed).await? {
             return match answer {
-                Ok(resp) => replayed(&resp),
+                Ok(resp) => Ok(SignedPayment(Signed::Replayed(replayed(&resp)?))),
                 Err(e) => Err(self.refuse(audit, e).await),
             };
         }
@@ -438,13 +477,14 @@ impl Authorizations {
             resource: Resource::Domain(&challenge.domain),
             context: PolicyContext::Payment(&context),
         });
+        let allowed = decision.allowed();
+        let policy_ids = decision.policy_ids().to_vec();
         let mut finish = end(Some(counter));
-        finish.audit.policy_ids = decision.policy_ids.clone();
-        if !decision.allowed {
-            let e = Error::PaymentRefused(decision.policy_ids);
+        finish.audit.decided(decision);
+        if !allowed {
+            let e = Error::PaymentRefused(policy_ids);
             return Err(self.refuse_consuming(finish, e).await);
         }
-        finish.audit.decision = Decision::Allow;
         let authorization_id = time_ordered_id(now);
         let iat = now.unix_timestamp();
         let ttl = i64::try_from(self.config.authorization_ttl.as_secs()).unwrap_or(i64::MAX);
@@ -460,7 +500,7 @@ impl Authorizations {
             "credential_id": URL_SAFE_NO_PAD.encode(&device.credential_id),
             "user_verified": verdict.user_verified,
             "trust": device.trust.as_str(),
-            "policy": decision.policy_ids,
+            "policy": policy_ids,
             "iat": iat,
             "exp": exp,
         });
@@ -486,7 +526,7 @@ impl Authorizations {
             device_id: device.device_id.clone(),
             credential_id: device.credential_id.clone(),
             decision: signed.decision.clone(),
-            policy_ids: decision.policy_ids,
+            policy_ids,
             kid,
             iat,
             exp,
@@ -502,12 +542,46 @@ impl Authorizations {
                 verdict.user_verified
             ));
         }
-        let refused = finish.audit.clone();
+        Ok(SignedPayment(Signed::Ready {
+            commit: Box::new(finish),
+            answer: signed,
+        }))
+    }
+
+    /// The last step of [`Self::authorize`]: commits a signed payment in one store
+    /// transaction (consume the challenge, move the counter, store the authorization and the
+    /// idempotency key, audit) and only then returns the authorization.
+    pub async fn commit_payment(
+        &self,
+        signed: SignedPayment,
+    ) -> Result<SignedAuthorization, Error> {
+        let (finish, signed) = match signed.0 {
+            Signed::Replayed(answer) => return Ok(answer),
+            Signed::Ready { commit, answer } => (*commit, answer),
+        };
+        // What ends the attempt as a refusal if the commit cannot approve it.
+        let refusal = AuthorizationCommit {
+            challenge_id: finish.challenge_id.clone(),
+            now: finish.now.clone(),
+            counter: finish.counter.clone(),
+            authorization: None,
+            audit: finish.audit.clone(),
+            idempotency: None,
+        };
         match self.store.commit_authorization(finish).await? {
             Idempotent::Fresh(CommitOutcome::Committed) => Ok(signed),
-            Idempotent::Fresh(outcome) => Err(self.refuse(refused, outcome_error(outcome)).await),
+            // Suspended or deleted since `check_token`: nothing was written, the JWS is dropped,
+            // and the attempt ends as any refusal does (challenge used up, counter moved).
+            Idempotent::Fresh(CommitOutcome::TokenNotActive(status)) => {
+                Err(self.refuse_consuming(refusal, token_error(status)).await)
+            }
+            Idempotent::Fresh(outcome) => {
+                Err(self.refuse(refusal.audit, outcome_error(outcome)).await)
+            }
             Idempotent::Replayed(resp) => replayed(&resp),
-            Idempotent::KeyReused => Err(self.refuse(refused, Error::IdempotencyKeyReused).await),
+            Idempotent::KeyReused => Err(self
+                .refuse(refusal.audit, Error::IdempotencyKeyReused)
+                .await),
         }
     }
 
@@ -557,12 +631,13 @@ impl Authorizations {
         }))
     }
 
-    /// The token must be live and active in its domain.
+    /// The token must be live and active in its domain. An early check: the store checks
+    /// again in the transaction that stores a challenge or commits an approval.
     async fn check_token(&self, token: &Token, domain: &Domain) -> Result<(), Error> {
         match self.store.token(token, domain).await? {
             Some(r) if r.status == TokenStatus::Active => Ok(()),
-            Some(r) if r.status == TokenStatus::Suspended => Err(Error::TokenSuspended),
-            _ => Err(Error::TokenNotFound),
+            Some(r) => Err(token_error(r.status)),
+            None => Err(Error::TokenNotFound),
         }
     }
 
@@ -602,7 +677,16 @@ impl Authorizations {
 fn outcome_error(outcome: CommitOutcome) -> Error {
     match outcome {
         CommitOutcome::Challenge(state) => challenge_state_error(state),
+        CommitOutcome::TokenNotActive(status) => token_error(status),
         CommitOutcome::CounterConflict | CommitOutcome::Committed => Error::CounterConflict,
+    }
+}
+
+/// Why a token that is not active cannot pay: suspended, or as good as absent.
+fn token_error(status: TokenStatus) -> Error {
+    match status {
+        TokenStatus::Suspended => Error::TokenSuspended,
+        TokenStatus::Active | TokenStatus::Deleted => Error::TokenNotFound,
     }
 }
 

@@ -7,7 +7,7 @@
 
 use super::ids::{fill_random, random_b64, time_ordered_id};
 use super::{Caller, Error};
-use crate::audit::{AuditEvent, Decision};
+use crate::audit::{AuditEvent, PolicyVerdict};
 use crate::card::{Domain, Token, TokenStatus};
 use crate::config::{cose_identifier, WebauthnConfig};
 use crate::policy::{Action, PolicyContext, PolicyEngine, PolicyRequest, Resource};
@@ -194,9 +194,10 @@ impl Devices {
 
     /// Verifies a registration response against its challenge and stores the device.
     pub async fn enrol(&self, caller: &Caller, input: EnrolInput) -> Result<EnrolledDevice, Error> {
-        // The policy is asked about the challenge's relying party before anything changes.
+        // The policy is asked about the challenge's relying party before anything changes; for
+        // an unknown challenge there is none to ask about.
         let Some(issued) = self.store.challenge(&input.challenge_id).await? else {
-            let audit = caller.audit_event(Action::EnrolDevice.as_str(), Decision::Deny, vec![]);
+            let audit = caller.audit_event(Action::EnrolDevice.as_str(), PolicyVerdict::NotAsked);
             return Err(self.refuse(audit, Error::ChallengeNotFound).await);
         };
         let mut audit = self
@@ -257,7 +258,7 @@ impl Devices {
             return Err(self.refuse(audit, Error::CredentialIdMismatch).await);
         }
         if let Some((token, domain)) = &input.token {
-            if let Err(e) = self.check_token(caller, token, domain).await {
+            if let Err(e) = self.check_token(caller, token, domain, &mut audit).await {
                 return Err(self.refuse(audit, e).await);
             }
         }
@@ -313,12 +314,14 @@ impl Devices {
         }
     }
 
-    /// A device may be bound only to an active token the caller may see.
+    /// A device may be bound only to an active token the caller may see. If the policy refuses
+    /// the caller the token, `audit` records that answer (the one that refused the enrolment).
     async fn check_token(
         &self,
         caller: &Caller,
         token: &Token,
         domain: &Domain,
+        audit: &mut AuditEvent,
     ) -> Result<(), Error> {
         let decision = self.policy.decide(&PolicyRequest {
             principal: &caller.principal,
@@ -326,7 +329,8 @@ impl Devices {
             resource: Resource::Domain(domain),
             context: PolicyContext::Empty,
         });
-        if !decision.allowed {
+        if !decision.allowed() {
+            audit.decided(decision);
             return Err(Error::Forbidden);
         }
         match self.store.token(token, domain).await? {

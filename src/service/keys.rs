@@ -7,7 +7,7 @@
 //! change itself are audited with the custodian's identity, never with key material.
 
 use super::{Caller, Error};
-use crate::audit::{AuditEvent, Decision};
+use crate::audit::{AuditEvent, PolicyVerdict};
 use crate::ceremony::kcv;
 use crate::config::KeysConfig;
 use crate::jose::{thumbprint, AuthorizationSigner};
@@ -288,22 +288,19 @@ impl KeyAdmin {
                 ))),
                 authorizations: 0,
             };
-            let event = AuditEvent {
-                time: rfc3339(now),
-                request_id: "startup".to_owned(),
-                principal: "payhsmd".to_owned(),
-                action: "signing_key_registered".to_owned(),
-                domain: None,
-                token: None,
-                last4: None,
-                decision: Decision::Allow,
-                policy_ids: Vec::new(),
-                outcome: "active".to_owned(),
-                detail: Some(format!(
-                    "authorization-signing version 1 label {label} kid {}",
-                    record.kid
-                )),
-            };
+            // The daemon's own act at start-up: no policy governs it.
+            let mut event = AuditEvent::new(
+                rfc3339(now),
+                "startup".to_owned(),
+                "payhsmd".to_owned(),
+                "signing_key_registered".to_owned(),
+                PolicyVerdict::NotAsked,
+            );
+            event.outcome = "active".to_owned();
+            event.detail = Some(format!(
+                "authorization-signing version 1 label {label} kid {}",
+                record.kid
+            ));
             outcome_error(store.add_signing_key(record, event).await?)?;
             keys = store.signing_keys().await?;
         }

@@ -12,7 +12,7 @@ mod tokens;
 
 pub use authorizations::{
     Authorizations, AuthorizeInput, IssuedPaymentChallenge, PaymentChallengeInput,
-    SignedAuthorization,
+    SignedAuthorization, SignedPayment,
 };
 pub use devices::{Devices, EnrolInput, EnrolledDevice, IssuedChallenge};
 pub use error::Error;
@@ -24,7 +24,7 @@ pub use keys::{
 };
 pub use tokens::{Detokenized, TokenView, TokenizeInput, Tokenized, Vault};
 
-use crate::audit::{AuditEvent, Decision};
+use crate::audit::{AuditEvent, PolicyVerdict};
 use crate::policy::{Action, PolicyContext, PolicyEngine, PolicyRequest, Principal, Resource};
 use crate::store::Store;
 
@@ -38,34 +38,24 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// The start of the audit event of this caller's request: who, which request, what, the
-    /// policy's answer; the use case fills in the rest.
-    pub(crate) fn audit_event(
-        &self,
-        action: &str,
-        decision: Decision,
-        policy_ids: Vec<String>,
-    ) -> AuditEvent {
-        AuditEvent {
-            time: crate::clock::now_rfc3339(),
-            request_id: self.request_id.clone(),
-            principal: self.principal.as_str().to_owned(),
-            action: action.to_owned(),
-            domain: None,
-            token: None,
-            last4: None,
-            decision,
-            policy_ids,
-            outcome: String::new(),
-            detail: None,
-        }
+    /// The start of the audit event of this caller's request: who, which request, what, and
+    /// the policy's part (the engine's answer, or not asked); the use case fills in the rest.
+    pub(crate) fn audit_event(&self, action: &str, verdict: PolicyVerdict) -> AuditEvent {
+        AuditEvent::new(
+            crate::clock::now_rfc3339(),
+            self.request_id.clone(),
+            self.principal.as_str().to_owned(),
+            action.to_owned(),
+            verdict,
+        )
     }
 }
 
 /// Asks the policy about `action` on `resource` (no context) for `caller`, and starts the audit
-/// event of the request, which `fill` completes (domain, token, last 4). A refusal is audited
-/// with outcome `forbidden` (and fails if it cannot be) before [`Error::Forbidden`] is
-/// returned; an allowance returns the event for the use case to finish with its outcome.
+/// event of the request with the engine's answer, which `fill` completes (domain, token,
+/// last 4). A refusal is audited with outcome `forbidden` (and fails if it cannot be) before
+/// [`Error::Forbidden`] is returned; an allowance returns the event for the use case to finish
+/// with its outcome (whatever that is, the record states the engine's `allow`).
 pub(crate) async fn check_policy(
     store: &dyn Store,
     policy: &PolicyEngine,
@@ -80,10 +70,10 @@ pub(crate) async fn check_policy(
         resource,
         context: PolicyContext::Empty,
     });
-    let verdict = Decision::of(decision.allowed);
-    let mut event = caller.audit_event(action.as_str(), verdict, decision.policy_ids);
+    let allowed = decision.allowed();
+    let mut event = caller.audit_event(action.as_str(), PolicyVerdict::Decided(decision));
     fill(&mut event);
-    if decision.allowed {
+    if allowed {
         return Ok(event);
     }
     event.outcome = "forbidden".to_owned();

@@ -2,7 +2,7 @@
 //! and idempotency keys with the answers they stand for.
 
 use crate::audit::AuditEvent;
-use crate::card::{Domain, Token};
+use crate::card::{Domain, Token, TokenStatus};
 
 /// What a Secure Payment Confirmation dialog was asked to show, beyond amount and payee.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,4 +159,18 @@ pub enum CommitOutcome {
     /// The challenge was consumed but the counter moved in between: nothing else was written
     /// (the caller audits the refusal).
     CounterConflict,
+    /// An approval whose token is no longer active (suspended, or deleted: `Deleted` also
+    /// when its row is gone), read in the commit's transaction: nothing was written, not even
+    /// the consumption (the caller ends the attempt as a refusal).
+    TokenNotActive(TokenStatus),
+}
+
+/// What [`super::Store::create_authorization_challenge`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChallengeIssue {
+    /// The challenge, its idempotency key and its audit record were written.
+    Issued,
+    /// The payment's token is no longer active (suspended, or deleted: `Deleted` also when its
+    /// row is gone), read in the transaction: nothing was written.
+    TokenNotActive(TokenStatus),
 }

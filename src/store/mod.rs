@@ -12,8 +12,8 @@ mod keys;
 pub mod sqlite;
 
 pub use authorizations::{
-    AuthorizationChallengeRecord, AuthorizationCommit, AuthorizationRecord, ChallengeState,
-    CommitOutcome, CounterUpdate, IdempotencyRecord, Idempotent, SpcDisplay,
+    AuthorizationChallengeRecord, AuthorizationCommit, AuthorizationRecord, ChallengeIssue,
+    ChallengeState, CommitOutcome, CounterUpdate, IdempotencyRecord, Idempotent, SpcDisplay,
 };
 pub use devices::{ChallengePurpose, ChallengeRecord, ConsumeOutcome, DeviceRecord, EnrolOutcome};
 pub use keys::{
@@ -318,13 +318,15 @@ pub trait Store: Send + Sync + 'static {
     /// Stores a payment challenge and writes `audit` in the same transaction. With an
     /// idempotency record, first looks its key up: the same request gets the stored answer
     /// and writes nothing, another request with the key gets [`Idempotent::KeyReused`];
-    /// otherwise the record is stored with the challenge.
+    /// otherwise the record is stored with the challenge. The token's state is read in the
+    /// same transaction: unless it is active, nothing is written
+    /// ([`ChallengeIssue::TokenNotActive`]).
     fn create_authorization_challenge(
         &self,
         challenge: AuthorizationChallengeRecord,
         audit: AuditEvent,
         idempotency: Option<IdempotencyRecord>,
-    ) -> StoreFuture<'_, Idempotent<()>>;
+    ) -> StoreFuture<'_, Idempotent<ChallengeIssue>>;
 
     /// Reads a payment challenge by id (used or not) without writing.
     fn authorization_challenge(
@@ -335,7 +337,9 @@ pub trait Store: Send + Sync + 'static {
     /// Ends an authorization attempt in one transaction (see [`AuthorizationCommit`]). The
     /// idempotency key is looked up first, as for [`Store::create_authorization_challenge`].
     /// The challenge is consumed by a conditional update, so of concurrent attempts exactly
-    /// one consumes it; the counter moves by compare-and-set.
+    /// one consumes it; the counter moves by compare-and-set. An approval is committed only if
+    /// its token is still active, read in the same transaction
+    /// ([`CommitOutcome::TokenNotActive`] otherwise, with nothing written).
     fn commit_authorization(
         &self,
         commit: AuthorizationCommit,

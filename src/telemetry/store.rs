@@ -6,10 +6,11 @@ use crate::audit::{AuditEvent, AuditRecord};
 use crate::card::{Domain, StatusChange, Token};
 use crate::keys::{KeyVersion, WrappedDataKey};
 use crate::store::{
-    ApprovalOutcome, AuthorizationChallengeRecord, AuthorizationCommit, ChallengePurpose,
-    ChallengeRecord, CommitOutcome, ConsumeOutcome, DataKeyInfo, DeviceRecord, EnrolOutcome,
-    IdempotencyRecord, Idempotent, KeyApproval, KeyChangeOutcome, NewToken, Rewrapped,
-    SigningKeyRecord, Store, StoreFuture, TokenRecord, TokenizeOutcome, TransitionOutcome,
+    ApprovalOutcome, AuthorizationChallengeRecord, AuthorizationCommit, ChallengeIssue,
+    ChallengePurpose, ChallengeRecord, CommitOutcome, ConsumeOutcome, DataKeyInfo, DeviceRecord,
+    EnrolOutcome, IdempotencyRecord, Idempotent, KeyApproval, KeyChangeOutcome, NewToken,
+    Rewrapped, SigningKeyRecord, Store, StoreFuture, TokenRecord, TokenizeOutcome,
+    TransitionOutcome,
 };
 use std::sync::Arc;
 use std::time::Instant;
@@ -275,7 +276,7 @@ impl<S: Store + ?Sized> Store for TimedStore<S> {
         challenge: AuthorizationChallengeRecord,
         audit: AuditEvent,
         idempotency: Option<IdempotencyRecord>,
-    ) -> StoreFuture<'_, Idempotent<()>> {
+    ) -> StoreFuture<'_, Idempotent<ChallengeIssue>> {
         self.timed(
             "create_authorization_challenge",
             self.inner

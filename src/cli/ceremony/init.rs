@@ -4,7 +4,6 @@
 use super::input::{PinBounds, PinEntry, MAX_LINE, MIN_PIN_LEN};
 use super::session::{named, Binding, Opening, Session, BINDING_FILE};
 use super::{hsm_stop, Stop};
-use crate::audit::Decision;
 use crate::cli::args::InitArgs;
 use crate::config::defaults;
 use crate::keys::{HsmError, Module, TokenIdentity};
@@ -109,7 +108,6 @@ fn token(args: &InitArgs, label: &str) -> Result<(), Stop> {
     let session = opening.login(&module, label, user, custodians)?;
     session.audit(
         "ceremony_token_initialized",
-        Decision::Allow,
         "created",
         describe(&identity, &args.module),
     )?;

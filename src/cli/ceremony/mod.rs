@@ -18,7 +18,6 @@ use super::args::{
     CeremonyArgs, CeremonyCommand, ComponentsCommand, CustodianArgs, KekArgs, KekCommand, TokenArgs,
 };
 use super::{EXIT_API_ERROR, EXIT_OK, EXIT_USAGE};
-use crate::audit::Decision;
 use crate::ceremony::{self, kcv, Component, KeyMaterial, Share, TRANSCRIPT_TAG};
 use crate::keys::HsmError;
 use input::{prompt, read_line};
@@ -256,7 +255,6 @@ fn form(token: &TokenArgs, count: u8, label: &str, who: &CustodianArgs) -> Resul
     drop(key);
     session.audit(
         "ceremony_kek_formed",
-        Decision::Allow,
         "created",
         format!("label={label} kcv={kcv} components={count}"),
     )?;
@@ -273,7 +271,6 @@ fn generate(token: &TokenArgs, label: &str, who: &CustodianArgs) -> Result<(), S
     let kcv = kcv::display(&session.kcv(label)?);
     session.audit(
         "ceremony_kek_generated",
-        Decision::Allow,
         "created",
         format!("label={label} kcv={kcv}"),
     )?;
@@ -322,7 +319,6 @@ fn backup(token: &TokenArgs, split: Split, label: &str, who: &CustodianArgs) -> 
     println!("KEK {label} KCV {kcv} ({threshold} of {shares} shares recover it)");
     session.audit(
         action,
-        Decision::Allow,
         "ok",
         format!("label={label} kcv={kcv} threshold={threshold} shares={shares}"),
     )?;
@@ -398,7 +394,6 @@ fn restore(
     drop(key);
     session.audit(
         action,
-        Decision::Allow,
         "created",
         format!("label={label} kcv={kcv} shares={count}"),
     )?;

@@ -7,7 +7,7 @@
 
 use super::input::PinEntry;
 use super::{hsm_stop, Stop};
-use crate::audit::{AuditEvent, Decision};
+use crate::audit::{AuditEvent, PolicyVerdict};
 use crate::ceremony::{kcv, Custodian, KeyMaterial};
 use crate::cli::args::{CustodianArgs, TokenArgs};
 use crate::config::{defaults, Config};
@@ -370,14 +370,10 @@ impl Session {
     }
 
     /// Appends an audit record: who (the custodians, in entry order), what (`action`,
-    /// `detail`: labels, KCVs, counts), never a component, share or PIN.
-    pub(super) fn audit(
-        &self,
-        action: &str,
-        decision: Decision,
-        outcome: &str,
-        detail: String,
-    ) -> Result<(), Stop> {
+    /// `detail`: labels, KCVs, counts), never a component, share or PIN. Its decision is
+    /// `none`: a ceremony is governed by dual control on the HSM host, not by a Cedar policy,
+    /// and its outcome says whether it went through.
+    pub(super) fn audit(&self, action: &str, outcome: &str, detail: String) -> Result<(), Stop> {
         let (principal, detail) = if self.custodians.is_empty() {
             (ANONYMOUS_PRINCIPAL.to_owned(), detail)
         } else {
@@ -392,19 +388,15 @@ impl Session {
                 format!("{detail} custodians={}", names.join(",")),
             )
         };
-        let event = AuditEvent {
-            time: crate::clock::now_rfc3339(),
-            request_id: "ceremony".to_owned(),
+        let mut event = AuditEvent::new(
+            crate::clock::now_rfc3339(),
+            "ceremony".to_owned(),
             principal,
-            action: action.to_owned(),
-            domain: None,
-            token: None,
-            last4: None,
-            decision,
-            policy_ids: Vec::new(),
-            outcome: outcome.to_owned(),
-            detail: Some(detail),
-        };
+            action.to_owned(),
+            PolicyVerdict::NotAsked,
+        );
+        event.outcome = outcome.to_owned();
+        event.detail = Some(detail);
         self.runtime
             .block_on(self.store.record(event))
             .map_err(|e| Stop::error(format!("writing the audit record: {e}")))
@@ -412,7 +404,7 @@ impl Session {
 
     /// Audits a refusal, then returns it.
     pub(super) fn refuse(&self, action: &str, outcome: &str, detail: String, stop: Stop) -> Stop {
-        match self.audit(action, Decision::Deny, outcome, detail) {
+        match self.audit(action, outcome, detail) {
             Ok(()) => stop,
             Err(audit) => Stop {
                 code: stop.code,

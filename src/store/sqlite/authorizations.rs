@@ -5,10 +5,10 @@
 use super::sql_err;
 use super::writer::JobCtx;
 use crate::audit::AuditEvent;
-use crate::card::{Domain, Token};
+use crate::card::{Domain, Token, TokenStatus};
 use crate::store::{
-    AuthorizationChallengeRecord, AuthorizationCommit, AuthorizationRecord, ChallengeState,
-    CommitOutcome, IdempotencyRecord, Idempotent, SpcDisplay, StoreError,
+    AuthorizationChallengeRecord, AuthorizationCommit, AuthorizationRecord, ChallengeIssue,
+    ChallengeState, CommitOutcome, IdempotencyRecord, Idempotent, SpcDisplay, StoreError,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
@@ -105,15 +105,41 @@ fn insert_idempotency(conn: &Connection, r: &IdempotencyRecord) -> Result<(), St
     .map(|_| ())
 }
 
-/// The issue-challenge job.
+/// The token's state as this transaction sees it (`Deleted` for a row that is gone). Read
+/// here, not from the token cache: the write that changes it may be in this very batch.
+fn token_status(
+    conn: &Connection,
+    token: &Token,
+    domain: &Domain,
+) -> Result<TokenStatus, StoreError> {
+    let status: Option<String> = conn
+        .prepare_cached("SELECT status FROM tokens WHERE domain = ?1 AND token = ?2")
+        .and_then(|mut s| {
+            s.query_row(params![domain.as_str(), token.as_str()], |r| r.get(0))
+                .optional()
+        })
+        .map_err(sql_err)?;
+    match status {
+        None => Ok(TokenStatus::Deleted),
+        Some(s) => TokenStatus::parse(&s)
+            .ok_or_else(|| StoreError::Corrupt(format!("token {}: bad status", token.as_str()))),
+    }
+}
+
+/// The issue-challenge job: key lookup, the token still active, insert, key, audit.
 pub(super) fn create_challenge(
     ctx: &mut JobCtx<'_>,
     c: AuthorizationChallengeRecord,
     audit: AuditEvent,
     idempotency: Option<IdempotencyRecord>,
-) -> Result<Idempotent<()>, StoreError> {
+) -> Result<Idempotent<ChallengeIssue>, StoreError> {
     if let Some(answer) = check_key(ctx.conn, idempotency.as_ref())? {
         return Ok(answer);
+    }
+    // The service checked the token before; a suspend or delete may have committed since.
+    let status = token_status(ctx.conn, &c.token, &c.domain)?;
+    if status != TokenStatus::Active {
+        return Ok(Idempotent::Fresh(ChallengeIssue::TokenNotActive(status)));
     }
     let spc = c.spc.as_ref();
     let amount = amount_to_sql(c.amount)?;
@@ -147,7 +173,7 @@ pub(super) fn create_challenge(
         insert_idempotency(ctx.conn, record)?;
     }
     ctx.audit(audit)?;
-    Ok(Idempotent::Fresh(()))
+    Ok(Idempotent::Fresh(ChallengeIssue::Issued))
 }
 
 /// Consumes the challenge. The conditional UPDATE is the single-use check: a second
@@ -206,13 +232,22 @@ fn insert_authorization(conn: &Connection, a: &AuthorizationRecord) -> Result<()
     .map(|_| ())
 }
 
-/// The end-of-attempt job: key lookup, consume, counter CAS, authorization, key, audit.
+/// The end-of-attempt job: key lookup, for an approval the token still active, consume,
+/// counter CAS, authorization, key, audit.
 pub(super) fn commit(
     ctx: &mut JobCtx<'_>,
     c: AuthorizationCommit,
 ) -> Result<Idempotent<CommitOutcome>, StoreError> {
     if let Some(answer) = check_key(ctx.conn, c.idempotency.as_ref())? {
         return Ok(answer);
+    }
+    // The service checked the token before verifying and signing; a suspend or delete may
+    // have committed since. (Device revocation, once devices can be revoked, belongs here too.)
+    if let Some(a) = &c.authorization {
+        let status = token_status(ctx.conn, &a.token, &a.domain)?;
+        if status != TokenStatus::Active {
+            return Ok(Idempotent::Fresh(CommitOutcome::TokenNotActive(status)));
+        }
     }
     if let Some(state) = consume(ctx.conn, &c.challenge_id, &c.now)? {
         return Ok(Idempotent::Fresh(CommitOutcome::Challenge(state)));

@@ -209,8 +209,8 @@ pub(super) fn approve(
         })
         .map_err(sql_err)?;
     if let Some((_, _, expires_at)) = pending.iter().find(|p| p.1 == approval.custodian) {
+        // The policy allowed the approval; dual control refused it: the outcome says so.
         audit.outcome = "same_custodian".to_owned();
-        audit.decision = crate::audit::Decision::Deny;
         ctx.audit(audit)?;
         return Ok(ApprovalOutcome::SameCustodian {
             expires_at: expires_at.clone(),

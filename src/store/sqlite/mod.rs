@@ -26,10 +26,10 @@ use crate::audit::AuditRecord;
 use crate::card::{Domain, StatusChange, Token};
 use crate::keys::{KeyVersion, WrappedDataKey};
 use crate::store::{
-    ApprovalOutcome, AuthorizationChallengeRecord, AuthorizationCommit, ChallengePurpose,
-    ChallengeRecord, CommitOutcome, ConsumeOutcome, DataKeyInfo, DeviceRecord, EnrolOutcome,
-    IdempotencyRecord, Idempotent, KeyApproval, KeyChangeOutcome, NewToken, Rewrapped,
-    SigningKeyRecord, Store, StoreError, StoreFuture, TokenRecord, TokenizeOutcome,
+    ApprovalOutcome, AuthorizationChallengeRecord, AuthorizationCommit, ChallengeIssue,
+    ChallengePurpose, ChallengeRecord, CommitOutcome, ConsumeOutcome, DataKeyInfo, DeviceRecord,
+    EnrolOutcome, IdempotencyRecord, Idempotent, KeyApproval, KeyChangeOutcome, NewToken,
+    Rewrapped, SigningKeyRecord, Store, StoreError, StoreFuture, TokenRecord, TokenizeOutcome,
     TransitionOutcome,
 };
 use cache::TokenCache;
@@ -499,7 +499,7 @@ impl Store for SqliteStore {
         challenge: AuthorizationChallengeRecord,
         audit: AuditEvent,
         idempotency: Option<IdempotencyRecord>,
-    ) -> StoreFuture<'_, Idempotent<()>> {
+    ) -> StoreFuture<'_, Idempotent<ChallengeIssue>> {
         Box::pin(
             self.write(move |ctx| {
                 authorizations::create_challenge(ctx, challenge, audit, idempotency)

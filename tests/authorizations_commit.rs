@@ -1,0 +1,319 @@
+//! A payment is approved only on a token that is still active when the approval commits: the
+//! token's state is read again inside the transaction that consumes the challenge, moves the
+//! counter and stores the authorization. The token is suspended (or deleted) deterministically
+//! between the steps of an authorization (`sign_payment`, then `commit_payment`), and between a
+//! challenge's checks and its insertion, in process over a real SQLite store, a real SoftHSM2
+//! signer and the real policies.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test crate
+
+mod support;
+use payhsm::audit::{AuditEvent, PolicyVerdict};
+use payhsm::card::{Domain, Last4, StatusChange, Token, TokenFormat, TokenStatus};
+use payhsm::config::WebauthnConfig;
+use payhsm::jose::AuthorizationSigner;
+use payhsm::keys::{Hsm, HsmConfig, KeyVersion, Pin, SealedPan};
+use payhsm::policy::{PolicyEngine, Principal};
+use payhsm::service::{
+    Authorizations, AuthorizeInput, Caller, Error, PaymentChallengeInput, SignedPayment,
+};
+use payhsm::store::sqlite::{open, SqliteOptions, SqliteStore};
+use payhsm::store::{
+    AuthorizationChallengeRecord, ChallengeIssue, DeviceRecord, Idempotent, NewToken, Store,
+    TokenRecord, TransitionOutcome,
+};
+use payhsm::webauthn::attestation::{Format, Trust};
+use std::sync::Arc;
+use support::authenticator::Authenticator;
+use support::softhsm::{fixture, serial, TOKEN, USER_PIN};
+
+const DEVICE: &str = "device-1";
+
+/// The store, the use cases, a token in `shop` and a device enrolled for it.
+struct World {
+    _dir: tempfile::TempDir,
+    db: std::path::PathBuf,
+    store: Arc<SqliteStore>,
+    authz: Authorizations,
+    auth: Authenticator,
+    token: Token,
+    domain: Domain,
+    caller: Caller,
+}
+
+fn event(action: &str) -> AuditEvent {
+    AuditEvent::new(
+        "2026-01-01T00:00:00.000Z".into(),
+        "setup".into(),
+        "test".into(),
+        action.into(),
+        PolicyVerdict::NotAsked,
+    )
+}
+
+async fn world() -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("payhsm.db");
+    let store = Arc::new(open(&db, SqliteOptions::default()).unwrap());
+    let hsm = Hsm::open(
+        &fixture().module,
+        HsmConfig {
+            token_label: TOKEN.to_owned(),
+            pin: Pin::new(USER_PIN.to_owned()),
+            sessions: 2,
+        },
+    )
+    .unwrap();
+    let signer = AuthorizationSigner::open(hsm, "authz-commit")
+        .await
+        .unwrap();
+    let policy = Arc::new(PolicyEngine::load(&support::repo().join("policies")).unwrap());
+    let authz = Authorizations::new(store.clone(), policy, WebauthnConfig::dev(), signer);
+
+    let token = Token::parse("4111110000421111").unwrap();
+    let domain = Domain::parse("shop").unwrap();
+    // Payments never open the sealed PAN: a placeholder stands for it.
+    let record = TokenRecord {
+        token: token.clone(),
+        domain: domain.clone(),
+        fingerprint: None,
+        sealed: Some(SealedPan {
+            key_version: KeyVersion(1),
+            nonce: [7; 12],
+            ciphertext: vec![0xab; 40],
+        }),
+        last4: Last4::parse("1111").unwrap(),
+        status: TokenStatus::Active,
+        created_at: "2026-01-01T00:00:00.000Z".into(),
+        updated_at: "2026-01-01T00:00:00.000Z".into(),
+    };
+    let new = NewToken {
+        record,
+        format: TokenFormat::default(),
+        lookup: Vec::new(),
+    };
+    store.tokenize(new, event("tokenize")).await.unwrap();
+    let auth = Authenticator::new();
+    let device = DeviceRecord {
+        device_id: DEVICE.to_owned(),
+        credential_id: auth.credential_id.clone(),
+        rp_id: "localhost".into(),
+        user: "alice".into(),
+        public_key_cbor: auth.cose_key(),
+        alg: -7,
+        format: Format::Packed,
+        trust: Trust::SelfAttested,
+        aaguid: auth.aaguid,
+        sign_count: 0,
+        backup_eligible: false,
+        backup_state: false,
+        user_verified: true,
+        token: Some(token.clone()),
+        domain: Some(domain.clone()),
+        created_at: "2026-01-01T00:00:00.000Z".into(),
+    };
+    store
+        .enrol_device(device, event("device_enrolled"))
+        .await
+        .unwrap();
+    let caller = Caller {
+        principal: Principal::new("spiffe://payhsm.dev/gateway"),
+        request_id: "pay-1".into(),
+    };
+    World {
+        _dir: dir,
+        db,
+        store,
+        authz,
+        auth,
+        token,
+        domain,
+        caller,
+    }
+}
+
+impl World {
+    /// A payment of 5.00 EUR to `Shop` with the token and the device.
+    fn payment(&self) -> PaymentChallengeInput {
+        PaymentChallengeInput {
+            token: self.token.clone(),
+            domain: self.domain.clone(),
+            device_id: DEVICE.to_owned(),
+            amount: 500,
+            currency: "EUR".into(),
+            payee: "Shop".into(),
+            spc: None,
+        }
+    }
+
+    /// Issues a challenge and signs the device's answer: everything but the commit. Returns
+    /// the challenge id too.
+    async fn signed(&self) -> (String, SignedPayment) {
+        let issued = self
+            .authz
+            .create_challenge(&self.caller, self.payment(), None)
+            .await
+            .unwrap();
+        let a = self.auth.assert(&issued.challenge, 1, None);
+        let input = AuthorizeInput {
+            challenge_id: issued.challenge_id.clone(),
+            credential_id: a.credential_id,
+            authenticator_data: a.authenticator_data,
+            client_data_json: a.client_data_json,
+            signature: a.signature,
+        };
+        let signed = self
+            .authz
+            .sign_payment(&self.caller, input, None)
+            .await
+            .unwrap();
+        (issued.challenge_id, signed)
+    }
+
+    async fn change(&self, change: StatusChange) {
+        let done = self
+            .store
+            .transition(&self.token, &self.domain, change, event(change.as_str()))
+            .await
+            .unwrap();
+        assert!(matches!(done, TransitionOutcome::Done(_)), "{done:?}");
+    }
+
+    /// Rows in `authorizations`, read beside the store.
+    fn authorizations(&self) -> i64 {
+        let conn = rusqlite::Connection::open(&self.db).unwrap();
+        conn.query_row("SELECT COUNT(*) FROM authorizations", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    /// (action, outcome, decision) of the records of the payment's request.
+    async fn payment_records(&self) -> Vec<(String, String, String)> {
+        let records = self.store.audit_records(0, 1000).await.unwrap();
+        records
+            .into_iter()
+            .filter(|r| r.event.request_id == self.caller.request_id)
+            .map(|r| {
+                let decision = serde_json::to_value(r.event.decision).unwrap();
+                let decision = decision.as_str().unwrap().to_owned();
+                (r.event.action, r.event.outcome, decision)
+            })
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn an_authorization_signed_before_a_suspend_is_refused_at_its_commit() {
+    let _serial = serial().await;
+    let w = world().await;
+    let (challenge_id, signed) = w.signed().await;
+    w.change(StatusChange::Suspend).await;
+
+    let refused = w.authz.commit_payment(signed).await;
+    assert!(matches!(refused, Err(Error::TokenSuspended)), "{refused:?}");
+    assert_eq!(w.authorizations(), 0);
+    // The attempt ended as a refusal: the challenge is used up, the record says why, and the
+    // decision is still the policy's `allow` (it was the token that changed).
+    let challenge = w
+        .store
+        .authorization_challenge(&challenge_id)
+        .await
+        .unwrap();
+    assert!(challenge.unwrap().used_at.is_some());
+    let records = w.payment_records().await;
+    let last = records.last().unwrap();
+    assert_eq!(
+        (last.0.as_str(), last.1.as_str(), last.2.as_str()),
+        ("authorization_refused", "token_suspended", "allow")
+    );
+    assert!(
+        records.iter().all(|r| r.0 != "authorization_approved"),
+        "{records:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_authorization_signed_before_a_delete_is_refused_at_its_commit() {
+    let _serial = serial().await;
+    let w = world().await;
+    let (_, signed) = w.signed().await;
+    w.change(StatusChange::Delete).await;
+
+    let refused = w.authz.commit_payment(signed).await;
+    assert!(matches!(refused, Err(Error::TokenNotFound)), "{refused:?}");
+    assert_eq!(w.authorizations(), 0);
+    let records = w.payment_records().await;
+    assert_eq!(records.last().unwrap().1, "token_not_found", "{records:?}");
+}
+
+#[tokio::test]
+async fn an_authorization_on_a_token_still_active_commits() {
+    let _serial = serial().await;
+    let w = world().await;
+    let (_, signed) = w.signed().await;
+    // A suspend and a resume in between leave the token active: the approval stands.
+    w.change(StatusChange::Suspend).await;
+    w.change(StatusChange::Resume).await;
+
+    let approved = w.authz.commit_payment(signed).await.unwrap();
+    assert_eq!(approved.decision, "approved");
+    assert_eq!(w.authorizations(), 1);
+    let records = w.payment_records().await;
+    assert_eq!(records.last().unwrap().0, "authorization_approved");
+}
+
+#[tokio::test]
+async fn a_challenge_for_a_token_suspended_after_its_checks_is_not_stored() {
+    let _serial = serial().await;
+    let w = world().await;
+    // What the service has checked (the token was active) meets a token suspended since.
+    w.change(StatusChange::Suspend).await;
+    let p = w.payment();
+    let record = AuthorizationChallengeRecord {
+        id: "challenge-after-suspend".into(),
+        challenge: vec![1; 32],
+        principal: w.caller.principal.as_str().to_owned(),
+        token: p.token,
+        domain: p.domain,
+        device_id: p.device_id,
+        amount: p.amount,
+        currency: p.currency,
+        payee: p.payee,
+        spc: None,
+        created_at: "2026-01-01T00:00:00.000Z".into(),
+        expires_at: "2999-01-01T00:00:00.000Z".into(),
+        used_at: None,
+    };
+    let before = w.store.audit_records(0, 1000).await.unwrap().len();
+    let issued = w
+        .store
+        .create_authorization_challenge(record, event("authorization_challenge_issued"), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        issued,
+        Idempotent::Fresh(ChallengeIssue::TokenNotActive(TokenStatus::Suspended))
+    );
+    let stored = w
+        .store
+        .authorization_challenge("challenge-after-suspend")
+        .await;
+    assert!(stored.unwrap().is_none());
+    assert_eq!(w.store.audit_records(0, 1000).await.unwrap().len(), before);
+
+    // Through the service: refused with the token's code, audited with the engine's allow.
+    let refused = w.authz.create_challenge(&w.caller, w.payment(), None).await;
+    assert!(matches!(refused, Err(Error::TokenSuspended)), "{refused:?}");
+    let records = w.payment_records().await;
+    assert_eq!(
+        records.last().unwrap(),
+        &(
+            "create_authorization_challenge".to_owned(),
+            "token_suspended".to_owned(),
+            "allow".to_owned()
+        )
+    );
+}
