@@ -143,6 +143,8 @@ mod tests {
             (CardError::InvalidExpiry.into(), 422, "invalid_expiry"),
             (CardError::InvalidToken.into(), 422, "invalid_token"),
             (CardError::InvalidDomain.into(), 422, "invalid_domain"),
+            (CardError::PanAsToken.into(), 422, "pan_as_token"),
+            (CardError::PanInText.into(), 422, "pan_in_text"),
             (service::Error::Forbidden.into(), 403, "forbidden"),
             (service::Error::TokenNotFound.into(), 404, "token_not_found"),
             (
