@@ -38,6 +38,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("jose_verify", jose_verify),
     ("key_change_request", key_change_request),
     ("request_headers", request_headers),
+    ("text_screen", text_screen),
     ("tokenize_request", tokenize_request),
     ("webauthn_assertion", webauthn_assertion),
     ("webauthn_attestation_object", webauthn_attestation_object),
@@ -151,6 +152,13 @@ pub fn request_headers(data: &[u8]) {
     if id.is_empty() || id.len() > MAX_REQUEST_ID_LEN || !id.bytes().all(safe) {
         panic!("a request id to echo back is empty, too long or has other characters");
     }
+}
+
+/// Caller text screened for display and for logs: what is accepted holds no refused
+/// character and no card number, display text is NFC, and the card-number scan agrees with a
+/// plain reference scan.
+pub fn text_screen(data: &[u8]) {
+    crate::text::fuzz_screen(data);
 }
 
 /// The body of `POST /v1/tokens`, decoded and validated as the API does.
