@@ -15,7 +15,7 @@ use crate::api::keys::{KeyChangeRequest, RewrapRequest};
 use crate::api::types::{
     decode, domain_from_query, DetokenizeRequest, DomainBody, TokenizeRequest,
 };
-use crate::card::Domain;
+use crate::card::{contains_pan, Domain};
 use hyper::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use std::str::from_utf8;
 
@@ -134,8 +134,8 @@ pub fn key_change_request(data: &[u8]) {
 }
 
 /// The request headers the API reads itself: `content-type`, `Idempotency-Key` and
-/// `x-request-id`, which is echoed back and so must come out as 1 to 64 characters of
-/// `[A-Za-z0-9_-]` whatever came in.
+/// `x-request-id`, which is echoed back and audited and so must come out as 1 to 64 characters
+/// of `[A-Za-z0-9_-]` holding no card number whatever came in.
 #[allow(clippy::panic)]
 pub fn request_headers(data: &[u8]) {
     let Ok(value) = HeaderValue::from_bytes(data) else {
@@ -151,6 +151,9 @@ pub fn request_headers(data: &[u8]) {
     let safe = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
     if id.is_empty() || id.len() > MAX_REQUEST_ID_LEN || !id.bytes().all(safe) {
         panic!("a request id to echo back is empty, too long or has other characters");
+    }
+    if contains_pan(&id) {
+        panic!("a request id to echo back holds a card number");
     }
 }
 
