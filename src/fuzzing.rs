@@ -15,7 +15,7 @@ use crate::api::keys::{KeyChangeRequest, RewrapRequest};
 use crate::api::types::{
     decode, domain_from_query, DetokenizeRequest, DomainBody, TokenizeRequest,
 };
-use crate::card::Domain;
+use crate::card::{contains_pan, Domain};
 use hyper::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use std::str::from_utf8;
 
@@ -39,6 +39,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("jose_verify", jose_verify),
     ("key_change_request", key_change_request),
     ("request_headers", request_headers),
+    ("text_screen", text_screen),
     ("tokenize_request", tokenize_request),
     ("webauthn_assertion", webauthn_assertion),
     ("webauthn_attestation_object", webauthn_attestation_object),
@@ -134,8 +135,8 @@ pub fn key_change_request(data: &[u8]) {
 }
 
 /// The request headers the API reads itself: `content-type`, `Idempotency-Key` and
-/// `x-request-id`, which is echoed back and so must come out as 1 to 64 characters of
-/// `[A-Za-z0-9_-]` whatever came in.
+/// `x-request-id`, which is echoed back and audited and so must come out as 1 to 64 characters
+/// of `[A-Za-z0-9_-]` holding no card number whatever came in.
 #[allow(clippy::panic)]
 pub fn request_headers(data: &[u8]) {
     let Ok(value) = HeaderValue::from_bytes(data) else {
@@ -152,6 +153,16 @@ pub fn request_headers(data: &[u8]) {
     if id.is_empty() || id.len() > MAX_REQUEST_ID_LEN || !id.bytes().all(safe) {
         panic!("a request id to echo back is empty, too long or has other characters");
     }
+    if contains_pan(&id) {
+        panic!("a request id to echo back holds a card number");
+    }
+}
+
+/// Caller text screened for display and for logs: what is accepted holds no refused
+/// character and no card number, display text is NFC, and the card-number scan agrees with a
+/// plain reference scan.
+pub fn text_screen(data: &[u8]) {
+    crate::text::fuzz_screen(data);
 }
 
 /// The body of `POST /v1/tokens`, decoded and validated as the API does.

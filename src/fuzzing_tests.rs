@@ -129,6 +129,11 @@ fn seeds(name: &str) -> Vec<Vec<u8>> {
             b"application/json; charset=utf-8".to_vec(),
             b"order-1_A".to_vec(),
         ],
+        "text_screen" => vec![
+            "Caf\u{e9} Z\u{fc}rich".as_bytes().to_vec(),
+            "Cafe\u{301} Visa \u{2022}\u{2022}1111".as_bytes().to_vec(),
+            b"order 4111 1111-1111.1111 ref 42".to_vec(),
+        ],
         "tokenize_request" => vec![
             br#"{"pan":"4111111111111111","exp_month":12,"exp_year":2030,"domain":"shop"}"#
                 .to_vec(),
@@ -341,4 +346,8 @@ fn the_seeds_are_accepted_by_their_parsers() {
         HeaderValue::from_bytes(&one("request_headers", 0)).unwrap(),
     );
     require_json(&headers).unwrap();
+    for i in 0..2 {
+        let text = String::from_utf8(one("text_screen", i)).unwrap();
+        crate::text::DisplayText::parse(&text).unwrap();
+    }
 }

@@ -9,7 +9,10 @@
 //! - [`api`]: API v1 request and response types, routing, the one error-to-HTTP mapping.
 //! - [`service`]: the use cases (tokenize, detokenize, lifecycle, device enrolment, payment
 //!   authorizations), one function each.
-//! - [`card`]: PANs, tokens and their formats: sans-io and pure.
+//! - [`text`]: caller text that is shown, signed, stored or logged: refused if it holds a card
+//!   number or characters that hide or reorder what a reader sees, NFC-normalized: sans-io and
+//!   pure.
+//! - [`card`]: PANs, tokens and their formats, card numbers inside text: sans-io and pure.
 //! - [`payment`]: amounts, ISO 4217 currencies and payees of payment authorizations: sans-io and pure.
 //! - [`webauthn`]: WebAuthn L3 / SPC registration and assertion verification: sans-io and pure.
 //! - [`policy`]: Cedar policies and the identity-to-group map: who may do what.
@@ -45,5 +48,6 @@ pub mod policy;
 pub mod service;
 pub mod store;
 pub mod telemetry;
+pub mod text;
 pub mod transport;
 pub mod webauthn;

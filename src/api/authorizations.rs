@@ -4,11 +4,13 @@
 use super::error::ApiError;
 use super::types::base64url;
 use crate::card::{Domain, Token};
+use crate::payment::SpcIcon;
 use crate::service::{
     AuthorizeInput, IdempotencyKey, IssuedPaymentChallenge, PaymentChallengeInput,
     SignedAuthorization,
 };
 use crate::store::SpcDisplay;
+use crate::text::{DisplayText, LoggableText, TextError};
 use hyper::HeaderMap;
 use serde::{Deserialize, Serialize};
 
@@ -16,7 +18,8 @@ use serde::{Deserialize, Serialize};
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
 /// The `Idempotency-Key` header, if present; 400 if it is not 1 to 128 visible ASCII
-/// characters or given twice.
+/// characters or given twice (`malformed_request`), or holds a card number (`pan_in_text`: the
+/// key is stored as it came).
 pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiError> {
     let mut values = headers.get_all(IDEMPOTENCY_KEY).iter();
     let Some(value) = values.next() else {
@@ -27,6 +30,11 @@ pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, Ap
         return Err(ApiError::Malformed(BAD));
     }
     let text = value.to_str().map_err(|_| ApiError::Malformed(BAD))?;
+    let text = LoggableText::parse(text).map_err(|e| match e {
+        TextError::PanInText => ApiError::HeaderText(e),
+        // A tab: not a visible character either.
+        _ => ApiError::Malformed(BAD),
+    })?;
     IdempotencyKey::parse(text)
         .map(Some)
         .ok_or(ApiError::Malformed(BAD))
@@ -54,6 +62,21 @@ pub struct SpcRequest {
     pub instrument: SpcInstrument,
 }
 
+impl SpcRequest {
+    /// Screens what the dialog shows (422 `pan_in_text`, `unsafe_text`; the origins and the
+    /// display name NFC-normalized) and checks the icon's scheme (422 `invalid_icon`).
+    fn screen(self) -> Result<SpcDisplay, ApiError> {
+        Ok(SpcDisplay {
+            payee_origin: DisplayText::parse(&self.payee_origin)?.into_string(),
+            top_origin: DisplayText::parse(&self.top_origin)?.into_string(),
+            instrument_display_name: DisplayText::parse(&self.instrument.display_name)?
+                .into_string(),
+            instrument_icon: SpcIcon::parse(LoggableText::parse(&self.instrument.icon)?)?
+                .into_string(),
+        })
+    }
+}
+
 /// `POST /v1/authorizations/challenges`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -76,21 +99,18 @@ pub struct PaymentChallengeRequest {
 }
 
 impl PaymentChallengeRequest {
-    /// Parses token and domain and builds the service input (values are checked there).
+    /// Parses token and domain, screens the text that is shown, signed, stored or audited
+    /// (payee, device id, SPC display data), and builds the service input (amount, currency
+    /// and the lengths are checked there, after the policy).
     pub fn into_input(self) -> Result<PaymentChallengeInput, ApiError> {
         Ok(PaymentChallengeInput {
             token: Token::parse(&self.token)?,
             domain: Domain::parse(&self.domain)?,
-            device_id: self.device_id,
+            device_id: LoggableText::parse(&self.device_id)?.into_string(),
             amount: self.amount,
             currency: self.currency,
-            payee: self.payee,
-            spc: self.spc.map(|s| SpcDisplay {
-                payee_origin: s.payee_origin,
-                top_origin: s.top_origin,
-                instrument_display_name: s.instrument.display_name,
-                instrument_icon: s.instrument.icon,
-            }),
+            payee: DisplayText::parse(&self.payee)?,
+            spc: self.spc.map(SpcRequest::screen).transpose()?,
         })
     }
 }
@@ -133,11 +153,12 @@ pub struct AuthorizeRequest {
 }
 
 impl AuthorizeRequest {
-    /// Decodes the binary fields.
+    /// Decodes the binary fields. The credential id is audited in base64url, as it came:
+    /// screened first (422 `pan_in_text`).
     pub fn into_input(self) -> Result<AuthorizeInput, ApiError> {
         Ok(AuthorizeInput {
             credential_id: base64url(
-                &self.credential_id,
+                LoggableText::parse(&self.credential_id)?.as_str(),
                 "`credential_id` is not base64url without padding",
             )?,
             authenticator_data: base64url(
@@ -194,6 +215,106 @@ mod tests {
         h.insert(IDEMPOTENCY_KEY, HeaderValue::from_static("a"));
         h.append(IDEMPOTENCY_KEY, HeaderValue::from_static("b"));
         assert_eq!(idempotency_key(&h).unwrap_err().code(), "malformed_request");
+        h.insert(IDEMPOTENCY_KEY, HeaderValue::from_static("a\tb"));
+        assert_eq!(idempotency_key(&h).unwrap_err().code(), "malformed_request");
+    }
+
+    #[test]
+    fn an_idempotency_key_holding_a_card_number_is_refused() {
+        let mut h = HeaderMap::new();
+        for key in [
+            "4111111111111111",
+            "order-4111-1111-1111-1111",
+            "4111.1111.1111.1111",
+        ] {
+            h.insert(IDEMPOTENCY_KEY, HeaderValue::from_str(key).unwrap());
+            let e = idempotency_key(&h).unwrap_err();
+            assert_eq!(
+                (e.status().as_u16(), e.code()),
+                (400, "pan_in_text"),
+                "{key}"
+            );
+            assert!(!e.to_string().contains("4111"));
+        }
+    }
+
+    fn challenge_request(
+        edit: impl FnOnce(&mut serde_json::Value),
+    ) -> Result<PaymentChallengeInput, ApiError> {
+        let mut body = serde_json::json!({
+            "token": "4111119876541111", "domain": "shop", "device_id": "d1", "amount": 1234,
+            "currency": "EUR", "payee": "Shop",
+            "spc": {"payee_origin": "https://shop.example", "top_origin": "https://shop.example",
+                "instrument": {"display_name": "Visa", "icon": "https://bank.example/v.png"}},
+        });
+        edit(&mut body);
+        serde_json::from_value::<PaymentChallengeRequest>(body)
+            .unwrap()
+            .into_input()
+    }
+
+    #[test]
+    fn payment_challenge_text_is_screened_when_decoded() {
+        let code = |r: Result<PaymentChallengeInput, ApiError>| {
+            let e = r.unwrap_err();
+            (e.status().as_u16(), e.code())
+        };
+        let pan = "4111 1111 1111 1111";
+        for (pointer, value, expected) in [
+            ("/token", "4111111111111111", "pan_as_token"),
+            ("/domain", "4111-1111-1111-1111", "pan_in_text"),
+            ("/device_id", pan, "pan_in_text"),
+            ("/payee", pan, "pan_in_text"),
+            ("/payee", "Acme\u{202e}moc.live", "unsafe_text"),
+            (
+                "/spc/payee_origin",
+                "https://x\u{200b}.example",
+                "unsafe_text",
+            ),
+            (
+                "/spc/top_origin",
+                "https://4111111111111111.example",
+                "pan_in_text",
+            ),
+            (
+                "/spc/instrument/display_name",
+                "Visa\u{2028}",
+                "unsafe_text",
+            ),
+            (
+                "/spc/instrument/icon",
+                "javascript:alert(1)",
+                "invalid_icon",
+            ),
+            (
+                "/spc/instrument/icon",
+                "https://b.example/4111111111111111.png",
+                "pan_in_text",
+            ),
+        ] {
+            let r = challenge_request(|b| *b.pointer_mut(pointer).unwrap() = value.into());
+            assert_eq!(code(r), (422, expected), "{pointer} {value:?}");
+        }
+        let kept = challenge_request(|b| {
+            b["payee"] = "Cafe\u{301}".into();
+            b["spc"]["instrument"]["display_name"] = "Cafe\u{301}".into();
+        })
+        .unwrap();
+        assert_eq!(kept.payee.as_str(), "Caf\u{e9}");
+        assert_eq!(kept.spc.unwrap().instrument_display_name, "Caf\u{e9}");
+    }
+
+    #[test]
+    fn a_credential_id_holding_a_card_number_is_refused() {
+        let body = serde_json::json!({
+            "challenge_id": "c1", "credential_id": "4111111111111111",
+            "authenticator_data": "AA", "client_data_json": "AA", "signature": "AA",
+        });
+        let e = serde_json::from_value::<AuthorizeRequest>(body)
+            .unwrap()
+            .into_input()
+            .unwrap_err();
+        assert_eq!((e.status().as_u16(), e.code()), (422, "pan_in_text"));
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! responses encoded into a [`SecretBuf`] that zeroizes when hyper drops it, and request ids.
 
 use super::error::ApiError;
+use crate::card::contains_pan;
+use crate::text::LoggableText;
 use bytes::Buf;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Body;
@@ -193,8 +195,10 @@ pub fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
 /// The longest incoming request id echoed back.
 pub const MAX_REQUEST_ID_LEN: usize = 64;
 
-/// The caller's `x-request-id` when it is 1 to 64 characters of `[A-Za-z0-9_-]`, else a new
-/// one (16 random bytes in hex).
+/// The caller's `x-request-id` when it is 1 to 64 characters of `[A-Za-z0-9_-]` holding no
+/// card number, else a new one (16 random bytes in hex, holding none either). The id is echoed
+/// and audited, so a card number in it is replaced rather than refused: the request still gets
+/// an answer with an id to quote.
 pub fn request_id(headers: &HeaderMap) -> String {
     let given = headers
         .get("x-request-id")
@@ -205,28 +209,34 @@ pub fn request_id(headers: &HeaderMap) -> String {
                 && id
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        });
+        })
+        .and_then(|id| LoggableText::parse(id).ok());
     match given {
-        Some(id) => id.to_owned(),
+        Some(id) => id.into_string(),
         None => new_request_id(),
     }
 }
 
-/// 16 random bytes as 32 lowercase hex digits.
+/// 16 random bytes as 32 lowercase hex digits, drawn again while they hold a card number (a
+/// Luhn-valid run of 12 or more decimal digits: about one draw in eighty).
 fn new_request_id() -> String {
     use std::fmt::Write as _;
     use std::sync::atomic::{AtomicU64, Ordering};
-    let mut raw = [0u8; 16];
-    if getrandom::getrandom(&mut raw).is_err() {
-        // Ids need to be unique, not secret: fall back to a process counter.
-        static FALLBACK: AtomicU64 = AtomicU64::new(0);
-        return format!("local-{}", FALLBACK.fetch_add(1, Ordering::Relaxed));
+    loop {
+        let mut raw = [0u8; 16];
+        if getrandom::getrandom(&mut raw).is_err() {
+            // Ids need to be unique, not secret: fall back to a process counter.
+            static FALLBACK: AtomicU64 = AtomicU64::new(0);
+            return format!("local-{}", FALLBACK.fetch_add(1, Ordering::Relaxed));
+        }
+        let mut id = String::with_capacity(32);
+        for b in raw {
+            let _ = write!(id, "{b:02x}");
+        }
+        if !contains_pan(&id) {
+            return id;
+        }
     }
-    let mut id = String::with_capacity(32);
-    for b in raw {
-        let _ = write!(id, "{b:02x}");
-    }
-    id
 }
 
 #[cfg(test)]
@@ -267,6 +277,23 @@ mod tests {
             assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
         }
         assert_ne!(request_id(&headers(&[])), request_id(&headers(&[])));
+    }
+
+    #[test]
+    fn a_request_id_holding_a_card_number_is_replaced() {
+        for given in [
+            "4111111111111111",
+            "4111-1111-1111-1111",
+            "req-4111111111111111",
+        ] {
+            let id = request_id(&headers(&[("x-request-id", given)]));
+            assert_eq!(id.len(), 32, "{id}");
+            assert!(!id.contains("4111111111111111") && !id.contains("4111-1111"));
+        }
+        // Generated ids never hold one either (one in about eighty 32-hex-digit draws would).
+        for _ in 0..2000 {
+            assert!(!contains_pan(&request_id(&headers(&[]))));
+        }
     }
 
     #[tokio::test]

@@ -5,6 +5,7 @@ use super::error::ApiError;
 use super::types::base64url;
 use crate::card::{Domain, Token};
 use crate::service::{uuid_text, EnrolInput, EnrolledDevice, IssuedChallenge};
+use crate::text::{DisplayText, LoggableText};
 use serde::{Deserialize, Serialize};
 
 /// `POST /v1/devices/challenges`.
@@ -15,6 +16,17 @@ pub struct ChallengeRequest {
     pub user: String,
     /// The relying party (a configured RP ID).
     pub rp_id: String,
+}
+
+impl ChallengeRequest {
+    /// Screens the user name (shown by the authenticator and stored; NFC-normalized) and the
+    /// relying party id (audited as it came): 422 `pan_in_text` or `unsafe_text`.
+    pub fn parse(&self) -> Result<(DisplayText, LoggableText), ApiError> {
+        Ok((
+            DisplayText::parse(&self.user)?,
+            LoggableText::parse(&self.rp_id)?,
+        ))
+    }
 }
 
 /// `{"id": ..}` of the relying party in the options.
@@ -110,7 +122,8 @@ pub struct EnrolRequest {
 }
 
 impl EnrolRequest {
-    /// Decodes the binary fields and the token binding.
+    /// Decodes the binary fields and the token binding. The credential id is audited in
+    /// base64url, as it came: screened first (422 `pan_in_text`).
     pub fn into_input(self) -> Result<EnrolInput, ApiError> {
         let token = match (self.token, self.domain) {
             (None, None) => None,
@@ -123,7 +136,7 @@ impl EnrolRequest {
         };
         Ok(EnrolInput {
             credential_id: base64url(
-                &self.credential_id,
+                LoggableText::parse(&self.credential_id)?.as_str(),
                 "`credential_id` is not base64url without padding",
             )?,
             attestation_object: base64url(
@@ -199,5 +212,54 @@ mod tests {
         assert_eq!(e.code(), "malformed_request");
         let ok = req("AQI", None, None).into_input().unwrap();
         assert_eq!(ok.credential_id, [1, 2]);
+    }
+
+    #[test]
+    fn card_numbers_and_spoofing_characters_are_refused_when_decoded() {
+        let challenge = |user: &str, rp_id: &str| {
+            ChallengeRequest {
+                user: user.into(),
+                rp_id: rp_id.into(),
+            }
+            .parse()
+            .map_err(|e| (e.status().as_u16(), e.code()))
+        };
+        assert_eq!(
+            challenge("alice 4111 1111 1111 1111", "shop.example"),
+            Err((422, "pan_in_text"))
+        );
+        assert_eq!(
+            challenge("alice", "4111111111111111"),
+            Err((422, "pan_in_text"))
+        );
+        for user in ["ali\u{200d}ce", "alice\u{2028}", "\u{202e}ecila"] {
+            assert_eq!(
+                challenge(user, "shop.example"),
+                Err((422, "unsafe_text")),
+                "{user:?}"
+            );
+        }
+        let (user, _) = challenge("Jose\u{301}", "shop.example").unwrap();
+        assert_eq!(user.as_str(), "Jos\u{e9}");
+
+        let enrol = |credential_id: &str, token: &str| {
+            EnrolRequest {
+                challenge_id: "c".into(),
+                credential_id: credential_id.into(),
+                attestation_object: "AA".into(),
+                client_data_json: "AA".into(),
+                token: Some(token.into()),
+                domain: Some("shop".into()),
+            }
+            .into_input()
+            .map(|_| ())
+            .map_err(|e| (e.status().as_u16(), e.code()))
+        };
+        assert_eq!(
+            enrol("4111111111111111", "4111119876541111"),
+            Err((422, "pan_in_text"))
+        );
+        assert_eq!(enrol("AA", "4111111111111111"), Err((422, "pan_as_token")));
+        assert_eq!(enrol("AA", "4111119876541111"), Ok(()));
     }
 }

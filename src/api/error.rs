@@ -5,6 +5,7 @@
 use crate::card::CardError;
 use crate::keys::KeyError;
 use crate::service;
+use crate::text::TextError;
 use hyper::StatusCode;
 
 /// Why a request was not answered with success.
@@ -16,6 +17,11 @@ pub enum ApiError {
     /// The body or query does not decode: bad JSON, a missing, unknown or mistyped field, a
     /// bad query (400). The text is written by payhsm, never copied from the request.
     Malformed(&'static str),
+    /// Text in the body holds a card number or a refused character (422). Decided while the
+    /// request is decoded: before the policy, the store, the audit log or the signer see it.
+    Text(TextError),
+    /// A header's text (`Idempotency-Key`) holds a card number (400).
+    HeaderText(TextError),
     /// The body is larger than the limit (413).
     PayloadTooLarge,
     /// No such route (404).
@@ -89,6 +95,8 @@ impl ApiError {
                 (status, e.code())
             }
             Self::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed_request"),
+            Self::Text(e) => (StatusCode::UNPROCESSABLE_ENTITY, e.code()),
+            Self::HeaderText(e) => (StatusCode::BAD_REQUEST, e.code()),
             Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             Self::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
@@ -143,6 +151,7 @@ impl std::fmt::Display for ApiError {
         match self {
             Self::Service(e) => e.fmt(f),
             Self::Malformed(m) => f.write_str(m),
+            Self::Text(e) | Self::HeaderText(e) => e.fmt(f),
             Self::PayloadTooLarge => f.write_str("the request body is too large"),
             Self::NotFound => f.write_str("no such route"),
             Self::MethodNotAllowed { allow } => {
@@ -187,6 +196,18 @@ impl From<CardError> for ApiError {
     }
 }
 
+impl From<TextError> for ApiError {
+    fn from(e: TextError) -> Self {
+        Self::Text(e)
+    }
+}
+
+impl From<crate::payment::PaymentError> for ApiError {
+    fn from(e: crate::payment::PaymentError) -> Self {
+        Self::Service(service::Error::Payment(e))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,6 +221,15 @@ mod tests {
             (CardError::InvalidExpiry.into(), 422, "invalid_expiry"),
             (CardError::InvalidToken.into(), 422, "invalid_token"),
             (CardError::InvalidDomain.into(), 422, "invalid_domain"),
+            (CardError::PanAsToken.into(), 422, "pan_as_token"),
+            (CardError::PanInText.into(), 422, "pan_in_text"),
+            (TextError::PanInText.into(), 422, "pan_in_text"),
+            (TextError::UnsafeText.into(), 422, "unsafe_text"),
+            (
+                ApiError::HeaderText(TextError::PanInText),
+                400,
+                "pan_in_text",
+            ),
             (service::Error::Forbidden.into(), 403, "forbidden"),
             (service::Error::TokenNotFound.into(), 404, "token_not_found"),
             (
@@ -321,6 +351,11 @@ mod tests {
                 service::Error::Payment(crate::payment::PaymentError::InvalidPayee).into(),
                 422,
                 "invalid_payee",
+            ),
+            (
+                crate::payment::PaymentError::InvalidIcon.into(),
+                422,
+                "invalid_icon",
             ),
             (
                 service::Error::DeviceNotFound.into(),

@@ -285,11 +285,8 @@ where
             require_json(&parts.headers)?;
             let bytes =
                 read_body(&parts.headers, body, app.max_body_bytes, app.body_timeout).await?;
-            let req = decode::<ChallengeRequest>(&bytes)?;
-            let issued = app
-                .devices
-                .create_challenge(caller, &req.user, &req.rp_id)
-                .await?;
+            let (user, rp_id) = decode::<ChallengeRequest>(&bytes)?.parse()?;
+            let issued = app.devices.create_challenge(caller, &user, &rp_id).await?;
             Ok(Reply::json(
                 StatusCode::CREATED,
                 json(&ChallengeResponse::from(&issued))?,

@@ -2,11 +2,13 @@
 //! check values; they never touch the network, the clock, the store or the HSM.
 
 mod pan;
+mod scan;
 mod status;
 mod token;
 
 pub(crate) use pan::luhn_sum;
 pub use pan::{luhn_valid, Expiry, Last4, Pan};
+pub use scan::contains_pan;
 pub use status::{StatusChange, TokenStatus, TransitionError};
 pub use token::{Domain, Token, TokenFormat};
 
@@ -20,8 +22,14 @@ pub enum CardError {
     InvalidExpiry,
     /// The token is not 13 to 19 ASCII digits.
     InvalidToken,
+    /// The token passes Luhn: it is a card number sent where a token belongs (a token never
+    /// passes Luhn), refused before it is stored, logged or audited.
+    PanAsToken,
     /// The domain is empty, too long, or has characters outside `[a-z0-9._-]`.
     InvalidDomain,
+    /// The text holds a card number: a Luhn-valid run of 12 to 19 digits, spaces, dashes and
+    /// dots ignored ([`contains_pan`]).
+    PanInText,
 }
 
 impl CardError {
@@ -31,7 +39,9 @@ impl CardError {
             Self::InvalidPan => "invalid_pan",
             Self::InvalidExpiry => "invalid_expiry",
             Self::InvalidToken => "invalid_token",
+            Self::PanAsToken => "pan_as_token",
             Self::InvalidDomain => "invalid_domain",
+            Self::PanInText => "pan_in_text",
         }
     }
 }
@@ -42,9 +52,13 @@ impl std::fmt::Display for CardError {
             Self::InvalidPan => "the PAN must be 13 to 19 digits and pass the Luhn check",
             Self::InvalidExpiry => "the expiry must be a month 1-12 and a year 2000-2099",
             Self::InvalidToken => "the token must be 13 to 19 digits",
+            Self::PanAsToken => {
+                "the token passes the Luhn check: a card number was sent where a token belongs"
+            }
             Self::InvalidDomain => {
                 "the domain must be 1 to 64 characters of lowercase letters, digits, '.', '_' or '-'"
             }
+            Self::PanInText => "the text holds a card number (a Luhn-valid run of 12 to 19 digits)",
         })
     }
 }
@@ -68,7 +82,8 @@ fn check_token(pan: &Pan, format: TokenFormat, token: &Token) {
 
 /// Fuzzing entry: parses `data` as a PAN, a token and a domain and checks the invariants that
 /// must hold for whatever parses (a PAN passes Luhn and keeps its digits; a token or domain
-/// round-trips). Panics only if an invariant is broken.
+/// round-trips; a token never passes Luhn; a domain holds no card number). Panics only if an
+/// invariant is broken.
 #[allow(clippy::panic)]
 pub(crate) fn fuzz_parse(data: &[u8]) {
     if let Ok(pan) = Pan::from_ascii(data) {
@@ -105,13 +120,13 @@ pub(crate) fn fuzz_parse(data: &[u8]) {
     }
     if let Ok(s) = std::str::from_utf8(data) {
         if let Ok(t) = Token::parse(s) {
-            if t.as_str() != s {
-                panic!("token did not round-trip");
+            if t.as_str() != s || luhn_valid(t.as_str().as_bytes()) {
+                panic!("a token did not round-trip or passed Luhn");
             }
         }
         if let Ok(d) = Domain::parse(s) {
-            if d.as_str() != s {
-                panic!("domain did not round-trip");
+            if d.as_str() != s || contains_pan(d.as_str()) {
+                panic!("a domain did not round-trip or holds a card number");
             }
         }
     }

@@ -1,20 +1,31 @@
 //! Tokens and the domains that scope them.
 
-use super::pan::{luhn_sum, Pan, MAX_PAN_LEN, MIN_PAN_LEN};
+use super::pan::{luhn_sum, luhn_valid, Pan, MAX_PAN_LEN, MIN_PAN_LEN};
+use super::scan::contains_pan;
 use super::CardError;
 
 /// A card token: digits, the same length as the PAN it stands for. Not secret.
+///
+/// Never Luhn-valid, by construction: [`TokenFormat::generate`] draws again until the candidate
+/// fails Luhn (whatever the format keeps), and [`Token::parse`] refuses a Luhn-valid value. So
+/// a value that passes Luhn is never a token, and may be a card number: it is refused before
+/// anything is looked up, stored, logged or audited.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Token(String);
 
 impl Token {
-    /// Parses 13 to 19 ASCII digits.
+    /// Parses 13 to 19 ASCII digits that fail the Luhn check ([`CardError::PanAsToken`] if
+    /// they pass it).
     pub fn parse(s: &str) -> Result<Self, CardError> {
-        if (MIN_PAN_LEN..=MAX_PAN_LEN).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit()) {
-            Ok(Self(s.to_owned()))
-        } else {
-            Err(CardError::InvalidToken)
+        if !(MIN_PAN_LEN..=MAX_PAN_LEN).contains(&s.len()) || !s.bytes().all(|b| b.is_ascii_digit())
+        {
+            return Err(CardError::InvalidToken);
         }
+        // PCI DSS 3.3/3.5: a card number in a token field would land in clear in the audit log.
+        if luhn_valid(s.as_bytes()) {
+            return Err(CardError::PanAsToken);
+        }
+        Ok(Self(s.to_owned()))
     }
 
     /// The token's digits.
@@ -51,18 +62,21 @@ impl Domain {
     /// The longest domain name accepted.
     pub const MAX_LEN: usize = 64;
 
-    /// Parses 1 to 64 characters of `[a-z0-9._-]`.
+    /// Parses 1 to 64 characters of `[a-z0-9._-]` that hold no card number
+    /// ([`CardError::PanInText`] if they do: the domain is stored and audited as it is).
     pub fn parse(s: &str) -> Result<Self, CardError> {
         let ok = !s.is_empty()
             && s.len() <= Self::MAX_LEN
             && s.bytes().all(|b| {
                 b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
             });
-        if ok {
-            Ok(Self(s.to_owned()))
-        } else {
-            Err(CardError::InvalidDomain)
+        if !ok {
+            return Err(CardError::InvalidDomain);
         }
+        if contains_pan(s) {
+            return Err(CardError::PanInText);
+        }
+        Ok(Self(s.to_owned()))
     }
 
     /// The domain name.
@@ -272,5 +286,44 @@ mod tests {
             Err(CardError::InvalidToken)
         );
         assert_eq!(Token::parse("123"), Err(CardError::InvalidToken));
+    }
+
+    #[test]
+    fn a_luhn_valid_token_is_refused_as_a_card_number() {
+        for pan in ["4111111111111111", "4222222222222", "6011000000000000001"] {
+            assert!(luhn_valid(pan.as_bytes()));
+            assert_eq!(Token::parse(pan), Err(CardError::PanAsToken), "{pan}");
+        }
+        // Only the token's own digits count: a Luhn-invalid token is one, whatever runs
+        // inside it pass Luhn.
+        assert!(Token::parse("4111111111111112").is_ok());
+    }
+
+    #[test]
+    fn every_format_forms_tokens_that_parse_back() {
+        let pan = Pan::parse("4111111111111111").unwrap();
+        for first in 0..=6 {
+            for last in 0..=4 {
+                let Some(format) = TokenFormat::new(first, last) else {
+                    continue;
+                };
+                for _ in 0..50 {
+                    let t = format.generate(&pan, os_random);
+                    assert_eq!(Token::parse(t.as_str()), Ok(t));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_domain_holding_a_card_number_is_refused() {
+        for bad in [
+            "4111111111111111",
+            "4111-1111-1111-1111",
+            "shop.4111.1111.1111.1111",
+        ] {
+            assert_eq!(Domain::parse(bad), Err(CardError::PanInText), "{bad}");
+        }
+        assert!(Domain::parse("shop-2024-06").is_ok());
     }
 }

@@ -1,9 +1,11 @@
 //! Payment values: amounts in minor units, ISO 4217 currencies with their exponents, payee
-//! names, and the decimal form SPC displays. Sans-io and pure.
+//! names, SPC instrument icons, and the decimal form SPC displays. Sans-io and pure.
 
 mod currency;
 
 pub use currency::{Currency, CURRENCIES};
+
+use crate::text::{DisplayText, LoggableText};
 
 /// The largest amount accepted, in minor units (10^15).
 pub const MAX_AMOUNT: u64 = 1_000_000_000_000_000;
@@ -18,10 +20,13 @@ pub enum PaymentError {
     InvalidAmount,
     /// Not an ISO 4217 code payhsm knows the exponent of.
     InvalidCurrency,
-    /// The payee is empty, longer than [`MAX_PAYEE_CHARS`] or has control characters.
+    /// The payee is empty or longer than [`MAX_PAYEE_CHARS`] (its characters are screened by
+    /// [`DisplayText`]).
     InvalidPayee,
     /// SPC display data is empty, too long, or an origin is not https.
     InvalidSpc,
+    /// The SPC instrument icon is not an `https:` or `data:image/` URL.
+    InvalidIcon,
 }
 
 impl PaymentError {
@@ -32,6 +37,7 @@ impl PaymentError {
             Self::InvalidCurrency => "invalid_currency",
             Self::InvalidPayee => "invalid_payee",
             Self::InvalidSpc => "invalid_spc",
+            Self::InvalidIcon => "invalid_icon",
         }
     }
 }
@@ -41,11 +47,12 @@ impl std::fmt::Display for PaymentError {
         f.write_str(match self {
             Self::InvalidAmount => "the amount must be an integer of minor units from 1 to 10^15",
             Self::InvalidCurrency => "the currency is not an ISO 4217 code payhsm knows",
-            Self::InvalidPayee => {
-                "the payee must be 1 to 128 characters without control characters"
-            }
+            Self::InvalidPayee => "the payee must be 1 to 128 characters",
             Self::InvalidSpc => {
                 "the SPC display data must be non-empty text, with https payee and top origins"
+            }
+            Self::InvalidIcon => {
+                "the SPC instrument icon must be an https: URL or a data:image/ URL"
             }
         })
     }
@@ -85,23 +92,59 @@ impl Amount {
     }
 }
 
-/// A payee name as shown to the user: 1..=128 characters, no control characters.
+/// A payee name as shown to the user and signed: 1..=128 characters of screened, NFC text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Payee(String);
 
 impl Payee {
-    /// Checks the name.
-    pub fn parse(name: &str) -> Result<Self, PaymentError> {
-        let chars = name.chars().count();
-        if chars == 0 || chars > MAX_PAYEE_CHARS || name.chars().any(char::is_control) {
+    /// Checks the length of the screened name.
+    pub fn parse(name: &DisplayText) -> Result<Self, PaymentError> {
+        let chars = name.as_str().chars().count();
+        if chars == 0 || chars > MAX_PAYEE_CHARS {
             return Err(PaymentError::InvalidPayee);
         }
-        Ok(Self(name.to_owned()))
+        Ok(Self(name.as_str().to_owned()))
     }
 
     /// The name.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// The icon of an SPC payment instrument, which the browser fetches and shows in the
+/// payment dialog next to the amount and payee: an `https:` URL or an inline `data:image/` URL
+/// (scheme case-insensitive), never `javascript:`, `http:` or another scheme.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpcIcon(String);
+
+impl SpcIcon {
+    /// Checks the scheme of the screened URL.
+    pub fn parse(url: LoggableText) -> Result<Self, PaymentError> {
+        let text = url.as_str();
+        let after = |prefix: &str| {
+            text.get(..prefix.len())
+                .filter(|head| head.eq_ignore_ascii_case(prefix))
+                .and_then(|_| text.get(prefix.len()..))
+                .is_some_and(|rest| !rest.is_empty())
+        };
+        // SPC: payment.instrument.icon is fetched and drawn by the browser; only a secure
+        // origin's image or an inline image may be.
+        if after("https://") || after("data:image/") {
+            Ok(Self(url.into_string()))
+        } else {
+            Err(PaymentError::InvalidIcon)
+        }
+    }
+
+    /// The URL.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL, owned.
+    pub fn into_string(self) -> String {
+        self.0
     }
 }
 
@@ -138,12 +181,46 @@ mod tests {
         assert!(Amount::new(1).is_ok());
     }
 
+    fn payee(name: &str) -> Result<Payee, PaymentError> {
+        Payee::parse(&DisplayText::parse(name).unwrap())
+    }
+
     #[test]
-    fn payees_are_bounded_and_printable() {
-        assert!(Payee::parse("Café Zürich").is_ok());
-        assert!(Payee::parse(&"é".repeat(128)).is_ok());
-        for bad in [String::new(), "x".repeat(129), "a\nb".to_owned()] {
-            assert_eq!(Payee::parse(&bad), Err(PaymentError::InvalidPayee));
+    fn payees_are_one_to_128_characters_after_nfc() {
+        assert!(payee("Café Zürich").is_ok());
+        assert!(payee(&"é".repeat(128)).is_ok());
+        // 128 decomposed "é" are 256 code points, 128 once composed.
+        assert!(payee(&"e\u{301}".repeat(128)).is_ok());
+        for bad in [String::new(), "x".repeat(129)] {
+            assert_eq!(payee(&bad), Err(PaymentError::InvalidPayee));
+        }
+    }
+
+    #[test]
+    fn spc_icons_are_https_or_inline_images() {
+        let icon = |url: &str| SpcIcon::parse(LoggableText::parse(url).unwrap());
+        for ok in [
+            "https://bank.example/visa.png",
+            "HTTPS://bank.example/visa.png",
+            "data:image/png;base64,iVBORw0KGgo",
+            "Data:Image/svg+xml;base64,PHN2Zz4",
+        ] {
+            assert_eq!(icon(ok).unwrap().as_str(), ok);
+        }
+        for bad in [
+            "javascript:alert(1)",
+            "JAVASCRIPT:alert(1)",
+            " https://bank.example/visa.png",
+            "http://bank.example/visa.png",
+            "https://",
+            "https:bank.example",
+            "data:text/html,<script>",
+            "data:image/",
+            "//bank.example/visa.png",
+            "",
+            "é",
+        ] {
+            assert_eq!(icon(bad), Err(PaymentError::InvalidIcon), "{bad:?}");
         }
     }
 }

@@ -22,6 +22,7 @@ use crate::store::{
     AuthorizationChallengeRecord, AuthorizationCommit, AuthorizationRecord, ChallengeIssue,
     ChallengeState, CommitOutcome, CounterUpdate, IdempotencyRecord, Idempotent, SpcDisplay, Store,
 };
+use crate::text::DisplayText;
 use crate::webauthn::assertion::{
     verify_assertion, AssertionExpectations, AssertionInput, AssertionType, ExpectedPayment,
     StoredCredential,
@@ -75,9 +76,10 @@ pub struct PaymentChallengeInput {
     pub amount: u64,
     /// ISO 4217 code (checked here).
     pub currency: String,
-    /// Payee name (checked here).
-    pub payee: String,
-    /// SPC display data, when the payment runs as `payment.get`.
+    /// Payee name, screened and NFC (its length is checked here).
+    pub payee: DisplayText,
+    /// SPC display data, when the payment runs as `payment.get` (screened when decoded;
+    /// lengths and origins checked here).
     pub spc: Option<SpcDisplay>,
 }
 
@@ -331,9 +333,9 @@ impl Authorizations {
             hash: request_hash(OP_AUTHORIZE, &authorize_canonical(&input)),
         });
         // The payment policy needs what the assertion establishes: until it is asked, a refusal
-        // is recorded as not asked.
+        // is recorded as not asked. The caller's challenge id is audited only once it names a
+        // stored challenge: before that it is caller text, and could be a card number.
         let mut audit = caller.audit_event(REFUSED, PolicyVerdict::NotAsked);
-        audit.detail = Some(format!("challenge_id={}", input.challenge_id));
         if let Some(answer) = self.earlier_answer(caller, keyed).await? {
             return match answer {
                 Ok(resp) => Ok(SignedPayment(Signed::Replayed(replayed(&resp)?))),
@@ -697,7 +699,7 @@ fn challenge_canonical(i: &PaymentChallengeInput) -> serde_json::Value {
         "device_id": i.device_id,
         "amount": i.amount,
         "currency": i.currency,
-        "payee": i.payee,
+        "payee": i.payee.as_str(),
         "spc": i.spc.as_ref().map(|s| serde_json::json!({
             "payee_origin": s.payee_origin,
             "top_origin": s.top_origin,

@@ -14,6 +14,7 @@ use crate::policy::{Action, PolicyContext, PolicyEngine, PolicyRequest, Resource
 use crate::store::{
     ChallengePurpose, ChallengeRecord, ConsumeOutcome, DeviceRecord, EnrolOutcome, Store,
 };
+use crate::text::{DisplayText, LoggableText};
 use crate::webauthn::attestation::{
     AttestationPolicy, Format, Trust, TrustAnchors, UntrustedChains,
 };
@@ -140,13 +141,15 @@ impl Devices {
             .find(|rp| rp.ids.iter().any(|id| id == rp_id))
     }
 
-    /// Issues a single-use enrolment challenge for `user` at the relying party `rp_id`.
+    /// Issues a single-use enrolment challenge for `user` at the relying party `rp_id` (both
+    /// screened when the request was decoded: no card number, no spoofing characters).
     pub async fn create_challenge(
         &self,
         caller: &Caller,
-        user: &str,
-        rp_id: &str,
+        user: &DisplayText,
+        rp_id: &LoggableText,
     ) -> Result<IssuedChallenge, Error> {
+        let (user, rp_id) = (user.as_str(), rp_id.as_str());
         let mut audit = self
             .authorize(caller, Action::CreateDeviceChallenge, rp_id)
             .await?;
@@ -154,7 +157,7 @@ impl Devices {
             return Err(self.refuse(audit, Error::UnknownRelyingParty).await);
         }
         let chars = user.chars().count();
-        if chars == 0 || chars > MAX_USER_CHARS || user.chars().any(char::is_control) {
+        if chars == 0 || chars > MAX_USER_CHARS {
             return Err(self.refuse(audit, Error::InvalidUser).await);
         }
         let mut challenge = vec![0u8; CHALLENGE_BYTES];

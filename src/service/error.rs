@@ -30,7 +30,7 @@ pub enum Error {
     Keys(KeyError),
     /// The relying party is not configured (422).
     UnknownRelyingParty,
-    /// The user name is empty, longer than 64 characters or has control characters (422).
+    /// The user name is empty or longer than 64 characters (422).
     InvalidUser,
     /// No challenge with that id for this purpose (404).
     ChallengeNotFound,

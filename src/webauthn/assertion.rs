@@ -239,12 +239,19 @@ fn check_payment(expected: &ExpectedPayment, seen: &PaymentData) -> Result<(), A
     ];
     for (path, want, got) in pairs {
         if let Some(want) = want {
-            if got.as_ref() != Some(want) {
+            if !got.as_ref().is_some_and(|got| same_text(got, want)) {
                 return Err(AssertionError::PaymentMismatch(path));
             }
         }
     }
     Ok(())
+}
+
+/// UAX #15: canonically equivalent strings are the same text to a reader. payhsm keeps the
+/// payee and the display name in NFC; the browser echoes them as the merchant passed them.
+fn same_text(a: &str, b: &str) -> bool {
+    use unicode_normalization::UnicodeNormalization;
+    a == b || a.nfc().eq(b.nfc())
 }
 
 /// The W3C §16 ES256 test credential: the fixed stored key the assertion fuzz target uses.

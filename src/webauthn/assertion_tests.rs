@@ -332,6 +332,21 @@ fn each_payment_member_that_differs_is_named() {
 }
 
 #[test]
+fn payment_text_is_compared_under_nfc() {
+    // payhsm keeps "Café" (NFC); the merchant handed the browser "Cafe" + U+0301.
+    let mut case = Case::spc();
+    let expected = case.payment.as_mut().unwrap();
+    expected.payee_name = Some("Caf\u{e9}".into());
+    expected.instrument_display_name = Some("Caf\u{e9} Visa".into());
+    case.client_data["payment"]["payeeName"] = "Cafe\u{301}".into();
+    case.client_data["payment"]["instrument"]["displayName"] = "Cafe\u{301} Visa".into();
+    assert!(case.run().is_ok());
+    // Equivalent is not similar: another letter is still another payee.
+    case.client_data["payment"]["payeeName"] = "Cafe\u{300}".into();
+    assert_eq!(case.code(), "payment_mismatch");
+}
+
+#[test]
 fn payment_member_missing_when_expected_is_a_mismatch() {
     let mut case = Case::spc();
     case.client_data["payment"]["total"]
