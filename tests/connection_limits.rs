@@ -61,7 +61,7 @@ async fn raw_get(tls: &mut Tls, path: &str) -> String {
 
 /// The value of one `payhsm_connections_*_total{reason=..}` counter.
 async fn counter(d: &Daemon, name: &str, reason: &str) -> u64 {
-    let mut c = d.client("auditor").await;
+    let mut c = d.client("monitoring").await;
     let r = get(&mut c, "/metrics").await;
     let text = String::from_utf8(r.body.to_vec()).unwrap();
     let prefix = format!("{name}{{reason=\"{reason}\"}} ");

@@ -289,7 +289,12 @@ async fn health_readiness_and_metrics_answer() {
     assert_eq!(ready["checks"]["hsm"], "ok");
     assert_eq!(ready["checks"]["store"], "ok");
     tokenize(&mut gw, &random_pan("4", 16), "m").await;
+    // Only the monitoring identity reads the metrics.
     let r = get(&mut gw, "/metrics").await;
+    assert_eq!((r.status, error_code(&r).as_str()), (403, "forbidden"));
+    let mut scraper = d.client("monitoring").await;
+    let r = get(&mut scraper, "/metrics").await;
+    assert_eq!(r.status, 200);
     let text = String::from_utf8(r.body).unwrap();
     assert!(text.contains("payhsm_requests_total"), "{text}");
     assert!(text.contains("payhsm_request_duration_seconds"), "{text}");

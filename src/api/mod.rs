@@ -45,6 +45,8 @@ pub struct App {
     pub signer: AuthorizationSigner,
     /// Metrics, shared with the store wrapper.
     pub metrics: Arc<Metrics>,
+    /// Who may read the metrics.
+    pub metrics_access: crate::service::MetricsAccess,
     /// The largest request body accepted.
     pub max_body_bytes: usize,
     /// The longest a request body may take to arrive (a client trickling it byte by byte

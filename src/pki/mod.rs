@@ -18,10 +18,11 @@ use time::OffsetDateTime;
 
 /// The sample client identities; each gets `clients/<name>.pem` and `.key` with the URI SAN
 /// [`SPIFFE_PREFIX`]`<name>`, matching `policies/identities.toml`.
-pub const CLIENT_NAMES: [&str; 6] = [
+pub const CLIENT_NAMES: [&str; 7] = [
     "gateway",
     "vault-reader",
     "auditor",
+    "monitoring",
     "custodian-1",
     "custodian-2",
     "custodian-3",

@@ -22,6 +22,8 @@ pub const IDENTITIES_FILE: &str = "identities.toml";
 const ID_ANNOTATION: &str = "id";
 /// The one audit log resource, `AuditLog::"payhsm"`.
 const AUDIT_LOG_ID: &str = "payhsm";
+/// The id of the one `Metrics` entity.
+const METRICS_ID: &str = "payhsm";
 /// The one key ring resource, `KeyRing::"payhsm"`.
 const KEY_RING_ID: &str = "payhsm";
 
@@ -56,11 +58,13 @@ pub enum Action {
     ApproveKeyChange,
     /// POST /v1/keys/rewrap: move records to the active data key
     RewrapKeys,
+    /// GET /metrics: the Prometheus metrics
+    ReadMetrics,
 }
 
 impl Action {
     /// Every action, in a stable order (for tests and reports).
-    pub const ALL: [Action; 14] = [
+    pub const ALL: [Action; 15] = [
         Self::Tokenize,
         Self::Detokenize,
         Self::ReadMetadata,
@@ -75,6 +79,7 @@ impl Action {
         Self::ReadKeys,
         Self::ApproveKeyChange,
         Self::RewrapKeys,
+        Self::ReadMetrics,
     ];
 
     /// The Cedar action id and audit action name.
@@ -94,6 +99,7 @@ impl Action {
             Self::ReadKeys => "read_keys",
             Self::ApproveKeyChange => "approve_key_change",
             Self::RewrapKeys => "rewrap_keys",
+            Self::ReadMetrics => "read_metrics",
         }
     }
 
@@ -115,6 +121,7 @@ impl Action {
             | Self::CreateAuthorizationChallenge
             | Self::AuthorizePayment => matches!(resource, Resource::Domain(_)),
             Self::ReadAudit => matches!(resource, Resource::AuditLog),
+            Self::ReadMetrics => matches!(resource, Resource::Metrics),
             Self::ReadKeys | Self::ApproveKeyChange | Self::RewrapKeys => {
                 matches!(resource, Resource::KeyRing)
             }
@@ -136,6 +143,8 @@ pub enum Resource<'a> {
     AuditLog,
     /// The daemon's keys (`KeyRing::"payhsm"`).
     KeyRing,
+    /// The daemon's metrics (`Metrics::"payhsm"`).
+    Metrics,
 }
 
 /// What Cedar sees as `context` for `authorize_payment`: the transaction and what the
@@ -201,6 +210,7 @@ struct TypeNames {
     relying_party: EntityTypeName,
     audit_log: EntityTypeName,
     key_ring: EntityTypeName,
+    metrics: EntityTypeName,
     action: EntityTypeName,
 }
 
@@ -219,6 +229,7 @@ impl TypeNames {
             relying_party: name("RelyingParty")?,
             audit_log: name("AuditLog")?,
             key_ring: name("KeyRing")?,
+            metrics: name("Metrics")?,
             action: name("Action")?,
         })
     }
@@ -262,6 +273,7 @@ impl DecisionCache {
             Resource::RelyingParty(rp) => ("r", rp),
             Resource::AuditLog => ("a", ""),
             Resource::KeyRing => ("k", ""),
+            Resource::Metrics => ("m", ""),
         };
         let principal = request.principal.as_str();
         let action = request.action.as_str();
@@ -409,6 +421,7 @@ impl PolicyEngine {
             Resource::RelyingParty(rp_id) => uid(&self.names.relying_party, rp_id),
             Resource::AuditLog => uid(&self.names.audit_log, AUDIT_LOG_ID),
             Resource::KeyRing => uid(&self.names.key_ring, KEY_RING_ID),
+            Resource::Metrics => uid(&self.names.metrics, METRICS_ID),
         };
         let action = uid(&self.names.action, request.action.as_str());
         let context = match request.context {
@@ -501,6 +514,8 @@ fn payment_context(p: &PaymentContext) -> Result<Context, String> {
 fn check_request_shape(schema: &Schema, names: &TypeNames, action: Action) -> Result<(), String> {
     let resource = if action.applies_to(&Resource::AuditLog) {
         uid(&names.audit_log, AUDIT_LOG_ID)
+    } else if action.applies_to(&Resource::Metrics) {
+        uid(&names.metrics, METRICS_ID)
     } else if action.applies_to(&Resource::KeyRing) {
         uid(&names.key_ring, KEY_RING_ID)
     } else if action.applies_to(&Resource::RelyingParty("")) {
@@ -679,6 +694,7 @@ mod tests {
                 let domain = Domain::parse("shop").unwrap();
                 let resource = match action {
                     Action::ReadAudit => Resource::AuditLog,
+                    Action::ReadMetrics => Resource::Metrics,
                     Action::ReadKeys | Action::ApproveKeyChange | Action::RewrapKeys => {
                         Resource::KeyRing
                     }
@@ -725,6 +741,7 @@ mod tests {
             "spiffe://payhsm.dev/vault-reader",
             "spiffe://payhsm.dev/auditor",
             "spiffe://payhsm.dev/custodian-1",
+            "spiffe://payhsm.dev/monitoring",
             "spiffe://payhsm.dev/unknown",
         ]
         .map(Principal::new);
@@ -732,6 +749,7 @@ mod tests {
         let mut resources = vec![
             Resource::AuditLog,
             Resource::KeyRing,
+            Resource::Metrics,
             Resource::RelyingParty("localhost"),
         ];
         resources.extend(domains.iter().map(Resource::Domain));

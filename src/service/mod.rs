@@ -8,6 +8,7 @@ mod error;
 mod idempotency;
 mod ids;
 mod keys;
+mod metrics;
 mod tokens;
 
 pub use authorizations::{
@@ -22,6 +23,7 @@ pub use keys::{
     ChangeOutcome, KeyAdmin, KeyChange, KeyChangeKind, KeyEntry, KeyListing, KeySettings,
     RewrapProgress, MAX_REWRAP_BATCH,
 };
+pub use metrics::MetricsAccess;
 pub use tokens::{Detokenized, TokenView, TokenizeInput, Tokenized, Vault};
 
 use crate::audit::{AuditEvent, PolicyVerdict};
