@@ -87,7 +87,7 @@ fn seeds(name: &str) -> Vec<Vec<u8>> {
         ],
         "audit_verify" => vec![audit_export(3)],
         "authorization_requests" => vec![
-            br#"{"token":"4111119876541111","domain":"shop","device_id":"d1","amount":1234,"currency":"EUR","payee":"Shop","spc":{"payee_origin":"https://shop.example","top_origin":"https://shop.example","instrument":{"display_name":"Card","icon":"https://shop.example/i.png"}}}"#.to_vec(),
+            br#"{"token":"4111119876541111","domain":"shop","device_id":"AAAAAAAAAAAAAAAAAAAAAA","amount":1234,"currency":"EUR","payee":"Shop","spc":{"payee_origin":"https://shop.example","top_origin":"https://shop.example","instrument":{"display_name":"Card","icon":"https://shop.example/i.png"}}}"#.to_vec(),
             br#"{"challenge_id":"c1","credential_id":"AAEC","authenticator_data":"AAEC","client_data_json":"eyJ9","signature":"MEUC"}"#.to_vec(),
         ],
         "card_parse" => vec![

@@ -349,7 +349,7 @@ async fn payment_requests(run: &mut Run) {
         .post(
             GW,
             path,
-            payment(&token, SHOP, "no-such-device", 500),
+            payment(&token, SHOP, "AAAAAAAAAAAAAAAAAAAAAA", 500),
             issue(SHOP),
         )
         .await;

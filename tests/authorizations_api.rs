@@ -378,9 +378,20 @@ async fn a_device_not_enrolled_for_the_token_is_refused() {
         (422, "device_not_enrolled_for_token".into())
     );
     let mut body = payment(&w.t, 500, "EUR", "Shop");
-    body["device_id"] = "no-such-device".into();
+    body["device_id"] = "AAAAAAAAAAAAAAAAAAAAAA".into();
     let r = post(&mut w.gw, "/v1/authorizations/challenges", body).await;
     assert_eq!(status_code(&r), (404, "device_not_found".into()));
+    // What cannot be a device id is a malformed request, not an unknown device.
+    for bad in ["!!!", "", "AAAA", "AAAAAAAAAAAAAAAAAAAAAAAA"] {
+        let mut body = payment(&w.t, 500, "EUR", "Shop");
+        body["device_id"] = bad.into();
+        let r = post(&mut w.gw, "/v1/authorizations/challenges", body).await;
+        assert_eq!(
+            status_code(&r),
+            (400, "malformed_request".into()),
+            "{bad:?}"
+        );
+    }
     // Another device's credential cannot answer this device's challenge.
     let stranger = Authenticator::new();
     let (other_token, _) = enrol_for_token(&mut w.gw, &stranger, DOMAIN).await;

@@ -213,7 +213,8 @@ impl Devices {
             URL_SAFE_NO_PAD.encode(&input.credential_id)
         ));
         if let Some((token, domain)) = &input.token {
-            audit.token = Some(token.as_str().to_owned());
+            // Masked until the token is found (see `Token::masked`).
+            audit.token = Some(token.masked());
             audit.domain = Some(domain.as_str().to_owned());
         }
         // WebAuthn L3 §7.1 step 11: the challenge must be the one issued; single use.
@@ -261,7 +262,11 @@ impl Devices {
             return Err(self.refuse(audit, Error::CredentialIdMismatch).await);
         }
         if let Some((token, domain)) = &input.token {
-            if let Err(e) = self.check_token(caller, token, domain, &mut audit).await {
+            let checked = self.check_token(caller, token, domain, &mut audit).await;
+            if matches!(checked, Ok(()) | Err(Error::TokenSuspended)) {
+                audit.token = Some(token.as_str().to_owned());
+            }
+            if let Err(e) = checked {
                 return Err(self.refuse(audit, e).await);
             }
         }

@@ -252,7 +252,8 @@ impl Vault {
             Resource::Domain(domain),
             |event| {
                 event.domain = Some(domain.as_str().to_owned());
-                event.token = token.map(|t| t.as_str().to_owned());
+                // Masked until the store finds it (then the record names it in full).
+                event.token = token.map(Token::masked);
                 event.last4 = last4.map(str::to_owned);
             },
         )

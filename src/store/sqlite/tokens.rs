@@ -185,7 +185,8 @@ fn annotate(mut audit: AuditEvent, r: &TokenRecord, outcome: &str) -> AuditEvent
 
 /// Audits a request for a token that does not exist (or is deleted).
 fn not_found(mut audit: AuditEvent, token: &Token, domain: &Domain) -> AuditEvent {
-    audit.token = Some(token.as_str().to_owned());
+    // It names nothing: it may be a card number with padding digits (see `Token::masked`).
+    audit.token = Some(token.masked());
     audit
         .domain
         .get_or_insert_with(|| domain.as_str().to_owned());
