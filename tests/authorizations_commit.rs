@@ -72,7 +72,17 @@ async fn world() -> World {
         .await
         .unwrap();
     let policy = Arc::new(PolicyEngine::load(&support::repo().join("policies")).unwrap());
-    let authz = Authorizations::new(store.clone(), policy, WebauthnConfig::dev(), signer);
+    // A data key for the idempotency-key tags (payments never open a sealed PAN).
+    let ring = payhsm::keys::DataKeyRing::new(
+        vec![(
+            payhsm::keys::KeyVersion(1),
+            payhsm::keys::DataKeyMaterial::from_bytes([7; 32]),
+        )],
+        payhsm::keys::KeyVersion(1),
+    )
+    .unwrap();
+    let ring = Arc::new(payhsm::keys::SharedRing::new(ring));
+    let authz = Authorizations::new(store.clone(), policy, ring, WebauthnConfig::dev(), signer);
 
     let token = Token::parse("4111110000421111").unwrap();
     let domain = Domain::parse("shop").unwrap();
@@ -145,7 +155,7 @@ impl World {
             device_id: DEVICE.to_owned(),
             amount: 500,
             currency: "EUR".into(),
-            payee: "Shop".into(),
+            payee: payhsm::text::DisplayText::parse("Shop").unwrap(),
             spc: None,
         }
     }
@@ -281,7 +291,7 @@ async fn a_challenge_for_a_token_suspended_after_its_checks_is_not_stored() {
         device_id: p.device_id,
         amount: p.amount,
         currency: p.currency,
-        payee: p.payee,
+        payee: p.payee.as_str().to_owned(),
         spc: None,
         created_at: "2026-01-01T00:00:00.000Z".into(),
         expires_at: "2999-01-01T00:00:00.000Z".into(),

@@ -40,10 +40,7 @@ pub fn prepare_dev_dir(data_dir: &Path) -> Result<(), DaemonError> {
             .map_err(io)?;
     }
     #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
-    }
+    tighten(&conf, 0o600).map_err(io)?;
     Ok(())
 }
 
@@ -55,13 +52,24 @@ pub fn private_dir(dir: &Path) -> std::io::Result<()> {
     builder.recursive(true);
     #[cfg(unix)]
     {
-        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        use std::os::unix::fs::DirBuilderExt;
         builder.mode(0o700);
         builder.create(dir)?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        tighten(dir, 0o700)
     }
     #[cfg(not(unix))]
     builder.create(dir)
+}
+
+/// Sets `path`'s mode to `mode` when it gives group or others anything (and only then, so a
+/// folder already private on a read-only file system is left as it is).
+#[cfg(unix)]
+pub fn tighten(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if std::fs::metadata(path)?.permissions().mode() & 0o077 != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    }
+    Ok(())
 }
 
 /// Points `SOFTHSM2_CONF` at the configured file. Call before any thread starts: the
@@ -321,13 +329,14 @@ async fn serve(
         config.webauthn.clone(),
         anchors,
     );
+    let ring = Arc::new(SharedRing::new(ring));
     let authorizations = Authorizations::new(
         store.clone(),
         policy.clone(),
+        ring.clone(),
         config.webauthn.clone(),
         signer.clone(),
     );
-    let ring = Arc::new(SharedRing::new(ring));
     let keys = KeyAdmin::new(
         store.clone(),
         policy.clone(),
@@ -336,6 +345,7 @@ async fn serve(
         signer.clone(),
         settings,
     );
+    let metrics_access = crate::service::MetricsAccess::new(store.clone(), policy.clone());
     let vault = Vault::new(store, ring, policy, config.token_format);
     let app = Arc::new(App {
         vault,
@@ -345,6 +355,7 @@ async fn serve(
         hsm,
         signer,
         metrics,
+        metrics_access,
         max_body_bytes: config.server.limits.max_body_bytes,
         body_timeout: config.server.limits.body_timeout,
     });

@@ -18,6 +18,8 @@ const INFO_ENCRYPTION: &[u8] = b"payhsm/pan-encryption/v1";
 const INFO_FINGERPRINT: &[u8] = b"payhsm/pan-fingerprint/v1";
 const AAD_PREFIX: &[u8] = b"payhsm/pan/v1";
 const FP_PREFIX: &[u8] = b"payhsm/fp/v1";
+/// Domain separation of idempotency-key tags from PAN fingerprints (same subkey).
+const IDEMPOTENCY_PREFIX: &[u8] = b"payhsm/idempotency/v1";
 const TAG_LEN: usize = 16;
 
 /// 32 bytes of data key material, zeroized on drop. No `Clone`.
@@ -243,6 +245,19 @@ impl DataKeyRing {
             .decrypt_in_place(Nonce::from_slice(&sealed.nonce), &aad, &mut *buf)
             .map_err(|_| KeyError::Integrity)?;
         parse_plaintext(&buf).ok_or(KeyError::Integrity)
+    }
+
+    /// The keyed tag a client's idempotency key is stored under, with the active version that
+    /// made it: HMAC-SHA256 under the fingerprint subkey, over the principal and the key. The
+    /// key is the client's text and could hold a card number: only this tag is kept.
+    pub fn idempotency_tag(&self, principal: &str, key: &str) -> Option<(KeyVersion, [u8; 32])> {
+        let subkeys = self.keys.get(&self.active)?;
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&subkeys.fingerprint[..]).ok()?;
+        mac.update(IDEMPOTENCY_PREFIX);
+        mac.update(&u64::try_from(principal.len()).ok()?.to_be_bytes());
+        mac.update(principal.as_bytes());
+        mac.update(key.as_bytes());
+        Some((self.active, mac.finalize().into_bytes().into()))
     }
 
     /// Fingerprints of the PAN in the domain under every loaded version, active first.

@@ -16,6 +16,7 @@ use crate::audit::{AuditEvent, PolicyVerdict};
 use crate::card::{Domain, Token, TokenStatus};
 use crate::config::WebauthnConfig;
 use crate::jose::{AuthorizationSigner, SignedJws};
+use crate::keys::{KeyError, KeyVersion, SharedRing};
 use crate::payment::{Amount, Currency, Payee, PaymentError};
 use crate::policy::{Action, PaymentContext, PolicyContext, PolicyEngine, PolicyRequest, Resource};
 use crate::store::{
@@ -42,12 +43,27 @@ const ISSUED: &str = "authorization_challenge_issued";
 const APPROVED: &str = "authorization_approved";
 const REFUSED: &str = "authorization_refused";
 
-/// A request's Idempotency-Key and the hash of the request it came with (hashed only when
-/// a key was given).
+/// A request's Idempotency-Key, as the keyed tag it is stored under, and the hash of the
+/// request it came with (hashed only when a key was given).
 #[derive(Clone, Copy)]
-struct Keyed<'a> {
-    key: &'a IdempotencyKey,
+struct Keyed {
+    version: KeyVersion,
+    tag: [u8; 32],
     hash: [u8; 32],
+}
+
+impl Keyed {
+    /// What the store keeps for the key: `v<data key version>:<tag in hex>`. A key tagged
+    /// under an earlier active version is not found after a rotation; the retry is then a new
+    /// request (a used challenge still refuses a second approval).
+    fn stored(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = format!("v{}:", self.version.0);
+        for b in self.tag {
+            let _ = write!(out, "{b:02x}");
+        }
+        out
+    }
 }
 
 /// Idempotency operation names (part of the request hash).
@@ -58,6 +74,8 @@ const OP_AUTHORIZE: &str = "authorize_payment";
 pub struct Authorizations {
     store: Arc<dyn Store>,
     policy: Arc<PolicyEngine>,
+    /// The data keys, for the tags idempotency keys are stored under.
+    ring: Arc<SharedRing>,
     config: WebauthnConfig,
     parties: Vec<RelyingParty>,
     signer: AuthorizationSigner,
@@ -191,6 +209,7 @@ impl Authorizations {
     pub fn new(
         store: Arc<dyn Store>,
         policy: Arc<PolicyEngine>,
+        ring: Arc<SharedRing>,
         config: WebauthnConfig,
         signer: AuthorizationSigner,
     ) -> Self {
@@ -198,6 +217,7 @@ impl Authorizations {
         Self {
             store,
             policy,
+            ring,
             config,
             parties,
             signer,
@@ -211,10 +231,9 @@ impl Authorizations {
         input: PaymentChallengeInput,
         key: Option<&IdempotencyKey>,
     ) -> Result<IssuedPaymentChallenge, Error> {
-        let keyed = key.map(|key| Keyed {
-            key,
-            hash: request_hash(OP_CHALLENGE, &challenge_canonical(&input)),
-        });
+        let keyed = self.keyed(caller, key, || {
+            request_hash(OP_CHALLENGE, &challenge_canonical(&input))
+        })?;
         let decision = self.policy.decide(&PolicyRequest::new(
             &caller.principal,
             Action::CreateAuthorizationChallenge,
@@ -226,7 +245,8 @@ impl Authorizations {
             Action::CreateAuthorizationChallenge.as_str(),
             PolicyVerdict::Decided(decision),
         );
-        audit.token = Some(input.token.as_str().to_owned());
+        // Masked until the token is found (see `Token::masked`).
+        audit.token = Some(input.token.masked());
         audit.domain = Some(input.domain.as_str().to_owned());
         audit.detail = Some(format!("device={}", input.device_id));
         if !allowed {
@@ -243,8 +263,12 @@ impl Authorizations {
             Err(e) => return Err(self.refuse(audit, e.into()).await),
         };
         if let Err(e) = self.check_token(&input.token, &input.domain).await {
+            if !matches!(e, Error::TokenNotFound) {
+                audit.token = Some(input.token.as_str().to_owned());
+            }
             return Err(self.refuse(audit, e).await);
         }
+        audit.token = Some(input.token.as_str().to_owned());
         match self.store.device(&input.device_id).await? {
             None => return Err(self.refuse(audit, Error::DeviceNotFound).await),
             Some(d)
@@ -328,10 +352,9 @@ impl Authorizations {
         input: AuthorizeInput,
         key: Option<&IdempotencyKey>,
     ) -> Result<SignedPayment, Error> {
-        let keyed = key.map(|key| Keyed {
-            key,
-            hash: request_hash(OP_AUTHORIZE, &authorize_canonical(&input)),
-        });
+        let keyed = self.keyed(caller, key, || {
+            request_hash(OP_AUTHORIZE, &authorize_canonical(&input))
+        })?;
         // The payment policy needs what the assertion establishes: until it is asked, a refusal
         // is recorded as not asked. The caller's challenge id is audited only once it names a
         // stored challenge: before that it is caller text, and could be a card number.
@@ -587,19 +610,42 @@ impl Authorizations {
         }
     }
 
+    /// The tag and request hash of an Idempotency-Key, when one came (the request is hashed
+    /// only then).
+    fn keyed(
+        &self,
+        caller: &Caller,
+        key: Option<&IdempotencyKey>,
+        hash: impl FnOnce() -> [u8; 32],
+    ) -> Result<Option<Keyed>, Error> {
+        let Some(key) = key else {
+            return Ok(None);
+        };
+        let (version, tag) = self
+            .ring
+            .current()
+            .idempotency_tag(caller.principal.as_str(), key.as_str())
+            .ok_or(Error::Keys(KeyError::NoActiveKey))?;
+        Ok(Some(Keyed {
+            version,
+            tag,
+            hash: hash(),
+        }))
+    }
+
     /// The answer an earlier request with this key got (`Ok`), or `Err` if the key was used
     /// for another request; `None` without a key or for a new key.
     async fn earlier_answer(
         &self,
         caller: &Caller,
-        keyed: Option<Keyed<'_>>,
+        keyed: Option<Keyed>,
     ) -> Result<Option<Result<String, Error>>, Error> {
         let Some(keyed) = keyed else {
             return Ok(None);
         };
         let found = self
             .store
-            .idempotency(caller.principal.as_str(), keyed.key.as_str())
+            .idempotency(caller.principal.as_str(), &keyed.stored())
             .await?;
         Ok(found.map(|r| {
             if r.request_hash == keyed.hash {
@@ -613,7 +659,7 @@ impl Authorizations {
     fn idempotency_record<T: Serialize>(
         &self,
         caller: &Caller,
-        keyed: Option<Keyed<'_>>,
+        keyed: Option<Keyed>,
         answer: &T,
     ) -> Result<Option<IdempotencyRecord>, Error> {
         let Some(keyed) = keyed else {
@@ -626,7 +672,7 @@ impl Authorizations {
         })?;
         Ok(Some(IdempotencyRecord {
             principal: caller.principal.as_str().to_owned(),
-            key: keyed.key.as_str().to_owned(),
+            key: keyed.stored(),
             request_hash: keyed.hash,
             response,
             created_at: crate::clock::now_rfc3339(),

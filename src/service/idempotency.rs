@@ -3,25 +3,30 @@
 //! Keys are scoped per principal; the request is compared by a SHA-256 of the operation name
 //! and a canonical JSON form of the decoded request (sorted keys, no whitespace).
 
-use crate::text::LoggableText;
 use sha2::{Digest, Sha256};
 
 /// Longest key, in bytes.
 const MAX_KEY_BYTES: usize = 128;
 
-/// A client's idempotency key: 1 to 128 visible ASCII characters, holding no card number (it
-/// is stored as it came).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A client's idempotency key: 1 to 128 visible ASCII characters. It is never stored, logged
+/// or audited as it came (it is the client's text and could hold a card number): the store
+/// keeps a keyed tag of it (`DataKeyRing::idempotency_tag`). Its `Debug` prints nothing of it.
+#[derive(Clone, PartialEq, Eq)]
 pub struct IdempotencyKey(String);
 
+impl std::fmt::Debug for IdempotencyKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IdempotencyKey(..)")
+    }
+}
+
 impl IdempotencyKey {
-    /// Checks the screened key; `None` if it is empty, too long or not visible ASCII.
-    pub fn parse(key: LoggableText) -> Option<Self> {
-        let text = key.as_str();
+    /// `None` if the key is empty, too long or not visible ASCII.
+    pub fn parse(text: &str) -> Option<Self> {
         let ok = !text.is_empty()
             && text.len() <= MAX_KEY_BYTES
             && text.bytes().all(|b| b.is_ascii_graphic());
-        ok.then(|| Self(key.into_string()))
+        ok.then(|| Self(text.to_owned()))
     }
 
     /// The key.
@@ -65,7 +70,7 @@ mod tests {
     use super::*;
 
     fn key(text: &str) -> Option<IdempotencyKey> {
-        IdempotencyKey::parse(LoggableText::parse(text).unwrap())
+        IdempotencyKey::parse(text)
     }
 
     #[test]
