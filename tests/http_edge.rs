@@ -156,3 +156,84 @@ async fn errors_written_before_a_route_is_reached_carry_the_json_error_body() {
         "{answer}"
     );
 }
+
+/// A TLS 1.3 ClientHello offering TLS_AES_128_GCM_SHA256 whose server_name extension holds
+/// `name` as a host_name (RFC 6066 §3 forbids an IP address there).
+fn client_hello_with_server_name(name: &str) -> Vec<u8> {
+    let u16be = |n: usize| u16::try_from(n).unwrap().to_be_bytes();
+    let mut sni = vec![0u8]; // host_name
+    sni.extend_from_slice(&u16be(name.len()));
+    sni.extend_from_slice(name.as_bytes());
+    let mut list = u16be(sni.len()).to_vec();
+    list.extend_from_slice(&sni);
+    let mut extensions = vec![0, 0]; // server_name
+    extensions.extend_from_slice(&u16be(list.len()));
+    extensions.extend_from_slice(&list);
+    // supported_versions: TLS 1.3
+    extensions.extend_from_slice(&[0, 0x2b, 0, 3, 2, 3, 4]);
+    let mut body = vec![3, 3];
+    body.extend_from_slice(&[7u8; 32]); // random
+    body.push(0); // legacy session id
+    body.extend_from_slice(&[0, 2, 0x13, 0x01]); // cipher suites
+    body.extend_from_slice(&[1, 0]); // compression: null
+    body.extend_from_slice(&u16be(extensions.len()));
+    body.extend_from_slice(&extensions);
+    let mut handshake = vec![1, 0];
+    handshake.extend_from_slice(&u16be(body.len()));
+    handshake.extend_from_slice(&body);
+    let mut record = vec![0x16, 3, 1];
+    record.extend_from_slice(&u16be(handshake.len()));
+    record.extend_from_slice(&handshake);
+    record
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_hellos_naming_an_ip_address_write_nothing_to_the_log() {
+    let d = Daemon::start();
+    let before = d.logs().lines().count();
+    for _ in 0..20 {
+        let mut tcp = TcpStream::connect(d.addr).await.unwrap();
+        tcp.write_all(&client_hello_with_server_name("127.0.0.1"))
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut answer)).await;
+    }
+    // A request afterwards proves the daemon read them all (and is still serving).
+    let mut gw = d.client("gateway").await;
+    assert_eq!(get(&mut gw, "/healthz").await.status, 200);
+    let logs = d.logs();
+    let added: Vec<&str> = logs.lines().skip(before).collect();
+    assert!(
+        !added
+            .iter()
+            .any(|l| l.contains("SNI") || l.contains("127.0.0.1")),
+        "pre-authentication input reached the log: {added:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_monitoring_identity_reads_the_metrics() {
+    let d = Daemon::start();
+    for who in ["gateway", "vault-reader", "auditor", "custodian-1"] {
+        let mut c = d.client(who).await;
+        let r = get(&mut c, "/metrics").await;
+        assert_eq!(
+            (r.status, error_code(&r).as_str()),
+            (403, "forbidden"),
+            "{who}"
+        );
+        assert!(!String::from_utf8_lossy(&r.body).contains("payhsm_requests_total"));
+    }
+    let mut scraper = d.client("monitoring").await;
+    let r = get(&mut scraper, "/metrics").await;
+    assert_eq!(r.status, 200);
+    assert!(String::from_utf8_lossy(&r.body).contains("payhsm_requests_total"));
+    // The scraper reads nothing else.
+    assert_eq!(get(&mut scraper, "/v1/keys").await.status, 403);
+    // Liveness, readiness and the JWKS stay open to every client that passed mTLS.
+    for path in ["/healthz", "/readyz", "/v1/keys/jwks"] {
+        let mut gw = d.client("gateway").await;
+        assert_eq!(get(&mut gw, path).await.status, 200, "{path}");
+    }
+}

@@ -128,13 +128,6 @@ impl ApiError {
         }
     }
 
-    /// Whether the error is decided before the request body is read (routing, headers, the
-    /// size limit, a body that did not arrive): what follows on the connection is then not
-    /// known to be a request.
-    pub fn leaves_body_unread(&self) -> bool {
-        !matches!(self, Self::Service(_) | Self::Internal)
-    }
-
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         self.status_and_code().0

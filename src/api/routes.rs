@@ -80,7 +80,7 @@ pub async fn handle<B>(
     req: Request<B>,
 ) -> Response<Full<SecretBuf>>
 where
-    B: Body,
+    B: Body + Unpin,
     B::Error: Display,
 {
     let started = Instant::now();
@@ -90,17 +90,18 @@ where
         request_id: request_id(&parts.headers),
     };
     let (label, route) = resolve(&parts.method, parts.uri.path());
+    let mut body = ReadToEnd::new(body);
     let result = match route {
-        Ok(route) => dispatch(app, &caller, route, &parts, body).await,
+        Ok(route) => dispatch(app, &caller, route, &parts, &mut body).await,
         Err(e) => Err(e),
     };
     let response = match result {
         Ok(reply) => respond(reply, &caller.request_id),
         Err(e) => {
             let mut response = error_response(&e, &caller.request_id);
-            if e.leaves_body_unread() && declares_body(&parts) && parts.version < Version::HTTP_2 {
-                // The rest of the body would be read as the next request (or drained): close
-                // instead, so the connection's state is never in doubt.
+            if parts.version < Version::HTTP_2 && !skip_unread_body(app, &parts, &mut body).await {
+                // Refused before its body was read, and the rest of it did not arrive (or is
+                // over the limit): what follows on the connection is not known to be a request.
                 response
                     .headers_mut()
                     .insert(CONNECTION, HeaderValue::from_static("close"));
@@ -111,6 +112,61 @@ where
     app.metrics
         .record_request(label, response.status().as_u16(), started.elapsed());
     response
+}
+
+/// A request body that says whether it was read to its end.
+struct ReadToEnd<B> {
+    inner: B,
+    ended: bool,
+}
+
+impl<B> ReadToEnd<B> {
+    fn new(inner: B) -> Self {
+        Self {
+            inner,
+            ended: false,
+        }
+    }
+}
+
+impl<B: Body + Unpin> Body for ReadToEnd<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(polled, std::task::Poll::Ready(None)) || self.inner.is_end_stream() {
+            self.ended = true;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// After an HTTP/1.1 request was refused before its body was read: reads and discards the
+/// rest of the body (within the body limit and timeout) so the connection can serve the next
+/// request. `false` when it could not, and the connection must close.
+async fn skip_unread_body<B>(app: &App, parts: &Parts, body: &mut ReadToEnd<B>) -> bool
+where
+    B: Body + Unpin,
+    B::Error: Display,
+{
+    if !declares_body(parts) || body.ended || body.inner.is_end_stream() {
+        return true;
+    }
+    read_body(&parts.headers, body, app.max_body_bytes, app.body_timeout)
+        .await
+        .is_ok()
 }
 
 /// Whether the request says a body follows (RFC 9112 §6.3).
@@ -372,12 +428,17 @@ where
             SecretBuf::copy_from(br#"{"status":"ok"}"#),
         )),
         Route::Readyz => readiness(app).await,
-        Route::Metrics => Ok(Reply {
-            status: StatusCode::OK,
-            content_type: PROMETHEUS_TEXT,
-            cache_control: None,
-            body: SecretBuf::copy_from(app.metrics.render().as_bytes()),
-        }),
+        Route::Metrics => app
+            .metrics_access
+            .check(caller)
+            .await
+            .map(|()| Reply {
+                status: StatusCode::OK,
+                content_type: PROMETHEUS_TEXT,
+                cache_control: None,
+                body: SecretBuf::copy_from(app.metrics.render().as_bytes()),
+            })
+            .map_err(ApiError::from),
     }
 }
 

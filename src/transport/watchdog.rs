@@ -327,11 +327,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for Watched<T> {
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
         let fresh = buf.filled().get(before..).unwrap_or_default();
         let mut s = self.activity.state();
-        if !fresh.is_empty() {
+        // Bytes read while a request is in flight are its body; after it, a new request.
+        if !fresh.is_empty() && s.handling == 0 && s.sending.is_empty() {
             s.read_since_request = true;
-            if !self.read_any && fresh.starts_with(H2_PREFACE) {
-                s.http2 = true;
-            }
+        }
+        if !self.read_any && fresh.starts_with(H2_PREFACE) {
+            s.http2 = true;
         }
         if polled.is_pending()
             && !s

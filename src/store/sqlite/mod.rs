@@ -146,9 +146,12 @@ fn owner_only(path: &Path) -> Result<(), StoreError> {
             let mut name = path.as_os_str().to_owned();
             name.push(suffix);
             let file = Path::new(&name);
-            if file.exists() {
-                std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600))
-                    .map_err(fail)?;
+            match std::fs::metadata(file) {
+                Ok(m) if m.permissions().mode() & 0o077 != 0 => {
+                    std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600))
+                        .map_err(fail)?;
+                }
+                _ => {}
             }
         }
     }
