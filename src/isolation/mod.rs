@@ -1,8 +1,8 @@
 //! Process hardening and locked memory for secrets.
 //!
-//! This is the one module allowed `unsafe`: `mlock`, `munlock`, `madvise`, `setrlimit` and
-//! `prctl` are libc calls with no safe wrapper in our dependencies, and [`LockedBox`] owns a
-//! page-aligned allocation by raw pointer. Every `unsafe` block states why it is sound.
+//! This is the one module allowed `unsafe`: `mlock`, `munlock`, `madvise`, `setrlimit`,
+//! `getrlimit`, `umask` and `prctl` are libc calls with no safe wrapper in our dependencies,
+//! and [`LockedBox`] owns a page-aligned allocation by raw pointer. Every `unsafe` block states why it is sound.
 #![allow(unsafe_code)]
 
 use std::alloc::Layout;
@@ -157,6 +157,9 @@ pub struct Hardening {
     /// The file mode creation mask is `0o077`: every file and folder the daemon (SQLite,
     /// SoftHSM2) creates from here on is readable by its owner only.
     pub owner_only_files: bool,
+    /// The open-file limit, raised to its hard limit: every connection, parked socket and
+    /// store file is a descriptor, and running out stalls `accept` for everyone.
+    pub open_files: Option<u64>,
 }
 
 /// Disables core dumps and marks the process non-dumpable (Linux), and ignores `SIGXFSZ`.
@@ -165,6 +168,7 @@ pub struct Hardening {
 pub fn harden_process() -> Hardening {
     let file_size_signal_ignored = ignore_file_size_signal();
     let owner_only_files = owner_only_files();
+    let open_files = raise_open_files();
     #[cfg(target_os = "linux")]
     {
         let zero = libc::rlimit {
@@ -180,6 +184,7 @@ pub fn harden_process() -> Hardening {
             not_dumpable,
             file_size_signal_ignored,
             owner_only_files,
+            open_files,
         }
     }
     #[cfg(not(target_os = "linux"))]
@@ -189,7 +194,36 @@ pub fn harden_process() -> Hardening {
             not_dumpable: false,
             file_size_signal_ignored,
             owner_only_files,
+            open_files,
         }
+    }
+}
+
+/// Raises the soft limit on open files to the hard limit; the limit in force after.
+fn raise_open_files() -> Option<u64> {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: `limit` is a valid, writable rlimit for the duration of the call.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+            return None;
+        }
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: `raised` is a valid rlimit that outlives the call.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            limit.rlim_cur = limit.rlim_max;
+        }
+        Some(limit.rlim_cur)
+    }
+    #[cfg(not(unix))]
+    {
+        None
     }
 }
 

@@ -26,6 +26,9 @@ pub struct Caps {
     pub handshakes: usize,
     /// Connections still in their TLS handshake, from one source address.
     pub handshakes_per_address: usize,
+    /// Sockets refused a handshake slot that are held, unread, until the handshake deadline
+    /// instead of being closed at once (see [`Budgets::park`]).
+    pub parked: usize,
 }
 
 /// Why a connection was refused a slot. Also the `reason` label of
@@ -83,6 +86,7 @@ pub struct Budgets {
 
 #[derive(Debug, Default)]
 struct Held {
+    parked: usize,
     handshakes: usize,
     handshakes_by_address: HashMap<IpAddr, usize>,
     connections: usize,
@@ -100,6 +104,7 @@ impl Budgets {
                 per_address: caps.per_address.max(1),
                 handshakes: caps.handshakes.max(1),
                 handshakes_per_address: caps.handshakes_per_address.max(1),
+                parked: caps.parked,
             },
             held: Mutex::new(Held::default()),
         })
@@ -154,6 +159,22 @@ impl Budgets {
         })
     }
 
+    /// A place for a socket that was refused a handshake slot, when one is free. Closing such a
+    /// socket at once invites its client to reconnect at once: a flood then becomes a
+    /// connect-and-close storm that takes the accept loop and the CPU. Held unread until the
+    /// handshake deadline, its client waits too. Parked sockets hold a file descriptor, never a
+    /// slot, and are never read as TLS.
+    pub fn park(self: &Arc<Self>) -> Option<ParkSlot> {
+        let mut held = self.held();
+        if held.parked >= self.caps.parked {
+            return None;
+        }
+        held.parked += 1;
+        Some(ParkSlot {
+            budgets: self.clone(),
+        })
+    }
+
     /// Connections in their handshake and established, now.
     pub fn open(&self) -> (usize, usize) {
         let held = self.held();
@@ -183,6 +204,19 @@ impl Drop for HandshakeSlot {
         let mut held = self.budgets.held();
         held.handshakes = held.handshakes.saturating_sub(1);
         release(&mut held.handshakes_by_address, &self.address);
+    }
+}
+
+/// A parked socket's place; released when dropped.
+#[derive(Debug)]
+pub struct ParkSlot {
+    budgets: Arc<Budgets>,
+}
+
+impl Drop for ParkSlot {
+    fn drop(&mut self) {
+        let mut held = self.budgets.held();
+        held.parked = held.parked.saturating_sub(1);
     }
 }
 
@@ -217,7 +251,20 @@ mod tests {
             per_address: 3,
             handshakes: 3,
             handshakes_per_address: 2,
+            parked: 2,
         }
+    }
+
+    #[test]
+    fn parked_sockets_are_bounded_and_released_on_drop() {
+        let b = Budgets::new(caps());
+        let p1 = b.park().unwrap();
+        let _p2 = b.park().unwrap();
+        assert!(b.park().is_none());
+        drop(p1);
+        assert!(b.park().is_some());
+        // Parking takes no handshake slot.
+        assert!(b.handshake(A).is_ok());
     }
 
     #[test]

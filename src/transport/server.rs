@@ -93,6 +93,9 @@ impl ServerLimits {
             per_address: self.max_connections_per_address,
             handshakes: self.max_handshakes,
             handshakes_per_address: self.max_handshakes_per_address,
+            // Twice what the daemon holds authenticated: file descriptors are cheap next to a
+            // reconnect storm (see `Budgets::park`); the open-file limit is raised at start.
+            parked: self.max_connections.saturating_mul(2),
         }
     }
 }
@@ -142,12 +145,16 @@ pub async fn run(
                 }
             },
         };
-        // Refused before the handshake: closed at once, so the socket holds nothing.
+        // Refused before the handshake: parked unread until the handshake deadline while
+        // there is room (so a flood cannot turn into a reconnect storm), else closed at once.
         let slot = match shared.budgets.handshake(peer.ip()) {
             Ok(slot) => slot,
             Err(refusal) => {
                 shared.app.metrics.record_refused(refusal.as_str());
                 tracing::trace!(%peer, reason = refusal.as_str(), "connection refused");
+                if let Some(parked) = shared.budgets.park() {
+                    tasks.spawn(hold_unread(tcp, limits.handshake_timeout, parked));
+                }
                 continue;
             }
         };
@@ -176,6 +183,21 @@ pub async fn run(
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
     Ok(())
+}
+
+/// Holds a refused socket without answering until `deadline` or until its client closes it;
+/// what it sends is discarded.
+async fn hold_unread(mut tcp: TcpStream, deadline: Duration, _parked: super::budget::ParkSlot) {
+    use tokio::io::AsyncReadExt;
+    let mut sink = [0u8; 512];
+    let _ = tokio::time::timeout(deadline, async {
+        while let Ok(n) = tcp.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// The HTTP/1.1 + HTTP/2 connection builder.
