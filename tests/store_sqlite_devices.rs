@@ -9,10 +9,12 @@
 )] // test crate
 
 use payhsm::audit::{AuditEvent, PolicyVerdict};
-use payhsm::card::{Domain, Token};
+use payhsm::card::{Domain, Last4, StatusChange, Token, TokenFormat, TokenStatus};
+use payhsm::keys::{KeyVersion, SealedPan};
 use payhsm::store::sqlite::{open, SqliteOptions, SqliteStore};
 use payhsm::store::{
-    ChallengePurpose, ChallengeRecord, ConsumeOutcome, DeviceRecord, EnrolOutcome, Store,
+    ChallengePurpose, ChallengeRecord, ConsumeOutcome, DeviceRecord, EnrolOutcome, NewToken, Store,
+    TokenRecord,
 };
 use payhsm::webauthn::attestation::{Format, Trust};
 use std::sync::Arc;
@@ -207,15 +209,71 @@ async fn a_credential_id_enrols_once_and_a_duplicate_writes_nothing() {
     assert_eq!(s.device("dev-2").await.unwrap(), None);
     assert_eq!(actions(&s).await, ["device_enrolled"]);
     // A token-bound device round-trips its binding.
+    let token = Token::parse("4111119876541111").unwrap();
+    let domain = Domain::parse("shop").unwrap();
+    add_token(&s, &token, &domain).await;
     let mut bound = device("dev-3", 3);
-    bound.token = Some(Token::parse("4111119876541111").unwrap());
-    bound.domain = Some(Domain::parse("shop").unwrap());
+    bound.token = Some(token);
+    bound.domain = Some(domain);
     bound.format = Format::None;
     bound.trust = Trust::None;
     s.enrol_device(bound.clone(), event("device_enrolled"))
         .await
         .unwrap();
     assert_eq!(s.device("dev-3").await.unwrap(), Some(bound));
+}
+
+/// An active token (its sealed PAN a placeholder: enrolment never opens it).
+async fn add_token(s: &SqliteStore, token: &Token, domain: &Domain) {
+    let record = TokenRecord {
+        token: token.clone(),
+        domain: domain.clone(),
+        fingerprint: None,
+        sealed: Some(SealedPan {
+            key_version: KeyVersion(1),
+            nonce: [7; 12],
+            ciphertext: vec![0xab; 40],
+        }),
+        last4: Last4::parse(token.last4()).unwrap(),
+        status: TokenStatus::Active,
+        created_at: "2026-01-01T00:00:00.000Z".into(),
+        updated_at: "2026-01-01T00:00:00.000Z".into(),
+    };
+    let new = NewToken {
+        record,
+        format: TokenFormat::default(),
+        lookup: Vec::new(),
+    };
+    s.tokenize(new, event("tokenize")).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_device_is_not_bound_to_a_token_suspended_or_deleted_after_the_services_check() {
+    // The service checked the token; a suspend (then a delete) commits before the enrolment
+    // job: the job sees it in its own transaction and writes nothing.
+    let (_d, s) = store();
+    let token = Token::parse("4111119876541111").unwrap();
+    let domain = Domain::parse("shop").unwrap();
+    add_token(&s, &token, &domain).await;
+    let mut bound = device("dev-1", 1);
+    bound.token = Some(token.clone());
+    bound.domain = Some(domain.clone());
+    for (change, status) in [
+        (StatusChange::Suspend, TokenStatus::Suspended),
+        (StatusChange::Delete, TokenStatus::Deleted),
+    ] {
+        s.transition(&token, &domain, change, event(change.as_str()))
+            .await
+            .unwrap();
+        assert_eq!(
+            s.enrol_device(bound.clone(), event("device_enrolled"))
+                .await
+                .unwrap(),
+            EnrolOutcome::TokenNotActive(status)
+        );
+        assert_eq!(s.device("dev-1").await.unwrap(), None);
+    }
+    assert!(!actions(&s).await.contains(&"device_enrolled".to_owned()));
 }
 
 #[tokio::test(flavor = "multi_thread")]

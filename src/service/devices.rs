@@ -319,6 +319,15 @@ impl Devices {
                 refused.action = Action::EnrolDevice.as_str().to_owned();
                 Err(self.refuse(refused, Error::CredentialExists).await)
             }
+            EnrolOutcome::TokenNotActive(status) => {
+                let mut refused = refused;
+                refused.action = Action::EnrolDevice.as_str().to_owned();
+                let e = match status {
+                    TokenStatus::Suspended => Error::TokenSuspended,
+                    TokenStatus::Active | TokenStatus::Deleted => Error::TokenNotFound,
+                };
+                Err(self.refuse(refused, e).await)
+            }
         }
     }
 

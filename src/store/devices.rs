@@ -1,6 +1,6 @@
 //! Device enrolment records: single-use WebAuthn challenges and enrolled devices.
 
-use crate::card::{Domain, Token};
+use crate::card::{Domain, Token, TokenStatus};
 use crate::webauthn::attestation::{Format, Trust};
 
 /// What a challenge was issued for. A challenge is consumed only for its own purpose.
@@ -112,4 +112,8 @@ pub enum EnrolOutcome {
     /// A device with this credential id exists: nothing was written, not even the audit
     /// record (the caller audits the refusal).
     CredentialExists,
+    /// The token the device was to be bound to is no longer active in this transaction
+    /// (suspended or deleted since the service checked it): nothing was written (the caller
+    /// audits the refusal).
+    TokenNotActive(TokenStatus),
 }

@@ -107,7 +107,7 @@ fn insert_idempotency(conn: &Connection, r: &IdempotencyRecord) -> Result<(), St
 
 /// The token's state as this transaction sees it (`Deleted` for a row that is gone). Read
 /// here, not from the token cache: the write that changes it may be in this very batch.
-fn token_status(
+pub(super) fn token_status(
     conn: &Connection,
     token: &Token,
     domain: &Domain,

@@ -4,7 +4,7 @@
 use super::sql_err;
 use super::writer::JobCtx;
 use crate::audit::AuditEvent;
-use crate::card::{Domain, Token};
+use crate::card::{Domain, Token, TokenStatus};
 use crate::store::{
     ChallengePurpose, ChallengeRecord, ConsumeOutcome, DeviceRecord, EnrolOutcome, StoreError,
 };
@@ -195,6 +195,14 @@ pub(super) fn enrol_device(
 ) -> Result<EnrolOutcome, StoreError> {
     if by_credential(ctx.conn, &d.credential_id)?.is_some() {
         return Ok(EnrolOutcome::CredentialExists);
+    }
+    // Bound to a token: it must still be active as this transaction sees it (a suspend or
+    // delete may have committed since the service checked).
+    if let (Some(token), Some(domain)) = (&d.token, &d.domain) {
+        let status = super::authorizations::token_status(ctx.conn, token, domain)?;
+        if status != TokenStatus::Active {
+            return Ok(EnrolOutcome::TokenNotActive(status));
+        }
     }
     ctx.conn
         .prepare_cached(&format!(
