@@ -97,6 +97,16 @@ async fn hsm_outage_fails_fast_with_503_and_recovers_without_restart() {
         (r.status, error_code(&r)),
         (503, "signer_unavailable".to_owned())
     );
+    // The cause is logged once, at the edge, with the request id the caller got, and names
+    // the failing layer (the HSM's own error, through the signer's).
+    let id = r.headers["x-request-id"].to_str().unwrap().to_owned();
+    let logs = d.logs();
+    let logged: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains(&id) && l.contains("request failed"))
+        .collect();
+    assert_eq!(logged.len(), 1, "{logged:?}");
+    assert!(logged[0].contains("signer_unavailable"), "{logged:?}");
     let r = timed("readyz while the HSM is away", get(&mut gw, "/readyz")).await;
     assert_eq!(r.status, 503);
     let checks = &r.json().unwrap()["checks"];

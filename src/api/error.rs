@@ -175,7 +175,15 @@ impl std::fmt::Display for ApiError {
     }
 }
 
-impl std::error::Error for ApiError {}
+impl std::error::Error for ApiError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            // Displayed as the service error itself: its source is the next cause.
+            Self::Service(e) => std::error::Error::source(e),
+            _ => None,
+        }
+    }
+}
 
 impl From<service::Error> for ApiError {
     fn from(e: service::Error) -> Self {

@@ -99,6 +99,17 @@ where
         Ok(reply) => respond(reply, &caller.request_id),
         Err(e) => {
             let mut response = error_response(&e, &caller.request_id);
+            if response.status().is_server_error() {
+                // The one place a 5xx's cause is logged, with the request id the caller got.
+                // Causes are payhsm's own messages and the store's or HSM's: never a PAN.
+                tracing::error!(
+                    request_id = %caller.request_id,
+                    route = label,
+                    code = e.code(),
+                    cause = %ErrorChain(&e),
+                    "request failed"
+                );
+            }
             if parts.version < Version::HTTP_2 && !skip_unread_body(app, &parts, &mut body).await {
                 // Refused before its body was read, and the rest of it did not arrive (or is
                 // over the limit): what follows on the connection is not known to be a request.
@@ -112,6 +123,21 @@ where
     app.metrics
         .record_request(label, response.status().as_u16(), started.elapsed());
     response
+}
+
+/// An error and its sources, `: `-separated, for the log.
+struct ErrorChain<'a>(&'a dyn std::error::Error);
+
+impl Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(e) = source {
+            write!(f, ": {e}")?;
+            source = e.source();
+        }
+        Ok(())
+    }
 }
 
 /// A request body that says whether it was read to its end.

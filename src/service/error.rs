@@ -217,7 +217,17 @@ impl std::fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Store(e) => Some(e),
+            Self::Keys(e) => Some(e),
+            Self::Signer(e) => Some(e),
+            Self::Hsm(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 impl From<StoreError> for Error {
     fn from(e: StoreError) -> Self {
