@@ -13,7 +13,8 @@
 //!   number or characters that hide or reorder what a reader sees, NFC-normalized: sans-io and
 //!   pure.
 //! - [`card`]: PANs, tokens and their formats, card numbers inside text: sans-io and pure.
-//! - [`payment`]: amounts, ISO 4217 currencies and payees of payment authorizations: sans-io and pure.
+//! - [`payment`]: amounts, ISO 4217 currencies, payees and SPC display data of payment
+//!   authorizations: sans-io and pure.
 //! - [`webauthn`]: WebAuthn L3 / SPC registration and assertion verification: sans-io and pure.
 //! - [`policy`]: Cedar policies and the identity-to-group map: who may do what.
 //! - [`ceremony`]: key components, KCVs and Shamir shares for key ceremonies: sans-io and pure.

@@ -4,12 +4,12 @@
 use super::error::ApiError;
 use super::types::base64url;
 use crate::card::{Domain, Token};
+use crate::payment::SpcDisplay;
 use crate::payment::SpcIcon;
 use crate::service::{
     AuthorizeInput, IdempotencyKey, IssuedPaymentChallenge, PaymentChallengeInput,
     SignedAuthorization,
 };
-use crate::store::SpcDisplay;
 use crate::text::{DisplayText, LoggableText};
 use hyper::HeaderMap;
 use serde::{Deserialize, Serialize};

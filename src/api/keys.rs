@@ -1,8 +1,8 @@
 //! Request and response bodies of the key lifecycle routes (`/v1/keys...`).
 
 use super::error::ApiError;
+use crate::keys::KeyPurpose;
 use crate::service::{ChangeOutcome, KeyChange, KeyChangeKind, MAX_REWRAP_BATCH};
-use crate::store::KeyPurpose;
 use serde::{Deserialize, Serialize};
 
 /// `POST /v1/keys/changes`: one custodian's approval of a key change.

@@ -10,10 +10,12 @@
 
 mod datakeys;
 mod hsm;
+mod purpose;
 mod selftest;
 
 pub use datakeys::{DataKeyMaterial, DataKeyRing, KeyError, SharedRing};
 pub use hsm::{EcPublicKey, FreeSlot, Hsm, HsmConfig, HsmError, Module, Pin, TokenIdentity};
+pub use purpose::KeyPurpose;
 pub use selftest::{run_known_answer_tests, SelfTestError};
 
 /// A data key version. Versions start at 1 and only grow.

@@ -2,8 +2,10 @@
 //! names, SPC instrument icons, and the decimal form SPC displays. Sans-io and pure.
 
 mod currency;
+mod spc;
 
 pub use currency::{Currency, CURRENCIES};
+pub use spc::SpcDisplay;
 
 use crate::text::{DisplayText, LoggableText};
 

@@ -17,11 +17,11 @@ use crate::card::{Domain, Token, TokenStatus};
 use crate::config::WebauthnConfig;
 use crate::jose::{AuthorizationSigner, SignedJws};
 use crate::keys::{KeyError, KeyVersion, SharedRing};
-use crate::payment::{Amount, Currency, Payee, PaymentError};
+use crate::payment::{Amount, Currency, Payee, PaymentError, SpcDisplay};
 use crate::policy::{Action, PaymentContext, PolicyContext, PolicyEngine, PolicyRequest, Resource};
 use crate::store::{
     AuthorizationChallengeRecord, AuthorizationCommit, AuthorizationRecord, ChallengeIssue,
-    ChallengeState, CommitOutcome, CounterUpdate, IdempotencyRecord, Idempotent, SpcDisplay, Store,
+    ChallengeState, CommitOutcome, CounterUpdate, IdempotencyRecord, Idempotent, Store,
 };
 use crate::text::DisplayText;
 use crate::webauthn::assertion::{

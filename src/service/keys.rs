@@ -11,11 +11,11 @@ use crate::audit::{AuditEvent, PolicyVerdict};
 use crate::ceremony::kcv;
 use crate::config::KeysConfig;
 use crate::jose::{thumbprint, AuthorizationSigner};
-use crate::keys::{DataKeyState, Hsm, KeyVersion, SharedRing};
+use crate::keys::{DataKeyState, Hsm, KeyPurpose, KeyVersion, SharedRing};
 use crate::policy::{Action, PolicyEngine, Resource};
 use crate::store::{
-    ApprovalOutcome, KeyApproval, KeyChangeOutcome, KeyPurpose, Rewrapped, SigningKeyRecord,
-    SigningKeyState, Store,
+    ApprovalOutcome, KeyApproval, KeyChangeOutcome, Rewrapped, SigningKeyRecord, SigningKeyState,
+    Store,
 };
 use serde::Serialize;
 use std::sync::Arc;

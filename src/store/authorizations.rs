@@ -3,19 +3,7 @@
 
 use crate::audit::AuditEvent;
 use crate::card::{Domain, Token, TokenStatus};
-
-/// What a Secure Payment Confirmation dialog was asked to show, beyond amount and payee.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SpcDisplay {
-    /// payment.payeeOrigin.
-    pub payee_origin: String,
-    /// payment.topOrigin.
-    pub top_origin: String,
-    /// payment.instrument.displayName.
-    pub instrument_display_name: String,
-    /// payment.instrument.icon.
-    pub instrument_icon: String,
-}
+use crate::payment::SpcDisplay;
 
 /// A challenge issued for one payment, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]

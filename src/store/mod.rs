@@ -13,12 +13,12 @@ pub mod sqlite;
 
 pub use authorizations::{
     AuthorizationChallengeRecord, AuthorizationCommit, AuthorizationRecord, ChallengeIssue,
-    ChallengeState, CommitOutcome, CounterUpdate, IdempotencyRecord, Idempotent, SpcDisplay,
+    ChallengeState, CommitOutcome, CounterUpdate, IdempotencyRecord, Idempotent,
 };
 pub use devices::{ChallengePurpose, ChallengeRecord, ConsumeOutcome, DeviceRecord, EnrolOutcome};
 pub use keys::{
-    ApprovalOutcome, DataKeyInfo, KeyApproval, KeyChangeOutcome, KeyPurpose, Rewrapped,
-    SigningKeyRecord, SigningKeyState,
+    ApprovalOutcome, DataKeyInfo, KeyApproval, KeyChangeOutcome, Rewrapped, SigningKeyRecord,
+    SigningKeyState,
 };
 
 use crate::audit::{AuditEvent, AuditRecord};

@@ -6,9 +6,10 @@ use super::sql_err;
 use super::writer::JobCtx;
 use crate::audit::AuditEvent;
 use crate::card::{Domain, Token, TokenStatus};
+use crate::payment::SpcDisplay;
 use crate::store::{
     AuthorizationChallengeRecord, AuthorizationCommit, AuthorizationRecord, ChallengeIssue,
-    ChallengeState, CommitOutcome, IdempotencyRecord, Idempotent, SpcDisplay, StoreError,
+    ChallengeState, CommitOutcome, IdempotencyRecord, Idempotent, StoreError,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
