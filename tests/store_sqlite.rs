@@ -16,8 +16,8 @@ use payhsm::card::{Domain, Last4, StatusChange, Token, TokenFormat, TokenStatus}
 use payhsm::keys::{DataKeyState, Fingerprint, KeyVersion, SealedPan, WrappedDataKey};
 use payhsm::store::sqlite::{open, open_read_only, SqliteOptions, SqliteStore};
 use payhsm::store::{
-    KeyChangeOutcome, Lookup, NewToken, Store, StoreError, TokenRecord, TokenizeOutcome,
-    TransitionOutcome,
+    DetokenizeOutcome, KeyChangeOutcome, Lookup, NewToken, Store, StoreError, TokenRecord,
+    TokenizeOutcome, TransitionOutcome,
 };
 use ring::rand::SystemRandom;
 use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
@@ -231,29 +231,25 @@ async fn detokenize_outcomes_are_audited() {
     let r = s
         .detokenize(&tok(1), &shop, event("detokenize"))
         .await
-        .unwrap()
         .unwrap();
-    assert!(r.sealed.is_some());
+    assert!(matches!(r, DetokenizeOutcome::Active(_)), "{r:?}");
 
     s.transition(&tok(1), &shop, StatusChange::Suspend, event("suspend"))
         .await
         .unwrap();
-    let r = s
-        .detokenize(&tok(1), &shop, event("detokenize"))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(r.status, TokenStatus::Suspended);
-    assert!(
-        r.sealed.is_none(),
-        "a suspended token never yields its sealed PAN"
+    // A suspended token never yields its sealed PAN: the outcome has none to give.
+    assert_eq!(
+        s.detokenize(&tok(1), &shop, event("detokenize"))
+            .await
+            .unwrap(),
+        DetokenizeOutcome::Suspended
     );
 
     assert_eq!(
         s.detokenize(&tok(9), &shop, event("detokenize"))
             .await
             .unwrap(),
-        None
+        DetokenizeOutcome::NotFound
     );
 
     let audit = all_audit(&s).await;
@@ -326,7 +322,7 @@ async fn lifecycle_transitions_and_delete_wipes_the_sealed_pan() {
         s.detokenize(&tok(1), &shop, event("detokenize"))
             .await
             .unwrap(),
-        None
+        DetokenizeOutcome::NotFound
     );
 
     // The same PAN tokenizes again, to a new token.

@@ -6,7 +6,9 @@ use crate::audit::AuditEvent;
 use crate::card::{Domain, Expiry, Pan, StatusChange, Token, TokenFormat, TokenStatus};
 use crate::keys::SharedRing;
 use crate::policy::{Action, PolicyEngine, Resource};
-use crate::store::{Lookup, NewToken, Store, TokenRecord, TokenizeOutcome, TransitionOutcome};
+use crate::store::{
+    DetokenizeOutcome, Lookup, NewToken, Store, TokenRecord, TokenizeOutcome, TransitionOutcome,
+};
 use std::sync::Arc;
 
 /// How many tokens are offered for one PAN before giving up: the derived one, then random
@@ -182,17 +184,12 @@ impl Vault {
         let audit = self
             .authorize(caller, Action::Detokenize, domain, Some(token), None)
             .await?;
-        let record = self.store.detokenize(token, domain, audit).await?;
-        let record = match record {
-            Some(r) if r.status == TokenStatus::Active => r,
-            Some(r) if r.status == TokenStatus::Suspended => return Err(Error::TokenSuspended),
-            _ => return Err(Error::TokenNotFound),
+        let sealed = match self.store.detokenize(token, domain, audit).await? {
+            DetokenizeOutcome::Active(sealed) => sealed,
+            DetokenizeOutcome::Suspended => return Err(Error::TokenSuspended),
+            DetokenizeOutcome::NotFound => return Err(Error::TokenNotFound),
         };
-        let sealed = record.sealed.as_ref().ok_or(Error::TokenNotFound)?;
-        let (pan, expiry) = self
-            .keys
-            .current()
-            .open(sealed, &record.token, &record.domain)?;
+        let (pan, expiry) = self.keys.current().open(&sealed, token, domain)?;
         Ok(Detokenized { pan, expiry })
     }
 

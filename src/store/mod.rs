@@ -81,6 +81,17 @@ pub struct NewToken {
     pub lookup: Vec<Lookup>,
 }
 
+/// What [`Store::detokenize`] found, told once its audit record is durable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DetokenizeOutcome {
+    /// The token is active: its sealed PAN, to open with the token and domain as AAD.
+    Active(SealedPan),
+    /// The token is suspended: no PAN is released (the sealed PAN is not even read out).
+    Suspended,
+    /// No live token with that value in that domain (absent or deleted).
+    NotFound,
+}
+
 /// What [`Store::tokenize`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenizeOutcome {
@@ -138,14 +149,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// Reads the token for detokenization and writes `audit` in the same transaction, with
     /// `outcome` set to `ok` (active), `token_suspended` or `token_not_found` (absent or
-    /// deleted). Returns the record only after the audit record is durable; if the audit
-    /// record cannot be written, returns an error and no record.
+    /// deleted). Answers only after the audit record is durable; if the audit record cannot
+    /// be written, returns an error and no sealed PAN.
     fn detokenize(
         &self,
         token: &Token,
         domain: &Domain,
         audit: AuditEvent,
-    ) -> StoreFuture<'_, Option<TokenRecord>>;
+    ) -> StoreFuture<'_, DetokenizeOutcome>;
 
     /// Applies a lifecycle change ([`TokenStatus::apply`]) and writes `audit` with its
     /// outcome. Delete wipes the ciphertext and the fingerprint.

@@ -7,10 +7,10 @@ use crate::card::{Domain, StatusChange, Token};
 use crate::keys::{KeyVersion, WrappedDataKey};
 use crate::store::{
     ApprovalOutcome, AuthorizationChallengeRecord, AuthorizationCommit, ChallengeIssue,
-    ChallengePurpose, ChallengeRecord, CommitOutcome, ConsumeOutcome, DataKeyInfo, DeviceRecord,
-    EnrolOutcome, IdempotencyRecord, Idempotent, KeyApproval, KeyChangeOutcome, NewToken,
-    Rewrapped, SigningKeyRecord, Store, StoreFuture, TokenRecord, TokenizeOutcome,
-    TransitionOutcome,
+    ChallengePurpose, ChallengeRecord, CommitOutcome, ConsumeOutcome, DataKeyInfo,
+    DetokenizeOutcome, DeviceRecord, EnrolOutcome, IdempotencyRecord, Idempotent, KeyApproval,
+    KeyChangeOutcome, NewToken, Rewrapped, SigningKeyRecord, Store, StoreFuture, TokenRecord,
+    TokenizeOutcome, TransitionOutcome,
 };
 use std::sync::Arc;
 use std::time::Instant;
@@ -57,7 +57,7 @@ impl<S: Store + ?Sized> Store for TimedStore<S> {
         token: &Token,
         domain: &Domain,
         audit: AuditEvent,
-    ) -> StoreFuture<'_, Option<TokenRecord>> {
+    ) -> StoreFuture<'_, DetokenizeOutcome> {
         self.timed("detokenize", self.inner.detokenize(token, domain, audit))
     }
 

@@ -27,10 +27,10 @@ use crate::card::{Domain, StatusChange, Token};
 use crate::keys::{KeyVersion, WrappedDataKey};
 use crate::store::{
     ApprovalOutcome, AuthorizationChallengeRecord, AuthorizationCommit, ChallengeIssue,
-    ChallengePurpose, ChallengeRecord, CommitOutcome, ConsumeOutcome, DataKeyInfo, DeviceRecord,
-    EnrolOutcome, IdempotencyRecord, Idempotent, KeyApproval, KeyChangeOutcome, NewToken,
-    Rewrapped, SigningKeyRecord, Store, StoreError, StoreFuture, TokenRecord, TokenizeOutcome,
-    TransitionOutcome,
+    ChallengePurpose, ChallengeRecord, CommitOutcome, ConsumeOutcome, DataKeyInfo,
+    DetokenizeOutcome, DeviceRecord, EnrolOutcome, IdempotencyRecord, Idempotent, KeyApproval,
+    KeyChangeOutcome, NewToken, Rewrapped, SigningKeyRecord, Store, StoreError, StoreFuture,
+    TokenRecord, TokenizeOutcome, TransitionOutcome,
 };
 use cache::TokenCache;
 use readers::ReaderPool;
@@ -239,7 +239,7 @@ impl Store for SqliteStore {
         token: &Token,
         domain: &Domain,
         audit: AuditEvent,
-    ) -> StoreFuture<'_, Option<TokenRecord>> {
+    ) -> StoreFuture<'_, DetokenizeOutcome> {
         let (token, domain) = (token.clone(), domain.clone());
         Box::pin(self.write(move |ctx| tokens::detokenize(ctx, &token, &domain, audit)))
     }

@@ -6,7 +6,10 @@ use super::writer::JobCtx;
 use crate::audit::AuditEvent;
 use crate::card::{Domain, Last4, StatusChange, Token, TokenFormat, TokenStatus};
 use crate::keys::{Fingerprint, KeyVersion, SealedPan};
-use crate::store::{Lookup, NewToken, StoreError, TokenRecord, TokenizeOutcome, TransitionOutcome};
+use crate::store::{
+    DetokenizeOutcome, Lookup, NewToken, StoreError, TokenRecord, TokenizeOutcome,
+    TransitionOutcome,
+};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 pub(super) const COLUMNS: &str =
@@ -260,27 +263,30 @@ fn is_constraint(e: &rusqlite::Error) -> bool {
     e.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation)
 }
 
-/// The detokenize job: the record (sealed PAN included) only for an active token, after its
-/// audit record is written. A suspended token comes back without its sealed PAN.
+/// The detokenize job: the sealed PAN only for an active token, after its audit record is
+/// written.
 pub(super) fn detokenize(
     ctx: &mut JobCtx<'_>,
     token: &Token,
     domain: &Domain,
     audit: AuditEvent,
-) -> Result<Option<TokenRecord>, StoreError> {
+) -> Result<DetokenizeOutcome, StoreError> {
     match read(ctx.conn, token, domain)? {
         Some(r) if r.status == TokenStatus::Active => {
+            // An active token always has its sealed PAN; without one the row is damaged.
+            let sealed = r.sealed.clone().ok_or_else(|| {
+                StoreError::Corrupt(format!("token {}: active without a PAN", r.token.masked()))
+            })?;
             ctx.audit(annotate(audit, &r, "ok"))?;
-            Ok(Some(r))
+            Ok(DetokenizeOutcome::Active(sealed))
         }
-        Some(mut r) if r.status == TokenStatus::Suspended => {
+        Some(r) if r.status == TokenStatus::Suspended => {
             ctx.audit(annotate(audit, &r, "token_suspended"))?;
-            r.sealed = None;
-            Ok(Some(r))
+            Ok(DetokenizeOutcome::Suspended)
         }
         _ => {
             ctx.audit(not_found(audit, token, domain))?;
-            Ok(None)
+            Ok(DetokenizeOutcome::NotFound)
         }
     }
 }
