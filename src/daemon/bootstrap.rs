@@ -39,8 +39,7 @@ pub fn prepare_dev_dir(data_dir: &Path) -> Result<(), DaemonError> {
         std::io::Write::write_all(&mut options.open(&conf).map_err(io)?, text.as_bytes())
             .map_err(io)?;
     }
-    #[cfg(unix)]
-    tighten(&conf, 0o600).map_err(io)?;
+    crate::isolation::owner_only(&conf, 0o600).map_err(io)?;
     Ok(())
 }
 
@@ -51,25 +50,9 @@ pub fn private_dir(dir: &Path) -> std::io::Result<()> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-        builder.create(dir)?;
-        tighten(dir, 0o700)
-    }
-    #[cfg(not(unix))]
-    builder.create(dir)
-}
-
-/// Sets `path`'s mode to `mode` when it gives group or others anything (and only then, so a
-/// folder already private on a read-only file system is left as it is).
-#[cfg(unix)]
-pub fn tighten(path: &Path, mode: u32) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    if std::fs::metadata(path)?.permissions().mode() & 0o077 != 0 {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
-    }
-    Ok(())
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)?;
+    crate::isolation::owner_only(dir, 0o700)
 }
 
 /// Points `SOFTHSM2_CONF` at the configured file. Call before any thread starts: the

@@ -199,6 +199,21 @@ pub fn harden_process() -> Hardening {
     }
 }
 
+/// Sets `path`'s mode to `mode` when it gives group or others anything, and only then (a
+/// folder already private on a read-only file system is left as it is). Not on Unix: nothing.
+pub fn owner_only(path: &std::path::Path, mode: u32) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if std::fs::metadata(path)?.permissions().mode() & 0o077 != 0 {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, mode);
+    Ok(())
+}
+
 /// Raises the soft limit on open files to the hard limit; the limit in force after.
 fn raise_open_files() -> Option<u64> {
     #[cfg(unix)]

@@ -136,27 +136,19 @@ pub fn open(path: &Path, options: SqliteOptions) -> Result<SqliteStore, StoreErr
 /// files (SQLite creates those with the database file's mode): a database made by an older
 /// version, or copied in, is tightened at open.
 fn owner_only(path: &Path) -> Result<(), StoreError> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let fail = |e: std::io::Error| {
-            StoreError::Unavailable(format!("{}: cannot restrict its mode: {e}", path.display()))
-        };
-        for suffix in ["", "-wal", "-shm"] {
-            let mut name = path.as_os_str().to_owned();
-            name.push(suffix);
-            let file = Path::new(&name);
-            match std::fs::metadata(file) {
-                Ok(m) if m.permissions().mode() & 0o077 != 0 => {
-                    std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600))
-                        .map_err(fail)?;
-                }
-                _ => {}
-            }
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let file = Path::new(&name);
+        if file.exists() {
+            crate::isolation::owner_only(file, 0o600).map_err(|e| {
+                StoreError::Unavailable(format!(
+                    "{}: cannot restrict its mode: {e}",
+                    file.display()
+                ))
+            })?;
         }
     }
-    #[cfg(not(unix))]
-    let _ = path;
     Ok(())
 }
 
