@@ -13,18 +13,18 @@
 
 mod support;
 use payhsm::audit::{AuditEvent, PolicyVerdict};
-use payhsm::card::{Domain, Last4, StatusChange, Token, TokenFormat, TokenStatus};
+use payhsm::card::{Domain, StatusChange, Token, TokenStatus};
 use payhsm::config::WebauthnConfig;
 use payhsm::jose::AuthorizationSigner;
-use payhsm::keys::{Hsm, HsmConfig, KeyVersion, Pin, SealedPan};
+use payhsm::keys::{Hsm, HsmConfig, Pin};
 use payhsm::policy::{PolicyEngine, Principal};
 use payhsm::service::{
     Authorizations, AuthorizeInput, Caller, Error, PaymentChallengeInput, SignedPayment,
 };
 use payhsm::store::sqlite::{open, SqliteOptions, SqliteStore};
 use payhsm::store::{
-    AuthorizationChallengeRecord, ChallengeIssue, DeviceRecord, Idempotent, NewToken, Store,
-    TokenRecord, TransitionOutcome,
+    AuthorizationChallengeRecord, ChallengeIssue, DeviceRecord, Idempotent, Store,
+    TransitionOutcome,
 };
 use payhsm::webauthn::attestation::{Format, Trust};
 use std::sync::Arc;
@@ -87,26 +87,13 @@ async fn world() -> World {
     let token = Token::parse("4111110000421111").unwrap();
     let domain = Domain::parse("shop").unwrap();
     // Payments never open the sealed PAN: a placeholder stands for it.
-    let record = TokenRecord {
-        token: token.clone(),
-        domain: domain.clone(),
-        fingerprint: None,
-        sealed: Some(SealedPan {
-            key_version: KeyVersion(1),
-            nonce: [7; 12],
-            ciphertext: vec![0xab; 40],
-        }),
-        last4: Last4::parse("1111").unwrap(),
-        status: TokenStatus::Active,
-        created_at: "2026-01-01T00:00:00.000Z".into(),
-        updated_at: "2026-01-01T00:00:00.000Z".into(),
-    };
-    let new = NewToken {
-        record,
-        format: TokenFormat::default(),
-        lookup: Vec::new(),
-    };
-    store.tokenize(new, event("tokenize")).await.unwrap();
+    store
+        .tokenize(
+            support::placeholder_token(&token, &domain),
+            event("tokenize"),
+        )
+        .await
+        .unwrap();
     let auth = Authenticator::new();
     let device = DeviceRecord {
         device_id: DEVICE.to_owned(),

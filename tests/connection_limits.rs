@@ -13,7 +13,6 @@
 )] // test crate
 
 mod support;
-use payhsm::client::tls_config;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -22,19 +21,7 @@ use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-type Tls = tokio_rustls::client::TlsStream<TcpStream>;
-
-/// A TLS connection as `who` with `alpn`, handshake done.
-async fn tls_as(d: &Daemon, who: &str, alpn: &[u8]) -> Tls {
-    let mut tls = tls_config(&d.options(who)).unwrap();
-    tls.alpn_protocols = vec![alpn.to_vec()];
-    let tcp = TcpStream::connect(d.addr).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
-    tokio_rustls::TlsConnector::from(Arc::new(tls))
-        .connect(name, tcp)
-        .await
-        .unwrap()
-}
+type Tls = TlsStream;
 
 /// One HTTP/1.1 request on a fresh connection; the raw answer up to the server's close or
 /// the first complete response (bounded).
@@ -76,7 +63,7 @@ async fn counter(d: &Daemon, name: &str, reason: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_pipelines_and_never_reads_is_dropped_after_the_write_timeout() {
     let d = Daemon::start_with(&["--write-timeout-ms", "1000"]);
-    let mut tls = tls_as(&d, "gateway", b"http/1.1").await;
+    let mut tls = d.tls_stream("gateway", &[b"http/1.1"]).await;
     // Enough pipelined requests that their answers fill both sockets' buffers: the server's
     // writes then wait on a client that never reads.
     let one = "GET /v1/keys/jwks HTTP/1.1\r\nhost: localhost\r\n\r\n";
@@ -128,7 +115,7 @@ async fn a_client_that_pipelines_and_never_reads_is_dropped_after_the_write_time
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http2_stream_the_client_never_opens_a_window_for_is_dropped_after_the_write_timeout() {
     let d = Daemon::start_with(&["--write-timeout-ms", "1000"]);
-    let tls = tls_as(&d, "gateway", b"h2").await;
+    let tls = d.tls_stream("gateway", &[b"h2"]).await;
     let (mut send, conn) =
         hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
             .initial_stream_window_size(0)
@@ -161,14 +148,14 @@ async fn one_identity_cannot_hold_every_connection_slot() {
     ]);
     let mut held = Vec::new();
     for _ in 0..3 {
-        let mut tls = tls_as(&d, "gateway", b"http/1.1").await;
+        let mut tls = d.tls_stream("gateway", &[b"http/1.1"]).await;
         assert!(raw_get(&mut tls, "/healthz")
             .await
             .starts_with("HTTP/1.1 200"));
         held.push(tls);
     }
     // The fourth connection of the same identity is told why and closed.
-    let mut fourth = tls_as(&d, "gateway", b"http/1.1").await;
+    let mut fourth = d.tls_stream("gateway", &[b"http/1.1"]).await;
     let answer = raw_get(&mut fourth, "/healthz").await;
     assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
     assert!(answer.contains("\"too_many_connections\""), "{answer}");
@@ -191,7 +178,7 @@ async fn one_identity_cannot_hold_every_connection_slot() {
     drop(held.pop());
     let mut again = None;
     for _ in 0..50 {
-        let mut tls = tls_as(&d, "gateway", b"http/1.1").await;
+        let mut tls = d.tls_stream("gateway", &[b"http/1.1"]).await;
         if raw_get(&mut tls, "/healthz")
             .await
             .starts_with("HTTP/1.1 200")

@@ -13,26 +13,12 @@
 )] // test crate
 
 mod support;
-use payhsm::client::tls_config;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-type Tls = tokio_rustls::client::TlsStream<TcpStream>;
-
-/// A TLS connection as the gateway, handshake done, nothing sent; `alpn` as offered.
-async fn idle_tls(d: &Daemon, alpn: &[&[u8]]) -> Tls {
-    let mut tls = tls_config(&d.options("gateway")).unwrap();
-    tls.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    let tcp = TcpStream::connect(d.addr).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
-    tokio_rustls::TlsConnector::from(Arc::new(tls))
-        .connect(name, tcp)
-        .await
-        .unwrap()
-}
+type Tls = TlsStream;
 
 /// Reads until the server closes; what it sent. Bounded so a hang fails the test.
 async fn until_closed(tls: &mut Tls) -> String {
@@ -70,7 +56,7 @@ async fn idle_connections_and_a_slowloris_do_not_starve_a_good_client() {
         &[][..],
     ] {
         idle.push(tokio::spawn({
-            let mut tls = idle_tls(&d, alpn).await;
+            let mut tls = d.tls_stream("gateway", alpn).await;
             async move {
                 let sent = until_closed(&mut tls).await;
                 println!(
@@ -83,7 +69,7 @@ async fn idle_connections_and_a_slowloris_do_not_starve_a_good_client() {
     }
     // A slowloris: headers at once, then the body one byte every 100 ms.
     let slowloris = tokio::spawn({
-        let mut tls = idle_tls(&d, &[b"http/1.1"]).await;
+        let mut tls = d.tls_stream("gateway", &[b"http/1.1"]).await;
         async move {
             let body =
                 serde_json::json!({"pan": random_pan("4111", 16), "domain": "slow"}).to_string();

@@ -11,8 +11,6 @@
 )] // test crate
 
 mod support;
-use payhsm::client::tls_config;
-use std::sync::Arc;
 use std::time::Duration;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -21,14 +19,7 @@ use tokio::net::TcpStream;
 /// Sends `raw` bytes on a new HTTP/1.1 TLS connection as `who`; everything the server
 /// answers until it closes or goes quiet (bounded).
 async fn exchange(d: &Daemon, who: &str, raw: &[u8]) -> String {
-    let mut tls = tls_config(&d.options(who)).unwrap();
-    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let tcp = TcpStream::connect(d.addr).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
-    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(tls))
-        .connect(name, tcp)
-        .await
-        .unwrap();
+    let mut tls = d.tls_stream(who, &[b"http/1.1"]).await;
     // The server may close before reading all of it (a 431, a 414): that is its answer.
     let _ = tls.write_all(raw).await;
     let mut got = Vec::new();

@@ -8,18 +8,8 @@
 )] // test crate
 
 mod support;
+use support::ceremony::files_under;
 use support::*;
-
-fn files_under(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            files_under(&p, out);
-        } else {
-            out.push(p);
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pan_bytes_never_appear_in_the_data_directory_or_logs() {

@@ -15,6 +15,7 @@ use hyper::Method;
 use payhsm::client::{Client, Response};
 use serde_json::{json, Value};
 use support::authenticator::Authenticator;
+use support::ceremony::files_under;
 use support::*;
 
 /// The forms the attack used: plain, spaced and dashed in groups of four; and padded: three
@@ -43,17 +44,6 @@ fn identities() -> Vec<String> {
         .collect();
     names.sort();
     names
-}
-
-fn files_under(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            files_under(&p, out);
-        } else {
-            out.push(p);
-        }
-    }
 }
 
 /// One request; `None` when the connection refuses it (an identity the TLS layer turns away).

@@ -8,13 +8,12 @@
     clippy::indexing_slicing
 )] // test crate
 
+mod support;
 use payhsm::audit::{AuditEvent, PolicyVerdict};
-use payhsm::card::{Domain, Last4, StatusChange, Token, TokenFormat, TokenStatus};
-use payhsm::keys::{KeyVersion, SealedPan};
+use payhsm::card::{Domain, StatusChange, Token, TokenStatus};
 use payhsm::store::sqlite::{open, SqliteOptions, SqliteStore};
 use payhsm::store::{
-    ChallengePurpose, ChallengeRecord, ConsumeOutcome, DeviceRecord, EnrolOutcome, NewToken, Store,
-    TokenRecord,
+    ChallengePurpose, ChallengeRecord, ConsumeOutcome, DeviceRecord, EnrolOutcome, Store,
 };
 use payhsm::webauthn::attestation::{Format, Trust};
 use std::sync::Arc;
@@ -223,28 +222,11 @@ async fn a_credential_id_enrols_once_and_a_duplicate_writes_nothing() {
     assert_eq!(s.device("dev-3").await.unwrap(), Some(bound));
 }
 
-/// An active token (its sealed PAN a placeholder: enrolment never opens it).
+/// An active token (enrolment never opens its sealed PAN).
 async fn add_token(s: &SqliteStore, token: &Token, domain: &Domain) {
-    let record = TokenRecord {
-        token: token.clone(),
-        domain: domain.clone(),
-        fingerprint: None,
-        sealed: Some(SealedPan {
-            key_version: KeyVersion(1),
-            nonce: [7; 12],
-            ciphertext: vec![0xab; 40],
-        }),
-        last4: Last4::parse(token.last4()).unwrap(),
-        status: TokenStatus::Active,
-        created_at: "2026-01-01T00:00:00.000Z".into(),
-        updated_at: "2026-01-01T00:00:00.000Z".into(),
-    };
-    let new = NewToken {
-        record,
-        format: TokenFormat::default(),
-        lookup: Vec::new(),
-    };
-    s.tokenize(new, event("tokenize")).await.unwrap();
+    s.tokenize(support::placeholder_token(token, domain), event("tokenize"))
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -113,6 +113,50 @@ impl Daemon {
     }
 }
 
+/// A raw TLS stream to a daemon.
+pub type TlsStream = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
+
+impl Daemon {
+    /// A TLS connection as the sample identity `who`, offering `alpn`, handshake done and
+    /// nothing sent: for tests that speak raw HTTP or misbehave.
+    pub async fn tls_stream(&self, who: &str, alpn: &[&[u8]]) -> TlsStream {
+        let mut tls = payhsm::client::tls_config(&self.options(who)).unwrap();
+        tls.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        let tcp = tokio::net::TcpStream::connect(self.addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls))
+            .connect(name, tcp)
+            .await
+            .unwrap()
+    }
+}
+
+/// An active token for store-level tests: its sealed PAN a placeholder (those tests never
+/// open it), no fingerprint, no convergence lookup.
+pub fn placeholder_token(
+    token: &payhsm::card::Token,
+    domain: &payhsm::card::Domain,
+) -> payhsm::store::NewToken {
+    payhsm::store::NewToken {
+        record: payhsm::store::TokenRecord {
+            token: token.clone(),
+            domain: domain.clone(),
+            fingerprint: None,
+            sealed: Some(payhsm::keys::SealedPan {
+                key_version: payhsm::keys::KeyVersion(1),
+                nonce: [7; 12],
+                ciphertext: vec![0xab; 40],
+            }),
+            last4: payhsm::card::Last4::parse(token.last4()).unwrap(),
+            status: payhsm::card::TokenStatus::Active,
+            created_at: "2026-01-01T00:00:00.000Z".into(),
+            updated_at: "2026-01-01T00:00:00.000Z".into(),
+        },
+        format: payhsm::card::TokenFormat::default(),
+        lookup: Vec::new(),
+    }
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
         self.kill();
