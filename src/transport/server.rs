@@ -200,6 +200,16 @@ async fn hold_unread(mut tcp: TcpStream, deadline: Duration, _parked: super::bud
     .await;
 }
 
+/// A connection's activity and its I/O watched by it (HTTP/2 when ALPN chose `h2`).
+fn watched(tls: Tls) -> (Arc<Activity>, TokioIo<Watched<Tls>>) {
+    let activity = Arc::new(Activity::new());
+    if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+        activity.set_http2();
+    }
+    let io = TokioIo::new(Watched::new(tls, activity.clone()));
+    (activity, io)
+}
+
 /// The HTTP/1.1 + HTTP/2 connection builder.
 fn http_builder() -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -320,7 +330,7 @@ impl Connection {
     /// stalls, or the server drains.
     async fn serve_http(self, tls: Tls, principal: Arc<Principal>) {
         let limits = &self.shared.limits;
-        let activity = Arc::new(Activity::new());
+        let (activity, io) = watched(tls);
         let app = self.shared.app.clone();
         let seen = activity.clone();
         let service = service_fn(move |req| {
@@ -335,10 +345,6 @@ impl Connection {
                 Ok::<_, Infallible>(response)
             }
         });
-        if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
-            activity.set_http2();
-        }
-        let io = TokioIo::new(Watched::new(tls, activity.clone()));
         let conn = self.shared.http.serve_connection(io, service);
         tokio::pin!(conn);
         let mut drain = self.drain;
@@ -400,11 +406,7 @@ impl Connection {
                 Ok::<_, Infallible>(crate::api::error_response(&e, &request_id))
             }
         });
-        let activity = Arc::new(Activity::new());
-        if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
-            activity.set_http2();
-        }
-        let io = TokioIo::new(Watched::new(tls, activity.clone()));
+        let (activity, io) = watched(tls);
         let conn = self.shared.http.serve_connection(io, service);
         tokio::pin!(conn);
         let served = async {
