@@ -21,10 +21,10 @@ use payhsm::policy::{PolicyEngine, Principal};
 use payhsm::service::{
     Authorizations, AuthorizeInput, Caller, Error, PaymentChallengeInput, SignedPayment,
 };
+use payhsm::store::prelude::*;
 use payhsm::store::sqlite::{open, SqliteOptions, SqliteStore};
 use payhsm::store::{
-    AuthorizationChallengeRecord, ChallengeIssue, DeviceRecord, Idempotent, Store,
-    TransitionOutcome,
+    AuthorizationChallengeRecord, ChallengeIssue, DeviceRecord, Idempotent, TransitionOutcome,
 };
 use payhsm::webauthn::attestation::{Format, Trust};
 use std::sync::Arc;

@@ -14,9 +14,10 @@ use payhsm::audit::{
 };
 use payhsm::card::{Domain, Last4, StatusChange, Token, TokenFormat, TokenStatus};
 use payhsm::keys::{DataKeyState, Fingerprint, KeyVersion, SealedPan, WrappedDataKey};
+use payhsm::store::prelude::*;
 use payhsm::store::sqlite::{open, open_read_only, SqliteOptions, SqliteStore};
 use payhsm::store::{
-    DetokenizeOutcome, KeyChangeOutcome, Lookup, NewToken, Store, StoreError, TokenRecord,
+    DetokenizeOutcome, KeyChangeOutcome, Lookup, NewToken, StoreError, TokenRecord,
     TokenizeOutcome, TransitionOutcome,
 };
 use ring::rand::SystemRandom;

@@ -11,9 +11,10 @@
 mod support;
 use payhsm::audit::{AuditEvent, PolicyVerdict};
 use payhsm::card::{Domain, StatusChange, Token, TokenStatus};
+use payhsm::store::prelude::*;
 use payhsm::store::sqlite::{open, SqliteOptions, SqliteStore};
 use payhsm::store::{
-    ChallengePurpose, ChallengeRecord, ConsumeOutcome, DeviceRecord, EnrolOutcome, Store,
+    ChallengePurpose, ChallengeRecord, ConsumeOutcome, DeviceRecord, EnrolOutcome,
 };
 use payhsm::webauthn::attestation::{Format, Trust};
 use std::sync::Arc;

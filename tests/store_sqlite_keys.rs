@@ -10,10 +10,11 @@
 use payhsm::audit::{AuditEvent, PolicyVerdict};
 use payhsm::card::{Domain, Last4, Token, TokenFormat, TokenStatus};
 use payhsm::keys::{DataKeyState, Fingerprint, KeyVersion, SealedPan, WrappedDataKey};
+use payhsm::store::prelude::*;
 use payhsm::store::sqlite::{open, SqliteOptions, SqliteStore};
 use payhsm::store::{
-    ApprovalOutcome, KeyApproval, KeyChangeOutcome, Lookup, NewToken, Rewrapped, Store,
-    TokenRecord, TokenizeOutcome,
+    ApprovalOutcome, KeyApproval, KeyChangeOutcome, Lookup, NewToken, Rewrapped, TokenRecord,
+    TokenizeOutcome,
 };
 
 fn store() -> (tempfile::TempDir, SqliteStore) {

@@ -9,7 +9,7 @@ use crate::policy::PolicyEngine;
 use crate::service::{Authorizations, Devices, KeyAdmin, KeySettings, Vault};
 use crate::store::sqlite::{SqliteOptions, SqliteStore};
 use crate::store::Store;
-use crate::telemetry::{Metrics, TimedStore};
+use crate::telemetry::Metrics;
 use crate::transport::{self, TlsFiles};
 use crate::webauthn::attestation::TrustAnchors;
 use base64::Engine as _;
@@ -240,10 +240,7 @@ pub async fn run(
     tracing::info!(?hardening, "process hardening applied");
 
     let metrics = Arc::new(Metrics::new());
-    let store: Arc<dyn Store> = Arc::new(TimedStore::new(
-        Arc::new(open_store(&config)?),
-        metrics.clone(),
-    ));
+    let store: Arc<dyn Store> = Arc::new(open_store(&config)?.with_observer(metrics.clone()));
     let Keys { hsm, ring } = open_keys(&config, store.as_ref(), dev).await?;
     let workers = hsm.clone();
     let result = serve(

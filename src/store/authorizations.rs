@@ -1,6 +1,7 @@
-//! Payment authorization records: challenges bound to one transaction, signed authorizations,
-//! and idempotency keys with the answers they stand for.
+//! Payment authorization records: challenges bound to one transaction and signed
+//! authorizations.
 
+use super::{IdempotencyRecord, Idempotent, StoreFuture};
 use crate::audit::AuditEvent;
 use crate::card::{Domain, Token, TokenStatus};
 use crate::payment::SpcDisplay;
@@ -71,32 +72,6 @@ pub struct AuthorizationRecord {
     pub jws: String,
 }
 
-/// An idempotency key bound to a request and the answer it got.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IdempotencyRecord {
-    /// The caller's identity: keys are scoped per principal.
-    pub principal: String,
-    /// The key as sent.
-    pub key: String,
-    /// SHA-256 of the operation and the canonical request.
-    pub request_hash: [u8; 32],
-    /// The answer (service-level JSON) to give again.
-    pub response: String,
-    /// RFC 3339 UTC.
-    pub created_at: String,
-}
-
-/// The result of a write guarded by an idempotency key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Idempotent<T> {
-    /// No earlier request with the key (or no key): the write ran.
-    Fresh(T),
-    /// The key was used before for the same request: nothing was written; its answer.
-    Replayed(String),
-    /// The key was used before for a different request: nothing was written.
-    KeyReused,
-}
-
 /// Why an authorization challenge could not be consumed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChallengeState {
@@ -137,7 +112,7 @@ pub struct AuthorizationCommit {
     pub idempotency: Option<IdempotencyRecord>,
 }
 
-/// What [`super::Store::commit_authorization`] did.
+/// What [`AuthorizationStore::commit_authorization`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CommitOutcome {
     /// Everything was written.
@@ -153,7 +128,7 @@ pub enum CommitOutcome {
     TokenNotActive(TokenStatus),
 }
 
-/// What [`super::Store::create_authorization_challenge`] did.
+/// What [`AuthorizationStore::create_authorization_challenge`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChallengeIssue {
     /// The challenge, its idempotency key and its audit record were written.
@@ -161,4 +136,37 @@ pub enum ChallengeIssue {
     /// The payment's token is no longer active (suspended, or deleted: `Deleted` also when its
     /// row is gone), read in the transaction: nothing was written.
     TokenNotActive(TokenStatus),
+}
+
+/// Payment challenges and the authorizations that end them.
+pub trait AuthorizationStore: Send + Sync {
+    /// Stores a payment challenge and writes `audit` in the same transaction. With an
+    /// idempotency record, first looks its key up: the same request gets the stored answer
+    /// and writes nothing, another request with the key gets [`Idempotent::KeyReused`];
+    /// otherwise the record is stored with the challenge. The token's state is read in the
+    /// same transaction: unless it is active, nothing is written
+    /// ([`ChallengeIssue::TokenNotActive`]).
+    fn create_authorization_challenge(
+        &self,
+        challenge: AuthorizationChallengeRecord,
+        audit: AuditEvent,
+        idempotency: Option<IdempotencyRecord>,
+    ) -> StoreFuture<'_, Idempotent<ChallengeIssue>>;
+
+    /// Reads a payment challenge by id (used or not) without writing.
+    fn authorization_challenge(
+        &self,
+        id: &str,
+    ) -> StoreFuture<'_, Option<AuthorizationChallengeRecord>>;
+
+    /// Ends an authorization attempt in one transaction (see [`AuthorizationCommit`]). The
+    /// idempotency key is looked up first, as for [`AuthorizationStore::create_authorization_challenge`].
+    /// The challenge is consumed by a conditional update, so of concurrent attempts exactly
+    /// one consumes it; the counter moves by compare-and-set. An approval is committed only if
+    /// its token is still active, read in the same transaction
+    /// ([`CommitOutcome::TokenNotActive`] otherwise, with nothing written).
+    fn commit_authorization(
+        &self,
+        commit: AuthorizationCommit,
+    ) -> StoreFuture<'_, Idempotent<CommitOutcome>>;
 }

@@ -1,5 +1,7 @@
 //! Device enrolment records: single-use WebAuthn challenges and enrolled devices.
 
+use super::StoreFuture;
+use crate::audit::AuditEvent;
 use crate::card::{Domain, Token, TokenStatus};
 use crate::webauthn::attestation::{Format, Trust};
 
@@ -53,7 +55,7 @@ pub struct ChallengeRecord {
     pub used_at: Option<String>,
 }
 
-/// What [`super::Store::consume_challenge`] found.
+/// What [`DeviceStore::consume_challenge`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConsumeOutcome {
     /// The challenge was unused and unexpired; it is now used (`used_at` set) and cannot be
@@ -104,7 +106,7 @@ pub struct DeviceRecord {
     pub created_at: String,
 }
 
-/// What [`super::Store::enrol_device`] did.
+/// What [`DeviceStore::enrol_device`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EnrolOutcome {
     /// Stored; the audit event was written as given.
@@ -116,4 +118,53 @@ pub enum EnrolOutcome {
     /// (suspended or deleted since the service checked it): nothing was written (the caller
     /// audits the refusal).
     TokenNotActive(TokenStatus),
+}
+
+/// Device enrolment: single-use WebAuthn challenges, enrolled devices and their counters.
+pub trait DeviceStore: Send + Sync {
+    /// Stores a newly issued challenge and writes `audit` in the same transaction.
+    fn create_challenge(
+        &self,
+        challenge: ChallengeRecord,
+        audit: AuditEvent,
+    ) -> StoreFuture<'_, ()>;
+
+    /// Marks the challenge `id` of this `purpose` used if it is unused and `now` is before
+    /// its expiry, and returns it. Single use is enforced by the database (a conditional
+    /// update), so of concurrent consumers exactly one gets [`ConsumeOutcome::Consumed`].
+    /// Writes no audit record: the use case that consumes it audits its own outcome.
+    fn consume_challenge(
+        &self,
+        id: &str,
+        purpose: ChallengePurpose,
+        now: time::OffsetDateTime,
+    ) -> StoreFuture<'_, ConsumeOutcome>;
+
+    /// Stores an enrolled device and writes `audit` in the same transaction; for a credential
+    /// id that is already enrolled it writes nothing ([`EnrolOutcome::CredentialExists`]).
+    fn enrol_device(
+        &self,
+        device: DeviceRecord,
+        audit: AuditEvent,
+    ) -> StoreFuture<'_, EnrolOutcome>;
+
+    /// Reads a challenge by id (any purpose, used or not) without writing.
+    fn challenge(&self, id: &str) -> StoreFuture<'_, Option<ChallengeRecord>>;
+
+    /// Reads a device by its id.
+    fn device(&self, device_id: &str) -> StoreFuture<'_, Option<DeviceRecord>>;
+
+    /// Reads a device by its credential id.
+    fn device_by_credential(&self, credential_id: &[u8]) -> StoreFuture<'_, Option<DeviceRecord>>;
+
+    /// Compare-and-set of a device's signature counter: sets it to `new` only if it is still
+    /// `expected_old`, and then writes `audit` in the same transaction. Returns `false` (and
+    /// writes nothing) if the device is unknown or its counter changed in between.
+    fn update_sign_count(
+        &self,
+        device_id: &str,
+        expected_old: u32,
+        new: u32,
+        audit: AuditEvent,
+    ) -> StoreFuture<'_, bool>;
 }

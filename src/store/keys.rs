@@ -1,8 +1,10 @@
 //! Key lifecycle records: data key versions and signing keys with their dates and states,
 //! custodian approvals (dual control), and the rewrap of token records.
 
+use super::{StoreFuture, TokenRecord};
+use crate::audit::AuditEvent;
 use crate::card::{Domain, Token};
-use crate::keys::{DataKeyState, Fingerprint, KeyVersion, SealedPan};
+use crate::keys::{DataKeyState, Fingerprint, KeyVersion, SealedPan, WrappedDataKey};
 
 /// A data key version as `keys list` shows it: no key material, wrapped or not.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,7 +115,7 @@ pub struct KeyApproval {
     pub expires_at: String,
 }
 
-/// What [`Store::approve_key_change`](super::Store::approve_key_change) did.
+/// What [`KeyStore::approve_key_change`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApprovalOutcome {
     /// The first approval, recorded: another custodian must approve before `expires_at`.
@@ -168,4 +170,108 @@ pub struct Rewrapped {
     pub sealed: SealedPan,
     /// The fingerprint under the active version.
     pub fingerprint: Fingerprint,
+}
+
+/// Key lifecycle: data key versions, signing keys, dual-control approvals and the rewrap of
+/// token records under the active data key.
+pub trait KeyStore: Send + Sync {
+    /// All wrapped data keys, oldest first.
+    fn data_keys(&self) -> StoreFuture<'_, Vec<WrappedDataKey>>;
+
+    /// Stores `key` as the active data key version (the active one before it becomes
+    /// decrypt-only) with its audit record. `key.version` must be the next version, else
+    /// [`KeyChangeOutcome::StateConflict`] and nothing is written.
+    fn activate_data_key(
+        &self,
+        key: WrappedDataKey,
+        cryptoperiod_end: String,
+        audit: AuditEvent,
+    ) -> StoreFuture<'_, KeyChangeOutcome>;
+
+    /// Every data key version with its dates and the number of records it seals.
+    fn data_key_info(&self) -> StoreFuture<'_, Vec<DataKeyInfo>>;
+
+    /// `decrypt_only -> retired`, refused while any record is sealed under it.
+    fn retire_data_key(
+        &self,
+        version: KeyVersion,
+        now: String,
+        audit: AuditEvent,
+    ) -> StoreFuture<'_, KeyChangeOutcome>;
+
+    /// `retired -> destroyed` (the wrapped key is erased), refused while any record is sealed
+    /// under it.
+    fn destroy_data_key(
+        &self,
+        version: KeyVersion,
+        now: String,
+        audit: AuditEvent,
+    ) -> StoreFuture<'_, KeyChangeOutcome>;
+
+    /// Records a custodian's approval of a key change (dual control), with `audit` completed
+    /// with the outcome; see [`ApprovalOutcome`].
+    fn approve_key_change(
+        &self,
+        approval: KeyApproval,
+        audit: AuditEvent,
+    ) -> StoreFuture<'_, ApprovalOutcome>;
+
+    /// Live records sealed under another version than `active`, at most `limit`.
+    fn tokens_to_rewrap(
+        &self,
+        active: KeyVersion,
+        limit: usize,
+    ) -> StoreFuture<'_, Vec<TokenRecord>>;
+
+    /// How many live records are sealed under another version than `active`.
+    fn count_to_rewrap(&self, active: KeyVersion) -> StoreFuture<'_, u64>;
+
+    /// Applies a batch of rewrapped records in one transaction (each only if unchanged since
+    /// it was read) with one audit record; returns how many moved.
+    fn rewrap(&self, batch: Vec<Rewrapped>, audit: AuditEvent) -> StoreFuture<'_, u64>;
+
+    /// Every authorization signing key, oldest first.
+    fn signing_keys(&self) -> StoreFuture<'_, Vec<SigningKeyRecord>>;
+
+    /// Adds a signing key (the next version) with its audit record.
+    fn add_signing_key(
+        &self,
+        key: SigningKeyRecord,
+        audit: AuditEvent,
+    ) -> StoreFuture<'_, KeyChangeOutcome>;
+
+    /// `published -> active`; the active key becomes `retiring`.
+    fn activate_signing_key(
+        &self,
+        version: u32,
+        now: String,
+        cryptoperiod_end: String,
+        audit: AuditEvent,
+    ) -> StoreFuture<'_, KeyChangeOutcome>;
+
+    /// `retiring` (or never-used `published`) `-> retired`, refused while an authorization it
+    /// signed is unexpired at `now_unix`.
+    fn retire_signing_key(
+        &self,
+        version: u32,
+        now: String,
+        now_unix: i64,
+        audit: AuditEvent,
+    ) -> StoreFuture<'_, KeyChangeOutcome>;
+
+    /// How many authorizations signed by `kid` are unexpired at `now_unix`, and when the last
+    /// of them expires (RFC 3339).
+    fn unexpired_authorizations(
+        &self,
+        kid: &str,
+        now_unix: i64,
+    ) -> StoreFuture<'_, (u64, Option<String>)>;
+
+    /// `retired -> destroyed`.
+    fn destroy_signing_key(
+        &self,
+        version: u32,
+        now: String,
+        audit: AuditEvent,
+    ) -> StoreFuture<'_, KeyChangeOutcome>;
 }

@@ -310,6 +310,13 @@ impl Histogram {
     }
 }
 
+/// Store funnels report here ([`crate::store::Timing`]).
+impl crate::store::StoreObserver for Metrics {
+    fn observe(&self, op: &'static str, elapsed: Duration) {
+        self.record_store(op, elapsed);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,13 +1,10 @@
 //! Observability: structured logs (tracing, to stderr) and Prometheus metrics.
 //!
 //! - [`metrics`]: lock-free counters and histograms and their text rendering.
-//! - [`store`]: a [`crate::store::Store`] wrapper that times every store call.
 //! - [`logging`]: the tracing subscriber.
 
 mod logging;
 mod metrics;
-mod store;
 
 pub use logging::{init_logging, LogFormat};
 pub use metrics::{Metrics, DURATION_BUCKETS, HSM_OPS, ROUTES, STORE_OPS};
-pub use store::TimedStore;

@@ -13,7 +13,7 @@ use crate::cli::args::{CustodianArgs, TokenArgs};
 use crate::config::{defaults, Config};
 use crate::keys::{Hsm, HsmConfig, Module, Pin, TokenIdentity};
 use crate::store::sqlite::{SqliteOptions, SqliteStore};
-use crate::store::Store;
+use crate::store::AuditStore;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 

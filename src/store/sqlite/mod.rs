@@ -26,11 +26,12 @@ use crate::audit::AuditRecord;
 use crate::card::{Domain, StatusChange, Token};
 use crate::keys::{KeyVersion, WrappedDataKey};
 use crate::store::{
-    ApprovalOutcome, AuthorizationChallengeRecord, AuthorizationCommit, ChallengeIssue,
-    ChallengePurpose, ChallengeRecord, CommitOutcome, ConsumeOutcome, DataKeyInfo,
-    DetokenizeOutcome, DeviceRecord, EnrolOutcome, IdempotencyRecord, Idempotent, KeyApproval,
-    KeyChangeOutcome, NewToken, Rewrapped, SigningKeyRecord, Store, StoreError, StoreFuture,
-    TokenRecord, TokenizeOutcome, TransitionOutcome,
+    ApprovalOutcome, AuditStore, AuthorizationChallengeRecord, AuthorizationCommit,
+    AuthorizationStore, ChallengeIssue, ChallengePurpose, ChallengeRecord, CommitOutcome,
+    ConsumeOutcome, DataKeyInfo, DetokenizeOutcome, DeviceRecord, DeviceStore, EnrolOutcome,
+    IdempotencyRecord, IdempotencyStore, Idempotent, KeyApproval, KeyChangeOutcome, KeyStore,
+    NewToken, Rewrapped, SigningKeyRecord, Store, StoreError, StoreFuture, StoreObserver, Timing,
+    TokenRecord, TokenStore, TokenizeOutcome, TransitionOutcome,
 };
 use cache::TokenCache;
 use readers::ReaderPool;
@@ -78,6 +79,8 @@ pub struct SqliteStore {
     failing: Arc<AtomicBool>,
     /// Dropping it stops the background checkpoint thread.
     _checkpoints: Option<mpsc::Sender<()>>,
+    /// Where operations are timed.
+    timing: Timing,
 }
 
 impl Drop for SqliteStore {
@@ -129,6 +132,7 @@ pub fn open(path: &Path, options: SqliteOptions) -> Result<SqliteStore, StoreErr
         _lock: Some(lock),
         failing,
         _checkpoints: Some(checkpoints),
+        timing: Timing::default(),
     })
 }
 
@@ -172,6 +176,7 @@ pub fn open_read_only(path: &Path) -> Result<SqliteStore, StoreError> {
         _lock: None,
         failing: Arc::new(AtomicBool::new(false)),
         _checkpoints: None,
+        timing: Timing::default(),
     })
 }
 
@@ -205,25 +210,51 @@ pub(super) fn sql_err(e: rusqlite::Error) -> StoreError {
 }
 
 impl SqliteStore {
-    /// Queues `work` for the writer and waits for its committed answer.
-    async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
+    /// Reports each operation's duration to `observer` from now on.
+    pub fn with_observer(mut self, observer: Arc<dyn StoreObserver>) -> Self {
+        self.timing = Timing::new(observer);
+        self
+    }
+
+    /// Queues `work` for the writer and waits for its committed answer; timed as `op`.
+    async fn write<T, F>(&self, op: &'static str, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut JobCtx<'_>) -> Result<T, StoreError> + Send + 'static,
     {
-        let (job, answer) = writer::job(work);
-        let jobs = self
-            .jobs
-            .as_ref()
-            .ok_or_else(|| StoreError::Unavailable("the store was opened read-only".into()))?;
-        jobs.send(job).map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        self.timing
+            .time(op, async move {
+                let (job, answer) = writer::job(work);
+                let jobs = self.jobs.as_ref().ok_or_else(|| {
+                    StoreError::Unavailable("the store was opened read-only".into())
+                })?;
+                jobs.send(job).map_err(|_| StoreError::Closed)?;
+                answer.await.map_err(|_| StoreError::Closed)?
+            })
+            .await
+    }
+
+    /// A read on a pooled connection ([`ReaderPool::run`]); timed as `op`.
+    async fn read<T, F>(&self, op: &'static str, read: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.timing.time(op, self.readers.run(read)).await
+    }
+
+    /// A point read ([`ReaderPool::run_point`]); timed as `op`.
+    async fn read_point<T, F>(&self, op: &'static str, read: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&rusqlite::Connection) -> Result<T, StoreError>,
+    {
+        self.timing.time(op, self.readers.run_point(read)).await
     }
 }
 
-impl Store for SqliteStore {
+impl TokenStore for SqliteStore {
     fn tokenize(&self, new: NewToken, audit: AuditEvent) -> StoreFuture<'_, TokenizeOutcome> {
-        Box::pin(self.write(move |ctx| tokens::tokenize(ctx, new, audit)))
+        Box::pin(self.write("tokenize", move |ctx| tokens::tokenize(ctx, new, audit)))
     }
 
     fn detokenize(
@@ -233,7 +264,9 @@ impl Store for SqliteStore {
         audit: AuditEvent,
     ) -> StoreFuture<'_, DetokenizeOutcome> {
         let (token, domain) = (token.clone(), domain.clone());
-        Box::pin(self.write(move |ctx| tokens::detokenize(ctx, &token, &domain, audit)))
+        Box::pin(self.write("detokenize", move |ctx| {
+            tokens::detokenize(ctx, &token, &domain, audit)
+        }))
     }
 
     fn transition(
@@ -244,16 +277,14 @@ impl Store for SqliteStore {
         audit: AuditEvent,
     ) -> StoreFuture<'_, TransitionOutcome> {
         let (token, domain) = (token.clone(), domain.clone());
-        Box::pin(self.write(move |ctx| tokens::transition(ctx, &token, &domain, change, audit)))
-    }
-
-    fn record(&self, audit: AuditEvent) -> StoreFuture<'_, ()> {
-        Box::pin(self.write(move |ctx| ctx.audit(audit).map(|_| ())))
+        Box::pin(self.write("transition", move |ctx| {
+            tokens::transition(ctx, &token, &domain, change, audit)
+        }))
     }
 
     fn token(&self, token: &Token, domain: &Domain) -> StoreFuture<'_, Option<TokenRecord>> {
         let (token, domain) = (token.clone(), domain.clone());
-        Box::pin(async move {
+        Box::pin(self.timing.time("token", async move {
             let stamp = match self.cache.as_ref().map(|c| c.get(&domain, &token)) {
                 Some(Ok(row)) => return Ok(Some(row)),
                 Some(Err(stamp)) => Some(stamp),
@@ -267,11 +298,13 @@ impl Store for SqliteStore {
                 cache.insert(stamp, row);
             }
             Ok(row)
-        })
+        }))
     }
+}
 
+impl KeyStore for SqliteStore {
     fn data_keys(&self) -> StoreFuture<'_, Vec<WrappedDataKey>> {
-        Box::pin(self.readers.run(readers::data_keys))
+        Box::pin(self.read("data_keys", readers::data_keys))
     }
 
     fn activate_data_key(
@@ -280,11 +313,13 @@ impl Store for SqliteStore {
         cryptoperiod_end: String,
         audit: AuditEvent,
     ) -> StoreFuture<'_, KeyChangeOutcome> {
-        Box::pin(self.write(move |ctx| keys::activate_data_key(ctx, key, cryptoperiod_end, audit)))
+        Box::pin(self.write("activate_data_key", move |ctx| {
+            keys::activate_data_key(ctx, key, cryptoperiod_end, audit)
+        }))
     }
 
     fn data_key_info(&self) -> StoreFuture<'_, Vec<DataKeyInfo>> {
-        Box::pin(self.readers.run(keys::data_key_info))
+        Box::pin(self.read("data_key_info", keys::data_key_info))
     }
 
     fn retire_data_key(
@@ -293,7 +328,9 @@ impl Store for SqliteStore {
         now: String,
         audit: AuditEvent,
     ) -> StoreFuture<'_, KeyChangeOutcome> {
-        Box::pin(self.write(move |ctx| keys::retire_data_key(ctx, version, &now, audit)))
+        Box::pin(self.write("retire_data_key", move |ctx| {
+            keys::retire_data_key(ctx, version, &now, audit)
+        }))
     }
 
     fn destroy_data_key(
@@ -302,7 +339,9 @@ impl Store for SqliteStore {
         now: String,
         audit: AuditEvent,
     ) -> StoreFuture<'_, KeyChangeOutcome> {
-        Box::pin(self.write(move |ctx| keys::destroy_data_key(ctx, version, &now, audit)))
+        Box::pin(self.write("destroy_data_key", move |ctx| {
+            keys::destroy_data_key(ctx, version, &now, audit)
+        }))
     }
 
     fn approve_key_change(
@@ -310,7 +349,9 @@ impl Store for SqliteStore {
         approval: KeyApproval,
         audit: AuditEvent,
     ) -> StoreFuture<'_, ApprovalOutcome> {
-        Box::pin(self.write(move |ctx| keys::approve(ctx, approval, audit)))
+        Box::pin(self.write("approve_key_change", move |ctx| {
+            keys::approve(ctx, approval, audit)
+        }))
     }
 
     fn tokens_to_rewrap(
@@ -318,25 +359,23 @@ impl Store for SqliteStore {
         active: KeyVersion,
         limit: usize,
     ) -> StoreFuture<'_, Vec<TokenRecord>> {
-        Box::pin(
-            self.readers
-                .run(move |conn| keys::to_rewrap(conn, active, limit)),
-        )
+        Box::pin(self.read("tokens_to_rewrap", move |conn| {
+            keys::to_rewrap(conn, active, limit)
+        }))
     }
 
     fn count_to_rewrap(&self, active: KeyVersion) -> StoreFuture<'_, u64> {
-        Box::pin(
-            self.readers
-                .run(move |conn| keys::count_to_rewrap(conn, active)),
-        )
+        Box::pin(self.read("count_to_rewrap", move |conn| {
+            keys::count_to_rewrap(conn, active)
+        }))
     }
 
     fn rewrap(&self, batch: Vec<Rewrapped>, audit: AuditEvent) -> StoreFuture<'_, u64> {
-        Box::pin(self.write(move |ctx| keys::rewrap(ctx, batch, audit)))
+        Box::pin(self.write("rewrap", move |ctx| keys::rewrap(ctx, batch, audit)))
     }
 
     fn signing_keys(&self) -> StoreFuture<'_, Vec<SigningKeyRecord>> {
-        Box::pin(self.readers.run(keys::signing_keys))
+        Box::pin(self.read("signing_keys", keys::signing_keys))
     }
 
     fn add_signing_key(
@@ -344,7 +383,9 @@ impl Store for SqliteStore {
         key: SigningKeyRecord,
         audit: AuditEvent,
     ) -> StoreFuture<'_, KeyChangeOutcome> {
-        Box::pin(self.write(move |ctx| keys::add_signing_key(ctx, key, audit)))
+        Box::pin(self.write("add_signing_key", move |ctx| {
+            keys::add_signing_key(ctx, key, audit)
+        }))
     }
 
     fn activate_signing_key(
@@ -354,7 +395,7 @@ impl Store for SqliteStore {
         cryptoperiod_end: String,
         audit: AuditEvent,
     ) -> StoreFuture<'_, KeyChangeOutcome> {
-        Box::pin(self.write(move |ctx| {
+        Box::pin(self.write("activate_signing_key", move |ctx| {
             keys::activate_signing_key(ctx, version, &now, &cryptoperiod_end, audit)
         }))
     }
@@ -366,9 +407,9 @@ impl Store for SqliteStore {
         now_unix: i64,
         audit: AuditEvent,
     ) -> StoreFuture<'_, KeyChangeOutcome> {
-        Box::pin(
-            self.write(move |ctx| keys::retire_signing_key(ctx, version, &now, now_unix, audit)),
-        )
+        Box::pin(self.write("retire_signing_key", move |ctx| {
+            keys::retire_signing_key(ctx, version, &now, now_unix, audit)
+        }))
     }
 
     fn unexpired_authorizations(
@@ -377,10 +418,9 @@ impl Store for SqliteStore {
         now_unix: i64,
     ) -> StoreFuture<'_, (u64, Option<String>)> {
         let kid = kid.to_owned();
-        Box::pin(
-            self.readers
-                .run(move |conn| keys::unexpired_authorizations(conn, &kid, now_unix)),
-        )
+        Box::pin(self.read("unexpired_authorizations", move |conn| {
+            keys::unexpired_authorizations(conn, &kid, now_unix)
+        }))
     }
 
     fn destroy_signing_key(
@@ -389,26 +429,146 @@ impl Store for SqliteStore {
         now: String,
         audit: AuditEvent,
     ) -> StoreFuture<'_, KeyChangeOutcome> {
-        Box::pin(self.write(move |ctx| keys::destroy_signing_key(ctx, version, &now, audit)))
+        Box::pin(self.write("destroy_signing_key", move |ctx| {
+            keys::destroy_signing_key(ctx, version, &now, audit)
+        }))
+    }
+}
+
+impl DeviceStore for SqliteStore {
+    fn create_challenge(
+        &self,
+        challenge: ChallengeRecord,
+        audit: AuditEvent,
+    ) -> StoreFuture<'_, ()> {
+        Box::pin(self.write("create_challenge", move |ctx| {
+            devices::create_challenge(ctx, challenge, audit)
+        }))
+    }
+
+    fn consume_challenge(
+        &self,
+        id: &str,
+        purpose: ChallengePurpose,
+        now: time::OffsetDateTime,
+    ) -> StoreFuture<'_, ConsumeOutcome> {
+        let id = id.to_owned();
+        let now = crate::clock::format_rfc3339(now);
+        Box::pin(self.write("consume_challenge", move |ctx| {
+            devices::consume_challenge(ctx, &id, purpose, &now)
+        }))
+    }
+
+    fn enrol_device(
+        &self,
+        device: DeviceRecord,
+        audit: AuditEvent,
+    ) -> StoreFuture<'_, EnrolOutcome> {
+        Box::pin(self.write("enrol_device", move |ctx| {
+            devices::enrol_device(ctx, device, audit)
+        }))
+    }
+
+    fn challenge(&self, id: &str) -> StoreFuture<'_, Option<ChallengeRecord>> {
+        let id = id.to_owned();
+        Box::pin(self.read_point("challenge", move |conn| devices::challenge(conn, &id)))
+    }
+
+    fn device(&self, device_id: &str) -> StoreFuture<'_, Option<DeviceRecord>> {
+        let device_id = device_id.to_owned();
+        Box::pin(self.read_point("device", move |conn| devices::by_id(conn, &device_id)))
+    }
+
+    fn device_by_credential(&self, credential_id: &[u8]) -> StoreFuture<'_, Option<DeviceRecord>> {
+        let credential_id = credential_id.to_vec();
+        Box::pin(self.read_point("device_by_credential", move |conn| {
+            devices::by_credential(conn, &credential_id)
+        }))
+    }
+
+    fn update_sign_count(
+        &self,
+        device_id: &str,
+        expected_old: u32,
+        new: u32,
+        audit: AuditEvent,
+    ) -> StoreFuture<'_, bool> {
+        let device_id = device_id.to_owned();
+        Box::pin(self.write("update_sign_count", move |ctx| {
+            devices::update_sign_count(ctx, &device_id, expected_old, new, audit)
+        }))
+    }
+}
+
+impl AuthorizationStore for SqliteStore {
+    fn create_authorization_challenge(
+        &self,
+        challenge: AuthorizationChallengeRecord,
+        audit: AuditEvent,
+        idempotency: Option<IdempotencyRecord>,
+    ) -> StoreFuture<'_, Idempotent<ChallengeIssue>> {
+        Box::pin(self.write("create_authorization_challenge", move |ctx| {
+            authorizations::create_challenge(ctx, challenge, audit, idempotency)
+        }))
+    }
+
+    fn authorization_challenge(
+        &self,
+        id: &str,
+    ) -> StoreFuture<'_, Option<AuthorizationChallengeRecord>> {
+        let id = id.to_owned();
+        Box::pin(self.read_point("authorization_challenge", move |conn| {
+            authorizations::challenge(conn, &id)
+        }))
+    }
+
+    fn commit_authorization(
+        &self,
+        commit: AuthorizationCommit,
+    ) -> StoreFuture<'_, Idempotent<CommitOutcome>> {
+        Box::pin(self.write("commit_authorization", move |ctx| {
+            authorizations::commit(ctx, commit)
+        }))
+    }
+}
+
+impl IdempotencyStore for SqliteStore {
+    fn idempotency(
+        &self,
+        principal: &str,
+        key: &str,
+    ) -> StoreFuture<'_, Option<IdempotencyRecord>> {
+        let (principal, key) = (principal.to_owned(), key.to_owned());
+        Box::pin(self.read_point("idempotency", move |conn| {
+            authorizations::read_idempotency(conn, &principal, &key)
+        }))
+    }
+}
+
+impl AuditStore for SqliteStore {
+    fn record(&self, audit: AuditEvent) -> StoreFuture<'_, ()> {
+        Box::pin(self.write("record", move |ctx| ctx.audit(audit).map(|_| ())))
     }
 
     fn audit_records(&self, after: u64, limit: usize) -> StoreFuture<'_, Vec<AuditRecord>> {
-        Box::pin(
-            self.readers
-                .run(move |conn| readers::audit_records(conn, after, limit)),
-        )
+        Box::pin(self.read("audit_records", move |conn| {
+            readers::audit_records(conn, after, limit)
+        }))
     }
+}
 
+impl Store for SqliteStore {
     /// A read; and while writes fail (disk full, read-only, I/O errors), a write that must
     /// commit: readiness stays false until the store takes writes again, and turns true by
     /// itself once it does (no request needs to succeed first).
     fn ping(&self) -> StoreFuture<'_, ()> {
         Box::pin(async move {
-            self.readers
-                .run(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).map_err(sql_err))
-                .await?;
+            self.read("ping", |conn| {
+                conn.query_row("SELECT 1", [], |_| Ok(())).map_err(sql_err)
+            })
+            .await?;
             if self.failing.load(Ordering::Relaxed) {
-                self.write(|ctx| {
+                self.write("ping", |ctx| {
                     // Rewriting user_version (unused by payhsm, 0) dirties the header page, so
                     // the commit writes and syncs the WAL like any change.
                     let v: i64 = ctx
@@ -423,112 +583,5 @@ impl Store for SqliteStore {
             }
             Ok(())
         })
-    }
-
-    fn create_challenge(
-        &self,
-        challenge: ChallengeRecord,
-        audit: AuditEvent,
-    ) -> StoreFuture<'_, ()> {
-        Box::pin(self.write(move |ctx| devices::create_challenge(ctx, challenge, audit)))
-    }
-
-    fn consume_challenge(
-        &self,
-        id: &str,
-        purpose: ChallengePurpose,
-        now: time::OffsetDateTime,
-    ) -> StoreFuture<'_, ConsumeOutcome> {
-        let id = id.to_owned();
-        let now = crate::clock::format_rfc3339(now);
-        Box::pin(self.write(move |ctx| devices::consume_challenge(ctx, &id, purpose, &now)))
-    }
-
-    fn enrol_device(
-        &self,
-        device: DeviceRecord,
-        audit: AuditEvent,
-    ) -> StoreFuture<'_, EnrolOutcome> {
-        Box::pin(self.write(move |ctx| devices::enrol_device(ctx, device, audit)))
-    }
-
-    fn challenge(&self, id: &str) -> StoreFuture<'_, Option<ChallengeRecord>> {
-        let id = id.to_owned();
-        Box::pin(
-            self.readers
-                .run_point(move |conn| devices::challenge(conn, &id)),
-        )
-    }
-
-    fn device(&self, device_id: &str) -> StoreFuture<'_, Option<DeviceRecord>> {
-        let device_id = device_id.to_owned();
-        Box::pin(
-            self.readers
-                .run_point(move |conn| devices::by_id(conn, &device_id)),
-        )
-    }
-
-    fn device_by_credential(&self, credential_id: &[u8]) -> StoreFuture<'_, Option<DeviceRecord>> {
-        let credential_id = credential_id.to_vec();
-        Box::pin(
-            self.readers
-                .run_point(move |conn| devices::by_credential(conn, &credential_id)),
-        )
-    }
-
-    fn update_sign_count(
-        &self,
-        device_id: &str,
-        expected_old: u32,
-        new: u32,
-        audit: AuditEvent,
-    ) -> StoreFuture<'_, bool> {
-        let device_id = device_id.to_owned();
-        Box::pin(self.write(move |ctx| {
-            devices::update_sign_count(ctx, &device_id, expected_old, new, audit)
-        }))
-    }
-
-    fn create_authorization_challenge(
-        &self,
-        challenge: AuthorizationChallengeRecord,
-        audit: AuditEvent,
-        idempotency: Option<IdempotencyRecord>,
-    ) -> StoreFuture<'_, Idempotent<ChallengeIssue>> {
-        Box::pin(
-            self.write(move |ctx| {
-                authorizations::create_challenge(ctx, challenge, audit, idempotency)
-            }),
-        )
-    }
-
-    fn authorization_challenge(
-        &self,
-        id: &str,
-    ) -> StoreFuture<'_, Option<AuthorizationChallengeRecord>> {
-        let id = id.to_owned();
-        Box::pin(
-            self.readers
-                .run_point(move |conn| authorizations::challenge(conn, &id)),
-        )
-    }
-
-    fn commit_authorization(
-        &self,
-        commit: AuthorizationCommit,
-    ) -> StoreFuture<'_, Idempotent<CommitOutcome>> {
-        Box::pin(self.write(move |ctx| authorizations::commit(ctx, commit)))
-    }
-
-    fn idempotency(
-        &self,
-        principal: &str,
-        key: &str,
-    ) -> StoreFuture<'_, Option<IdempotencyRecord>> {
-        let (principal, key) = (principal.to_owned(), key.to_owned());
-        Box::pin(
-            self.readers
-                .run_point(move |conn| authorizations::read_idempotency(conn, &principal, &key)),
-        )
     }
 }
