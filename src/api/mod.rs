@@ -47,6 +47,8 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// Who may read the metrics.
     pub metrics_access: crate::service::MetricsAccess,
+    /// The audit log, for auditors.
+    pub audit: crate::service::AuditReader,
     /// The largest request body accepted.
     pub max_body_bytes: usize,
     /// The longest a request body may take to arrive (a client trickling it byte by byte

@@ -9,8 +9,9 @@ use super::devices::{ChallengeRequest, ChallengeResponse, EnrolRequest, EnrolRes
 use super::error::ApiError;
 use super::keys::{KeyChangeRequest, KeyChangeResponse, RewrapRequest};
 use super::types::{
-    decode, domain_from_query, DetokenizeRequest, DetokenizeResponse, DomainBody, ErrorDetail,
-    ErrorResponse, MetadataResponse, TokenizeRequest, TokenizeResponse,
+    audit_query, decode, domain_from_query, AuditPageResponse, DetokenizeRequest,
+    DetokenizeResponse, DomainBody, ErrorDetail, ErrorResponse, MetadataResponse, TokenizeRequest,
+    TokenizeResponse,
 };
 use super::App;
 use crate::card::{Domain, StatusChange, Token};
@@ -48,6 +49,7 @@ enum Route<'a> {
     Keys,
     KeyChange,
     Rewrap,
+    Audit,
     Healthz,
     Readyz,
     Metrics,
@@ -237,6 +239,7 @@ fn resolve<'a>(method: &Method, path: &'a str) -> (&'static str, Result<Route<'a
         "/v1/keys" => ("keys", only(Method::GET, "GET", Route::Keys)),
         "/v1/keys/changes" => ("key_change", only(Method::POST, "POST", Route::KeyChange)),
         "/v1/keys/rewrap" => ("rewrap", only(Method::POST, "POST", Route::Rewrap)),
+        "/v1/audit" => ("audit", only(Method::GET, "GET", Route::Audit)),
         _ => match path
             .strip_prefix("/v1/tokens/")
             .map(|rest| rest.split('/').collect::<Vec<_>>())
@@ -447,6 +450,14 @@ where
             Ok(Reply::json(
                 StatusCode::OK,
                 json(&app.keys.rewrap(caller, batch).await?)?,
+            ))
+        }
+        Route::Audit => {
+            let (after, limit) = audit_query(parts.uri.query())?;
+            let page = app.audit.read(caller, after, limit).await?;
+            Ok(Reply::json(
+                StatusCode::OK,
+                json(&AuditPageResponse::from(&page))?,
             ))
         }
         Route::Healthz => Ok(Reply::json(

@@ -5,8 +5,9 @@
 //! as its [`CardError`] so it answers 422, while a PAN of any other JSON type answers 400.
 
 use super::error::ApiError;
+use crate::audit::{AuditRecord, Checkpoint};
 use crate::card::{CardError, Domain, Expiry, Pan, Token};
-use crate::service::{TokenView, TokenizeInput};
+use crate::service::{AuditPage, TokenView, TokenizeInput, MAX_AUDIT_PAGE};
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 
@@ -221,6 +222,62 @@ pub fn domain_from_query(query: Option<&str>) -> Result<Option<&str>, ApiError> 
         }
     }
     Ok(domain)
+}
+
+/// `after` (default 0) and `limit` (default and most [`MAX_AUDIT_PAGE`]) of `GET /v1/audit`.
+pub fn audit_query(query: Option<&str>) -> Result<(u64, usize), ApiError> {
+    let (mut after, mut limit) = (None, None);
+    for pair in query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        let (slot, value) = match pair.split_once('=') {
+            Some(("after", v)) => (&mut after, v),
+            Some(("limit", v)) => (&mut limit, v),
+            _ => return Err(ApiError::Malformed("unknown query parameter")),
+        };
+        if slot.is_some() {
+            return Err(ApiError::Malformed("a query parameter is given twice"));
+        }
+        // Digits only: `u64::from_str` would also take a leading `+`.
+        if value.is_empty() || value.len() > 19 || !value.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ApiError::Malformed(
+                "`after` and `limit` are decimal integers",
+            ));
+        }
+        *slot = Some(
+            value
+                .parse::<u64>()
+                .map_err(|_| ApiError::Malformed("`after` and `limit` are decimal integers"))?,
+        );
+    }
+    let limit = match limit {
+        None => MAX_AUDIT_PAGE,
+        Some(n) if (1..=MAX_AUDIT_PAGE as u64).contains(&n) => n as usize,
+        Some(_) => return Err(ApiError::Malformed("`limit` is from 1 to 1000")),
+    };
+    Ok((after.unwrap_or(0), limit))
+}
+
+/// `GET /v1/audit`: records after `after`, in order, and the latest signed checkpoint (the
+/// log's head when read, which may be past the last record of the page). Records are the
+/// lines of `payhsm audit export`.
+#[derive(Debug, Serialize)]
+pub struct AuditPageResponse<'a> {
+    /// The records, in order.
+    pub records: &'a [AuditRecord],
+    /// The log's head, signed by the HSM audit key.
+    pub checkpoint: &'a Checkpoint,
+}
+
+impl<'a> From<&'a AuditPage> for AuditPageResponse<'a> {
+    fn from(page: &'a AuditPage) -> Self {
+        Self {
+            records: &page.records,
+            checkpoint: &page.checkpoint,
+        }
+    }
 }
 
 #[cfg(test)]

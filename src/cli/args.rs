@@ -568,11 +568,16 @@ pub struct AuditArgs {
 /// Audit operations.
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Export the audit log as JSON lines.
+    /// Export the audit log as JSON lines: from a data directory on the daemon's host, or
+    /// without `--data-dir` over the API (`GET /v1/audit`) at `--url` with an auditor
+    /// certificate (`--cert`, `--key`). Both write the same lines and a signed checkpoint.
     Export {
-        /// The daemon's data directory.
+        /// The daemon's data directory; without it the log is read over the API.
         #[arg(long)]
-        data_dir: PathBuf,
+        data_dir: Option<PathBuf>,
+        /// Connection options (without `--data-dir`).
+        #[command(flatten)]
+        connect: ConnectArgs,
         /// Output file; stdout when absent.
         #[arg(long)]
         out: Option<PathBuf>,

@@ -1,10 +1,14 @@
 //! `payhsm audit export` and `payhsm audit verify`.
 
-use super::args::{AuditArgs, AuditCommand};
-use super::output::{fail, CliError};
+use super::args::{AuditArgs, AuditCommand, ConnectArgs};
+use super::output::{describe_api_error, fail, CliError};
+use super::session::Session;
 use super::{EXIT_API_ERROR, EXIT_OK};
+use crate::audit::{export_jsonl, AuditRecord, Checkpoint};
 use crate::config::Config;
+use crate::service::MAX_AUDIT_PAGE;
 use base64::Engine as _;
+use hyper::Method;
 use std::io::Write as _;
 use std::path::Path;
 
@@ -12,10 +16,24 @@ use std::path::Path;
 pub fn run(args: &AuditArgs) -> i32 {
     match &args.command {
         AuditCommand::Export {
-            data_dir,
+            data_dir: Some(data_dir),
             out,
             user_pin_fd,
+            ..
         } => export(data_dir, out.as_deref(), *user_pin_fd),
+        AuditCommand::Export {
+            data_dir: None,
+            out,
+            user_pin_fd,
+            connect,
+        } => {
+            if user_pin_fd.is_some() {
+                return fail(&CliError::Usage(
+                    "--user-pin-fd is for --data-dir; over the API the daemon signs".into(),
+                ));
+            }
+            export_api(connect, out.as_deref()).unwrap_or_else(|e| fail(&e))
+        }
         AuditCommand::Verify { file, public_key } => verify(file, public_key.as_deref()),
     }
 }
@@ -64,6 +82,47 @@ fn export(data_dir: &Path, out: Option<&Path>, user_pin_fd: Option<i32>) -> i32 
         Err(e) => return fail(&CliError::Usage(format!("audit export: {e}"))),
     };
     write_export(&text, out)
+}
+
+/// Reads the whole log over the API, page by page, until it holds every record the latest
+/// checkpoint covers (the log may grow meanwhile: each page brings a newer checkpoint), and
+/// writes it as `--data-dir` would.
+fn export_api(connect: &ConnectArgs, out: Option<&Path>) -> Result<i32, CliError> {
+    let mut session = Session::open(connect)?;
+    let mut records: Vec<AuditRecord> = Vec::new();
+    loop {
+        let after = records.last().map_or(0, |r| r.seq);
+        let path = format!("/v1/audit?after={after}&limit={MAX_AUDIT_PAGE}");
+        let response = session.send(Method::GET, &path, None)?;
+        if response.status != 200 {
+            eprintln!("payhsm: {}", describe_api_error(&response));
+            return Ok(EXIT_API_ERROR);
+        }
+        let page: Page = serde_json::from_slice(&response.body)
+            .map_err(|e| CliError::Usage(format!("the daemon's audit page: {e}")))?;
+        let got = page.records.len();
+        records.extend(page.records);
+        let last = records.last().map_or(0, |r| r.seq);
+        if last >= page.checkpoint.records {
+            // A page may end past the checkpoint (records written between the read and the
+            // head): keep what the checkpoint covers, so the export ends at its head.
+            records.retain(|r| r.seq <= page.checkpoint.records);
+            return Ok(write_export(&export_jsonl(&records, &page.checkpoint), out));
+        }
+        if got == 0 {
+            return Err(CliError::Usage(format!(
+                "the daemon's checkpoint covers {} records but it sent none after {last}",
+                page.checkpoint.records
+            )));
+        }
+    }
+}
+
+/// `GET /v1/audit`'s answer.
+#[derive(serde::Deserialize)]
+struct Page {
+    records: Vec<AuditRecord>,
+    checkpoint: Checkpoint,
 }
 
 fn write_export(text: &str, out: Option<&Path>) -> i32 {

@@ -1,12 +1,11 @@
 //! `payhsm keys ...`: the key lifecycle API, for custodians.
 
-use super::args::{ConnectArgs, KeyPurposeArg, KeysArgs, KeysCommand};
+use super::args::{KeyPurposeArg, KeysArgs, KeysCommand};
 use super::output::{self, describe_api_error, CliError, EXIT_API_ERROR, EXIT_OK};
-use crate::client::{Client, Response};
+use super::session::Session;
 use hyper::Method;
 use serde_json::{json, Value};
 use std::io::{IsTerminal, Write};
-use std::time::Duration;
 
 /// Exit code when an approval was recorded and waits for a second custodian.
 pub const EXIT_PENDING: i32 = 3;
@@ -33,52 +32,7 @@ pub fn run(args: &KeysArgs) -> i32 {
     result.unwrap_or_else(|e| output::fail(&e))
 }
 
-/// A connection to the daemon and the runtime that drives it.
-struct Session {
-    runtime: tokio::runtime::Runtime,
-    client: Client,
-    timeout: Duration,
-}
-
 impl Session {
-    fn open(connect: &ConnectArgs) -> Result<Self, CliError> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| CliError::Usage(format!("starting the runtime: {e}")))?;
-        let timeout = Duration::from_secs(connect.timeout);
-        let opts = connect.client_options();
-        let client = runtime
-            .block_on(async { tokio::time::timeout(timeout, Client::connect(&opts)).await })
-            .map_err(|_| {
-                CliError::Usage(format!(
-                    "no answer from {} within {}s",
-                    opts.url, connect.timeout
-                ))
-            })??;
-        Ok(Self {
-            runtime,
-            client,
-            timeout,
-        })
-    }
-
-    fn send(
-        &mut self,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> Result<Response, CliError> {
-        let body = body.map(|b| b.to_string().into_bytes());
-        let (client, timeout) = (&mut self.client, self.timeout);
-        self.runtime
-            .block_on(async {
-                tokio::time::timeout(timeout, client.request(method, path, body)).await
-            })
-            .map_err(|_| CliError::Usage(format!("no answer within {}s", timeout.as_secs())))?
-            .map_err(CliError::from)
-    }
-
     fn list(&mut self, as_json: bool) -> Result<i32, CliError> {
         let response = self.send(Method::GET, "/v1/keys", None)?;
         if response.status != 200 {

@@ -40,6 +40,7 @@ mod calls;
 mod ceremony;
 mod keys;
 mod output;
+mod session;
 mod webauthn;
 
 pub use args::{

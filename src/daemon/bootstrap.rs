@@ -326,6 +326,17 @@ async fn serve(
         settings,
     );
     let metrics_access = crate::service::MetricsAccess::new(store.clone(), policy.clone());
+    let audit_public = hsm
+        .ensure_signing_key(&config.pkcs11.audit_key_label)
+        .await
+        .map_err(|e| DaemonError::Hsm(e.to_string()))?;
+    let audit = crate::service::AuditReader::new(
+        store.clone(),
+        policy.clone(),
+        hsm.clone(),
+        config.pkcs11.audit_key_label.clone(),
+        &audit_public.0,
+    );
     let vault = Vault::new(store, ring, policy, config.token_format);
     let app = Arc::new(App {
         vault,
@@ -336,6 +347,7 @@ async fn serve(
         signer,
         metrics,
         metrics_access,
+        audit,
         max_body_bytes: config.server.limits.max_body_bytes,
         body_timeout: config.server.limits.body_timeout,
     });
@@ -396,7 +408,7 @@ pub async fn export_with(store: &dyn Store, hsm: &Hsm, label: &str) -> Result<St
     }
     let head = records
         .last()
-        .map_or_else(|| hex(&GENESIS), |r| r.hash.clone());
+        .map_or_else(|| crate::audit::to_hex(&GENESIS), |r| r.hash.clone());
     let count = records.len() as u64;
     let signature = hsm
         .sign_p256(label, Checkpoint::message(count, &head))
@@ -410,8 +422,4 @@ pub async fn export_with(store: &dyn Store, hsm: &Hsm, label: &str) -> Result<St
         signature: b64.encode(signature),
     };
     Ok(export_jsonl(&records, &checkpoint))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

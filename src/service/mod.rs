@@ -2,6 +2,7 @@
 //! does the work through the key ring and the store, and writes the audit record in the same
 //! store transaction as the change. Handlers above only decode, call one function and encode.
 
+mod audit;
 mod authorizations;
 mod devices;
 mod error;
@@ -11,6 +12,7 @@ mod keys;
 mod metrics;
 mod tokens;
 
+pub use audit::{AuditPage, AuditReader, MAX_AUDIT_PAGE};
 pub use authorizations::{
     Authorizations, AuthorizeInput, IssuedPaymentChallenge, PaymentChallengeInput,
     SignedAuthorization, SignedPayment,

@@ -11,4 +11,7 @@ pub trait AuditStore: Send + Sync {
 
     /// Audit records with `seq > after`, at most `limit`, in order.
     fn audit_records(&self, after: u64, limit: usize) -> StoreFuture<'_, Vec<AuditRecord>>;
+
+    /// The newest audit record (the chain's head), if the log is not empty.
+    fn latest_audit_record(&self) -> StoreFuture<'_, Option<AuditRecord>>;
 }

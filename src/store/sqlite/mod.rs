@@ -555,6 +555,10 @@ impl AuditStore for SqliteStore {
             readers::audit_records(conn, after, limit)
         }))
     }
+
+    fn latest_audit_record(&self) -> StoreFuture<'_, Option<AuditRecord>> {
+        Box::pin(self.read_point("latest_audit_record", readers::latest_audit_record))
+    }
 }
 
 impl Store for SqliteStore {

@@ -143,6 +143,32 @@ pub(super) fn data_keys(conn: &Connection) -> Result<Vec<WrappedDataKey>, StoreE
     Ok(out)
 }
 
+/// The record with the highest `seq`, if any.
+pub(super) fn latest_audit_record(conn: &Connection) -> Result<Option<AuditRecord>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT seq, record FROM audit_log ORDER BY seq DESC LIMIT 1")
+        .map_err(sql_err)?;
+    let mut rows = stmt.query([]).map_err(sql_err)?;
+    let Some(row) = rows.next().map_err(sql_err)? else {
+        return Ok(None);
+    };
+    let (seq, json): (i64, String) = (row.get(0).map_err(sql_err)?, row.get(1).map_err(sql_err)?);
+    decode_audit(seq, &json).map(Some)
+}
+
+/// A stored record, checked against the row's `seq`.
+fn decode_audit(seq: i64, json: &str) -> Result<AuditRecord, StoreError> {
+    let record: AuditRecord = serde_json::from_str(json)
+        .map_err(|e| StoreError::Corrupt(format!("audit seq {seq}: {e}")))?;
+    if i64::try_from(record.seq).ok() != Some(seq) {
+        return Err(StoreError::Corrupt(format!(
+            "audit seq {seq}: record says seq {}",
+            record.seq
+        )));
+    }
+    Ok(record)
+}
+
 /// Audit records with `seq > after`, at most `limit`, in order.
 pub(super) fn audit_records(
     conn: &Connection,
@@ -162,15 +188,7 @@ pub(super) fn audit_records(
     let mut out = Vec::new();
     for row in rows {
         let (seq, json) = row.map_err(sql_err)?;
-        let record: AuditRecord = serde_json::from_str(&json)
-            .map_err(|e| StoreError::Corrupt(format!("audit seq {seq}: {e}")))?;
-        if i64::try_from(record.seq).ok() != Some(seq) {
-            return Err(StoreError::Corrupt(format!(
-                "audit seq {seq}: record says seq {}",
-                record.seq
-            )));
-        }
-        out.push(record);
+        out.push(decode_audit(seq, &json)?);
     }
     Ok(out)
 }

@@ -1,0 +1,103 @@
+//! Reading the audit log over the API (`read_audit` on `AuditLog::"payhsm"`): a page of
+//! records in order, and a checkpoint over the log's current head signed by the HSM audit
+//! key, so an auditor can verify what it read without shell access to any host.
+//!
+//! Every read is audited (allowed or not): who read the log is itself evidence, and auditors
+//! read rarely. The read's own record is written first, so the checkpoint covers it.
+
+use super::{check_policy, Caller, Error};
+use crate::audit::{to_hex, AuditRecord, Checkpoint, GENESIS};
+use crate::keys::Hsm;
+use crate::policy::{Action, PolicyEngine, Resource};
+use crate::store::Store;
+use base64::Engine as _;
+use std::sync::Arc;
+
+/// The most records one page holds.
+pub const MAX_AUDIT_PAGE: usize = 1000;
+
+/// One page of the log and the latest signed checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditPage {
+    /// Records with `seq > after`, in order, at most the asked limit.
+    pub records: Vec<AuditRecord>,
+    /// The whole log's head when the page was read (it may be past the page's last record),
+    /// signed by the audit key.
+    pub checkpoint: Checkpoint,
+}
+
+/// The `read_audit` use case.
+#[derive(Clone)]
+pub struct AuditReader {
+    store: Arc<dyn Store>,
+    policy: Arc<PolicyEngine>,
+    hsm: Hsm,
+    key_label: String,
+    /// base64url of the audit key's public point, read once at start.
+    public_key: String,
+}
+
+impl AuditReader {
+    /// Reads from `store`, signs checkpoints with the HSM key `key_label` (whose public point
+    /// is `public_key`, 65 bytes uncompressed).
+    pub fn new(
+        store: Arc<dyn Store>,
+        policy: Arc<PolicyEngine>,
+        hsm: Hsm,
+        key_label: String,
+        public_key: &[u8],
+    ) -> Self {
+        Self {
+            store,
+            policy,
+            hsm,
+            key_label,
+            public_key: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(public_key),
+        }
+    }
+
+    /// Records after `after` (at most `limit`, 1..=[`MAX_AUDIT_PAGE`]) and a checkpoint over
+    /// the head. [`Error::Forbidden`] (audited) unless the policy allows `read_audit`.
+    pub async fn read(
+        &self,
+        caller: &Caller,
+        after: u64,
+        limit: usize,
+    ) -> Result<AuditPage, Error> {
+        let store = self.store.as_ref();
+        let mut event = check_policy(
+            store,
+            &self.policy,
+            caller,
+            Action::ReadAudit,
+            Resource::AuditLog,
+            |_| {},
+        )
+        .await?;
+        event.outcome = "ok".to_owned();
+        event.detail = Some(format!("after={after} limit={limit}"));
+        store.record(event).await?;
+        let records = store
+            .audit_records(after, limit.clamp(1, MAX_AUDIT_PAGE))
+            .await?;
+        let (count, head) = match store.latest_audit_record().await? {
+            Some(r) => (r.seq, r.hash),
+            None => (0, to_hex(&GENESIS)),
+        };
+        let signature = self
+            .hsm
+            .sign_p256(&self.key_label, Checkpoint::message(count, &head))
+            .await
+            .map_err(Error::Hsm)?;
+        let checkpoint = Checkpoint {
+            records: count,
+            head,
+            public_key: self.public_key.clone(),
+            signature: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signature),
+        };
+        Ok(AuditPage {
+            records,
+            checkpoint,
+        })
+    }
+}
