@@ -609,6 +609,7 @@ mod tests {
                 Route::Keys => "keys",
                 Route::KeyChange => "key_change",
                 Route::Rewrap => "rewrap",
+                Route::Audit => "audit",
                 Route::Healthz => "healthz",
                 Route::Readyz => "readyz",
                 Route::Metrics => "metrics",
@@ -619,6 +620,11 @@ mod tests {
 
     #[test]
     fn routes_resolve_by_method_and_path() {
+        assert_eq!(route(Method::GET, "/v1/audit"), ("audit", Ok("audit")));
+        assert_eq!(
+            route(Method::POST, "/v1/audit"),
+            ("audit", Err("method_not_allowed"))
+        );
         assert_eq!(
             route(Method::POST, "/v1/tokens"),
             ("tokenize", Ok("tokenize"))

@@ -258,9 +258,10 @@ fn audit_export_and_verify_parse() {
                     data_dir,
                     out,
                     user_pin_fd,
+                    ..
                 },
         }) => {
-            assert_eq!(data_dir, PathBuf::from("/var/lib/payhsm"));
+            assert_eq!(data_dir, Some(PathBuf::from("/var/lib/payhsm")));
             assert_eq!(out, None);
             assert_eq!(user_pin_fd, None);
         }

@@ -1,6 +1,9 @@
 //! The TOML file format and its validation.
 
-use super::{defaults, Config, PinSource, Pkcs11Config, ServerConfig};
+use super::{
+    defaults, Config, PinSource, Pkcs11Config, PostgresConfig, SecretSource, ServerConfig,
+    StoreConfig,
+};
 use crate::card::TokenFormat;
 use crate::telemetry::LogFormat;
 use crate::transport::ServerLimits;
@@ -254,9 +257,191 @@ fn d_authz_key() -> String {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct StoreSection {
-    sqlite_path: PathBuf,
+    #[serde(default = "d_store_kind")]
+    kind: String,
+    sqlite_path: Option<PathBuf>,
     #[serde(default = "d_token_cache_rows")]
     token_cache_rows: usize,
+    postgres: Option<PostgresSection>,
+}
+
+fn d_store_kind() -> String {
+    "sqlite".to_owned()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PostgresSection {
+    url: String,
+    password_env: Option<String>,
+    password_file: Option<PathBuf>,
+    #[serde(default = "d_sslmode")]
+    sslmode: String,
+    ca_file: Option<PathBuf>,
+    #[serde(default = "d_pool_size")]
+    pool_size: usize,
+    #[serde(default = "d_pg_connect_timeout_ms")]
+    connect_timeout_ms: u64,
+    #[serde(default = "d_pg_statement_timeout_ms")]
+    statement_timeout_ms: u64,
+    #[serde(default = "d_pg_max_batch")]
+    max_batch: usize,
+}
+
+fn d_sslmode() -> String {
+    "verify-full".to_owned()
+}
+fn d_pool_size() -> usize {
+    16
+}
+fn d_pg_connect_timeout_ms() -> u64 {
+    5000
+}
+fn d_pg_statement_timeout_ms() -> u64 {
+    5000
+}
+fn d_pg_max_batch() -> usize {
+    256
+}
+
+/// Checks the shape of `postgres://user@host[:port]/database[?options]` and says whether the
+/// host is a loopback address. A password in the URL is refused: it would sit in the config.
+fn postgres_url_loopback(url: &str) -> Result<bool, &'static str> {
+    const SHAPE: &str = "expected postgres://user@host[:port]/database";
+    let rest = url
+        .strip_prefix("postgres://")
+        .or_else(|| url.strip_prefix("postgresql://"))
+        .ok_or(SHAPE)?;
+    let (authority, path) = rest.split_once('/').ok_or(SHAPE)?;
+    let database = path.split('?').next().unwrap_or_default();
+    if database.is_empty() {
+        return Err(SHAPE);
+    }
+    let (user, host_port) = authority.rsplit_once('@').ok_or(SHAPE)?;
+    if user.contains(':') {
+        return Err("a password in the URL is never read: use password_env or password_file");
+    }
+    if user.is_empty() {
+        return Err(SHAPE);
+    }
+    let host = match host_port.strip_prefix('[') {
+        Some(v6) => v6.split_once(']').map(|(h, _)| h).ok_or(SHAPE)?,
+        None => host_port.split(':').next().unwrap_or_default(),
+    };
+    if host.is_empty() {
+        return Err(SHAPE);
+    }
+    Ok(host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback()))
+}
+
+/// The `[store]` section: `kind = "sqlite"` (the default) with `sqlite_path`, or `kind =
+/// "postgres"` with `[store.postgres]`.
+fn validate_store(
+    s: StoreSection,
+    abs: &dyn Fn(PathBuf) -> PathBuf,
+) -> Result<StoreConfig, ConfigError> {
+    match s.kind.as_str() {
+        "sqlite" => {
+            if s.postgres.is_some() {
+                return Err(err("store.postgres", "only with kind = \"postgres\""));
+            }
+            let path = s
+                .sqlite_path
+                .ok_or_else(|| err("store.sqlite_path", "required with kind = \"sqlite\""))?;
+            Ok(StoreConfig::Sqlite {
+                path: abs(path),
+                token_cache_rows: s.token_cache_rows,
+            })
+        }
+        "postgres" => {
+            if s.sqlite_path.is_some() {
+                return Err(err("store.sqlite_path", "only with kind = \"sqlite\""));
+            }
+            let p = s
+                .postgres
+                .ok_or_else(|| err("store.postgres", "required with kind = \"postgres\""))?;
+            validate_postgres(p, abs).map(StoreConfig::Postgres)
+        }
+        _ => Err(err("store.kind", "must be \"sqlite\" or \"postgres\"")),
+    }
+}
+
+fn validate_postgres(
+    p: PostgresSection,
+    abs: &dyn Fn(PathBuf) -> PathBuf,
+) -> Result<PostgresConfig, ConfigError> {
+    let loopback = postgres_url_loopback(&p.url).map_err(|e| err("store.postgres.url", e))?;
+    let password = match (p.password_env, p.password_file) {
+        (Some(v), None) if !v.is_empty() => Some(SecretSource::Env(v)),
+        (None, Some(f)) => Some(SecretSource::File(abs(f))),
+        (None, None) => None,
+        (Some(_), Some(_)) => {
+            return Err(err(
+                "store.postgres.password_env",
+                "give password_env or password_file, not both",
+            ))
+        }
+        (Some(_), None) => return Err(err("store.postgres.password_env", "must not be empty")),
+    };
+    let ca_file = match (p.sslmode.as_str(), p.ca_file) {
+        ("verify-full", Some(ca)) => Some(abs(ca)),
+        ("verify-full", None) => {
+            return Err(err(
+                "store.postgres.ca_file",
+                "required with sslmode = \"verify-full\": the CA the server's certificate \
+                 chains to",
+            ))
+        }
+        ("disable", None) if loopback => None,
+        ("disable", None) => {
+            return Err(err(
+                "store.postgres.sslmode",
+                "\"disable\" is for a loopback database only; use \"verify-full\"",
+            ))
+        }
+        ("disable", Some(_)) => {
+            return Err(err(
+                "store.postgres.ca_file",
+                "only with sslmode = \"verify-full\"",
+            ))
+        }
+        _ => {
+            return Err(err(
+                "store.postgres.sslmode",
+                "must be \"verify-full\" or \"disable\" (loopback only)",
+            ))
+        }
+    };
+    if !(1..=1024).contains(&p.pool_size) {
+        return Err(err("store.postgres.pool_size", "must be 1 to 1024"));
+    }
+    if !(100..=600_000).contains(&p.connect_timeout_ms) {
+        return Err(err(
+            "store.postgres.connect_timeout_ms",
+            "must be 100 to 600000",
+        ));
+    }
+    if !(100..=600_000).contains(&p.statement_timeout_ms) {
+        return Err(err(
+            "store.postgres.statement_timeout_ms",
+            "must be 100 to 600000",
+        ));
+    }
+    if !(1..=4096).contains(&p.max_batch) {
+        return Err(err("store.postgres.max_batch", "must be 1 to 4096"));
+    }
+    Ok(PostgresConfig {
+        url: p.url,
+        password,
+        ca_file,
+        pool_size: p.pool_size,
+        connect_timeout: Duration::from_millis(p.connect_timeout_ms),
+        statement_timeout: Duration::from_millis(p.statement_timeout_ms),
+        max_batch: p.max_batch,
+    })
 }
 
 fn d_token_cache_rows() -> usize {
@@ -371,6 +556,7 @@ fn validate(f: FileConfig, base: &Path) -> Result<Config, ConfigError> {
     };
     let webauthn = super::webauthn::validate(f.webauthn, base)?;
     let keys = validate_keys(&f.keys)?;
+    let store = validate_store(f.store, &abs)?;
     Ok(Config {
         server: ServerConfig {
             listen,
@@ -390,8 +576,7 @@ fn validate(f: FileConfig, base: &Path) -> Result<Config, ConfigError> {
             authz_key_label: f.pkcs11.authz_key_label,
             softhsm2_conf: f.pkcs11.softhsm2_conf.map(abs),
         },
-        sqlite_path: abs(f.store.sqlite_path),
-        token_cache_rows: f.store.token_cache_rows,
+        store,
         policy_dir: abs(f.policy.dir),
         token_format,
         log_format,
@@ -427,13 +612,24 @@ dir = "policies"
         assert_eq!(c.server.cert, Path::new("/etc/payhsm/keys/server.pem"));
         assert_eq!(c.server.limits, ServerLimits::default());
         assert_eq!(c.pkcs11.pin, PinSource::Env("PAYHSM_PIN".into()));
-        assert_eq!(c.sqlite_path, Path::new("/var/lib/payhsm/payhsm.db"));
-        assert_eq!(c.token_cache_rows, defaults::TOKEN_CACHE_ROWS);
+        assert_eq!(
+            c.store,
+            StoreConfig::Sqlite {
+                path: "/var/lib/payhsm/payhsm.db".into(),
+                token_cache_rows: defaults::TOKEN_CACHE_ROWS
+            }
+        );
         let none = GOOD.replace(
             "sqlite_path = \"/var/lib/payhsm/payhsm.db\"",
             "sqlite_path = \"/var/lib/payhsm/payhsm.db\"\ntoken_cache_rows = 0",
         );
-        assert_eq!(parse(&none, Path::new("/")).unwrap().token_cache_rows, 0);
+        assert!(matches!(
+            parse(&none, Path::new("/")).unwrap().store,
+            StoreConfig::Sqlite {
+                token_cache_rows: 0,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -464,6 +660,100 @@ dir = "policies"
                 format!("server.{key}")
             );
         }
+    }
+
+    fn with_store(store: &str) -> Result<Config, ConfigError> {
+        let text = GOOD.replace(
+            "[store]\nsqlite_path = \"/var/lib/payhsm/payhsm.db\"",
+            &format!("[store]\n{store}"),
+        );
+        assert_ne!(text, GOOD, "the [store] section of GOOD moved");
+        parse(&text, Path::new("/etc/payhsm"))
+    }
+
+    #[test]
+    fn postgres_store_parses_with_defaults_and_resolves_paths() {
+        let c = with_store(
+            "kind = \"postgres\"\n[store.postgres]\nurl = \"postgres://payhsm@db.internal:5432/vault\"\n\
+             password_file = \"secrets/pg\"\nca_file = \"tls/db-ca.pem\"",
+        )
+        .unwrap();
+        let StoreConfig::Postgres(p) = c.store else {
+            panic!("not postgres: {:?}", c.store)
+        };
+        assert_eq!(p.url, "postgres://payhsm@db.internal:5432/vault");
+        assert_eq!(
+            p.password,
+            Some(SecretSource::File("/etc/payhsm/secrets/pg".into()))
+        );
+        assert_eq!(p.ca_file, Some("/etc/payhsm/tls/db-ca.pem".into()));
+        assert_eq!(
+            (p.pool_size, p.max_batch),
+            (d_pool_size(), d_pg_max_batch())
+        );
+        assert_eq!(p.statement_timeout, Duration::from_millis(5000));
+    }
+
+    #[test]
+    fn postgres_store_errors_name_the_key() {
+        let pg = |rest: &str| {
+            with_store(&format!("kind = \"postgres\"\n[store.postgres]\n{rest}"))
+                .unwrap_err()
+                .path
+        };
+        let url = "url = \"postgres://payhsm@db.internal/vault\"";
+        let ca = "ca_file = \"ca.pem\"";
+        assert_eq!(pg(&format!("{url}")), "store.postgres.ca_file");
+        assert_eq!(
+            pg(&format!("{url}\nsslmode = \"disable\"")),
+            "store.postgres.sslmode"
+        );
+        assert_eq!(
+            pg(&format!("{url}\nsslmode = \"require\"\n{ca}")),
+            "store.postgres.sslmode"
+        );
+        assert_eq!(
+            pg(&format!(
+                "url = \"postgres://payhsm:hunter2@db/vault\"\n{ca}"
+            )),
+            "store.postgres.url"
+        );
+        assert_eq!(
+            pg(&format!("url = \"mysql://x@db/v\"\n{ca}")),
+            "store.postgres.url"
+        );
+        assert_eq!(
+            pg(&format!(
+                "{url}\n{ca}\npassword_env = \"A\"\npassword_file = \"f\""
+            )),
+            "store.postgres.password_env"
+        );
+        assert_eq!(
+            pg(&format!("{url}\n{ca}\npool_size = 0")),
+            "store.postgres.pool_size"
+        );
+        assert_eq!(
+            pg(&format!("{url}\n{ca}\nstatement_timeout_ms = 0")),
+            "store.postgres.statement_timeout_ms"
+        );
+        assert_eq!(pg(&format!("{url}\n{ca}\nport = 1")), "store.postgres.port");
+        assert_eq!(
+            with_store("kind = \"postgres\"").unwrap_err().path,
+            "store.postgres"
+        );
+        assert_eq!(
+            with_store("kind = \"mysql\"").unwrap_err().path,
+            "store.kind"
+        );
+        assert_eq!(
+            with_store("token_cache_rows = 1").unwrap_err().path,
+            "store.sqlite_path"
+        );
+        // Loopback without TLS is allowed (dev, a sidecar).
+        assert!(with_store(
+            "kind = \"postgres\"\n[store.postgres]\nurl = \"postgres://payhsm@127.0.0.1:5432/v\"\nsslmode = \"disable\""
+        )
+        .is_ok());
     }
 
     #[test]

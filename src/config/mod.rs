@@ -47,6 +47,50 @@ pub struct Pkcs11Config {
     pub softhsm2_conf: Option<PathBuf>,
 }
 
+/// Where a secret that is not in the config comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// Read from this environment variable at start.
+    Env(String),
+    /// Read from this file at start (first line, trailing newline removed).
+    File(PathBuf),
+}
+
+/// The store: one SQLite file (one daemon), or a PostgreSQL database shared by replicas.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreConfig {
+    /// The embedded default.
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+        /// Token rows kept in memory after reading them (0: none).
+        token_cache_rows: usize,
+    },
+    /// PostgreSQL, shared by every replica of the vault.
+    Postgres(PostgresConfig),
+}
+
+/// How the daemon reaches PostgreSQL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostgresConfig {
+    /// `postgres://user@host:port/database` (no password: see `password`).
+    pub url: String,
+    /// Where the password comes from; `None`: the server asks none (trust or certificate).
+    pub password: Option<SecretSource>,
+    /// `None`: no TLS (`sslmode = "disable"`, refused unless the host is a loopback address);
+    /// otherwise the CA file the server's certificate must chain to, and its name must match
+    /// the host (`sslmode = "verify-full"`).
+    pub ca_file: Option<PathBuf>,
+    /// Connections in the readers' pool (the writer has its own).
+    pub pool_size: usize,
+    /// Longest wait for a connection, and for a pooled one.
+    pub connect_timeout: Duration,
+    /// Longest any statement may run.
+    pub statement_timeout: Duration,
+    /// Most jobs committed together in one transaction.
+    pub max_batch: usize,
+}
+
 /// Listener, TLS and connection limits.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -97,10 +141,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// The HSM.
     pub pkcs11: Pkcs11Config,
-    /// The SQLite database file.
-    pub sqlite_path: PathBuf,
-    /// Token rows the store keeps in memory after reading them (0: none).
-    pub token_cache_rows: usize,
+    /// Where the vault's records live.
+    pub store: StoreConfig,
     /// Folder with `schema.cedarschema`, `policies.cedar`, `identities.toml`.
     pub policy_dir: PathBuf,
     /// How tokens are formed.
@@ -173,8 +215,10 @@ impl Config {
                 authz_key_label: defaults::AUTHZ_KEY_LABEL.to_owned(),
                 softhsm2_conf: Some(data_dir.join("softhsm2.conf")),
             },
-            sqlite_path: data_dir.join("payhsm.db"),
-            token_cache_rows: defaults::TOKEN_CACHE_ROWS,
+            store: StoreConfig::Sqlite {
+                path: data_dir.join("payhsm.db"),
+                token_cache_rows: defaults::TOKEN_CACHE_ROWS,
+            },
             policy_dir: policy_dir.to_owned(),
             token_format: TokenFormat::default(),
             log_format: LogFormat::Text,

@@ -3,11 +3,11 @@
 use super::DaemonError;
 use crate::api::App;
 use crate::audit::{export_jsonl, AuditEvent, Checkpoint, PolicyVerdict, GENESIS};
-use crate::config::{defaults, Config, PinSource};
+use crate::config::{defaults, Config, PinSource, StoreConfig};
 use crate::keys::{DataKeyRing, DataKeyState, Hsm, HsmConfig, KeyVersion, Module, Pin, SharedRing};
 use crate::policy::PolicyEngine;
 use crate::service::{Authorizations, Devices, KeyAdmin, KeySettings, Vault};
-use crate::store::sqlite::{SqliteOptions, SqliteStore};
+use crate::store::sqlite::SqliteOptions;
 use crate::store::Store;
 use crate::telemetry::Metrics;
 use crate::transport::{self, TlsFiles};
@@ -210,20 +210,28 @@ async fn load_keys(
     DataKeyRing::new(materials, active).map_err(|e| DaemonError::Keys(e.to_string()))
 }
 
-fn open_store(config: &Config) -> Result<SqliteStore, DaemonError> {
-    if let Some(dir) = config
-        .sqlite_path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-    {
-        private_dir(dir).map_err(|e| DaemonError::Store(format!("{}: {e}", dir.display())))?;
+async fn open_store(config: &Config, metrics: Arc<Metrics>) -> Result<Arc<dyn Store>, DaemonError> {
+    let store_err = |e: crate::store::StoreError| DaemonError::Store(e.to_string());
+    match &config.store {
+        StoreConfig::Sqlite {
+            path,
+            token_cache_rows,
+        } => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                private_dir(dir)
+                    .map_err(|e| DaemonError::Store(format!("{}: {e}", dir.display())))?;
+            }
+            let options = SqliteOptions {
+                token_cache_rows: *token_cache_rows,
+                ..SqliteOptions::default()
+            };
+            let store = crate::store::sqlite::open(path, options).map_err(store_err)?;
+            Ok(Arc::new(store.with_observer(metrics)))
+        }
+        StoreConfig::Postgres(_) => Err(DaemonError::Store(
+            "the PostgreSQL store is not in this build".into(),
+        )),
     }
-    let options = SqliteOptions {
-        token_cache_rows: config.token_cache_rows,
-        ..SqliteOptions::default()
-    };
-    crate::store::sqlite::open(&config.sqlite_path, options)
-        .map_err(|e| DaemonError::Store(e.to_string()))
 }
 
 /// Starts the daemon and serves until `shutdown` completes, then drains. `dev` creates a
@@ -240,7 +248,7 @@ pub async fn run(
     tracing::info!(?hardening, "process hardening applied");
 
     let metrics = Arc::new(Metrics::new());
-    let store: Arc<dyn Store> = Arc::new(open_store(&config)?.with_observer(metrics.clone()));
+    let store = open_store(&config, metrics.clone()).await?;
     let Keys { hsm, ring } = open_keys(&config, store.as_ref(), dev).await?;
     let workers = hsm.clone();
     let result = serve(
@@ -378,7 +386,12 @@ async fn serve(
 /// key (so truncation is detectable).
 pub async fn export_audit(config: &Config) -> Result<String, DaemonError> {
     // Read-only: the daemon may be running, and it is the store's one writer.
-    let store = crate::store::sqlite::open_read_only(&config.sqlite_path)
+    let StoreConfig::Sqlite { path, .. } = &config.store else {
+        return Err(DaemonError::Store(
+            "a PostgreSQL vault is exported over the API: payhsm audit export --url".into(),
+        ));
+    };
+    let store = crate::store::sqlite::open_read_only(path)
         .map_err(|e| DaemonError::Store(e.to_string()))?;
     let hsm = open_hsm(config, false).await?;
     let exported = export_with(&store, &hsm, &config.pkcs11.audit_key_label).await;
