@@ -5,7 +5,7 @@
 //! - `payhsmd serve --config FILE`: production, from a TOML file.
 
 use clap::{Parser, Subcommand};
-use payhsm::config::Config;
+use payhsm::config::{Config, PostgresConfig, StoreConfig};
 use payhsm::telemetry::{init_logging, LogFormat};
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -93,6 +93,17 @@ enum Command {
         /// Seconds a new authorization signing key is published before it may sign.
         #[arg(long, default_value_t = 300)]
         signing_key_publish_lead: u64,
+        /// Keep the vault in this PostgreSQL database instead of SQLite
+        /// (postgres://user@host:port/database; the password, if any, from
+        /// PAYHSM_PG_PASSWORD). Dev daemons with the same --data-dir and the same URL on
+        /// different --listen ports are replicas of one vault: start the first, then the
+        /// others once it listens (it creates the token, KEK and data keys they use).
+        #[arg(long, value_name = "URL")]
+        postgres: Option<String>,
+        /// The CA of the PostgreSQL server's certificate: TLS with verify-full. Without it the
+        /// connection is plain, which is refused unless the host is a loopback address.
+        #[arg(long, value_name = "FILE", requires = "postgres")]
+        postgres_ca: Option<PathBuf>,
         #[command(flatten)]
         limits: LimitArgs,
     },
@@ -114,6 +125,8 @@ fn main() -> ExitCode {
             policies,
             json_logs,
             signing_key_publish_lead,
+            postgres,
+            postgres_ca,
             limits,
         } => {
             if let Err(e) = payhsm::daemon::prepare_dev_dir(&data_dir) {
@@ -126,6 +139,15 @@ fn main() -> ExitCode {
             }
             limits.apply(&mut config.server.limits);
             config.keys.signing_key_publish_lead = Duration::from_secs(signing_key_publish_lead);
+            if let Some(url) = postgres {
+                match PostgresConfig::dev(url, postgres_ca) {
+                    Ok(pg) => config.store = StoreConfig::Postgres(pg),
+                    Err(e) => {
+                        eprintln!("payhsmd: --postgres: {e}");
+                        return ExitCode::from(2);
+                    }
+                }
+            }
             (config, true)
         }
         Command::Serve { config } => match Config::from_file(&config) {

@@ -292,21 +292,21 @@ fn d_sslmode() -> String {
     "verify-full".to_owned()
 }
 fn d_pool_size() -> usize {
-    16
+    defaults::PG_POOL_SIZE
 }
 fn d_pg_connect_timeout_ms() -> u64 {
-    5000
+    defaults::PG_CONNECT_TIMEOUT_MS
 }
 fn d_pg_statement_timeout_ms() -> u64 {
-    5000
+    defaults::PG_STATEMENT_TIMEOUT_MS
 }
 fn d_pg_max_batch() -> usize {
-    256
+    defaults::PG_MAX_BATCH
 }
 
 /// Checks the shape of `postgres://user@host[:port]/database[?options]` and says whether the
 /// host is a loopback address. A password in the URL is refused: it would sit in the config.
-fn postgres_url_loopback(url: &str) -> Result<bool, &'static str> {
+pub(super) fn postgres_url_loopback(url: &str) -> Result<bool, &'static str> {
     const SHAPE: &str = "expected postgres://user@host[:port]/database";
     let rest = url
         .strip_prefix("postgres://")

@@ -91,6 +91,34 @@ pub struct PostgresConfig {
     pub max_batch: usize,
 }
 
+/// Where `payhsmd dev --postgres` reads the database password from, when it is set.
+const DEV_PG_PASSWORD_ENV: &str = "PAYHSM_PG_PASSWORD";
+
+impl PostgresConfig {
+    /// The dev daemon's PostgreSQL settings (`payhsmd dev --postgres URL [--postgres-ca
+    /// FILE]`): the password, if the server asks one, from `PAYHSM_PG_PASSWORD`; defaults
+    /// otherwise. A plain connection is refused unless the host is a loopback address.
+    pub fn dev(url: String, ca_file: Option<PathBuf>) -> Result<Self, String> {
+        let loopback = file::postgres_url_loopback(&url).map_err(str::to_owned)?;
+        if ca_file.is_none() && !loopback {
+            return Err(
+                "a plain connection is for a loopback host only: give --postgres-ca".to_owned(),
+            );
+        }
+        Ok(Self {
+            url,
+            password: std::env::var_os(DEV_PG_PASSWORD_ENV)
+                .is_some()
+                .then(|| SecretSource::Env(DEV_PG_PASSWORD_ENV.to_owned())),
+            ca_file,
+            pool_size: defaults::PG_POOL_SIZE,
+            connect_timeout: Duration::from_millis(defaults::PG_CONNECT_TIMEOUT_MS),
+            statement_timeout: Duration::from_millis(defaults::PG_STATEMENT_TIMEOUT_MS),
+            max_batch: defaults::PG_MAX_BATCH,
+        })
+    }
+}
+
 /// Listener, TLS and connection limits.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -175,6 +203,14 @@ pub mod defaults {
     pub const DANGER_DEV_SO_PIN: &str = "payhsm-dev-so-pin";
     /// Token rows the store keeps in memory (about 0.5 KiB each).
     pub const TOKEN_CACHE_ROWS: usize = 16_384;
+    /// PostgreSQL: pooled read connections per replica.
+    pub const PG_POOL_SIZE: usize = 16;
+    /// PostgreSQL: longest wait for a connection, in milliseconds.
+    pub const PG_CONNECT_TIMEOUT_MS: u64 = 5_000;
+    /// PostgreSQL: longest statement, in milliseconds.
+    pub const PG_STATEMENT_TIMEOUT_MS: u64 = 5_000;
+    /// PostgreSQL: most jobs in one writer transaction.
+    pub const PG_MAX_BATCH: usize = 256;
 }
 
 impl Config {
