@@ -92,6 +92,7 @@ fn new_token(token: Token, domain: &str, fingerprint: Fingerprint) -> NewToken {
             updated_at: "2026-01-01T00:00:00.000Z".into(),
         },
         lookup: vec![Lookup {
+            version: KeyVersion(1),
             fingerprint,
             derived: derived_tok(&fingerprint),
         }],

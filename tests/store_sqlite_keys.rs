@@ -154,6 +154,7 @@ async fn insert(s: &SqliteStore, r: TokenRecord) -> TokenizeOutcome {
 
 fn derived(r: TokenRecord) -> NewToken {
     let lookup = vec![Lookup {
+        version: r.sealed.as_ref().unwrap().key_version,
         fingerprint: r.fingerprint.unwrap(),
         derived: r.token.clone(),
     }];
@@ -288,11 +289,16 @@ async fn a_data_key_version_is_retired_and_destroyed_only_once_no_record_uses_it
             .unwrap(),
         KeyChangeOutcome::Done
     );
-    // A request that still holds the old ring cannot seal a new record under it.
-    assert!(s
-        .tokenize(derived(record(9, 1)), event("tokenize"))
-        .await
-        .is_err());
+    // A request that still holds the old ring cannot seal a new record under it: the store
+    // says its keys changed (the vault reloads its ring and tries again), and writes nothing.
+    let before = s.audit_records(0, 1000).await.unwrap().len();
+    assert_eq!(
+        s.tokenize(derived(record(9, 1)), event("tokenize"))
+            .await
+            .unwrap(),
+        TokenizeOutcome::KeysChanged
+    );
+    assert_eq!(s.audit_records(0, 1000).await.unwrap().len(), before);
     assert_eq!(
         s.destroy_data_key(KeyVersion(1), now(), event("key_destroy"))
             .await

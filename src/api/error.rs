@@ -88,7 +88,7 @@ impl ApiError {
                     S::ChallengeExpired => StatusCode::GONE,
                     // An integrity failure is not an outage: retrying will not help.
                     S::Keys(KeyError::Integrity) => StatusCode::INTERNAL_SERVER_ERROR,
-                    S::Store(_) | S::Keys(_) | S::Signer(_) | S::Hsm(_) => {
+                    S::Store(_) | S::KeysChanged | S::Keys(_) | S::Signer(_) | S::Hsm(_) => {
                         StatusCode::SERVICE_UNAVAILABLE
                     }
                 };

@@ -72,6 +72,8 @@ impl LimitArgs {
 }
 
 #[derive(Subcommand)]
+// Parsed once at start: the size of the dev variant does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Start a self-contained dev instance (DEV ONLY: public PINs and sample keys).
     Dev {

@@ -703,7 +703,7 @@ dir = "policies"
         };
         let url = "url = \"postgres://payhsm@db.internal/vault\"";
         let ca = "ca_file = \"ca.pem\"";
-        assert_eq!(pg(&format!("{url}")), "store.postgres.ca_file");
+        assert_eq!(pg(url), "store.postgres.ca_file");
         assert_eq!(
             pg(&format!("{url}\nsslmode = \"disable\"")),
             "store.postgres.sslmode"

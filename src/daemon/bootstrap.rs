@@ -6,7 +6,7 @@ use crate::audit::{export_jsonl, AuditEvent, Checkpoint, PolicyVerdict, GENESIS}
 use crate::config::{defaults, Config, PinSource, StoreConfig};
 use crate::keys::{DataKeyRing, DataKeyState, Hsm, HsmConfig, KeyVersion, Module, Pin, SharedRing};
 use crate::policy::PolicyEngine;
-use crate::service::{Authorizations, Devices, KeyAdmin, KeySettings, Vault};
+use crate::service::{Authorizations, Devices, KeyAdmin, KeySettings, KeySync, Vault};
 use crate::store::sqlite::SqliteOptions;
 use crate::store::Store;
 use crate::telemetry::Metrics;
@@ -345,7 +345,18 @@ async fn serve(
         config.pkcs11.audit_key_label.clone(),
         &audit_public.0,
     );
-    let vault = Vault::new(store, ring, policy, config.token_format);
+    let key_sync = Arc::new(KeySync::new(
+        store.clone(),
+        hsm.clone(),
+        ring.clone(),
+        signer.clone(),
+    ));
+    if matches!(config.store, StoreConfig::Postgres(_)) {
+        // Other replicas change keys too: follow them (a request that meets a newer version
+        // does not wait for this; it reloads at once).
+        tokio::spawn(follow_key_changes(Arc::clone(&key_sync)));
+    }
+    let vault = Vault::new(store, ring, policy, config.token_format).with_key_sync(key_sync);
     let app = Arc::new(App {
         vault,
         devices,
@@ -435,4 +446,27 @@ pub async fn export_with(store: &dyn Store, hsm: &Hsm, label: &str) -> Result<St
         signature: b64.encode(signature),
     };
     Ok(export_jsonl(&records, &checkpoint))
+}
+
+/// How often a replica on a shared store reloads the keys other replicas may have changed
+/// (the JWKS and the sealing version follow within this).
+const KEY_SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Reloads the keys every [`KEY_SYNC_INTERVAL`] for as long as the daemon runs.
+async fn follow_key_changes(sync: Arc<KeySync>) {
+    let mut tick = tokio::time::interval(KEY_SYNC_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        tick.tick().await;
+        match sync.sync().await {
+            Ok(_) => failing = false,
+            // Once per outage, not every second.
+            Err(e) if !failing => {
+                failing = true;
+                tracing::warn!(error = %e, "cannot reload the keys from the store");
+            }
+            Err(_) => {}
+        }
+    }
 }

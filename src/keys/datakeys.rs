@@ -165,6 +165,38 @@ impl DataKeyRing {
         }
     }
 
+    /// The ring the stored keys describe: `live` versions only (those not loaded yet come
+    /// with their material in `added`), `active` sealing. The versions already loaded keep
+    /// their derived subkeys: the HSM is asked only for the new ones.
+    pub fn reconciled(
+        &self,
+        live: &[KeyVersion],
+        added: Vec<(KeyVersion, DataKeyMaterial)>,
+        active: KeyVersion,
+    ) -> Result<Self, KeyError> {
+        let mut keys: BTreeMap<KeyVersion, Arc<Subkeys>> = self
+            .keys
+            .iter()
+            .filter(|(v, _)| live.contains(v))
+            .map(|(v, k)| (*v, Arc::clone(k)))
+            .collect();
+        for (version, material) in added {
+            keys.insert(version, Arc::new(Subkeys::derive(&material)));
+        }
+        if live.iter().any(|v| !keys.contains_key(v)) {
+            return Err(KeyError::UnknownVersion(
+                live.iter()
+                    .copied()
+                    .find(|v| !keys.contains_key(v))
+                    .unwrap_or(active),
+            ));
+        }
+        if !keys.contains_key(&active) {
+            return Err(KeyError::NoActiveKey);
+        }
+        Ok(Self { keys, active })
+    }
+
     /// A ring without `version` (retired). The active version cannot be removed.
     pub fn without(&self, version: KeyVersion) -> Result<Self, KeyError> {
         if version == self.active {
@@ -262,16 +294,24 @@ impl DataKeyRing {
 
     /// Fingerprints of the PAN in the domain under every loaded version, active first.
     pub fn fingerprints(&self, pan: &Pan, domain: &Domain) -> Vec<Fingerprint> {
-        let active = self.keys.get(&self.active).into_iter();
-        let others = self
-            .keys
-            .iter()
-            .rev()
-            .filter(|(v, _)| **v != self.active)
-            .map(|(_, k)| k);
+        self.versioned_fingerprints(pan, domain)
+            .into_iter()
+            .map(|(_, fp)| fp)
+            .collect()
+    }
+
+    /// [`DataKeyRing::fingerprints`] with the version each is under: a store checks the
+    /// versions against the ones it holds, so a ring that missed a rotation is caught.
+    pub fn versioned_fingerprints(
+        &self,
+        pan: &Pan,
+        domain: &Domain,
+    ) -> Vec<(KeyVersion, Fingerprint)> {
+        let active = self.keys.get_key_value(&self.active).into_iter();
+        let others = self.keys.iter().rev().filter(|(v, _)| **v != self.active);
         active
             .chain(others)
-            .filter_map(|k| k.fingerprint(pan, domain))
+            .filter_map(|(v, k)| Some((*v, k.fingerprint(pan, domain)?)))
             .collect()
     }
 }

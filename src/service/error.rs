@@ -26,6 +26,9 @@ pub enum Error {
     TokenSpaceExhausted,
     /// The store failed; nothing was done (503).
     Store(StoreError),
+    /// The stored keys changed during the request twice, or could not be reloaded; nothing
+    /// was done (503, retry).
+    KeysChanged,
     /// A data key operation failed.
     Keys(KeyError),
     /// The relying party is not configured (422).
@@ -100,6 +103,7 @@ impl Error {
             Self::TokenStateConflict(_) => "token_state_conflict",
             Self::TokenSpaceExhausted => "token_space_exhausted",
             Self::Store(_) => "store_unavailable",
+            Self::KeysChanged => "keys_changed",
             Self::Keys(KeyError::Integrity) => "record_integrity_failure",
             Self::Keys(_) => "keys_unavailable",
             Self::UnknownRelyingParty => "unknown_relying_party",
@@ -147,6 +151,9 @@ impl std::fmt::Display for Error {
                 f.write_str("no free token could be drawn for this card in this domain")
             }
             Self::Store(_) => f.write_str("the vault store is unavailable"),
+            Self::KeysChanged => {
+                f.write_str("the data keys changed during the request; nothing was done, retry")
+            }
             Self::Keys(KeyError::Integrity) => {
                 f.write_str("the stored record failed its integrity check")
             }

@@ -188,6 +188,98 @@ pub struct RewrapProgress {
     pub active_version: u32,
 }
 
+/// Keeps this replica's data key ring and authorization signer in step with the stored keys,
+/// which another replica may change: run [`KeySync::sync`] periodically, and at once when a
+/// request meets a key version it does not hold. A change made here updates both directly.
+pub struct KeySync {
+    store: Arc<dyn Store>,
+    hsm: Hsm,
+    ring: Arc<SharedRing>,
+    signer: AuthorizationSigner,
+    /// The signing keys' versions and states the signer was last built from.
+    signing_seen: tokio::sync::Mutex<Vec<(u32, SigningKeyState)>>,
+}
+
+impl std::fmt::Debug for KeySync {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeySync").finish_non_exhaustive()
+    }
+}
+
+impl KeySync {
+    /// Syncs `ring` and `signer` from `store`, unwrapping new data keys with `hsm`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        hsm: Hsm,
+        ring: Arc<SharedRing>,
+        signer: AuthorizationSigner,
+    ) -> Self {
+        Self {
+            store,
+            hsm,
+            ring,
+            signer,
+            signing_seen: tokio::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Brings the ring and the signer to the stored keys; says whether anything changed.
+    /// Concurrent calls run one after the other (the second then finds nothing to do).
+    pub async fn sync(&self) -> Result<bool, Error> {
+        let mut seen = self.signing_seen.lock().await;
+        let data = self.sync_data_keys().await?;
+        let keys = self.store.signing_keys().await?;
+        let now: Vec<_> = keys.iter().map(|k| (k.version, k.state)).collect();
+        if *seen == now {
+            return Ok(data);
+        }
+        let (label, public, others) = KeyAdmin::signer_keys(&self.hsm, &keys).await?;
+        self.signer
+            .replace(&label, public, &others)
+            .map_err(Error::Signer)?;
+        *seen = now;
+        Ok(true)
+    }
+
+    async fn sync_data_keys(&self) -> Result<bool, Error> {
+        let stored = self.store.data_keys().await?;
+        let live: Vec<_> = stored
+            .iter()
+            .filter(|k| matches!(k.state, DataKeyState::Active | DataKeyState::DecryptOnly))
+            .collect();
+        let Some(active) = live
+            .iter()
+            .filter(|k| k.state == DataKeyState::Active)
+            .map(|k| k.version)
+            .max()
+        else {
+            return Err(Error::Keys(crate::keys::KeyError::NoActiveKey));
+        };
+        let ring = self.ring.current();
+        let loaded = ring.versions();
+        let versions: Vec<_> = live.iter().map(|k| k.version).collect();
+        if ring.active() == active
+            && loaded.len() == versions.len()
+            && versions.iter().all(|v| loaded.contains(v))
+        {
+            return Ok(false);
+        }
+        let mut added = Vec::new();
+        for key in live.iter().filter(|k| !loaded.contains(&k.version)) {
+            let material = self.hsm.unwrap_data_key(key).await.map_err(Error::Hsm)?;
+            added.push((key.version, material));
+        }
+        let next = ring.reconciled(&versions, added, active)?;
+        tracing::info!(
+            active = active.0,
+            versions = ?versions.iter().map(|v| v.0).collect::<Vec<_>>(),
+            "data key ring reloaded from the store"
+        );
+        self.ring.replace(next);
+        Ok(true)
+    }
+}
+
 /// Key lifecycle over the store, the HSM, the live data key ring and the signer.
 pub struct KeyAdmin {
     store: Arc<dyn Store>,

@@ -22,7 +22,7 @@ pub use error::Error;
 pub use idempotency::IdempotencyKey;
 pub use ids::uuid_text;
 pub use keys::{
-    ChangeOutcome, KeyAdmin, KeyChange, KeyChangeKind, KeyEntry, KeyListing, KeySettings,
+    ChangeOutcome, KeyAdmin, KeyChange, KeyChangeKind, KeyEntry, KeyListing, KeySettings, KeySync,
     RewrapProgress, MAX_REWRAP_BATCH,
 };
 pub use metrics::MetricsAccess;

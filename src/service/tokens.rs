@@ -1,9 +1,10 @@
 //! Tokenization use cases: tokenize, detokenize, read metadata, suspend/resume/delete.
 
 use super::ids::fill_random;
+use super::KeySync;
 use super::{Caller, Error};
 use crate::audit::AuditEvent;
-use crate::card::{Domain, Expiry, Pan, StatusChange, Token, TokenFormat, TokenStatus};
+use crate::card::{Domain, Expiry, Last4, Pan, StatusChange, Token, TokenFormat, TokenStatus};
 use crate::keys::SharedRing;
 use crate::policy::{Action, PolicyEngine, Resource};
 use crate::store::{
@@ -22,6 +23,8 @@ pub struct Vault {
     keys: Arc<SharedRing>,
     policy: Arc<PolicyEngine>,
     format: TokenFormat,
+    /// Reloads `keys` when another replica changed them (none in unit setups).
+    sync: Option<Arc<KeySync>>,
 }
 
 /// A request to tokenize.
@@ -96,7 +99,14 @@ impl Vault {
             keys,
             policy,
             format,
+            sync: None,
         }
+    }
+
+    /// Reloads the ring through `sync` when the store's keys turn out newer than it.
+    pub fn with_key_sync(mut self, sync: Arc<KeySync>) -> Self {
+        self.sync = Some(sync);
+        self
     }
 
     /// The store (for readiness checks).
@@ -125,12 +135,41 @@ impl Vault {
                 Some(last4.as_str()),
             )
             .await?;
+        // A second pass only after the store said the ring was not its keys' (another
+        // replica changed them) and the ring was reloaded.
+        for pass in 0..2 {
+            match self
+                .tokenize_with_ring(&pan, expiry, &domain, last4, &audit)
+                .await?
+            {
+                Some(Ok(done)) => return Ok(done),
+                Some(Err(())) => break,
+                None if pass == 0 && self.sync_keys().await? => continue,
+                None => return Err(Error::KeysChanged),
+            }
+        }
+        audit.outcome = "token_space_exhausted".to_owned();
+        self.store.record(audit).await?;
+        Err(Error::TokenSpaceExhausted)
+    }
+
+    /// One tokenization attempt with the ring as it is now: `Some(Ok(_))` done, `Some(Err(()))`
+    /// no free token found, `None` the store's keys are not this ring's.
+    async fn tokenize_with_ring(
+        &self,
+        pan: &Pan,
+        expiry: Option<Expiry>,
+        domain: &Domain,
+        last4: Last4,
+        audit: &AuditEvent,
+    ) -> Result<Option<Result<Tokenized, ()>>, Error> {
         let keys = self.keys.current();
         let lookup: Vec<Lookup> = keys
-            .fingerprints(&pan, &domain)
+            .versioned_fingerprints(pan, domain)
             .into_iter()
-            .map(|fingerprint| Lookup {
-                derived: self.format.derive(&pan, &fingerprint.0),
+            .map(|(version, fingerprint)| Lookup {
+                version,
+                derived: self.format.derive(pan, &fingerprint.0),
                 fingerprint,
             })
             .collect();
@@ -143,9 +182,9 @@ impl Vault {
             let token = if draw == 0 {
                 first.derived.clone()
             } else {
-                self.format.generate(&pan, fill_random)
+                self.format.generate(pan, fill_random)
             };
-            let sealed = keys.seal(&pan, expiry, &token, &domain)?;
+            let sealed = keys.seal(pan, expiry, &token, domain)?;
             let now = crate::clock::now_rfc3339();
             let record = TokenRecord {
                 token,
@@ -163,14 +202,25 @@ impl Vault {
                 lookup: lookup.clone(),
             };
             match self.store.tokenize(new, audit.clone()).await? {
-                TokenizeOutcome::Created(r) => return Ok(Tokenized::Created((&r).into())),
-                TokenizeOutcome::Existing(r) => return Ok(Tokenized::Existing((&r).into())),
+                TokenizeOutcome::Created(r) => {
+                    return Ok(Some(Ok(Tokenized::Created((&r).into()))))
+                }
+                TokenizeOutcome::Existing(r) => {
+                    return Ok(Some(Ok(Tokenized::Existing((&r).into()))))
+                }
                 TokenizeOutcome::TokenTaken => continue,
+                TokenizeOutcome::KeysChanged => return Ok(None),
             }
         }
-        audit.outcome = "token_space_exhausted".to_owned();
-        self.store.record(audit).await?;
-        Err(Error::TokenSpaceExhausted)
+        Ok(Some(Err(())))
+    }
+
+    /// Reloads the key ring from the store, if this vault can; whether anything changed.
+    async fn sync_keys(&self) -> Result<bool, Error> {
+        match &self.sync {
+            Some(sync) => sync.sync().await,
+            None => Ok(false),
+        }
     }
 
     /// Returns the PAN behind an active token, only to callers the policy allows, and only
@@ -189,7 +239,14 @@ impl Vault {
             DetokenizeOutcome::Suspended => return Err(Error::TokenSuspended),
             DetokenizeOutcome::NotFound => return Err(Error::TokenNotFound),
         };
-        let (pan, expiry) = self.keys.current().open(&sealed, token, domain)?;
+        let opened = match self.keys.current().open(&sealed, token, domain) {
+            // Sealed under a version another replica made since this ring was loaded.
+            Err(crate::keys::KeyError::UnknownVersion(_)) if self.sync_keys().await? => {
+                self.keys.current().open(&sealed, token, domain)
+            }
+            other => other,
+        };
+        let (pan, expiry) = opened?;
         Ok(Detokenized { pan, expiry })
     }
 

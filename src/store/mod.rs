@@ -30,7 +30,7 @@ pub use keys::{
     SigningKeyRecord, SigningKeyState,
 };
 pub use tokens::{
-    DetokenizeOutcome, Lookup, NewToken, TokenRecord, TokenStore, TokenizeOutcome,
+    ring_matches, DetokenizeOutcome, Lookup, NewToken, TokenRecord, TokenStore, TokenizeOutcome,
     TransitionOutcome,
 };
 

@@ -3,7 +3,7 @@
 use super::StoreFuture;
 use crate::audit::AuditEvent;
 use crate::card::{Domain, Last4, StatusChange, Token, TokenFormat, TokenStatus};
-use crate::keys::{Fingerprint, SealedPan};
+use crate::keys::{Fingerprint, KeyVersion, SealedPan};
 
 /// A token row as stored. `sealed` and `fingerprint` are `None` once the token is deleted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,7 +30,9 @@ pub struct TokenRecord {
 /// and the token derived from that fingerprint ([`TokenFormat::derive`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lookup {
-    /// The PAN's fingerprint in the domain under one key version.
+    /// The data key version of the fingerprint.
+    pub version: KeyVersion,
+    /// The PAN's fingerprint in the domain under that key version.
     pub fingerprint: Fingerprint,
     /// The token derived from it under [`NewToken::format`].
     pub derived: Token,
@@ -78,6 +80,10 @@ pub enum TokenizeOutcome {
     /// The candidate token is already taken in this domain: nothing was written (not even the
     /// audit record); draw a random token and try again.
     TokenTaken,
+    /// The request's key ring is not the stored one: `lookup[0]` is not the active data key
+    /// version, or a version that still opens records is missing from `lookup` (another
+    /// replica rotated or retired a key). Nothing was written; reload the ring and try again.
+    KeysChanged,
 }
 
 /// What [`TokenStore::transition`] did.
@@ -121,4 +127,48 @@ pub trait TokenStore: Send + Sync {
 
     /// Reads a token (any state) without writing.
     fn token(&self, token: &Token, domain: &Domain) -> StoreFuture<'_, Option<TokenRecord>>;
+}
+
+/// The check behind [`TokenizeOutcome::KeysChanged`], for every backend: `live` is each stored
+/// version that still opens records, with whether it is the active one. A store that holds no
+/// data key yet (only before the daemon's first start completes) has nothing to compare.
+pub fn ring_matches(
+    live: &[(KeyVersion, bool)],
+    sealed_under: Option<KeyVersion>,
+    versions: &[KeyVersion],
+) -> bool {
+    if live.is_empty() {
+        return true;
+    }
+    let active = live.iter().find(|(_, a)| *a).map(|(v, _)| *v);
+    active.is_some()
+        && versions.first().copied() == active
+        && sealed_under.is_none_or(|v| Some(v) == active)
+        && live.iter().all(|(v, _)| versions.contains(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const V1: KeyVersion = KeyVersion(1);
+    const V2: KeyVersion = KeyVersion(2);
+    const V3: KeyVersion = KeyVersion(3);
+
+    #[test]
+    fn a_ring_matches_only_the_stored_active_and_live_versions() {
+        let live = [(V1, false), (V2, true)];
+        assert!(ring_matches(&live, Some(V2), &[V2, V1]));
+        assert!(ring_matches(&live, None, &[V2, V1]));
+        // A ring that knows a version the store retired still finds every live record.
+        assert!(ring_matches(&live, Some(V2), &[V2, V1, V3]));
+        // Missed a rotation: seals under the old active version.
+        assert!(!ring_matches(&live, Some(V1), &[V1]));
+        // Sealed under a version other than the active one.
+        assert!(!ring_matches(&live, Some(V1), &[V2, V1]));
+        // Misses a version that still opens records: its lookups could miss a live token.
+        assert!(!ring_matches(&live, Some(V2), &[V2]));
+        // Nothing stored yet (first start): nothing to compare.
+        assert!(ring_matches(&[], Some(V1), &[V1]));
+    }
 }

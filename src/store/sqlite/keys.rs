@@ -68,6 +68,30 @@ pub(super) fn may_seal(conn: &Connection, version: KeyVersion) -> Result<bool, S
     ))
 }
 
+/// Whether a request's key ring matches the stored data keys: `versions` (the ring's, active
+/// first) starts with the active version and holds every version that still opens records,
+/// and `sealed_under` (if the request sealed) is the active version.
+pub(super) fn ring_is_current(
+    conn: &Connection,
+    sealed_under: Option<KeyVersion>,
+    versions: &[KeyVersion],
+) -> Result<bool, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT version, state FROM data_keys WHERE state IN ('active', 'decrypt_only')",
+        )
+        .map_err(sql_err)?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get::<_, u32>(0)?, r.get::<_, String>(1)?)))
+        .map_err(sql_err)?;
+    let mut live = Vec::new();
+    for row in rows {
+        let (version, state) = row.map_err(sql_err)?;
+        live.push((KeyVersion(version), state == "active"));
+    }
+    Ok(crate::store::ring_matches(&live, sealed_under, versions))
+}
+
 fn records_under(conn: &Connection, version: KeyVersion) -> Result<u64, StoreError> {
     let n: i64 = conn
         .prepare_cached(

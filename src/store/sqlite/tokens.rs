@@ -223,14 +223,12 @@ pub(super) fn tokenize(
         }
     }
     // A taken token needs no lookup first: the insert's primary key refuses it (below).
-    if let Some(sealed) = &new.record.sealed {
-        // A request that read the key ring before a version was retired must not seal under it.
-        if !super::keys::may_seal(ctx.conn, sealed.key_version)? {
-            return Err(StoreError::Unavailable(format!(
-                "data key version {} no longer seals records",
-                sealed.key_version.0
-            )));
-        }
+    // A ring read before a key change (here or on another replica) must neither seal under a
+    // version that is no longer active nor miss a version a live record may be under.
+    let sealed_under = new.record.sealed.as_ref().map(|s| s.key_version);
+    let versions: Vec<_> = new.lookup.iter().map(|l| l.version).collect();
+    if !super::keys::ring_is_current(ctx.conn, sealed_under, &versions)? {
+        return Ok(TokenizeOutcome::KeysChanged);
     }
     // The record is the derived token (found by reading its row, kept out of the index) when
     // it is the one derived from its own fingerprint, the current key version's.
