@@ -163,10 +163,26 @@ async fn load_keys(
         hsm.generate_kek(kek).await.map_err(hsm_err)?;
         tracing::info!(label = %kek, "generated the dev KEK inside the token");
     }
+    let store_err = |e: crate::store::StoreError| DaemonError::Store(e.to_string());
+    // Replicas share the vault only if they share the KEK: the first start records its check
+    // value, and a daemon whose KEK differs refuses to start (before it could wrap or fail to
+    // unwrap anything).
+    let kcv = crate::ceremony::kcv::display(&hsm.kek_kcv(kek).await.map_err(hsm_err)?);
+    let mut event = key_event("kek_recorded", "recorded".into());
+    event.detail = Some(format!("KEK {kek} KCV {kcv}"));
+    let recorded = store
+        .pin_kek_kcv(kek, &kcv, event)
+        .await
+        .map_err(store_err)?;
+    if let Some(recorded) = recorded.filter(|r| *r != kcv) {
+        return Err(DaemonError::Keys(format!(
+            "the KEK `{kek}` in this token has KCV {kcv}, but the vault's keys are wrapped by a \
+             KEK with KCV {recorded}: every replica needs the same KEK (the same components)"
+        )));
+    }
     hsm.ensure_signing_key(&config.pkcs11.audit_key_label)
         .await
         .map_err(hsm_err)?;
-    let store_err = |e: crate::store::StoreError| DaemonError::Store(e.to_string());
     let mut wrapped = store.data_keys().await.map_err(store_err)?;
     if wrapped.is_empty() {
         let (key, _material) = hsm

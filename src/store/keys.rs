@@ -274,4 +274,14 @@ pub trait KeyStore: Send + Sync {
         now: String,
         audit: AuditEvent,
     ) -> StoreFuture<'_, KeyChangeOutcome>;
+
+    /// The KEK check value every replica must match: records `kcv` for the KEK `label` with
+    /// `audit` if none is recorded yet and returns `None`; otherwise writes nothing and returns
+    /// the recorded value (the caller refuses to start when it differs from its own KEK's).
+    fn pin_kek_kcv(
+        &self,
+        label: &str,
+        kcv: &str,
+        audit: AuditEvent,
+    ) -> StoreFuture<'_, Option<String>>;
 }

@@ -67,6 +67,7 @@ pub const STORE_OPS: &[&str] = &[
     "audit_records",
     "ping",
     "latest_audit_record",
+    "pin_kek_kcv",
 ];
 
 /// Why a connection was refused (the `reason` label of `payhsm_connections_refused_total`):

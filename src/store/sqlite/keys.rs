@@ -559,3 +559,37 @@ pub(super) fn destroy_signing_key(
     ctx.audit(audit)?;
     Ok(KeyChangeOutcome::Done)
 }
+
+/// See [`crate::store::KeyStore::pin_kek_kcv`]: kept in `store_settings` as `kek_kcv:<label>`.
+pub(super) fn pin_kek_kcv(
+    ctx: &mut JobCtx<'_>,
+    label: &str,
+    kcv: &str,
+    audit: AuditEvent,
+) -> Result<Option<String>, StoreError> {
+    let key = format!("kek_kcv:{label}");
+    let recorded: Option<String> = ctx
+        .conn
+        .query_row(
+            "SELECT value FROM store_settings WHERE key = ?1",
+            [&key],
+            |r| r.get(0),
+        )
+        .map(Some)
+        .or_else(|e| match e {
+            rusqlite::Error::QueryReturnedNoRows => Ok(None),
+            e => Err(e),
+        })
+        .map_err(sql_err)?;
+    if recorded.is_some() {
+        return Ok(recorded);
+    }
+    ctx.conn
+        .execute(
+            "INSERT INTO store_settings (key, value) VALUES (?1, ?2)",
+            params![key, kcv],
+        )
+        .map_err(sql_err)?;
+    ctx.audit(audit)?;
+    Ok(None)
+}

@@ -433,6 +433,18 @@ impl KeyStore for SqliteStore {
             keys::destroy_signing_key(ctx, version, &now, audit)
         }))
     }
+
+    fn pin_kek_kcv(
+        &self,
+        label: &str,
+        kcv: &str,
+        audit: AuditEvent,
+    ) -> StoreFuture<'_, Option<String>> {
+        let (label, kcv) = (label.to_owned(), kcv.to_owned());
+        Box::pin(self.write("pin_kek_kcv", move |ctx| {
+            keys::pin_kek_kcv(ctx, &label, &kcv, audit)
+        }))
+    }
 }
 
 impl DeviceStore for SqliteStore {
