@@ -4,6 +4,7 @@
 
 pub mod authenticator;
 pub mod ceremony;
+pub mod postgres;
 pub mod softhsm;
 
 use payhsm::client::{Client, ClientIdentity, ClientOptions, Response};
