@@ -10,6 +10,6 @@ mod event;
 mod verify;
 
 pub use chain::{export_jsonl, link, AuditHash, Checkpoint, GENESIS};
-pub(crate) use chain::{hash_from_hex, link_encoded};
+pub(crate) use chain::{hash_from_hex, link_encoded, to_hex};
 pub use event::{AuditEvent, AuditRecord, Decision, LoggedEvent, PolicyVerdict};
 pub use verify::{verify_export, VerifyError, VerifyErrorKind, VerifySummary};

@@ -1,6 +1,7 @@
 //! Persistence. The [`Store`] trait is what services see; [`sqlite::SqliteStore`] is the
 //! embedded implementation (one writer thread that group-commits, reader connections for
-//! reads). A PostgreSQL implementation implements the same trait.
+//! reads); [`postgres::PostgresStore`] implements the same trait for many replicas on one
+//! PostgreSQL.
 //!
 //! Every write that changes state also appends its audit record in the same transaction, so a
 //! change and its record are durable together or not at all. A method returns only after its
@@ -9,6 +10,7 @@
 mod authorizations;
 mod devices;
 mod keys;
+pub mod postgres;
 pub mod sqlite;
 
 pub use authorizations::{
