@@ -60,21 +60,20 @@ where
     type TlsConnect = RustlsConnect;
     type Error = io::Error;
 
+    /// Called for every connection, TLS or not: refusals wait for [`TlsConnect::connect`],
+    /// which `sslmode=disable` never calls.
     fn make_tls_connect(&mut self, host: &str) -> io::Result<RustlsConnect> {
-        let config = self.config.clone().ok_or_else(|| {
-            io::Error::new(io::ErrorKind::Unsupported, "TLS to postgres is disabled")
-        })?;
-        // A DNS name or an IP address; the certificate must name it (verify-full).
-        let server = ServerName::try_from(host.to_owned())
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        Ok(RustlsConnect { config, server })
+        Ok(RustlsConnect {
+            config: self.config.clone(),
+            host: host.to_owned(),
+        })
     }
 }
 
 /// One handshake to one host.
 pub(super) struct RustlsConnect {
-    config: Arc<rustls::ClientConfig>,
-    server: ServerName<'static>,
+    config: Option<Arc<rustls::ClientConfig>>,
+    host: String,
 }
 
 impl<S> TlsConnect<S> for RustlsConnect
@@ -86,9 +85,15 @@ where
     type Future = Pin<Box<dyn Future<Output = io::Result<RustlsStream<S>>> + Send>>;
 
     fn connect(self, stream: S) -> Self::Future {
-        let connector = tokio_rustls::TlsConnector::from(self.config);
         Box::pin(async move {
-            let tls = connector.connect(self.server, stream).await?;
+            let config = self.config.ok_or_else(|| {
+                io::Error::new(io::ErrorKind::Unsupported, "TLS to postgres is disabled")
+            })?;
+            // A DNS name or an IP address; the certificate must name it (verify-full).
+            let server = ServerName::try_from(self.host)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            let connector = tokio_rustls::TlsConnector::from(config);
+            let tls = connector.connect(server, stream).await?;
             Ok(RustlsStream(Box::new(tls)))
         })
     }
