@@ -29,10 +29,32 @@ struct Cluster {
     port: u16,
     /// Run the server binaries as this user (initdb refuses root).
     as_user: Option<&'static str>,
+    /// Server settings beyond the port and socket (`-c name=value ...`).
+    settings: String,
 }
 
 impl Cluster {
+    /// A cluster without TLS.
     fn start() -> Self {
+        Self::start_with(|_| String::new())
+    }
+
+    /// A cluster with TLS on, its certificate from a fresh dev PKI (`localhost`, `127.0.0.1`)
+    /// whose CA is `<dir>/pki/ca.pem`.
+    fn start_tls() -> Self {
+        Self::start_with(|dir| {
+            let pki = dir.join("pki");
+            payhsm::pki::generate_dev_pki(&pki).unwrap();
+            format!(
+                "-c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                pki.join("server.pem").display(),
+                pki.join("server.key").display()
+            )
+        })
+    }
+
+    /// `prepare` writes what the server needs into its directory and returns its settings.
+    fn start_with(prepare: impl FnOnce(&std::path::Path) -> String) -> Self {
         let bin = std::env::var_os("PAYHSM_PG_BIN")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("/usr/lib/postgresql/15/bin"));
@@ -46,6 +68,7 @@ impl Cluster {
             .prefix("pg-")
             .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
             .unwrap();
+        let settings = prepare(dir.path());
         let root = String::from_utf8(Command::new("id").arg("-u").output().unwrap().stdout)
             .unwrap()
             .trim()
@@ -70,6 +93,7 @@ impl Cluster {
             bin,
             port,
             as_user,
+            settings,
         };
         let data = cluster.data();
         cluster.run(
@@ -84,13 +108,21 @@ impl Cluster {
                 "--no-sync",
             ],
         );
+        cluster.server_start();
+        cluster
+    }
+
+    /// Starts the server (again) and waits until it accepts connections.
+    fn server_start(&self) {
         let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=50",
-            cluster.port,
-            cluster.dir.path().display()
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=50 {}",
+            self.port,
+            self.dir.path().display(),
+            self.settings
         );
-        let log = cluster.dir.path().join("log");
-        cluster.run(
+        let data = self.data();
+        let log = self.dir.path().join("log");
+        self.run(
             "pg_ctl",
             &[
                 "-D",
@@ -103,7 +135,15 @@ impl Cluster {
                 "start",
             ],
         );
-        cluster
+    }
+
+    /// Stops the server at once (a crash, as far as clients can tell).
+    fn server_kill(&self) {
+        let data = self.data();
+        self.run(
+            "pg_ctl",
+            &["-D", data.to_str().unwrap(), "-m", "immediate", "stop"],
+        );
     }
 
     fn data(&self) -> PathBuf {
@@ -383,9 +423,7 @@ async fn writes_fail_fast_while_postgres_is_down_and_recover_when_it_is_back() {
     let s = store(&url).await;
     s.record(event("before")).await.unwrap();
 
-    let data = cluster.data();
-    let data = data.to_str().unwrap();
-    cluster.run("pg_ctl", &["-D", data, "-m", "immediate", "stop"]);
+    cluster.server_kill();
     let started = std::time::Instant::now();
     let err = s.record(event("during")).await.unwrap_err();
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
@@ -396,25 +434,7 @@ async fn writes_fail_fast_while_postgres_is_down_and_recover_when_it_is_back() {
         started.elapsed()
     );
 
-    let options = format!(
-        "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
-        cluster.port,
-        cluster.dir.path().display()
-    );
-    let log = cluster.dir.path().join("log");
-    cluster.run(
-        "pg_ctl",
-        &[
-            "-D",
-            data,
-            "-o",
-            &options,
-            "-l",
-            log.to_str().unwrap(),
-            "-w",
-            "start",
-        ],
-    );
+    cluster.server_start();
     // The writer reconnects by itself (after its backoff); readiness follows.
     let mut recovered = false;
     for _ in 0..100 {
@@ -429,6 +449,56 @@ async fn writes_fail_fast_while_postgres_is_down_and_recover_when_it_is_back() {
     assert_eq!(records.first().unwrap().event.action, "before");
     assert_eq!(records.last().unwrap().event.action, "after");
     assert_chain(&records);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_full_checks_the_servers_chain_and_name() {
+    let cluster = Cluster::start_tls();
+    let plain = cluster.database("tls");
+    let verify_full = |url: &str, ca_file: PathBuf| PostgresOptions {
+        tls: PgTls::VerifyFull { ca_file },
+        ..options(url)
+    };
+    let ca = cluster.dir.path().join("pki/ca.pem");
+
+    // The right CA and a name the certificate holds: the store works over TLS.
+    let s = open(verify_full(&plain, ca.clone())).await.unwrap();
+    s.record(event("over_tls")).await.unwrap();
+    s.ping().await.unwrap();
+    let over_tls = s.audit_records(0, 10).await.unwrap();
+    assert_eq!(over_tls.len(), 1);
+    drop(s);
+
+    // Another CA: the chain does not verify.
+    let other = tempfile::tempdir().unwrap();
+    payhsm::pki::generate_dev_pki(other.path()).unwrap();
+    let err = open(verify_full(&plain, other.path().join("ca.pem")))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Unavailable(m) if m.contains("invalid peer certificate")),
+        "{err:?}"
+    );
+
+    // The right CA, but the host name is not the certificate's (the address is).
+    let misnamed = format!(
+        "host=db.example.com hostaddr=127.0.0.1 port={} user=payhsm dbname=tls",
+        cluster.port
+    );
+    let err = open(verify_full(&misnamed, ca.clone())).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Unavailable(m) if m.contains("not valid for name")),
+        "{err:?}"
+    );
+
+    // A CA file without a certificate is refused before any connection.
+    let empty = other.path().join("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    let err = open(verify_full(&plain, empty)).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Unavailable(m) if m.contains("no certificate")),
+        "{err:?}"
+    );
 }
 
 #[test]
