@@ -452,6 +452,58 @@ async fn writes_fail_fast_while_postgres_is_down_and_recover_when_it_is_back() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_blocked_statement_times_out_and_an_exhausted_pool_answers_at_once() {
+    let cluster = Cluster::start();
+    let url = cluster.database("timeouts");
+    let s = Arc::new(
+        open(PostgresOptions {
+            pool_size: 1,
+            connect_timeout: Duration::from_millis(500),
+            statement_timeout: Duration::from_secs(3),
+            ..options(&url)
+        })
+        .await
+        .unwrap(),
+    );
+    // Another session locks the table the read needs, and keeps it locked.
+    let (locker, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    locker
+        .batch_execute("BEGIN; LOCK TABLE tokens IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+
+    let shop = Domain::parse("shop").unwrap();
+    let blocked = {
+        let (s, shop) = (s.clone(), shop.clone());
+        tokio::spawn(async move { s.token(&tok(1), &shop).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The one pooled connection is taken: the next read waits no longer than the timeout.
+    let started = std::time::Instant::now();
+    let err = s.token(&tok(2), &shop).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Unavailable(m) if m.contains("pool exhausted")),
+        "{err:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    // The blocked read ends with the statement timeout (57014), not never.
+    let err = blocked.await.unwrap().unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Unavailable(m) if m.contains("57014")),
+        "{err:?}"
+    );
+    locker.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(s.token(&tok(1), &shop).await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn verify_full_checks_the_servers_chain_and_name() {
     let cluster = Cluster::start_tls();
     let plain = cluster.database("tls");

@@ -262,7 +262,7 @@ impl Writer {
                 tracing::warn!(error = %e, jobs = batch.len(), "postgres batch not committed");
                 if !live.db.is_closed() {
                     // Whatever is left open (a COMMIT that failed leaves nothing).
-                    let _ = live.db.batch_execute("ROLLBACK").await;
+                    let _ = exec(&live.db, "ROLLBACK").await;
                 }
             }
             self.failing.store(result.is_err(), Ordering::Relaxed);
