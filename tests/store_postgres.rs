@@ -346,6 +346,10 @@ async fn two_replicas_on_one_postgres_share_tokens_single_use_and_one_audit_chai
             }));
         }
     }
+    // A third replica starts while the two write: its open-time check of the chain head
+    // sees one snapshot, and its records join the same chain.
+    let late = store(&url).await;
+    late.record(event("late_replica")).await.unwrap();
     let mut tokens = std::collections::HashMap::new();
     let (mut made, mut found) = (0, 0);
     for t in tasks {
@@ -383,9 +387,9 @@ async fn two_replicas_on_one_postgres_share_tokens_single_use_and_one_audit_chai
     assert_eq!(won, 1, "{outcomes:?}");
     assert!(outcomes.contains(&ConsumeOutcome::AlreadyUsed));
 
-    // One chain, gapless, whichever replica wrote: 1 + 1 + 80 + 1 records.
+    // One chain, gapless, whichever replica wrote: 1 + 1 + 80 + 1 + 1 records.
     let records = b.audit_records(0, 10_000).await.unwrap();
-    assert_eq!(records.len(), 83);
+    assert_eq!(records.len(), 84);
     assert_chain(&records);
     assert_eq!(a.audit_records(0, 10_000).await.unwrap(), records);
 
@@ -556,11 +560,15 @@ async fn verify_full_checks_the_servers_chain_and_name() {
 #[test]
 fn tls_disable_is_refused_for_a_remote_host() {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let err = rt
-        .block_on(open(options("postgres://payhsm@db.example.com:5432/vault")))
-        .unwrap_err();
-    assert!(
-        matches!(&err, StoreError::Unavailable(m) if m.contains("verify-full")),
-        "{err:?}"
-    );
+    for url in [
+        "postgres://payhsm@db.example.com:5432/vault",
+        // A loopback name does not help when the address connected to is remote.
+        "host=localhost hostaddr=192.0.2.7 user=payhsm dbname=vault",
+    ] {
+        let err = rt.block_on(open(options(url))).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Unavailable(m) if m.contains("verify-full")),
+            "{url}: {err:?}"
+        );
+    }
 }

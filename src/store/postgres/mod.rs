@@ -175,11 +175,14 @@ fn pg_config(
     })?;
     let tls = match &options.tls {
         PgTls::Disable => {
-            if let Some(host) = config.get_hosts().iter().find(|h| !is_local(h)) {
-                return Err(StoreError::Unavailable(format!(
-                    "postgres TLS is disabled but {host:?} is not a loopback address or a \
-                     Unix socket: use verify-full"
-                )));
+            let remote_host = config.get_hosts().iter().find(|h| !is_local(h));
+            let remote_addr = config.get_hostaddrs().iter().find(|a| !a.is_loopback());
+            if remote_host.is_some() || remote_addr.is_some() {
+                return Err(StoreError::Unavailable(
+                    "postgres TLS is disabled but the server is not on a loopback address or \
+                     a Unix socket: use verify-full"
+                        .into(),
+                ));
             }
             config.ssl_mode(tokio_postgres::config::SslMode::Disable);
             tls::MakeRustls::disabled()

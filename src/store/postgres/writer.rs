@@ -52,23 +52,28 @@ impl ChainHead {
     }
 
     /// Checks at open that the head row is the last record of the log (a head that does not
-    /// match would fork the chain).
+    /// match would fork the chain). One statement, so one snapshot: another replica may be
+    /// appending meanwhile.
     pub(super) async fn check(db: &ClientWrapper) -> Result<(), StoreError> {
-        let head = Self::read(db, false).await?;
-        let last = super::query_opt(
+        let row = query_one(
             db,
-            "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
+            "SELECT h.seq, h.hash, l.seq, l.hash FROM audit_head h
+             LEFT JOIN LATERAL (SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1) l
+                 ON true
+             WHERE h.id",
             &[],
         )
         .await?;
-        let (seq, hash) = match &last {
-            None => (0, to_hex(&crate::audit::GENESIS)),
-            Some(row) => (super::get::<i64>(row, 0)?, super::get::<String>(row, 1)?),
-        };
-        if u64::try_from(seq).ok() != Some(head.seq) || hash != to_hex(&head.hash) {
+        let head: (i64, String) = (super::get(&row, 0)?, super::get(&row, 1)?);
+        let last: (Option<i64>, Option<String>) = (super::get(&row, 2)?, super::get(&row, 3)?);
+        let last = (
+            last.0.unwrap_or(0),
+            last.1.unwrap_or_else(|| to_hex(&crate::audit::GENESIS)),
+        );
+        if head != last {
             return Err(StoreError::Corrupt(format!(
-                "audit_head (seq {}) is not the last audit record (seq {seq})",
-                head.seq
+                "audit_head (seq {}) is not the last audit record (seq {})",
+                head.0, last.0
             )));
         }
         Ok(())
