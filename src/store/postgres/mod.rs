@@ -165,6 +165,13 @@ pub async fn open(options: PostgresOptions) -> Result<PostgresStore, StoreError>
     })
 }
 
+/// Idle time before the first keepalive probe.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(10);
+/// Time between unanswered probes.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+/// Unanswered probes before the connection is dropped.
+const KEEPALIVE_RETRIES: u32 = 3;
+
 /// The connection settings every connection shares, and the TLS maker.
 fn pg_config(
     options: &PostgresOptions,
@@ -197,6 +204,20 @@ fn pg_config(
     }
     config
         .connect_timeout(options.connect_timeout)
+        // statement_timeout is the server's: a silent network partition would leave the
+        // client waiting on a response forever. Keepalive probes (sent while the connection
+        // waits, answered by the peer's kernel) and the TCP user timeout (sent data left
+        // unacknowledged) end such a connection within about half a minute; the writer and
+        // the pool then connect again.
+        .keepalives(true)
+        .keepalives_idle(KEEPALIVE_IDLE)
+        .keepalives_interval(KEEPALIVE_INTERVAL)
+        .keepalives_retries(KEEPALIVE_RETRIES)
+        .tcp_user_timeout(
+            options
+                .statement_timeout
+                .saturating_add(options.connect_timeout),
+        )
         .application_name("payhsmd")
         // Set at connection start-up, so every connection of the pool and the writer has it.
         .options(format!(
