@@ -2,8 +2,8 @@
 //! (consume + counter compare-and-set + authorization + idempotency key + audit) in one
 //! savepoint of the group commit. Mirrors `sqlite/authorizations.rs`.
 
+use super::connection::{execute, get, query_opt};
 use super::writer::JobCtx;
-use super::{execute, get, query_opt};
 use crate::audit::AuditEvent;
 use crate::card::{Domain, Token, TokenStatus};
 use crate::payment::SpcDisplay;

@@ -1,8 +1,8 @@
 //! Device enrolment rows: single-use challenges and enrolled devices, with the write jobs
 //! (create, consume, enrol, counter compare-and-set). Mirrors `sqlite/devices.rs`.
 
+use super::connection::{execute, get, query_opt};
 use super::writer::JobCtx;
-use super::{execute, get, query_opt};
 use crate::audit::AuditEvent;
 use crate::card::{Domain, Token, TokenStatus};
 use crate::store::{

@@ -2,9 +2,9 @@
 //! of token records. Every change runs as one writer job with its audit record. Mirrors
 //! `sqlite/keys.rs` (and `sqlite/readers.rs` for the data keys).
 
+use super::connection::{count, execute, get, query, query_one, query_opt};
 use super::tokens::{self, COLUMNS};
 use super::writer::JobCtx;
-use super::{count, execute, get, query, query_one, query_opt};
 use crate::audit::AuditEvent;
 use crate::keys::{DataKeyState, KeyVersion, WrappedDataKey};
 use crate::store::{

@@ -5,7 +5,7 @@
 //! compare bytewise (`COLLATE "C"`) like SQLite's: times are fixed-width RFC 3339 text
 //! compared as text (`expires_at > $now`), and the rewrap orders by domain and token.
 
-use super::pg_err;
+use super::connection::pg_err;
 use crate::store::StoreError;
 use tokio_postgres::Client;
 

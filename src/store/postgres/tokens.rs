@@ -1,8 +1,8 @@
 //! Token rows: mapping to [`TokenRecord`] and the write jobs (tokenize, detokenize,
 //! transition), each run by the writer inside its own savepoint. Mirrors `sqlite/tokens.rs`.
 
+use super::connection::{execute, get, query_opt};
 use super::writer::JobCtx;
-use super::{execute, get, query_opt};
 use crate::audit::AuditEvent;
 use crate::card::{Domain, Last4, StatusChange, Token, TokenFormat, TokenStatus};
 use crate::keys::{Fingerprint, KeyVersion, SealedPan};

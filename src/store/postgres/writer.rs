@@ -11,7 +11,7 @@
 //! unknown, and running the jobs again could apply a change twice. The next batch
 //! reconnects, with a backoff while PostgreSQL stays unreachable.
 
-use super::{execute, pg_err, query_one, Connector};
+use super::connection::{execute, pg_err, query_one, Connector};
 use crate::audit::{hash_from_hex, link_encoded, to_hex, AuditEvent, AuditHash, AuditRecord};
 use crate::card::TokenFormat;
 use crate::store::StoreError;
@@ -42,8 +42,8 @@ impl ChainHead {
             "SELECT seq, hash FROM audit_head WHERE id"
         };
         let row = query_one(db, sql, &[]).await?;
-        let seq: i64 = super::get(&row, 0)?;
-        let hash: String = super::get(&row, 1)?;
+        let seq: i64 = super::connection::get(&row, 0)?;
+        let hash: String = super::connection::get(&row, 1)?;
         let seq = u64::try_from(seq)
             .map_err(|_| StoreError::Corrupt(format!("audit_head seq {seq} is negative")))?;
         let hash = hash_from_hex(&hash)
@@ -64,8 +64,14 @@ impl ChainHead {
             &[],
         )
         .await?;
-        let head: (i64, String) = (super::get(&row, 0)?, super::get(&row, 1)?);
-        let last: (Option<i64>, Option<String>) = (super::get(&row, 2)?, super::get(&row, 3)?);
+        let head: (i64, String) = (
+            super::connection::get(&row, 0)?,
+            super::connection::get(&row, 1)?,
+        );
+        let last: (Option<i64>, Option<String>) = (
+            super::connection::get(&row, 2)?,
+            super::connection::get(&row, 3)?,
+        );
         let last = (
             last.0.unwrap_or(0),
             last.1.unwrap_or_else(|| to_hex(&crate::audit::GENESIS)),
@@ -362,7 +368,7 @@ pub(super) async fn audit_records(
 ) -> Result<Vec<AuditRecord>, StoreError> {
     let after = i64::try_from(after).unwrap_or(i64::MAX);
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let rows = super::query(
+    let rows = super::connection::query(
         db,
         "SELECT seq, record FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2",
         &[&after, &limit],
@@ -370,8 +376,8 @@ pub(super) async fn audit_records(
     .await?;
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
-        let seq: i64 = super::get(&row, 0)?;
-        let json: String = super::get(&row, 1)?;
+        let seq: i64 = super::connection::get(&row, 0)?;
+        let json: String = super::connection::get(&row, 1)?;
         let record: AuditRecord = serde_json::from_str(&json)
             .map_err(|e| StoreError::Corrupt(format!("audit seq {seq}: {e}")))?;
         if i64::try_from(record.seq).ok() != Some(seq) {
