@@ -19,7 +19,8 @@
 //! - [`policy`]: Cedar policies and the identity-to-group map: who may do what.
 //! - [`ceremony`]: key components, KCVs and Shamir shares for key ceremonies: sans-io and pure.
 //! - [`keys`]: the key hierarchy over PKCS#11: KEK in the HSM, data keys zeroized in locked RAM.
-//! - [`store`]: the `Store` trait and its SQLite implementation (one group-committing writer).
+//! - [`store`]: the `Store` trait and its SQLite (embedded) and PostgreSQL (replicas)
+//!   implementations, each with one group-committing writer.
 //! - [`jose`]: compact JWS (ES256), JWKS and the HSM-backed authorization signer.
 //! - [`audit`]: typed audit events, the hash chain, signed checkpoints, export and verification.
 //!

@@ -3,10 +3,11 @@
 use super::DaemonError;
 use crate::api::App;
 use crate::audit::{export_jsonl, AuditEvent, Checkpoint, PolicyVerdict, GENESIS};
-use crate::config::{defaults, Config, PinSource, StoreConfig};
+use crate::config::{defaults, Config, PinSource, SecretSource, StoreConfig};
 use crate::keys::{DataKeyRing, DataKeyState, Hsm, HsmConfig, KeyVersion, Module, Pin, SharedRing};
 use crate::policy::PolicyEngine;
 use crate::service::{Authorizations, Devices, KeyAdmin, KeySettings, KeySync, Vault};
+use crate::store::postgres::{PgTls, PostgresOptions};
 use crate::store::sqlite::SqliteOptions;
 use crate::store::Store;
 use crate::telemetry::Metrics;
@@ -77,6 +78,27 @@ pub(crate) fn read_pin(source: &PinSource) -> Result<Pin, DaemonError> {
             Ok(Pin::new(line.to_owned()))
         }
         PinSource::DangerDevPin => Ok(Pin::new(defaults::DANGER_DEV_USER_PIN.to_owned())),
+    }
+}
+
+/// Reads a secret named by the config (the database password): an environment variable, or
+/// the first line of a file.
+fn read_secret(source: &SecretSource) -> Result<zeroize::Zeroizing<String>, DaemonError> {
+    match source {
+        SecretSource::Env(var) => std::env::var(var)
+            .map(zeroize::Zeroizing::new)
+            .map_err(|_| DaemonError::Store(format!("the password variable {var} is not set"))),
+        SecretSource::File(path) => {
+            let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+                DaemonError::Store(format!(
+                    "cannot read the password file {}: {e}",
+                    path.display()
+                ))
+            })?);
+            Ok(zeroize::Zeroizing::new(
+                text.lines().next().unwrap_or_default().to_owned(),
+            ))
+        }
     }
 }
 
@@ -244,9 +266,26 @@ async fn open_store(config: &Config, metrics: Arc<Metrics>) -> Result<Arc<dyn St
             let store = crate::store::sqlite::open(path, options).map_err(store_err)?;
             Ok(Arc::new(store.with_observer(metrics)))
         }
-        StoreConfig::Postgres(_) => Err(DaemonError::Store(
-            "the PostgreSQL store is not in this build".into(),
-        )),
+        StoreConfig::Postgres(pg) => {
+            let options = PostgresOptions {
+                url: pg.url.clone(),
+                password: pg.password.as_ref().map(read_secret).transpose()?,
+                tls: match &pg.ca_file {
+                    Some(ca_file) => PgTls::VerifyFull {
+                        ca_file: ca_file.clone(),
+                    },
+                    None => PgTls::Disable,
+                },
+                pool_size: pg.pool_size,
+                connect_timeout: pg.connect_timeout,
+                statement_timeout: pg.statement_timeout,
+                max_batch: pg.max_batch,
+            };
+            let store = crate::store::postgres::open(options)
+                .await
+                .map_err(store_err)?;
+            Ok(Arc::new(store.with_observer(metrics)))
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 //! Persistence, as one port per aggregate: [`TokenStore`], [`KeyStore`], [`DeviceStore`],
 //! [`AuthorizationStore`], [`IdempotencyStore`] and [`AuditStore`]; [`Store`] is all of them
 //! plus a health check, what services hold. [`sqlite::SqliteStore`] is the embedded
-//! implementation (one writer thread that group-commits, reader connections for reads).
+//! implementation (one writer thread that group-commits, reader connections for reads);
+//! [`postgres::PostgresStore`] the shared one, for many replicas on one PostgreSQL.
 //! Operations are timed in one place, [`Timing`], which each backend's funnels call.
 //!
 //! Every write that changes state also appends its audit record in the same transaction, so a
@@ -13,6 +14,7 @@ mod authorizations;
 mod devices;
 mod idempotency;
 mod keys;
+pub mod postgres;
 pub mod sqlite;
 mod tokens;
 
