@@ -33,6 +33,8 @@ pub struct Daemon {
     pub data_dir: PathBuf,
     /// Its stderr (logs), across restarts.
     pub log_path: PathBuf,
+    /// The extra `payhsmd dev` arguments it was started with (and restarts with).
+    extra: Vec<String>,
     _tmp: tempfile::TempDir,
 }
 
@@ -53,6 +55,25 @@ impl Daemon {
             addr,
             data_dir,
             log_path,
+            extra: extra.iter().map(|a| (*a).to_owned()).collect(),
+            _tmp: tmp,
+        }
+    }
+
+    /// Starts another daemon on this one's data directory (so the same SoftHSM2 token: the same
+    /// KEK and signing keys) with `extra` arguments, logging to its own file. With the same
+    /// `--postgres URL` it is a replica of the same vault. Keep `self` alive as long: it owns
+    /// the directory.
+    pub fn replica(&self, extra: &[&str]) -> Daemon {
+        let tmp = tempfile::tempdir().unwrap();
+        let log_path = tmp.path().join("payhsmd.log");
+        let (child, addr) = spawn(&self.data_dir, &log_path, extra);
+        Self {
+            child: Some(child),
+            addr,
+            data_dir: self.data_dir.clone(),
+            log_path,
+            extra: extra.iter().map(|a| (*a).to_owned()).collect(),
             _tmp: tmp,
         }
     }
@@ -60,7 +81,8 @@ impl Daemon {
     /// Starts the daemon again on the same data directory (after `kill` or `terminate`).
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "still running");
-        let (child, addr) = spawn(&self.data_dir, &self.log_path, &[]);
+        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+        let (child, addr) = spawn(&self.data_dir, &self.log_path, &extra);
         self.child = Some(child);
         self.addr = addr;
     }
