@@ -24,8 +24,10 @@
 //! payhsm keys activate|retire|destroy --purpose P --key-version N         # two custodians
 //! payhsm keys rewrap [--batch N]
 //! payhsm bench --scenario all|NAME --connections C (--duration S | --requests N) [--json]
+//!              [--url URL]...                                 # one per replica, round-robin
 //! ```
-//! Every API subcommand takes `--url`, `--ca`, `--cert`, `--key`, `--http2`, `--timeout`.
+//! Every API subcommand takes `--url`, `--ca`, `--cert`, `--key`, `--http2`, `--timeout`;
+//! `--url` once, except for `bench`.
 //! Exit codes: 0 on 2xx, 1 on an API error (code and message on stderr), 2 on usage,
 //! file or connection errors.
 //!
