@@ -195,3 +195,170 @@ fn a_handshake_run_under_a_flood_of_silent_sockets_reports_the_flood_and_no_erro
     // once and held for the run.
     assert!(r["flood"]["opened"].as_u64().unwrap() >= 40, "{r}");
 }
+
+/// Runs `payhsm ARGS` with `PAYHSM_URL` set to `env_url`.
+fn payhsm_with_env_url(env_url: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_payhsm"))
+        .args(args)
+        .env("PAYHSM_URL", env_url)
+        .current_dir(repo())
+        .output()
+        .unwrap()
+}
+
+/// Runs `payhsm bench --url A --url B --json ARGS` (and a `PAYHSM_URL` that must be ignored);
+/// the one JSON object of the one scenario, and the exit status.
+fn bench_two(a: &Daemon, b: &Daemon, args: &[&str]) -> (serde_json::Value, std::process::Output) {
+    let (url_a, url_b) = (format!("https://{}", a.addr), format!("https://{}", b.addr));
+    let mut all = vec!["bench", "--url", &url_a, "--url", &url_b, "--json"];
+    all.extend_from_slice(args);
+    // Nothing listens on port 9: were the environment added to the URLs given, it would show.
+    let out = payhsm_with_env_url("https://127.0.0.1:9", &all);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let report = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {stderr}: {}", String::from_utf8_lossy(&out.stdout)));
+    (report, out)
+}
+
+#[test]
+fn connections_are_spread_round_robin_over_every_url() {
+    let (a, b) = (Daemon::start(), Daemon::start());
+    let (r, out) = bench_two(
+        &a,
+        &b,
+        &[
+            "--scenario",
+            "tokenize-new",
+            "--connections",
+            "4",
+            "--requests",
+            "40",
+            "--warmup",
+            "0",
+        ],
+    );
+    assert!(out.status.success(), "{r}");
+    assert_eq!(
+        (r["ops"].as_u64(), r["errors"].as_u64()),
+        (Some(40), Some(0)),
+        "{r}"
+    );
+    let replicas = r["replicas"].as_array().unwrap();
+    assert_eq!(replicas.len(), 2, "{r}");
+    let mut total = 0;
+    for (replica, daemon) in replicas.iter().zip([&a, &b]) {
+        assert_eq!(replica["url"], format!("https://{}", daemon.addr), "{r}");
+        let ops = replica["ops"].as_u64().unwrap();
+        assert!(
+            ops > 0,
+            "connections 0 and 2 go to the first, 1 and 3 to the second: {r}"
+        );
+        // Each daemon saw exactly the cards the report puts on it.
+        let created = audit_counts(daemon)
+            .get(&("tokenize".to_owned(), "created".to_owned()))
+            .copied()
+            .unwrap_or(0);
+        assert_eq!(created, ops, "{r}");
+        total += ops;
+    }
+    assert_eq!(total, 40);
+}
+
+#[test]
+fn a_connection_sets_up_on_another_replica_than_the_one_it_drives() {
+    // Replicas share one store; these two dev daemons do not. A card pooled by one is new to
+    // the other, so each timed `tokenize-existing` answers 201 instead of 200 (a pool of 10
+    // per connection: no card comes round twice in 6 operations).
+    let (a, b) = (Daemon::start(), Daemon::start());
+    let (r, _) = bench_two(
+        &a,
+        &b,
+        &[
+            "--scenario",
+            "tokenize-existing",
+            "--connections",
+            "2",
+            "--requests",
+            "6",
+            "--warmup",
+            "0",
+            "--pool",
+            "20",
+            "--max-error-rate",
+            "1",
+        ],
+    );
+    assert_eq!(r["errors"], 6, "{r}");
+    assert_eq!(r["error_classes"]["HTTP 201"], 6, "{r}");
+}
+
+#[test]
+fn a_repeated_url_is_refused_outside_bench_and_the_environment_still_names_the_daemon() {
+    let d = Daemon::start();
+    let url = format!("https://{}", d.addr);
+    let ok = payhsm_with_env_url(&url, &["health"]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    for args in [
+        &["health", "--url", &url, "--url", &url][..],
+        &[
+            "tokens", "--url", &url, "get", "T", "--domain", "d", "--url", &url,
+        ][..],
+        &["keys", "list", "--url", &url, "--url", &url][..],
+    ] {
+        let out = payhsm(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr).trim(),
+            "payhsm: --url is given once, except for `payhsm bench`",
+            "{args:?}"
+        );
+    }
+}
+
+#[test]
+fn every_scenario_runs_on_two_urls_that_share_a_store() {
+    // One daemon named twice: two "replicas" with one store, so pools and devices set up
+    // through one URL are used through the other.
+    let d = Daemon::start();
+    let url = format!("https://{}", d.addr);
+    let requests = REQUESTS.to_string();
+    for scenario in ["all", "idle"] {
+        let report = bench(
+            &d,
+            &[
+                "--url",
+                &url,
+                "--scenario",
+                scenario,
+                "--connections",
+                "4",
+                "--requests",
+                &requests,
+                "--warmup",
+                "0",
+                "--pool",
+                "8",
+            ],
+        );
+        assert_eq!(report.len(), if scenario == "all" { 8 } else { 1 });
+        for (name, r) in &report {
+            let want = if name == "idle" { 4 } else { REQUESTS };
+            assert_eq!(
+                (r["ops"].as_u64(), r["errors"].as_u64()),
+                (Some(want), Some(0)),
+                "{r}"
+            );
+            let replicas = r["replicas"].as_array().unwrap();
+            assert_eq!(replicas.len(), 2, "{r}");
+            let ops: Vec<u64> = replicas
+                .iter()
+                .map(|x| x["ops"].as_u64().unwrap())
+                .collect();
+            assert_eq!(ops.iter().sum::<u64>(), want, "{r}");
+        }
+    }
+}

@@ -28,11 +28,12 @@ pub(super) async fn run(opts: &BenchOptions) -> Result<Outcome, BenchError> {
     let started = Instant::now();
     let gate = Arc::new(Semaphore::new(OPENING_CONCURRENCY));
     let mut opening = JoinSet::new();
-    for _ in 0..opts.connections {
+    for i in 0..opts.connections {
+        let replica = opts.replicas.of_connection(i);
         let (tls, gate, url, timeout) = (
             tls.clone(),
             gate.clone(),
-            opts.client.url.clone(),
+            opts.replicas.url(replica).to_owned(),
             opts.request_timeout,
         );
         opening.spawn(async move {
@@ -43,18 +44,26 @@ pub(super) async fn run(opts: &BenchOptions) -> Result<Outcome, BenchError> {
                 let r = c.request(Method::GET, "/healthz", None).await?;
                 Ok::<_, crate::client::ClientError>((c, r.status))
             };
-            match tokio::time::timeout(timeout, open).await {
+            let opened = match tokio::time::timeout(timeout, open).await {
                 Ok(Ok((c, 200))) => Ok((c, t.elapsed())),
                 Ok(Ok((_, status))) => Err(format!("HTTP {status}")),
                 Ok(Err(e)) => Err(format!("open: {}", super::connect_class(&e))),
                 Err(_) => Err("open: timeout".to_owned()),
-            }
+            };
+            (replica, opened)
         });
     }
-    let mut tally = Tally::new()?;
+    // One tally per replica, so the report counts each apart.
+    let mut tallies = (0..opts.replicas.len())
+        .map(Tally::new)
+        .collect::<Result<Vec<_>, _>>()?;
     let mut open = Vec::with_capacity(opts.connections);
     while let Some(joined) = opening.join_next().await {
-        match joined.map_err(|e| BenchError::Setup(e.to_string()))? {
+        let (replica, opened) = joined.map_err(|e| BenchError::Setup(e.to_string()))?;
+        let Some(tally) = tallies.get_mut(replica) else {
+            continue;
+        };
+        match opened {
             Ok((client, took)) => {
                 let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
                 tally.histogram.saturating_record(us.max(1));
@@ -80,7 +89,13 @@ pub(super) async fn run(opts: &BenchOptions) -> Result<Outcome, BenchError> {
     let opened = open.len();
     drop(open);
 
-    let mut outcome = Outcome::merge(Scenario::Idle, opts.connections, elapsed, vec![tally])?;
+    let mut outcome = Outcome::merge(
+        Scenario::Idle,
+        opts.connections,
+        elapsed,
+        tallies,
+        &opts.replicas,
+    )?;
     outcome.idle = Some(IdleMemory {
         wanted: opts.connections,
         opened,

@@ -1,7 +1,9 @@
 //! The load generator behind `payhsm bench`: C keep-alive mTLS connections, each driven by its
 //! own task issuing requests back to back, for a fixed time or request count, every latency
-//! recorded in an HDR histogram (one per connection, merged at the end).
+//! recorded in an HDR histogram (one per connection, merged at the end). The connections are
+//! spread round-robin over one or more replicas of the daemon.
 //!
+//! - [`replicas`]: the daemons' URLs, which connection drives which, where it sets up.
 //! - `scenario`: what one connection sets up (untimed) and what one operation is.
 //! - [`pans`]: unique Luhn-valid test PANs, never printed.
 //! - [`authenticator`]: the software WebAuthn authenticator of the `authorize` scenario (and
@@ -16,6 +18,7 @@ pub mod authenticator;
 mod flood;
 mod idle;
 pub mod pans;
+pub mod replicas;
 pub mod report;
 mod scenario;
 
@@ -23,6 +26,7 @@ use crate::client::{tls_config, BaseUrl, Client, ClientIdentity, ClientOptions};
 pub use flood::FloodOptions;
 use hdrhistogram::Histogram;
 use pans::PanSource;
+use replicas::Replicas;
 use report::Outcome;
 use scenario::{OpError, Work};
 use std::collections::BTreeMap;
@@ -128,9 +132,11 @@ pub enum Limit {
 /// Everything a run needs.
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
-    /// URL, CA, HTTP version and the gateway identity (every scenario but `detokenize`, and
-    /// every setup).
+    /// CA, HTTP version and the gateway identity (every scenario but `detokenize`, and every
+    /// setup). Its `url` is not used: `replicas` says where each connection goes.
     pub client: ClientOptions,
+    /// The daemons driven, connection i on replica `i % n`.
+    pub replicas: Replicas,
     /// The identity of the `detokenize` scenario's timed requests.
     pub reader: ClientIdentity,
     /// Concurrent connections.
@@ -149,7 +155,8 @@ pub struct BenchOptions {
     pub request_timeout: Duration,
     /// The daemon's process id, for its resident memory (`idle`).
     pub server_pid: Option<u32>,
-    /// Silent sockets held open during the warm-up and the timed phase.
+    /// Silent sockets held open during the warm-up and the timed phase, against the first
+    /// replica.
     pub flood: Option<FloodOptions>,
 }
 
@@ -177,7 +184,7 @@ impl std::error::Error for BenchError {}
 /// What every connection task of one scenario shares.
 pub(crate) struct Plan {
     scenario: Scenario,
-    url: String,
+    replicas: Replicas,
     domain: String,
     pans: Arc<PanSource>,
     /// The TLS configuration of the timed connections.
@@ -202,17 +209,27 @@ pub async fn run(opts: &BenchOptions, scenario: Scenario) -> Result<Outcome, Ben
         0
     };
 
-    // Untimed: connect, and tokenize pools or enrol devices, all connections at once.
+    // Untimed: connect, and tokenize pools or enrol devices, all connections at once. Each
+    // connection sets up on the replica after its own, so with several replicas every timed
+    // operation uses what another one wrote.
     let mut setups = JoinSet::new();
-    for _ in 0..connections {
+    for i in 0..connections {
         let (plan, gateway) = (plan.clone(), gateway.clone());
+        let (replica, setup_replica) = (
+            plan.replicas.of_connection(i),
+            plan.replicas.setup_of_connection(i),
+        );
         setups.spawn(async move {
-            let mut client = connect(&plan.url, gateway.clone()).await?;
+            let mut client = connect(plan.replicas.url(setup_replica), gateway.clone()).await?;
             let work = Work::setup(&plan, &mut client, pool_share).await?;
-            if !Arc::ptr_eq(&plan.tls, &gateway) {
-                client = connect(&plan.url, plan.tls.clone()).await?;
+            if setup_replica != replica || !Arc::ptr_eq(&plan.tls, &gateway) {
+                client = connect(plan.replicas.url(replica), plan.tls.clone()).await?;
             }
-            Ok::<_, BenchError>((Some(client), work))
+            Ok::<_, BenchError>(Worker {
+                replica,
+                client: Some(client),
+                work,
+            })
         });
     }
     let mut workers = Vec::with_capacity(connections);
@@ -222,7 +239,10 @@ pub async fn run(opts: &BenchOptions, scenario: Scenario) -> Result<Outcome, Ben
 
     // The flood starts before the warm-up, so the timed phase sees it at full strength.
     let flooding = match opts.flood {
-        Some(f) => Some(flood::Flooding::start(resolve(&plan.url).await?, f)?),
+        Some(f) => Some(flood::Flooding::start(
+            resolve(plan.replicas.first()).await?,
+            f,
+        )?),
         None => None,
     };
 
@@ -244,7 +264,7 @@ pub async fn run(opts: &BenchOptions, scenario: Scenario) -> Result<Outcome, Ben
         _ => None,
     };
     let (_, tallies) = driven?;
-    let mut outcome = Outcome::merge(scenario, connections, elapsed, tallies)
+    let mut outcome = Outcome::merge(scenario, connections, elapsed, tallies, &plan.replicas)
         .map_err(|e| BenchError::Setup(format!("merging histograms: {e}")))?;
     outcome.flood = flood;
     Ok(outcome)
@@ -281,7 +301,7 @@ fn plan(opts: &BenchOptions, scenario: Scenario) -> Result<Plan, BenchError> {
         .map_err(|e| BenchError::Config(format!("random generator: {e}")))?;
     Ok(Plan {
         scenario,
-        url: opts.client.url.clone(),
+        replicas: opts.replicas.clone(),
         domain: opts.domain.clone(),
         pans: Arc::new(pans),
         tls,
@@ -322,14 +342,17 @@ impl Stop {
 
 /// What one connection measured.
 pub(crate) struct Tally {
+    /// The replica it drove.
+    replica: usize,
     histogram: Histogram<u64>,
     ops: u64,
     errors: BTreeMap<String, u64>,
 }
 
 impl Tally {
-    fn new() -> Result<Self, BenchError> {
+    fn new(replica: usize) -> Result<Self, BenchError> {
         Ok(Self {
+            replica,
             histogram: new_histogram()?,
             ops: 0,
             errors: BTreeMap::new(),
@@ -347,8 +370,15 @@ pub(crate) fn new_histogram() -> Result<Histogram<u64>, BenchError> {
         .map_err(|e| BenchError::Config(format!("histogram: {e}")))
 }
 
-/// A connection (none while it is being replaced) and its scenario state.
-type Worker = (Option<Client>, Work);
+/// One connection between phases.
+struct Worker {
+    /// The replica it drives.
+    replica: usize,
+    /// None while it is being replaced.
+    client: Option<Client>,
+    /// Its scenario state.
+    work: Work,
+}
 
 /// Runs every connection until `stop`; hands the connections back for the next phase.
 async fn drive_all(
@@ -360,7 +390,7 @@ async fn drive_all(
     let mut tasks = JoinSet::new();
     for worker in workers {
         let (plan, stop) = (plan.clone(), stop.clone());
-        let tally = Tally::new()?;
+        let tally = Tally::new(worker.replica)?;
         tasks.spawn(drive(plan, stop, worker, tally));
     }
     let mut back = Vec::new();
@@ -380,11 +410,16 @@ async fn drive(
     worker: Worker,
     mut tally: Tally,
 ) -> (Worker, Tally) {
-    let (mut client, mut work) = worker;
+    let Worker {
+        replica,
+        mut client,
+        mut work,
+    } = worker;
+    let url = plan.replicas.url(replica);
     while stop.next() {
         let conn = match client.as_mut() {
             Some(c) => c,
-            None => match Client::connect_with(&plan.url, plan.tls.clone()).await {
+            None => match Client::connect_with(url, plan.tls.clone()).await {
                 Ok(c) => client.insert(c),
                 Err(e) => {
                     tally.error(format!("reconnect: {}", connect_class(&e)));
@@ -394,10 +429,11 @@ async fn drive(
             },
         };
         let started = Instant::now();
-        let result = match tokio::time::timeout(plan.request_timeout, work.op(&plan, conn)).await {
-            Ok(r) => r,
-            Err(_) => Err(OpError::timeout()),
-        };
+        let result =
+            match tokio::time::timeout(plan.request_timeout, work.op(&plan, url, conn)).await {
+                Ok(r) => r,
+                Err(_) => Err(OpError::timeout()),
+            };
         match result {
             Ok(()) => {
                 let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
@@ -412,7 +448,12 @@ async fn drive(
             }
         }
     }
-    ((client, work), tally)
+    let worker = Worker {
+        replica,
+        client,
+        work,
+    };
+    (worker, tally)
 }
 
 fn connect_class(e: &crate::client::ClientError) -> &'static str {

@@ -1,7 +1,8 @@
 //! What a run reports: per scenario the operations, rate, latency percentiles (from the merged
-//! HDR histogram) and errors by class, as a table or one JSON object per line, with the machine,
-//! the command line and the commit.
+//! HDR histogram), errors by class and operations per replica, as a table or one JSON object
+//! per line, with the machine, the command line and the commit.
 
+use super::replicas::Replicas;
 use super::{new_histogram, BenchError, Scenario, Tally};
 use hdrhistogram::Histogram;
 use serde_json::json;
@@ -38,10 +39,23 @@ pub struct Outcome {
     pub histogram: Histogram<u64>,
     /// Failed operations by class (`HTTP 409 token_state_conflict`, `transport: TLS`, ...).
     pub errors: BTreeMap<String, u64>,
+    /// Operations and failures on each replica, in `--url` order.
+    pub per_replica: Vec<ReplicaCount>,
     /// The `idle` mode's findings.
     pub idle: Option<IdleMemory>,
     /// With `--flood`: the flood's sockets held at once and how many it opened in all.
     pub flood: Option<(usize, u64)>,
+}
+
+/// What one replica was asked in the timed phase.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaCount {
+    /// Its URL.
+    pub url: String,
+    /// Successful operations.
+    pub ops: u64,
+    /// Failed operations.
+    pub errors: u64,
 }
 
 /// What the `idle` mode found.
@@ -60,21 +74,35 @@ pub struct IdleMemory {
 }
 
 impl Outcome {
-    /// Merges the connections' tallies.
+    /// Merges the connections' tallies, counting them per replica too.
     pub(crate) fn merge(
         scenario: Scenario,
         connections: usize,
         elapsed: Duration,
         tallies: Vec<Tally>,
+        replicas: &Replicas,
     ) -> Result<Self, BenchError> {
         let mut histogram = new_histogram()?;
         let mut errors = BTreeMap::new();
         let mut ops = 0;
+        let mut per_replica: Vec<ReplicaCount> = replicas
+            .urls()
+            .iter()
+            .map(|url| ReplicaCount {
+                url: url.clone(),
+                ops: 0,
+                errors: 0,
+            })
+            .collect();
         for t in tallies {
             histogram
                 .add(&t.histogram)
                 .map_err(|e| BenchError::Config(format!("merging histograms: {e:?}")))?;
             ops += t.ops;
+            if let Some(count) = per_replica.get_mut(t.replica) {
+                count.ops += t.ops;
+                count.errors += t.errors.values().sum::<u64>();
+            }
             for (class, n) in t.errors {
                 *errors.entry(class).or_insert(0) += n;
             }
@@ -86,6 +114,7 @@ impl Outcome {
             ops,
             histogram,
             errors,
+            per_replica,
             idle: None,
             flood: None,
         })
@@ -145,6 +174,11 @@ impl Outcome {
             "commit": run.commit,
             "version": env!("CARGO_PKG_VERSION"),
             "command": run.command,
+            "replicas": self.per_replica.iter().map(|r| json!({
+                "url": r.url,
+                "ops": r.ops,
+                "errors": r.errors,
+            })).collect::<Vec<_>>(),
         });
         if let (Some((sockets, opened)), Some(fields)) = (self.flood, v.as_object_mut()) {
             fields.insert(
@@ -187,13 +221,25 @@ impl Outcome {
         )
     }
 
-    /// Lines under the table: errors by class, and the idle findings.
+    /// Lines under the table: errors by class, operations per replica when there are several,
+    /// and the idle findings.
     pub fn notes(&self) -> Vec<String> {
         let mut out: Vec<String> = self
             .errors
             .iter()
             .map(|(class, n)| format!("  {}: {n} x {class}", self.scenario.name()))
             .collect();
+        if self.per_replica.len() > 1 {
+            out.extend(self.per_replica.iter().map(|r| {
+                format!(
+                    "  {}: {} {} ops, {} errors",
+                    self.scenario.name(),
+                    r.url,
+                    r.ops,
+                    r.errors
+                )
+            }));
+        }
         if let Some((sockets, opened)) = self.flood {
             out.push(format!(
                 "  {}: under a flood of {sockets} silent sockets ({opened} opened in all)",
@@ -243,29 +289,41 @@ pub struct RunInfo {
     pub command: String,
     /// `HTTP/1.1` or `HTTP/2`, over TLS 1.3 with a client certificate.
     pub protocol: &'static str,
+    /// The daemons' URLs, in `--url` order.
+    pub urls: Vec<String>,
 }
 
 impl RunInfo {
     /// Detects the machine and the commit; `args` is the command line.
-    pub fn detect(args: &[String], http2: bool) -> Self {
+    pub fn detect(args: &[String], http2: bool, replicas: &Replicas) -> Self {
         Self {
             machine: Machine::detect(),
             commit: commit(),
             command: shell_words(args),
             protocol: if http2 { "HTTP/2" } else { "HTTP/1.1" },
+            urls: replicas.urls().to_vec(),
         }
     }
 
     /// The lines above the table.
     pub fn header(&self) -> String {
+        let daemons = match self.urls.as_slice() {
+            [one] => format!("daemon: {one}"),
+            several => format!(
+                "daemons: {} replicas, connection i on replica i mod {n}, set up on the next: {}",
+                several.len(),
+                several.join(", "),
+                n = several.len()
+            ),
+        };
         format!(
-            "payhsm bench {}, commit {}\nmachine: {} cores, {}\ncommand: {}\ntransport: {} keep-alive over TLS 1.3 with a client certificate",
+            "payhsm bench {}, commit {}\nmachine: {} cores, {}\ncommand: {}\ntransport: {} keep-alive over TLS 1.3 with a client certificate\n{daemons}",
             env!("CARGO_PKG_VERSION"),
             self.commit,
             self.machine.cores,
             self.machine.cpu,
             self.command,
-            self.protocol
+            self.protocol,
         )
     }
 }
@@ -374,13 +432,21 @@ mod tests {
 
     #[test]
     fn outcome_reports_rate_percentiles_and_error_rate() {
-        let mut t = Tally::new().unwrap();
+        let mut t = Tally::new(0).unwrap();
         for us in 1..=1000 {
             t.histogram.record(us).unwrap();
         }
         t.ops = 1000;
         t.error("HTTP 409 token_state_conflict".into());
-        let o = Outcome::merge(Scenario::Noop, 1, Duration::from_secs(2), vec![t]).unwrap();
+        let replicas = Replicas::new(vec!["https://127.0.0.1:8443".into()]).unwrap();
+        let o = Outcome::merge(
+            Scenario::Noop,
+            1,
+            Duration::from_secs(2),
+            vec![t],
+            &replicas,
+        )
+        .unwrap();
         assert_eq!(o.ops_per_sec(), 500.0);
         assert!((o.quantile_ms(0.5) - 0.5).abs() < 0.01);
         assert!((o.error_rate() - 1.0 / 1001.0).abs() < 1e-9);
@@ -392,6 +458,7 @@ mod tests {
             commit: "abc".into(),
             command: "payhsm bench".into(),
             protocol: "HTTP/1.1",
+            urls: replicas.urls().to_vec(),
         };
         let v = o.json(&run);
         for field in JSON_FIELDS {
@@ -399,5 +466,46 @@ mod tests {
         }
         assert_eq!(v["errors"], 1);
         assert_eq!(v["error_classes"]["HTTP 409 token_state_conflict"], 1);
+        assert_eq!(v["replicas"][0]["ops"], 1000);
+        assert!(run.header().contains("daemon: https://127.0.0.1:8443"));
+    }
+
+    #[test]
+    fn several_replicas_are_counted_apart_and_named_in_the_notes() {
+        let replicas = Replicas::new(vec!["https://a:1".into(), "https://b:2".into()]).unwrap();
+        let tally = |replica, ops, errors: u64| {
+            let mut t = Tally::new(replica).unwrap();
+            t.histogram.record(100).unwrap();
+            t.ops = ops;
+            for _ in 0..errors {
+                t.error("timeout".into());
+            }
+            t
+        };
+        let tallies = vec![tally(0, 5, 0), tally(1, 7, 1), tally(0, 3, 2)];
+        let o = Outcome::merge(
+            Scenario::Noop,
+            3,
+            Duration::from_secs(1),
+            tallies,
+            &replicas,
+        )
+        .unwrap();
+        let counts: Vec<(&str, u64, u64)> = o
+            .per_replica
+            .iter()
+            .map(|r| (r.url.as_str(), r.ops, r.errors))
+            .collect();
+        assert_eq!(counts, [("https://a:1", 8, 2), ("https://b:2", 7, 1)]);
+        assert_eq!((o.ops, o.error_count()), (15, 3));
+        let notes = o.notes();
+        assert!(
+            notes.contains(&"  noop: https://a:1 8 ops, 2 errors".to_owned()),
+            "{notes:?}"
+        );
+        assert!(
+            notes.contains(&"  noop: https://b:2 7 ops, 1 errors".to_owned()),
+            "{notes:?}"
+        );
     }
 }

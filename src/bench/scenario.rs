@@ -166,8 +166,14 @@ impl Work {
         })
     }
 
-    /// One timed operation on `client` (ignored by `handshake`, which opens its own).
-    pub(super) async fn op(&mut self, plan: &Plan, client: &mut Client) -> Result<(), OpError> {
+    /// One timed operation on `client`, a connection to `url` (`handshake` ignores `client`
+    /// and opens its own to `url`).
+    pub(super) async fn op(
+        &mut self,
+        plan: &Plan,
+        url: &str,
+        client: &mut Client,
+    ) -> Result<(), OpError> {
         match self {
             Self::TokenizeNew(pans) => {
                 let pan = pans.next_pan();
@@ -215,7 +221,7 @@ impl Work {
             }
             Self::Authorize(device) => authorize(plan, client, device).await,
             Self::Handshake => {
-                let mut fresh = Client::connect_with(&plan.url, plan.handshake_tls.clone())
+                let mut fresh = Client::connect_with(url, plan.handshake_tls.clone())
                     .await
                     .map_err(|e| OpError::transport(&e))?;
                 call(&mut fresh, Method::GET, "/healthz", None, 200)

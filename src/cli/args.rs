@@ -1,7 +1,8 @@
 //! The `payhsm` command line, as clap derive types. Parsing only: handlers live beside it.
 
+use super::output::CliError;
 use crate::client::{ClientIdentity, ClientOptions};
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgAction, Args, Parser, Subcommand};
 use std::fmt;
 use std::path::PathBuf;
 use zeroize::Zeroizing;
@@ -54,7 +55,9 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Connection options: `--cert`/`--key` is the gateway identity, used by every scenario
-    /// (and every setup) except the timed requests of `detokenize`.
+    /// (and every setup) except the timed requests of `detokenize`. `--url` may be given once
+    /// per replica: connection i drives replica i mod n and makes its setup (pool, device) on
+    /// the next replica, so the replicas must share one store.
     #[command(flatten)]
     pub connect: ConnectArgs,
     /// `all` (each scenario in turn, not `idle`), or one of: noop, tokenize-new,
@@ -100,6 +103,7 @@ pub struct BenchArgs {
     pub server_pid: Option<u32>,
     /// Hold this many TCP connections open that never send a ClientHello, each reopened
     /// when the daemon closes it, during the warm-up and the timed phase (loopback only).
+    /// With several `--url`s, only the first is flooded.
     #[arg(long, value_name = "SOCKETS", value_parser = clap::value_parser!(u32).range(1..=60_000))]
     pub flood: Option<u32>,
     /// The loopback address the flood connects from.
@@ -372,14 +376,17 @@ pub enum WebauthnCommand {
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Connection options")]
 pub struct ConnectArgs {
-    /// Daemon base URL, https://host:port.
+    /// Daemon base URL, https://host:port. Given once, except for `payhsm bench`, which takes
+    /// it once per replica and spreads its connections over them round-robin.
     #[arg(
         long,
+        value_name = "URL",
         env = "PAYHSM_URL",
         default_value = "https://127.0.0.1:8443",
+        action = ArgAction::Append,
         global = true
     )]
-    pub url: String,
+    pub url: Vec<String>,
     /// CA certificate (PEM) the daemon's certificate must chain to.
     #[arg(
         long,
@@ -412,11 +419,34 @@ pub struct ConnectArgs {
     pub timeout: u64,
 }
 
+/// The usage error of a `--url` given more than once to a subcommand that is not `bench`.
+pub const URL_ONCE: &str = "--url is given once, except for `payhsm bench`";
+
+/// How many times `argv` gives `--url` (as `--url V` or `--url=V`), up to a `--` that ends the
+/// options.
+pub fn url_occurrences(argv: &[std::ffi::OsString]) -> usize {
+    argv.iter()
+        .map(|a| a.as_encoded_bytes())
+        .take_while(|a| *a != b"--")
+        .filter(|a| *a == b"--url" || a.starts_with(b"--url="))
+        .count()
+}
+
 impl ConnectArgs {
-    /// The client options these arguments describe.
-    pub fn client_options(&self) -> ClientOptions {
+    /// The client options of a subcommand that talks to one daemon: refuses `--url` given more
+    /// than once rather than pick one of them.
+    pub fn client_options(&self) -> Result<ClientOptions, CliError> {
+        match self.url.as_slice() {
+            [url] => Ok(self.client_options_for(url)),
+            [] => Err(CliError::Usage("--url is missing".to_owned())),
+            _ => Err(CliError::Usage(URL_ONCE.to_owned())),
+        }
+    }
+
+    /// The client options for `url`, with the CA, identity and HTTP version given.
+    pub fn client_options_for(&self, url: &str) -> ClientOptions {
         ClientOptions {
-            url: self.url.clone(),
+            url: url.to_owned(),
             ca: self.ca.clone(),
             identity: Some(ClientIdentity {
                 cert: self.cert.clone(),

@@ -70,7 +70,8 @@ fn fetch_jwks(connect: &ConnectArgs, rest: &str) -> Result<Vec<u8>, CliError> {
         Some(i) => rest.split_at(i),
         None => (rest, "/"),
     };
-    let mut opts = connect.client_options();
+    // The JWKS URL names the daemon; a repeated `--url` is refused all the same.
+    let mut opts = connect.client_options()?;
     opts.url = format!("https://{authority}");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

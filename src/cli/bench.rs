@@ -3,6 +3,7 @@
 
 use super::args::BenchArgs;
 use super::output::{fail, CliError, EXIT_API_ERROR, EXIT_OK, EXIT_USAGE};
+use crate::bench::replicas::Replicas;
 use crate::bench::report::{RunInfo, TABLE_HEADER};
 use crate::bench::{self, BenchOptions, Limit};
 use crate::card::Domain;
@@ -27,7 +28,7 @@ pub fn run(args: &BenchArgs) -> i32 {
         Err(e) => return fail(&CliError::Usage(format!("starting the runtime: {e}"))),
     };
     let argv: Vec<String> = std::env::args().collect();
-    let info = RunInfo::detect(&argv, args.connect.http2);
+    let info = RunInfo::detect(&argv, args.connect.http2, &opts.replicas);
     if !args.json {
         println!("{}\n\n{TABLE_HEADER}", info.header());
     }
@@ -85,8 +86,12 @@ fn options(args: &BenchArgs) -> Result<BenchOptions, CliError> {
         (Some(s), None) => Limit::Duration(Duration::from_secs(s)),
         (None, None) => Limit::Duration(DEFAULT_DURATION),
     };
+    let replicas =
+        Replicas::new(args.connect.url.clone()).map_err(|e| CliError::Usage(e.to_string()))?;
     Ok(BenchOptions {
-        client: args.connect.client_options(),
+        // Each connection names its replica's URL; the options carry the rest.
+        client: args.connect.client_options_for(replicas.first()),
+        replicas,
         reader: ClientIdentity {
             cert: args.reader_cert.clone(),
             key: args.reader_key.clone(),
@@ -147,6 +152,29 @@ mod tests {
         ]);
         assert_eq!(a.scenario.0, vec![Scenario::Detokenize]);
         assert_eq!(options(&a).unwrap().limit, Limit::Requests(20));
+    }
+
+    #[test]
+    fn each_url_is_a_replica_in_the_order_given() {
+        let o = options(&bench_args(&[
+            "--url",
+            "https://10.0.0.1:8443",
+            "--url",
+            "https://10.0.0.2:8443",
+        ]))
+        .unwrap();
+        assert_eq!(
+            o.replicas.urls(),
+            ["https://10.0.0.1:8443", "https://10.0.0.2:8443"]
+        );
+        assert_eq!(o.client.url, "https://10.0.0.1:8443");
+        assert!(options(&bench_args(&[
+            "--url",
+            "https://a:1",
+            "--url",
+            "http://b:2"
+        ]))
+        .is_err());
     }
 
     #[test]

@@ -24,8 +24,10 @@
 //! payhsm keys activate|retire|destroy --purpose P --key-version N         # two custodians
 //! payhsm keys rewrap [--batch N]
 //! payhsm bench --scenario all|NAME --connections C (--duration S | --requests N) [--json]
+//!              [--url URL]...                                 # one per replica, round-robin
 //! ```
-//! Every API subcommand takes `--url`, `--ca`, `--cert`, `--key`, `--http2`, `--timeout`.
+//! Every API subcommand takes `--url`, `--ca`, `--cert`, `--key`, `--http2`, `--timeout`;
+//! `--url` once, except for `bench`.
 //! Exit codes: 0 on 2xx, 1 on an API error (code and message on stderr), 2 on usage,
 //! file or connection errors.
 //!
@@ -54,13 +56,25 @@ pub use calls::ApiCall;
 pub use output::{CliError, EXIT_API_ERROR, EXIT_OK, EXIT_USAGE};
 
 use crate::client::Client;
+use args::{url_occurrences, URL_ONCE};
 use clap::Parser;
+use std::ffi::OsString;
 use std::path::Path;
 use std::time::Duration;
 
 /// Parses the process arguments, runs the command and returns the exit code.
 pub fn main() -> i32 {
-    match Cli::try_parse() {
+    main_from(std::env::args_os().collect())
+}
+
+/// Parses `argv` (with the program name), runs the command and returns the exit code.
+fn main_from(argv: Vec<OsString>) -> i32 {
+    match Cli::try_parse_from(&argv) {
+        // clap keeps only the innermost of a global option given at two levels
+        // (`tokens --url A get --url B`), so a repeat is counted on the command line itself.
+        Ok(cli) if !matches!(cli.command, Command::Bench(_)) && url_occurrences(&argv) > 1 => {
+            output::fail(&CliError::Usage(URL_ONCE.to_owned()))
+        }
         Ok(cli) => run(cli),
         Err(e) => {
             let _ = e.print();
@@ -96,6 +110,10 @@ pub fn run(cli: Cli) -> i32 {
 
 /// Connects, sends `call` on a current-thread runtime and prints the answer.
 fn execute(connect: &ConnectArgs, call: ApiCall) -> i32 {
+    let opts = match connect.client_options() {
+        Ok(o) => o,
+        Err(e) => return output::fail(&e),
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -104,7 +122,6 @@ fn execute(connect: &ConnectArgs, call: ApiCall) -> i32 {
         Err(e) => return output::fail(&CliError::Usage(format!("starting the runtime: {e}"))),
     };
     let timeout = Duration::from_secs(connect.timeout);
-    let opts = connect.client_options();
     let result = runtime.block_on(async {
         let exchange = async {
             let mut client = Client::connect(&opts).await?;

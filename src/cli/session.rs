@@ -17,12 +17,12 @@ pub(super) struct Session {
 
 impl Session {
     pub(super) fn open(connect: &ConnectArgs) -> Result<Self, CliError> {
+        let opts = connect.client_options()?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| CliError::Usage(format!("starting the runtime: {e}")))?;
         let timeout = Duration::from_secs(connect.timeout);
-        let opts = connect.client_options();
         let client = runtime
             .block_on(async { tokio::time::timeout(timeout, Client::connect(&opts)).await })
             .map_err(|_| {

@@ -35,7 +35,7 @@ fn connect_options_have_the_documented_defaults() {
         return;
     }
     let t = tokens(&["payhsm", "tokens", "get", "123", "--domain", "d"]);
-    assert_eq!(t.connect.url, "https://127.0.0.1:8443");
+    assert_eq!(t.connect.url, ["https://127.0.0.1:8443"]);
     assert_eq!(t.connect.ca, PathBuf::from("keys-sample/ca.pem"));
     assert_eq!(
         t.connect.cert,
@@ -68,9 +68,10 @@ fn connect_options_are_accepted_before_and_after_the_operation() {
         "--key",
         "c.key",
     ]);
-    assert_eq!(t.connect.url, "https://[::1]:9443");
+    assert_eq!(t.connect.url, ["https://[::1]:9443"]);
     assert!(t.connect.http2);
-    let opts = t.connect.client_options();
+    let opts = t.connect.client_options().unwrap();
+    assert_eq!(opts.url, "https://[::1]:9443");
     assert_eq!(opts.ca, PathBuf::from("ca.pem"));
     let id = opts.identity.unwrap();
     assert_eq!(
@@ -219,7 +220,7 @@ fn health_flags_parse_and_exclude_each_other() {
     match parse(&["payhsm", "health", "--ready", "--url", "https://h:1"]).command {
         Command::Health(h) => {
             assert!(h.ready && !h.metrics);
-            assert_eq!(h.connect.url, "https://h:1");
+            assert_eq!(h.connect.url, ["https://h:1"]);
         }
         other => panic!("{other:?}"),
     }
@@ -345,4 +346,111 @@ fn authz_verify_takes_a_jws_or_stdin_and_a_jwks() {
         refused(&["payhsm", "authz"]),
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
     );
+}
+
+fn bench(argv: &[&str]) -> BenchArgs {
+    match parse(argv).command {
+        Command::Bench(b) => b,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn bench_takes_one_url_per_replica_and_they_replace_the_default() {
+    let b = bench(&[
+        "payhsm",
+        "bench",
+        "--url",
+        "https://10.0.0.1:8443",
+        "--scenario",
+        "noop",
+        "--url",
+        "https://10.0.0.2:8443",
+    ]);
+    // Not the default followed by the two: the values given replace it.
+    assert_eq!(
+        b.connect.url,
+        ["https://10.0.0.1:8443", "https://10.0.0.2:8443"]
+    );
+    let one = bench(&["payhsm", "bench", "--url", "https://10.0.0.1:8443"]);
+    assert_eq!(one.connect.url, ["https://10.0.0.1:8443"]);
+    if std::env::var_os("PAYHSM_URL").is_none() {
+        assert_eq!(
+            bench(&["payhsm", "bench"]).connect.url,
+            ["https://127.0.0.1:8443"]
+        );
+    }
+}
+
+#[test]
+fn a_url_repeated_across_levels_is_refused_though_clap_keeps_only_the_inner_one() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let url = format!("https://{}", listener.local_addr().unwrap());
+    let inner = format!("--url={url}");
+    // clap (issue 3938) drops the outer value of a global option given at two levels...
+    let argv = [
+        "payhsm",
+        "tokens",
+        "--url",
+        "https://127.0.0.1:9",
+        "get",
+        "T",
+        "--domain",
+        "d",
+        &inner,
+        "--timeout",
+        "1",
+    ];
+    assert_eq!(tokens(&argv).connect.url, [url.as_str()]);
+    // ...so the command line itself is counted: refused before any connection is tried.
+    let os: Vec<std::ffi::OsString> = argv.iter().map(Into::into).collect();
+    assert_eq!(args::url_occurrences(&os), 2);
+    assert_eq!(main_from(os), EXIT_USAGE);
+    assert!(listener.accept().is_err(), "connected");
+    // A `--url` after `--` is a value, not the option.
+    let escaped: Vec<std::ffi::OsString> = ["payhsm", "--url", "x", "--", "--url"]
+        .iter()
+        .map(Into::into)
+        .collect();
+    assert_eq!(args::url_occurrences(&escaped), 1);
+}
+
+#[test]
+fn a_repeated_url_is_a_usage_error_outside_bench() {
+    let t = tokens(&[
+        "payhsm",
+        "tokens",
+        "get",
+        "T",
+        "--domain",
+        "d",
+        "--url",
+        "https://a:1",
+        "--url",
+        "https://b:2",
+    ]);
+    match t.connect.client_options() {
+        Err(CliError::Usage(m)) => {
+            assert_eq!(m, "--url is given once, except for `payhsm bench`")
+        }
+        other => panic!("{other:?}"),
+    }
+    // Refused before any connection is tried: the listener is never connected to.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let url = format!("https://{}", listener.local_addr().unwrap());
+    let jwks = format!("{url}/v1/keys/jwks");
+    let twice = ["--url", &url, "--url", &url, "--timeout", "1"];
+    for argv in [
+        &["payhsm", "tokens", "get", "T", "--domain", "d"][..],
+        &["payhsm", "health", "--ready"][..],
+        &["payhsm", "keys", "list"][..],
+        &["payhsm", "audit", "export"][..],
+        &["payhsm", "authz", "verify", "a.b.c", "--jwks", &jwks][..],
+    ] {
+        let full: Vec<&str> = argv.iter().chain(twice.iter()).copied().collect();
+        assert_eq!(run(parse(&full)), EXIT_USAGE, "{full:?}");
+        assert!(listener.accept().is_err(), "{full:?} connected");
+    }
 }
