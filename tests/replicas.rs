@@ -279,6 +279,10 @@ async fn one_assertion_sent_to_both_replicas_at_once_is_approved_once() {
         let mut statuses = [(ra.status, error_code(&ra)), (rb.status, error_code(&rb))];
         statuses.sort();
         assert_eq!(statuses[0].0, 201, "{statuses:?}");
-        assert_eq!(statuses[1], (409, "challenge_used".to_owned()), "{statuses:?}");
+        assert_eq!(
+            statuses[1],
+            (409, "challenge_used".to_owned()),
+            "{statuses:?}"
+        );
     }
 }
