@@ -347,6 +347,42 @@ impl crate::store::StoreObserver for Metrics {
 mod tests {
     use super::*;
 
+    /// The method names of the store's port traits, read from their source: every one has
+    /// its own `op` label (a new method without one would be counted as `other`).
+    #[test]
+    fn store_ops_are_exactly_the_port_methods() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/store");
+        let mut methods = Vec::new();
+        for file in [
+            "tokens",
+            "keys",
+            "devices",
+            "authorizations",
+            "idempotency",
+            "audit",
+            "mod",
+        ] {
+            let text = std::fs::read_to_string(dir.join(format!("{file}.rs"))).unwrap();
+            let mut in_trait = false;
+            for line in text.lines() {
+                if let Some(rest) = line.strip_prefix("pub trait ") {
+                    let name = rest.split([':', ' ', '<']).next().unwrap_or_default();
+                    in_trait = name.ends_with("Store");
+                } else if line == "}" {
+                    in_trait = false;
+                } else if let Some(rest) = line.trim().strip_prefix("fn ").filter(|_| in_trait) {
+                    let name = rest.split(['(', '<']).next().unwrap_or_default();
+                    methods.push(name.to_owned());
+                }
+            }
+        }
+        methods.sort();
+        let mut ops: Vec<String> = STORE_OPS.iter().map(|s| (*s).to_owned()).collect();
+        ops.sort();
+        assert!(methods.len() > 30, "{methods:?}");
+        assert_eq!(ops, methods);
+    }
+
     #[test]
     fn render_contains_recorded_requests_and_durations() {
         let m = Metrics::new();
