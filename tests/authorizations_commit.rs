@@ -2,8 +2,9 @@
 //! token's state is read again inside the transaction that consumes the challenge, moves the
 //! counter and stores the authorization. The token is suspended (or deleted) deterministically
 //! between the steps of an authorization (`sign_payment`, then `commit_payment`), and between a
-//! challenge's checks and its insertion, in process over a real SQLite store, a real SoftHSM2
-//! signer and the real policies.
+//! challenge's checks and its insertion, in process over a real store (each test runs on
+//! SQLite and on PostgreSQL, the fixtures of `tests/store_cases/`), a real SoftHSM2 signer and
+//! the real policies.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -11,6 +12,7 @@
     clippy::indexing_slicing
 )] // test crate
 
+mod store_cases;
 mod support;
 use payhsm::audit::{AuditEvent, PolicyVerdict};
 use payhsm::card::{Domain, StatusChange, Token, TokenStatus};
@@ -21,13 +23,14 @@ use payhsm::policy::{PolicyEngine, Principal};
 use payhsm::service::{
     Authorizations, AuthorizeInput, Caller, Error, PaymentChallengeInput, SignedPayment,
 };
-use payhsm::store::prelude::*;
-use payhsm::store::sqlite::{open, SqliteOptions, SqliteStore};
+use payhsm::store::Store;
 use payhsm::store::{
     AuthorizationChallengeRecord, ChallengeIssue, DeviceRecord, Idempotent, TransitionOutcome,
 };
 use payhsm::webauthn::attestation::{Format, Trust};
 use std::sync::Arc;
+use store_cases::backends::{PostgresFixture, SqliteFixture};
+use store_cases::Fixture;
 use support::authenticator::Authenticator;
 use support::softhsm::{fixture, serial, TOKEN, USER_PIN};
 
@@ -35,9 +38,8 @@ const DEVICE: &str = "device-1";
 
 /// The store, the use cases, a token in `shop` and a device enrolled for it.
 struct World {
-    _dir: tempfile::TempDir,
-    db: std::path::PathBuf,
-    store: Arc<SqliteStore>,
+    backend: Box<dyn Fixture>,
+    store: Arc<dyn Store>,
     authz: Authorizations,
     auth: Authenticator,
     token: Token,
@@ -55,10 +57,8 @@ fn event(action: &str) -> AuditEvent {
     )
 }
 
-async fn world() -> World {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("payhsm.db");
-    let store = Arc::new(open(&db, SqliteOptions::default()).unwrap());
+async fn world(backend: Box<dyn Fixture>) -> World {
+    let store = backend.open().await;
     let hsm = Hsm::open(
         &fixture().module,
         HsmConfig {
@@ -122,8 +122,7 @@ async fn world() -> World {
         request_id: "pay-1".into(),
     };
     World {
-        _dir: dir,
-        db,
+        backend,
         store,
         authz,
         auth,
@@ -132,6 +131,35 @@ async fn world() -> World {
         caller,
     }
 }
+
+/// Each test on both backends: `sqlite::<test>` and `postgres::<test>`.
+macro_rules! on_both_backends {
+    ($($test:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    super::$test(Box::new(super::SqliteFixture::new())).await;
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    super::$test(Box::new(super::PostgresFixture::new())).await;
+                }
+            )+
+        }
+    };
+}
+
+on_both_backends!(
+    an_authorization_signed_before_a_suspend_is_refused_at_its_commit,
+    an_authorization_signed_before_a_delete_is_refused_at_its_commit,
+    an_authorization_on_a_token_still_active_commits,
+    a_challenge_for_a_token_suspended_after_its_checks_is_not_stored,
+);
 
 impl World {
     /// A payment of 5.00 EUR to `Shop` with the token and the device.
@@ -181,10 +209,10 @@ impl World {
     }
 
     /// Rows in `authorizations`, read beside the store.
-    fn authorizations(&self) -> i64 {
-        let conn = rusqlite::Connection::open(&self.db).unwrap();
-        conn.query_row("SELECT COUNT(*) FROM authorizations", [], |r| r.get(0))
-            .unwrap()
+    async fn authorizations(&self) -> i64 {
+        self.backend
+            .query_i64("SELECT COUNT(*) FROM authorizations")
+            .await
     }
 
     /// (action, outcome, decision) of the records of the payment's request.
@@ -202,16 +230,17 @@ impl World {
     }
 }
 
-#[tokio::test]
-async fn an_authorization_signed_before_a_suspend_is_refused_at_its_commit() {
+async fn an_authorization_signed_before_a_suspend_is_refused_at_its_commit(
+    backend: Box<dyn Fixture>,
+) {
     let _serial = serial().await;
-    let w = world().await;
+    let w = world(backend).await;
     let (challenge_id, signed) = w.signed().await;
     w.change(StatusChange::Suspend).await;
 
     let refused = w.authz.commit_payment(signed).await;
     assert!(matches!(refused, Err(Error::TokenSuspended)), "{refused:?}");
-    assert_eq!(w.authorizations(), 0);
+    assert_eq!(w.authorizations().await, 0);
     // The attempt ended as a refusal: the challenge is used up, the record says why, and the
     // decision is still the policy's `allow` (it was the token that changed).
     let challenge = w
@@ -232,24 +261,24 @@ async fn an_authorization_signed_before_a_suspend_is_refused_at_its_commit() {
     );
 }
 
-#[tokio::test]
-async fn an_authorization_signed_before_a_delete_is_refused_at_its_commit() {
+async fn an_authorization_signed_before_a_delete_is_refused_at_its_commit(
+    backend: Box<dyn Fixture>,
+) {
     let _serial = serial().await;
-    let w = world().await;
+    let w = world(backend).await;
     let (_, signed) = w.signed().await;
     w.change(StatusChange::Delete).await;
 
     let refused = w.authz.commit_payment(signed).await;
     assert!(matches!(refused, Err(Error::TokenNotFound)), "{refused:?}");
-    assert_eq!(w.authorizations(), 0);
+    assert_eq!(w.authorizations().await, 0);
     let records = w.payment_records().await;
     assert_eq!(records.last().unwrap().1, "token_not_found", "{records:?}");
 }
 
-#[tokio::test]
-async fn an_authorization_on_a_token_still_active_commits() {
+async fn an_authorization_on_a_token_still_active_commits(backend: Box<dyn Fixture>) {
     let _serial = serial().await;
-    let w = world().await;
+    let w = world(backend).await;
     let (_, signed) = w.signed().await;
     // A suspend and a resume in between leave the token active: the approval stands.
     w.change(StatusChange::Suspend).await;
@@ -257,15 +286,16 @@ async fn an_authorization_on_a_token_still_active_commits() {
 
     let approved = w.authz.commit_payment(signed).await.unwrap();
     assert_eq!(approved.decision, "approved");
-    assert_eq!(w.authorizations(), 1);
+    assert_eq!(w.authorizations().await, 1);
     let records = w.payment_records().await;
     assert_eq!(records.last().unwrap().0, "authorization_approved");
 }
 
-#[tokio::test]
-async fn a_challenge_for_a_token_suspended_after_its_checks_is_not_stored() {
+async fn a_challenge_for_a_token_suspended_after_its_checks_is_not_stored(
+    backend: Box<dyn Fixture>,
+) {
     let _serial = serial().await;
-    let w = world().await;
+    let w = world(backend).await;
     // What the service has checked (the token was active) meets a token suspended since.
     w.change(StatusChange::Suspend).await;
     let p = w.payment();

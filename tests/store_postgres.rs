@@ -1,7 +1,9 @@
-//! The PostgreSQL store against a real server: a throwaway cluster started by the test
-//! (PostgreSQL server binaries required, see `PAYHSM_PG_BIN`), two stores on it as two
-//! replicas: tokenization converges across them, a challenge is consumed once, and the one
-//! audit chain they share links up.
+//! The PostgreSQL store against a real server (`tests/support/postgres.rs`: a throwaway
+//! cluster, PostgreSQL server binaries required): the conformance suite
+//! (`tests/store_cases/`), each case on a fresh database of the shared cluster, and what only
+//! PostgreSQL has: replicas migrating at once, a newer schema refused, an outage and the
+//! recovery after it, statement and pool timeouts, TLS verify-full, and TLS required for a
+//! remote server.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -9,414 +11,78 @@
     clippy::indexing_slicing
 )] // test crate
 
-use payhsm::audit::{link, AuditEvent, AuditRecord, PolicyVerdict, GENESIS};
-use payhsm::card::{Domain, Last4, Token, TokenFormat, TokenStatus};
-use payhsm::keys::{Fingerprint, KeyVersion, SealedPan};
-use payhsm::store::postgres::{open, PgTls, PostgresOptions, PostgresStore};
+mod store_cases;
+mod support;
+use payhsm::card::Domain;
+use payhsm::store::postgres::{open, PgTls, PostgresOptions};
 use payhsm::store::prelude::*;
-use payhsm::store::{
-    ChallengePurpose, ChallengeRecord, ConsumeOutcome, DetokenizeOutcome, Lookup, NewToken, Store,
-    StoreError, TokenRecord, TokenizeOutcome,
-};
+use payhsm::store::StoreError;
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
+use store_cases::backends::{options, PostgresFixture};
+use store_cases::{assert_chain, event, tok, Fixture};
+use support::postgres::{fresh_database, PgCluster};
 
-/// A PostgreSQL cluster in a temporary directory under `target/`, stopped on drop.
-struct Cluster {
-    dir: tempfile::TempDir,
-    bin: PathBuf,
-    port: u16,
-    /// Run the server binaries as this user (initdb refuses root).
-    as_user: Option<&'static str>,
-    /// Server settings beyond the port and socket (`-c name=value ...`).
-    settings: String,
-}
-
-impl Cluster {
-    /// A cluster without TLS.
-    fn start() -> Self {
-        Self::start_with(|_| String::new())
-    }
-
-    /// A cluster with TLS on, its certificate from a fresh dev PKI (`localhost`, `127.0.0.1`)
-    /// whose CA is `<dir>/pki/ca.pem`.
-    fn start_tls() -> Self {
-        Self::start_with(|dir| {
-            let pki = dir.join("pki");
-            payhsm::pki::generate_dev_pki(&pki).unwrap();
-            format!(
-                "-c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
-                pki.join("server.pem").display(),
-                pki.join("server.key").display()
-            )
-        })
-    }
-
-    /// `prepare` writes what the server needs into its directory and returns its settings.
-    fn start_with(prepare: impl FnOnce(&std::path::Path) -> String) -> Self {
-        let bin = std::env::var_os("PAYHSM_PG_BIN")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/usr/lib/postgresql/15/bin"));
-        assert!(
-            bin.join("initdb").exists(),
-            "PostgreSQL server binaries not found in {} (apt-get install postgresql, or set \
-             PAYHSM_PG_BIN)",
-            bin.display()
-        );
-        let dir = tempfile::Builder::new()
-            .prefix("pg-")
-            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-            .unwrap();
-        let settings = prepare(dir.path());
-        let root = String::from_utf8(Command::new("id").arg("-u").output().unwrap().stdout)
-            .unwrap()
-            .trim()
-            == "0";
-        let as_user = root.then_some("postgres");
-        if let Some(user) = as_user {
-            let ok = Command::new("chown")
-                .args(["-R", user])
-                .arg(dir.path())
-                .status()
-                .unwrap();
-            assert!(ok.success(), "chown to {user}");
-        }
-        // A free port: bound and released (a race with another process is unlikely enough).
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let cluster = Self {
-            dir,
-            bin,
-            port,
-            as_user,
-            settings,
-        };
-        let data = cluster.data();
-        cluster.run(
-            "initdb",
-            &[
-                "-D",
-                data.to_str().unwrap(),
-                "-A",
-                "trust",
-                "-U",
-                "payhsm",
-                "--no-sync",
-            ],
-        );
-        cluster.server_start();
-        cluster
-    }
-
-    /// Starts the server (again) and waits until it accepts connections.
-    fn server_start(&self) {
-        let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=50 {}",
-            self.port,
-            self.dir.path().display(),
-            self.settings
-        );
-        let data = self.data();
-        let log = self.dir.path().join("log");
-        self.run(
-            "pg_ctl",
-            &[
-                "-D",
-                data.to_str().unwrap(),
-                "-o",
-                &options,
-                "-l",
-                log.to_str().unwrap(),
-                "-w",
-                "start",
-            ],
-        );
-    }
-
-    /// Stops the server at once (a crash, as far as clients can tell).
-    fn server_kill(&self) {
-        let data = self.data();
-        self.run(
-            "pg_ctl",
-            &["-D", data.to_str().unwrap(), "-m", "immediate", "stop"],
-        );
-    }
-
-    fn data(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-
-    /// Runs a server tool; its output is shown only if it fails.
-    fn run(&self, tool: &str, args: &[&str]) {
-        let program = self.bin.join(tool);
-        let out = match self.as_user {
-            Some(user) => Command::new("runuser")
-                .args(["-u", user, "--"])
-                .arg(&program)
-                .args(args)
-                .output(),
-            None => Command::new(&program).args(args).output(),
-        }
-        .unwrap();
-        assert!(
-            out.status.success(),
-            "{tool} {args:?}: {}\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// A fresh database on the cluster, and the URL to it.
-    fn database(&self, name: &str) -> String {
-        self.run(
-            "createdb",
-            &[
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "payhsm",
-                name,
-            ],
-        );
-        format!("postgres://payhsm@127.0.0.1:{}/{name}", self.port)
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let data = self.data();
-        let args = ["-D", data.to_str().unwrap_or(""), "-m", "immediate", "stop"];
-        let program = self.bin.join("pg_ctl");
-        let _ = match self.as_user {
-            Some(user) => Command::new("runuser")
-                .args(["-u", user, "--"])
-                .arg(&program)
-                .args(args)
-                .output(),
-            None => Command::new(&program).args(args).output(),
-        };
-    }
-}
-
-fn options(url: &str) -> PostgresOptions {
-    PostgresOptions {
-        url: url.to_owned(),
-        password: None,
-        tls: PgTls::Disable,
-        pool_size: 4,
-        connect_timeout: Duration::from_secs(5),
-        statement_timeout: Duration::from_secs(10),
-        max_batch: 64,
-    }
-}
-
-async fn store(url: &str) -> PostgresStore {
-    open(options(url)).await.unwrap()
-}
-
-fn event(action: &str) -> AuditEvent {
-    AuditEvent::new(
-        "2026-01-01T00:00:00.000Z".into(),
-        "req".into(),
-        "spiffe://gw".into(),
-        action.into(),
-        PolicyVerdict::NotAsked,
-    )
-}
-
-fn fp(n: u32) -> Fingerprint {
-    let mut b = [0u8; 32];
-    b[..4].copy_from_slice(&n.to_be_bytes());
-    Fingerprint(b)
-}
-
-/// A 16-digit token whose middle encodes `n`, never Luhn-valid.
-fn tok(n: u32) -> Token {
-    let t = format!("411111{n:06}1111");
-    if payhsm::card::luhn_valid(t.as_bytes()) {
-        return Token::parse(&format!("411111{n:06}1112")).unwrap();
-    }
-    Token::parse(&t).unwrap()
-}
-
-/// The tokenization of PAN number `n` as a replica offers it: the token derived from its
-/// fingerprint first.
-fn derived_token(n: u32) -> NewToken {
-    let fingerprint = fp(n);
-    let token = tok(500_000 + n);
-    NewToken {
-        format: TokenFormat::default(),
-        record: TokenRecord {
-            token: token.clone(),
-            domain: Domain::parse("shop").unwrap(),
-            fingerprint: Some(fingerprint),
-            sealed: Some(SealedPan {
-                key_version: KeyVersion(1),
-                nonce: [7; 12],
-                ciphertext: vec![n as u8; 40],
-            }),
-            last4: Last4::parse("1111").unwrap(),
-            status: TokenStatus::Active,
-            created_at: "2026-01-01T00:00:00.000Z".into(),
-            updated_at: "2026-01-01T00:00:00.000Z".into(),
-        },
-        lookup: vec![Lookup {
-            version: KeyVersion(1),
-            fingerprint,
-            derived: token,
-        }],
-    }
-}
-
-/// Recomputes the chain with `link`: gapless from 1 and every hash reproduced.
-fn assert_chain(records: &[AuditRecord]) {
-    let mut prev = GENESIS;
-    for (i, r) in records.iter().enumerate() {
-        let (again, h) = link(&prev, i as u64 + 1, r.event.clone());
-        assert_eq!(&again, r, "record {}", i + 1);
-        prev = h;
-    }
-}
-
-fn challenge(id: &str) -> ChallengeRecord {
-    let t0 = time::macros::datetime!(2026-01-01 00:00:00 UTC);
-    ChallengeRecord {
-        id: id.into(),
-        purpose: ChallengePurpose::Enrol,
-        challenge: vec![0x5a; 32],
-        rp_id: "localhost".into(),
-        user: "alice".into(),
-        token: None,
-        domain: None,
-        created_at: payhsm::clock::format_rfc3339(t0),
-        expires_at: payhsm::clock::format_rfc3339(t0 + time::Duration::seconds(120)),
-        used_at: None,
-    }
-}
-
-/// Runs a statement beside the store.
-async fn sql(url: &str, statement: &str) -> Result<(), tokio_postgres::Error> {
-    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
-    tokio::spawn(conn);
-    client.batch_execute(statement).await
-}
+store_cases::conformance!(PostgresFixture::new();
+    a_challenge_consumed_from_two_replicas_at_once_is_consumed_once,
+    a_challenge_is_consumed_once_and_then_reported_used,
+    a_changed_token_format_keeps_the_tokens_derived_before_findable,
+    a_credential_id_enrols_once_and_a_duplicate_writes_nothing,
+    a_data_key_version_is_retired_and_destroyed_only_once_no_record_uses_it,
+    a_deleted_derived_token_is_not_reused_and_its_successor_is_found,
+    a_derived_token_is_found_by_its_own_row_and_kept_out_of_the_index,
+    a_device_is_not_bound_to_a_token_suspended_or_deleted_after_the_services_check,
+    a_second_distinct_custodian_within_the_window_grants_a_change,
+    a_token_read_after_an_acknowledged_change_sees_the_change,
+    a_token_written_on_one_replica_is_read_and_detokenized_on_the_other,
+    an_expired_challenge_is_refused_and_stays_unused,
+    audit_log_rows_cannot_be_updated_or_deleted,
+    chain_continues_after_close_and_reopen,
+    concurrent_counter_updates_from_the_same_value_let_one_through,
+    concurrent_tokenizations_all_commit_with_a_gapless_signed_chain,
+    data_keys_round_trip_with_their_audit_record,
+    detokenize_is_refused_when_audit_write_fails,
+    detokenize_outcomes_are_active_suspended_and_not_found_each_audited,
+    failed_jobs_in_a_batch_leave_no_hole_or_fork,
+    keys_changed_when_the_ring_misses_a_live_version_or_seals_under_a_non_active_one,
+    lifecycle_transitions_and_delete_wipes_the_sealed_pan,
+    of_twenty_concurrent_consumers_exactly_one_wins,
+    replicas_append_to_one_gapless_audit_chain,
+    same_pan_converges_within_a_domain_and_differs_across_domains,
+    taken_token_writes_nothing_not_even_audit,
+    the_kek_check_value_is_recorded_once_and_returned_after,
+    the_latest_audit_record_is_the_head_of_the_chain,
+    the_sign_count_is_a_compare_and_set,
+    two_replicas_tokenizing_the_same_pans_at_once_get_one_token_each,
+);
 
 #[tokio::test(flavor = "multi_thread")]
-async fn two_replicas_on_one_postgres_share_tokens_single_use_and_one_audit_chain() {
-    let cluster = Cluster::start();
-    let url = cluster.database("replicas");
-    // Two opens at once: the migration lock lets one migrate and the other find it done.
-    let (a, b) = tokio::join!(store(&url), store(&url));
-    let (a, b) = (Arc::new(a), Arc::new(b));
-
-    // Tokenize and detokenize on one replica; the other reads the same row.
-    let TokenizeOutcome::Created(created) = a
-        .tokenize(derived_token(1), event("tokenize"))
-        .await
-        .unwrap()
-    else {
-        panic!("not created")
-    };
-    let got = b
-        .detokenize(&created.token, &created.domain, event("detokenize"))
-        .await
-        .unwrap();
-    assert_eq!(
-        got,
-        DetokenizeOutcome::Active(created.sealed.clone().unwrap())
-    );
-    assert_eq!(
-        b.token(&created.token, &created.domain).await.unwrap(),
-        Some(created.clone())
-    );
-
-    // Both replicas tokenize the same PANs at once: one token per PAN.
-    let mut tasks = Vec::new();
-    for n in 100..140u32 {
-        for s in [a.clone(), b.clone()] {
-            tasks.push(tokio::spawn(async move {
-                let out = s.tokenize(derived_token(n), event("tokenize")).await;
-                (n, out.unwrap())
-            }));
-        }
+async fn replicas_opening_an_empty_database_at_once_migrate_it_once() {
+    let url = fresh_database();
+    // The migration lock lets one migrate and the others find it done.
+    let opening: Vec<_> = (0..4).map(|_| tokio::spawn(open(options(&url)))).collect();
+    let mut stores = Vec::new();
+    for o in opening {
+        stores.push(o.await.unwrap().unwrap());
     }
-    // A third replica starts while the two write: its open-time check of the chain head
-    // sees one snapshot, and its records join the same chain.
-    let late = store(&url).await;
-    late.record(event("late_replica")).await.unwrap();
-    let mut tokens = std::collections::HashMap::new();
-    let (mut made, mut found) = (0, 0);
-    for t in tasks {
-        let (n, out) = t.await.unwrap();
-        let record = match out {
-            TokenizeOutcome::Created(r) => {
-                made += 1;
-                r
-            }
-            TokenizeOutcome::Existing(r) => {
-                found += 1;
-                r
-            }
-            other => panic!("PAN {n}: {other:?}"),
-        };
-        let first = tokens.entry(n).or_insert_with(|| record.token.clone());
-        assert_eq!(*first, record.token, "PAN {n} got two tokens");
+    for (i, s) in stores.iter().enumerate() {
+        s.record(event(&format!("replica_{i}"))).await.unwrap();
     }
-    assert_eq!((made, found), (40, 40));
-
-    // One challenge consumed from both replicas at once: exactly one wins.
-    a.create_challenge(challenge("race"), event("create_device_challenge"))
-        .await
-        .unwrap();
-    let now = time::macros::datetime!(2026-01-01 00:00:10 UTC);
-    let (x, y) = tokio::join!(
-        a.consume_challenge("race", ChallengePurpose::Enrol, now),
-        b.consume_challenge("race", ChallengePurpose::Enrol, now)
-    );
-    let outcomes = [x.unwrap(), y.unwrap()];
-    let won = outcomes
-        .iter()
-        .filter(|o| matches!(o, ConsumeOutcome::Consumed(_)))
-        .count();
-    assert_eq!(won, 1, "{outcomes:?}");
-    assert!(outcomes.contains(&ConsumeOutcome::AlreadyUsed));
-
-    // One chain, gapless, whichever replica wrote: 1 + 1 + 80 + 1 + 1 records.
-    let records = b.audit_records(0, 10_000).await.unwrap();
-    assert_eq!(records.len(), 84);
+    let records = stores[0].audit_records(0, 100).await.unwrap();
+    assert_eq!(records.len(), 4);
     assert_chain(&records);
-    assert_eq!(a.audit_records(0, 10_000).await.unwrap(), records);
-
-    // The log is append-only in the database itself.
-    let refused = sql(&url, "UPDATE audit_log SET action = 'x' WHERE seq = 1").await;
-    assert!(refused.is_err(), "audit_log accepted an UPDATE");
-    let refused = sql(&url, "DELETE FROM audit_log").await;
-    assert!(refused.is_err(), "audit_log accepted a DELETE");
-
-    a.ping().await.unwrap();
-    b.ping().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_schema_newer_than_the_build_is_refused() {
-    let cluster = Cluster::start();
-    let url = cluster.database("newer");
-    drop(store(&url).await);
-    sql(
-        &url,
-        "INSERT INTO schema_version (version, applied_at) VALUES (99, 'later')",
-    )
-    .await
-    .unwrap();
-    match open(options(&url)).await {
+    let f = PostgresFixture::new();
+    let url = f.url();
+    drop(f.open().await);
+    f.execute("INSERT INTO schema_version (version, applied_at) VALUES (99, 'later')")
+        .await
+        .unwrap();
+    match open(options(url)).await {
         Err(StoreError::Corrupt(m)) => assert!(m.contains("99"), "{m}"),
         other => panic!("opened a newer schema: {other:?}"),
     }
@@ -424,12 +90,13 @@ async fn a_schema_newer_than_the_build_is_refused() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn writes_fail_fast_while_postgres_is_down_and_recover_when_it_is_back() {
-    let cluster = Cluster::start();
-    let url = cluster.database("outage");
-    let s = store(&url).await;
+    // Its own cluster: stopping the shared one would fail the other tests.
+    let cluster = PgCluster::start();
+    let url = cluster.create_database("outage");
+    let s = open(options(&url)).await.unwrap();
     s.record(event("before")).await.unwrap();
 
-    cluster.server_kill();
+    cluster.crash();
     let started = std::time::Instant::now();
     let err = s.record(event("during")).await.unwrap_err();
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
@@ -440,7 +107,7 @@ async fn writes_fail_fast_while_postgres_is_down_and_recover_when_it_is_back() {
         started.elapsed()
     );
 
-    cluster.server_start();
+    cluster.start_again();
     // The writer reconnects by itself (after its backoff); readiness follows.
     let mut recovered = false;
     for _ in 0..100 {
@@ -459,8 +126,7 @@ async fn writes_fail_fast_while_postgres_is_down_and_recover_when_it_is_back() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_blocked_statement_times_out_and_an_exhausted_pool_answers_at_once() {
-    let cluster = Cluster::start();
-    let url = cluster.database("timeouts");
+    let url = fresh_database();
     let s = Arc::new(
         open(PostgresOptions {
             pool_size: 1,
@@ -511,13 +177,14 @@ async fn a_blocked_statement_times_out_and_an_exhausted_pool_answers_at_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn verify_full_checks_the_servers_chain_and_name() {
-    let cluster = Cluster::start_tls();
-    let plain = cluster.database("tls");
+    // Its own cluster: TLS is a server setting, turned on with a restart.
+    let cluster = PgCluster::start();
+    let ca = cluster.enable_tls();
+    let plain = cluster.create_database("tls");
     let verify_full = |url: &str, ca_file: PathBuf| PostgresOptions {
         tls: PgTls::VerifyFull { ca_file },
         ..options(url)
     };
-    let ca = cluster.dir.path().join("pki/ca.pem");
 
     // The right CA and a name the certificate holds: the store works over TLS.
     let s = open(verify_full(&plain, ca.clone())).await.unwrap();
@@ -541,7 +208,7 @@ async fn verify_full_checks_the_servers_chain_and_name() {
     // The right CA, but the host name is not the certificate's (the address is).
     let misnamed = format!(
         "host=db.example.com hostaddr=127.0.0.1 port={} user=payhsm dbname=tls",
-        cluster.port
+        cluster.port()
     );
     let err = open(verify_full(&misnamed, ca.clone())).await.unwrap_err();
     assert!(

@@ -89,6 +89,11 @@ impl PgCluster {
         self.database_url("postgres")
     }
 
+    /// The loopback port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// The URL of database `name` on this cluster.
     pub fn database_url(&self, name: &str) -> String {
         format!("postgres://{USER}@127.0.0.1:{}/{name}", self.port)
@@ -157,6 +162,30 @@ impl PgCluster {
                 self.port
             );
         }
+    }
+
+    /// Turns TLS on, with a certificate from a fresh dev PKI (`localhost`, `127.0.0.1`) in
+    /// the cluster's folder, and restarts the server; returns the CA file that verifies it.
+    pub fn enable_tls(&self) -> PathBuf {
+        let pki = self.dir.join("pki");
+        payhsm::pki::generate_dev_pki(&pki).unwrap();
+        if let Some(user) = self.run_as {
+            // The server reads its key only if it owns it.
+            let ok = Command::new("chown")
+                .args(["-R", &format!("{user}:"), pki.to_str().unwrap()])
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "chown {user} {} failed", pki.display());
+        }
+        self.append_conf(&format!(
+            "ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\n",
+            pki.join("server.pem").display(),
+            pki.join("server.key").display()
+        ));
+        self.stop();
+        self.start_again();
+        pki.join("ca.pem")
     }
 
     /// The postmaster's process id while the server runs (from `postmaster.pid`).

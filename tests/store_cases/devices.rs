@@ -1,34 +1,21 @@
-//! The SQLite store's device enrolment rows against real database files: single-use
-//! challenges (also under concurrency), expiry, duplicate credentials, the counter
+//! Device enrolment: single-use challenges (also under concurrency), expiry, duplicate
+//! credentials, the binding to a token that must still be active, the counter
 //! compare-and-set, and the audit record written with each change.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test crate
 
-mod support;
+use super::Fixture;
 use payhsm::audit::{AuditEvent, PolicyVerdict};
 use payhsm::card::{Domain, StatusChange, Token, TokenStatus};
 use payhsm::store::prelude::*;
-use payhsm::store::sqlite::{open, SqliteOptions, SqliteStore};
 use payhsm::store::{
     ChallengePurpose, ChallengeRecord, ConsumeOutcome, DeviceRecord, EnrolOutcome,
 };
 use payhsm::webauthn::attestation::{Format, Trust};
-use std::sync::Arc;
 use time::macros::datetime;
 use time::OffsetDateTime;
 
 const T0: OffsetDateTime = datetime!(2026-01-01 00:00:00 UTC);
 
-fn store() -> (tempfile::TempDir, SqliteStore) {
-    let dir = tempfile::tempdir().unwrap();
-    let s = open(&dir.path().join("vault.db"), SqliteOptions::default()).unwrap();
-    (dir, s)
-}
-
+/// An audit event with an outcome and a detail, as the device service writes them.
 fn event(action: &str) -> AuditEvent {
     let mut e = AuditEvent::new(
         "2026-01-01T00:00:00.000Z".into(),
@@ -78,7 +65,7 @@ fn device(id: &str, credential: u8) -> DeviceRecord {
     }
 }
 
-async fn actions(s: &SqliteStore) -> Vec<String> {
+async fn actions(s: &dyn Store) -> Vec<String> {
     s.audit_records(0, 1000)
         .await
         .unwrap()
@@ -87,9 +74,8 @@ async fn actions(s: &SqliteStore) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_challenge_is_consumed_once_and_then_reported_used() {
-    let (_d, s) = store();
+pub async fn a_challenge_is_consumed_once_and_then_reported_used(f: &dyn Fixture) {
+    let s = f.open().await;
     let issued = challenge("c1", 120);
     s.create_challenge(issued.clone(), event("create_device_challenge"))
         .await
@@ -127,10 +113,8 @@ async fn a_challenge_is_consumed_once_and_then_reported_used() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn of_twenty_concurrent_consumers_exactly_one_wins() {
-    let (_d, s) = store();
-    let s = Arc::new(s);
+pub async fn of_twenty_concurrent_consumers_exactly_one_wins(f: &dyn Fixture) {
+    let s = f.open().await;
     s.create_challenge(challenge("race", 120), event("create_device_challenge"))
         .await
         .unwrap();
@@ -155,9 +139,8 @@ async fn of_twenty_concurrent_consumers_exactly_one_wins() {
     assert_eq!((consumed, used), (1, 19));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn an_expired_challenge_is_refused_and_stays_unused() {
-    let (_d, s) = store();
+pub async fn an_expired_challenge_is_refused_and_stays_unused(f: &dyn Fixture) {
+    let s = f.open().await;
     s.create_challenge(challenge("old", 60), event("create_device_challenge"))
         .await
         .unwrap();
@@ -182,9 +165,8 @@ async fn an_expired_challenge_is_refused_and_stays_unused() {
     ));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_credential_id_enrols_once_and_a_duplicate_writes_nothing() {
-    let (_d, s) = store();
+pub async fn a_credential_id_enrols_once_and_a_duplicate_writes_nothing(f: &dyn Fixture) {
+    let s = f.open().await;
     let d1 = device("dev-1", 1);
     assert_eq!(
         s.enrol_device(d1.clone(), event("device_enrolled"))
@@ -207,11 +189,11 @@ async fn a_credential_id_enrols_once_and_a_duplicate_writes_nothing() {
         EnrolOutcome::CredentialExists
     );
     assert_eq!(s.device("dev-2").await.unwrap(), None);
-    assert_eq!(actions(&s).await, ["device_enrolled"]);
+    assert_eq!(actions(&*s).await, ["device_enrolled"]);
     // A token-bound device round-trips its binding.
     let token = Token::parse("4111119876541111").unwrap();
     let domain = Domain::parse("shop").unwrap();
-    add_token(&s, &token, &domain).await;
+    add_token(&*s, &token, &domain).await;
     let mut bound = device("dev-3", 3);
     bound.token = Some(token);
     bound.domain = Some(domain);
@@ -224,20 +206,24 @@ async fn a_credential_id_enrols_once_and_a_duplicate_writes_nothing() {
 }
 
 /// An active token (enrolment never opens its sealed PAN).
-async fn add_token(s: &SqliteStore, token: &Token, domain: &Domain) {
-    s.tokenize(support::placeholder_token(token, domain), event("tokenize"))
-        .await
-        .unwrap();
+async fn add_token(s: &dyn Store, token: &Token, domain: &Domain) {
+    s.tokenize(
+        crate::support::placeholder_token(token, domain),
+        event("tokenize"),
+    )
+    .await
+    .unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_device_is_not_bound_to_a_token_suspended_or_deleted_after_the_services_check() {
+pub async fn a_device_is_not_bound_to_a_token_suspended_or_deleted_after_the_services_check(
+    f: &dyn Fixture,
+) {
     // The service checked the token; a suspend (then a delete) commits before the enrolment
     // job: the job sees it in its own transaction and writes nothing.
-    let (_d, s) = store();
+    let s = f.open().await;
     let token = Token::parse("4111119876541111").unwrap();
     let domain = Domain::parse("shop").unwrap();
-    add_token(&s, &token, &domain).await;
+    add_token(&*s, &token, &domain).await;
     let mut bound = device("dev-1", 1);
     bound.token = Some(token.clone());
     bound.domain = Some(domain.clone());
@@ -256,12 +242,11 @@ async fn a_device_is_not_bound_to_a_token_suspended_or_deleted_after_the_service
         );
         assert_eq!(s.device("dev-1").await.unwrap(), None);
     }
-    assert!(!actions(&s).await.contains(&"device_enrolled".to_owned()));
+    assert!(!actions(&*s).await.contains(&"device_enrolled".to_owned()));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_sign_count_is_a_compare_and_set() {
-    let (_d, s) = store();
+pub async fn the_sign_count_is_a_compare_and_set(f: &dyn Fixture) {
+    let s = f.open().await;
     s.enrol_device(device("dev-1", 1), event("device_enrolled"))
         .await
         .unwrap();
@@ -279,13 +264,11 @@ async fn the_sign_count_is_a_compare_and_set() {
         .await
         .unwrap());
     assert_eq!(s.device("dev-1").await.unwrap().unwrap().sign_count, 6);
-    assert_eq!(actions(&s).await, ["device_enrolled", "sign_count"]);
+    assert_eq!(actions(&*s).await, ["device_enrolled", "sign_count"]);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn concurrent_counter_updates_from_the_same_value_let_one_through() {
-    let (_d, s) = store();
-    let s = Arc::new(s);
+pub async fn concurrent_counter_updates_from_the_same_value_let_one_through(f: &dyn Fixture) {
+    let s = f.open().await;
     s.enrol_device(device("dev-1", 1), event("device_enrolled"))
         .await
         .unwrap();

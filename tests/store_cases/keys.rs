@@ -1,27 +1,16 @@
-//! The SQLite store's key lifecycle records: custodian approvals and their window, data key
-//! versions (activate, retire, destroy), the conditional rewrap of token records.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test crate
+//! Key lifecycle records: custodian approvals and their window, data key versions (activate,
+//! retire, destroy), the conditional rewrap of token records, the ring check behind
+//! `KeysChanged`, and the KEK check value pinned once.
 
+use super::Fixture;
 use payhsm::audit::{AuditEvent, PolicyVerdict};
 use payhsm::card::{Domain, Last4, Token, TokenFormat, TokenStatus};
 use payhsm::keys::{DataKeyState, Fingerprint, KeyVersion, SealedPan, WrappedDataKey};
 use payhsm::store::prelude::*;
-use payhsm::store::sqlite::{open, SqliteOptions, SqliteStore};
 use payhsm::store::{
     ApprovalOutcome, KeyApproval, KeyChangeOutcome, Lookup, NewToken, Rewrapped, TokenRecord,
     TokenizeOutcome,
 };
-
-fn store() -> (tempfile::TempDir, SqliteStore) {
-    let dir = tempfile::tempdir().unwrap();
-    let s = open(&dir.path().join("vault.db"), SqliteOptions::default()).unwrap();
-    (dir, s)
-}
 
 fn event(action: &str) -> AuditEvent {
     AuditEvent::new(
@@ -42,7 +31,7 @@ fn approval(custodian: &str, now: &str, expires_at: &str) -> KeyApproval {
     }
 }
 
-async fn audit_outcomes(s: &SqliteStore) -> Vec<String> {
+async fn audit_outcomes(s: &dyn Store) -> Vec<String> {
     s.audit_records(0, 1000)
         .await
         .unwrap()
@@ -51,9 +40,8 @@ async fn audit_outcomes(s: &SqliteStore) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_second_distinct_custodian_within_the_window_grants_a_change() {
-    let (_d, s) = store();
+pub async fn a_second_distinct_custodian_within_the_window_grants_a_change(f: &dyn Fixture) {
+    let s = f.open().await;
     let (a, b) = ("spiffe://c/custodian-1", "spiffe://c/custodian-2");
     let t = |m: u32| format!("2026-01-01T00:{m:02}:00.000Z");
     let first = s
@@ -93,7 +81,7 @@ async fn a_second_distinct_custodian_within_the_window_grants_a_change() {
         .unwrap();
     assert!(matches!(next, ApprovalOutcome::Pending { .. }));
     assert_eq!(
-        audit_outcomes(&s).await,
+        audit_outcomes(&*s).await,
         [
             "approve:pending",
             "approve:same_custodian",
@@ -148,7 +136,7 @@ fn record(n: u32, version: u32) -> TokenRecord {
 }
 
 /// Inserts `r` as the token derived from its fingerprint (the store trusts `lookup[0]`).
-async fn insert(s: &SqliteStore, r: TokenRecord) -> TokenizeOutcome {
+async fn insert(s: &dyn Store, r: TokenRecord) -> TokenizeOutcome {
     s.tokenize(derived(r), event("tokenize")).await.unwrap()
 }
 
@@ -165,15 +153,16 @@ fn derived(r: TokenRecord) -> NewToken {
     }
 }
 
-async fn state_of(s: &SqliteStore, version: u32) -> (DataKeyState, u64) {
+async fn state_of(s: &dyn Store, version: u32) -> (DataKeyState, u64) {
     let info = s.data_key_info().await.unwrap();
     let d = info.iter().find(|d| d.version.0 == version).unwrap();
     (d.state, d.records)
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_data_key_version_is_retired_and_destroyed_only_once_no_record_uses_it() {
-    let (_d, s) = store();
+pub async fn a_data_key_version_is_retired_and_destroyed_only_once_no_record_uses_it(
+    f: &dyn Fixture,
+) {
+    let s = f.open().await;
     let end = || "2027-01-01T00:00:00.000Z".to_owned();
     let now = || "2026-06-01T00:00:00.000Z".to_owned();
     s.activate_data_key(wrapped(1), end(), event("key_rotate"))
@@ -181,7 +170,7 @@ async fn a_data_key_version_is_retired_and_destroyed_only_once_no_record_uses_it
         .unwrap();
     for n in 0..3 {
         assert!(matches!(
-            insert(&s, record(n, 1)).await,
+            insert(&*s, record(n, 1)).await,
             TokenizeOutcome::Created(_)
         ));
     }
@@ -191,8 +180,8 @@ async fn a_data_key_version_is_retired_and_destroyed_only_once_no_record_uses_it
         .await
         .unwrap();
     assert_eq!(done, KeyChangeOutcome::Done);
-    assert_eq!(state_of(&s, 1).await, (DataKeyState::DecryptOnly, 3));
-    assert_eq!(state_of(&s, 2).await, (DataKeyState::Active, 0));
+    assert_eq!(state_of(&*s, 1).await, (DataKeyState::DecryptOnly, 3));
+    assert_eq!(state_of(&*s, 2).await, (DataKeyState::Active, 0));
     // Skipping a version is refused.
     assert!(matches!(
         s.activate_data_key(wrapped(4), end(), event("key_rotate"))
@@ -314,4 +303,144 @@ async fn a_data_key_version_is_retired_and_destroyed_only_once_no_record_uses_it
             .unwrap(),
         KeyChangeOutcome::NotFound
     );
+}
+
+pub async fn data_keys_round_trip_with_their_audit_record(f: &dyn Fixture) {
+    let s = f.open().await;
+    let key = wrapped(1);
+    let end = "2027-01-01T00:00:00.000Z".to_owned();
+    let done = s
+        .activate_data_key(key.clone(), end.clone(), event("data_key_created"))
+        .await
+        .unwrap();
+    assert_eq!(done, KeyChangeOutcome::Done);
+    assert_eq!(s.data_keys().await.unwrap(), vec![key.clone()]);
+    // The same version again is not the next one: refused, and no audit record is written.
+    assert!(matches!(
+        s.activate_data_key(key, end, event("data_key_created"))
+            .await
+            .unwrap(),
+        KeyChangeOutcome::StateConflict(_)
+    ));
+    assert_eq!(s.audit_records(0, 1000).await.unwrap().len(), 1);
+    s.ping().await.unwrap();
+}
+
+/// The fingerprint of PAN `n` under data key version `v`.
+fn fingerprint_under(n: u32, v: u32) -> Fingerprint {
+    Fingerprint([(10 * n + v) as u8; 32])
+}
+
+/// PAN `n` sealed under `sealed_under` as a random draw, offered by a request whose ring
+/// holds `ring` (its active version first).
+fn with_ring(n: u32, sealed_under: u32, ring: &[u32]) -> NewToken {
+    let lookup: Vec<_> = ring
+        .iter()
+        .map(|v| Lookup {
+            version: KeyVersion(*v),
+            fingerprint: fingerprint_under(n, *v),
+            derived: token(1000 * v + n),
+        })
+        .collect();
+    let mut r = record(n, sealed_under);
+    r.fingerprint = Some(lookup[0].fingerprint);
+    NewToken {
+        record: r,
+        format: TokenFormat::default(),
+        lookup,
+    }
+}
+
+pub async fn keys_changed_when_the_ring_misses_a_live_version_or_seals_under_a_non_active_one(
+    f: &dyn Fixture,
+) {
+    let s = f.open().await;
+    let end = || "2027-01-01T00:00:00.000Z".to_owned();
+    s.activate_data_key(wrapped(1), end(), event("key_rotate"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.tokenize(with_ring(1, 1, &[1]), event("tokenize"))
+            .await
+            .unwrap(),
+        TokenizeOutcome::Created(_)
+    ));
+    // Another replica rotates: version 2 is active, version 1 still opens a record.
+    s.activate_data_key(wrapped(2), end(), event("key_rotate"))
+        .await
+        .unwrap();
+    let before = s.audit_records(0, 1000).await.unwrap().len();
+    for (what, stale) in [
+        ("missed the rotation", with_ring(2, 1, &[1])),
+        (
+            "misses version 1, which still opens a record",
+            with_ring(3, 2, &[2]),
+        ),
+        (
+            "seals under version 1, no longer active",
+            with_ring(4, 1, &[2, 1]),
+        ),
+        ("puts version 1 first", with_ring(5, 2, &[1, 2])),
+    ] {
+        assert_eq!(
+            s.tokenize(stale, event("tokenize")).await.unwrap(),
+            TokenizeOutcome::KeysChanged,
+            "{what}"
+        );
+    }
+    // Nothing was written by the refusals.
+    assert_eq!(s.audit_records(0, 1000).await.unwrap().len(), before);
+    assert_eq!(s.token(&token(2), &dom()).await.unwrap(), None);
+    // The current ring seals under version 2 and finds the record sealed under version 1.
+    assert!(matches!(
+        s.tokenize(with_ring(6, 2, &[2, 1]), event("tokenize"))
+            .await
+            .unwrap(),
+        TokenizeOutcome::Created(_)
+    ));
+    let mut again = with_ring(7, 2, &[2, 1]);
+    again.lookup[1].fingerprint = fingerprint_under(1, 1);
+    assert!(matches!(
+        s.tokenize(again, event("tokenize")).await.unwrap(),
+        TokenizeOutcome::Existing(r) if r.token == token(1)
+    ));
+}
+
+fn dom() -> Domain {
+    Domain::parse("shop").unwrap()
+}
+
+pub async fn the_kek_check_value_is_recorded_once_and_returned_after(f: &dyn Fixture) {
+    let s = f.open().await;
+    let pin = |s: std::sync::Arc<dyn Store>, label: &'static str, kcv: &'static str| async move {
+        s.pin_kek_kcv(label, kcv, event("kek_recorded"))
+            .await
+            .unwrap()
+    };
+    assert_eq!(pin(s.clone(), "payhsm-kek", "A1B2C3").await, None);
+    // Another KEK's value does not replace it: the recorded one comes back, nothing written.
+    assert_eq!(
+        pin(s.clone(), "payhsm-kek", "D4E5F6").await.as_deref(),
+        Some("A1B2C3")
+    );
+    assert_eq!(audit_outcomes(&*s).await.len(), 1);
+    // Values are per KEK label; two replicas pinning one at once: one records, the other
+    // gets its value.
+    let replica = f.replica(&s).await;
+    let (x, y) = tokio::join!(
+        pin(s.clone(), "other-kek", "111111"),
+        pin(replica.clone(), "other-kek", "222222")
+    );
+    match (x.as_deref(), y.as_deref()) {
+        (None, Some("111111")) | (Some("222222"), None) => {}
+        other => panic!("{other:?}"),
+    }
+    drop((s, replica));
+    // A restart reads the recorded value.
+    let s = f.open().await;
+    assert_eq!(
+        pin(s.clone(), "payhsm-kek", "A1B2C3").await.as_deref(),
+        Some("A1B2C3")
+    );
+    assert_eq!(audit_outcomes(&*s).await.len(), 2);
 }
