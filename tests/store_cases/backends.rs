@@ -68,6 +68,10 @@ impl Fixture for SqliteFixture {
         );
         Box::pin(async move { self.execute(&sql).await.unwrap() })
     }
+
+    fn rolls_back_requests_alone(&self) -> bool {
+        true
+    }
 }
 
 /// A fresh database on the shared PostgreSQL cluster.
@@ -159,5 +163,9 @@ impl Fixture for PostgresFixture {
                  WHEN (NEW.action = '{action}') EXECUTE FUNCTION audit_down_{action}();"
         );
         Box::pin(async move { self.execute(&sql).await.unwrap() })
+    }
+
+    fn rolls_back_requests_alone(&self) -> bool {
+        false
     }
 }

@@ -55,6 +55,11 @@ pub trait Fixture: Send + Sync {
     /// From now on every insert into the audit log of a record with this `action` fails with
     /// the message `audit down` (a trigger, in each backend's dialect).
     fn fail_audit_inserts<'a>(&'a self, action: &'a str) -> BoxFuture<'a, ()>;
+
+    /// Whether a request that fails inside a group commit is rolled back alone (SQLite: a
+    /// savepoint per request) or with the requests batched with it, all answered an error and
+    /// none applied (PostgreSQL: no savepoint round trips, `docs/decisions.md`).
+    fn rolls_back_requests_alone(&self) -> bool;
 }
 
 /// One `#[tokio::test]` per listed case, each on a fixture made by `$fixture` (an expression

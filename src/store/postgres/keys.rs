@@ -92,26 +92,36 @@ pub(super) async fn may_seal(db: &ClientWrapper, version: KeyVersion) -> Result<
 }
 
 /// Whether a request's key ring matches the stored data keys
-/// ([`crate::store::ring_matches`]). Read inside the writer's batch, which holds the chain
-/// head lock, so no other replica changes the keys between this check and the commit.
+/// ([`crate::store::ring_matches`]). Read once per batch, inside the transaction that holds
+/// the chain head lock, so no other replica changes the keys before the commit; a job of this
+/// batch that changes them forgets what was read ([`forget_keys`]).
 pub(super) async fn ring_is_current(
-    db: &ClientWrapper,
+    ctx: &mut JobCtx,
     sealed_under: Option<KeyVersion>,
     versions: &[KeyVersion],
 ) -> Result<bool, StoreError> {
-    let rows = query(
-        db,
-        "SELECT version, state FROM data_keys WHERE state IN ('active', 'decrypt_only')",
-        &[],
-    )
-    .await?;
-    let mut live = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let version = u32::try_from(get::<i64>(row, 0)?)
-            .map_err(|_| StoreError::Corrupt("data_keys.version out of range".into()))?;
-        live.push((KeyVersion(version), get::<&str>(row, 1)? == "active"));
+    if ctx.carried.live_keys.is_none() {
+        let rows = query(
+            &ctx.db,
+            "SELECT version, state FROM data_keys WHERE state IN ('active', 'decrypt_only')",
+            &[],
+        )
+        .await?;
+        let mut live = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let version = u32::try_from(get::<i64>(row, 0)?)
+                .map_err(|_| StoreError::Corrupt("data_keys.version out of range".into()))?;
+            live.push((KeyVersion(version), get::<&str>(row, 1)? == "active"));
+        }
+        ctx.carried.live_keys = Some(live);
     }
-    Ok(crate::store::ring_matches(&live, sealed_under, versions))
+    let live = ctx.carried.live_keys.as_deref().unwrap_or_default();
+    Ok(crate::store::ring_matches(live, sealed_under, versions))
+}
+
+/// Drops the data keys a job of this batch read: the job running changes them.
+fn forget_keys(ctx: &mut JobCtx) {
+    ctx.carried.live_keys = None;
 }
 
 /// See [`crate::store::KeyStore::pin_kek_kcv`]: kept in `store_settings` as `kek_kcv:<label>`.
@@ -160,6 +170,7 @@ pub(super) async fn activate_data_key(
     cryptoperiod_end: String,
     audit: AuditEvent,
 ) -> Result<KeyChangeOutcome, StoreError> {
+    forget_keys(ctx);
     let row = query_one(
         &ctx.db,
         "SELECT COALESCE(MAX(version), 0)::BIGINT FROM data_keys",
@@ -205,6 +216,7 @@ pub(super) async fn retire_data_key(
     now: String,
     audit: AuditEvent,
 ) -> Result<KeyChangeOutcome, StoreError> {
+    forget_keys(ctx);
     match data_key_state(&ctx.db, version).await?.as_deref() {
         None => return Ok(KeyChangeOutcome::NotFound),
         Some("decrypt_only") => {}
@@ -235,6 +247,7 @@ pub(super) async fn destroy_data_key(
     now: String,
     audit: AuditEvent,
 ) -> Result<KeyChangeOutcome, StoreError> {
+    forget_keys(ctx);
     let state = data_key_state(&ctx.db, version).await?;
     if state.is_none() {
         return Ok(KeyChangeOutcome::NotFound);

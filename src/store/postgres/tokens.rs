@@ -211,7 +211,7 @@ pub(super) async fn tokenize(
     // version that is no longer active nor miss a version a live record may be under.
     let sealed_under = new.record.sealed.as_ref().map(|s| s.key_version);
     let versions: Vec<_> = new.lookup.iter().map(|l| l.version).collect();
-    if !super::keys::ring_is_current(&ctx.db, sealed_under, &versions).await? {
+    if !super::keys::ring_is_current(ctx, sealed_under, &versions).await? {
         return Ok(TokenizeOutcome::KeysChanged);
     }
     // The record is the derived token (found by reading its row, kept out of the index) when

@@ -1,10 +1,16 @@
 //! The writer task: group commit, and one audit chain shared by every replica.
 //!
 //! Jobs arrive over a channel. The task takes the first one, drains what else is queued up
-//! to `max_batch`, and runs them in one transaction on its own connection, a SAVEPOINT per
-//! job, and answers only after the COMMIT. Each transaction first locks the chain head row
-//! (`audit_head ... FOR UPDATE`): batches of all replicas are serialized there, and the head
-//! is read again every batch, since another replica may have appended since.
+//! to `max_batch`, and runs them in one transaction on its own connection, and answers only
+//! after the COMMIT. Each transaction first locks the chain head row (`audit_head ... FOR
+//! UPDATE`): batches of all replicas are serialized there, and the head is read again every
+//! batch, since another replica may have appended since.
+//!
+//! Round trips are what a batch costs (every statement waits for the server), so a job sends
+//! only its own reads and writes: its audit records are kept in the batch and written with the
+//! head in one statement at the end, and the stored data keys are read once per batch. There
+//! is no SAVEPOINT per job (two more round trips each): a job that fails rolls the whole batch
+//! back, and every request in it is answered 503, none applied (`docs/decisions.md`).
 //!
 //! A batch that fails (connection lost, COMMIT refused) answers every job
 //! [`StoreError::Unavailable`] and is never retried: once COMMIT was sent its outcome may be
@@ -14,6 +20,7 @@
 use super::connection::{execute, pg_err, query_one, Connector};
 use crate::audit::{hash_from_hex, link_encoded, to_hex, AuditEvent, AuditHash, AuditRecord};
 use crate::card::TokenFormat;
+use crate::keys::KeyVersion;
 use crate::store::StoreError;
 use deadpool_postgres::ClientWrapper;
 use std::future::Future;
@@ -86,46 +93,56 @@ impl ChainHead {
     }
 }
 
-/// What a batch carries from job to job; a job that rolls back restores it as it was before.
-#[derive(Debug, Clone, Copy)]
+/// What a batch carries from job to job.
+#[derive(Debug, Clone)]
 pub(super) struct Carried {
     head: ChainHead,
     /// The token format the database has adopted, once a job of this batch has checked
     /// (`tokens::adopt_format`). Forgotten between batches: another replica may change it.
     pub(super) token_format: Option<TokenFormat>,
+    /// The stored data key versions that still open records (and whether each is the active
+    /// one), once a job of this batch has read them; a job that changes data keys forgets
+    /// them. Forgotten between batches, like the format.
+    pub(super) live_keys: Option<Vec<(KeyVersion, bool)>>,
 }
 
-/// What a job sees: the writer's connection inside the batch transaction and the job's
-/// savepoint, and what the batch carries.
+/// An audit row kept until the end of its batch.
+struct PendingAudit {
+    seq: i64,
+    action: String,
+    token: Option<String>,
+    record: String,
+    prev_hash: String,
+    hash: String,
+}
+
+/// What a job sees: the writer's connection inside the batch transaction, and what the batch
+/// carries.
 pub(super) struct JobCtx {
     /// The writer's connection.
     pub(super) db: ClientWrapper,
     pub(super) carried: Carried,
+    /// The batch's audit rows, written at its end.
+    pending: Vec<PendingAudit>,
 }
 
 impl JobCtx {
-    /// Appends an audit record after the current head; it becomes part of the chain only if
-    /// the job and the batch commit.
+    /// Appends an audit record after the current head; it is written with the batch's other
+    /// records at its end, and is part of the chain only if the batch commits.
     pub(super) async fn audit(&mut self, event: AuditEvent) -> Result<AuditRecord, StoreError> {
         let seq = self.carried.head.seq.saturating_add(1);
         let (record, hash, json) = link_encoded(&self.carried.head.hash, seq, event)
             .map_err(|e| StoreError::Unavailable(format!("audit record encoding: {e}")))?;
         let seq_i = i64::try_from(seq)
             .map_err(|_| StoreError::Unavailable("audit seq out of range".into()))?;
-        execute(
-            &self.db,
-            "INSERT INTO audit_log (seq, action, token, record, prev_hash, hash)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-            &[
-                &seq_i,
-                &record.event.action,
-                &record.event.token,
-                &json,
-                &record.prev_hash,
-                &record.hash,
-            ],
-        )
-        .await?;
+        self.pending.push(PendingAudit {
+            seq: seq_i,
+            action: record.event.action.clone(),
+            token: record.event.token.clone(),
+            record: json,
+            prev_hash: record.prev_hash.clone(),
+            hash: record.hash.clone(),
+        });
         self.carried.head = ChainHead { seq, hash };
         Ok(record)
     }
@@ -133,7 +150,7 @@ impl JobCtx {
 
 /// A queued unit of work and its reply.
 pub(super) trait Job: Send {
-    /// Runs inside the job's savepoint; `false` rolls the savepoint back.
+    /// Runs inside the batch transaction; `false` rolls the whole batch back.
     fn run<'a>(
         &'a mut self,
         ctx: &'a mut JobCtx,
@@ -316,42 +333,78 @@ fn new_ctx(db: ClientWrapper) -> JobCtx {
                 hash: crate::audit::GENESIS,
             },
             token_format: None,
+            live_keys: None,
         },
+        pending: Vec::new(),
     }
 }
 
-/// The batch's transaction: the head locked and read, every job in its savepoint, the head
-/// written back, the commit. On an error the caller rolls back what is open.
+/// The batch's transaction: the head locked and read, every job, the audit rows and the head
+/// written in one statement, the commit. On an error (a job's included) the caller rolls back
+/// what is open.
 async fn run_jobs(ctx: &mut JobCtx, batch: &mut [Box<dyn Job>]) -> Result<(), StoreError> {
     exec(&ctx.db, "BEGIN").await?;
     let start = ChainHead::read(&ctx.db, true).await?;
     ctx.carried = Carried {
         head: start,
         token_format: None,
+        live_keys: None,
     };
+    ctx.pending.clear();
     for job in batch.iter_mut() {
-        exec(&ctx.db, "SAVEPOINT job").await?;
-        let before = ctx.carried;
-        // A failed statement aborts the transaction up to the savepoint: roll back to it.
-        let ok = job.run(ctx).await && exec(&ctx.db, "RELEASE SAVEPOINT job").await.is_ok();
-        if !ok {
-            ctx.carried = before;
-            exec(&ctx.db, "ROLLBACK TO SAVEPOINT job").await?;
-            exec(&ctx.db, "RELEASE SAVEPOINT job").await?;
+        if !job.run(ctx).await {
+            return Err(StoreError::Unavailable(
+                "another request of the same transaction failed; nothing was applied".into(),
+            ));
         }
     }
-    let head = ctx.carried.head;
-    if head != start {
-        let seq = i64::try_from(head.seq)
-            .map_err(|_| StoreError::Unavailable("audit seq out of range".into()))?;
-        execute(
-            &ctx.db,
-            "UPDATE audit_head SET seq = $1, hash = $2 WHERE id",
-            &[&seq, &to_hex(&head.hash)],
-        )
-        .await?;
+    if !ctx.pending.is_empty() {
+        write_audit(ctx).await?;
     }
     exec(&ctx.db, "COMMIT").await
+}
+
+/// Inserts the batch's audit rows and moves the head to the last, in one statement.
+async fn write_audit(ctx: &mut JobCtx) -> Result<(), StoreError> {
+    let pending = std::mem::take(&mut ctx.pending);
+    let head = &ctx.carried.head;
+    let seq = i64::try_from(head.seq)
+        .map_err(|_| StoreError::Unavailable("audit seq out of range".into()))?;
+    let mut seqs = Vec::with_capacity(pending.len());
+    let mut actions = Vec::with_capacity(pending.len());
+    let mut tokens = Vec::with_capacity(pending.len());
+    let mut records = Vec::with_capacity(pending.len());
+    let mut prevs = Vec::with_capacity(pending.len());
+    let mut hashes = Vec::with_capacity(pending.len());
+    for p in pending {
+        seqs.push(p.seq);
+        actions.push(p.action);
+        tokens.push(p.token);
+        records.push(p.record);
+        prevs.push(p.prev_hash);
+        hashes.push(p.hash);
+    }
+    execute(
+        &ctx.db,
+        "WITH appended AS (
+             INSERT INTO audit_log (seq, action, token, record, prev_hash, hash)
+             SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[],
+                                  $6::text[])
+         )
+         UPDATE audit_head SET seq = $7, hash = $8 WHERE id",
+        &[
+            &seqs,
+            &actions,
+            &tokens,
+            &records,
+            &prevs,
+            &hashes,
+            &seq,
+            &to_hex(&head.hash),
+        ],
+    )
+    .await
+    .map(drop)
 }
 
 /// Runs one transaction-control statement, prepared once per connection.
