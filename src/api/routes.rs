@@ -569,6 +569,7 @@ pub fn error_response(e: &ApiError, request_id: &str) -> Response<Full<SecretBuf
         error: ErrorDetail {
             code,
             message: &message,
+            request_id,
         },
     })
     .unwrap_or_else(|_| {
@@ -766,8 +767,9 @@ mod tests {
         let v = body_of(r).await;
         assert_eq!(v["error"]["code"], "method_not_allowed");
         assert!(v["error"]["message"].as_str().unwrap().contains("POST"));
+        assert_eq!(v["error"]["request_id"], "req-1");
         assert_eq!(v.as_object().unwrap().len(), 1);
-        assert_eq!(v["error"].as_object().unwrap().len(), 2);
+        assert_eq!(v["error"].as_object().unwrap().len(), 3);
     }
 
     #[tokio::test]
