@@ -22,6 +22,7 @@ pub const ROUTES: &[&str] = &[
     "key_change",
     "rewrap",
     "audit",
+    "openapi",
     "healthz",
     "readyz",
     "metrics",
