@@ -47,6 +47,11 @@ pub enum Command {
     /// needs two custodians), rewrap.
     #[command(subcommand_required = true)]
     Keys(KeysArgs),
+    /// Print a shell completion script (`payhsm completions bash > /etc/bash_completion.d/payhsm`).
+    Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
     /// Load generator: C keep-alive mTLS connections against a running daemon, latency per
     /// request in an HDR histogram (see docs/benchmarks.md).
     Bench(BenchArgs),

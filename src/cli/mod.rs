@@ -106,6 +106,11 @@ pub fn run(cli: Cli) -> i32 {
         Command::Ceremony(args) => ceremony::run(&args),
         Command::Keys(args) => keys::run(&args, connect),
         Command::Bench(args) => bench::run(&args, connect),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "payhsm", &mut std::io::stdout());
+            EXIT_OK
+        }
     }
 }
 

@@ -561,3 +561,26 @@ fn every_payhsm_command_line_in_the_readme_parses() {
     }
     assert!(checked >= 20, "only {checked} command lines found");
 }
+
+#[test]
+fn completions_are_generated_for_each_shell() {
+    for shell in ["bash", "zsh", "fish"] {
+        let cli = parse(&["payhsm", "completions", shell]);
+        let Command::Completions { shell } = cli.command else {
+            panic!("not completions")
+        };
+        let mut out = Vec::new();
+        clap_complete::generate(
+            shell,
+            &mut <Cli as clap::CommandFactory>::command(),
+            "payhsm",
+            &mut out,
+        );
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("detokenize") && text.contains("--cert"),
+            "{shell}"
+        );
+    }
+    assert!(Cli::try_parse_from(["payhsm", "completions", "tcsh"]).is_err());
+}
