@@ -1,8 +1,8 @@
 //! Routing and the thin handlers.
 
 use super::authorizations::{
-    idempotency_key, AuthorizeRequest, AuthorizeResponse, PaymentChallengeRequest,
-    PaymentChallengeResponse,
+    idempotency_key, AuthorizationResponse, AuthorizeRequest, AuthorizeResponse,
+    PaymentChallengeRequest, PaymentChallengeResponse,
 };
 use super::body::{json, read_body, request_id, require_json, SecretBuf};
 use super::devices::{ChallengeRequest, ChallengeResponse, EnrolRequest, EnrolResponse};
@@ -45,6 +45,7 @@ enum Route<'a> {
     EnrolDevice,
     AuthorizationChallenge,
     Authorize,
+    Authorization(&'a str),
     Jwks,
     Keys,
     KeyChange,
@@ -240,6 +241,15 @@ fn resolve<'a>(method: &Method, path: &'a str) -> (&'static str, Result<Route<'a
         "/v1/keys/changes" => ("key_change", only(Method::POST, "POST", Route::KeyChange)),
         "/v1/keys/rewrap" => ("rewrap", only(Method::POST, "POST", Route::Rewrap)),
         "/v1/audit" => ("audit", only(Method::GET, "GET", Route::Audit)),
+        _ if path.starts_with("/v1/authorizations/") => {
+            match path.strip_prefix("/v1/authorizations/") {
+                Some(id) if !id.is_empty() && !id.contains('/') => (
+                    "authorization",
+                    only(Method::GET, "GET", Route::Authorization(id)),
+                ),
+                _ => ("unmatched", Err(ApiError::NotFound)),
+            }
+        }
         _ => match path
             .strip_prefix("/v1/tokens/")
             .map(|rest| rest.split('/').collect::<Vec<_>>())
@@ -416,6 +426,13 @@ where
             Ok(Reply::json(
                 StatusCode::CREATED,
                 json(&AuthorizeResponse::from(&signed))?,
+            ))
+        }
+        Route::Authorization(id) => {
+            let record = app.authorizations.get(caller, id).await?;
+            Ok(Reply::json(
+                StatusCode::OK,
+                json(&AuthorizationResponse::from(&record))?,
             ))
         }
         // Public key material: any client that passed mTLS may read it, no policy decision.
@@ -605,6 +622,7 @@ mod tests {
                 Route::EnrolDevice => "enrol_device",
                 Route::AuthorizationChallenge => "authorization_challenge",
                 Route::Authorize => "authorize",
+                Route::Authorization(_) => "authorization",
                 Route::Jwks => "jwks",
                 Route::Keys => "keys",
                 Route::KeyChange => "key_change",
@@ -673,6 +691,24 @@ mod tests {
             route(Method::GET, "/v1/authorizations"),
             ("authorize", Err("method_not_allowed"))
         );
+        assert_eq!(
+            route(
+                Method::GET,
+                "/v1/authorizations/0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"
+            ),
+            ("authorization", Ok("authorization"))
+        );
+        assert_eq!(
+            route(Method::POST, "/v1/authorizations/some-id"),
+            ("authorization", Err("method_not_allowed"))
+        );
+        for unmatched in ["/v1/authorizations/", "/v1/authorizations/a/b"] {
+            assert_eq!(
+                route(Method::GET, unmatched),
+                ("unmatched", Err("not_found")),
+                "{unmatched}"
+            );
+        }
         assert_eq!(route(Method::GET, "/v1/keys/jwks"), ("jwks", Ok("jwks")));
         assert_eq!(
             route(Method::POST, "/v1/keys/jwks"),
