@@ -278,8 +278,8 @@ mod tests {
             "https://acquirer.example",
         ]);
         assert_eq!(
-            (c.method, c.path.as_str()),
-            (Method::POST, "/v1/authorizations/challenges")
+            (&c.method, c.path.as_str()),
+            (&Method::POST, "/v1/authorizations/challenges")
         );
         assert_eq!(
             body(&c),
@@ -321,8 +321,8 @@ mod tests {
             "c2ln",
         ]);
         assert_eq!(
-            (c.method, c.path.as_str()),
-            (Method::POST, "/v1/authorizations")
+            (&c.method, c.path.as_str()),
+            (&Method::POST, "/v1/authorizations")
         );
         assert_eq!(
             body(&c),
