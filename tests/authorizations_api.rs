@@ -570,7 +570,8 @@ fn rfc3339_unix(text: &str) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_authorization_is_read_back_as_it_was_issued() {
     let mut w = world().await;
-    let posted = approve(&mut w, payment(&w.t, 1234, "EUR", "Café Zürich"), 1).await;
+    let body = payment(&w.t, 1234, "EUR", "Café Zürich");
+    let posted = approve(&mut w, body, 1).await;
     let id = posted["authorization_id"].as_str().unwrap();
     let jws = posted["authorization"].as_str().unwrap();
     let claims = jws_claims(jws);
@@ -633,7 +634,8 @@ async fn an_authorization_is_read_back_as_it_was_issued() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateways_and_auditors_read_authorizations_and_others_are_refused_and_audited() {
     let mut w = world().await;
-    let posted = approve(&mut w, payment(&w.t, 500, "EUR", "Shop"), 1).await;
+    let body = payment(&w.t, 500, "EUR", "Shop");
+    let posted = approve(&mut w, body, 1).await;
     let id = posted["authorization_id"].as_str().unwrap();
     let path = format!("/v1/authorizations/{id}");
     for who in ["gateway", "auditor"] {
@@ -720,7 +722,8 @@ fn authz_verify(d: &Daemon, jws: &str, extra: &[&str]) -> (i32, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authz_verify_refuses_an_expired_authorization_beyond_the_leeway() {
     let mut w = world().await;
-    let posted = approve(&mut w, payment(&w.t, 500, "EUR", "Shop"), 1).await;
+    let body = payment(&w.t, 500, "EUR", "Shop");
+    let posted = approve(&mut w, body, 1).await;
     let jws = posted["authorization"].as_str().unwrap();
     let claims = jws_claims(jws);
     let (iat, exp) = (
