@@ -287,7 +287,7 @@ fn resolve<'a>(method: &Method, path: &'a str) -> (&'static str, Result<Route<'a
 }
 
 /// Fuzzing entry point: the first byte picks a method, the rest is the path (UTF-8). Panics
-/// only if a matched token segment is empty or holds a `/`.
+/// only if a matched token or authorization id segment is empty or holds a `/`.
 #[allow(clippy::panic)]
 pub(crate) fn fuzz_resolve(data: &[u8]) {
     const METHODS: [Method; 5] = [
@@ -306,9 +306,13 @@ pub(crate) fn fuzz_resolve(data: &[u8]) {
     ) else {
         return;
     };
-    if let (_, Ok(Route::Metadata(token) | Route::Change(token, _))) = resolve(method, path) {
-        if token.is_empty() || token.contains('/') {
-            panic!("a token path segment was matched empty or with a slash");
+    if let (
+        _,
+        Ok(Route::Metadata(segment) | Route::Change(segment, _) | Route::Authorization(segment)),
+    ) = resolve(method, path)
+    {
+        if segment.is_empty() || segment.contains('/') {
+            panic!("a path segment was matched empty or with a slash");
         }
     }
 }
