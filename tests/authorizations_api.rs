@@ -550,3 +550,317 @@ async fn idempotency_keys_replay_the_same_challenge_and_refuse_another_body() {
     let r6 = post_key(&mut reader, path, &body, "order-42").await;
     assert_eq!(status_code(&r6), (403, "forbidden".into()));
 }
+
+// ---- reading authorizations back, the JWS's registered claims, the CLI ----
+
+/// Approves a payment of `body` and returns the POST's answer.
+async fn approve(w: &mut World, body: serde_json::Value, counter: u32) -> serde_json::Value {
+    let (id, ch) = issue(&mut w.gw, body).await;
+    let r = authorize(&mut w.gw, &id, &w.auth.assert(&ch, counter, None)).await;
+    assert_eq!(r.status, 201, "{:?}", r.json());
+    r.json().unwrap()
+}
+
+fn rfc3339_unix(text: &str) -> i64 {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .unwrap()
+        .unix_timestamp()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_authorization_is_read_back_as_it_was_issued() {
+    let mut w = world().await;
+    let body = payment(&w.t, 1234, "EUR", "Café Zürich");
+    let posted = approve(&mut w, body, 1).await;
+    let id = posted["authorization_id"].as_str().unwrap();
+    let jws = posted["authorization"].as_str().unwrap();
+    let claims = jws_claims(jws);
+    // RFC 7519 §4.1.7: jti is the authorization id; no audience was named, so no aud.
+    assert_eq!(claims["jti"], id);
+    assert!(claims.get("aud").is_none(), "{claims}");
+
+    let r = get(&mut w.gw, &format!("/v1/authorizations/{id}")).await;
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    let got = r.json().unwrap();
+    assert_eq!(
+        got,
+        serde_json::json!({
+            "authorization_id": id,
+            "decision": "approved",
+            "issued_at": got["issued_at"],
+            "expires_at": got["expires_at"],
+            "policy_ids": ["gateway-authorize-payments-in-its-domains"],
+            "token": w.t.token,
+            "domain": DOMAIN,
+            "amount": 1234,
+            "currency": "EUR",
+            "payee": "Café Zürich",
+            "device_id": w.t.device_id,
+            "authorization": jws,
+        })
+    );
+    assert_eq!(got["decision"], posted["decision"]);
+    assert_eq!(
+        rfc3339_unix(got["issued_at"].as_str().unwrap()),
+        claims["iat"].as_i64().unwrap()
+    );
+    assert_eq!(
+        rfc3339_unix(got["expires_at"].as_str().unwrap()),
+        claims["exp"].as_i64().unwrap()
+    );
+    // The default `webauthn.authorization_ttl_seconds`.
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        300
+    );
+
+    for unknown in ["0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "nope"] {
+        let r = get(&mut w.gw, &format!("/v1/authorizations/{unknown}")).await;
+        assert_eq!(
+            status_code(&r),
+            (404, "authorization_not_found".into()),
+            "{unknown}"
+        );
+    }
+    let r = post(
+        &mut w.gw,
+        &format!("/v1/authorizations/{id}"),
+        serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(status_code(&r), (405, "method_not_allowed".into()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateways_and_auditors_read_authorizations_and_others_are_refused_and_audited() {
+    let mut w = world().await;
+    let body = payment(&w.t, 500, "EUR", "Shop");
+    let posted = approve(&mut w, body, 1).await;
+    let id = posted["authorization_id"].as_str().unwrap();
+    let path = format!("/v1/authorizations/{id}");
+    for who in ["gateway", "auditor"] {
+        let mut c = w.d.client(who).await;
+        let r = get(&mut c, &path).await;
+        assert_eq!(r.status, 200, "{who}: {:?}", r.json());
+        assert_eq!(r.json().unwrap()["authorization"], posted["authorization"]);
+    }
+    for who in ["vault-reader", "monitoring"] {
+        let mut c = w.d.client(who).await;
+        let r = get(&mut c, &path).await;
+        assert_eq!(status_code(&r), (403, "forbidden".into()), "{who}");
+        assert!(r.json().unwrap().get("authorization").is_none());
+    }
+    let refused: Vec<_> = audit_lines(&w.d)
+        .into_iter()
+        .filter(|l| l["action"] == "read_authorization")
+        .collect();
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    for (line, who) in refused.iter().zip(["vault-reader", "monitoring"]) {
+        assert_eq!(line["principal"], format!("spiffe://payhsm.dev/{who}"));
+        assert_eq!(line["outcome"], "forbidden");
+        assert_eq!(line["decision"], "deny");
+        assert_eq!(line["token"], w.t.token.as_str());
+        assert_eq!(line["domain"], DOMAIN);
+        assert_eq!(line["detail"], format!("authorization={id}"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_challenge_naming_an_audience_is_signed_with_it_as_aud() {
+    let mut w = world().await;
+    let mut body = payment(&w.t, 500, "EUR", "Shop");
+    body["audience"] = "https://acquirer.example".into();
+    let posted = approve(&mut w, body, 1).await;
+    let claims = jws_claims(posted["authorization"].as_str().unwrap());
+    assert_eq!(claims["aud"], "https://acquirer.example");
+    assert_eq!(claims["jti"], posted["authorization_id"]);
+    // A JOSE library that checks the audience accepts it for that recipient only.
+    let jwks = get(&mut w.gw, "/v1/keys/jwks").await;
+    let set: jsonwebtoken::jwk::JwkSet = serde_json::from_slice(&jwks.body).unwrap();
+    let jws = posted["authorization"].as_str().unwrap();
+    let header = jsonwebtoken::decode_header(jws).unwrap();
+    let key =
+        jsonwebtoken::DecodingKey::from_jwk(set.find(header.kid.as_deref().unwrap()).unwrap())
+            .unwrap();
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+    validation.set_audience(&["https://acquirer.example"]);
+    assert!(jsonwebtoken::decode::<serde_json::Value>(jws, &key, &validation).is_ok());
+    validation.set_audience(&["https://someone-else.example"]);
+    assert!(jsonwebtoken::decode::<serde_json::Value>(jws, &key, &validation).is_err());
+
+    for (audience, code) in [
+        ("", "invalid_audience"),
+        ("two words", "invalid_audience"),
+        ("ünïcode", "invalid_audience"),
+        ("aud-4111111111111111", "pan_in_text"),
+    ] {
+        let mut body = payment(&w.t, 500, "EUR", "Shop");
+        body["audience"] = audience.into();
+        let r = post(&mut w.gw, "/v1/authorizations/challenges", body).await;
+        assert_eq!(status_code(&r), (422, code.into()), "{audience:?}");
+    }
+    let mut body = payment(&w.t, 500, "EUR", "Shop");
+    body["audience"] = "a".repeat(129).into();
+    let r = post(&mut w.gw, "/v1/authorizations/challenges", body).await;
+    assert_eq!(status_code(&r), (422, "invalid_audience".into()));
+}
+
+/// `payhsm authz verify JWS --jwks URL` against the daemon with `extra` options: (exit code,
+/// stdout).
+fn authz_verify(d: &Daemon, jws: &str, extra: &[&str]) -> (i32, String) {
+    let url = format!("https://{}", d.addr);
+    let jwks = format!("{url}/v1/keys/jwks");
+    let mut args = vec!["authz", "verify", jws, "--jwks", &jwks, "--url", &url];
+    args.extend_from_slice(extra);
+    let out = payhsm(&args);
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authz_verify_refuses_an_expired_authorization_beyond_the_leeway() {
+    let mut w = world().await;
+    let body = payment(&w.t, 500, "EUR", "Shop");
+    let posted = approve(&mut w, body, 1).await;
+    let jws = posted["authorization"].as_str().unwrap();
+    let claims = jws_claims(jws);
+    let (iat, exp) = (
+        claims["iat"].as_i64().unwrap(),
+        claims["exp"].as_i64().unwrap(),
+    );
+    let at = |t: i64| t.to_string();
+    // Now: valid, and the claims are printed.
+    let (code, out) = authz_verify(&w.d, jws, &[]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out).unwrap(),
+        claims
+    );
+    // The default leeway is 60 s: still accepted 59 s after exp, refused from 60 s on.
+    let (code, out) = authz_verify(&w.d, jws, &["--at", &at(exp + 59)]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = authz_verify(&w.d, jws, &["--at", &at(exp + 60)]);
+    assert_eq!((code, out.trim()), (1, "invalid: expired"));
+    // Without leeway, exp itself is too late.
+    let (code, out) = authz_verify(&w.d, jws, &["--at", &at(exp), "--leeway", "0"]);
+    assert_eq!((code, out.trim()), (1, "invalid: expired"));
+    let (code, out) = authz_verify(&w.d, jws, &["--at", &at(exp - 1), "--leeway", "0"]);
+    assert_eq!(code, 0, "{out}");
+    // A verifier whose clock is behind: iat in the future beyond the leeway is refused.
+    let (code, out) = authz_verify(&w.d, jws, &["--at", &at(iat - 61)]);
+    assert_eq!((code, out.trim()), (1, "invalid: iat_in_future"));
+    let (code, out) = authz_verify(&w.d, jws, &["--at", &at(iat - 10), "--leeway", "10"]);
+    assert_eq!(code, 0, "{out}");
+    // The leeway is bounded.
+    let (code, _) = authz_verify(&w.d, jws, &["--leeway", "301"]);
+    assert_eq!(code, 2);
+}
+
+/// Runs `payhsm` against the daemon as the sample gateway: (exit code, stdout as JSON).
+fn cli_json(d: &Daemon, args: &[&str]) -> (i32, serde_json::Value) {
+    let url = format!("https://{}", d.addr);
+    let mut all = args.to_vec();
+    all.extend_from_slice(&["--url", &url]);
+    let out = payhsm(&all);
+    let code = out.status.code().unwrap();
+    let json = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| serde_json::json!({"stderr": String::from_utf8_lossy(&out.stderr)}));
+    (code, json)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_payment_flow_runs_from_the_cli() {
+    let w = world().await;
+    let (code, issued) = cli_json(
+        &w.d,
+        &[
+            "authorizations",
+            "challenge",
+            "--token",
+            &w.t.token,
+            "--domain",
+            DOMAIN,
+            "--device-id",
+            &w.t.device_id,
+            "--amount",
+            "2500",
+            "--currency",
+            "EUR",
+            "--payee",
+            "Shop",
+            "--audience",
+            "gateway-eu",
+        ],
+    );
+    assert_eq!(code, 0, "{issued}");
+    let challenge_id = issued["challenge_id"].as_str().unwrap();
+    // The software authenticator answers, as the payer's device would.
+    let a = w
+        .auth
+        .assert(issued["challenge"].as_str().unwrap(), 1, None);
+    let b64 = |bytes: &[u8]| URL_SAFE_NO_PAD.encode(bytes);
+    let (credential_id, authenticator_data, client_data_json, signature) = (
+        b64(&a.credential_id),
+        b64(&a.authenticator_data),
+        b64(&a.client_data_json),
+        b64(&a.signature),
+    );
+    let (code, signed) = cli_json(
+        &w.d,
+        &[
+            "authorizations",
+            "create",
+            "--challenge-id",
+            challenge_id,
+            "--credential-id",
+            &credential_id,
+            "--authenticator-data",
+            &authenticator_data,
+            "--client-data-json",
+            &client_data_json,
+            "--signature",
+            &signature,
+        ],
+    );
+    assert_eq!(code, 0, "{signed}");
+    assert_eq!(signed["decision"], "approved");
+    let id = signed["authorization_id"].as_str().unwrap();
+    let jws = signed["authorization"].as_str().unwrap();
+    assert_eq!(jws_claims(jws)["aud"], "gateway-eu");
+
+    let (code, got) = cli_json(&w.d, &["authorizations", "get", id]);
+    assert_eq!(code, 0, "{got}");
+    assert_eq!(got["authorization"], jws);
+    assert_eq!(got["amount"], 2500);
+    let (code, out) = authz_verify(&w.d, jws, &[]);
+    assert_eq!(code, 0, "{out}");
+
+    // The same answer again meets a used challenge: exit 1, the API's code on stderr.
+    let url = format!("https://{}", w.d.addr);
+    let out = payhsm(&[
+        "authorizations",
+        "create",
+        "--challenge-id",
+        challenge_id,
+        "--credential-id",
+        &credential_id,
+        "--authenticator-data",
+        &authenticator_data,
+        "--client-data-json",
+        &client_data_json,
+        "--signature",
+        &signature,
+        "--url",
+        &url,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("challenge_used"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (code, _) = cli_json(&w.d, &["authorizations", "get", "no-such-id"]);
+    assert_eq!(code, 1);
+}

@@ -172,6 +172,7 @@ impl World {
             currency: "EUR".into(),
             payee: payhsm::text::DisplayText::parse("Shop").unwrap(),
             spc: None,
+            audience: None,
         }
     }
 
@@ -313,6 +314,7 @@ async fn a_challenge_for_a_token_suspended_after_its_checks_is_not_stored(
         created_at: "2026-01-01T00:00:00.000Z".into(),
         expires_at: "2999-01-01T00:00:00.000Z".into(),
         used_at: None,
+        audience: None,
     };
     let before = w.store.audit_records(0, 1000).await.unwrap().len();
     let issued = w

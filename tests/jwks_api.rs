@@ -164,7 +164,8 @@ fn authz_verify_names_the_refusal_and_exits_1() {
     let mut sig = URL_SAFE_NO_PAD.decode(sig).unwrap();
     sig[10] ^= 0x80;
     let flipped = format!("{input}.{}", URL_SAFE_NO_PAD.encode(&sig));
-    let expired = signer.sign(&json!({"exp": now() - 1}));
+    // Beyond the default leeway of 60 s.
+    let expired = signer.sign(&json!({"exp": now() - 61}));
     let none = format!(
         "{}.{}.",
         URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"none","kid":"{}"}}"#, signer.jwk.kid())),
@@ -182,6 +183,13 @@ fn authz_verify_names_the_refusal_and_exits_1() {
         assert_eq!(out.status.code(), Some(1), "{code}: {out:?}");
         assert_eq!(stdout(&out).trim(), format!("invalid: {code}"));
     }
+    // Within the leeway, a JWS just past its exp verifies; with `--leeway 0` it is expired.
+    let just_expired = signer.sign(&json!({"exp": now() - 1}));
+    let out = verify_cli(&just_expired, &jwks, &[]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let out = verify_cli(&just_expired, &jwks, &["--leeway", "0"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(stdout(&out).trim(), "invalid: expired");
 }
 
 #[test]

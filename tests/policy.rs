@@ -110,7 +110,7 @@ fn forbidden_detokenize() -> Answer {
 }
 
 /// Expected decision for every action, in `Action::ALL` order.
-fn assert_decisions(identity: &str, expected: [Answer; 14]) {
+fn assert_decisions(identity: &str, expected: [Answer; 15]) {
     let engine = engine();
     for (action, want) in Action::ALL.into_iter().zip(expected) {
         assert_eq!(
@@ -140,6 +140,7 @@ fn gateway_runs_the_token_lifecycle_and_enrols_devices_but_never_detokenizes() {
             enrolment(),                                        // enrol_device
             allow("gateway-authorization-challenges"),          // create_authorization_challenge
             allow("gateway-authorize-payments-in-its-domains"), // authorize_payment
+            allow("gateway-read-authorizations"),               // read_authorization
             deny_by_default(),                                  // read_keys
             deny_by_default(),                                  // approve_key_change
             deny_by_default(),                                  // rewrap_keys
@@ -164,6 +165,7 @@ fn vault_reader_detokenizes_and_reads_metadata_only() {
             deny_by_default(), // enrol_device
             deny_by_default(), // create_authorization_challenge
             deny_by_default(), // authorize_payment
+            deny_by_default(), // read_authorization
             deny_by_default(), // read_keys
             deny_by_default(), // approve_key_change
             deny_by_default(), // rewrap_keys
@@ -172,7 +174,7 @@ fn vault_reader_detokenizes_and_reads_metadata_only() {
 }
 
 #[test]
-fn auditor_only_reads_the_audit_log_and_lists_keys() {
+fn auditor_only_reads_the_audit_log_and_authorizations_and_lists_keys() {
     assert_decisions(
         "spiffe://payhsm.dev/auditor",
         [
@@ -187,6 +189,7 @@ fn auditor_only_reads_the_audit_log_and_lists_keys() {
             deny_by_default(),
             deny_by_default(),
             deny_by_default(),
+            allow("auditor-read-authorizations"),
             allow("auditor-read-keys"),
             deny_by_default(),
             deny_by_default(),
@@ -203,6 +206,7 @@ fn custodians_only_manage_keys() {
             [
                 deny_by_default(),
                 forbidden_detokenize(),
+                deny_by_default(),
                 deny_by_default(),
                 deny_by_default(),
                 deny_by_default(),
@@ -383,12 +387,14 @@ fn every_loaded_policy_has_its_annotated_id() {
         engine().policy_ids(),
         [
             "auditor-read-audit",
+            "auditor-read-authorizations",
             "auditor-read-keys",
             "custodians-manage-keys",
             "detokenize-only-vault-reader",
             "gateway-authorization-challenges",
             "gateway-authorize-payments-in-its-domains",
             "gateway-device-enrolment",
+            "gateway-read-authorizations",
             "gateway-token-lifecycle",
             "monitoring-read-metrics",
             "payments-above-100-need-hardware-trust",

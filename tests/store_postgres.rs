@@ -36,6 +36,7 @@ store_cases::conformance!(PostgresFixture::new();
     a_second_distinct_custodian_within_the_window_grants_a_change,
     a_token_read_after_an_acknowledged_change_sees_the_change,
     a_token_written_on_one_replica_is_read_and_detokenized_on_the_other,
+    an_authorization_is_read_back_as_committed_with_its_challenges_audience,
     an_expired_challenge_is_refused_and_stays_unused,
     audit_log_rows_cannot_be_updated_or_deleted,
     chain_continues_after_close_and_reopen,

@@ -4,12 +4,12 @@
 use super::error::ApiError;
 use super::types::base64url;
 use crate::card::{Domain, Token};
-use crate::payment::SpcDisplay;
-use crate::payment::SpcIcon;
+use crate::payment::{Audience, SpcDisplay, SpcIcon};
 use crate::service::{
     AuthorizeInput, IdempotencyKey, IssuedPaymentChallenge, PaymentChallengeInput,
     SignedAuthorization,
 };
+use crate::store::AuthorizationRecord;
 use crate::text::{DisplayText, LoggableText};
 use hyper::HeaderMap;
 use serde::{Deserialize, Serialize};
@@ -93,6 +93,9 @@ pub struct PaymentChallengeRequest {
     /// SPC display data (the payment then runs as `payment.get`).
     #[serde(default)]
     pub spc: Option<SpcRequest>,
+    /// Who the authorization is for: signed as its `aud`.
+    #[serde(default)]
+    pub audience: Option<String>,
 }
 
 impl PaymentChallengeRequest {
@@ -108,8 +111,15 @@ impl PaymentChallengeRequest {
             currency: self.currency,
             payee: DisplayText::parse(&self.payee)?,
             spc: self.spc.map(SpcRequest::screen).transpose()?,
+            audience: self.audience.as_deref().map(audience).transpose()?,
         })
     }
+}
+
+/// An audience, screened like all caller text (422 `pan_in_text`), then checked (422
+/// `invalid_audience`).
+fn audience(text: &str) -> Result<Audience, ApiError> {
+    Ok(Audience::parse(LoggableText::parse(text)?)?)
 }
 
 /// A device id as payhsm makes them (16 random bytes in base64url, 22 characters), screened
@@ -215,6 +225,62 @@ impl<'a> From<&'a SignedAuthorization> for AuthorizeResponse<'a> {
     }
 }
 
+/// `GET /v1/authorizations/{id}`: a signed authorization as it was committed.
+#[derive(Debug, Serialize)]
+pub struct AuthorizationResponse<'a> {
+    /// payhsm's id for it (the JWS's `jti`).
+    pub authorization_id: &'a str,
+    /// `approved`.
+    pub decision: &'a str,
+    /// RFC 3339 UTC: the JWS's `iat`.
+    pub issued_at: String,
+    /// RFC 3339 UTC: the JWS's `exp`.
+    pub expires_at: String,
+    /// The policies that decided.
+    pub policy_ids: &'a [String],
+    /// The token paid with.
+    pub token: &'a str,
+    /// Its domain.
+    pub domain: &'a str,
+    /// Minor units.
+    pub amount: u64,
+    /// ISO 4217 code.
+    pub currency: &'a str,
+    /// Payee name.
+    pub payee: &'a str,
+    /// The device that confirmed.
+    pub device_id: &'a str,
+    /// The compact JWS, as issued.
+    pub authorization: &'a str,
+}
+
+/// A NumericDate as RFC 3339 UTC (the Unix epoch for one out of range, which the signer never
+/// writes).
+fn rfc3339(unix: i64) -> String {
+    crate::clock::format_rfc3339(
+        time::OffsetDateTime::from_unix_timestamp(unix).unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
+    )
+}
+
+impl<'a> From<&'a AuthorizationRecord> for AuthorizationResponse<'a> {
+    fn from(a: &'a AuthorizationRecord) -> Self {
+        Self {
+            authorization_id: &a.authorization_id,
+            decision: &a.decision,
+            issued_at: rfc3339(a.iat),
+            expires_at: rfc3339(a.exp),
+            policy_ids: &a.policy_ids,
+            token: a.token.as_str(),
+            domain: a.domain.as_str(),
+            amount: a.amount,
+            currency: &a.currency,
+            payee: &a.payee,
+            device_id: &a.device_id,
+            authorization: &a.jws,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -315,6 +381,28 @@ mod tests {
         .unwrap();
         assert_eq!(kept.payee.as_str(), "Caf\u{e9}");
         assert_eq!(kept.spc.unwrap().instrument_display_name, "Caf\u{e9}");
+    }
+
+    #[test]
+    fn an_audience_is_optional_screened_and_checked() {
+        assert!(challenge_request(|_| {}).unwrap().audience.is_none());
+        let kept = challenge_request(|b| b["audience"] = "https://acquirer.example".into());
+        assert_eq!(
+            kept.unwrap().audience.unwrap().as_str(),
+            "https://acquirer.example"
+        );
+        for (value, expected) in [
+            ("", "invalid_audience"),
+            ("two words", "invalid_audience"),
+            ("aud-4111111111111111", "pan_in_text"),
+        ] {
+            let e = challenge_request(|b| b["audience"] = value.into()).unwrap_err();
+            assert_eq!(
+                (e.status().as_u16(), e.code()),
+                (422, expected),
+                "{value:?}"
+            );
+        }
     }
 
     #[test]

@@ -73,6 +73,7 @@ impl ApiError {
                     S::Forbidden | S::PaymentRefused(_) => StatusCode::FORBIDDEN,
                     S::TokenNotFound
                     | S::ChallengeNotFound
+                    | S::AuthorizationNotFound
                     | S::DeviceNotFound
                     | S::KeyNotFound => StatusCode::NOT_FOUND,
                     S::TokenSuspended
@@ -313,6 +314,11 @@ mod tests {
                 service::Error::ChallengeNotFound.into(),
                 404,
                 "challenge_not_found",
+            ),
+            (
+                service::Error::AuthorizationNotFound.into(),
+                404,
+                "authorization_not_found",
             ),
             (service::Error::ChallengeUsed.into(), 409, "challenge_used"),
             (

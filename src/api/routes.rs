@@ -1,8 +1,8 @@
 //! Routing and the thin handlers.
 
 use super::authorizations::{
-    idempotency_key, AuthorizeRequest, AuthorizeResponse, PaymentChallengeRequest,
-    PaymentChallengeResponse,
+    idempotency_key, AuthorizationResponse, AuthorizeRequest, AuthorizeResponse,
+    PaymentChallengeRequest, PaymentChallengeResponse,
 };
 use super::body::{json, read_body, request_id, require_json, SecretBuf};
 use super::devices::{ChallengeRequest, ChallengeResponse, EnrolRequest, EnrolResponse};
@@ -47,6 +47,7 @@ enum Route<'a> {
     EnrolDevice,
     AuthorizationChallenge,
     Authorize,
+    Authorization(&'a str),
     Jwks,
     Keys,
     KeyChange,
@@ -244,6 +245,15 @@ fn resolve<'a>(method: &Method, path: &'a str) -> (&'static str, Result<Route<'a
         "/v1/keys/rewrap" => ("rewrap", only(Method::POST, "POST", Route::Rewrap)),
         "/v1/audit" => ("audit", only(Method::GET, "GET", Route::Audit)),
         "/v1/openapi.json" => ("openapi", only(Method::GET, "GET", Route::OpenApi)),
+        _ if path.starts_with("/v1/authorizations/") => {
+            match path.strip_prefix("/v1/authorizations/") {
+                Some(id) if !id.is_empty() && !id.contains('/') => (
+                    "authorization",
+                    only(Method::GET, "GET", Route::Authorization(id)),
+                ),
+                _ => ("unmatched", Err(ApiError::NotFound)),
+            }
+        }
         _ => match path
             .strip_prefix("/v1/tokens/")
             .map(|rest| rest.split('/').collect::<Vec<_>>())
@@ -281,7 +291,7 @@ fn resolve<'a>(method: &Method, path: &'a str) -> (&'static str, Result<Route<'a
 }
 
 /// Fuzzing entry point: the first byte picks a method, the rest is the path (UTF-8). Panics
-/// only if a matched token segment is empty or holds a `/`.
+/// only if a matched token or authorization id segment is empty or holds a `/`.
 #[allow(clippy::panic)]
 pub(crate) fn fuzz_resolve(data: &[u8]) {
     const METHODS: [Method; 5] = [
@@ -300,9 +310,13 @@ pub(crate) fn fuzz_resolve(data: &[u8]) {
     ) else {
         return;
     };
-    if let (_, Ok(Route::Metadata(token) | Route::Change(token, _))) = resolve(method, path) {
-        if token.is_empty() || token.contains('/') {
-            panic!("a token path segment was matched empty or with a slash");
+    if let (
+        _,
+        Ok(Route::Metadata(segment) | Route::Change(segment, _) | Route::Authorization(segment)),
+    ) = resolve(method, path)
+    {
+        if segment.is_empty() || segment.contains('/') {
+            panic!("a path segment was matched empty or with a slash");
         }
     }
 }
@@ -420,6 +434,13 @@ where
             Ok(Reply::json(
                 StatusCode::CREATED,
                 json(&AuthorizeResponse::from(&signed))?,
+            ))
+        }
+        Route::Authorization(id) => {
+            let record = app.authorizations.get(caller, id).await?;
+            Ok(Reply::json(
+                StatusCode::OK,
+                json(&AuthorizationResponse::from(&record))?,
             ))
         }
         // Public key material: any client that passed mTLS may read it, no policy decision.
@@ -615,6 +636,7 @@ mod tests {
                 Route::EnrolDevice => "enrol_device",
                 Route::AuthorizationChallenge => "authorization_challenge",
                 Route::Authorize => "authorize",
+                Route::Authorization(_) => "authorization",
                 Route::Jwks => "jwks",
                 Route::Keys => "keys",
                 Route::KeyChange => "key_change",
@@ -638,7 +660,9 @@ mod tests {
         assert_eq!(doc["openapi"], "3.1.0");
         let mut reached = std::collections::BTreeSet::new();
         for (path, item) in doc["paths"].as_object().unwrap() {
-            let concrete = path.replace("{token}", "4111119876541111");
+            let concrete = path
+                .replace("{token}", "4111119876541111")
+                .replace("{authorization_id}", "8f1c2d");
             for method in item.as_object().unwrap().keys() {
                 let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
                 let (label, r) = route(m, &concrete);
@@ -650,6 +674,7 @@ mod tests {
         // Every variant of `Route`, by the names `route` gives them (a new variant must be
         // named there, the match is exhaustive, and then here).
         let all = [
+            "authorization",
             "tokenize",
             "detokenize",
             "metadata",
@@ -728,6 +753,24 @@ mod tests {
             route(Method::GET, "/v1/authorizations"),
             ("authorize", Err("method_not_allowed"))
         );
+        assert_eq!(
+            route(
+                Method::GET,
+                "/v1/authorizations/0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"
+            ),
+            ("authorization", Ok("authorization"))
+        );
+        assert_eq!(
+            route(Method::POST, "/v1/authorizations/some-id"),
+            ("authorization", Err("method_not_allowed"))
+        );
+        for unmatched in ["/v1/authorizations/", "/v1/authorizations/a/b"] {
+            assert_eq!(
+                route(Method::GET, unmatched),
+                ("unmatched", Err("not_found")),
+                "{unmatched}"
+            );
+        }
         assert_eq!(route(Method::GET, "/v1/keys/jwks"), ("jwks", Ok("jwks")));
         assert_eq!(
             route(Method::POST, "/v1/keys/jwks"),

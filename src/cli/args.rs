@@ -40,6 +40,9 @@ pub enum Command {
     /// Signed payment authorizations (compact JWS, ES256).
     #[command(subcommand_required = true)]
     Authz(AuthzArgs),
+    /// Payment challenges and authorizations (API v1, over mTLS).
+    #[command(subcommand_required = true)]
+    Authorizations(AuthorizationsArgs),
     /// Key ceremonies on the HSM host: KEK components, forming, backup shares, restore.
     #[command(subcommand_required = true)]
     Ceremony(CeremonyArgs),
@@ -342,7 +345,89 @@ pub enum AuthzCommand {
         /// (e.g. https://127.0.0.1:8443/v1/keys/jwks).
         #[arg(long, value_name = "FILE|URL")]
         jwks: String,
+        /// Clock skew tolerated between the signer and this host, in seconds (0 to 300): the
+        /// JWS is refused as expired from `exp` + leeway on, and as issued in the future when
+        /// `iat` (or `nbf`) is more than the leeway after now.
+        #[arg(long, value_name = "SECONDS", default_value_t = 60,
+            value_parser = clap::value_parser!(u16).range(0..=300))]
+        leeway: u16,
+        /// Verify as of this time (Unix seconds) instead of now: what the authorization was
+        /// worth when it was used.
+        #[arg(long, value_name = "UNIX_SECONDS")]
+        at: Option<i64>,
     },
+}
+
+/// `payhsm authorizations ...`
+#[derive(Debug, Args)]
+pub struct AuthorizationsArgs {
+    /// Connection options.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// The operation.
+    #[command(subcommand)]
+    pub command: AuthorizationsCommand,
+}
+
+/// The payment authorization calls of API v1.
+#[derive(Debug, Subcommand)]
+pub enum AuthorizationsCommand {
+    /// Ask for a challenge bound to one payment (POST /v1/authorizations/challenges).
+    Challenge(PaymentChallengeArgs),
+    /// Answer a challenge with the device's assertion (POST /v1/authorizations). Prints the
+    /// signed authorization.
+    Create(AuthorizeArgs),
+    /// Look an authorization up by id (GET /v1/authorizations/{id}).
+    Get {
+        /// The authorization id.
+        id: String,
+    },
+}
+
+/// `payhsm authorizations challenge`
+#[derive(Debug, Args)]
+pub struct PaymentChallengeArgs {
+    /// The token paid with.
+    #[arg(long)]
+    pub token: String,
+    /// The token's domain.
+    #[arg(long)]
+    pub domain: String,
+    /// The enrolled device that must confirm.
+    #[arg(long)]
+    pub device_id: String,
+    /// The amount in minor units (1234 EUR is 12.34 EUR).
+    #[arg(long)]
+    pub amount: u64,
+    /// ISO 4217 code.
+    #[arg(long)]
+    pub currency: String,
+    /// The payee's name.
+    #[arg(long)]
+    pub payee: String,
+    /// Who the authorization is for (signed as its `aud`).
+    #[arg(long)]
+    pub audience: Option<String>,
+}
+
+/// `payhsm authorizations create`: the assertion's fields, base64url without padding.
+#[derive(Debug, Args)]
+pub struct AuthorizeArgs {
+    /// The challenge answered.
+    #[arg(long)]
+    pub challenge_id: String,
+    /// The credential id.
+    #[arg(long)]
+    pub credential_id: String,
+    /// authenticatorData.
+    #[arg(long)]
+    pub authenticator_data: String,
+    /// clientDataJSON.
+    #[arg(long)]
+    pub client_data_json: String,
+    /// The assertion signature.
+    #[arg(long)]
+    pub signature: String,
 }
 
 /// `payhsm webauthn ...`.

@@ -1,10 +1,11 @@
-//! `payhsm authz verify JWS --jwks FILE|URL`: checks a signed authorization as a gateway would.
+//! `payhsm authz verify JWS --jwks FILE|URL [--leeway SECONDS] [--at UNIX_SECONDS]`: checks a
+//! signed authorization as a gateway would.
 
 use super::args::{AuthzArgs, AuthzCommand, ConnectArgs};
 use super::output::{describe_api_error, fail, CliError};
 use super::{EXIT_API_ERROR, EXIT_OK};
 use crate::client::Client;
-use crate::jose::{verify_compact, Jwks};
+use crate::jose::{verify_compact_with_leeway, Jwks};
 use std::io::Read as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -14,11 +15,35 @@ const MAX_STDIN_JWS: u64 = 1024 * 1024;
 /// Runs an authz subcommand and returns the exit code.
 pub fn run(args: &AuthzArgs, connect: &ConnectArgs) -> i32 {
     match &args.command {
-        AuthzCommand::Verify { jws, jwks } => verify(connect, jws, jwks),
+        AuthzCommand::Verify {
+            jws,
+            jwks,
+            leeway,
+            at,
+        } => verify(
+            connect,
+            &Verify {
+                jws,
+                jwks,
+                leeway: i64::from(*leeway),
+                at: *at,
+            },
+        ),
     }
 }
 
-fn verify(connect: &ConnectArgs, jws: &str, jwks: &str) -> i32 {
+/// What `authz verify` checks, and as of when.
+struct Verify<'a> {
+    jws: &'a str,
+    jwks: &'a str,
+    /// Clock skew tolerated, seconds.
+    leeway: i64,
+    /// The verification time, when not now.
+    at: Option<i64>,
+}
+
+fn verify(connect: &ConnectArgs, args: &Verify<'_>) -> i32 {
+    let (jws, jwks) = (args.jws, args.jwks);
     let jws = match read_jws(jws) {
         Ok(j) => j,
         Err(e) => return fail(&e),
@@ -33,11 +58,12 @@ fn verify(connect: &ConnectArgs, jws: &str, jwks: &str) -> i32 {
         Ok(set) => set,
         Err(e) => return fail(&e),
     };
-    let now = match SystemTime::now().duration_since(UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-        Err(_) => return fail(&CliError::Usage("the clock is before 1970".to_owned())),
+    let now = match (args.at, SystemTime::now().duration_since(UNIX_EPOCH)) {
+        (Some(at), _) => at,
+        (None, Ok(d)) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        (None, Err(_)) => return fail(&CliError::Usage("the clock is before 1970".to_owned())),
     };
-    match verify_compact(jws.trim(), &set, now) {
+    match verify_compact_with_leeway(jws.trim(), &set, now, args.leeway) {
         Ok(claims) => match serde_json::to_string_pretty(&claims) {
             Ok(text) => {
                 println!("{text}");

@@ -1,7 +1,10 @@
 //! Turning API subcommands into HTTP calls: method, path and JSON body. No I/O except reading
 //! the PAN from stdin when asked.
 
-use super::args::{CreateArgs, DetokenizeArgs, HealthArgs, PanInput, TokenRef, TokensCommand};
+use super::args::{
+    AuthorizationsCommand, AuthorizeArgs, CreateArgs, DetokenizeArgs, HealthArgs, PanInput,
+    PaymentChallengeArgs, TokenRef, TokensCommand,
+};
 use super::output::CliError;
 use hyper::Method;
 use serde::Serialize;
@@ -57,6 +60,75 @@ pub fn tokens_call(command: TokensCommand) -> Result<ApiCall, CliError> {
         TokensCommand::Suspend(t) => Ok(token_call(Method::POST, &t, "/suspend")),
         TokensCommand::Resume(t) => Ok(token_call(Method::POST, &t, "/resume")),
         TokensCommand::Delete(t) => Ok(token_call(Method::DELETE, &t, "")),
+    }
+}
+
+/// The call for a `payhsm authorizations ...` subcommand. The assertion's fields go as given
+/// (base64url): the daemon decodes and checks them.
+pub fn authorizations_call(command: AuthorizationsCommand) -> Result<ApiCall, CliError> {
+    match command {
+        AuthorizationsCommand::Challenge(args) => Ok(ApiCall {
+            method: Method::POST,
+            path: "/v1/authorizations/challenges".to_owned(),
+            body: Some(to_json(&PaymentChallengeBody::from(&args), 256)?),
+        }),
+        AuthorizationsCommand::Create(args) => Ok(ApiCall {
+            method: Method::POST,
+            path: "/v1/authorizations".to_owned(),
+            body: Some(to_json(&AuthorizeBody::from(&args), 1024)?),
+        }),
+        AuthorizationsCommand::Get { id } => Ok(ApiCall {
+            method: Method::GET,
+            path: format!("/v1/authorizations/{}", percent_encode(&id)),
+            body: None,
+        }),
+    }
+}
+
+#[derive(Serialize)]
+struct PaymentChallengeBody<'a> {
+    token: &'a str,
+    domain: &'a str,
+    device_id: &'a str,
+    amount: u64,
+    currency: &'a str,
+    payee: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    audience: Option<&'a str>,
+}
+
+impl<'a> From<&'a PaymentChallengeArgs> for PaymentChallengeBody<'a> {
+    fn from(a: &'a PaymentChallengeArgs) -> Self {
+        Self {
+            token: &a.token,
+            domain: &a.domain,
+            device_id: &a.device_id,
+            amount: a.amount,
+            currency: &a.currency,
+            payee: &a.payee,
+            audience: a.audience.as_deref(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct AuthorizeBody<'a> {
+    challenge_id: &'a str,
+    credential_id: &'a str,
+    authenticator_data: &'a str,
+    client_data_json: &'a str,
+    signature: &'a str,
+}
+
+impl<'a> From<&'a AuthorizeArgs> for AuthorizeBody<'a> {
+    fn from(a: &'a AuthorizeArgs) -> Self {
+        Self {
+            challenge_id: &a.challenge_id,
+            credential_id: &a.credential_id,
+            authenticator_data: &a.authenticator_data,
+            client_data_json: &a.client_data_json,
+            signature: &a.signature,
+        }
     }
 }
 
@@ -174,6 +246,7 @@ mod tests {
     fn call(argv: &[&str]) -> ApiCall {
         match Cli::try_parse_from(argv).unwrap().command {
             Command::Tokens(t) => tokens_call(t.command).unwrap(),
+            Command::Authorizations(a) => authorizations_call(a.command).unwrap(),
             Command::Health(h) => health_call(&h),
             other => panic!("not an API call: {other:?}"),
         }
@@ -181,6 +254,86 @@ mod tests {
 
     fn body(c: &ApiCall) -> serde_json::Value {
         serde_json::from_slice(c.body.as_deref().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn authorizations_subcommands_map_to_their_api_v1_calls() {
+        let c = call(&[
+            "payhsm",
+            "authorizations",
+            "challenge",
+            "--token",
+            "4111119876541111",
+            "--domain",
+            "shop",
+            "--device-id",
+            "AAAAAAAAAAAAAAAAAAAAAA",
+            "--amount",
+            "1234",
+            "--currency",
+            "EUR",
+            "--payee",
+            "Shop",
+            "--audience",
+            "https://acquirer.example",
+        ]);
+        assert_eq!(
+            (&c.method, c.path.as_str()),
+            (&Method::POST, "/v1/authorizations/challenges")
+        );
+        assert_eq!(
+            body(&c),
+            json!({"token": "4111119876541111", "domain": "shop",
+                "device_id": "AAAAAAAAAAAAAAAAAAAAAA", "amount": 1234, "currency": "EUR",
+                "payee": "Shop", "audience": "https://acquirer.example"})
+        );
+        let c = call(&[
+            "payhsm",
+            "authorizations",
+            "challenge",
+            "--token",
+            "t",
+            "--domain",
+            "d",
+            "--device-id",
+            "x",
+            "--amount",
+            "1",
+            "--currency",
+            "EUR",
+            "--payee",
+            "p",
+        ]);
+        assert!(body(&c).get("audience").is_none());
+        let c = call(&[
+            "payhsm",
+            "authorizations",
+            "create",
+            "--challenge-id",
+            "c1",
+            "--credential-id",
+            "Y3JlZA",
+            "--authenticator-data",
+            "YXV0aA",
+            "--client-data-json",
+            "e30",
+            "--signature",
+            "c2ln",
+        ]);
+        assert_eq!(
+            (&c.method, c.path.as_str()),
+            (&Method::POST, "/v1/authorizations")
+        );
+        assert_eq!(
+            body(&c),
+            json!({"challenge_id": "c1", "credential_id": "Y3JlZA",
+                "authenticator_data": "YXV0aA", "client_data_json": "e30", "signature": "c2ln"})
+        );
+        let c = call(&["payhsm", "authorizations", "get", "0190a1b2-7e5f/x"]);
+        assert_eq!(
+            (c.method, c.path.as_str(), c.body.is_none()),
+            (Method::GET, "/v1/authorizations/0190a1b2-7e5f%2Fx", true)
+        );
     }
 
     #[test]

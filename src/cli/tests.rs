@@ -333,9 +333,18 @@ fn authz_verify_takes_a_jws_or_stdin_and_a_jwks() {
     ] {
         match parse(argv).command {
             Command::Authz(AuthzArgs {
-                command: AuthzCommand::Verify { jws, jwks },
+                command:
+                    AuthzCommand::Verify {
+                        jws,
+                        jwks,
+                        leeway,
+                        at,
+                    },
                 ..
-            }) => assert_eq!((jws.as_str(), jwks.as_str()), (want_jws, want_jwks)),
+            }) => {
+                assert_eq!((jws.as_str(), jwks.as_str()), (want_jws, want_jwks));
+                assert_eq!((leeway, at), (60, None), "the defaults");
+            }
             other => panic!("{other:?}"),
         }
     }
@@ -343,6 +352,13 @@ fn authz_verify_takes_a_jws_or_stdin_and_a_jwks() {
         refused(&["payhsm", "authz", "verify", "a.b.c"]),
         ErrorKind::MissingRequiredArgument
     );
+    for leeway in ["301", "ten"] {
+        assert_eq!(
+            refused(&["payhsm", "authz", "verify", "a.b.c", "--jwks", "f", "--leeway", leeway]),
+            ErrorKind::ValueValidation,
+            "{leeway}"
+        );
+    }
     assert_eq!(
         refused(&["payhsm", "authz"]),
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand

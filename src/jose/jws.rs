@@ -80,6 +80,49 @@ pub fn verify_signature(
 /// and whose `iat` and `nbf` (if any) are at most [`MAX_CLOCK_SKEW_SECS`] after it. Header and
 /// claims with a duplicated member name are refused.
 pub fn verify_compact(jws: &str, jwks: &Jwks, now_unix: i64) -> Result<Value, JoseError> {
+    verify_with(
+        jws,
+        jwks,
+        now_unix,
+        Leeway {
+            after_exp: 0,
+            before_iat: MAX_CLOCK_SKEW_SECS,
+        },
+    )
+}
+
+/// As [`verify_compact`], with `leeway_secs` of clock skew tolerated both ways (RFC 7519
+/// §4.1.4 allows "some small leeway"): refused as expired from `exp + leeway_secs` on, and as
+/// issued in the future or not yet valid when `iat` or `nbf` is more than `leeway_secs` after
+/// `now_unix`. A negative leeway counts as 0.
+pub fn verify_compact_with_leeway(
+    jws: &str,
+    jwks: &Jwks,
+    now_unix: i64,
+    leeway_secs: i64,
+) -> Result<Value, JoseError> {
+    let leeway = leeway_secs.max(0);
+    verify_with(
+        jws,
+        jwks,
+        now_unix,
+        Leeway {
+            after_exp: leeway,
+            before_iat: leeway,
+        },
+    )
+}
+
+/// The clock skew tolerated on each side, in seconds.
+#[derive(Debug, Clone, Copy)]
+struct Leeway {
+    /// How long after `exp` the JWS is still accepted.
+    after_exp: i64,
+    /// How far after now `iat` and `nbf` may lie.
+    before_iat: i64,
+}
+
+fn verify_with(jws: &str, jwks: &Jwks, now_unix: i64, leeway: Leeway) -> Result<Value, JoseError> {
     if jws.len() > MAX_JWS_LEN {
         return Err(FormatError::TooLong.into());
     }
@@ -124,23 +167,23 @@ pub fn verify_compact(jws: &str, jwks: &Jwks, now_unix: i64) -> Result<Value, Jo
     // RFC 7515 §5.2 step 8: validate the signature over ASCII(header '.' payload).
     verify_signature(key.public_key(), signing_input.as_bytes(), &signature)?;
     let claims = unique_object(&decode(payload_b64)?).ok_or(FormatError::ClaimsNotObject)??;
-    check_times(&claims, now_unix)?;
+    check_times(&claims, now_unix, leeway)?;
     Ok(Value::Object(claims))
 }
 
 /// RFC 7519 §4.1.4-4.1.6: exp, nbf and iat, integers when present.
-fn check_times(claims: &Map<String, Value>, now: i64) -> Result<(), JoseError> {
+fn check_times(claims: &Map<String, Value>, now: i64, leeway: Leeway) -> Result<(), JoseError> {
     let time = |name: &str| -> Result<Option<i64>, JoseError> {
         claims
             .get(name)
             .map(|v| v.as_i64().ok_or(FormatError::ClaimType.into()))
             .transpose()
     };
-    // RFC 7519 §4.1.4: the current time MUST be before exp; no leeway on expiry.
-    if time("exp")?.is_some_and(|exp| now >= exp) {
+    // RFC 7519 §4.1.4: the current time MUST be before exp (with the leeway, if any).
+    if time("exp")?.is_some_and(|exp| now >= exp.saturating_add(leeway.after_exp)) {
         return Err(TimeError::Expired.into());
     }
-    let latest = now.saturating_add(MAX_CLOCK_SKEW_SECS);
+    let latest = now.saturating_add(leeway.before_iat);
     // RFC 7519 §4.1.5: not before nbf (with the clock skew allowance).
     if time("nbf")?.is_some_and(|nbf| nbf > latest) {
         return Err(TimeError::NotYetValid.into());

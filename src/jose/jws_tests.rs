@@ -324,6 +324,34 @@ fn expiry_is_strict_and_iat_nbf_allow_sixty_seconds_of_skew() {
 }
 
 #[test]
+fn a_leeway_tolerates_skew_both_ways_and_zero_is_strict() {
+    let k = TestKey::new();
+    let jwks = k.jwks();
+    let at = |claims: Value, leeway: i64| {
+        verify_compact_with_leeway(&k.sign(&claims), &jwks, NOW, leeway)
+    };
+    assert!(at(json!({"exp": NOW - 59}), 60).is_ok());
+    assert_eq!(code(at(json!({"exp": NOW - 60}), 60)), "expired");
+    assert_eq!(code(at(json!({"exp": NOW}), 0)), "expired");
+    assert!(at(json!({"exp": NOW + 1}), 0).is_ok());
+    assert!(at(json!({"iat": NOW + 10}), 10).is_ok());
+    assert_eq!(code(at(json!({"iat": NOW + 11}), 10)), "iat_in_future");
+    assert_eq!(code(at(json!({"iat": NOW + 1}), 0)), "iat_in_future");
+    assert_eq!(code(at(json!({"nbf": NOW + 1}), 0)), "not_yet_valid");
+    // A negative leeway is no leeway, never a stricter-than-now check that overflows.
+    assert!(at(json!({"exp": NOW + 1, "iat": NOW}), -5).is_ok());
+    assert_eq!(
+        code(verify_compact_with_leeway(
+            &k.sign(&json!({"exp": i64::MAX})),
+            &jwks,
+            i64::MAX,
+            300
+        )),
+        "expired"
+    );
+}
+
+#[test]
 fn claims_must_be_one_json_object_with_unique_members() {
     let k = TestKey::new();
     let header = serde_json::to_vec(&k.header()).unwrap();

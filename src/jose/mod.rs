@@ -13,7 +13,7 @@ mod signer;
 
 pub use error::{FormatError, JoseError, JwksError, TimeError};
 pub use jwk::{thumbprint, Jwk, Jwks};
-pub use jws::{encode, verify_compact, verify_signature, SigningInput};
+pub use jws::{encode, verify_compact, verify_compact_with_leeway, verify_signature, SigningInput};
 pub use signer::{AuthorizationSigner, SignedJws};
 
 /// Signing failed (HSM unavailable or the claims could not be encoded).

@@ -13,6 +13,8 @@ use crate::text::{DisplayText, LoggableText};
 pub const MAX_AMOUNT: u64 = 1_000_000_000_000_000;
 /// The longest payee name, in characters.
 pub const MAX_PAYEE_CHARS: usize = 128;
+/// The longest audience, in characters.
+pub const MAX_AUDIENCE_CHARS: usize = 128;
 
 /// Why a payment value is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +31,8 @@ pub enum PaymentError {
     InvalidSpc,
     /// The SPC instrument icon is not an `https:` or `data:image/` URL.
     InvalidIcon,
+    /// The audience is empty, longer than [`MAX_AUDIENCE_CHARS`], or not visible ASCII.
+    InvalidAudience,
 }
 
 impl PaymentError {
@@ -40,6 +44,7 @@ impl PaymentError {
             Self::InvalidPayee => "invalid_payee",
             Self::InvalidSpc => "invalid_spc",
             Self::InvalidIcon => "invalid_icon",
+            Self::InvalidAudience => "invalid_audience",
         }
     }
 }
@@ -55,6 +60,9 @@ impl std::fmt::Display for PaymentError {
             }
             Self::InvalidIcon => {
                 "the SPC instrument icon must be an https: URL or a data:image/ URL"
+            }
+            Self::InvalidAudience => {
+                "the audience must be 1 to 128 visible ASCII characters (no spaces)"
             }
         })
     }
@@ -111,6 +119,35 @@ impl Payee {
     /// The name.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// Who the authorization is for, as the payment challenge named it: signed as the JWS's
+/// `aud` (RFC 7519 §4.1.3), so a recipient that checks it refuses an authorization meant for
+/// another. 1 to [`MAX_AUDIENCE_CHARS`] visible ASCII characters (`!` to `~`): a URI or a
+/// name, never text a reader could misread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Audience(String);
+
+impl Audience {
+    /// Checks the length and the characters of the screened text.
+    pub fn parse(text: LoggableText) -> Result<Self, PaymentError> {
+        let s = text.as_str();
+        if s.is_empty() || s.len() > MAX_AUDIENCE_CHARS || !s.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Err(PaymentError::InvalidAudience);
+        }
+        Ok(Self(text.into_string()))
+    }
+
+    /// The audience.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The audience, owned.
+    pub fn into_string(self) -> String {
+        self.0
     }
 }
 
@@ -181,6 +218,31 @@ mod tests {
             Err(PaymentError::InvalidAmount)
         );
         assert!(Amount::new(1).is_ok());
+    }
+
+    #[test]
+    fn an_audience_is_short_visible_ascii() {
+        let audience = |s: &str| {
+            LoggableText::parse(s)
+                .map_err(drop)
+                .and_then(|t| Audience::parse(t).map_err(drop))
+        };
+        for ok in [
+            "https://acquirer.example",
+            "gw-1",
+            &"a".repeat(MAX_AUDIENCE_CHARS),
+        ] {
+            assert_eq!(audience(ok).unwrap().as_str(), ok);
+        }
+        for bad in [
+            "",
+            "two words",
+            "caf\u{e9}",
+            "tab\there",
+            &"a".repeat(MAX_AUDIENCE_CHARS + 1),
+        ] {
+            assert!(audience(bad).is_err(), "{bad:?}");
+        }
     }
 
     fn payee(name: &str) -> Result<Payee, PaymentError> {

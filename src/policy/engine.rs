@@ -52,6 +52,8 @@ pub enum Action {
     CreateAuthorizationChallenge,
     /// POST /v1/authorizations (with a [`PaymentContext`])
     AuthorizePayment,
+    /// GET /v1/authorizations/{id}: a signed authorization, on its token's domain
+    ReadAuthorization,
     /// GET /v1/keys: key versions, states, KCVs and thumbprints (never key material)
     ReadKeys,
     /// POST /v1/keys/changes: one custodian's approval of a key change (dual control)
@@ -64,7 +66,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, in a stable order (for tests and reports).
-    pub const ALL: [Action; 15] = [
+    pub const ALL: [Action; 16] = [
         Self::Tokenize,
         Self::Detokenize,
         Self::ReadMetadata,
@@ -76,6 +78,7 @@ impl Action {
         Self::EnrolDevice,
         Self::CreateAuthorizationChallenge,
         Self::AuthorizePayment,
+        Self::ReadAuthorization,
         Self::ReadKeys,
         Self::ApproveKeyChange,
         Self::RewrapKeys,
@@ -96,6 +99,7 @@ impl Action {
             Self::EnrolDevice => "enrol_device",
             Self::CreateAuthorizationChallenge => "create_authorization_challenge",
             Self::AuthorizePayment => "authorize_payment",
+            Self::ReadAuthorization => "read_authorization",
             Self::ReadKeys => "read_keys",
             Self::ApproveKeyChange => "approve_key_change",
             Self::RewrapKeys => "rewrap_keys",
@@ -119,7 +123,8 @@ impl Action {
             | Self::Resume
             | Self::Delete
             | Self::CreateAuthorizationChallenge
-            | Self::AuthorizePayment => matches!(resource, Resource::Domain(_)),
+            | Self::AuthorizePayment
+            | Self::ReadAuthorization => matches!(resource, Resource::Domain(_)),
             Self::ReadAudit => matches!(resource, Resource::AuditLog),
             Self::ReadMetrics => matches!(resource, Resource::Metrics),
             Self::ReadKeys | Self::ApproveKeyChange | Self::RewrapKeys => {

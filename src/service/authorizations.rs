@@ -11,13 +11,13 @@
 
 use super::idempotency::{request_hash, IdempotencyKey};
 use super::ids::{fill_random, time_ordered_id};
-use super::{Caller, Error};
+use super::{check_policy, Caller, Error};
 use crate::audit::{AuditEvent, PolicyVerdict};
 use crate::card::{Domain, Token, TokenStatus};
 use crate::config::WebauthnConfig;
 use crate::jose::{AuthorizationSigner, SignedJws};
 use crate::keys::{KeyError, KeyVersion, SharedRing};
-use crate::payment::{Amount, Currency, Payee, PaymentError, SpcDisplay};
+use crate::payment::{Amount, Audience, Currency, Payee, PaymentError, SpcDisplay};
 use crate::policy::{Action, PaymentContext, PolicyContext, PolicyEngine, PolicyRequest, Resource};
 use crate::store::{
     AuthorizationChallengeRecord, AuthorizationCommit, AuthorizationRecord, ChallengeIssue,
@@ -99,6 +99,8 @@ pub struct PaymentChallengeInput {
     /// SPC display data, when the payment runs as `payment.get` (screened when decoded;
     /// lengths and origins checked here).
     pub spc: Option<SpcDisplay>,
+    /// Who the authorization is for (signed as its `aud`), if the caller names one.
+    pub audience: Option<Audience>,
 }
 
 impl PaymentChallengeInput {
@@ -293,6 +295,7 @@ impl Authorizations {
             currency: currency.code().to_owned(),
             payee: payee.as_str().to_owned(),
             spc: input.spc,
+            audience: input.audience.map(Audience::into_string),
             created_at: crate::clock::format_rfc3339(now),
             expires_at: crate::clock::format_rfc3339(now + self.config.authorization_challenge_ttl),
             used_at: None,
@@ -314,6 +317,9 @@ impl Authorizations {
             record.payee,
             if record.spc.is_some() { " spc" } else { "" }
         ));
+        if let (Some(detail), Some(aud)) = (&mut audit.detail, &record.audience) {
+            detail.push_str(&format!(" audience={aud:?}"));
+        }
         let refused = audit.clone();
         match self
             .store
@@ -514,7 +520,9 @@ impl Authorizations {
         let iat = now.unix_timestamp();
         let ttl = i64::try_from(self.config.authorization_ttl.as_secs()).unwrap_or(i64::MAX);
         let exp = iat.saturating_add(ttl);
-        let claims = serde_json::json!({
+        let mut claims = serde_json::json!({
+            // RFC 7519 §4.1.7: jti, the authorization's unique id.
+            "jti": authorization_id,
             "authorization_id": authorization_id,
             "token": challenge.token.as_str(),
             "domain": challenge.domain.as_str(),
@@ -529,6 +537,10 @@ impl Authorizations {
             "iat": iat,
             "exp": exp,
         });
+        // RFC 7519 §4.1.3: aud, only when the challenge named the recipient.
+        if let (Some(audience), Some(map)) = (&challenge.audience, claims.as_object_mut()) {
+            map.insert("aud".to_owned(), audience.clone().into());
+        }
         // Sign first, then commit: if the commit fails the JWS is never returned.
         let SignedJws { compact: jws, kid } = match self.signer.sign(&claims).await {
             Ok(signed) => signed,
@@ -608,6 +620,30 @@ impl Authorizations {
                 .refuse(refusal.audit, Error::IdempotencyKeyReused)
                 .await),
         }
+    }
+
+    /// A signed authorization by id, with its JWS as issued: for a caller the policy allows
+    /// `read_authorization` on the domain of the token it was paid with. A refusal is audited;
+    /// an unknown id is [`Error::AuthorizationNotFound`] before any policy question (an id
+    /// holds 74 random bits: whoever knows one learns nothing from its existence).
+    pub async fn get(&self, caller: &Caller, id: &str) -> Result<AuthorizationRecord, Error> {
+        let Some(record) = self.store.authorization(id).await? else {
+            return Err(Error::AuthorizationNotFound);
+        };
+        check_policy(
+            self.store.as_ref(),
+            &self.policy,
+            caller,
+            Action::ReadAuthorization,
+            Resource::Domain(&record.domain),
+            |audit| {
+                audit.token = Some(record.token.as_str().to_owned());
+                audit.domain = Some(record.domain.as_str().to_owned());
+                audit.detail = Some(format!("authorization={}", record.authorization_id));
+            },
+        )
+        .await?;
+        Ok(record)
     }
 
     /// The tag and request hash of an Idempotency-Key, when one came (the request is hashed
@@ -739,7 +775,7 @@ fn token_error(status: TokenStatus) -> Error {
 }
 
 fn challenge_canonical(i: &PaymentChallengeInput) -> serde_json::Value {
-    serde_json::json!({
+    let mut canonical = serde_json::json!({
         "token": i.token.as_str(),
         "domain": i.domain.as_str(),
         "device_id": i.device_id,
@@ -751,7 +787,12 @@ fn challenge_canonical(i: &PaymentChallengeInput) -> serde_json::Value {
             "top_origin": s.top_origin,
             "instrument": {"display_name": s.instrument_display_name, "icon": s.instrument_icon},
         })),
-    })
+    });
+    // Only when named, so a key stored before audiences existed hashes as it did.
+    if let (Some(audience), Some(map)) = (&i.audience, canonical.as_object_mut()) {
+        map.insert("audience".to_owned(), audience.as_str().into());
+    }
+    canonical
 }
 
 fn authorize_canonical(i: &AuthorizeInput) -> serde_json::Value {

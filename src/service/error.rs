@@ -37,6 +37,8 @@ pub enum Error {
     InvalidUser,
     /// No challenge with that id for this purpose (404).
     ChallengeNotFound,
+    /// No authorization with that id (404).
+    AuthorizationNotFound,
     /// The challenge was used before, by a successful or a failed attempt (409).
     ChallengeUsed,
     /// The challenge expired unused (410).
@@ -109,6 +111,7 @@ impl Error {
             Self::UnknownRelyingParty => "unknown_relying_party",
             Self::InvalidUser => "invalid_user",
             Self::ChallengeNotFound => "challenge_not_found",
+            Self::AuthorizationNotFound => "authorization_not_found",
             Self::ChallengeUsed => "challenge_used",
             Self::ChallengeExpired => "challenge_expired",
             Self::Webauthn(e) => e.code(),
@@ -163,6 +166,7 @@ impl std::fmt::Display for Error {
                 f.write_str("the user name must be 1 to 64 characters without control characters")
             }
             Self::ChallengeNotFound => f.write_str("no such challenge"),
+            Self::AuthorizationNotFound => f.write_str("no such authorization"),
             Self::ChallengeUsed => f.write_str("the challenge was already used"),
             Self::ChallengeExpired => f.write_str("the challenge has expired"),
             Self::Webauthn(e) => write!(f, "the WebAuthn response was rejected: {e}"),

@@ -35,6 +35,8 @@ pub struct AuthorizationChallengeRecord {
     pub expires_at: String,
     /// When it was consumed; `None` while unused.
     pub used_at: Option<String>,
+    /// The recipient the caller named (signed as the authorization's `aud`), if any.
+    pub audience: Option<String>,
 }
 
 /// A signed authorization, as stored.
@@ -158,6 +160,9 @@ pub trait AuthorizationStore: Send + Sync {
         &self,
         id: &str,
     ) -> StoreFuture<'_, Option<AuthorizationChallengeRecord>>;
+
+    /// Reads a signed authorization by id, exactly as it was committed (its JWS as issued).
+    fn authorization(&self, id: &str) -> StoreFuture<'_, Option<AuthorizationRecord>>;
 
     /// Ends an authorization attempt in one transaction (see [`AuthorizationCommit`]). The
     /// idempotency key is looked up first, as for [`AuthorizationStore::create_authorization_challenge`].

@@ -4,11 +4,12 @@
 //! one [`conformance!`] list each. `tests/store_conformance.rs` checks both lists name every
 //! case here, so a case cannot run on one backend only.
 //!
-//! Cases by area: [`tokens`], [`audit`], [`devices`], [`keys`], [`replicas`]. The fixtures are
-//! in [`backends`].
+//! Cases by area: [`tokens`], [`audit`], [`devices`], [`authorizations`], [`keys`],
+//! [`replicas`]. The fixtures are in [`backends`].
 #![allow(dead_code, unused_imports, unused_macros)] // each test crate uses part of the suite
 
 pub mod audit;
+pub mod authorizations;
 pub mod backends;
 pub mod devices;
 pub mod keys;
@@ -16,6 +17,7 @@ pub mod replicas;
 pub mod tokens;
 
 pub use audit::*;
+pub use authorizations::*;
 pub use devices::*;
 pub use keys::*;
 pub use replicas::*;

@@ -16,7 +16,7 @@ use tokio_postgres::Row;
 
 const CHALLENGE_COLUMNS: &str = "id, challenge, principal, token, domain, device_id, amount, \
      currency, payee, spc_payee_origin, spc_top_origin, spc_instrument_name, \
-     spc_instrument_icon, created_at, expires_at, used_at";
+     spc_instrument_icon, created_at, expires_at, used_at, audience";
 
 fn amount_to_sql(amount: u64) -> Result<i64, StoreError> {
     i64::try_from(amount).map_err(|_| StoreError::Unavailable("amount out of range".into()))
@@ -55,6 +55,7 @@ fn challenge_from_row(row: &Row) -> Result<AuthorizationChallengeRecord, StoreEr
         created_at: get(row, 13)?,
         expires_at: get(row, 14)?,
         used_at: get(row, 15)?,
+        audience: get(row, 16)?,
         id,
     })
 }
@@ -132,7 +133,7 @@ pub(super) async fn create_challenge(
     let amount = amount_to_sql(c.amount)?;
     let sql = format!(
         "INSERT INTO authorization_challenges ({CHALLENGE_COLUMNS})
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
     );
     execute(
         &ctx.db,
@@ -154,6 +155,7 @@ pub(super) async fn create_challenge(
             &c.created_at,
             &c.expires_at,
             &c.used_at,
+            &c.audience,
         ],
     )
     .await?;
@@ -283,6 +285,51 @@ pub(super) async fn challenge(
         .await?
         .as_ref()
         .map(challenge_from_row)
+        .transpose()
+}
+
+const AUTHORIZATION_COLUMNS: &str = "authorization_id, challenge_id, token, domain, amount, \
+     currency, payee, device_id, credential_id, decision, policy_ids, kid, iat, exp, jws";
+
+/// An authorization row, validated.
+fn authorization_from_row(row: &Row) -> Result<AuthorizationRecord, StoreError> {
+    let id: String = get(row, 0)?;
+    let bad = |what: &str| StoreError::Corrupt(format!("authorization {id}: bad {what}"));
+    let token = Token::parse(get::<&str>(row, 2)?).map_err(|_| bad("token"))?;
+    let domain = Domain::parse(get::<&str>(row, 3)?).map_err(|_| bad("domain"))?;
+    let amount = u64::try_from(get::<i64>(row, 4)?).map_err(|_| bad("amount"))?;
+    let policy_ids: Vec<String> =
+        serde_json::from_str(get::<&str>(row, 10)?).map_err(|_| bad("policy ids"))?;
+    Ok(AuthorizationRecord {
+        challenge_id: get(row, 1)?,
+        token,
+        domain,
+        amount,
+        currency: get(row, 5)?,
+        payee: get(row, 6)?,
+        device_id: get(row, 7)?,
+        credential_id: get(row, 8)?,
+        decision: get(row, 9)?,
+        policy_ids,
+        kid: get(row, 11)?,
+        iat: get(row, 12)?,
+        exp: get(row, 13)?,
+        jws: get(row, 14)?,
+        authorization_id: id,
+    })
+}
+
+/// Reads an authorization by id.
+pub(super) async fn authorization(
+    db: &ClientWrapper,
+    id: &str,
+) -> Result<Option<AuthorizationRecord>, StoreError> {
+    let sql =
+        format!("SELECT {AUTHORIZATION_COLUMNS} FROM authorizations WHERE authorization_id = $1");
+    query_opt(db, &sql, &[&id])
+        .await?
+        .as_ref()
+        .map(authorization_from_row)
         .transpose()
 }
 

@@ -31,11 +31,11 @@ use crate::card::{Domain, StatusChange, Token};
 use crate::keys::{KeyVersion, WrappedDataKey};
 use crate::store::{
     ApprovalOutcome, AuditStore, AuthorizationChallengeRecord, AuthorizationCommit,
-    AuthorizationStore, ChallengeIssue, ChallengePurpose, ChallengeRecord, CommitOutcome,
-    ConsumeOutcome, DataKeyInfo, DetokenizeOutcome, DeviceRecord, DeviceStore, EnrolOutcome,
-    IdempotencyRecord, IdempotencyStore, Idempotent, KeyApproval, KeyChangeOutcome, KeyStore,
-    NewToken, Rewrapped, SigningKeyRecord, Store, StoreError, StoreFuture, StoreObserver, Timing,
-    TokenRecord, TokenStore, TokenizeOutcome, TransitionOutcome,
+    AuthorizationRecord, AuthorizationStore, ChallengeIssue, ChallengePurpose, ChallengeRecord,
+    CommitOutcome, ConsumeOutcome, DataKeyInfo, DetokenizeOutcome, DeviceRecord, DeviceStore,
+    EnrolOutcome, IdempotencyRecord, IdempotencyStore, Idempotent, KeyApproval, KeyChangeOutcome,
+    KeyStore, NewToken, Rewrapped, SigningKeyRecord, Store, StoreError, StoreFuture, StoreObserver,
+    Timing, TokenRecord, TokenStore, TokenizeOutcome, TransitionOutcome,
 };
 use connection::{pg_config, pool_err, query_one, Connector};
 use deadpool_postgres::{ClientWrapper, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
@@ -473,6 +473,13 @@ impl AuthorizationStore for PostgresStore {
         let id = id.to_owned();
         Box::pin(self.read("authorization_challenge", move |db| {
             Box::pin(async move { authorizations::challenge(db, &id).await })
+        }))
+    }
+
+    fn authorization(&self, id: &str) -> StoreFuture<'_, Option<AuthorizationRecord>> {
+        let id = id.to_owned();
+        Box::pin(self.read("authorization", move |db| {
+            Box::pin(async move { authorizations::authorization(db, &id).await })
         }))
     }
 

@@ -1,9 +1,10 @@
 //! Versioned migrations, applied at open under an advisory lock so replicas starting together
 //! do not race.
 //!
-//! The schema is SQLite's (`sqlite/schema.rs`, version 5) in PostgreSQL types. Text columns
-//! compare bytewise (`COLLATE "C"`) like SQLite's: times are fixed-width RFC 3339 text
-//! compared as text (`expires_at > $now`), and the rewrap orders by domain and token.
+//! The schema is SQLite's (`sqlite/schema.rs`: version 5, then each later change noting the
+//! SQLite version it matches) in PostgreSQL types. Text columns compare bytewise
+//! (`COLLATE "C"`) like SQLite's: times are fixed-width RFC 3339 text compared as text
+//! (`expires_at > $now`), and the rewrap orders by domain and token.
 
 use super::connection::pg_err;
 use crate::store::StoreError;
@@ -168,6 +169,9 @@ const MIGRATIONS: &[&str] = &[
         key TEXT COLLATE "C" PRIMARY KEY,
         value TEXT COLLATE "C" NOT NULL
     );"#,
+    // 2: the audience a payment challenge names, signed as the authorization's `aud`
+    // (SQLite's version 6).
+    r#"ALTER TABLE authorization_challenges ADD COLUMN audience TEXT COLLATE "C" NULL;"#,
 ];
 
 /// The newest version this build knows.

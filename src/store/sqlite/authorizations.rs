@@ -15,7 +15,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 const CHALLENGE_COLUMNS: &str = "id, challenge, principal, token, domain, device_id, amount, \
      currency, payee, spc_payee_origin, spc_top_origin, spc_instrument_name, \
-     spc_instrument_icon, created_at, expires_at, used_at";
+     spc_instrument_icon, created_at, expires_at, used_at, audience";
 
 fn amount_to_sql(amount: u64) -> Result<i64, StoreError> {
     i64::try_from(amount).map_err(|_| StoreError::Unavailable("amount out of range".into()))
@@ -66,6 +66,7 @@ fn challenge_from_row(
         created_at: r.get(13)?,
         expires_at: r.get(14)?,
         used_at: r.get(15)?,
+        audience: r.get(16)?,
         id,
     }))
 }
@@ -147,7 +148,7 @@ pub(super) fn create_challenge(
     ctx.conn
         .prepare_cached(&format!(
             "INSERT INTO authorization_challenges ({CHALLENGE_COLUMNS})
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
         ))
         .and_then(|mut s| {
             s.execute(params![
@@ -167,6 +168,7 @@ pub(super) fn create_challenge(
                 c.created_at,
                 c.expires_at,
                 c.used_at,
+                c.audience,
             ])
         })
         .map_err(sql_err)?;
@@ -205,11 +207,10 @@ fn insert_authorization(conn: &Connection, a: &AuthorizationRecord) -> Result<()
     let policy_ids = serde_json::to_string(&a.policy_ids)
         .map_err(|e| StoreError::Unavailable(format!("policy ids encoding: {e}")))?;
     let amount = amount_to_sql(a.amount)?;
-    conn.prepare_cached(
-        "INSERT INTO authorizations (authorization_id, challenge_id, token, domain, amount,
-             currency, payee, device_id, credential_id, decision, policy_ids, kid, iat, exp, jws)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-    )
+    conn.prepare_cached(&format!(
+        "INSERT INTO authorizations ({AUTHORIZATION_COLUMNS})
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+    ))
     .and_then(|mut s| {
         s.execute(params![
             a.authorization_id,
@@ -291,6 +292,63 @@ pub(super) fn challenge(
         "SELECT {CHALLENGE_COLUMNS} FROM authorization_challenges WHERE id = ?1"
     ))
     .and_then(|mut s| s.query_row(params![id], challenge_from_row).optional())
+    .map_err(sql_err)?
+    .transpose()
+}
+
+const AUTHORIZATION_COLUMNS: &str = "authorization_id, challenge_id, token, domain, amount, \
+     currency, payee, device_id, credential_id, decision, policy_ids, kid, iat, exp, jws";
+
+/// An authorization row, validated.
+fn authorization_from_row(
+    r: &Row<'_>,
+) -> rusqlite::Result<Result<AuthorizationRecord, StoreError>> {
+    let id: String = r.get(0)?;
+    let token: String = r.get(2)?;
+    let domain: String = r.get(3)?;
+    let amount: i64 = r.get(4)?;
+    let policy_ids: String = r.get(10)?;
+    let bad = |what: &str| StoreError::Corrupt(format!("authorization {id}: bad {what}"));
+    let checked = (|| {
+        let token = Token::parse(&token).map_err(|_| bad("token"))?;
+        let domain = Domain::parse(&domain).map_err(|_| bad("domain"))?;
+        let amount = u64::try_from(amount).map_err(|_| bad("amount"))?;
+        let policy_ids: Vec<String> =
+            serde_json::from_str(&policy_ids).map_err(|_| bad("policy ids"))?;
+        Ok((token, domain, amount, policy_ids))
+    })();
+    let (token, domain, amount, policy_ids) = match checked {
+        Ok(v) => v,
+        Err(e) => return Ok(Err(e)),
+    };
+    Ok(Ok(AuthorizationRecord {
+        challenge_id: r.get(1)?,
+        token,
+        domain,
+        amount,
+        currency: r.get(5)?,
+        payee: r.get(6)?,
+        device_id: r.get(7)?,
+        credential_id: r.get(8)?,
+        decision: r.get(9)?,
+        policy_ids,
+        kid: r.get(11)?,
+        iat: r.get(12)?,
+        exp: r.get(13)?,
+        jws: r.get(14)?,
+        authorization_id: id,
+    }))
+}
+
+/// Reads an authorization by id.
+pub(super) fn authorization(
+    conn: &Connection,
+    id: &str,
+) -> Result<Option<AuthorizationRecord>, StoreError> {
+    conn.prepare_cached(&format!(
+        "SELECT {AUTHORIZATION_COLUMNS} FROM authorizations WHERE authorization_id = ?1"
+    ))
+    .and_then(|mut s| s.query_row(params![id], authorization_from_row).optional())
     .map_err(sql_err)?
     .transpose()
 }

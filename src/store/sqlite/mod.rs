@@ -27,11 +27,11 @@ use crate::card::{Domain, StatusChange, Token};
 use crate::keys::{KeyVersion, WrappedDataKey};
 use crate::store::{
     ApprovalOutcome, AuditStore, AuthorizationChallengeRecord, AuthorizationCommit,
-    AuthorizationStore, ChallengeIssue, ChallengePurpose, ChallengeRecord, CommitOutcome,
-    ConsumeOutcome, DataKeyInfo, DetokenizeOutcome, DeviceRecord, DeviceStore, EnrolOutcome,
-    IdempotencyRecord, IdempotencyStore, Idempotent, KeyApproval, KeyChangeOutcome, KeyStore,
-    NewToken, Rewrapped, SigningKeyRecord, Store, StoreError, StoreFuture, StoreObserver, Timing,
-    TokenRecord, TokenStore, TokenizeOutcome, TransitionOutcome,
+    AuthorizationRecord, AuthorizationStore, ChallengeIssue, ChallengePurpose, ChallengeRecord,
+    CommitOutcome, ConsumeOutcome, DataKeyInfo, DetokenizeOutcome, DeviceRecord, DeviceStore,
+    EnrolOutcome, IdempotencyRecord, IdempotencyStore, Idempotent, KeyApproval, KeyChangeOutcome,
+    KeyStore, NewToken, Rewrapped, SigningKeyRecord, Store, StoreError, StoreFuture, StoreObserver,
+    Timing, TokenRecord, TokenStore, TokenizeOutcome, TransitionOutcome,
 };
 use cache::TokenCache;
 use readers::ReaderPool;
@@ -531,6 +531,13 @@ impl AuthorizationStore for SqliteStore {
         let id = id.to_owned();
         Box::pin(self.read_point("authorization_challenge", move |conn| {
             authorizations::challenge(conn, &id)
+        }))
+    }
+
+    fn authorization(&self, id: &str) -> StoreFuture<'_, Option<AuthorizationRecord>> {
+        let id = id.to_owned();
+        Box::pin(self.read_point("authorization", move |conn| {
+            authorizations::authorization(conn, &id)
         }))
     }
 

@@ -166,6 +166,8 @@ const MIGRATIONS: &[&str] = &[
         key TEXT PRIMARY KEY,
         value TEXT NOT NULL
     ) WITHOUT ROWID;",
+    // 6: the audience a payment challenge names, signed as the authorization's `aud`.
+    "ALTER TABLE authorization_challenges ADD COLUMN audience TEXT NULL;",
 ];
 
 /// Page cache of the writer connection (KiB): the B-tree pages random token and fingerprint
