@@ -12,7 +12,8 @@ use crate::card::{Domain, Token, TokenStatus};
 use crate::config::{cose_identifier, WebauthnConfig};
 use crate::policy::{Action, PolicyContext, PolicyEngine, PolicyRequest, Resource};
 use crate::store::{
-    ChallengePurpose, ChallengeRecord, ConsumeOutcome, DeviceRecord, EnrolOutcome, Store,
+    ChallengePurpose, ChallengeRecord, ConsumeOutcome, DeviceRecord, DeviceState, EnrolOutcome,
+    Store,
 };
 use crate::text::{DisplayText, LoggableText};
 use crate::webauthn::attestation::{
@@ -287,6 +288,8 @@ impl Devices {
             token: input.token.as_ref().map(|(t, _)| t.clone()),
             domain: input.token.as_ref().map(|(_, d)| d.clone()),
             created_at: crate::clock::format_rfc3339(now),
+            last_used_at: None,
+            state: DeviceState::Active,
         };
         let enrolled = EnrolledDevice {
             device_id: device.device_id.clone(),

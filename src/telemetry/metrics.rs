@@ -59,6 +59,8 @@ pub const STORE_OPS: &[&str] = &[
     "device",
     "device_by_credential",
     "update_sign_count",
+    "devices_of",
+    "revoke_device",
     "create_authorization_challenge",
     "authorization_challenge",
     "commit_authorization",

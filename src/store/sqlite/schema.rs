@@ -166,6 +166,13 @@ const MIGRATIONS: &[&str] = &[
         key TEXT PRIMARY KEY,
         value TEXT NOT NULL
     ) WITHOUT ROWID;",
+    // 6: device lifecycle: last use, revocation (final), and the lookups by user and token.
+    "ALTER TABLE devices ADD COLUMN last_used_at TEXT NULL;
+    ALTER TABLE devices ADD COLUMN status TEXT NOT NULL DEFAULT 'active';
+    ALTER TABLE devices ADD COLUMN revoked_at TEXT NULL;
+    ALTER TABLE devices ADD COLUMN revoke_reason TEXT NULL;
+    CREATE INDEX devices_user ON devices (user, created_at);
+    CREATE INDEX devices_token ON devices (domain, token, created_at);",
 ];
 
 /// Page cache of the writer connection (KiB): the B-tree pages random token and fingerprint
