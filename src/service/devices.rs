@@ -1,9 +1,12 @@
 //! Device enrolment: issue a single-use WebAuthn challenge, then verify the registration
-//! response against it (WebAuthn L3 §7.1) and store the device.
+//! response against it (WebAuthn L3 §7.1) and store the device. The lifecycle after it (list,
+//! read, revoke) is in `lifecycle`.
 //!
 //! A challenge is consumed before the response is verified: a failed attempt uses it up, so
 //! every attempt, good or bad, needs a fresh challenge (and a replayed response always meets
 //! a used challenge).
+
+mod lifecycle;
 
 use super::ids::{fill_random, random_b64, time_ordered_id};
 use super::{Caller, Error};
