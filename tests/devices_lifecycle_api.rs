@@ -326,3 +326,46 @@ async fn a_device_revoked_on_one_replica_authorizes_nothing_on_the_other() {
     assert_eq!(seen["status"], "revoked");
     assert_eq!(seen["revoke_reason"], "compromised");
 }
+
+/// `payhsm devices ARGS` as the gateway, against daemon `d`: (exit code, stdout as JSON).
+fn devices_cli(d: &Daemon, args: &[&str]) -> (i32, serde_json::Value) {
+    let url = format!("https://{}", d.addr);
+    let (cert, key) = (
+        keys().join("clients/gateway.pem"),
+        keys().join("clients/gateway.key"),
+    );
+    let mut all = vec!["devices"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&[
+        "--url",
+        &url,
+        "--cert",
+        cert.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+    ]);
+    let out = payhsm(&all);
+    let json = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    (out.status.code().unwrap(), json)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_lists_gets_and_revokes_devices() {
+    let d = Daemon::start();
+    let mut gw = d.client("gateway").await;
+    let auth = Authenticator::new();
+    let (token, device_id) = enrol_for_token(&mut gw, &auth, DOMAIN).await;
+
+    let (code, listed) = devices_cli(&d, &["list", "--token", &token, "--domain", DOMAIN]);
+    assert_eq!(code, 0, "{listed}");
+    assert_eq!(listed["devices"][0]["device_id"], device_id.as_str());
+    let (code, listed) = devices_cli(&d, &["list", "--user", "alice"]);
+    assert_eq!((code, listed["devices"].as_array().unwrap().len()), (0, 1));
+    let (code, one) = devices_cli(&d, &["get", &device_id]);
+    assert_eq!((code, one["status"].as_str()), (0, Some("active")));
+    let (code, revoked) = devices_cli(&d, &["revoke", &device_id, "--reason", "lost"]);
+    assert_eq!(code, 0, "{revoked}");
+    assert_eq!(revoked["revoke_reason"], "lost");
+    let (code, _) = devices_cli(&d, &["revoke", &device_id, "--reason", "lost"]);
+    assert_ne!(code, 0, "a second revocation fails");
+}

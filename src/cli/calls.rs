@@ -1,7 +1,10 @@
 //! Turning API subcommands into HTTP calls: method, path and JSON body. No I/O except reading
 //! the PAN from stdin when asked.
 
-use super::args::{CreateArgs, DetokenizeArgs, HealthArgs, PanInput, TokenRef, TokensCommand};
+use super::args::{
+    CreateArgs, DetokenizeArgs, DeviceListArgs, DevicesCommand, HealthArgs, PanInput, TokenRef,
+    TokensCommand,
+};
 use super::output::CliError;
 use hyper::Method;
 use serde::Serialize;
@@ -57,6 +60,41 @@ pub fn tokens_call(command: TokensCommand) -> Result<ApiCall, CliError> {
         TokensCommand::Suspend(t) => Ok(token_call(Method::POST, &t, "/suspend")),
         TokensCommand::Resume(t) => Ok(token_call(Method::POST, &t, "/resume")),
         TokensCommand::Delete(t) => Ok(token_call(Method::DELETE, &t, "")),
+    }
+}
+
+/// The call for a `payhsm devices ...` subcommand.
+pub fn devices_call(command: DevicesCommand) -> Result<ApiCall, CliError> {
+    let get = |path: String| ApiCall {
+        method: Method::GET,
+        path,
+        body: None,
+    };
+    match command {
+        DevicesCommand::List(DeviceListArgs {
+            user: Some(user), ..
+        }) => Ok(get(format!("/v1/devices?user={}", percent_encode(&user)))),
+        DevicesCommand::List(DeviceListArgs {
+            token: Some(token),
+            domain: Some(domain),
+            ..
+        }) => Ok(get(format!(
+            "/v1/devices?token={}&domain={}",
+            percent_encode(&token),
+            percent_encode(&domain)
+        ))),
+        DevicesCommand::List(_) => Err(CliError::Usage(
+            "give --user, or --token and --domain".to_owned(),
+        )),
+        DevicesCommand::Get(d) => Ok(get(format!("/v1/devices/{}", percent_encode(&d.device_id)))),
+        DevicesCommand::Revoke(r) => Ok(ApiCall {
+            method: Method::POST,
+            path: format!("/v1/devices/{}/revoke", percent_encode(&r.device_id)),
+            body: Some(to_json(
+                &serde_json::json!({ "reason": r.reason }),
+                64 + r.reason.len(),
+            )?),
+        }),
     }
 }
 
@@ -174,6 +212,7 @@ mod tests {
     fn call(argv: &[&str]) -> ApiCall {
         match Cli::try_parse_from(argv).unwrap().command {
             Command::Tokens(t) => tokens_call(t.command).unwrap(),
+            Command::Devices(d) => devices_call(d.command).unwrap(),
             Command::Health(h) => health_call(&h),
             other => panic!("not an API call: {other:?}"),
         }
@@ -181,6 +220,57 @@ mod tests {
 
     fn body(c: &ApiCall) -> serde_json::Value {
         serde_json::from_slice(c.body.as_deref().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn device_subcommands_map_to_the_device_routes() {
+        let c = call(&["payhsm", "devices", "list", "--user", "alice b"]);
+        assert_eq!(
+            (c.method, c.path.as_str()),
+            (Method::GET, "/v1/devices?user=alice%20b")
+        );
+        let c = call(&[
+            "payhsm",
+            "devices",
+            "list",
+            "--token",
+            "4111119876541111",
+            "--domain",
+            "shop",
+        ]);
+        assert_eq!(c.path, "/v1/devices?token=4111119876541111&domain=shop");
+        let c = call(&["payhsm", "devices", "get", "AbC-_9"]);
+        assert_eq!(
+            (c.method, c.path.as_str()),
+            (Method::GET, "/v1/devices/AbC-_9")
+        );
+        let c = call(&[
+            "payhsm", "devices", "revoke", "AbC-_9", "--reason", "stolen",
+        ]);
+        assert_eq!(
+            (c.method.clone(), c.path.as_str()),
+            (Method::POST, "/v1/devices/AbC-_9/revoke")
+        );
+        assert_eq!(body(&c), json!({"reason": "stolen"}));
+        // The owner is a user or a card, never both or half a card; the reason is one of the set.
+        for bad in [
+            &["payhsm", "devices", "list"][..],
+            &[
+                "payhsm",
+                "devices",
+                "list",
+                "--user",
+                "a",
+                "--token",
+                "4111119876541111",
+            ],
+            &["payhsm", "devices", "list", "--token", "4111119876541111"],
+            &["payhsm", "devices", "list", "--domain", "shop"],
+            &["payhsm", "devices", "revoke", "AbC", "--reason", "bored"],
+            &["payhsm", "devices", "revoke", "AbC"],
+        ] {
+            assert!(Cli::try_parse_from(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

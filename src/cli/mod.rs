@@ -95,6 +95,10 @@ pub fn run(cli: Cli) -> i32 {
             Ok(call) => execute(&args.connect, call),
             Err(e) => output::fail(&e),
         },
+        Command::Devices(args) => match calls::devices_call(args.command) {
+            Ok(call) => execute(&args.connect, call),
+            Err(e) => output::fail(&e),
+        },
         Command::Health(args) => execute(&args.connect, calls::health_call(&args)),
         Command::Pki(PkiArgs {
             command: PkiCommand::Dev { out },
