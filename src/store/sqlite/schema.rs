@@ -342,4 +342,28 @@ mod tests {
             .unwrap();
         assert!(plan.contains("tokens_domain_fingerprint"), "{plan}");
     }
+
+    #[test]
+    fn migration_6_leaves_devices_enrolled_before_it_active_and_unused() {
+        let mut conn = at_version_4();
+        conn.execute_batch(MIGRATIONS[4]).unwrap();
+        conn.execute("INSERT INTO schema_migrations VALUES (5, 'then')", [])
+            .unwrap();
+        conn.execute(
+            "INSERT INTO devices (device_id, credential_id, rp_id, user, public_key_cbor, alg,
+                 format, trust, aaguid, sign_count, backup_eligible, backup_state,
+                 user_verified, token, domain, created_at)
+             VALUES ('dev-1', x'01', 'localhost', 'alice', x'a5', -7, 'packed', 'self',
+                 zeroblob(16), 3, 0, 0, 1, NULL, NULL, '2026-01-01T00:00:00.000Z')",
+            [],
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let device = super::super::devices::by_id(&conn, "dev-1")
+            .unwrap()
+            .unwrap();
+        assert_eq!(device.state, crate::store::DeviceState::Active);
+        assert_eq!(device.last_used_at, None);
+        assert_eq!(device.sign_count, 3);
+    }
 }
