@@ -24,7 +24,9 @@ impl Devices {
         self.lifecycle_policy(caller, Action::ListDevices, |event| match owner {
             DeviceOwner::User(user) => event.detail = Some(format!("user={user:?}")),
             DeviceOwner::Token(token, domain) => {
-                event.token = Some(token.as_str().to_owned());
+                // Masked: only a refusal is audited here, before anything shows the token is
+                // stored (see `Token::masked`).
+                event.token = Some(token.masked());
                 event.domain = Some(domain.as_str().to_owned());
             }
         })
