@@ -219,7 +219,7 @@ pub fn request_id(headers: &HeaderMap) -> String {
 
 /// 16 random bytes as 32 lowercase hex digits, drawn again while they hold a card number (a
 /// Luhn-valid run of 12 or more decimal digits: about one draw in eighty).
-fn new_request_id() -> String {
+pub fn new_request_id() -> String {
     use std::fmt::Write as _;
     use std::sync::atomic::{AtomicU64, Ordering};
     loop {

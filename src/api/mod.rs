@@ -18,7 +18,7 @@ pub mod keys;
 mod routes;
 pub mod types;
 
-pub use body::SecretBuf;
+pub use body::{new_request_id, SecretBuf};
 pub use error::ApiError;
 pub(crate) use routes::fuzz_resolve;
 pub use routes::{error_response, handle};

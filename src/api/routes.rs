@@ -38,6 +38,8 @@ const JSON: &str = "application/json";
 /// Verifiers may cache the JWKS for five minutes; a new key is published before it signs.
 const JWKS_CACHE_CONTROL: &str = "max-age=300";
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4";
+/// The OpenAPI 3.1 document of this API (`docs/openapi.json`), served at `/v1/openapi.json`.
+pub const OPENAPI: &str = include_str!("../../docs/openapi.json");
 
 /// A matched route. Token path segments are kept raw and parsed by the handler (422).
 enum Route<'a> {
@@ -57,6 +59,7 @@ enum Route<'a> {
     KeyChange,
     Rewrap,
     Audit,
+    OpenApi,
     Healthz,
     Readyz,
     Metrics,
@@ -251,6 +254,7 @@ fn resolve<'a>(method: &Method, path: &'a str) -> (&'static str, Result<Route<'a
         "/v1/keys/changes" => ("key_change", only(Method::POST, "POST", Route::KeyChange)),
         "/v1/keys/rewrap" => ("rewrap", only(Method::POST, "POST", Route::Rewrap)),
         "/v1/audit" => ("audit", only(Method::GET, "GET", Route::Audit)),
+        "/v1/openapi.json" => ("openapi", only(Method::GET, "GET", Route::OpenApi)),
         _ if path.starts_with("/v1/devices/") => resolve_device(method, path),
         _ => match path
             .strip_prefix("/v1/tokens/")
@@ -529,6 +533,11 @@ where
                 json(&AuditPageResponse::from(&page))?,
             ))
         }
+        // The contract, as in the repository: any client that passed mTLS may read it.
+        Route::OpenApi => Ok(Reply::json(
+            StatusCode::OK,
+            SecretBuf::copy_from(OPENAPI.as_bytes()),
+        )),
         Route::Healthz => Ok(Reply::json(
             StatusCode::OK,
             SecretBuf::copy_from(br#"{"status":"ok"}"#),
@@ -638,6 +647,7 @@ pub fn error_response(e: &ApiError, request_id: &str) -> Response<Full<SecretBuf
         error: ErrorDetail {
             code,
             message: &message,
+            request_id,
         },
     })
     .unwrap_or_else(|_| {
@@ -682,12 +692,62 @@ mod tests {
                 Route::KeyChange => "key_change",
                 Route::Rewrap => "rewrap",
                 Route::Audit => "audit",
+                Route::OpenApi => "openapi",
                 Route::Healthz => "healthz",
                 Route::Readyz => "readyz",
                 Route::Metrics => "metrics",
             })
             .map_err(|e| e.code());
         (label, r)
+    }
+
+    /// Every route of the router is an operation of the OpenAPI document and the other way
+    /// round: each (method, path) of the document resolves to a route (a path template's
+    /// parameter filled in), and together they reach every route there is.
+    #[test]
+    fn the_openapi_document_and_the_router_have_the_same_routes() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        assert_eq!(doc["openapi"], "3.1.0");
+        let mut reached = std::collections::BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            let concrete = path
+                .replace("{token}", "4111119876541111")
+                .replace("{device_id}", "AbC-_9");
+            for method in item.as_object().unwrap().keys() {
+                let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+                let (label, r) = route(m, &concrete);
+                let name = r.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+                assert!(crate::telemetry::ROUTES.contains(&label), "{label}");
+                reached.insert(name);
+            }
+        }
+        // Every variant of `Route`, by the names `route` gives them (a new variant must be
+        // named there, the match is exhaustive, and then here).
+        let all = [
+            "tokenize",
+            "detokenize",
+            "metadata",
+            "suspend",
+            "resume",
+            "delete",
+            "device_challenge",
+            "enrol_device",
+            "list_devices",
+            "device",
+            "revoke_device",
+            "authorization_challenge",
+            "authorize",
+            "jwks",
+            "keys",
+            "key_change",
+            "rewrap",
+            "audit",
+            "openapi",
+            "healthz",
+            "readyz",
+            "metrics",
+        ];
+        assert_eq!(reached, all.into_iter().collect());
     }
 
     #[test]
@@ -870,8 +930,9 @@ mod tests {
         let v = body_of(r).await;
         assert_eq!(v["error"]["code"], "method_not_allowed");
         assert!(v["error"]["message"].as_str().unwrap().contains("POST"));
+        assert_eq!(v["error"]["request_id"], "req-1");
         assert_eq!(v.as_object().unwrap().len(), 1);
-        assert_eq!(v["error"].as_object().unwrap().len(), 2);
+        assert_eq!(v["error"].as_object().unwrap().len(), 3);
     }
 
     #[tokio::test]

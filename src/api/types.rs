@@ -183,6 +183,9 @@ pub struct ErrorDetail<'a> {
     pub code: &'a str,
     /// Human-readable text.
     pub message: &'a str,
+    /// The request's id (also in the `x-request-id` header), to find its log lines and audit
+    /// record.
+    pub request_id: &'a str,
 }
 
 /// Decodes a JSON request body. The error says what kind of problem and where, never what

@@ -11,6 +11,10 @@ use zeroize::Zeroizing;
 #[derive(Debug, Parser)]
 #[command(name = "payhsm", version, propagate_version = true)]
 pub struct Cli {
+    /// How to reach the daemon: global, so accepted before or after the subcommand
+    /// (`payhsm --cert C tokens get T` and `payhsm tokens get T --cert C`).
+    #[command(flatten)]
+    pub connect: ConnectArgs,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -46,6 +50,11 @@ pub enum Command {
     /// needs two custodians), rewrap.
     #[command(subcommand_required = true)]
     Keys(KeysArgs),
+    /// Print a shell completion script (`payhsm completions bash > /etc/bash_completion.d/payhsm`).
+    Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
     /// Load generator: C keep-alive mTLS connections against a running daemon, latency per
     /// request in an HDR histogram (see docs/benchmarks.md).
     Bench(BenchArgs),
@@ -57,12 +66,6 @@ pub enum Command {
 /// exceeded it; 2 on usage errors or when a scenario's setup failed.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Connection options: `--cert`/`--key` is the gateway identity, used by every scenario
-    /// (and every setup) except the timed requests of `detokenize`. `--url` may be given once
-    /// per replica: connection i drives replica i mod n and makes its setup (pool, device) on
-    /// the next replica, so the replicas must share one store.
-    #[command(flatten)]
-    pub connect: ConnectArgs,
     /// `all` (each scenario in turn, not `idle`), or one of: noop, tokenize-new,
     /// tokenize-existing, detokenize, metadata, lifecycle, authorize, handshake, idle.
     #[arg(long, default_value = "all", value_parser = Scenarios::parse_arg)]
@@ -324,9 +327,6 @@ pub enum ComponentsCommand {
 /// `payhsm authz ...`.
 #[derive(Debug, Args)]
 pub struct AuthzArgs {
-    /// Connection options, used when `--jwks` is an https URL.
-    #[command(flatten)]
-    pub connect: ConnectArgs,
     /// The operation.
     #[command(subcommand)]
     pub command: AuthzCommand,
@@ -463,9 +463,6 @@ impl ConnectArgs {
 /// `payhsm tokens ...`
 #[derive(Debug, Args)]
 pub struct TokensArgs {
-    /// Connection options.
-    #[command(flatten)]
-    pub connect: ConnectArgs,
     /// The token operation.
     #[command(subcommand)]
     pub command: TokensCommand,
@@ -560,9 +557,6 @@ pub struct TokenRef {
 /// `payhsm devices ...`
 #[derive(Debug, Args)]
 pub struct DevicesArgs {
-    /// Connection options.
-    #[command(flatten)]
-    pub connect: ConnectArgs,
     /// The device operation.
     #[command(subcommand)]
     pub command: DevicesCommand,
@@ -614,9 +608,6 @@ pub struct RevokeArgs {
 /// `payhsm health`
 #[derive(Debug, Args)]
 pub struct HealthArgs {
-    /// Connection options.
-    #[command(flatten)]
-    pub connect: ConnectArgs,
     /// Readiness (GET /readyz: HSM, store, keys) instead of liveness (GET /healthz).
     #[arg(long, conflicts_with = "metrics")]
     pub ready: bool,
@@ -662,9 +653,6 @@ pub enum AuditCommand {
         /// The daemon's data directory; without it the log is read over the API.
         #[arg(long)]
         data_dir: Option<PathBuf>,
-        /// Connection options (without `--data-dir`).
-        #[command(flatten)]
-        connect: ConnectArgs,
         /// Output file; stdout when absent.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -689,9 +677,6 @@ pub enum AuditCommand {
 /// within the approval window; the first run records an approval.
 #[derive(Debug, Args)]
 pub struct KeysArgs {
-    /// Connection options.
-    #[command(flatten)]
-    pub connect: ConnectArgs,
     /// The key operation.
     #[command(subcommand)]
     pub command: KeysCommand,

@@ -13,19 +13,17 @@ use std::io::Write as _;
 use std::path::Path;
 
 /// Runs an audit subcommand and returns the exit code.
-pub fn run(args: &AuditArgs) -> i32 {
+pub fn run(args: &AuditArgs, connect: &ConnectArgs) -> i32 {
     match &args.command {
         AuditCommand::Export {
             data_dir: Some(data_dir),
             out,
             user_pin_fd,
-            ..
         } => export(data_dir, out.as_deref(), *user_pin_fd),
         AuditCommand::Export {
             data_dir: None,
             out,
             user_pin_fd,
-            connect,
         } => {
             if user_pin_fd.is_some() {
                 return fail(&CliError::Usage(

@@ -12,9 +12,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 const MAX_STDIN_JWS: u64 = 1024 * 1024;
 
 /// Runs an authz subcommand and returns the exit code.
-pub fn run(args: &AuthzArgs) -> i32 {
+pub fn run(args: &AuthzArgs, connect: &ConnectArgs) -> i32 {
     match &args.command {
-        AuthzCommand::Verify { jws, jwks } => verify(&args.connect, jws, jwks),
+        AuthzCommand::Verify { jws, jwks } => verify(connect, jws, jwks),
     }
 }
 

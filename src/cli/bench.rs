@@ -1,7 +1,7 @@
 //! `payhsm bench`: turns the arguments into [`BenchOptions`], runs each scenario on a
 //! multi-threaded runtime and prints the table or the JSON lines as each one finishes.
 
-use super::args::BenchArgs;
+use super::args::{BenchArgs, ConnectArgs};
 use super::output::{fail, CliError, EXIT_API_ERROR, EXIT_OK, EXIT_USAGE};
 use crate::bench::replicas::Replicas;
 use crate::bench::report::{RunInfo, TABLE_HEADER};
@@ -15,8 +15,8 @@ use std::time::Duration;
 const DEFAULT_DURATION: Duration = Duration::from_secs(10);
 
 /// Runs `payhsm bench` and returns the exit code.
-pub fn run(args: &BenchArgs) -> i32 {
-    let opts = match options(args) {
+pub fn run(args: &BenchArgs, connect: &ConnectArgs) -> i32 {
+    let opts = match options(args, connect) {
         Ok(o) => o,
         Err(e) => return fail(&e),
     };
@@ -28,7 +28,7 @@ pub fn run(args: &BenchArgs) -> i32 {
         Err(e) => return fail(&CliError::Usage(format!("starting the runtime: {e}"))),
     };
     let argv: Vec<String> = std::env::args().collect();
-    let info = RunInfo::detect(&argv, args.connect.http2, &opts.replicas);
+    let info = RunInfo::detect(&argv, connect.http2, &opts.replicas);
     if !args.json {
         println!("{}\n\n{TABLE_HEADER}", info.header());
     }
@@ -73,7 +73,7 @@ pub fn run(args: &BenchArgs) -> i32 {
     code
 }
 
-fn options(args: &BenchArgs) -> Result<BenchOptions, CliError> {
+fn options(args: &BenchArgs, connect: &ConnectArgs) -> Result<BenchOptions, CliError> {
     let domain = Domain::parse(&args.domain)
         .map_err(|e| CliError::Usage(format!("--domain {:?}: {e}", args.domain)))?;
     if !(0.0..=1.0).contains(&args.max_error_rate) {
@@ -87,10 +87,10 @@ fn options(args: &BenchArgs) -> Result<BenchOptions, CliError> {
         (None, None) => Limit::Duration(DEFAULT_DURATION),
     };
     let replicas =
-        Replicas::new(args.connect.url.clone()).map_err(|e| CliError::Usage(e.to_string()))?;
+        Replicas::new(connect.url.clone()).map_err(|e| CliError::Usage(e.to_string()))?;
     Ok(BenchOptions {
         // Each connection names its replica's URL; the options carry the rest.
-        client: args.connect.client_options_for(replicas.first()),
+        client: connect.client_options_for(replicas.first()),
         replicas,
         reader: ClientIdentity {
             cert: args.reader_cert.clone(),
@@ -102,7 +102,7 @@ fn options(args: &BenchArgs) -> Result<BenchOptions, CliError> {
         domain: domain.as_str().to_owned(),
         seed: args.seed,
         pool: args.pool,
-        request_timeout: Duration::from_secs(args.connect.timeout.max(1)),
+        request_timeout: Duration::from_secs(connect.timeout.max(1)),
         server_pid: args.server_pid,
         flood: args.flood.map(|n| crate::bench::FloodOptions {
             sockets: n as usize,
@@ -118,11 +118,16 @@ mod tests {
     use crate::cli::args::{Cli, Command};
     use clap::Parser;
 
-    fn bench_args(argv: &[&str]) -> BenchArgs {
+    fn options_of(a: &(BenchArgs, ConnectArgs)) -> Result<BenchOptions, CliError> {
+        options(&a.0, &a.1)
+    }
+
+    fn bench_args(argv: &[&str]) -> (BenchArgs, ConnectArgs) {
         let mut full = vec!["payhsm", "bench"];
         full.extend_from_slice(argv);
-        match Cli::try_parse_from(full).unwrap().command {
-            Command::Bench(b) => b,
+        let cli = Cli::try_parse_from(full).unwrap();
+        match cli.command {
+            Command::Bench(b) => (b, cli.connect),
             other => panic!("not bench: {other:?}"),
         }
     }
@@ -130,8 +135,8 @@ mod tests {
     #[test]
     fn defaults_run_all_scenarios_for_ten_seconds_on_64_connections() {
         let a = bench_args(&[]);
-        assert_eq!(a.scenario.0, Scenario::ALL.to_vec());
-        let o = options(&a).unwrap();
+        assert_eq!(a.0.scenario.0, Scenario::ALL.to_vec());
+        let o = options(&a.0, &a.1).unwrap();
         assert_eq!(o.connections, 64);
         assert_eq!(o.limit, Limit::Duration(Duration::from_secs(10)));
         assert_eq!(o.warmup, Duration::from_secs(2));
@@ -150,13 +155,13 @@ mod tests {
             "--connections",
             "2",
         ]);
-        assert_eq!(a.scenario.0, vec![Scenario::Detokenize]);
-        assert_eq!(options(&a).unwrap().limit, Limit::Requests(20));
+        assert_eq!(a.0.scenario.0, vec![Scenario::Detokenize]);
+        assert_eq!(options(&a.0, &a.1).unwrap().limit, Limit::Requests(20));
     }
 
     #[test]
     fn each_url_is_a_replica_in_the_order_given() {
-        let o = options(&bench_args(&[
+        let o = options_of(&bench_args(&[
             "--url",
             "https://10.0.0.1:8443",
             "--url",
@@ -168,7 +173,7 @@ mod tests {
             ["https://10.0.0.1:8443", "https://10.0.0.2:8443"]
         );
         assert_eq!(o.client.url, "https://10.0.0.1:8443");
-        assert!(options(&bench_args(&[
+        assert!(options_of(&bench_args(&[
             "--url",
             "https://a:1",
             "--url",
@@ -187,7 +192,7 @@ mod tests {
         assert!(parse(&["--scenario", "nope"]).is_err());
         assert!(parse(&["--connections", "0"]).is_err());
         assert!(parse(&["--duration", "5", "--requests", "5"]).is_err());
-        assert!(options(&bench_args(&["--domain", "Not A Domain"])).is_err());
-        assert!(options(&bench_args(&["--max-error-rate", "2"])).is_err());
+        assert!(options_of(&bench_args(&["--domain", "Not A Domain"])).is_err());
+        assert!(options_of(&bench_args(&["--max-error-rate", "2"])).is_err());
     }
 }

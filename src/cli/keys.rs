@@ -1,6 +1,6 @@
 //! `payhsm keys ...`: the key lifecycle API, for custodians.
 
-use super::args::{KeyPurposeArg, KeysArgs, KeysCommand};
+use super::args::{ConnectArgs, KeyPurposeArg, KeysArgs, KeysCommand};
 use super::output::{self, describe_api_error, CliError, EXIT_API_ERROR, EXIT_OK};
 use super::session::Session;
 use hyper::Method;
@@ -11,8 +11,8 @@ use std::io::{IsTerminal, Write};
 pub const EXIT_PENDING: i32 = 3;
 
 /// Runs a `payhsm keys` subcommand.
-pub fn run(args: &KeysArgs) -> i32 {
-    let result = Session::open(&args.connect).and_then(|mut session| match &args.command {
+pub fn run(args: &KeysArgs, connect: &ConnectArgs) -> i32 {
+    let result = Session::open(connect).and_then(|mut session| match &args.command {
         KeysCommand::List { json } => session.list(*json),
         KeysCommand::Rotate { purpose } => session.change("rotate", *purpose, None),
         KeysCommand::Activate {

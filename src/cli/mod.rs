@@ -90,25 +90,31 @@ fn main_from(argv: Vec<OsString>) -> i32 {
 
 /// Runs a parsed command and returns the exit code.
 pub fn run(cli: Cli) -> i32 {
+    let connect = &cli.connect;
     match cli.command {
         Command::Tokens(args) => match calls::tokens_call(args.command) {
-            Ok(call) => execute(&args.connect, call),
+            Ok(call) => execute(connect, call),
             Err(e) => output::fail(&e),
         },
         Command::Devices(args) => match calls::devices_call(args.command) {
-            Ok(call) => execute(&args.connect, call),
+            Ok(call) => execute(connect, call),
             Err(e) => output::fail(&e),
         },
-        Command::Health(args) => execute(&args.connect, calls::health_call(&args)),
+        Command::Health(args) => execute(connect, calls::health_call(&args)),
         Command::Pki(PkiArgs {
             command: PkiCommand::Dev { out },
         }) => pki_dev(&out),
-        Command::Audit(args) => audit::run(&args),
+        Command::Audit(args) => audit::run(&args, connect),
         Command::Webauthn(args) => webauthn::run(&args),
-        Command::Authz(args) => authz::run(&args),
+        Command::Authz(args) => authz::run(&args, connect),
         Command::Ceremony(args) => ceremony::run(&args),
-        Command::Keys(args) => keys::run(&args),
-        Command::Bench(args) => bench::run(&args),
+        Command::Keys(args) => keys::run(&args, connect),
+        Command::Bench(args) => bench::run(&args, connect),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "payhsm", &mut std::io::stdout());
+            EXIT_OK
+        }
     }
 }
 

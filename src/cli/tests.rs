@@ -34,7 +34,7 @@ fn connect_options_have_the_documented_defaults() {
     {
         return;
     }
-    let t = tokens(&["payhsm", "tokens", "get", "123", "--domain", "d"]);
+    let t = parse(&["payhsm", "tokens", "get", "123", "--domain", "d"]);
     assert_eq!(t.connect.url, ["https://127.0.0.1:8443"]);
     assert_eq!(t.connect.ca, PathBuf::from("keys-sample/ca.pem"));
     assert_eq!(
@@ -51,7 +51,7 @@ fn connect_options_have_the_documented_defaults() {
 
 #[test]
 fn connect_options_are_accepted_before_and_after_the_operation() {
-    let t = tokens(&[
+    let t = parse(&[
         "payhsm",
         "tokens",
         "--url",
@@ -217,10 +217,11 @@ fn tokens_without_an_operation_is_refused() {
 
 #[test]
 fn health_flags_parse_and_exclude_each_other() {
-    match parse(&["payhsm", "health", "--ready", "--url", "https://h:1"]).command {
+    let cli = parse(&["payhsm", "health", "--ready", "--url", "https://h:1"]);
+    assert_eq!(cli.connect.url, ["https://h:1"]);
+    match cli.command {
         Command::Health(h) => {
             assert!(h.ready && !h.metrics);
-            assert_eq!(h.connect.url, ["https://h:1"]);
         }
         other => panic!("{other:?}"),
     }
@@ -348,11 +349,15 @@ fn authz_verify_takes_a_jws_or_stdin_and_a_jwks() {
     );
 }
 
-fn bench(argv: &[&str]) -> BenchArgs {
-    match parse(argv).command {
-        Command::Bench(b) => b,
-        other => panic!("{other:?}"),
-    }
+/// A `payhsm bench` command line: its connection options (the bench's own are not needed).
+fn bench(argv: &[&str]) -> Cli {
+    let cli = parse(argv);
+    assert!(
+        matches!(cli.command, Command::Bench(_)),
+        "{:?}",
+        cli.command
+    );
+    cli
 }
 
 #[test]
@@ -402,7 +407,7 @@ fn a_url_repeated_across_levels_is_refused_though_clap_keeps_only_the_inner_one(
         "--timeout",
         "1",
     ];
-    assert_eq!(tokens(&argv).connect.url, [url.as_str()]);
+    assert_eq!(parse(&argv).connect.url, [url.as_str()]);
     // ...so the command line itself is counted: refused before any connection is tried.
     let os: Vec<std::ffi::OsString> = argv.iter().map(Into::into).collect();
     assert_eq!(args::url_occurrences(&os), 2);
@@ -418,7 +423,7 @@ fn a_url_repeated_across_levels_is_refused_though_clap_keeps_only_the_inner_one(
 
 #[test]
 fn a_repeated_url_is_a_usage_error_outside_bench() {
-    let t = tokens(&[
+    let t = parse(&[
         "payhsm",
         "tokens",
         "get",
@@ -453,4 +458,129 @@ fn a_repeated_url_is_a_usage_error_outside_bench() {
         assert_eq!(run(parse(&full)), EXIT_USAGE, "{full:?}");
         assert!(listener.accept().is_err(), "{full:?} connected");
     }
+}
+
+#[test]
+fn connect_options_are_accepted_before_the_subcommand_too() {
+    let cli = parse(&[
+        "payhsm",
+        "--cert",
+        "c.pem",
+        "--key",
+        "c.key",
+        "--url",
+        "https://h:1",
+        "tokens",
+        "detokenize",
+        "--token",
+        "4111110000001111",
+        "--domain",
+        "shop",
+    ]);
+    assert_eq!(cli.connect.cert, PathBuf::from("c.pem"));
+    assert_eq!(cli.connect.key, PathBuf::from("c.key"));
+    assert_eq!(cli.connect.url, ["https://h:1"]);
+    let audit = parse(&["payhsm", "--timeout", "5", "audit", "export", "--out", "x"]);
+    assert_eq!(audit.connect.timeout, 5);
+}
+
+/// Every `payhsm` command line in the README's shell blocks parses (the variables and
+/// placeholders they use filled in): a README example the CLI refuses is a bug.
+#[test]
+fn every_payhsm_command_line_in_the_readme_parses() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let mut vars: Vec<(String, String)> = vec![
+        ("$JWS".into(), "a.b.c".into()),
+        ("<token>".into(), "4111110000001111".into()),
+        ("<KCV>".into(), "0A1B2C".into()),
+    ];
+    let mut in_sh = false;
+    let mut joined = String::new();
+    let mut checked = 0;
+    for line in readme.lines() {
+        if line.starts_with("```") {
+            in_sh = line == "```sh";
+            continue;
+        }
+        if !in_sh {
+            continue;
+        }
+        // A comment starts at ` #` outside quotes; a trailing `\` continues the line.
+        let code = line.split(" #").next().unwrap_or_default().trim_end();
+        if let Some(head) = code.strip_suffix('\\') {
+            joined.push_str(head);
+            joined.push(' ');
+            continue;
+        }
+        joined.push_str(code);
+        let full = std::mem::take(&mut joined);
+        // `NAME=value` or `NAME="several words"` at the start of a command.
+        for segment in full.split(';') {
+            let segment = segment.trim();
+            let Some((name, rest)) = segment.split_once('=') else {
+                continue;
+            };
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+            {
+                continue;
+            }
+            let value = match rest.strip_prefix('"') {
+                Some(quoted) => quoted.split('"').next().unwrap_or_default(),
+                None => rest.split_whitespace().next().unwrap_or_default(),
+            };
+            vars.push((format!("${name}"), value.to_owned()));
+        }
+        let mut full = full;
+        for (name, value) in vars.iter().rev() {
+            full = full.replace(name.as_str(), value);
+        }
+        for segment in full.split([';', '|']) {
+            let words: Vec<&str> = segment
+                .split_whitespace()
+                .take_while(|w| !w.starts_with('>'))
+                .map(|w| w.trim_matches('"'))
+                .collect();
+            if words.first() != Some(&"payhsm") {
+                continue;
+            }
+            let parsed = Cli::try_parse_from(&words);
+            assert!(
+                parsed.is_ok(),
+                "README: `{}`: {:?}",
+                words.join(" "),
+                parsed.err()
+            );
+            let argv: Vec<std::ffi::OsString> = words.iter().map(Into::into).collect();
+            assert!(super::args::url_occurrences(&argv) <= 1, "{words:?}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 20, "only {checked} command lines found");
+}
+
+#[test]
+fn completions_are_generated_for_each_shell() {
+    for shell in ["bash", "zsh", "fish"] {
+        let cli = parse(&["payhsm", "completions", shell]);
+        let Command::Completions { shell } = cli.command else {
+            panic!("not completions")
+        };
+        let mut out = Vec::new();
+        clap_complete::generate(
+            shell,
+            &mut <Cli as clap::CommandFactory>::command(),
+            "payhsm",
+            &mut out,
+        );
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("detokenize") && text.contains("--cert"),
+            "{shell}"
+        );
+    }
+    assert!(Cli::try_parse_from(["payhsm", "completions", "tcsh"]).is_err());
 }

@@ -25,6 +25,7 @@ pub const ROUTES: &[&str] = &[
     "key_change",
     "rewrap",
     "audit",
+    "openapi",
     "healthz",
     "readyz",
     "metrics",

@@ -31,14 +31,20 @@ pub fn request_timeout() -> Vec<u8> {
     answer(StatusCode::REQUEST_TIMEOUT, None)
 }
 
-/// A complete HTTP/1.1 answer: `status`, the JSON error body, `connection: close`.
+/// A complete HTTP/1.1 answer: `status`, the JSON error body, `connection: close`. The
+/// request never parsed, so its id is a new one, in the body and `x-request-id` as on every
+/// other answer.
 fn answer(status: StatusCode, date: Option<&[u8]>) -> Vec<u8> {
     let e = ApiError::HttpLayer(status);
     let (status, code) = e.status_and_code();
-    let body = serde_json::json!({"error": {"code": code, "message": e.to_string()}}).to_string();
+    let request_id = crate::api::new_request_id();
+    let body = serde_json::json!({
+        "error": {"code": code, "message": e.to_string(), "request_id": request_id}
+    })
+    .to_string();
     let mut out = format!(
         "HTTP/1.1 {} {}\r\nconnection: close\r\ncontent-type: application/json\r\n\
-         content-length: {}\r\nx-error-code: {code}\r\n",
+         content-length: {}\r\nx-error-code: {code}\r\nx-request-id: {request_id}\r\n",
         status.as_u16(),
         status.canonical_reason().unwrap_or(""),
         body.len()
@@ -160,6 +166,13 @@ mod tests {
             "{text}"
         );
         assert_eq!(body_of(&out)["error"]["code"], "malformed_request");
+        // A fresh request id, the same in the header and the body.
+        let id = body_of(&out)["error"]["request_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(id.len(), 32);
+        assert!(text.contains(&format!("x-request-id: {id}\r\n")), "{text}");
     }
 
     #[test]
