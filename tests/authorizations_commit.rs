@@ -4,7 +4,8 @@
 //! between the steps of an authorization (`sign_payment`, then `commit_payment`), and between a
 //! challenge's checks and its insertion, in process over a real store (each test runs on
 //! SQLite and on PostgreSQL, the fixtures of `tests/store_cases/`), a real SoftHSM2 signer and
-//! the real policies.
+//! the real policies. Likewise a device revoked between the steps: its revocation is read in
+//! the same transactions.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -25,7 +26,8 @@ use payhsm::service::{
 };
 use payhsm::store::Store;
 use payhsm::store::{
-    AuthorizationChallengeRecord, ChallengeIssue, DeviceRecord, Idempotent, TransitionOutcome,
+    AuthorizationChallengeRecord, ChallengeIssue, DeviceRecord, DeviceState, Idempotent,
+    Revocation, RevocationReason, RevokeOutcome, TransitionOutcome,
 };
 use payhsm::webauthn::attestation::{Format, Trust};
 use std::sync::Arc;
@@ -112,6 +114,8 @@ async fn world(backend: Box<dyn Fixture>) -> World {
         token: Some(token.clone()),
         domain: Some(domain.clone()),
         created_at: "2026-01-01T00:00:00.000Z".into(),
+        last_used_at: None,
+        state: DeviceState::Active,
     };
     store
         .enrol_device(device, event("device_enrolled"))
@@ -159,6 +163,8 @@ on_both_backends!(
     an_authorization_signed_before_a_delete_is_refused_at_its_commit,
     an_authorization_on_a_token_still_active_commits,
     a_challenge_for_a_token_suspended_after_its_checks_is_not_stored,
+    an_authorization_signed_before_its_device_is_revoked_is_refused_at_its_commit,
+    a_challenge_for_a_device_revoked_after_its_checks_is_not_stored,
 );
 
 impl World {
@@ -198,6 +204,20 @@ impl World {
             .await
             .unwrap();
         (issued.challenge_id, signed)
+    }
+
+    async fn revoke(&self) {
+        let revocation = Revocation {
+            device_id: DEVICE.to_owned(),
+            reason: RevocationReason::Stolen,
+            at: "2026-01-01T00:00:01.000Z".into(),
+        };
+        let done = self
+            .store
+            .revoke_device(revocation, event("revoke_device"))
+            .await
+            .unwrap();
+        assert!(matches!(done, RevokeOutcome::Revoked(_)), "{done:?}");
     }
 
     async fn change(&self, change: StatusChange) {
@@ -285,9 +305,14 @@ async fn an_authorization_on_a_token_still_active_commits(backend: Box<dyn Fixtu
     w.change(StatusChange::Suspend).await;
     w.change(StatusChange::Resume).await;
 
+    let device = w.store.device(DEVICE).await.unwrap().unwrap();
+    assert_eq!(device.last_used_at, None);
     let approved = w.authz.commit_payment(signed).await.unwrap();
     assert_eq!(approved.decision, "approved");
     assert_eq!(w.authorizations().await, 1);
+    // The approval's commit is the device's last use.
+    let device = w.store.device(DEVICE).await.unwrap().unwrap();
+    assert!(device.last_used_at.is_some(), "{device:?}");
     let records = w.payment_records().await;
     assert_eq!(records.last().unwrap().0, "authorization_approved");
 }
@@ -342,6 +367,83 @@ async fn a_challenge_for_a_token_suspended_after_its_checks_is_not_stored(
         &(
             "create_authorization_challenge".to_owned(),
             "token_suspended".to_owned(),
+            "allow".to_owned()
+        )
+    );
+}
+
+async fn an_authorization_signed_before_its_device_is_revoked_is_refused_at_its_commit(
+    backend: Box<dyn Fixture>,
+) {
+    let _serial = serial().await;
+    let w = world(backend).await;
+    let (challenge_id, signed) = w.signed().await;
+    // The assertion verified and the JWS is signed; the revocation commits before the approval.
+    w.revoke().await;
+
+    let refused = w.authz.commit_payment(signed).await;
+    assert!(matches!(refused, Err(Error::DeviceRevoked)), "{refused:?}");
+    assert_eq!(w.authorizations().await, 0);
+    let challenge = w.store.authorization_challenge(&challenge_id).await;
+    assert!(challenge.unwrap().unwrap().used_at.is_some());
+    let records = w.payment_records().await;
+    let last = records.last().unwrap();
+    assert_eq!(
+        (last.0.as_str(), last.1.as_str()),
+        ("authorization_refused", "device_revoked")
+    );
+    assert!(records.iter().all(|r| r.0 != "authorization_approved"));
+    let device = w.store.device(DEVICE).await.unwrap().unwrap();
+    assert_eq!(device.last_used_at, None, "a refusal is not a use");
+}
+
+async fn a_challenge_for_a_device_revoked_after_its_checks_is_not_stored(
+    backend: Box<dyn Fixture>,
+) {
+    let _serial = serial().await;
+    let w = world(backend).await;
+    // What the service has checked (the device was active) meets a device revoked since.
+    w.revoke().await;
+    let p = w.payment();
+    let record = AuthorizationChallengeRecord {
+        id: "challenge-after-revoke".into(),
+        challenge: vec![1; 32],
+        principal: w.caller.principal.as_str().to_owned(),
+        token: p.token,
+        domain: p.domain,
+        device_id: p.device_id,
+        amount: p.amount,
+        currency: p.currency,
+        payee: p.payee.as_str().to_owned(),
+        spc: None,
+        audience: None,
+        created_at: "2026-01-01T00:00:00.000Z".into(),
+        expires_at: "2999-01-01T00:00:00.000Z".into(),
+        used_at: None,
+    };
+    let before = w.store.audit_records(0, 1000).await.unwrap().len();
+    let issued = w
+        .store
+        .create_authorization_challenge(record, event("authorization_challenge_issued"), None)
+        .await
+        .unwrap();
+    assert_eq!(issued, Idempotent::Fresh(ChallengeIssue::DeviceRevoked));
+    let stored = w
+        .store
+        .authorization_challenge("challenge-after-revoke")
+        .await;
+    assert!(stored.unwrap().is_none());
+    assert_eq!(w.store.audit_records(0, 1000).await.unwrap().len(), before);
+
+    // Through the service: refused with the stable code, audited with the engine's allow.
+    let refused = w.authz.create_challenge(&w.caller, w.payment(), None).await;
+    assert!(matches!(refused, Err(Error::DeviceRevoked)), "{refused:?}");
+    let records = w.payment_records().await;
+    assert_eq!(
+        records.last().unwrap(),
+        &(
+            "create_authorization_challenge".to_owned(),
+            "device_revoked".to_owned(),
             "allow".to_owned()
         )
     );

@@ -197,6 +197,28 @@ fn requests(f: &Fixture, text: &str) -> Vec<(Method, String, Option<Value>)> {
             "/v1/keys/changes".into(),
             Some(json!({"change": "rotate", "purpose": text})),
         ),
+        (Method::GET, format!("/v1/devices?user={in_path}"), None),
+        (
+            Method::GET,
+            format!("/v1/devices?token={in_path}&domain=shop"),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/v1/devices?token={token}&domain={in_path}"),
+            None,
+        ),
+        (Method::GET, format!("/v1/devices/{in_path}"), None),
+        (
+            Method::POST,
+            format!("/v1/devices/{in_path}/revoke"),
+            Some(json!({"reason": "lost"})),
+        ),
+        (
+            Method::POST,
+            format!("/v1/devices/{}/revoke", f.device_id),
+            Some(json!({ "reason": text })),
+        ),
         (Method::GET, "/v1/keys".into(), None),
         (Method::GET, "/v1/keys/jwks".into(), None),
         (Method::GET, "/healthz".into(), None),

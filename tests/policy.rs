@@ -45,6 +45,7 @@ fn decide(engine: &PolicyEngine, identity: &str, action: Action) -> Answer {
         Action::ReadAudit => Resource::AuditLog,
         Action::ReadKeys | Action::ApproveKeyChange | Action::RewrapKeys => Resource::KeyRing,
         Action::CreateDeviceChallenge | Action::EnrolDevice => Resource::RelyingParty("localhost"),
+        Action::ListDevices | Action::ReadDevice | Action::RevokeDevice => Resource::DeviceRegistry,
         _ => Resource::Domain(&domain),
     };
     let payment = small_payment();
@@ -309,6 +310,65 @@ fn authorize_payment_without_a_payment_context_is_denied_by_default() {
 }
 
 #[test]
+fn gateways_run_the_device_lifecycle_auditors_only_read_it_and_nobody_else_touches_it() {
+    let engine = engine();
+    let gateway = || allow("gateway-device-lifecycle");
+    let auditor = || allow("auditor-read-devices");
+    let cases = [
+        ("gateway", [gateway(), gateway(), gateway()]),
+        ("auditor", [auditor(), auditor(), deny_by_default()]),
+        (
+            "vault-reader",
+            [deny_by_default(), deny_by_default(), deny_by_default()],
+        ),
+        (
+            "monitoring",
+            [deny_by_default(), deny_by_default(), deny_by_default()],
+        ),
+        (
+            "custodian-1",
+            [deny_by_default(), deny_by_default(), deny_by_default()],
+        ),
+        (
+            "stranger",
+            [deny_by_default(), deny_by_default(), deny_by_default()],
+        ),
+    ];
+    for (who, expected) in cases {
+        let identity = format!("spiffe://payhsm.dev/{who}");
+        let actions = [
+            Action::ListDevices,
+            Action::ReadDevice,
+            Action::RevokeDevice,
+        ];
+        for (action, want) in actions.into_iter().zip(expected) {
+            assert_eq!(
+                decide(&engine, &identity, action),
+                want,
+                "{who} {}",
+                action.as_str()
+            );
+        }
+    }
+    // Device actions apply to the registry only, and no other action applies to it.
+    let gateway = Principal::new("spiffe://payhsm.dev/gateway");
+    let domain = Domain::parse("acme-shop").unwrap();
+    for (action, resource) in [
+        (Action::RevokeDevice, Resource::Domain(&domain)),
+        (Action::ListDevices, Resource::RelyingParty("localhost")),
+        (Action::Tokenize, Resource::DeviceRegistry),
+    ] {
+        let decision = Answer::from(engine.decide(&PolicyRequest::new(&gateway, action, resource)));
+        assert_eq!(
+            decision,
+            deny_by_default(),
+            "{} {resource:?}",
+            action.as_str()
+        );
+    }
+}
+
+#[test]
 fn unknown_identity_is_denied_everything() {
     let engine = engine();
     for identity in [
@@ -388,12 +448,14 @@ fn every_loaded_policy_has_its_annotated_id() {
         [
             "auditor-read-audit",
             "auditor-read-authorizations",
+            "auditor-read-devices",
             "auditor-read-keys",
             "custodians-manage-keys",
             "detokenize-only-vault-reader",
             "gateway-authorization-challenges",
             "gateway-authorize-payments-in-its-domains",
             "gateway-device-enrolment",
+            "gateway-device-lifecycle",
             "gateway-read-authorizations",
             "gateway-token-lifecycle",
             "monitoring-read-metrics",

@@ -5,6 +5,7 @@ use super::error::ApiError;
 use super::types::base64url;
 use crate::card::{Domain, Token};
 use crate::service::{uuid_text, EnrolInput, EnrolledDevice, IssuedChallenge};
+use crate::store::{DeviceOwner, DeviceRecord, DeviceState};
 use crate::text::{DisplayText, LoggableText};
 use serde::{Deserialize, Serialize};
 
@@ -180,9 +181,188 @@ impl From<&EnrolledDevice> for EnrolResponse {
     }
 }
 
+/// The query of `GET /v1/devices`: `user=U`, or `token=T&domain=D`, nothing else (400
+/// `malformed_request`). Values are percent-decoded; a user name or token that holds a card
+/// number is refused (422 `pan_in_text`, `pan_as_token`).
+pub fn owner_from_query(query: Option<&str>) -> Result<DeviceOwner, ApiError> {
+    let (mut user, mut token, mut domain) = (None, None, None);
+    for pair in query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        let (slot, value) = match pair.split_once('=') {
+            Some(("user", v)) => (&mut user, v),
+            Some(("token", v)) => (&mut token, v),
+            Some(("domain", v)) => (&mut domain, v),
+            _ => return Err(ApiError::Malformed("unknown query parameter")),
+        };
+        if slot.is_some() {
+            return Err(ApiError::Malformed("a query parameter is given twice"));
+        }
+        *slot = Some(percent_decode(value)?);
+    }
+    match (user, token, domain) {
+        (Some(user), None, None) if !user.is_empty() => Ok(DeviceOwner::User(
+            DisplayText::parse(&user)?.as_str().to_owned(),
+        )),
+        (None, Some(token), Some(domain)) => Ok(DeviceOwner::Token(
+            Token::parse(&token)?,
+            Domain::parse(&domain)?,
+        )),
+        _ => Err(ApiError::Malformed(
+            "give `user`, or `token` and `domain`, and nothing else",
+        )),
+    }
+}
+
+/// RFC 3986 §2.1 percent-decoding (no `+` for space: this is a URI query, not a form), to
+/// UTF-8.
+fn percent_decode(value: &str) -> Result<String, ApiError> {
+    const BAD: ApiError = ApiError::Malformed("a query value is not percent-encoded UTF-8");
+    let mut out = Vec::with_capacity(value.len());
+    let mut bytes = value.bytes();
+    while let Some(b) = bytes.next() {
+        if b != b'%' {
+            out.push(b);
+            continue;
+        }
+        let hex = |b: Option<u8>| b.and_then(|b| char::from(b).to_digit(16));
+        match (hex(bytes.next()), hex(bytes.next())) {
+            (Some(hi), Some(lo)) => out.push(u8::try_from(hi * 16 + lo).map_err(|_| BAD)?),
+            _ => return Err(BAD),
+        }
+    }
+    String::from_utf8(out).map_err(|_| BAD)
+}
+
+/// `POST /v1/devices/{id}/revoke`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeRequest {
+    /// `lost`, `stolen`, `compromised`, `user_request` or `replaced` (else 422
+    /// `invalid_revocation_reason`).
+    pub reason: String,
+}
+
+/// One device, as `GET /v1/devices`, `GET /v1/devices/{id}` and a revocation answer it.
+#[derive(Debug, Serialize)]
+pub struct DeviceResponse<'a> {
+    /// payhsm's id for the device.
+    pub device_id: &'a str,
+    /// Attestation format.
+    pub format: &'static str,
+    /// `hardware`, `self` or `none`.
+    pub trust: &'static str,
+    /// The AAGUID as a UUID string.
+    pub aaguid: String,
+    /// The user it was enrolled for.
+    pub user: &'a str,
+    /// The token it is bound to, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<&'a str>,
+    /// The token's domain, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub domain: Option<&'a str>,
+    /// RFC 3339 UTC.
+    pub created_at: &'a str,
+    /// When an authorization with it last committed; `null` before the first.
+    pub last_used_at: Option<&'a str>,
+    /// The last accepted signature counter.
+    pub sign_count: u32,
+    /// `active` or `revoked`.
+    pub status: &'static str,
+    /// When it was revoked (revoked devices only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<&'a str>,
+    /// Why (revoked devices only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoke_reason: Option<&'static str>,
+}
+
+impl<'a> From<&'a DeviceRecord> for DeviceResponse<'a> {
+    fn from(d: &'a DeviceRecord) -> Self {
+        let (revoked_at, revoke_reason) = match &d.state {
+            DeviceState::Active => (None, None),
+            DeviceState::Revoked { at, reason } => (Some(at.as_str()), Some(reason.as_str())),
+        };
+        Self {
+            device_id: &d.device_id,
+            format: d.format.as_str(),
+            trust: d.trust.as_str(),
+            aaguid: uuid_text(&d.aaguid),
+            user: &d.user,
+            token: d.token.as_ref().map(Token::as_str),
+            domain: d.domain.as_ref().map(Domain::as_str),
+            created_at: &d.created_at,
+            last_used_at: d.last_used_at.as_deref(),
+            sign_count: d.sign_count,
+            status: d.state.as_str(),
+            revoked_at,
+            revoke_reason,
+        }
+    }
+}
+
+/// `GET /v1/devices`: `{"devices": [..]}`, oldest first.
+#[derive(Debug, Serialize)]
+pub struct DeviceListResponse<'a> {
+    /// The devices.
+    pub devices: Vec<DeviceResponse<'a>>,
+}
+
+impl<'a> From<&'a [DeviceRecord]> for DeviceListResponse<'a> {
+    fn from(devices: &'a [DeviceRecord]) -> Self {
+        Self {
+            devices: devices.iter().map(DeviceResponse::from).collect(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_device_query_is_a_user_or_a_token_with_its_domain_and_nothing_else() {
+        let owner =
+            |q: &str| owner_from_query(Some(q)).map_err(|e| (e.status().as_u16(), e.code()));
+        assert_eq!(
+            owner("user=alice%20b"),
+            Ok(DeviceOwner::User("alice b".into()))
+        );
+        assert_eq!(
+            owner("token=4111119876541111&domain=shop"),
+            Ok(DeviceOwner::Token(
+                Token::parse("4111119876541111").unwrap(),
+                Domain::parse("shop").unwrap()
+            ))
+        );
+        for bad in [
+            "",
+            "user=",
+            "user=a&user=b",
+            "user=a&domain=shop",
+            "token=4111119876541111",
+            "domain=shop",
+            "user=a&token=4111119876541111&domain=shop",
+            "who=a",
+            "user=%zz",
+            "user=%ff",
+            "user=a%2",
+        ] {
+            assert_eq!(owner(bad), Err((400, "malformed_request")), "{bad}");
+        }
+        assert_eq!(
+            owner("user=4111%201111%201111%201111"),
+            Err((422, "pan_in_text"))
+        );
+        assert_eq!(
+            owner("token=4111111111111111&domain=shop"),
+            Err((422, "pan_as_token"))
+        );
+        assert!(owner_from_query(None).is_err());
+    }
 
     #[test]
     fn aaguid_is_a_uuid_string() {

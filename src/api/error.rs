@@ -67,6 +67,7 @@ impl ApiError {
                     | S::CredentialIdMismatch
                     | S::Payment(_)
                     | S::DeviceNotEnrolledForToken
+                    | S::InvalidRevocationReason
                     | S::CredentialMismatch
                     | S::IdempotencyKeyReused
                     | S::UnsupportedKeyChange(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -81,6 +82,7 @@ impl ApiError {
                     | S::TokenSpaceExhausted
                     | S::ChallengeUsed
                     | S::CredentialExists
+                    | S::DeviceRevoked
                     | S::CounterConflict
                     | S::KeyStateConflict(_)
                     | S::KeyInUse { .. }
@@ -368,6 +370,12 @@ mod tests {
                 service::Error::DeviceNotFound.into(),
                 404,
                 "device_not_found",
+            ),
+            (service::Error::DeviceRevoked.into(), 409, "device_revoked"),
+            (
+                service::Error::InvalidRevocationReason.into(),
+                422,
+                "invalid_revocation_reason",
             ),
             (
                 service::Error::DeviceNotEnrolledForToken.into(),

@@ -5,7 +5,10 @@ use super::authorizations::{
     PaymentChallengeRequest, PaymentChallengeResponse,
 };
 use super::body::{json, read_body, request_id, require_json, SecretBuf};
-use super::devices::{ChallengeRequest, ChallengeResponse, EnrolRequest, EnrolResponse};
+use super::devices::{
+    owner_from_query, ChallengeRequest, ChallengeResponse, DeviceListResponse, DeviceResponse,
+    EnrolRequest, EnrolResponse, RevokeRequest,
+};
 use super::error::ApiError;
 use super::keys::{KeyChangeRequest, KeyChangeResponse, RewrapRequest};
 use super::types::{
@@ -17,6 +20,7 @@ use super::App;
 use crate::card::{Domain, StatusChange, Token};
 use crate::policy::Principal;
 use crate::service::{Caller, ChangeOutcome, Tokenized};
+use crate::text::LoggableText;
 use http_body_util::Full;
 use hyper::body::Body;
 use hyper::header::{
@@ -45,6 +49,9 @@ enum Route<'a> {
     Change(&'a str, StatusChange),
     DeviceChallenge,
     EnrolDevice,
+    ListDevices,
+    Device(&'a str),
+    RevokeDevice(&'a str),
     AuthorizationChallenge,
     Authorize,
     Authorization(&'a str),
@@ -230,10 +237,14 @@ fn resolve<'a>(method: &Method, path: &'a str) -> (&'static str, Result<Route<'a
             "device_challenge",
             only(Method::POST, "POST", Route::DeviceChallenge),
         ),
-        "/v1/devices" => (
-            "enrol_device",
-            only(Method::POST, "POST", Route::EnrolDevice),
-        ),
+        "/v1/devices" => match *method {
+            Method::POST => ("enrol_device", Ok(Route::EnrolDevice)),
+            Method::GET => ("list_devices", Ok(Route::ListDevices)),
+            _ => (
+                "enrol_device",
+                Err(ApiError::MethodNotAllowed { allow: "GET, POST" }),
+            ),
+        },
         "/v1/authorizations/challenges" => (
             "authorization_challenge",
             only(Method::POST, "POST", Route::AuthorizationChallenge),
@@ -254,6 +265,7 @@ fn resolve<'a>(method: &Method, path: &'a str) -> (&'static str, Result<Route<'a
                 _ => ("unmatched", Err(ApiError::NotFound)),
             }
         }
+        _ if path.starts_with("/v1/devices/") => resolve_device(method, path),
         _ => match path
             .strip_prefix("/v1/tokens/")
             .map(|rest| rest.split('/').collect::<Vec<_>>())
@@ -290,6 +302,30 @@ fn resolve<'a>(method: &Method, path: &'a str) -> (&'static str, Result<Route<'a
     }
 }
 
+/// `/v1/devices/{id}` (GET) and `/v1/devices/{id}/revoke` (POST).
+fn resolve_device<'a>(
+    method: &Method,
+    path: &'a str,
+) -> (&'static str, Result<Route<'a>, ApiError>) {
+    let segments = path
+        .strip_prefix("/v1/devices/")
+        .map(|rest| rest.split('/').collect::<Vec<_>>());
+    match segments.as_deref() {
+        Some([id]) if !id.is_empty() => match *method {
+            Method::GET => ("device", Ok(Route::Device(id))),
+            _ => ("device", Err(ApiError::MethodNotAllowed { allow: "GET" })),
+        },
+        Some([id, "revoke"]) if !id.is_empty() => match *method {
+            Method::POST => ("revoke_device", Ok(Route::RevokeDevice(id))),
+            _ => (
+                "revoke_device",
+                Err(ApiError::MethodNotAllowed { allow: "POST" }),
+            ),
+        },
+        _ => ("unmatched", Err(ApiError::NotFound)),
+    }
+}
+
 /// Fuzzing entry point: the first byte picks a method, the rest is the path (UTF-8). Panics
 /// only if a matched token or authorization id segment is empty or holds a `/`.
 #[allow(clippy::panic)]
@@ -317,6 +353,11 @@ pub(crate) fn fuzz_resolve(data: &[u8]) {
     {
         if segment.is_empty() || segment.contains('/') {
             panic!("a path segment was matched empty or with a slash");
+        }
+    }
+    if let (_, Ok(Route::Device(id) | Route::RevokeDevice(id))) = resolve(method, path) {
+        if id.is_empty() || id.contains('/') {
+            panic!("a device path segment was matched empty or with a slash");
         }
     }
 }
@@ -404,6 +445,34 @@ where
             Ok(Reply::json(
                 StatusCode::CREATED,
                 json(&EnrolResponse::from(&device))?,
+            ))
+        }
+        Route::ListDevices => {
+            let owner = owner_from_query(parts.uri.query())?;
+            let devices = app.devices.list(caller, &owner).await?;
+            Ok(Reply::json(
+                StatusCode::OK,
+                json(&DeviceListResponse::from(devices.as_slice()))?,
+            ))
+        }
+        Route::Device(id) => {
+            let id = LoggableText::parse(id)?;
+            let device = app.devices.get(caller, &id).await?;
+            Ok(Reply::json(
+                StatusCode::OK,
+                json(&DeviceResponse::from(&device))?,
+            ))
+        }
+        Route::RevokeDevice(id) => {
+            let id = LoggableText::parse(id)?;
+            require_json(&parts.headers)?;
+            let bytes =
+                read_body(&parts.headers, body, app.max_body_bytes, app.body_timeout).await?;
+            let request = decode::<RevokeRequest>(&bytes)?;
+            let device = app.devices.revoke(caller, &id, &request.reason).await?;
+            Ok(Reply::json(
+                StatusCode::OK,
+                json(&DeviceResponse::from(&device))?,
             ))
         }
         Route::AuthorizationChallenge => {
@@ -634,6 +703,9 @@ mod tests {
                 Route::Change(_, c) => c.as_str(),
                 Route::DeviceChallenge => "device_challenge",
                 Route::EnrolDevice => "enrol_device",
+                Route::ListDevices => "list_devices",
+                Route::Device(_) => "device",
+                Route::RevokeDevice(_) => "revoke_device",
                 Route::AuthorizationChallenge => "authorization_challenge",
                 Route::Authorize => "authorize",
                 Route::Authorization(_) => "authorization",
@@ -662,7 +734,8 @@ mod tests {
         for (path, item) in doc["paths"].as_object().unwrap() {
             let concrete = path
                 .replace("{token}", "4111119876541111")
-                .replace("{authorization_id}", "8f1c2d");
+                .replace("{authorization_id}", "8f1c2d")
+                .replace("{device_id}", "AbC-_9");
             for method in item.as_object().unwrap().keys() {
                 let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
                 let (label, r) = route(m, &concrete);
@@ -683,6 +756,9 @@ mod tests {
             "delete",
             "device_challenge",
             "enrol_device",
+            "list_devices",
+            "device",
+            "revoke_device",
             "authorization_challenge",
             "authorize",
             "jwks",
@@ -739,8 +815,40 @@ mod tests {
         );
         assert_eq!(
             route(Method::GET, "/v1/devices"),
+            ("list_devices", Ok("list_devices"))
+        );
+        assert_eq!(
+            route(Method::DELETE, "/v1/devices"),
             ("enrol_device", Err("method_not_allowed"))
         );
+        assert_eq!(
+            route(Method::GET, "/v1/devices/AbC-_9"),
+            ("device", Ok("device"))
+        );
+        assert_eq!(
+            route(Method::POST, "/v1/devices/AbC-_9"),
+            ("device", Err("method_not_allowed"))
+        );
+        assert_eq!(
+            route(Method::POST, "/v1/devices/AbC-_9/revoke"),
+            ("revoke_device", Ok("revoke_device"))
+        );
+        assert_eq!(
+            route(Method::GET, "/v1/devices/AbC-_9/revoke"),
+            ("revoke_device", Err("method_not_allowed"))
+        );
+        for path in [
+            "/v1/devices/",
+            "/v1/devices//revoke",
+            "/v1/devices/a/b",
+            "/v1/devices/a/revoke/x",
+        ] {
+            assert_eq!(
+                route(Method::GET, path),
+                ("unmatched", Err("not_found")),
+                "{path}"
+            );
+        }
         assert_eq!(
             route(Method::POST, "/v1/authorizations/challenges"),
             ("authorization_challenge", Ok("authorization_challenge"))

@@ -26,6 +26,9 @@ pub enum Command {
     /// Tokenize, detokenize and manage card tokens (API v1, over mTLS).
     #[command(subcommand_required = true)]
     Tokens(TokensArgs),
+    /// List, read and revoke enrolled payment devices (API v1, over mTLS).
+    #[command(subcommand_required = true)]
+    Devices(DevicesArgs),
     /// Ask the daemon for liveness, readiness or metrics.
     Health(HealthArgs),
     /// Development PKI.
@@ -634,6 +637,57 @@ pub struct TokenRef {
     /// The token's domain.
     #[arg(long)]
     pub domain: String,
+}
+
+/// `payhsm devices ...`
+#[derive(Debug, Args)]
+pub struct DevicesArgs {
+    /// The device operation.
+    #[command(subcommand)]
+    pub command: DevicesCommand,
+}
+
+/// The device lifecycle operations of API v1.
+#[derive(Debug, Subcommand)]
+pub enum DevicesCommand {
+    /// List a user's or a card's devices (GET /v1/devices?user= | ?token=&domain=).
+    List(DeviceListArgs),
+    /// Show one device (GET /v1/devices/{id}).
+    Get(DeviceRef),
+    /// Revoke a device, for good (POST /v1/devices/{id}/revoke).
+    Revoke(RevokeArgs),
+}
+
+/// `payhsm devices list`: `--user U`, or `--token T --domain D`.
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("owner").required(true).args(["user", "token"]))]
+pub struct DeviceListArgs {
+    /// The user the devices were enrolled for.
+    #[arg(long, conflicts_with_all = ["token", "domain"])]
+    pub user: Option<String>,
+    /// The token the devices are bound to (with --domain).
+    #[arg(long, requires = "domain")]
+    pub token: Option<String>,
+    /// The token's domain.
+    #[arg(long, requires = "token")]
+    pub domain: Option<String>,
+}
+
+/// A device id.
+#[derive(Debug, Args)]
+pub struct DeviceRef {
+    /// The device id (as enrolment returned it).
+    pub device_id: String,
+}
+
+/// `payhsm devices revoke`
+#[derive(Debug, Args)]
+pub struct RevokeArgs {
+    /// The device id.
+    pub device_id: String,
+    /// Why: lost, stolen, compromised, user_request or replaced.
+    #[arg(long, value_parser = ["lost", "stolen", "compromised", "user_request", "replaced"])]
+    pub reason: String,
 }
 
 /// `payhsm health`

@@ -2,8 +2,8 @@
 //! the PAN from stdin when asked.
 
 use super::args::{
-    AuthorizationsCommand, AuthorizeArgs, CreateArgs, DetokenizeArgs, HealthArgs, PanInput,
-    PaymentChallengeArgs, TokenRef, TokensCommand,
+    AuthorizationsCommand, AuthorizeArgs, CreateArgs, DetokenizeArgs, DeviceListArgs,
+    DevicesCommand, HealthArgs, PanInput, PaymentChallengeArgs, TokenRef, TokensCommand,
 };
 use super::output::CliError;
 use hyper::Method;
@@ -132,6 +132,41 @@ impl<'a> From<&'a AuthorizeArgs> for AuthorizeBody<'a> {
     }
 }
 
+/// The call for a `payhsm devices ...` subcommand.
+pub fn devices_call(command: DevicesCommand) -> Result<ApiCall, CliError> {
+    let get = |path: String| ApiCall {
+        method: Method::GET,
+        path,
+        body: None,
+    };
+    match command {
+        DevicesCommand::List(DeviceListArgs {
+            user: Some(user), ..
+        }) => Ok(get(format!("/v1/devices?user={}", percent_encode(&user)))),
+        DevicesCommand::List(DeviceListArgs {
+            token: Some(token),
+            domain: Some(domain),
+            ..
+        }) => Ok(get(format!(
+            "/v1/devices?token={}&domain={}",
+            percent_encode(&token),
+            percent_encode(&domain)
+        ))),
+        DevicesCommand::List(_) => Err(CliError::Usage(
+            "give --user, or --token and --domain".to_owned(),
+        )),
+        DevicesCommand::Get(d) => Ok(get(format!("/v1/devices/{}", percent_encode(&d.device_id)))),
+        DevicesCommand::Revoke(r) => Ok(ApiCall {
+            method: Method::POST,
+            path: format!("/v1/devices/{}/revoke", percent_encode(&r.device_id)),
+            body: Some(to_json(
+                &serde_json::json!({ "reason": r.reason }),
+                64 + r.reason.len(),
+            )?),
+        }),
+    }
+}
+
 /// The call for `payhsm health`.
 pub fn health_call(args: &HealthArgs) -> ApiCall {
     let path = if args.metrics {
@@ -247,6 +282,7 @@ mod tests {
         match Cli::try_parse_from(argv).unwrap().command {
             Command::Tokens(t) => tokens_call(t.command).unwrap(),
             Command::Authorizations(a) => authorizations_call(a.command).unwrap(),
+            Command::Devices(d) => devices_call(d.command).unwrap(),
             Command::Health(h) => health_call(&h),
             other => panic!("not an API call: {other:?}"),
         }
@@ -334,6 +370,57 @@ mod tests {
             (c.method, c.path.as_str(), c.body.is_none()),
             (Method::GET, "/v1/authorizations/0190a1b2-7e5f%2Fx", true)
         );
+    }
+
+    #[test]
+    fn device_subcommands_map_to_the_device_routes() {
+        let c = call(&["payhsm", "devices", "list", "--user", "alice b"]);
+        assert_eq!(
+            (c.method, c.path.as_str()),
+            (Method::GET, "/v1/devices?user=alice%20b")
+        );
+        let c = call(&[
+            "payhsm",
+            "devices",
+            "list",
+            "--token",
+            "4111119876541111",
+            "--domain",
+            "shop",
+        ]);
+        assert_eq!(c.path, "/v1/devices?token=4111119876541111&domain=shop");
+        let c = call(&["payhsm", "devices", "get", "AbC-_9"]);
+        assert_eq!(
+            (c.method, c.path.as_str()),
+            (Method::GET, "/v1/devices/AbC-_9")
+        );
+        let c = call(&[
+            "payhsm", "devices", "revoke", "AbC-_9", "--reason", "stolen",
+        ]);
+        assert_eq!(
+            (c.method.clone(), c.path.as_str()),
+            (Method::POST, "/v1/devices/AbC-_9/revoke")
+        );
+        assert_eq!(body(&c), json!({"reason": "stolen"}));
+        // The owner is a user or a card, never both or half a card; the reason is one of the set.
+        for bad in [
+            &["payhsm", "devices", "list"][..],
+            &[
+                "payhsm",
+                "devices",
+                "list",
+                "--user",
+                "a",
+                "--token",
+                "4111119876541111",
+            ],
+            &["payhsm", "devices", "list", "--token", "4111119876541111"],
+            &["payhsm", "devices", "list", "--domain", "shop"],
+            &["payhsm", "devices", "revoke", "AbC", "--reason", "bored"],
+            &["payhsm", "devices", "revoke", "AbC"],
+        ] {
+            assert!(Cli::try_parse_from(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

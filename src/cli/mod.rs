@@ -100,6 +100,10 @@ pub fn run(cli: Cli) -> i32 {
             Ok(call) => execute(connect, call),
             Err(e) => output::fail(&e),
         },
+        Command::Devices(args) => match calls::devices_call(args.command) {
+            Ok(call) => execute(connect, call),
+            Err(e) => output::fail(&e),
+        },
         Command::Health(args) => execute(connect, calls::health_call(&args)),
         Command::Pki(PkiArgs {
             command: PkiCommand::Dev { out },

@@ -26,6 +26,8 @@ const AUDIT_LOG_ID: &str = "payhsm";
 const METRICS_ID: &str = "payhsm";
 /// The one key ring resource, `KeyRing::"payhsm"`.
 const KEY_RING_ID: &str = "payhsm";
+/// The one device registry resource, `DeviceRegistry::"payhsm"` (the enrolled devices).
+const DEVICE_REGISTRY_ID: &str = "payhsm";
 
 /// A policy-checked action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,11 +64,17 @@ pub enum Action {
     RewrapKeys,
     /// GET /metrics: the Prometheus metrics
     ReadMetrics,
+    /// GET /v1/devices?user= | ?token=&domain=: the devices of a user or a card
+    ListDevices,
+    /// GET /v1/devices/{id}
+    ReadDevice,
+    /// POST /v1/devices/{id}/revoke (final)
+    RevokeDevice,
 }
 
 impl Action {
     /// Every action, in a stable order (for tests and reports).
-    pub const ALL: [Action; 16] = [
+    pub const ALL: [Action; 19] = [
         Self::Tokenize,
         Self::Detokenize,
         Self::ReadMetadata,
@@ -83,6 +91,9 @@ impl Action {
         Self::ApproveKeyChange,
         Self::RewrapKeys,
         Self::ReadMetrics,
+        Self::ListDevices,
+        Self::ReadDevice,
+        Self::RevokeDevice,
     ];
 
     /// The Cedar action id and audit action name.
@@ -104,6 +115,9 @@ impl Action {
             Self::ApproveKeyChange => "approve_key_change",
             Self::RewrapKeys => "rewrap_keys",
             Self::ReadMetrics => "read_metrics",
+            Self::ListDevices => "list_devices",
+            Self::ReadDevice => "read_device",
+            Self::RevokeDevice => "revoke_device",
         }
     }
 
@@ -133,6 +147,9 @@ impl Action {
             Self::CreateDeviceChallenge | Self::EnrolDevice => {
                 matches!(resource, Resource::RelyingParty(_))
             }
+            Self::ListDevices | Self::ReadDevice | Self::RevokeDevice => {
+                matches!(resource, Resource::DeviceRegistry)
+            }
         }
     }
 }
@@ -150,6 +167,8 @@ pub enum Resource<'a> {
     KeyRing,
     /// The daemon's metrics (`Metrics::"payhsm"`).
     Metrics,
+    /// The enrolled devices (`DeviceRegistry::"payhsm"`): list, read, revoke.
+    DeviceRegistry,
 }
 
 /// What Cedar sees as `context` for `authorize_payment`: the transaction and what the
@@ -216,6 +235,7 @@ struct TypeNames {
     audit_log: EntityTypeName,
     key_ring: EntityTypeName,
     metrics: EntityTypeName,
+    device_registry: EntityTypeName,
     action: EntityTypeName,
 }
 
@@ -235,6 +255,7 @@ impl TypeNames {
             audit_log: name("AuditLog")?,
             key_ring: name("KeyRing")?,
             metrics: name("Metrics")?,
+            device_registry: name("DeviceRegistry")?,
             action: name("Action")?,
         })
     }
@@ -279,6 +300,7 @@ impl DecisionCache {
             Resource::AuditLog => ("a", ""),
             Resource::KeyRing => ("k", ""),
             Resource::Metrics => ("m", ""),
+            Resource::DeviceRegistry => ("v", ""),
         };
         let principal = request.principal.as_str();
         let action = request.action.as_str();
@@ -427,6 +449,7 @@ impl PolicyEngine {
             Resource::AuditLog => uid(&self.names.audit_log, AUDIT_LOG_ID),
             Resource::KeyRing => uid(&self.names.key_ring, KEY_RING_ID),
             Resource::Metrics => uid(&self.names.metrics, METRICS_ID),
+            Resource::DeviceRegistry => uid(&self.names.device_registry, DEVICE_REGISTRY_ID),
         };
         let action = uid(&self.names.action, request.action.as_str());
         let context = match request.context {
@@ -523,6 +546,8 @@ fn check_request_shape(schema: &Schema, names: &TypeNames, action: Action) -> Re
         uid(&names.metrics, METRICS_ID)
     } else if action.applies_to(&Resource::KeyRing) {
         uid(&names.key_ring, KEY_RING_ID)
+    } else if action.applies_to(&Resource::DeviceRegistry) {
+        uid(&names.device_registry, DEVICE_REGISTRY_ID)
     } else if action.applies_to(&Resource::RelyingParty("")) {
         uid(&names.relying_party, "")
     } else {
@@ -706,6 +731,9 @@ mod tests {
                     Action::CreateDeviceChallenge | Action::EnrolDevice => {
                         Resource::RelyingParty("localhost")
                     }
+                    Action::ListDevices | Action::ReadDevice | Action::RevokeDevice => {
+                        Resource::DeviceRegistry
+                    }
                     _ => Resource::Domain(&domain),
                 };
                 let request = PolicyRequest::new(&principal, action, resource);
@@ -755,6 +783,7 @@ mod tests {
             Resource::AuditLog,
             Resource::KeyRing,
             Resource::Metrics,
+            Resource::DeviceRegistry,
             Resource::RelyingParty("localhost"),
         ];
         resources.extend(domains.iter().map(Resource::Domain));

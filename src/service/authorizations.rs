@@ -21,7 +21,8 @@ use crate::payment::{Amount, Audience, Currency, Payee, PaymentError, SpcDisplay
 use crate::policy::{Action, PaymentContext, PolicyContext, PolicyEngine, PolicyRequest, Resource};
 use crate::store::{
     AuthorizationChallengeRecord, AuthorizationCommit, AuthorizationRecord, ChallengeIssue,
-    ChallengeState, CommitOutcome, CounterUpdate, IdempotencyRecord, Idempotent, Store,
+    ChallengeState, CommitOutcome, CounterUpdate, DeviceState, IdempotencyRecord, Idempotent,
+    Store,
 };
 use crate::text::DisplayText;
 use crate::webauthn::assertion::{
@@ -279,6 +280,9 @@ impl Authorizations {
             {
                 return Err(self.refuse(audit, Error::DeviceNotEnrolledForToken).await)
             }
+            Some(d) if d.state != DeviceState::Active => {
+                return Err(self.refuse(audit, Error::DeviceRevoked).await)
+            }
             Some(_) => {}
         }
         let mut challenge = vec![0u8; CHALLENGE_BYTES];
@@ -330,6 +334,10 @@ impl Authorizations {
             // Suspended or deleted since `check_token`: nothing was stored.
             Idempotent::Fresh(ChallengeIssue::TokenNotActive(status)) => {
                 Err(self.refuse(refused, token_error(status)).await)
+            }
+            // Revoked since the check above: nothing was stored.
+            Idempotent::Fresh(ChallengeIssue::DeviceRevoked) => {
+                Err(self.refuse(refused, Error::DeviceRevoked).await)
             }
             Idempotent::Replayed(resp) => replayed(&resp),
             Idempotent::KeyReused => Err(self.refuse(refused, Error::IdempotencyKeyReused).await),
@@ -421,6 +429,10 @@ impl Authorizations {
                     .await)
             }
         };
+        // A revoked device authorizes nothing, whenever its challenge was issued.
+        if device.state != DeviceState::Active {
+            return Err(self.refuse_consuming(end(None), Error::DeviceRevoked).await);
+        }
         if let Err(e) = self.check_token(&challenge.token, &challenge.domain).await {
             return Err(self.refuse_consuming(end(None), e).await);
         }
@@ -612,6 +624,10 @@ impl Authorizations {
             Idempotent::Fresh(CommitOutcome::TokenNotActive(status)) => {
                 Err(self.refuse_consuming(refusal, token_error(status)).await)
             }
+            // Revoked since it was read: likewise, the JWS is dropped.
+            Idempotent::Fresh(CommitOutcome::DeviceRevoked) => {
+                Err(self.refuse_consuming(refusal, Error::DeviceRevoked).await)
+            }
             Idempotent::Fresh(outcome) => {
                 Err(self.refuse(refusal.audit, outcome_error(outcome)).await)
             }
@@ -762,6 +778,7 @@ fn outcome_error(outcome: CommitOutcome) -> Error {
     match outcome {
         CommitOutcome::Challenge(state) => challenge_state_error(state),
         CommitOutcome::TokenNotActive(status) => token_error(status),
+        CommitOutcome::DeviceRevoked => Error::DeviceRevoked,
         CommitOutcome::CounterConflict | CommitOutcome::Committed => Error::CounterConflict,
     }
 }

@@ -1,9 +1,12 @@
 //! Device enrolment: issue a single-use WebAuthn challenge, then verify the registration
-//! response against it (WebAuthn L3 §7.1) and store the device.
+//! response against it (WebAuthn L3 §7.1) and store the device. The lifecycle after it (list,
+//! read, revoke) is in `lifecycle`.
 //!
 //! A challenge is consumed before the response is verified: a failed attempt uses it up, so
 //! every attempt, good or bad, needs a fresh challenge (and a replayed response always meets
 //! a used challenge).
+
+mod lifecycle;
 
 use super::ids::{fill_random, random_b64, time_ordered_id};
 use super::{Caller, Error};
@@ -12,7 +15,8 @@ use crate::card::{Domain, Token, TokenStatus};
 use crate::config::{cose_identifier, WebauthnConfig};
 use crate::policy::{Action, PolicyContext, PolicyEngine, PolicyRequest, Resource};
 use crate::store::{
-    ChallengePurpose, ChallengeRecord, ConsumeOutcome, DeviceRecord, EnrolOutcome, Store,
+    ChallengePurpose, ChallengeRecord, ConsumeOutcome, DeviceRecord, DeviceState, EnrolOutcome,
+    Store,
 };
 use crate::text::{DisplayText, LoggableText};
 use crate::webauthn::attestation::{
@@ -287,6 +291,8 @@ impl Devices {
             token: input.token.as_ref().map(|(t, _)| t.clone()),
             domain: input.token.as_ref().map(|(_, d)| d.clone()),
             created_at: crate::clock::format_rfc3339(now),
+            last_used_at: None,
+            state: DeviceState::Active,
         };
         let enrolled = EnrolledDevice {
             device_id: device.device_id.clone(),

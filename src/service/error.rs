@@ -53,6 +53,11 @@ pub enum Error {
     Payment(PaymentError),
     /// No device with that id (404).
     DeviceNotFound,
+    /// The device is revoked: it is challenged for nothing and authorizes nothing, and a
+    /// revocation is final (409).
+    DeviceRevoked,
+    /// The revocation reason is not one of the documented set (422).
+    InvalidRevocationReason,
     /// The device is not bound to the token and domain of the payment (422).
     DeviceNotEnrolledForToken,
     /// The credential is unknown or is not the one of the challenge's device (422).
@@ -119,6 +124,8 @@ impl Error {
             Self::CredentialExists => "credential_exists",
             Self::Payment(e) => e.code(),
             Self::DeviceNotFound => "device_not_found",
+            Self::DeviceRevoked => "device_revoked",
+            Self::InvalidRevocationReason => "invalid_revocation_reason",
             Self::DeviceNotEnrolledForToken => "device_not_enrolled_for_token",
             Self::CredentialMismatch => "credential_mismatch",
             Self::CounterConflict => "counter_conflict",
@@ -176,6 +183,10 @@ impl std::fmt::Display for Error {
             Self::CredentialExists => f.write_str("this credential is already enrolled"),
             Self::Payment(e) => e.fmt(f),
             Self::DeviceNotFound => f.write_str("no such device"),
+            Self::DeviceRevoked => f.write_str("the device is revoked"),
+            Self::InvalidRevocationReason => f.write_str(
+                "the reason is not one of lost, stolen, compromised, user_request, replaced",
+            ),
             Self::DeviceNotEnrolledForToken => {
                 f.write_str("the device is not enrolled for this token in this domain")
             }

@@ -128,6 +128,10 @@ pub enum CommitOutcome {
     /// when its row is gone), read in the commit's transaction: nothing was written, not even
     /// the consumption (the caller ends the attempt as a refusal).
     TokenNotActive(TokenStatus),
+    /// An approval whose device is revoked (or gone), read in the commit's transaction:
+    /// nothing was written, not even the consumption (the caller ends the attempt as a
+    /// refusal).
+    DeviceRevoked,
 }
 
 /// What [`AuthorizationStore::create_authorization_challenge`] did.
@@ -138,6 +142,9 @@ pub enum ChallengeIssue {
     /// The payment's token is no longer active (suspended, or deleted: `Deleted` also when its
     /// row is gone), read in the transaction: nothing was written.
     TokenNotActive(TokenStatus),
+    /// The device that must sign is revoked (or gone), read in the transaction: nothing was
+    /// written.
+    DeviceRevoked,
 }
 
 /// Payment challenges and the authorizations that end them.
@@ -145,9 +152,9 @@ pub trait AuthorizationStore: Send + Sync {
     /// Stores a payment challenge and writes `audit` in the same transaction. With an
     /// idempotency record, first looks its key up: the same request gets the stored answer
     /// and writes nothing, another request with the key gets [`Idempotent::KeyReused`];
-    /// otherwise the record is stored with the challenge. The token's state is read in the
-    /// same transaction: unless it is active, nothing is written
-    /// ([`ChallengeIssue::TokenNotActive`]).
+    /// otherwise the record is stored with the challenge. The token's and the device's states
+    /// are read in the same transaction: unless both are active, nothing is written
+    /// ([`ChallengeIssue::TokenNotActive`], [`ChallengeIssue::DeviceRevoked`]).
     fn create_authorization_challenge(
         &self,
         challenge: AuthorizationChallengeRecord,
@@ -168,8 +175,9 @@ pub trait AuthorizationStore: Send + Sync {
     /// idempotency key is looked up first, as for [`AuthorizationStore::create_authorization_challenge`].
     /// The challenge is consumed by a conditional update, so of concurrent attempts exactly
     /// one consumes it; the counter moves by compare-and-set. An approval is committed only if
-    /// its token is still active, read in the same transaction
-    /// ([`CommitOutcome::TokenNotActive`] otherwise, with nothing written).
+    /// its token and its device are still active, read in the same transaction
+    /// ([`CommitOutcome::TokenNotActive`], [`CommitOutcome::DeviceRevoked`] otherwise, with
+    /// nothing written); it sets the device's `last_used_at`.
     fn commit_authorization(
         &self,
         commit: AuthorizationCommit,

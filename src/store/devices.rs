@@ -104,6 +104,140 @@ pub struct DeviceRecord {
     pub domain: Option<Domain>,
     /// RFC 3339 UTC.
     pub created_at: String,
+    /// When an authorization with it last committed (RFC 3339 UTC); `None` before the first.
+    pub last_used_at: Option<String>,
+    /// Active, or revoked (final).
+    pub state: DeviceState,
+}
+
+/// Why a device was revoked: a small fixed set, so reports can count them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevocationReason {
+    /// The device was lost.
+    Lost,
+    /// The device was stolen.
+    Stolen,
+    /// Its key or the device is believed compromised.
+    Compromised,
+    /// The user asked for it.
+    UserRequest,
+    /// The user enrolled another device in its place.
+    Replaced,
+}
+
+impl RevocationReason {
+    /// Every reason, in the documented order.
+    pub const ALL: [Self; 5] = [
+        Self::Lost,
+        Self::Stolen,
+        Self::Compromised,
+        Self::UserRequest,
+        Self::Replaced,
+    ];
+
+    /// The stored and wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Lost => "lost",
+            Self::Stolen => "stolen",
+            Self::Compromised => "compromised",
+            Self::UserRequest => "user_request",
+            Self::Replaced => "replaced",
+        }
+    }
+
+    /// Parses a stored or wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+/// A device's lifecycle: active until revoked, and a revocation is final.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceState {
+    /// It may be challenged and may authorize payments.
+    Active,
+    /// It authorizes nothing, from the commit of its revocation on.
+    Revoked {
+        /// RFC 3339 UTC with milliseconds.
+        at: String,
+        /// Why.
+        reason: RevocationReason,
+    },
+}
+
+impl DeviceState {
+    /// The stored and wire status name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Revoked { .. } => "revoked",
+        }
+    }
+
+    /// Revokes an active device; a revoked one stays as it is (`None`): revocation is final.
+    pub fn revoke(&self, at: String, reason: RevocationReason) -> Option<Self> {
+        match self {
+            Self::Active => Some(Self::Revoked { at, reason }),
+            Self::Revoked { .. } => None,
+        }
+    }
+
+    /// Rebuilds the state from its stored columns (status, revoked_at, revoke_reason);
+    /// `None` for a combination no write produces.
+    pub fn from_columns(
+        status: &str,
+        revoked_at: Option<String>,
+        reason: Option<&str>,
+    ) -> Option<Self> {
+        match (status, revoked_at, reason) {
+            ("active", None, None) => Some(Self::Active),
+            ("revoked", Some(at), Some(reason)) => Some(Self::Revoked {
+                at,
+                reason: RevocationReason::parse(reason)?,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The stored columns: revoked_at and revoke_reason.
+    pub fn columns(&self) -> (Option<&str>, Option<&'static str>) {
+        match self {
+            Self::Active => (None, None),
+            Self::Revoked { at, reason } => (Some(at), Some(reason.as_str())),
+        }
+    }
+}
+
+/// Which devices to list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceOwner {
+    /// The devices enrolled for this user name.
+    User(String),
+    /// The devices bound to this token in this domain.
+    Token(Token, Domain),
+}
+
+/// A revocation to commit.
+#[derive(Debug, Clone)]
+pub struct Revocation {
+    /// The device.
+    pub device_id: String,
+    /// Why.
+    pub reason: RevocationReason,
+    /// RFC 3339 UTC with milliseconds.
+    pub at: String,
+}
+
+/// What [`DeviceStore::revoke_device`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RevokeOutcome {
+    /// The device is revoked; the audit record was written in the same transaction.
+    Revoked(Box<DeviceRecord>),
+    /// No such device: nothing was written (the caller audits the refusal).
+    NotFound,
+    /// It was revoked before (revocation is final): nothing was written.
+    AlreadyRevoked,
 }
 
 /// What [`DeviceStore::enrol_device`] did.
@@ -156,6 +290,19 @@ pub trait DeviceStore: Send + Sync {
 
     /// Reads a device by its credential id.
     fn device_by_credential(&self, credential_id: &[u8]) -> StoreFuture<'_, Option<DeviceRecord>>;
+
+    /// The devices of a user or of a token, oldest first.
+    fn devices_of(&self, owner: &DeviceOwner) -> StoreFuture<'_, Vec<DeviceRecord>>;
+
+    /// Revokes an active device and writes `audit` in the same transaction; an unknown or
+    /// already revoked device writes nothing. From its commit on, every payment challenge or
+    /// authorization with the device is refused by the store
+    /// ([`super::ChallengeIssue::DeviceRevoked`], [`super::CommitOutcome::DeviceRevoked`]).
+    fn revoke_device(
+        &self,
+        revocation: Revocation,
+        audit: AuditEvent,
+    ) -> StoreFuture<'_, RevokeOutcome>;
 
     /// Compare-and-set of a device's signature counter: sets it to `new` only if it is still
     /// `expected_old`, and then writes `audit` in the same transaction. Returns `false` (and

@@ -67,6 +67,15 @@ pub async fn an_authorization_is_read_back_as_committed_with_its_challenges_audi
 ) {
     let s = f.open().await;
     tokenize(&*s, new_token(tok(7), "shop", fp(7))).await;
+    // The challenges' device, enrolled and active (its state is read when they are issued).
+    let enrolled = s
+        .enrol_device(
+            super::devices::device("AAAAAAAAAAAAAAAAAAAAAA", 9),
+            event("device_enrolled"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(enrolled, payhsm::store::EnrolOutcome::Enrolled);
     let named = payment_challenge("pc-named", Some("https://acquirer.example"));
     let unnamed = payment_challenge("pc-unnamed", None);
     for c in [&named, &unnamed] {

@@ -1,13 +1,16 @@
 //! Device enrolment: single-use challenges (also under concurrency), expiry, duplicate
 //! credentials, the binding to a token that must still be active, the counter
-//! compare-and-set, and the audit record written with each change.
+//! compare-and-set, and the audit record written with each change. The lifecycle: devices
+//! listed by user and by token, revocation (final, with its audit record, once of many
+//! concurrent attempts).
 
 use super::Fixture;
 use payhsm::audit::{AuditEvent, PolicyVerdict};
 use payhsm::card::{Domain, StatusChange, Token, TokenStatus};
 use payhsm::store::prelude::*;
 use payhsm::store::{
-    ChallengePurpose, ChallengeRecord, ConsumeOutcome, DeviceRecord, EnrolOutcome,
+    ChallengePurpose, ChallengeRecord, ConsumeOutcome, DeviceOwner, DeviceRecord, DeviceState,
+    EnrolOutcome, Revocation, RevocationReason, RevokeOutcome,
 };
 use payhsm::webauthn::attestation::{Format, Trust};
 use time::macros::datetime;
@@ -44,7 +47,7 @@ fn challenge(id: &str, ttl_seconds: i64) -> ChallengeRecord {
     }
 }
 
-fn device(id: &str, credential: u8) -> DeviceRecord {
+pub(super) fn device(id: &str, credential: u8) -> DeviceRecord {
     DeviceRecord {
         device_id: id.into(),
         credential_id: vec![credential; 32],
@@ -62,6 +65,16 @@ fn device(id: &str, credential: u8) -> DeviceRecord {
         token: None,
         domain: None,
         created_at: "2026-01-01T00:00:00.000Z".into(),
+        last_used_at: None,
+        state: DeviceState::Active,
+    }
+}
+
+fn revocation(id: &str, reason: RevocationReason) -> Revocation {
+    Revocation {
+        device_id: id.into(),
+        reason,
+        at: "2026-01-02T00:00:00.000Z".into(),
     }
 }
 
@@ -288,4 +301,148 @@ pub async fn concurrent_counter_updates_from_the_same_value_let_one_through(f: &
         }
     }
     assert_eq!(wins, 1);
+}
+
+pub async fn a_device_is_revoked_once_with_its_reason_and_its_audit_record(f: &dyn Fixture) {
+    let s = f.open().await;
+    s.enrol_device(device("dev-1", 1), event("device_enrolled"))
+        .await
+        .unwrap();
+    let RevokeOutcome::Revoked(revoked) = s
+        .revoke_device(
+            revocation("dev-1", RevocationReason::Lost),
+            event("revoke_device"),
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("not revoked")
+    };
+    let state = DeviceState::Revoked {
+        at: "2026-01-02T00:00:00.000Z".into(),
+        reason: RevocationReason::Lost,
+    };
+    assert_eq!(revoked.state, state);
+    // Read back (also through the credential), the same state.
+    assert_eq!(s.device("dev-1").await.unwrap().unwrap().state, state);
+    assert_eq!(
+        s.device_by_credential(&[1; 32]).await.unwrap().unwrap(),
+        *revoked
+    );
+    // Final: a second revocation, with any reason, changes and records nothing.
+    assert_eq!(
+        s.revoke_device(
+            revocation("dev-1", RevocationReason::UserRequest),
+            event("revoke_device")
+        )
+        .await
+        .unwrap(),
+        RevokeOutcome::AlreadyRevoked
+    );
+    assert_eq!(
+        s.revoke_device(
+            revocation("nobody", RevocationReason::Lost),
+            event("revoke_device")
+        )
+        .await
+        .unwrap(),
+        RevokeOutcome::NotFound
+    );
+    assert_eq!(s.device("dev-1").await.unwrap().unwrap().state, state);
+    assert_eq!(actions(&*s).await, ["device_enrolled", "revoke_device"]);
+    // Every reason round-trips through the store.
+    for (n, reason) in RevocationReason::ALL.into_iter().enumerate() {
+        let id = format!("dev-r{n}");
+        s.enrol_device(device(&id, 10 + n as u8), event("device_enrolled"))
+            .await
+            .unwrap();
+        s.revoke_device(revocation(&id, reason), event("revoke_device"))
+            .await
+            .unwrap();
+        let got = s.device(&id).await.unwrap().unwrap().state;
+        assert!(matches!(got, DeviceState::Revoked { reason: r, .. } if r == reason));
+    }
+}
+
+pub async fn of_concurrent_revocations_of_one_device_exactly_one_commits(f: &dyn Fixture) {
+    let s = f.open().await;
+    s.enrol_device(device("dev-1", 1), event("device_enrolled"))
+        .await
+        .unwrap();
+    let other = f.replica(&s).await;
+    let mut tasks = Vec::new();
+    for n in 0..10 {
+        let s = if n % 2 == 0 { s.clone() } else { other.clone() };
+        tasks.push(tokio::spawn(async move {
+            s.revoke_device(
+                revocation("dev-1", RevocationReason::Stolen),
+                event("revoke_device"),
+            )
+            .await
+            .unwrap()
+        }));
+    }
+    let mut revoked = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            RevokeOutcome::Revoked(_) => revoked += 1,
+            RevokeOutcome::AlreadyRevoked => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(revoked, 1);
+    assert_eq!(actions(&*s).await, ["device_enrolled", "revoke_device"]);
+}
+
+pub async fn devices_are_listed_by_user_and_by_token_oldest_first(f: &dyn Fixture) {
+    let s = f.open().await;
+    let token = Token::parse("4111119876541111").unwrap();
+    let domain = Domain::parse("shop").unwrap();
+    add_token(&*s, &token, &domain).await;
+    let other_token = Token::parse("4111119876542221").unwrap();
+    add_token(&*s, &other_token, &domain).await;
+    // Enrolled out of order: the list is by creation time.
+    let mut newer = device("dev-b", 2);
+    newer.created_at = "2026-01-03T00:00:00.000Z".into();
+    newer.token = Some(token.clone());
+    newer.domain = Some(domain.clone());
+    let mut older = device("dev-a", 1);
+    older.created_at = "2026-01-02T00:00:00.000Z".into();
+    older.token = Some(token.clone());
+    older.domain = Some(domain.clone());
+    let mut bob = device("dev-c", 3);
+    bob.user = "bob".into();
+    bob.token = Some(other_token.clone());
+    bob.domain = Some(domain.clone());
+    let unbound = device("dev-d", 4);
+    for d in [&newer, &older, &bob, &unbound] {
+        s.enrol_device(d.clone(), event("device_enrolled"))
+            .await
+            .unwrap();
+    }
+    s.revoke_device(
+        revocation("dev-b", RevocationReason::Replaced),
+        event("revoke_device"),
+    )
+    .await
+    .unwrap();
+    let ids = |list: Vec<DeviceRecord>| list.into_iter().map(|d| d.device_id).collect::<Vec<_>>();
+    let alice = s
+        .devices_of(&DeviceOwner::User("alice".into()))
+        .await
+        .unwrap();
+    assert_eq!(ids(alice.clone()), ["dev-d", "dev-a", "dev-b"]);
+    // Revoked devices are listed, with their state.
+    assert!(matches!(alice[2].state, DeviceState::Revoked { .. }));
+    let card = DeviceOwner::Token(token.clone(), domain.clone());
+    assert_eq!(ids(s.devices_of(&card).await.unwrap()), ["dev-a", "dev-b"]);
+    let bobs = DeviceOwner::Token(other_token, domain);
+    assert_eq!(ids(s.devices_of(&bobs).await.unwrap()), ["dev-c"]);
+    // Another domain, another user: none. (The user name compares exactly.)
+    let elsewhere = DeviceOwner::Token(token, Domain::parse("other").unwrap());
+    assert!(s.devices_of(&elsewhere).await.unwrap().is_empty());
+    for user in ["Alice", "carol", ""] {
+        let none = s.devices_of(&DeviceOwner::User(user.into())).await.unwrap();
+        assert!(none.is_empty(), "{user:?}");
+    }
 }

@@ -3,6 +3,7 @@
 //! savepoint of the group commit. Mirrors `sqlite/authorizations.rs`.
 
 use super::connection::{execute, get, query_opt};
+use super::devices::RowLock;
 use super::writer::JobCtx;
 use crate::audit::AuditEvent;
 use crate::card::{Domain, Token, TokenStatus};
@@ -129,6 +130,11 @@ pub(super) async fn create_challenge(
     if status != TokenStatus::Active {
         return Ok(Idempotent::Fresh(ChallengeIssue::TokenNotActive(status)));
     }
+    // Likewise the device; the shared row lock orders this against a revocation on any
+    // replica.
+    if !super::devices::is_active(&ctx.db, &c.device_id, RowLock::Share).await? {
+        return Ok(Idempotent::Fresh(ChallengeIssue::DeviceRevoked));
+    }
     let spc = c.spc.as_ref();
     let amount = amount_to_sql(c.amount)?;
     let sql = format!(
@@ -242,11 +248,15 @@ pub(super) async fn commit(
         return Ok(answer);
     }
     // The service checked the token before verifying and signing; a suspend or delete may
-    // have committed since.
+    // have committed since, and so may the device's revocation (the row lock orders this read
+    // against one on any replica).
     if let Some(a) = &c.authorization {
         let status = token_status(&ctx.db, &a.token, &a.domain).await?;
         if status != TokenStatus::Active {
             return Ok(Idempotent::Fresh(CommitOutcome::TokenNotActive(status)));
+        }
+        if !super::devices::is_active(&ctx.db, &a.device_id, RowLock::Update).await? {
+            return Ok(Idempotent::Fresh(CommitOutcome::DeviceRevoked));
         }
     }
     if let Some(state) = consume(&ctx.db, &c.challenge_id, &c.now).await? {
@@ -267,6 +277,7 @@ pub(super) async fn commit(
     }
     if let Some(a) = &c.authorization {
         insert_authorization(&ctx.db, a).await?;
+        super::devices::touch(&ctx.db, &a.device_id, &c.now).await?;
     }
     if let Some(record) = &c.idempotency {
         insert_idempotency(&ctx.db, record).await?;

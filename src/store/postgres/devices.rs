@@ -1,12 +1,13 @@
 //! Device enrolment rows: single-use challenges and enrolled devices, with the write jobs
 //! (create, consume, enrol, counter compare-and-set). Mirrors `sqlite/devices.rs`.
 
-use super::connection::{execute, get, query_opt};
+use super::connection::{execute, get, query, query_opt};
 use super::writer::JobCtx;
 use crate::audit::AuditEvent;
 use crate::card::{Domain, Token, TokenStatus};
 use crate::store::{
-    ChallengePurpose, ChallengeRecord, ConsumeOutcome, DeviceRecord, EnrolOutcome, StoreError,
+    ChallengePurpose, ChallengeRecord, ConsumeOutcome, DeviceOwner, DeviceRecord, DeviceState,
+    EnrolOutcome, Revocation, RevokeOutcome, StoreError,
 };
 use crate::webauthn::attestation::{Format, Trust};
 use deadpool_postgres::ClientWrapper;
@@ -17,7 +18,7 @@ const CHALLENGE_COLUMNS: &str =
 
 const DEVICE_COLUMNS: &str = r#"device_id, credential_id, rp_id, "user", public_key_cbor, alg,
      format, trust, aaguid, sign_count, backup_eligible, backup_state, user_verified, token,
-     domain, created_at"#;
+     domain, created_at, last_used_at, status, revoked_at, revoke_reason"#;
 
 /// Every attestation format, to map stored names back.
 const FORMATS: [Format; 7] = [
@@ -86,6 +87,12 @@ fn device_from_row(row: &Row) -> Result<DeviceRecord, StoreError> {
         .map_err(|_| bad("aaguid"))?;
     let sign_count = u32::try_from(get::<i64>(row, 9)?).map_err(|_| bad("sign_count"))?;
     let (token, domain) = optional_token(row, 13, &bad)?;
+    let state = DeviceState::from_columns(
+        get::<&str>(row, 17)?,
+        get::<Option<String>>(row, 18)?,
+        get::<Option<&str>>(row, 19)?,
+    )
+    .ok_or_else(|| bad("status"))?;
     Ok(DeviceRecord {
         credential_id: get(row, 1)?,
         rp_id: get(row, 2)?,
@@ -102,6 +109,8 @@ fn device_from_row(row: &Row) -> Result<DeviceRecord, StoreError> {
         token,
         domain,
         created_at: get(row, 15)?,
+        last_used_at: get(row, 16)?,
+        state,
         device_id,
     })
 }
@@ -189,8 +198,10 @@ pub(super) async fn enrol_device(
     }
     let sql = format!(
         "INSERT INTO devices ({DEVICE_COLUMNS}) VALUES
-         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
+          $19, $20)"
     );
+    let (revoked_at, reason) = d.state.columns();
     execute(
         &ctx.db,
         &sql,
@@ -211,6 +222,10 @@ pub(super) async fn enrol_device(
             &d.token.as_ref().map(Token::as_str),
             &d.domain.as_ref().map(Domain::as_str),
             &d.created_at,
+            &d.last_used_at,
+            &d.state.as_str(),
+            &revoked_at,
+            &reason,
         ],
     )
     .await?;
@@ -247,6 +262,105 @@ pub(super) async fn update_sign_count(
     }
     ctx.audit(audit).await?;
     Ok(true)
+}
+
+/// The revoke job: the row is locked (`FOR UPDATE`), the state machine decides, and the
+/// conditional UPDATE backs it (a revoked row is never written again).
+pub(super) async fn revoke_device(
+    ctx: &mut JobCtx,
+    r: Revocation,
+    audit: AuditEvent,
+) -> Result<RevokeOutcome, StoreError> {
+    let sql = format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE device_id = $1 FOR UPDATE");
+    let Some(row) = query_opt(&ctx.db, &sql, &[&r.device_id]).await? else {
+        return Ok(RevokeOutcome::NotFound);
+    };
+    let mut device = device_from_row(&row)?;
+    let Some(state) = device.state.revoke(r.at, r.reason) else {
+        return Ok(RevokeOutcome::AlreadyRevoked);
+    };
+    let (revoked_at, reason) = state.columns();
+    let changed = execute(
+        &ctx.db,
+        "UPDATE devices SET status = $2, revoked_at = $3, revoke_reason = $4
+         WHERE device_id = $1 AND status = 'active'",
+        &[&r.device_id, &state.as_str(), &revoked_at, &reason],
+    )
+    .await?;
+    if changed == 0 {
+        return Ok(RevokeOutcome::AlreadyRevoked);
+    }
+    ctx.audit(audit).await?;
+    device.state = state;
+    Ok(RevokeOutcome::Revoked(Box::new(device)))
+}
+
+/// How [`is_active`] locks the device row until the transaction ends.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum RowLock {
+    /// `FOR SHARE`: a revocation waits for this transaction (nothing here writes the row).
+    Share,
+    /// `FOR UPDATE`: this transaction writes the row next (counter, last use).
+    Update,
+}
+
+/// Whether the device may still sign, as this transaction sees it (a revoked or vanished
+/// device may not). The row lock orders this read against a concurrent revocation on any
+/// replica: it waits for that commit and reads the revoked row, or the revocation waits for
+/// this transaction.
+pub(super) async fn is_active(
+    db: &ClientWrapper,
+    device_id: &str,
+    lock: RowLock,
+) -> Result<bool, StoreError> {
+    let sql = match lock {
+        RowLock::Share => "SELECT status FROM devices WHERE device_id = $1 FOR SHARE",
+        RowLock::Update => "SELECT status FROM devices WHERE device_id = $1 FOR UPDATE",
+    };
+    let row = query_opt(db, sql, &[&device_id]).await?;
+    Ok(match row {
+        Some(r) => get::<&str>(&r, 0)? == "active",
+        None => false,
+    })
+}
+
+/// Sets a device's last use (an authorization with it commits).
+pub(super) async fn touch(
+    db: &ClientWrapper,
+    device_id: &str,
+    now: &str,
+) -> Result<(), StoreError> {
+    execute(
+        db,
+        "UPDATE devices SET last_used_at = $2 WHERE device_id = $1",
+        &[&device_id, &now],
+    )
+    .await
+    .map(|_| ())
+}
+
+/// The devices of a user or a token, oldest first.
+pub(super) async fn of_owner(
+    db: &ClientWrapper,
+    owner: &DeviceOwner,
+) -> Result<Vec<DeviceRecord>, StoreError> {
+    let rows = match owner {
+        DeviceOwner::User(user) => {
+            let sql = format!(
+                r#"SELECT {DEVICE_COLUMNS} FROM devices WHERE "user" = $1
+                 ORDER BY created_at, device_id"#
+            );
+            query(db, &sql, &[user]).await?
+        }
+        DeviceOwner::Token(token, domain) => {
+            let sql = format!(
+                "SELECT {DEVICE_COLUMNS} FROM devices WHERE domain = $1 AND token = $2
+                 ORDER BY created_at, device_id"
+            );
+            query(db, &sql, &[&domain.as_str(), &token.as_str()]).await?
+        }
+    };
+    rows.iter().map(device_from_row).collect()
 }
 
 /// Reads a challenge by id.

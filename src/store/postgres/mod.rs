@@ -32,10 +32,11 @@ use crate::keys::{KeyVersion, WrappedDataKey};
 use crate::store::{
     ApprovalOutcome, AuditStore, AuthorizationChallengeRecord, AuthorizationCommit,
     AuthorizationRecord, AuthorizationStore, ChallengeIssue, ChallengePurpose, ChallengeRecord,
-    CommitOutcome, ConsumeOutcome, DataKeyInfo, DetokenizeOutcome, DeviceRecord, DeviceStore,
-    EnrolOutcome, IdempotencyRecord, IdempotencyStore, Idempotent, KeyApproval, KeyChangeOutcome,
-    KeyStore, NewToken, Rewrapped, SigningKeyRecord, Store, StoreError, StoreFuture, StoreObserver,
-    Timing, TokenRecord, TokenStore, TokenizeOutcome, TransitionOutcome,
+    CommitOutcome, ConsumeOutcome, DataKeyInfo, DetokenizeOutcome, DeviceOwner, DeviceRecord,
+    DeviceStore, EnrolOutcome, IdempotencyRecord, IdempotencyStore, Idempotent, KeyApproval,
+    KeyChangeOutcome, KeyStore, NewToken, Revocation, RevokeOutcome, Rewrapped, SigningKeyRecord,
+    Store, StoreError, StoreFuture, StoreObserver, Timing, TokenRecord, TokenStore,
+    TokenizeOutcome, TransitionOutcome,
 };
 use connection::{pg_config, pool_err, query_one, Connector};
 use deadpool_postgres::{ClientWrapper, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
@@ -427,6 +428,23 @@ impl DeviceStore for PostgresStore {
         Box::pin(self.read("device_by_credential", move |db| {
             Box::pin(async move { devices::by_credential(db, &credential_id).await })
         }))
+    }
+
+    fn devices_of(&self, owner: &DeviceOwner) -> StoreFuture<'_, Vec<DeviceRecord>> {
+        let owner = owner.clone();
+        Box::pin(self.read("devices_of", move |db| {
+            Box::pin(async move { devices::of_owner(db, &owner).await })
+        }))
+    }
+
+    fn revoke_device(
+        &self,
+        revocation: Revocation,
+        audit: AuditEvent,
+    ) -> StoreFuture<'_, RevokeOutcome> {
+        self.write("revoke_device", move |ctx| {
+            Box::pin(devices::revoke_device(ctx, revocation, audit))
+        })
     }
 
     fn update_sign_count(

@@ -1,10 +1,10 @@
 //! Versioned migrations, applied at open under an advisory lock so replicas starting together
 //! do not race.
 //!
-//! The schema is SQLite's (`sqlite/schema.rs`: version 5, then each later change noting the
-//! SQLite version it matches) in PostgreSQL types. Text columns compare bytewise
-//! (`COLLATE "C"`) like SQLite's: times are fixed-width RFC 3339 text compared as text
-//! (`expires_at > $now`), and the rewrap orders by domain and token.
+//! The schema is SQLite's (`sqlite/schema.rs`) in PostgreSQL types: version 1 is SQLite's
+//! version 5, and each later one names the SQLite version it mirrors. Text columns
+//! compare bytewise (`COLLATE "C"`) like SQLite's: times are fixed-width RFC 3339 text
+//! compared as text (`expires_at > $now`), and the rewrap orders by domain and token.
 
 use super::connection::pg_err;
 use crate::store::StoreError;
@@ -172,6 +172,14 @@ const MIGRATIONS: &[&str] = &[
     // 2: the audience a payment challenge names, signed as the authorization's `aud`
     // (SQLite's version 6).
     r#"ALTER TABLE authorization_challenges ADD COLUMN audience TEXT COLLATE "C" NULL;"#,
+    // 3: device lifecycle (SQLite's version 7): last use, revocation (final), and the
+    // lookups by user and token.
+    r#"ALTER TABLE devices ADD COLUMN last_used_at TEXT COLLATE "C" NULL;
+    ALTER TABLE devices ADD COLUMN status TEXT COLLATE "C" NOT NULL DEFAULT 'active';
+    ALTER TABLE devices ADD COLUMN revoked_at TEXT COLLATE "C" NULL;
+    ALTER TABLE devices ADD COLUMN revoke_reason TEXT COLLATE "C" NULL;
+    CREATE INDEX devices_user ON devices ("user", created_at);
+    CREATE INDEX devices_token ON devices (domain, token, created_at);"#,
 ];
 
 /// The newest version this build knows.

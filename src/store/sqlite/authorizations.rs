@@ -143,6 +143,10 @@ pub(super) fn create_challenge(
     if status != TokenStatus::Active {
         return Ok(Idempotent::Fresh(ChallengeIssue::TokenNotActive(status)));
     }
+    // Likewise the device: a revocation committed since is final.
+    if !super::devices::is_active(ctx.conn, &c.device_id)? {
+        return Ok(Idempotent::Fresh(ChallengeIssue::DeviceRevoked));
+    }
     let spc = c.spc.as_ref();
     let amount = amount_to_sql(c.amount)?;
     ctx.conn
@@ -234,7 +238,7 @@ fn insert_authorization(conn: &Connection, a: &AuthorizationRecord) -> Result<()
     .map(|_| ())
 }
 
-/// The end-of-attempt job: key lookup, for an approval the token still active, consume,
+/// The end-of-attempt job: key lookup, for an approval the token and device still active, consume,
 /// counter CAS, authorization, key, audit.
 pub(super) fn commit(
     ctx: &mut JobCtx<'_>,
@@ -244,11 +248,14 @@ pub(super) fn commit(
         return Ok(answer);
     }
     // The service checked the token before verifying and signing; a suspend or delete may
-    // have committed since. (Device revocation, once devices can be revoked, belongs here too.)
+    // have committed since, and so may the device's revocation.
     if let Some(a) = &c.authorization {
         let status = token_status(ctx.conn, &a.token, &a.domain)?;
         if status != TokenStatus::Active {
             return Ok(Idempotent::Fresh(CommitOutcome::TokenNotActive(status)));
+        }
+        if !super::devices::is_active(ctx.conn, &a.device_id)? {
+            return Ok(Idempotent::Fresh(CommitOutcome::DeviceRevoked));
         }
     }
     if let Some(state) = consume(ctx.conn, &c.challenge_id, &c.now)? {
@@ -275,6 +282,7 @@ pub(super) fn commit(
     }
     if let Some(a) = &c.authorization {
         insert_authorization(ctx.conn, a)?;
+        super::devices::touch(ctx.conn, &a.device_id, &c.now)?;
     }
     if let Some(record) = &c.idempotency {
         insert_idempotency(ctx.conn, record)?;

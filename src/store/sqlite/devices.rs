@@ -6,7 +6,8 @@ use super::writer::JobCtx;
 use crate::audit::AuditEvent;
 use crate::card::{Domain, Token, TokenStatus};
 use crate::store::{
-    ChallengePurpose, ChallengeRecord, ConsumeOutcome, DeviceRecord, EnrolOutcome, StoreError,
+    ChallengePurpose, ChallengeRecord, ConsumeOutcome, DeviceOwner, DeviceRecord, DeviceState,
+    EnrolOutcome, Revocation, RevokeOutcome, StoreError,
 };
 use crate::webauthn::attestation::{Format, Trust};
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -16,7 +17,7 @@ const CHALLENGE_COLUMNS: &str =
 
 const DEVICE_COLUMNS: &str = "device_id, credential_id, rp_id, user, public_key_cbor, alg, \
      format, trust, aaguid, sign_count, backup_eligible, backup_state, user_verified, token, \
-     domain, created_at";
+     domain, created_at, last_used_at, status, revoked_at, revoke_reason";
 
 /// Every attestation format, to map stored names back.
 const FORMATS: [Format; 7] = [
@@ -81,6 +82,9 @@ fn device_from_row(r: &Row<'_>) -> rusqlite::Result<Result<DeviceRecord, StoreEr
     let aaguid: Vec<u8> = r.get(8)?;
     let sign_count: i64 = r.get(9)?;
     let (token, domain): (Option<String>, Option<String>) = (r.get(13)?, r.get(14)?);
+    let status: String = r.get(17)?;
+    let revoked_at: Option<String> = r.get(18)?;
+    let reason: Option<String> = r.get(19)?;
     let bad = |what: &str| StoreError::Corrupt(format!("device {device_id}: bad {what}"));
     let checked = (|| {
         let format = FORMATS
@@ -94,9 +98,11 @@ fn device_from_row(r: &Row<'_>) -> rusqlite::Result<Result<DeviceRecord, StoreEr
         let aaguid: [u8; 16] = aaguid.as_slice().try_into().map_err(|_| bad("aaguid"))?;
         let sign_count = u32::try_from(sign_count).map_err(|_| bad("sign_count"))?;
         let (token, domain) = optional_token(token, domain, &bad)?;
-        Ok((format, trust, aaguid, sign_count, token, domain))
+        let state = DeviceState::from_columns(&status, revoked_at, reason.as_deref())
+            .ok_or_else(|| bad("status"))?;
+        Ok((format, trust, aaguid, sign_count, token, domain, state))
     })();
-    let (format, trust, aaguid, sign_count, token, domain) = match checked {
+    let (format, trust, aaguid, sign_count, token, domain, state) = match checked {
         Ok(v) => v,
         Err(e) => return Ok(Err(e)),
     };
@@ -116,6 +122,8 @@ fn device_from_row(r: &Row<'_>) -> rusqlite::Result<Result<DeviceRecord, StoreEr
         token,
         domain,
         created_at: r.get(15)?,
+        last_used_at: r.get(16)?,
+        state,
         device_id,
     }))
 }
@@ -207,9 +215,11 @@ pub(super) fn enrol_device(
     ctx.conn
         .prepare_cached(&format!(
             "INSERT INTO devices ({DEVICE_COLUMNS}) VALUES
-             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
+              ?19, ?20)"
         ))
         .and_then(|mut s| {
+            let (revoked_at, reason) = d.state.columns();
             s.execute(params![
                 d.device_id,
                 d.credential_id,
@@ -227,6 +237,10 @@ pub(super) fn enrol_device(
                 d.token.as_ref().map(Token::as_str),
                 d.domain.as_ref().map(Domain::as_str),
                 d.created_at,
+                d.last_used_at,
+                d.state.as_str(),
+                revoked_at,
+                reason,
             ])
         })
         .map_err(sql_err)?;
@@ -254,6 +268,82 @@ pub(super) fn update_sign_count(
     }
     ctx.audit(audit)?;
     Ok(true)
+}
+
+/// The revoke job: the state machine decides on the row as this transaction sees it, and the
+/// conditional UPDATE backs it (a revoked row is never written again).
+pub(super) fn revoke_device(
+    ctx: &mut JobCtx<'_>,
+    r: Revocation,
+    audit: AuditEvent,
+) -> Result<RevokeOutcome, StoreError> {
+    let Some(mut device) = by_id(ctx.conn, &r.device_id)? else {
+        return Ok(RevokeOutcome::NotFound);
+    };
+    let Some(state) = device.state.revoke(r.at, r.reason) else {
+        return Ok(RevokeOutcome::AlreadyRevoked);
+    };
+    let (revoked_at, reason) = state.columns();
+    let changed = ctx
+        .conn
+        .prepare_cached(
+            "UPDATE devices SET status = ?2, revoked_at = ?3, revoke_reason = ?4
+             WHERE device_id = ?1 AND status = 'active'",
+        )
+        .and_then(|mut s| s.execute(params![r.device_id, state.as_str(), revoked_at, reason]))
+        .map_err(sql_err)?;
+    if changed == 0 {
+        return Ok(RevokeOutcome::AlreadyRevoked);
+    }
+    ctx.audit(audit)?;
+    device.state = state;
+    Ok(RevokeOutcome::Revoked(Box::new(device)))
+}
+
+/// Whether the device may still sign, as this transaction sees it (a revoked or vanished
+/// device may not). Read here, never from a cache: the revocation may be in this very batch.
+pub(super) fn is_active(conn: &Connection, device_id: &str) -> Result<bool, StoreError> {
+    let status: Option<String> = conn
+        .prepare_cached("SELECT status FROM devices WHERE device_id = ?1")
+        .and_then(|mut s| s.query_row(params![device_id], |r| r.get(0)).optional())
+        .map_err(sql_err)?;
+    Ok(status.as_deref() == Some("active"))
+}
+
+/// Sets a device's last use (an authorization with it commits).
+pub(super) fn touch(conn: &Connection, device_id: &str, now: &str) -> Result<(), StoreError> {
+    conn.prepare_cached("UPDATE devices SET last_used_at = ?2 WHERE device_id = ?1")
+        .and_then(|mut s| s.execute(params![device_id, now]))
+        .map_err(sql_err)
+        .map(|_| ())
+}
+
+/// The devices of a user or a token, oldest first.
+pub(super) fn of_owner(
+    conn: &Connection,
+    owner: &DeviceOwner,
+) -> Result<Vec<DeviceRecord>, StoreError> {
+    let rows = match owner {
+        DeviceOwner::User(user) => conn
+            .prepare_cached(&format!(
+                "SELECT {DEVICE_COLUMNS} FROM devices WHERE user = ?1
+                 ORDER BY created_at, device_id"
+            ))
+            .and_then(|mut s| {
+                s.query_map(params![user], device_from_row)?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            }),
+        DeviceOwner::Token(token, domain) => conn
+            .prepare_cached(&format!(
+                "SELECT {DEVICE_COLUMNS} FROM devices WHERE domain = ?1 AND token = ?2
+                 ORDER BY created_at, device_id"
+            ))
+            .and_then(|mut s| {
+                s.query_map(params![domain.as_str(), token.as_str()], device_from_row)?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            }),
+    };
+    rows.map_err(sql_err)?.into_iter().collect()
 }
 
 /// Reads a challenge by id.

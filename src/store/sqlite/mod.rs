@@ -28,10 +28,11 @@ use crate::keys::{KeyVersion, WrappedDataKey};
 use crate::store::{
     ApprovalOutcome, AuditStore, AuthorizationChallengeRecord, AuthorizationCommit,
     AuthorizationRecord, AuthorizationStore, ChallengeIssue, ChallengePurpose, ChallengeRecord,
-    CommitOutcome, ConsumeOutcome, DataKeyInfo, DetokenizeOutcome, DeviceRecord, DeviceStore,
-    EnrolOutcome, IdempotencyRecord, IdempotencyStore, Idempotent, KeyApproval, KeyChangeOutcome,
-    KeyStore, NewToken, Rewrapped, SigningKeyRecord, Store, StoreError, StoreFuture, StoreObserver,
-    Timing, TokenRecord, TokenStore, TokenizeOutcome, TransitionOutcome,
+    CommitOutcome, ConsumeOutcome, DataKeyInfo, DetokenizeOutcome, DeviceOwner, DeviceRecord,
+    DeviceStore, EnrolOutcome, IdempotencyRecord, IdempotencyStore, Idempotent, KeyApproval,
+    KeyChangeOutcome, KeyStore, NewToken, Revocation, RevokeOutcome, Rewrapped, SigningKeyRecord,
+    Store, StoreError, StoreFuture, StoreObserver, Timing, TokenRecord, TokenStore,
+    TokenizeOutcome, TransitionOutcome,
 };
 use cache::TokenCache;
 use readers::ReaderPool;
@@ -495,6 +496,21 @@ impl DeviceStore for SqliteStore {
         let credential_id = credential_id.to_vec();
         Box::pin(self.read_point("device_by_credential", move |conn| {
             devices::by_credential(conn, &credential_id)
+        }))
+    }
+
+    fn devices_of(&self, owner: &DeviceOwner) -> StoreFuture<'_, Vec<DeviceRecord>> {
+        let owner = owner.clone();
+        Box::pin(self.read("devices_of", move |conn| devices::of_owner(conn, &owner)))
+    }
+
+    fn revoke_device(
+        &self,
+        revocation: Revocation,
+        audit: AuditEvent,
+    ) -> StoreFuture<'_, RevokeOutcome> {
+        Box::pin(self.write("revoke_device", move |ctx| {
+            devices::revoke_device(ctx, revocation, audit)
         }))
     }
 

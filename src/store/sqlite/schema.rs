@@ -168,6 +168,13 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;",
     // 6: the audience a payment challenge names, signed as the authorization's `aud`.
     "ALTER TABLE authorization_challenges ADD COLUMN audience TEXT NULL;",
+    // 7: device lifecycle: last use, revocation (final), and the lookups by user and token.
+    "ALTER TABLE devices ADD COLUMN last_used_at TEXT NULL;
+    ALTER TABLE devices ADD COLUMN status TEXT NOT NULL DEFAULT 'active';
+    ALTER TABLE devices ADD COLUMN revoked_at TEXT NULL;
+    ALTER TABLE devices ADD COLUMN revoke_reason TEXT NULL;
+    CREATE INDEX devices_user ON devices (user, created_at);
+    CREATE INDEX devices_token ON devices (domain, token, created_at);",
 ];
 
 /// Page cache of the writer connection (KiB): the B-tree pages random token and fingerprint
@@ -336,5 +343,29 @@ mod tests {
             )
             .unwrap();
         assert!(plan.contains("tokens_domain_fingerprint"), "{plan}");
+    }
+
+    #[test]
+    fn migration_6_leaves_devices_enrolled_before_it_active_and_unused() {
+        let mut conn = at_version_4();
+        conn.execute_batch(MIGRATIONS[4]).unwrap();
+        conn.execute("INSERT INTO schema_migrations VALUES (5, 'then')", [])
+            .unwrap();
+        conn.execute(
+            "INSERT INTO devices (device_id, credential_id, rp_id, user, public_key_cbor, alg,
+                 format, trust, aaguid, sign_count, backup_eligible, backup_state,
+                 user_verified, token, domain, created_at)
+             VALUES ('dev-1', x'01', 'localhost', 'alice', x'a5', -7, 'packed', 'self',
+                 zeroblob(16), 3, 0, 0, 1, NULL, NULL, '2026-01-01T00:00:00.000Z')",
+            [],
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let device = super::super::devices::by_id(&conn, "dev-1")
+            .unwrap()
+            .unwrap();
+        assert_eq!(device.state, crate::store::DeviceState::Active);
+        assert_eq!(device.last_used_at, None);
+        assert_eq!(device.sign_count, 3);
     }
 }
