@@ -29,7 +29,11 @@ async fn a_batch_answers_each_item_and_audits_each_good_one() {
     let fresh = random_pan("550000", 16);
     let mut bad_luhn = random_pan("400000", 16);
     let last = bad_luhn.pop().unwrap();
-    bad_luhn.push(if last == '9' { '0' } else { char::from(last as u8 + 1) });
+    bad_luhn.push(if last == '9' {
+        '0'
+    } else {
+        char::from(last as u8 + 1)
+    });
     let items = json!([
         {"pan": fresh, "exp_month": 7, "exp_year": 2031},
         {"pan": bad_luhn},
@@ -70,7 +74,10 @@ async fn a_batch_answers_each_item_and_audits_each_good_one() {
     }
     // The batch token is the single route's token.
     let single = tokenize(&mut gw, &fresh, "shop").await;
-    assert_eq!((single.status, token_of(&single)), (200, fresh_token.clone()));
+    assert_eq!(
+        (single.status, token_of(&single)),
+        (200, fresh_token.clone())
+    );
 
     // One record per good item, as the single route writes it; none for refused items.
     let records = audit_records(&d, "tokenize");
@@ -198,7 +205,10 @@ async fn detokenize_batch_is_for_the_vault_reader_item_by_item() {
     let refused = audit_records(&d, "detokenize");
     assert_eq!(refused.len(), 1);
     assert_eq!(
-        (refused[0]["outcome"].as_str(), refused[0]["decision"].as_str()),
+        (
+            refused[0]["outcome"].as_str(),
+            refused[0]["decision"].as_str()
+        ),
         (Some("forbidden"), Some("deny"))
     );
 
