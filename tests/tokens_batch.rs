@@ -152,6 +152,22 @@ async fn a_batch_over_the_limit_is_refused_whole() {
         (r.status, error_code(&r).as_str()),
         (413, "batch_too_large")
     );
+    // A body over server.max_batch_body_bytes (128 KiB) is refused before it is read.
+    let items: Vec<Value> = (0..3000)
+        .map(|_| json!({"pan": random_pan("4", 19), "exp_month": 12, "exp_year": 2030}))
+        .collect();
+    let mut other = d.client("gateway").await;
+    let r = post(
+        &mut other,
+        "/v1/tokens/batch",
+        json!({"domain": "shop", "items": items}),
+    )
+    .await;
+    assert_eq!(
+        (r.status, error_code(&r).as_str()),
+        (413, "payload_too_large")
+    );
+    assert_eq!(audit_records(&d, "tokenize").len(), 500);
     // A malformed batch fails whole.
     let r = post(
         &mut gw,
