@@ -107,6 +107,28 @@ fn requests(f: &Fixture, text: &str) -> Vec<(Method, String, Option<Value>)> {
             Some(json!({"token": token, "domain": text})),
         ),
         (
+            Method::POST,
+            "/v1/tokens/batch".into(),
+            Some(json!({"domain": text, "items": [{"pan": random_pan("4000", 16)}]})),
+        ),
+        (
+            Method::POST,
+            "/v1/tokens/batch".into(),
+            Some(
+                json!({"domain": "shop", "items": [{"pan": text}, {"pan": random_pan("4000", 16)}]}),
+            ),
+        ),
+        (
+            Method::POST,
+            "/v1/tokens/detokenize/batch".into(),
+            Some(json!({"domain": "shop", "tokens": [text, token]})),
+        ),
+        (
+            Method::POST,
+            "/v1/tokens/detokenize/batch".into(),
+            Some(json!({"domain": text, "tokens": [token]})),
+        ),
+        (
             Method::GET,
             format!("/v1/tokens/{in_path}?domain=shop"),
             None,

@@ -54,49 +54,10 @@ pub enum ApiError {
 impl ApiError {
     /// The HTTP status and the stable code. The only place errors are mapped.
     pub fn status_and_code(&self) -> (StatusCode, &'static str) {
-        use service::Error as S;
         match self {
             // The code is the service error's own (also the audit outcome); the status is
             // chosen here.
-            Self::Service(e) => {
-                let status = match e {
-                    S::Invalid(_)
-                    | S::UnknownRelyingParty
-                    | S::InvalidUser
-                    | S::Webauthn(_)
-                    | S::CredentialIdMismatch
-                    | S::Payment(_)
-                    | S::DeviceNotEnrolledForToken
-                    | S::InvalidRevocationReason
-                    | S::CredentialMismatch
-                    | S::IdempotencyKeyReused
-                    | S::UnsupportedKeyChange(_) => StatusCode::UNPROCESSABLE_ENTITY,
-                    S::Forbidden | S::PaymentRefused(_) => StatusCode::FORBIDDEN,
-                    S::TokenNotFound
-                    | S::ChallengeNotFound
-                    | S::AuthorizationNotFound
-                    | S::DeviceNotFound
-                    | S::KeyNotFound => StatusCode::NOT_FOUND,
-                    S::TokenSuspended
-                    | S::TokenStateConflict(_)
-                    | S::TokenSpaceExhausted
-                    | S::ChallengeUsed
-                    | S::CredentialExists
-                    | S::DeviceRevoked
-                    | S::CounterConflict
-                    | S::KeyStateConflict(_)
-                    | S::KeyInUse { .. }
-                    | S::KeyNotPublishedLongEnough { .. }
-                    | S::SameCustodian { .. } => StatusCode::CONFLICT,
-                    S::ChallengeExpired => StatusCode::GONE,
-                    // An integrity failure is not an outage: retrying will not help.
-                    S::Keys(KeyError::Integrity) => StatusCode::INTERNAL_SERVER_ERROR,
-                    S::Store(_) | S::KeysChanged | S::Keys(_) | S::Signer(_) | S::Hsm(_) => {
-                        StatusCode::SERVICE_UNAVAILABLE
-                    }
-                };
-                (status, e.code())
-            }
+            Self::Service(e) => (service_status(e), e.code()),
             Self::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed_request"),
             Self::Text(e) => (StatusCode::UNPROCESSABLE_ENTITY, e.code()),
             Self::HeaderText(e) => (StatusCode::BAD_REQUEST, e.code()),
@@ -139,6 +100,49 @@ impl ApiError {
     /// The stable snake_case code.
     pub fn code(&self) -> &'static str {
         self.status_and_code().1
+    }
+}
+
+/// The HTTP status of a service error (its code is the error's own, also the audit outcome).
+/// Also the status class of a batch item's error.
+pub fn service_status(e: &service::Error) -> StatusCode {
+    use service::Error as S;
+    match e {
+        S::Invalid(_)
+        | S::UnknownRelyingParty
+        | S::InvalidUser
+        | S::Webauthn(_)
+        | S::CredentialIdMismatch
+        | S::Payment(_)
+        | S::DeviceNotEnrolledForToken
+        | S::InvalidRevocationReason
+        | S::CredentialMismatch
+        | S::IdempotencyKeyReused
+        | S::UnsupportedKeyChange(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        S::Forbidden | S::PaymentRefused(_) => StatusCode::FORBIDDEN,
+        S::TokenNotFound
+        | S::ChallengeNotFound
+        | S::AuthorizationNotFound
+        | S::DeviceNotFound
+        | S::KeyNotFound => StatusCode::NOT_FOUND,
+        S::TokenSuspended
+        | S::TokenStateConflict(_)
+        | S::TokenSpaceExhausted
+        | S::ChallengeUsed
+        | S::CredentialExists
+        | S::DeviceRevoked
+        | S::CounterConflict
+        | S::KeyStateConflict(_)
+        | S::KeyInUse { .. }
+        | S::KeyNotPublishedLongEnough { .. }
+        | S::SameCustodian { .. } => StatusCode::CONFLICT,
+        S::ChallengeExpired => StatusCode::GONE,
+        S::BatchTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        // An integrity failure is not an outage: retrying will not help.
+        S::Keys(KeyError::Integrity) => StatusCode::INTERNAL_SERVER_ERROR,
+        S::Store(_) | S::KeysChanged | S::Keys(_) | S::Signer(_) | S::Hsm(_) => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
     }
 }
 
@@ -251,6 +255,7 @@ mod tests {
                 409,
                 "token_space_exhausted",
             ),
+            (service::Error::BatchTooLarge.into(), 413, "batch_too_large"),
             (
                 service::Error::Store(StoreError::Closed).into(),
                 503,

@@ -4,6 +4,7 @@
 //!
 //! - [`error`]: [`ApiError`] and its mapping to status and code.
 //! - [`types`]: request and response bodies of the token routes.
+//! - [`batch`]: request and response bodies of the token batch routes.
 //! - [`devices`]: request and response bodies of the device routes.
 //! - [`authorizations`]: request and response bodies of the authorization routes, and the
 //!   `Idempotency-Key` header.
@@ -11,6 +12,7 @@
 //! - [`body`]: size-limited request bodies, zeroized response bodies, request ids.
 
 pub mod authorizations;
+pub mod batch;
 pub mod body;
 pub mod devices;
 pub mod error;
@@ -49,8 +51,10 @@ pub struct App {
     pub metrics_access: crate::service::MetricsAccess,
     /// The audit log, for auditors.
     pub audit: crate::service::AuditReader,
-    /// The largest request body accepted.
+    /// The largest request body accepted, except on the batch routes.
     pub max_body_bytes: usize,
+    /// The largest request body of the batch routes.
+    pub max_batch_body_bytes: usize,
     /// The longest a request body may take to arrive (a client trickling it byte by byte
     /// would otherwise hold its connection for ever).
     pub body_timeout: std::time::Duration,

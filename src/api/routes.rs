@@ -4,6 +4,10 @@ use super::authorizations::{
     idempotency_key, AuthorizationResponse, AuthorizeRequest, AuthorizeResponse,
     PaymentChallengeRequest, PaymentChallengeResponse,
 };
+use super::batch::{
+    failed_items, DetokenizeBatchRequest, DetokenizeBatchResponse, TokenizeBatchRequest,
+    TokenizeBatchResponse,
+};
 use super::body::{json, read_body, request_id, require_json, SecretBuf};
 use super::devices::{
     owner_from_query, ChallengeRequest, ChallengeResponse, DeviceListResponse, DeviceResponse,
@@ -45,6 +49,8 @@ pub const OPENAPI: &str = include_str!("../../docs/openapi.json");
 enum Route<'a> {
     Tokenize,
     Detokenize,
+    TokenizeBatch,
+    DetokenizeBatch,
     Metadata(&'a str),
     Change(&'a str, StatusChange),
     DeviceChallenge,
@@ -103,9 +109,21 @@ where
         request_id: request_id(&parts.headers),
     };
     let (label, route) = resolve(&parts.method, parts.uri.path());
+    let body_limit = match route {
+        Ok(Route::TokenizeBatch | Route::DetokenizeBatch) => app.max_batch_body_bytes,
+        _ => app.max_body_bytes,
+    };
     let mut body = ReadToEnd::new(body);
     let result = match route {
-        Ok(route) => dispatch(app, &caller, route, &parts, &mut body).await,
+        Ok(route) => {
+            let request = Incoming {
+                caller: &caller,
+                label,
+                parts: &parts,
+                body_limit,
+            };
+            dispatch(app, &request, route, &mut body).await
+        }
         Err(e) => Err(e),
     };
     let response = match result {
@@ -123,7 +141,9 @@ where
                     "request failed"
                 );
             }
-            if parts.version < Version::HTTP_2 && !skip_unread_body(app, &parts, &mut body).await {
+            if parts.version < Version::HTTP_2
+                && !skip_unread_body(app, &parts, &mut body, body_limit).await
+            {
                 // Refused before its body was read, and the rest of it did not arrive (or is
                 // over the limit): what follows on the connection is not known to be a request.
                 response
@@ -195,7 +215,12 @@ impl<B: Body + Unpin> Body for ReadToEnd<B> {
 /// After an HTTP/1.1 request was refused before its body was read: reads and discards the
 /// rest of the body (within the body limit and timeout) so the connection can serve the next
 /// request. `false` when it could not, and the connection must close.
-async fn skip_unread_body<B>(app: &App, parts: &Parts, body: &mut ReadToEnd<B>) -> bool
+async fn skip_unread_body<B>(
+    app: &App,
+    parts: &Parts,
+    body: &mut ReadToEnd<B>,
+    limit: usize,
+) -> bool
 where
     B: Body + Unpin,
     B::Error: Display,
@@ -203,7 +228,7 @@ where
     if !declares_body(parts) || body.ended || body.inner.is_end_stream() {
         return true;
     }
-    read_body(&parts.headers, body, app.max_body_bytes, app.body_timeout)
+    read_body(&parts.headers, body, limit, app.body_timeout)
         .await
         .is_ok()
 }
@@ -233,6 +258,14 @@ fn resolve<'a>(method: &Method, path: &'a str) -> (&'static str, Result<Route<'a
         "/metrics" => ("metrics", only(Method::GET, "GET", Route::Metrics)),
         "/v1/tokens" => ("tokenize", only(Method::POST, "POST", Route::Tokenize)),
         "/v1/tokens/detokenize" => ("detokenize", only(Method::POST, "POST", Route::Detokenize)),
+        "/v1/tokens/batch" => (
+            "tokenize_batch",
+            only(Method::POST, "POST", Route::TokenizeBatch),
+        ),
+        "/v1/tokens/detokenize/batch" => (
+            "detokenize_batch",
+            only(Method::POST, "POST", Route::DetokenizeBatch),
+        ),
         "/v1/devices/challenges" => (
             "device_challenge",
             only(Method::POST, "POST", Route::DeviceChallenge),
@@ -362,18 +395,28 @@ pub(crate) fn fuzz_resolve(data: &[u8]) {
     }
 }
 
+/// A request as the handlers see it.
+struct Incoming<'a> {
+    caller: &'a Caller,
+    /// The route's metrics label.
+    label: &'static str,
+    parts: &'a Parts,
+    /// The largest body this route reads.
+    body_limit: usize,
+}
+
 /// Decodes, calls one service function, encodes.
 async fn dispatch<B>(
     app: &App,
-    caller: &Caller,
+    request: &Incoming<'_>,
     route: Route<'_>,
-    parts: &Parts,
     body: B,
 ) -> Result<Reply, ApiError>
 where
     B: Body,
     B::Error: Display,
 {
+    let (caller, parts) = (request.caller, request.parts);
     match route {
         Route::Tokenize => {
             require_json(&parts.headers)?;
@@ -400,6 +443,26 @@ where
                 exp_year: out.expiry.map(|e| e.year()),
             })?;
             Ok(Reply::json(StatusCode::OK, body))
+        }
+        Route::TokenizeBatch => {
+            require_json(&parts.headers)?;
+            let bytes =
+                read_body(&parts.headers, body, request.body_limit, app.body_timeout).await?;
+            let (domain, items) = decode::<TokenizeBatchRequest>(&bytes)?.into_input()?;
+            let results = app.vault.tokenize_batch(caller, &domain, &items).await?;
+            log_failed_items(request, &results);
+            let answer = TokenizeBatchResponse::from(results.as_slice());
+            Ok(Reply::json(StatusCode::OK, json(&answer)?))
+        }
+        Route::DetokenizeBatch => {
+            require_json(&parts.headers)?;
+            let bytes =
+                read_body(&parts.headers, body, request.body_limit, app.body_timeout).await?;
+            let (domain, tokens) = decode::<DetokenizeBatchRequest>(&bytes)?.parse()?;
+            let results = app.vault.detokenize_batch(caller, &domain, &tokens).await?;
+            log_failed_items(request, &results);
+            let answer = DetokenizeBatchResponse::new(&results)?;
+            Ok(Reply::json(StatusCode::OK, json(&answer)?))
         }
         Route::Metadata(token) => {
             let token = Token::parse(token)?;
@@ -578,6 +641,21 @@ where
     }
 }
 
+/// Logs each batch item that failed for a server fault, with its cause, as a whole request's
+/// 5xx is logged: the batch itself answers 200.
+fn log_failed_items<T>(request: &Incoming<'_>, results: &[Result<T, crate::service::Error>]) {
+    for (index, e) in failed_items(results) {
+        tracing::error!(
+            request_id = %request.caller.request_id,
+            route = request.label,
+            index,
+            code = e.code(),
+            cause = %ErrorChain(e),
+            "batch item failed"
+        );
+    }
+}
+
 /// The domain of a suspend, resume or delete: the `domain` query parameter, else a JSON body
 /// `{"domain": ".."}`.
 async fn lifecycle_domain<B>(app: &App, parts: &Parts, body: B) -> Result<Domain, ApiError>
@@ -699,6 +777,8 @@ mod tests {
             .map(|r| match r {
                 Route::Tokenize => "tokenize",
                 Route::Detokenize => "detokenize",
+                Route::TokenizeBatch => "tokenize_batch",
+                Route::DetokenizeBatch => "detokenize_batch",
                 Route::Metadata(_) => "metadata",
                 Route::Change(_, c) => c.as_str(),
                 Route::DeviceChallenge => "device_challenge",
@@ -747,6 +827,8 @@ mod tests {
         // Every variant of `Route`, by the names `route` gives them (a new variant must be
         // named there, the match is exhaustive, and then here).
         let all = [
+            "tokenize_batch",
+            "detokenize_batch",
             "authorization",
             "tokenize",
             "detokenize",
@@ -788,6 +870,22 @@ mod tests {
         assert_eq!(
             route(Method::POST, "/v1/tokens/detokenize"),
             ("detokenize", Ok("detokenize"))
+        );
+        assert_eq!(
+            route(Method::POST, "/v1/tokens/batch"),
+            ("tokenize_batch", Ok("tokenize_batch"))
+        );
+        assert_eq!(
+            route(Method::GET, "/v1/tokens/batch"),
+            ("tokenize_batch", Err("method_not_allowed"))
+        );
+        assert_eq!(
+            route(Method::POST, "/v1/tokens/detokenize/batch"),
+            ("detokenize_batch", Ok("detokenize_batch"))
+        );
+        assert_eq!(
+            route(Method::GET, "/v1/tokens/detokenize/batch"),
+            ("detokenize_batch", Err("method_not_allowed"))
         );
         assert_eq!(
             route(Method::GET, "/v1/tokens/4111119876541111"),

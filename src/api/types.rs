@@ -57,21 +57,26 @@ impl TokenizeRequest {
     /// Checks the values and builds the service input.
     pub fn into_input(self) -> Result<TokenizeInput, ApiError> {
         let pan = self.pan.0?;
-        let expiry = match (self.exp_month, self.exp_year) {
-            (None, None) => None,
-            (Some(m), Some(y)) => {
-                let m = u8::try_from(m).map_err(|_| CardError::InvalidExpiry)?;
-                let y = u16::try_from(y).map_err(|_| CardError::InvalidExpiry)?;
-                Some(Expiry::new(m, y)?)
-            }
-            _ => return Err(CardError::InvalidExpiry.into()),
-        };
+        let expiry = expiry(self.exp_month, self.exp_year)?;
         let domain = Domain::parse(&self.domain)?;
         Ok(TokenizeInput {
             pan,
             expiry,
             domain,
         })
+    }
+}
+
+/// The expiry of `exp_month` and `exp_year`: both or neither.
+pub(crate) fn expiry(month: Option<u64>, year: Option<u64>) -> Result<Option<Expiry>, CardError> {
+    match (month, year) {
+        (None, None) => Ok(None),
+        (Some(m), Some(y)) => {
+            let m = u8::try_from(m).map_err(|_| CardError::InvalidExpiry)?;
+            let y = u16::try_from(y).map_err(|_| CardError::InvalidExpiry)?;
+            Ok(Some(Expiry::new(m, y)?))
+        }
+        _ => Err(CardError::InvalidExpiry),
     }
 }
 

@@ -568,6 +568,35 @@ pub enum TokensCommand {
     Resume(TokenRef),
     /// Delete a token and wipe its ciphertext (DELETE /v1/tokens/{token}).
     Delete(TokenRef),
+    /// Tokenize the cards of another vault from a file (POST /v1/tokens/batch), writing a
+    /// mapping of each card's ref to its token. Resumable: rerun with the same mapping file
+    /// and the refs already in it are skipped. Never prints a PAN.
+    Import(ImportArgs),
+}
+
+/// `payhsm tokens import`
+///
+/// Exit 0 when every card of the file is in the mapping, 1 when some line was refused (see
+/// `--errors`) or the daemon refused a whole batch, 2 on file, usage or connection errors.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The cards: JSON lines `{"ref","pan","exp_month","exp_year"}`, or CSV with the header
+    /// `ref,pan,exp_month,exp_year` (by the extension .csv/.jsonl, else the first line).
+    pub file: PathBuf,
+    /// Token domain of every card.
+    #[arg(long)]
+    pub domain: String,
+    /// The mapping file: one JSON line `{"ref","token"}` per card, appended to; the refs it
+    /// already holds are skipped.
+    #[arg(long, value_name = "OUT")]
+    pub mapping: PathBuf,
+    /// The error file: one JSON line `{"line","ref","code"}` per refused line, rewritten on
+    /// each run (default: on stderr). Never holds a PAN.
+    #[arg(long, value_name = "ERR")]
+    pub errors: Option<PathBuf>,
+    /// Cards per batch call.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u16).range(1..=500))]
+    pub batch: u16,
 }
 
 /// `payhsm tokens create`

@@ -60,6 +60,9 @@ pub fn tokens_call(command: TokensCommand) -> Result<ApiCall, CliError> {
         TokensCommand::Suspend(t) => Ok(token_call(Method::POST, &t, "/suspend")),
         TokensCommand::Resume(t) => Ok(token_call(Method::POST, &t, "/resume")),
         TokensCommand::Delete(t) => Ok(token_call(Method::DELETE, &t, "")),
+        TokensCommand::Import(_) => Err(CliError::Usage(
+            "tokens import makes many calls: run it through cli::run".to_owned(),
+        )),
     }
 }
 

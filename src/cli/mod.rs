@@ -4,6 +4,7 @@
 //! payhsm tokens create --pan - --domain D [--exp-month M --exp-year Y]   # PAN on stdin
 //! payhsm tokens detokenize --token T --domain D
 //! payhsm tokens get|suspend|resume|delete T --domain D
+//! payhsm tokens import FILE --domain D --mapping OUT [--errors ERR] [--batch N]
 //! payhsm health [--ready | --metrics]
 //! payhsm pki dev [--out keys-sample]
 //! payhsm audit export --data-dir DIR [--out FILE] [--user-pin-fd FD] | verify FILE [--public-key FILE]
@@ -40,6 +41,7 @@ mod authz;
 mod bench;
 mod calls;
 mod ceremony;
+mod import;
 mod keys;
 mod output;
 mod session;
@@ -48,7 +50,7 @@ mod webauthn;
 pub use args::{
     AuditArgs, AuditCommand, AuthzArgs, AuthzCommand, BenchArgs, CeremonyArgs, CeremonyCommand,
     Cli, Command, ComponentsArgs, ComponentsCommand, ConnectArgs, CreateArgs, CustodianArgs,
-    DetokenizeArgs, HealthArgs, InitArgs, KekArgs, KekCommand, KeyPurposeArg, KeysArgs,
+    DetokenizeArgs, HealthArgs, ImportArgs, InitArgs, KekArgs, KekCommand, KeyPurposeArg, KeysArgs,
     KeysCommand, PanInput, PkiArgs, PkiCommand, Scenarios, TokenArgs, TokenRef, TokensArgs,
     TokensCommand, WebauthnArgs, WebauthnCommand,
 };
@@ -92,6 +94,9 @@ fn main_from(argv: Vec<OsString>) -> i32 {
 pub fn run(cli: Cli) -> i32 {
     let connect = &cli.connect;
     match cli.command {
+        Command::Tokens(TokensArgs {
+            command: TokensCommand::Import(args),
+        }) => import::run(connect, &args),
         Command::Tokens(args) => match calls::tokens_call(args.command) {
             Ok(call) => execute(connect, call),
             Err(e) => output::fail(&e),

@@ -38,6 +38,22 @@ impl Session {
         })
     }
 
+    /// Sends `body` (JSON, possibly holding PANs: the client wipes it once sent).
+    pub(super) fn send_bytes(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<Response, CliError> {
+        let (client, timeout) = (&mut self.client, self.timeout);
+        self.runtime
+            .block_on(async {
+                tokio::time::timeout(timeout, client.request(method, path, Some(body))).await
+            })
+            .map_err(|_| CliError::Usage(format!("no answer within {}s", timeout.as_secs())))?
+            .map_err(CliError::from)
+    }
+
     pub(super) fn send(
         &mut self,
         method: Method,

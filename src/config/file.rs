@@ -143,6 +143,7 @@ struct ServerSection {
     body_timeout_ms: Option<u64>,
     drain_timeout_ms: Option<u64>,
     max_body_bytes: Option<usize>,
+    max_batch_body_bytes: Option<usize>,
 }
 
 /// The `[server]` limits, each from the file or the default; every bad value names its key.
@@ -161,6 +162,13 @@ fn validate_limits(s: &ServerSection) -> Result<ServerLimits, ConfigError> {
     let max_body_bytes = s.max_body_bytes.unwrap_or(d.max_body_bytes);
     if !(256..=1024 * 1024).contains(&max_body_bytes) {
         return Err(err("server.max_body_bytes", "must be 256 to 1048576"));
+    }
+    let max_batch_body_bytes = s.max_batch_body_bytes.unwrap_or(d.max_batch_body_bytes);
+    if !(256..=16 * 1024 * 1024).contains(&max_batch_body_bytes) {
+        return Err(err(
+            "server.max_batch_body_bytes",
+            "must be 256 to 16777216",
+        ));
     }
     Ok(ServerLimits {
         max_connections: count(
@@ -206,6 +214,7 @@ fn validate_limits(s: &ServerSection) -> Result<ServerLimits, ConfigError> {
             d.drain_timeout,
         )?,
         max_body_bytes,
+        max_batch_body_bytes,
     })
 }
 

@@ -423,6 +423,7 @@ async fn serve(
         metrics_access,
         audit,
         max_body_bytes: config.server.limits.max_body_bytes,
+        max_batch_body_bytes: config.server.limits.max_batch_body_bytes,
         body_timeout: config.server.limits.body_timeout,
     });
 

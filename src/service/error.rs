@@ -96,6 +96,9 @@ pub enum Error {
     },
     /// The HSM failed during a key change; nothing was recorded (503).
     Hsm(crate::keys::HsmError),
+    /// A batch holds more than [`MAX_TOKEN_BATCH`](crate::service::MAX_TOKEN_BATCH) items;
+    /// none was looked at (413).
+    BatchTooLarge,
 }
 
 impl Error {
@@ -139,6 +142,7 @@ impl Error {
             Self::KeyNotPublishedLongEnough { .. } => "key_not_published_long_enough",
             Self::SameCustodian { .. } => "same_custodian",
             Self::Hsm(_) => "hsm_unavailable",
+            Self::BatchTooLarge => "batch_too_large",
         }
     }
 }
@@ -235,6 +239,11 @@ impl std::fmt::Display for Error {
                  {expires_at}"
             ),
             Self::Hsm(_) => f.write_str("the HSM is unavailable; nothing was changed"),
+            Self::BatchTooLarge => write!(
+                f,
+                "a batch holds at most {} items",
+                crate::service::MAX_TOKEN_BATCH
+            ),
         }
     }
 }

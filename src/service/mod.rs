@@ -26,7 +26,9 @@ pub use keys::{
     RewrapProgress, MAX_REWRAP_BATCH,
 };
 pub use metrics::MetricsAccess;
-pub use tokens::{Detokenized, TokenView, TokenizeInput, Tokenized, Vault};
+pub use tokens::{
+    BatchCard, Detokenized, TokenView, TokenizeInput, Tokenized, Vault, MAX_TOKEN_BATCH,
+};
 
 use crate::audit::{AuditEvent, PolicyVerdict};
 use crate::policy::{Action, PolicyContext, PolicyEngine, PolicyRequest, Principal, Resource};

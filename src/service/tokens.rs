@@ -12,6 +12,9 @@ use crate::store::{
 };
 use std::sync::Arc;
 
+mod batch;
+pub use batch::{BatchCard, MAX_TOKEN_BATCH};
+
 /// How many tokens are offered for one PAN before giving up: the derived one, then random
 /// draws. A collision needs the same kept digits and the same middle in one domain; sixteen
 /// misses in a row mean the token space of that BIN and last four is nearly full.
@@ -126,7 +129,7 @@ impl Vault {
             domain,
         } = input;
         let last4 = pan.last4();
-        let mut audit = self
+        let audit = self
             .authorize(
                 caller,
                 Action::Tokenize,
@@ -135,11 +138,24 @@ impl Vault {
                 Some(last4.as_str()),
             )
             .await?;
+        self.tokenize_allowed(&pan, expiry, &domain, audit).await
+    }
+
+    /// Tokenizes once the policy has allowed it; `audit` is the allowed request's event,
+    /// completed by the store with the outcome.
+    async fn tokenize_allowed(
+        &self,
+        pan: &Pan,
+        expiry: Option<Expiry>,
+        domain: &Domain,
+        mut audit: AuditEvent,
+    ) -> Result<Tokenized, Error> {
+        let last4 = pan.last4();
         // A second pass only after the store said the ring was not its keys' (another
         // replica changed them) and the ring was reloaded.
         for pass in 0..2 {
             match self
-                .tokenize_with_ring(&pan, expiry, &domain, last4, &audit)
+                .tokenize_with_ring(pan, expiry, domain, last4, &audit)
                 .await?
             {
                 Some(Ok(done)) => return Ok(done),
@@ -234,7 +250,18 @@ impl Vault {
         let audit = self
             .authorize(caller, Action::Detokenize, domain, Some(token), None)
             .await?;
-        let sealed = match self.store.detokenize(token, domain, audit).await? {
+        let outcome = self.store.detokenize(token, domain, audit).await?;
+        self.open(outcome, token, domain).await
+    }
+
+    /// The PAN of a detokenize outcome whose audit record the store has written.
+    async fn open(
+        &self,
+        outcome: DetokenizeOutcome,
+        token: &Token,
+        domain: &Domain,
+    ) -> Result<Detokenized, Error> {
+        let sealed = match outcome {
             DetokenizeOutcome::Active(sealed) => sealed,
             DetokenizeOutcome::Suspended => return Err(Error::TokenSuspended),
             DetokenizeOutcome::NotFound => return Err(Error::TokenNotFound),

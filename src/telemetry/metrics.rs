@@ -9,6 +9,8 @@ use std::time::Duration;
 pub const ROUTES: &[&str] = &[
     "tokenize",
     "detokenize",
+    "tokenize_batch",
+    "detokenize_batch",
     "metadata",
     "suspend",
     "resume",

@@ -65,6 +65,11 @@ pub struct ServerLimits {
     /// The largest request body accepted. Enforced by the API layer: give it to
     /// [`App::max_body_bytes`](crate::api::App::max_body_bytes).
     pub max_body_bytes: usize,
+    /// The largest request body of the batch routes (`/v1/tokens/batch`,
+    /// `/v1/tokens/detokenize/batch`): a full batch is larger than any single request.
+    /// Enforced by the API layer: give it to
+    /// [`App::max_batch_body_bytes`](crate::api::App::max_batch_body_bytes).
+    pub max_batch_body_bytes: usize,
 }
 
 impl Default for ServerLimits {
@@ -81,6 +86,8 @@ impl Default for ServerLimits {
             body_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(30),
             max_body_bytes: 16 * 1024,
+            // 500 items of ~70 bytes (a 19-digit PAN, its expiry, pretty-printed) fit twice.
+            max_batch_body_bytes: 128 * 1024,
         }
     }
 }
