@@ -4,8 +4,8 @@
 //!
 //! Each command line runs on its own in `sh`, at the repository root, with `payhsm` the built
 //! binary, the daemon's address for `https://127.0.0.1:8443` and `PAYHSM_URL`, its data
-//! directory for `target/payhsm-dev`, a temporary file for `audit.jsonl` and a token made by
-//! the same PAN for `<token>`. Blocks that need an operator (ceremonies typing PINs), a
+//! directory for `target/payhsm-dev`, temporary files for `audit.jsonl` and the import's
+//! `cards.*` (two sample cards in), and a token made by the same PAN for `<token>`. Blocks that need an operator (ceremonies typing PINs), a
 //! PostgreSQL of one's own, a JWS, or that start long-running processes are left out.
 #![allow(
     clippy::unwrap_used,
@@ -58,6 +58,13 @@ async fn the_readme_examples_run_against_a_dev_daemon() {
     let token = token_of(&tokenize(&mut gw, "4111111111111111", "shop").await);
     let tmp = tempfile::tempdir().unwrap();
     let audit = tmp.path().join("audit.jsonl");
+    // The import example's input: the file a migrating team would bring.
+    let cards = tmp.path().join("cards.csv");
+    std::fs::write(
+        &cards,
+        "ref,pan,exp_month,exp_year\nc-1,4111111111111111,12,2030\nc-2,5555555555554444,,\n",
+    )
+    .unwrap();
     let bin = env!("CARGO_BIN_EXE_payhsm");
     let left_out = [
         "ceremony",
@@ -88,6 +95,7 @@ async fn the_readme_examples_run_against_a_dev_daemon() {
                 .replace("https://127.0.0.1:8443", &url)
                 .replace("target/payhsm-dev", d.data_dir.to_str().unwrap())
                 .replace("audit.jsonl", audit.to_str().unwrap())
+                .replace("cards.", &format!("{}/cards.", tmp.path().display()))
                 .replace("<token from above>", &token)
                 .replace("<token>", &token);
             if code.split(';').all(|part| {
