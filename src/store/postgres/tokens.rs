@@ -1,6 +1,5 @@
 //! Token rows: mapping to [`TokenRecord`] and the write jobs (tokenize, detokenize,
-//! transition), run by the writer in its batch transaction. Mirrors `sqlite/tokens.rs`, with
-//! fewer statements: each is a round trip here.
+//! transition), each run by the writer inside its own savepoint. Mirrors `sqlite/tokens.rs`.
 
 use super::connection::{execute, get, query_opt};
 use super::writer::JobCtx;
@@ -203,53 +202,29 @@ pub(super) async fn tokenize(
         adopt_format(&ctx.db, new.format).await?;
         ctx.carried.token_format = Some(new.format);
     }
-    // A ring read before a key change (here or on another replica) must neither seal under a
-    // version that is no longer active nor miss a version a live record may be under. Read
-    // once per batch, so it costs the first tokenization of a batch one round trip.
-    let sealed_under = new.record.sealed.as_ref().map(|s| s.key_version);
-    let versions: Vec<_> = new.lookup.iter().map(|l| l.version).collect();
-    let ring_current = super::keys::ring_is_current(ctx, sealed_under, &versions).await?;
-    // The record is the derived token (found by reading its row, kept out of the index) when
-    // it is the one derived from its own fingerprint, the current key version's.
-    let derived = new.lookup.first().is_some_and(|l| {
-        l.derived == new.record.token && new.record.fingerprint == Some(l.fingerprint)
-    });
-    // The common case, one key version and a current ring: look up and insert in one
-    // statement (one round trip instead of three for a new card).
-    if let ([l], true) = (new.lookup.as_slice(), ring_current) {
-        match find_or_insert(&ctx.db, l, &new.record, derived).await? {
-            FindOrInsert::Found(r) => return existing(ctx, r, audit).await,
-            FindOrInsert::Inserted => {
-                ctx.audit(annotate(audit, &new.record, "created")).await?;
-                return Ok(TokenizeOutcome::Created(new.record));
-            }
-            FindOrInsert::Conflict => return after_conflict(ctx, new, audit).await,
-        }
-    }
     for l in &new.lookup {
         if let Some(r) = live_token(&ctx.db, domain, l).await? {
             return existing(ctx, r, audit).await;
         }
     }
-    if !ring_current {
+    // A ring read before a key change (here or on another replica) must neither seal under a
+    // version that is no longer active nor miss a version a live record may be under.
+    let sealed_under = new.record.sealed.as_ref().map(|s| s.key_version);
+    let versions: Vec<_> = new.lookup.iter().map(|l| l.version).collect();
+    if !super::keys::ring_is_current(ctx, sealed_under, &versions).await? {
         return Ok(TokenizeOutcome::KeysChanged);
     }
+    // The record is the derived token (found by reading its row, kept out of the index) when
+    // it is the one derived from its own fingerprint, the current key version's.
+    let derived = new.lookup.first().is_some_and(|l| {
+        l.derived == new.record.token && new.record.fingerprint == Some(l.fingerprint)
+    });
     if insert(&ctx.db, &new.record, derived).await? {
         ctx.audit(annotate(audit, &new.record, "created")).await?;
         return Ok(TokenizeOutcome::Created(new.record));
     }
-    after_conflict(ctx, new, audit).await
-}
-
-/// The insert met a unique key: a record with this fingerprint that `lookup` did not find
-/// (one not derived under it) holds the index entry, and the PAN converges on its token; or
-/// the token is another card's.
-async fn after_conflict(
-    ctx: &mut JobCtx,
-    new: NewToken,
-    audit: AuditEvent,
-) -> Result<TokenizeOutcome, StoreError> {
-    let domain = &new.record.domain;
+    // A record with this fingerprint that `lookup` did not find (one not derived under it)
+    // holds the index entry: converge on its token.
     if let Some(fp) = &new.record.fingerprint {
         if let Some(r) = by_fingerprint(&ctx.db, domain, fp).await? {
             return existing(ctx, r, audit).await;
@@ -261,73 +236,6 @@ async fn after_conflict(
     Err(StoreError::Unavailable(
         "token insert conflicted with no row to show for it".into(),
     ))
-}
-
-/// What [`find_or_insert`] did.
-enum FindOrInsert {
-    /// The PAN's live token, as [`live_token`] finds it; nothing inserted.
-    Found(TokenRecord),
-    /// No live token: the record was inserted.
-    Inserted,
-    /// No live token, and the insert met a unique key: nothing inserted.
-    Conflict,
-}
-
-/// [`live_token`] for `l` and, when it finds nothing, [`insert`] of `r`: one statement.
-async fn find_or_insert(
-    db: &ClientWrapper,
-    l: &Lookup,
-    r: &TokenRecord,
-    derived: bool,
-) -> Result<FindOrInsert, StoreError> {
-    let sealed = r.sealed.as_ref();
-    // `found`: the derived token's row if it is this PAN's, else an indexed (not derived)
-    // row with the fingerprint, as `live_token` reads them, the derived one first.
-    let sql = format!(
-        "WITH found AS (
-             SELECT {COLUMNS} FROM tokens
-             WHERE domain = $1 AND fingerprint = $13 AND status != 'deleted'
-               AND (token = $12 OR NOT derived)
-             ORDER BY (token = $12) DESC
-             LIMIT 1
-         ), inserted AS (
-             INSERT INTO tokens ({COLUMNS}, derived)
-             SELECT $1, $2, $3::bytea, $4::bigint, $5::bytea, $6::bytea, $7, $8, $9, $10,
-                    $11::boolean
-             WHERE NOT EXISTS (SELECT 1 FROM found)
-             ON CONFLICT DO NOTHING
-             RETURNING 1
-         )
-         SELECT f.*, (SELECT count(*) FROM inserted) FROM (SELECT 1) AS one
-         LEFT JOIN found AS f ON true"
-    );
-    let row = super::connection::query_one(
-        db,
-        &sql,
-        &[
-            &r.domain.as_str(),
-            &r.token.as_str(),
-            &r.fingerprint.as_ref().map(|f| f.0.as_slice()),
-            &sealed.map(|s| i64::from(s.key_version.0)),
-            &sealed.map(|s| s.nonce.as_slice()),
-            &sealed.map(|s| s.ciphertext.as_slice()),
-            &r.last4.as_str(),
-            &r.status.as_str(),
-            &r.created_at,
-            &r.updated_at,
-            &derived,
-            &l.derived.as_str(),
-            &l.fingerprint.0.as_slice(),
-        ],
-    )
-    .await?;
-    if get::<Option<&str>>(&row, 0)?.is_some() {
-        return Ok(FindOrInsert::Found(from_row(&row)?));
-    }
-    Ok(match get::<i64>(&row, 10)? {
-        1 => FindOrInsert::Inserted,
-        _ => FindOrInsert::Conflict,
-    })
 }
 
 /// The detokenize job: the sealed PAN only for an active token, after its audit record is
