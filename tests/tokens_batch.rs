@@ -157,16 +157,29 @@ async fn a_batch_over_the_limit_is_refused_whole() {
         .map(|_| json!({"pan": random_pan("4", 19), "exp_month": 12, "exp_year": 2030}))
         .collect();
     let mut other = d.client("gateway").await;
-    let r = post(
-        &mut other,
-        "/v1/tokens/batch",
-        json!({"domain": "shop", "items": items}),
-    )
-    .await;
-    assert_eq!(
-        (r.status, error_code(&r).as_str()),
-        (413, "payload_too_large")
-    );
+    let sent = other
+        .request(
+            hyper::Method::POST,
+            "/v1/tokens/batch",
+            Some(
+                json!({"domain": "shop", "items": items})
+                    .to_string()
+                    .into_bytes(),
+            ),
+        )
+        .await;
+    match sent {
+        Ok(r) => assert_eq!(
+            (r.status, error_code(&r).as_str()),
+            (413, "payload_too_large")
+        ),
+        // The daemon answers 413 from the headers and closes without reading the body: a
+        // client still writing it may meet the closed connection before it reads the answer.
+        Err(e) => assert!(
+            format!("{e}").contains("Broken pipe") || format!("{e}").contains("reset"),
+            "{e}"
+        ),
+    }
     assert_eq!(audit_records(&d, "tokenize").len(), 500);
     // A malformed batch fails whole.
     let r = post(
