@@ -2,7 +2,7 @@
 
 use super::DaemonError;
 use crate::api::App;
-use crate::audit::{export_jsonl, AuditEvent, Checkpoint, PolicyVerdict, GENESIS};
+use crate::audit::{export_jsonl, AuditEvent, PolicyVerdict, GENESIS};
 use crate::config::{defaults, Config, PinSource, SecretSource, StoreConfig};
 use crate::keys::{DataKeyRing, DataKeyState, Hsm, HsmConfig, KeyVersion, Module, Pin, SharedRing};
 use crate::policy::PolicyEngine;
@@ -490,17 +490,10 @@ pub async fn export_with(store: &dyn Store, hsm: &Hsm, label: &str) -> Result<St
         .last()
         .map_or_else(|| crate::audit::to_hex(&GENESIS), |r| r.hash.clone());
     let count = records.len() as u64;
-    let signature = hsm
-        .sign_p256(label, Checkpoint::message(count, &head))
+    let public_key = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(public.0);
+    let checkpoint = crate::service::signed_checkpoint(hsm, label, public_key, count, head)
         .await
         .map_err(hsm_err)?;
-    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let checkpoint = Checkpoint {
-        records: count,
-        head,
-        public_key: b64.encode(public.0),
-        signature: b64.encode(signature),
-    };
     Ok(export_jsonl(&records, &checkpoint))
 }
 

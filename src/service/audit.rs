@@ -84,20 +84,39 @@ impl AuditReader {
             Some(r) => (r.seq, r.hash),
             None => (0, to_hex(&GENESIS)),
         };
-        let signature = self
-            .hsm
-            .sign_p256(&self.key_label, Checkpoint::message(count, &head))
-            .await
-            .map_err(Error::Hsm)?;
-        let checkpoint = Checkpoint {
-            records: count,
+        let checkpoint = signed_checkpoint(
+            &self.hsm,
+            &self.key_label,
+            self.public_key.clone(),
+            count,
             head,
-            public_key: self.public_key.clone(),
-            signature: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signature),
-        };
+        )
+        .await
+        .map_err(Error::Hsm)?;
         Ok(AuditPage {
             records,
             checkpoint,
         })
     }
+}
+
+/// The checkpoint of a log of `records` records ending at `head`, signed in the HSM by the
+/// audit key `label` whose public point is `public_key` (base64url): for the API and for
+/// `payhsm audit export --data-dir` alike.
+pub(crate) async fn signed_checkpoint(
+    hsm: &Hsm,
+    label: &str,
+    public_key: String,
+    records: u64,
+    head: String,
+) -> Result<Checkpoint, crate::keys::HsmError> {
+    let signature = hsm
+        .sign_p256(label, Checkpoint::message(records, &head))
+        .await?;
+    Ok(Checkpoint {
+        records,
+        head,
+        public_key,
+        signature: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signature),
+    })
 }

@@ -12,6 +12,7 @@ mod keys;
 mod metrics;
 mod tokens;
 
+pub(crate) use audit::signed_checkpoint;
 pub use audit::{AuditPage, AuditReader, MAX_AUDIT_PAGE};
 pub use authorizations::{
     Authorizations, AuthorizeInput, IssuedPaymentChallenge, PaymentChallengeInput,
