@@ -27,7 +27,7 @@
 //! Around them: [`config`] (typed TOML configuration), [`daemon`] (start-up of `payhsmd`),
 //! [`cli`] (the `payhsm` command), [`client`] (an mTLS API client), [`bench`] (the load
 //! generator of `payhsm bench`), [`pki`] (the dev PKI),
-//! [`telemetry`] (logs and Prometheus metrics), [`fuzzing`] (the fuzz targets' entry points)
+//! [`telemetry`] (logs and Prometheus metrics), [`fault`] (errors that keep their cause), [`fuzzing`] (the fuzz targets' entry points)
 //! and [`isolation`] (process hardening, the one module allowed `unsafe`).
 
 pub mod api;
@@ -40,6 +40,7 @@ pub mod client;
 pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod fault;
 pub mod fuzzing;
 pub mod isolation;
 pub mod jose;

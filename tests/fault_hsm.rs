@@ -106,7 +106,15 @@ async fn hsm_outage_fails_fast_with_503_and_recovers_without_restart() {
         .filter(|l| l.contains(&id) && l.contains("request failed"))
         .collect();
     assert_eq!(logged.len(), 1, "{logged:?}");
-    assert!(logged[0].contains("signer_unavailable"), "{logged:?}");
+    // The route, and the whole source chain: the signer's words, then the HSM's error.
+    for part in [
+        "authorize",
+        "signer_unavailable",
+        "the authorization signer is unavailable: authorization key",
+        "the HSM failed to sign: ",
+    ] {
+        assert!(logged[0].contains(part), "{part:?} not in {logged:?}");
+    }
     let r = timed("readyz while the HSM is away", get(&mut gw, "/readyz")).await;
     assert_eq!(r.status, 503);
     let checks = &r.json().unwrap()["checks"];

@@ -127,6 +127,7 @@ async fn postgres_stopped_under_load_fails_fast_and_service_resumes_by_itself() 
     pg.stop();
     // Writes and reads answer 503 store_unavailable, each well within its bound (no hang),
     // and readiness says the store is down.
+    let mut failed_ids = Vec::new();
     for i in 0..5 {
         let r = bounded(
             "tokenize",
@@ -138,6 +139,7 @@ async fn postgres_stopped_under_load_fails_fast_and_service_resumes_by_itself() 
             (503, "store_unavailable"),
             "tokenize {i}"
         );
+        failed_ids.push(r.headers["x-request-id"].to_str().unwrap().to_owned());
         let r = bounded("detokenize", detokenize(&mut reader, &token, DOMAIN)).await;
         assert_eq!(r.status, 503, "detokenize {i}");
     }
@@ -164,7 +166,20 @@ async fn postgres_stopped_under_load_fails_fast_and_service_resumes_by_itself() 
     assert_eq!(r.json().unwrap()["pan"], pan.as_str());
     let r = tokenize(&mut gw, &random_pan("433333", 16), DOMAIN).await;
     assert_eq!(r.status, 201, "{:?}", r.json());
-    // Each 503 was logged once at the edge with its cause.
+    // Each 503 was logged once at the edge: its request id, its route, and its cause's
+    // chain, which names the driver.
     let logs = d.logs();
-    assert!(logs.contains("store_unavailable") || logs.contains("store unavailable"));
+    let mut causes = String::new();
+    for id in &failed_ids {
+        let logged: Vec<&str> = logs
+            .lines()
+            .filter(|l| l.contains(id.as_str()) && l.contains("request failed"))
+            .collect();
+        assert_eq!(logged.len(), 1, "{id}: {logged:?}");
+        for part in ["tokenize", "store_unavailable", "store unavailable: "] {
+            assert!(logged[0].contains(part), "{part:?} not in {logged:?}");
+        }
+        causes.push_str(logged[0]);
+    }
+    assert!(causes.contains("postgres"), "{causes}");
 }

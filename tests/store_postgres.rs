@@ -87,7 +87,9 @@ async fn a_schema_newer_than_the_build_is_refused() {
         .await
         .unwrap();
     match open(options(url)).await {
-        Err(StoreError::Corrupt(m)) => assert!(m.contains("99"), "{m}"),
+        Err(StoreError::Corrupt(m)) => {
+            assert!(payhsm::fault::Chain(&m).to_string().contains("99"), "{m}")
+        }
         other => panic!("opened a newer schema: {other:?}"),
     }
 }
@@ -161,7 +163,7 @@ async fn a_blocked_statement_times_out_and_an_exhausted_pool_answers_at_once() {
     let started = std::time::Instant::now();
     let err = s.token(&tok(2), &shop).await.unwrap_err();
     assert!(
-        matches!(&err, StoreError::Unavailable(m) if m.contains("pool exhausted")),
+        matches!(&err, StoreError::Unavailable(m) if payhsm::fault::Chain(&m).to_string().contains("pool exhausted")),
         "{err:?}"
     );
     assert!(
@@ -172,7 +174,7 @@ async fn a_blocked_statement_times_out_and_an_exhausted_pool_answers_at_once() {
     // The blocked read ends with the statement timeout (57014), not never.
     let err = blocked.await.unwrap().unwrap_err();
     assert!(
-        matches!(&err, StoreError::Unavailable(m) if m.contains("57014")),
+        matches!(&err, StoreError::Unavailable(m) if payhsm::fault::Chain(&m).to_string().contains("57014")),
         "{err:?}"
     );
     locker.batch_execute("ROLLBACK").await.unwrap();
@@ -205,7 +207,7 @@ async fn verify_full_checks_the_servers_chain_and_name() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, StoreError::Unavailable(m) if m.contains("invalid peer certificate")),
+        matches!(&err, StoreError::Unavailable(m) if payhsm::fault::Chain(&m).to_string().contains("invalid peer certificate")),
         "{err:?}"
     );
 
@@ -216,7 +218,7 @@ async fn verify_full_checks_the_servers_chain_and_name() {
     );
     let err = open(verify_full(&misnamed, ca.clone())).await.unwrap_err();
     assert!(
-        matches!(&err, StoreError::Unavailable(m) if m.contains("not valid for name")),
+        matches!(&err, StoreError::Unavailable(m) if payhsm::fault::Chain(&m).to_string().contains("not valid for name")),
         "{err:?}"
     );
 
@@ -225,7 +227,7 @@ async fn verify_full_checks_the_servers_chain_and_name() {
     std::fs::write(&empty, "").unwrap();
     let err = open(verify_full(&plain, empty)).await.unwrap_err();
     assert!(
-        matches!(&err, StoreError::Unavailable(m) if m.contains("no certificate")),
+        matches!(&err, StoreError::Unavailable(m) if payhsm::fault::Chain(&m).to_string().contains("no certificate")),
         "{err:?}"
     );
 }
@@ -240,7 +242,7 @@ fn tls_disable_is_refused_for_a_remote_host() {
     ] {
         let err = rt.block_on(open(options(url))).unwrap_err();
         assert!(
-            matches!(&err, StoreError::Unavailable(m) if m.contains("verify-full")),
+            matches!(&err, StoreError::Unavailable(m) if payhsm::fault::Chain(&m).to_string().contains("verify-full")),
             "{url}: {err:?}"
         );
     }

@@ -60,7 +60,7 @@ async fn a_second_store_on_the_same_file_is_refused_while_the_first_is_open() {
     let first = f.open().await;
     let err = open(path, SqliteOptions::default()).unwrap_err();
     assert!(
-        matches!(&err, StoreError::Unavailable(m) if m.contains("in use by another process")),
+        matches!(&err, StoreError::Unavailable(m) if payhsm::fault::Chain(&m).to_string().contains("in use by another process")),
         "{err}"
     );
     first.record(event("still_writing")).await.unwrap();
@@ -69,7 +69,7 @@ async fn a_second_store_on_the_same_file_is_refused_while_the_first_is_open() {
     assert_eq!(all_audit(&ro).await.len(), 1);
     let refused = ro.record(event("export")).await.unwrap_err();
     assert!(
-        matches!(&refused, StoreError::Unavailable(m) if m.contains("read-only")),
+        matches!(&refused, StoreError::Unavailable(m) if payhsm::fault::Chain(&m).to_string().contains("read-only")),
         "{refused}"
     );
     first.record(event("after_export")).await.unwrap();

@@ -408,7 +408,10 @@ mod tests {
                 "idempotency_key_reused",
             ),
             (
-                service::Error::Signer(crate::jose::SignError("x".into())).into(),
+                service::Error::Signer(crate::jose::SignError::SignatureDoesNotVerify {
+                    label: "x".into(),
+                })
+                .into(),
                 503,
                 "signer_unavailable",
             ),
@@ -446,7 +449,7 @@ mod tests {
 
     #[test]
     fn store_error_details_stay_out_of_the_message() {
-        let e = ApiError::from(service::Error::Store(StoreError::Unavailable(
+        let e = ApiError::from(service::Error::Store(StoreError::unavailable(
             "/var/lib/payhsm/vault.db: disk I/O error".to_owned(),
         )));
         assert_eq!(e.to_string(), "the vault store is unavailable");

@@ -22,6 +22,7 @@ use super::types::{
 };
 use super::App;
 use crate::card::{Domain, StatusChange, Token};
+use crate::fault::Chain;
 use crate::policy::Principal;
 use crate::service::{Caller, ChangeOutcome, Tokenized};
 use crate::text::LoggableText;
@@ -137,7 +138,7 @@ where
                     request_id = %caller.request_id,
                     route = label,
                     code = e.code(),
-                    cause = %ErrorChain(&e),
+                    cause = %Chain(&e),
                     "request failed"
                 );
             }
@@ -156,21 +157,6 @@ where
     app.metrics
         .record_request(label, response.status().as_u16(), started.elapsed());
     response
-}
-
-/// An error and its sources, `: `-separated, for the log.
-struct ErrorChain<'a>(&'a dyn std::error::Error);
-
-impl Display for ErrorChain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut source = self.0.source();
-        while let Some(e) = source {
-            write!(f, ": {e}")?;
-            source = e.source();
-        }
-        Ok(())
-    }
 }
 
 /// A request body that says whether it was read to its end.
@@ -650,7 +636,7 @@ fn log_failed_items<T>(request: &Incoming<'_>, results: &[Result<T, crate::servi
             route = request.label,
             index,
             code = e.code(),
-            cause = %ErrorChain(e),
+            cause = %Chain(e),
             "batch item failed"
         );
     }
@@ -686,7 +672,7 @@ async fn readiness(app: &App) -> Result<Reply, ApiError> {
         match r {
             Ok(Ok(())) => "ok",
             Ok(Err(e)) => {
-                tracing::warn!(error = ?e, "readiness: HSM ping failed");
+                tracing::warn!(error = %Chain(&e), "readiness: HSM ping failed");
                 "hsm_unavailable"
             }
             Err(_) => {
@@ -699,7 +685,7 @@ async fn readiness(app: &App) -> Result<Reply, ApiError> {
         match tokio::time::timeout(READY_CHECK_TIMEOUT, app.vault.store().ping()).await {
             Ok(Ok(())) => "ok",
             Ok(Err(e)) => {
-                tracing::warn!(error = %e, "readiness: store ping failed");
+                tracing::warn!(error = %crate::fault::Chain(&e), "readiness: store ping failed");
                 "store_unavailable"
             }
             Err(_) => {

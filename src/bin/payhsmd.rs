@@ -132,7 +132,7 @@ fn main() -> ExitCode {
             limits,
         } => {
             if let Err(e) = payhsm::daemon::prepare_dev_dir(&data_dir) {
-                eprintln!("payhsmd: {e}");
+                eprintln!("payhsmd: {}", payhsm::fault::Chain(&e));
                 return ExitCode::from(1);
             }
             let mut config = Config::dev(&data_dir, listen, &keys, &policies);
@@ -155,7 +155,7 @@ fn main() -> ExitCode {
         Command::Serve { config } => match Config::from_file(&config) {
             Ok(c) => (c, false),
             Err(e) => {
-                eprintln!("payhsmd: {e}");
+                eprintln!("payhsmd: {}", payhsm::fault::Chain(&e));
                 return ExitCode::from(2);
             }
         },
@@ -176,8 +176,12 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         // Installed before anything is announced: a SIGTERM that arrives during start-up or
         // right after the listening line must drain, not kill.
-        let shutdown =
-            shutdown_signal().map_err(|e| payhsm::daemon::DaemonError::Io(e.to_string()))?;
+        let shutdown = shutdown_signal().map_err(|e| {
+            payhsm::daemon::DaemonError::Io(payhsm::fault::Fault::caused_by(
+                "cannot wait for signals",
+                e,
+            ))
+        })?;
         payhsm::daemon::run(config, dev, shutdown, |addr| {
             // The one line on stdout: scripts and tests wait for it.
             let mut out = std::io::stdout().lock();
@@ -189,8 +193,8 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = %e, "payhsmd stopped");
-            eprintln!("payhsmd: {e}");
+            tracing::error!(error = %payhsm::fault::Chain(&e), "payhsmd stopped");
+            eprintln!("payhsmd: {}", payhsm::fault::Chain(&e));
             ExitCode::from(1)
         }
     }

@@ -77,7 +77,12 @@ fn export(data_dir: &Path, out: Option<&Path>, user_pin_fd: Option<i32>) -> i32 
     };
     let text = match runtime.block_on(crate::daemon::export_audit(&config)) {
         Ok(text) => text,
-        Err(e) => return fail(&CliError::Usage(format!("audit export: {e}"))),
+        Err(e) => {
+            return fail(&CliError::Usage(format!(
+                "audit export: {}",
+                crate::fault::Chain(&e)
+            )))
+        }
     };
     write_export(&text, out)
 }

@@ -18,7 +18,10 @@ pub const AAGUIDS_FILE: &str = "aaguids.toml";
 const EXTENSIONS: [&str; 4] = ["pem", "crt", "cer", "der"];
 
 fn anchor_err(path: &Path, message: impl std::fmt::Display) -> DaemonError {
-    DaemonError::Anchors(format!("{}: {message}", path.display()))
+    DaemonError::Anchors(crate::fault::Fault::new(format!(
+        "{}: {message}",
+        path.display()
+    )))
 }
 
 /// Reads every anchor file in `dir` (sorted by name) and its `aaguids.toml`.

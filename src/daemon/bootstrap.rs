@@ -4,6 +4,7 @@ use super::DaemonError;
 use crate::api::App;
 use crate::audit::{export_jsonl, AuditEvent, PolicyVerdict, GENESIS};
 use crate::config::{defaults, Config, PinSource, SecretSource, StoreConfig};
+use crate::fault::Fault;
 use crate::keys::{DataKeyRing, DataKeyState, Hsm, HsmConfig, KeyVersion, Module, Pin, SharedRing};
 use crate::policy::PolicyEngine;
 use crate::service::{Authorizations, Devices, KeyAdmin, KeySettings, KeySync, Vault};
@@ -20,7 +21,8 @@ use std::sync::Arc;
 
 /// Writes the dev instance's `softhsm2.conf` (and token folder) under `data_dir` if absent.
 pub fn prepare_dev_dir(data_dir: &Path) -> Result<(), DaemonError> {
-    let io = |e: std::io::Error| DaemonError::Io(format!("{}: {e}", data_dir.display()));
+    let io =
+        |e: std::io::Error| DaemonError::Io(Fault::caused_by(data_dir.display().to_string(), e));
     private_dir(data_dir).map_err(io)?;
     let tokens = data_dir.join("softhsm-tokens");
     private_dir(&tokens).map_err(io)?;
@@ -67,12 +69,15 @@ pub fn use_softhsm2_conf(config: &Config) {
 /// The user PIN from its configured source.
 pub(crate) fn read_pin(source: &PinSource) -> Result<Pin, DaemonError> {
     match source {
-        PinSource::Env(var) => std::env::var(var)
-            .map(Pin::new)
-            .map_err(|_| DaemonError::Hsm(format!("the PIN variable {var} is not set"))),
+        PinSource::Env(var) => std::env::var(var).map(Pin::new).map_err(|_| {
+            DaemonError::Hsm(Fault::new(format!("the PIN variable {var} is not set")))
+        }),
         PinSource::File(path) => {
             let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
-                DaemonError::Hsm(format!("cannot read the PIN file {}: {e}", path.display()))
+                DaemonError::Hsm(Fault::caused_by(
+                    format!("cannot read the PIN file {}", path.display()),
+                    e,
+                ))
             })?);
             let line = text.lines().next().unwrap_or_default();
             Ok(Pin::new(line.to_owned()))
@@ -87,12 +92,16 @@ fn read_secret(source: &SecretSource) -> Result<zeroize::Zeroizing<String>, Daem
     match source {
         SecretSource::Env(var) => std::env::var(var)
             .map(zeroize::Zeroizing::new)
-            .map_err(|_| DaemonError::Store(format!("the password variable {var} is not set"))),
+            .map_err(|_| {
+                DaemonError::Store(Fault::new(format!(
+                    "the password variable {var} is not set"
+                )))
+            }),
         SecretSource::File(path) => {
             let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
-                DaemonError::Store(format!(
-                    "cannot read the password file {}: {e}",
-                    path.display()
+                DaemonError::Store(Fault::caused_by(
+                    format!("cannot read the password file {}", path.display()),
+                    e,
                 ))
             })?);
             Ok(zeroize::Zeroizing::new(
@@ -126,7 +135,8 @@ fn key_event(action: &str, outcome: String) -> AuditEvent {
 async fn open_hsm(config: &Config, create_dev_token: bool) -> Result<Hsm, DaemonError> {
     let p = config.pkcs11.clone();
     let pin = read_pin(&p.pin)?;
-    let hsm_err = |e: crate::keys::HsmError| DaemonError::Hsm(e.to_string());
+    let hsm_err =
+        |e: crate::keys::HsmError| DaemonError::Hsm(Fault::caused_by("cannot open the token", e));
     tokio::task::spawn_blocking(move || {
         let module = Module::load(&p.module).map_err(hsm_err)?;
         if create_dev_token {
@@ -150,7 +160,7 @@ async fn open_hsm(config: &Config, create_dev_token: bool) -> Result<Hsm, Daemon
         .map_err(hsm_err)
     })
     .await
-    .map_err(|e| DaemonError::Hsm(e.to_string()))?
+    .map_err(|e| DaemonError::Hsm(Fault::caused_by("the HSM start-up task failed", e)))?
 }
 
 /// Opens the HSM and the store and loads the data keys: in dev mode it first creates the
@@ -173,19 +183,22 @@ async fn load_keys(
     dev: bool,
     hsm: &Hsm,
 ) -> Result<DataKeyRing, DaemonError> {
-    let hsm_err = |e: crate::keys::HsmError| DaemonError::Hsm(e.to_string());
+    let hsm_err =
+        |e: crate::keys::HsmError| DaemonError::Hsm(Fault::caused_by("cannot load the keys", e));
     let kek = &config.pkcs11.kek_label;
     if !hsm.kek_exists(kek).await.map_err(hsm_err)? {
         if !dev {
-            return Err(DaemonError::Keys(format!(
+            return Err(DaemonError::Keys(Fault::new(format!(
                 "no KEK labelled `{kek}` in token `{}`: form or generate it with the key ceremony",
                 config.pkcs11.token_label
-            )));
+            ))));
         }
         hsm.generate_kek(kek).await.map_err(hsm_err)?;
         tracing::info!(label = %kek, "generated the dev KEK inside the token");
     }
-    let store_err = |e: crate::store::StoreError| DaemonError::Store(e.to_string());
+    let store_err = |e: crate::store::StoreError| {
+        DaemonError::Store(Fault::caused_by("cannot load the keys", e))
+    };
     // Replicas share the vault only if they share the KEK: the first start records its check
     // value, and a daemon whose KEK differs refuses to start (before it could wrap or fail to
     // unwrap anything).
@@ -197,10 +210,10 @@ async fn load_keys(
         .await
         .map_err(store_err)?;
     if let Some(recorded) = recorded.filter(|r| *r != kcv) {
-        return Err(DaemonError::Keys(format!(
+        return Err(DaemonError::Keys(Fault::new(format!(
             "the KEK `{kek}` in this token has KCV {kcv}, but the vault's keys are wrapped by a \
              KEK with KCV {recorded}: every replica needs the same KEK (the same components)"
-        )));
+        ))));
     }
     hsm.ensure_signing_key(&config.pkcs11.audit_key_label)
         .await
@@ -224,9 +237,9 @@ async fn load_keys(
             .await
             .map_err(store_err)?;
         if outcome != crate::store::KeyChangeOutcome::Done {
-            return Err(DaemonError::Keys(format!(
+            return Err(DaemonError::Keys(Fault::new(format!(
                 "the first data key was not stored: {outcome:?}"
-            )));
+            ))));
         }
         wrapped = store.data_keys().await.map_err(store_err)?;
     }
@@ -237,7 +250,7 @@ async fn load_keys(
         .filter(|k| k.state == DataKeyState::Active)
         .map(|k| k.version)
         .max()
-        .ok_or_else(|| DaemonError::Keys("no active data key version".into()))?;
+        .ok_or_else(|| DaemonError::Keys(Fault::new("no active data key version")))?;
     let mut materials = Vec::with_capacity(wrapped.len());
     for key in &wrapped {
         materials.push((
@@ -245,19 +258,23 @@ async fn load_keys(
             hsm.unwrap_data_key(key).await.map_err(hsm_err)?,
         ));
     }
-    DataKeyRing::new(materials, active).map_err(|e| DaemonError::Keys(e.to_string()))
+    DataKeyRing::new(materials, active)
+        .map_err(|e| DaemonError::Keys(Fault::caused_by("cannot build the data key ring", e)))
 }
 
 async fn open_store(config: &Config, metrics: Arc<Metrics>) -> Result<Arc<dyn Store>, DaemonError> {
-    let store_err = |e: crate::store::StoreError| DaemonError::Store(e.to_string());
+    let store_err = |e: crate::store::StoreError| {
+        DaemonError::Store(Fault::caused_by("cannot open the store", e))
+    };
     match &config.store {
         StoreConfig::Sqlite {
             path,
             token_cache_rows,
         } => {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                private_dir(dir)
-                    .map_err(|e| DaemonError::Store(format!("{}: {e}", dir.display())))?;
+                private_dir(dir).map_err(|e| {
+                    DaemonError::Store(Fault::caused_by(dir.display().to_string(), e))
+                })?;
             }
             let options = SqliteOptions {
                 token_cache_rows: *token_cache_rows,
@@ -298,7 +315,8 @@ pub async fn run(
     on_listening: impl FnOnce(std::net::SocketAddr),
 ) -> Result<(), DaemonError> {
     // FIPS 140-3 §7.10.2: pre-operational self-tests before any cryptographic service.
-    crate::keys::run_known_answer_tests().map_err(|e| DaemonError::SelfTest(e.to_string()))?;
+    crate::keys::run_known_answer_tests()
+        .map_err(|e| DaemonError::SelfTest(Fault::caused_by("known-answer tests", e)))?;
     let hardening = crate::isolation::harden_process();
     tracing::info!(?hardening, "process hardening applied");
 
@@ -353,10 +371,10 @@ async fn serve(
     // a key that fails it stops the daemon before it serves.
     let signer = KeyAdmin::open_signer(store.as_ref(), &hsm, &settings)
         .await
-        .map_err(|e| DaemonError::Keys(format!("authorization signing key: {e}")))?;
-    let policy = Arc::new(
-        PolicyEngine::load(&config.policy_dir).map_err(|e| DaemonError::Policy(e.to_string()))?,
-    );
+        .map_err(|e| DaemonError::Keys(Fault::caused_by("authorization signing key", e)))?;
+    let policy = Arc::new(PolicyEngine::load(&config.policy_dir).map_err(|e| {
+        DaemonError::Policy(Fault::caused_by(config.policy_dir.display().to_string(), e))
+    })?);
     let anchors = match &config.webauthn.anchors_dir {
         Some(dir) => super::anchors::load(dir)?,
         None => TrustAnchors::default(),
@@ -392,7 +410,7 @@ async fn serve(
     let audit_public = hsm
         .ensure_signing_key(&config.pkcs11.audit_key_label)
         .await
-        .map_err(|e| DaemonError::Hsm(e.to_string()))?;
+        .map_err(|e| DaemonError::Hsm(Fault::caused_by("audit signing key", e)))?;
     let audit = crate::service::AuditReader::new(
         store.clone(),
         policy.clone(),
@@ -433,18 +451,23 @@ async fn serve(
         client_ca: config.server.client_ca.clone(),
         crls: config.server.crls.clone(),
     })
-    .map_err(|e| DaemonError::Tls(e.to_string()))?;
+    .map_err(|e| DaemonError::Tls(Fault::caused_by("cannot load the server TLS files", e)))?;
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
-        .map_err(|e| DaemonError::Io(format!("cannot listen on {}: {e}", config.server.listen)))?;
+        .map_err(|e| {
+            DaemonError::Io(Fault::caused_by(
+                format!("cannot listen on {}", config.server.listen),
+                e,
+            ))
+        })?;
     let addr = listener
         .local_addr()
-        .map_err(|e| DaemonError::Io(e.to_string()))?;
+        .map_err(|e| DaemonError::Io(Fault::caused_by("the listening address", e)))?;
     tracing::info!(%addr, memory_locked = crate::isolation::memory_locked(), "payhsmd serving");
     on_listening(addr);
     transport::run(listener, tls, app, config.server.limits.clone(), shutdown)
         .await
-        .map_err(|e| DaemonError::Io(e.to_string()))?;
+        .map_err(|e| DaemonError::Io(Fault::caused_by("the server failed", e)))?;
     tracing::info!("payhsmd stopped");
     Ok(())
 }
@@ -454,12 +477,12 @@ async fn serve(
 pub async fn export_audit(config: &Config) -> Result<String, DaemonError> {
     // Read-only: the daemon may be running, and it is the store's one writer.
     let StoreConfig::Sqlite { path, .. } = &config.store else {
-        return Err(DaemonError::Store(
-            "a PostgreSQL vault is exported over the API: payhsm audit export --url".into(),
-        ));
+        return Err(DaemonError::Store(Fault::new(
+            "a PostgreSQL vault is exported over the API: payhsm audit export --url",
+        )));
     };
     let store = crate::store::sqlite::open_read_only(path)
-        .map_err(|e| DaemonError::Store(e.to_string()))?;
+        .map_err(|e| DaemonError::Store(Fault::caused_by("cannot open the store", e)))?;
     let hsm = open_hsm(config, false).await?;
     let exported = export_with(&store, &hsm, &config.pkcs11.audit_key_label).await;
     // On every path, before the process exits (see `Hsm::shutdown`).
@@ -470,7 +493,8 @@ pub async fn export_audit(config: &Config) -> Result<String, DaemonError> {
 /// Exports the audit log of `store` with a checkpoint signed by the key `label` of an opened
 /// `hsm` (created there if absent): [`export_audit`] for a caller that opened both itself.
 pub async fn export_with(store: &dyn Store, hsm: &Hsm, label: &str) -> Result<String, DaemonError> {
-    let hsm_err = |e: crate::keys::HsmError| DaemonError::Hsm(e.to_string());
+    let hsm_err =
+        |e: crate::keys::HsmError| DaemonError::Hsm(Fault::caused_by("audit signing key", e));
     let public = hsm.ensure_signing_key(label).await.map_err(hsm_err)?;
     let mut records = Vec::new();
     loop {
@@ -480,7 +504,7 @@ pub async fn export_with(store: &dyn Store, hsm: &Hsm, label: &str) -> Result<St
         let page = store
             .audit_records(after, 10_000)
             .await
-            .map_err(|e| DaemonError::Store(e.to_string()))?;
+            .map_err(|e| DaemonError::Store(Fault::caused_by("cannot read the audit log", e)))?;
         if page.is_empty() {
             break;
         }
@@ -513,7 +537,7 @@ async fn follow_key_changes(sync: Arc<KeySync>) {
             // Once per outage, not every second.
             Err(e) if !failing => {
                 failing = true;
-                tracing::warn!(error = %e, "cannot reload the keys from the store");
+                tracing::warn!(error = %crate::fault::Chain(&e), "cannot reload the keys from the store");
             }
             Err(_) => {}
         }

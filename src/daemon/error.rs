@@ -1,25 +1,28 @@
 //! Why the daemon would not start.
 
-/// A start-up failure. Messages name what failed and never contain a secret.
+use crate::fault::Fault;
+
+/// A start-up failure: what failed, in payhsm's words, with the error that made it fail as
+/// its source. Never a secret.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum DaemonError {
     /// A known-answer self-test failed.
-    SelfTest(String),
+    SelfTest(Fault),
     /// The HSM could not be used.
-    Hsm(String),
+    Hsm(Fault),
     /// The key hierarchy is incomplete or inconsistent.
-    Keys(String),
+    Keys(Fault),
     /// The store could not be opened.
-    Store(String),
+    Store(Fault),
     /// The policy could not be loaded.
-    Policy(String),
+    Policy(Fault),
     /// TLS material could not be loaded.
-    Tls(String),
+    Tls(Fault),
     /// The WebAuthn trust anchors could not be loaded.
-    Anchors(String),
+    Anchors(Fault),
     /// A file or socket failed.
-    Io(String),
+    Io(Fault),
 }
 
 impl std::fmt::Display for DaemonError {
@@ -37,4 +40,18 @@ impl std::fmt::Display for DaemonError {
     }
 }
 
-impl std::error::Error for DaemonError {}
+impl std::error::Error for DaemonError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            // Displayed with the fault's context: the next cause is the fault's source.
+            Self::SelfTest(f)
+            | Self::Hsm(f)
+            | Self::Keys(f)
+            | Self::Store(f)
+            | Self::Policy(f)
+            | Self::Tls(f)
+            | Self::Anchors(f)
+            | Self::Io(f) => std::error::Error::source(f),
+        }
+    }
+}

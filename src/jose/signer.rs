@@ -94,16 +94,23 @@ impl AuthorizationSigner {
         let public = hsm
             .ensure_signing_key(label)
             .await
-            .map_err(|e| SignError(format!("authorization signing key {label:?}: {e}")))?;
+            .map_err(|source| SignError::Hsm {
+                doing: "find or generate the key pair",
+                label: label.to_owned(),
+                source,
+            })?;
         let signature = hsm
             .sign_p256(label, STARTUP_PROBE.to_vec())
             .await
-            .map_err(|e| SignError(format!("authorization key {label:?} cannot sign: {e}")))?;
+            .map_err(|source| SignError::Hsm {
+                doing: "sign the start-up probe",
+                label: label.to_owned(),
+                source,
+            })?;
         verify_signature(&public, STARTUP_PROBE, &signature).map_err(|_| {
-            SignError(format!(
-                "authorization key {label:?}: the token's signature does not verify under its \
-                 public key (mismatched key pair or a faulty token)"
-            ))
+            SignError::SignatureDoesNotVerify {
+                label: label.to_owned(),
+            }
         })?;
         Ok(public)
     }
@@ -151,7 +158,7 @@ impl AuthorizationSigner {
         let keys = self.keys();
         let kid = keys.current.kid().to_owned();
         let header = json!({ "alg": ES256, "typ": "JWT", "kid": kid });
-        let input = encode(&header, claims).map_err(|e| SignError(format!("claims: {e}")))?;
+        let input = encode(&header, claims).map_err(SignError::Jose)?;
         // RFC 7518 §3.4: ECDSA P-256 over SHA-256(signing input); sign_p256 hashes in software
         // and signs the digest with CKM_ECDSA, which returns R || S.
         let signature = self
@@ -159,10 +166,17 @@ impl AuthorizationSigner {
             .hsm
             .sign_p256(&keys.label, input.as_bytes().to_vec())
             .await
-            .map_err(|e| SignError(format!("HSM signing failed: {e}")))?;
+            .map_err(|source| SignError::Hsm {
+                doing: "sign",
+                label: keys.label.clone(),
+                source,
+            })?;
         // Never hand out a signature that does not verify (a faulty token, a swapped key).
-        verify_signature(keys.current.public_key(), input.as_bytes(), &signature)
-            .map_err(|_| SignError("the HSM signature does not verify".to_owned()))?;
+        verify_signature(keys.current.public_key(), input.as_bytes(), &signature).map_err(
+            |_| SignError::SignatureDoesNotVerify {
+                label: keys.label.clone(),
+            },
+        )?;
         Ok(SignedJws {
             compact: input.into_compact(&signature),
             kid,
@@ -185,8 +199,7 @@ impl SignerKeys {
         let current = Jwk::from_public_key(public);
         let mut keys = vec![current.clone()];
         keys.extend(others.iter().map(|p| Jwk::from_public_key(*p)));
-        let published =
-            Jwks::new(keys).map_err(|e| SignError(format!("authorization JWKS: {e}")))?;
+        let published = Jwks::new(keys).map_err(SignError::Jose)?;
         Ok(Self {
             label: label.to_owned(),
             current,

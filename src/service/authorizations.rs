@@ -200,9 +200,10 @@ fn challenge_state_error(state: ChallengeState) -> Error {
 
 fn replayed<T: serde::de::DeserializeOwned>(response: &str) -> Result<T, Error> {
     serde_json::from_str(response).map_err(|e| {
-        Error::Store(crate::store::StoreError::Corrupt(format!(
-            "stored idempotent answer: {e}"
-        )))
+        Error::Store(crate::store::StoreError::corrupt_from(
+            "stored idempotent answer",
+            e,
+        ))
     })
 }
 
@@ -718,9 +719,10 @@ impl Authorizations {
             return Ok(None);
         };
         let response = serde_json::to_string(answer).map_err(|e| {
-            Error::Store(crate::store::StoreError::Unavailable(format!(
-                "idempotent answer encoding: {e}"
-            )))
+            Error::Store(crate::store::StoreError::unavailable_from(
+                "idempotent answer encoding",
+                e,
+            ))
         })?;
         Ok(Some(IdempotencyRecord {
             principal: caller.principal.as_str().to_owned(),

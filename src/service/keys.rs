@@ -421,10 +421,10 @@ impl KeyAdmin {
             .await
             .map_err(Error::Signer)?;
         let mismatch = |k: &SigningKeyRecord| {
-            Error::Signer(crate::jose::SignError(format!(
-                "signing key {:?} in the token is not the recorded key {}",
-                k.label, k.kid
-            )))
+            Error::Signer(crate::jose::SignError::NotTheRecordedKey {
+                label: k.label.clone(),
+                kid: k.kid.clone(),
+            })
         };
         if thumbprint(&public) != active.kid {
             return Err(mismatch(active));

@@ -37,6 +37,8 @@ pub use tokens::{
     TransitionOutcome,
 };
 
+use crate::fault::Fault;
+use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -45,16 +47,45 @@ use std::time::{Duration, Instant};
 /// The future every store method returns.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
-/// Why the store failed. Callers map every variant to 503 except where noted.
-#[derive(Debug)]
+/// Why the store failed. Callers map every variant to 503 except where noted. Each fault
+/// keeps the driver's or the system's error as its source (see [`Fault`]).
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum StoreError {
     /// The database could not be reached or written (disk full, read-only, I/O error).
-    Unavailable(String),
+    Unavailable(Fault),
     /// The writer thread has stopped.
     Closed,
     /// Stored data does not decode (corruption, or a newer schema).
-    Corrupt(String),
+    Corrupt(Fault),
+}
+
+impl StoreError {
+    /// The database could not be reached or written, for a reason payhsm checked itself.
+    pub fn unavailable(context: impl Into<Cow<'static, str>>) -> Self {
+        Self::Unavailable(Fault::new(context))
+    }
+
+    /// The database could not be reached or written because of `source`.
+    pub fn unavailable_from(
+        context: impl Into<Cow<'static, str>>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::Unavailable(Fault::caused_by(context, source))
+    }
+
+    /// Stored data does not decode, as payhsm checked it.
+    pub fn corrupt(context: impl Into<Cow<'static, str>>) -> Self {
+        Self::Corrupt(Fault::new(context))
+    }
+
+    /// Stored data does not decode: `source` says why.
+    pub fn corrupt_from(
+        context: impl Into<Cow<'static, str>>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::Corrupt(Fault::caused_by(context, source))
+    }
 }
 
 impl std::fmt::Display for StoreError {
@@ -67,7 +98,15 @@ impl std::fmt::Display for StoreError {
     }
 }
 
-impl std::error::Error for StoreError {}
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            // Displayed with the fault's context: the next cause is the fault's source.
+            Self::Unavailable(f) | Self::Corrupt(f) => f.source(),
+            Self::Closed => None,
+        }
+    }
+}
 
 /// The whole store: every port, and a health check. Services hold it as `Arc<dyn Store>` and
 /// use the ports they need.

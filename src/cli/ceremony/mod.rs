@@ -60,7 +60,7 @@ fn hsm_stop(what: &str) -> impl Fn(HsmError) -> Stop + '_ {
         HsmError::AlreadyExists(label) => {
             Stop::refused(format!("{what}: a key labelled {label:?} already exists"))
         }
-        e => Stop::error(format!("{what}: {e}")),
+        e => Stop::error(format!("{what}: {}", crate::fault::Chain(&e))),
     }
 }
 

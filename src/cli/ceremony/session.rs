@@ -180,7 +180,7 @@ impl Opening {
         } else {
             crate::store::sqlite::open(&path, SqliteOptions::default())
         }
-        .map_err(|e| Stop::error(format!("opening the store: {e}")))?;
+        .map_err(|e| Stop::error(format!("opening the store: {}", crate::fault::Chain(&e))))?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -257,7 +257,8 @@ impl Session {
                     data_dir.display()
                 )));
             }
-            crate::daemon::prepare_dev_dir(data_dir).map_err(|e| Stop::error(e.to_string()))?;
+            crate::daemon::prepare_dev_dir(data_dir)
+                .map_err(|e| Stop::error(crate::fault::Chain(&e).to_string()))?;
         }
         let unused = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
         let config = Config::dev(
@@ -278,7 +279,8 @@ impl Session {
                 .map_err(hsm_stop("creating the dev token"))?;
         }
         let opening = Opening::new(data_dir, false)?;
-        let pin = crate::daemon::read_pin(&p.pin).map_err(|e| Stop::error(e.to_string()))?;
+        let pin = crate::daemon::read_pin(&p.pin)
+            .map_err(|e| Stop::error(crate::fault::Chain(&e).to_string()))?;
         opening.login(&module, &p.token_label, pin, custodians)
     }
 
@@ -432,7 +434,7 @@ pub(in crate::cli) fn export_token_audit(
                 &session.hsm,
                 defaults::AUDIT_KEY_LABEL,
             ))
-            .map_err(|e| Stop::error(format!("audit export: {e}")))
+            .map_err(|e| Stop::error(format!("audit export: {}", crate::fault::Chain(&e))))
     };
     Some(export().map_err(|s| (s.code, s.message)))
 }

@@ -1,17 +1,18 @@
 //! HSM errors: which PKCS#11 function failed and why, never a PIN or key byte.
+use crate::fault::Fault;
 use cryptoki::context::Function;
 use cryptoki::error::{Error as CkError, RvError};
 
 /// Why an HSM call failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum HsmError {
     /// A PKCS#11 function failed with return value `rv` (e.g. `EncryptedDataInvalid`).
     Pkcs11 {
         /// The PKCS#11 function, e.g. `C_Decrypt`.
         function: &'static str,
-        /// The return value name.
-        rv: String,
+        /// The return value, e.g. `CKR_ENCRYPTED_DATA_INVALID`.
+        rv: RvError,
     },
     /// No token, key or free slot with that label or description.
     NotFound(String),
@@ -19,10 +20,10 @@ pub enum HsmError {
     WorkerGone,
     /// The token or a stored value returned something of the wrong shape.
     Malformed(&'static str),
-    /// The PKCS#11 module could not be loaded.
-    Load(String),
+    /// The PKCS#11 module could not be loaded: the loader's error is the source.
+    Load(Fault),
     /// The PKCS#11 wrapper failed outside a PKCS#11 return value (conversion, threads).
-    Library(String),
+    Library(Fault),
     /// A wrapped data key did not authenticate under its KEK (tampered or wrong KEK).
     Integrity,
     /// A key with that label already exists.
@@ -36,8 +37,8 @@ pub enum HsmError {
     /// The configuration or an argument is invalid.
     InvalidConfig(&'static str),
     /// The token is away (removed, its session or login lost) and could not be reached again
-    /// yet; the reason.
-    Unavailable(String),
+    /// yet; the reason, and the error that made it so as its source.
+    Unavailable(Fault),
     /// The HSM did not answer in time.
     Timeout(std::time::Duration),
 }
@@ -45,11 +46,11 @@ pub enum HsmError {
 impl std::fmt::Display for HsmError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Pkcs11 { function, rv } => write!(f, "PKCS#11 {function} failed: {rv}"),
+            Self::Pkcs11 { function, rv } => write!(f, "PKCS#11 {function} failed: {rv:?}"),
             Self::NotFound(what) => write!(f, "not found in the HSM: {what}"),
             Self::WorkerGone => f.write_str("HSM worker threads have stopped"),
             Self::Malformed(what) => write!(f, "malformed HSM data: {what}"),
-            Self::Load(why) => write!(f, "cannot load PKCS#11 module: {why}"),
+            Self::Load(why) => write!(f, "cannot load the PKCS#11 module: {why}"),
             Self::Library(why) => write!(f, "PKCS#11 wrapper error: {why}"),
             Self::Integrity => f.write_str("wrapped data key failed authentication"),
             Self::AlreadyExists(label) => write!(f, "key {label:?} already exists"),
@@ -65,18 +66,26 @@ impl std::fmt::Display for HsmError {
     }
 }
 
-impl std::error::Error for HsmError {}
+impl std::error::Error for HsmError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            // Displayed with the fault's context: the next cause is the fault's source.
+            Self::Load(f) | Self::Library(f) | Self::Unavailable(f) => std::error::Error::source(f),
+            _ => None,
+        }
+    }
+}
 
 impl From<CkError> for HsmError {
     fn from(e: CkError) -> Self {
         match e {
             CkError::Pkcs11(rv, function) => Self::Pkcs11 {
                 function: function_name(function),
-                rv: format!("{rv:?}"),
+                rv,
             },
-            CkError::LibraryLoading(e) => Self::Load(e.to_string()),
+            e @ CkError::LibraryLoading(_) => Self::Load(Fault::caused_by("the loader failed", e)),
             // The remaining variants carry no secrets (conversions, null function pointers).
-            other => Self::Library(other.to_string()),
+            other => Self::Library(Fault::caused_by("cryptoki", other)),
         }
     }
 }

@@ -15,6 +15,7 @@
 //! newer session by now).
 use super::error::{Failure, HsmError};
 use super::{Module, Pin, TOKEN_ACCESS};
+use crate::fault::Fault;
 use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::object::ObjectHandle;
 use cryptoki::session::{Session, SessionState, UserType};
@@ -177,7 +178,9 @@ impl SessionSource {
     fn check(&self, session: &Session) -> Result<(), HsmError> {
         let info = session.get_session_info()?;
         if !matches!(info.session_state(), SessionState::RwUser) {
-            return Err(HsmError::Unavailable("the session is not logged in".into()));
+            return Err(HsmError::Unavailable(Fault::new(
+                "the session is not logged in",
+            )));
         }
         self.module.pkcs11.get_token_info(self.slot())?;
         Ok(())
@@ -191,17 +194,19 @@ impl SessionSource {
             return Ok(());
         }
         if !self.module.reset_allowed(RESET_BACKOFF) {
-            return Err(HsmError::Unavailable(format!(
-                "{why}; the next attempt to reach the token is within {} ms",
-                RESET_BACKOFF.as_millis()
+            return Err(HsmError::Unavailable(Fault::caused_by(
+                format!(
+                    "the next attempt to reach the token is within {} ms",
+                    RESET_BACKOFF.as_millis()
+                ),
+                why.clone(),
             )));
         }
-        tracing::warn!(error = %why, "HSM token unavailable: re-initializing the PKCS#11 library");
+        tracing::warn!(error = %crate::fault::Chain(&why), "HSM token unavailable: re-initializing the PKCS#11 library");
         self.module.reinitialize()?;
-        let slot = self
-            .module
-            .find_token(&self.label)?
-            .ok_or_else(|| HsmError::Unavailable(format!("no token labelled {:?}", self.label)))?;
+        let slot = self.module.find_token(&self.label)?.ok_or_else(|| {
+            HsmError::Unavailable(Fault::new(format!("no token labelled {:?}", self.label)))
+        })?;
         *self.slot.lock().unwrap_or_else(PoisonError::into_inner) = slot;
         Ok(())
     }
@@ -235,7 +240,9 @@ pub(super) fn spawn(
                 };
                 worker.work(&rx);
             })
-            .map_err(|e| HsmError::Library(format!("cannot start HSM worker: {e}")))?;
+            .map_err(|e| {
+                HsmError::Library(Fault::caused_by("cannot start an HSM worker thread", e))
+            })?;
         handles.push(handle);
     }
     Ok((tx, handles))
@@ -316,7 +323,7 @@ impl Worker {
             let reset = self.source.reset(seen, &why);
             guard = lock(access);
             if let Err(e) = reset.and_then(|()| self.ready(checked)) {
-                tracing::error!(error = %e, "HSM session unavailable");
+                tracing::error!(error = %crate::fault::Chain(&e), "HSM session unavailable");
                 let done = job(Err(e));
                 drop(guard);
                 (done.reply)();

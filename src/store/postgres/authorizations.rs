@@ -20,13 +20,13 @@ const CHALLENGE_COLUMNS: &str = "id, challenge, principal, token, domain, device
      spc_instrument_icon, created_at, expires_at, used_at, audience";
 
 fn amount_to_sql(amount: u64) -> Result<i64, StoreError> {
-    i64::try_from(amount).map_err(|_| StoreError::Unavailable("amount out of range".into()))
+    i64::try_from(amount).map_err(|_| StoreError::unavailable("amount out of range"))
 }
 
 /// A challenge row, validated.
 fn challenge_from_row(row: &Row) -> Result<AuthorizationChallengeRecord, StoreError> {
     let id: String = get(row, 0)?;
-    let bad = |what: &str| StoreError::Corrupt(format!("authorization challenge {id}: bad {what}"));
+    let bad = |what: &str| StoreError::corrupt(format!("authorization challenge {id}: bad {what}"));
     let token = Token::parse(get::<&str>(row, 3)?).map_err(|_| bad("token"))?;
     let domain = Domain::parse(get::<&str>(row, 4)?).map_err(|_| bad("domain"))?;
     let amount = u64::try_from(get::<i64>(row, 6)?).map_err(|_| bad("amount"))?;
@@ -111,7 +111,7 @@ pub(super) async fn token_status(
     match row {
         None => Ok(TokenStatus::Deleted),
         Some(r) => TokenStatus::parse(get::<&str>(&r, 0)?)
-            .ok_or_else(|| StoreError::Corrupt(format!("token {}: bad status", token.as_str()))),
+            .ok_or_else(|| StoreError::corrupt(format!("token {}: bad status", token.as_str()))),
     }
 }
 
@@ -209,7 +209,7 @@ async fn insert_authorization(
     a: &AuthorizationRecord,
 ) -> Result<(), StoreError> {
     let policy_ids = serde_json::to_string(&a.policy_ids)
-        .map_err(|e| StoreError::Unavailable(format!("policy ids encoding: {e}")))?;
+        .map_err(|e| StoreError::unavailable_from("policy ids encoding", e))?;
     let amount = amount_to_sql(a.amount)?;
     execute(
         db,
@@ -305,7 +305,7 @@ const AUTHORIZATION_COLUMNS: &str = "authorization_id, challenge_id, token, doma
 /// An authorization row, validated.
 fn authorization_from_row(row: &Row) -> Result<AuthorizationRecord, StoreError> {
     let id: String = get(row, 0)?;
-    let bad = |what: &str| StoreError::Corrupt(format!("authorization {id}: bad {what}"));
+    let bad = |what: &str| StoreError::corrupt(format!("authorization {id}: bad {what}"));
     let token = Token::parse(get::<&str>(row, 2)?).map_err(|_| bad("token"))?;
     let domain = Domain::parse(get::<&str>(row, 3)?).map_err(|_| bad("domain"))?;
     let amount = u64::try_from(get::<i64>(row, 4)?).map_err(|_| bad("amount"))?;
@@ -361,7 +361,7 @@ pub(super) async fn read_idempotency(
         return Ok(None);
     };
     let request_hash = <[u8; 32]>::try_from(get::<&[u8]>(&row, 0)?)
-        .map_err(|_| StoreError::Corrupt(format!("idempotency key {key}: bad request hash")))?;
+        .map_err(|_| StoreError::corrupt(format!("idempotency key {key}: bad request hash")))?;
     Ok(Some(IdempotencyRecord {
         principal: principal.to_owned(),
         key: key.to_owned(),

@@ -24,7 +24,7 @@ impl Connector {
         let (client, connection) = tokio::time::timeout(self.timeout, connecting)
             .await
             .map_err(|_| {
-                StoreError::Unavailable(format!(
+                StoreError::unavailable(format!(
                     "postgres: no connection within {} ms",
                     self.timeout.as_millis()
                 ))
@@ -32,7 +32,7 @@ impl Connector {
             .map_err(pg_err)?;
         let driver = tokio::spawn(async move {
             if let Err(e) = connection.await {
-                tracing::warn!(error = %pg_err(e), "postgres connection ended");
+                tracing::warn!(error = %crate::fault::Chain(&pg_err(e)), "postgres connection ended");
             }
         });
         Ok(ClientWrapper::new(client, driver))
@@ -51,18 +51,18 @@ pub(super) fn pg_config(
     options: &PostgresOptions,
 ) -> Result<(tokio_postgres::Config, tls::MakeRustls), StoreError> {
     // The parse error is not shown: the URL may carry a password.
-    let mut config: tokio_postgres::Config = options.url.parse().map_err(|_| {
-        StoreError::Unavailable("postgres url is not a valid connection URL".into())
-    })?;
+    let mut config: tokio_postgres::Config = options
+        .url
+        .parse()
+        .map_err(|_| StoreError::unavailable("postgres url is not a valid connection URL"))?;
     let tls = match &options.tls {
         PgTls::Disable => {
             let remote_host = config.get_hosts().iter().find(|h| !is_local(h));
             let remote_addr = config.get_hostaddrs().iter().find(|a| !a.is_loopback());
             if remote_host.is_some() || remote_addr.is_some() {
-                return Err(StoreError::Unavailable(
+                return Err(StoreError::unavailable(
                     "postgres TLS is disabled but the server is not on a loopback address or \
-                     a Unix socket: use verify-full"
-                        .into(),
+                     a Unix socket: use verify-full",
                 ));
             }
             config.ssl_mode(tokio_postgres::config::SslMode::Disable);
@@ -118,22 +118,21 @@ fn is_local(host: &tokio_postgres::config::Host) -> bool {
 pub(super) fn pg_err(e: tokio_postgres::Error) -> StoreError {
     match e.as_db_error() {
         Some(db) => {
-            StoreError::Unavailable(format!("postgres {}: {}", db.code().code(), db.message()))
+            StoreError::unavailable(format!("postgres {}: {}", db.code().code(), db.message()))
         }
-        None => StoreError::Unavailable(format!("postgres: {e}")),
+        None => StoreError::unavailable_from("postgres", e),
     }
 }
 
 /// A pool error: exhaustion says so (and fast: the wait is bounded by the connect timeout).
 pub(super) fn pool_err(e: deadpool_postgres::PoolError) -> StoreError {
     match e {
-        deadpool_postgres::PoolError::Timeout(_) => StoreError::Unavailable(
-            "pool exhausted or postgres unreachable (no connection within the connect timeout)"
-                .into(),
+        deadpool_postgres::PoolError::Timeout(_) => StoreError::unavailable(
+            "pool exhausted or postgres unreachable (no connection within the connect timeout)",
         ),
         deadpool_postgres::PoolError::Backend(e) => pg_err(e),
         deadpool_postgres::PoolError::Closed => StoreError::Closed,
-        other => StoreError::Unavailable(format!("postgres pool: {other}")),
+        other => StoreError::unavailable_from("postgres pool", other),
     }
 }
 
@@ -141,7 +140,7 @@ pub(super) fn pool_err(e: deadpool_postgres::PoolError) -> StoreError {
 pub(super) fn get<'a, T: FromSql<'a>>(row: &'a Row, idx: usize) -> Result<T, StoreError> {
     row.try_get(idx).map_err(|_| {
         let name = row.columns().get(idx).map_or("?", |c| c.name());
-        StoreError::Corrupt(format!("column {name} does not decode"))
+        StoreError::corrupt(format!("column {name} does not decode"))
     })
 }
 

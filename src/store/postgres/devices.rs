@@ -51,7 +51,7 @@ fn optional_token(
 /// A challenge row, validated.
 fn challenge_from_row(row: &Row) -> Result<ChallengeRecord, StoreError> {
     let id: String = get(row, 0)?;
-    let bad = |what: &str| StoreError::Corrupt(format!("challenge {id}: bad {what}"));
+    let bad = |what: &str| StoreError::corrupt(format!("challenge {id}: bad {what}"));
     let purpose = ChallengePurpose::parse(get::<&str>(row, 1)?).ok_or_else(|| bad("purpose"))?;
     let (token, domain) = optional_token(row, 5, &bad)?;
     Ok(ChallengeRecord {
@@ -71,7 +71,7 @@ fn challenge_from_row(row: &Row) -> Result<ChallengeRecord, StoreError> {
 /// A device row, validated.
 fn device_from_row(row: &Row) -> Result<DeviceRecord, StoreError> {
     let device_id: String = get(row, 0)?;
-    let bad = |what: &str| StoreError::Corrupt(format!("device {device_id}: bad {what}"));
+    let bad = |what: &str| StoreError::corrupt(format!("device {device_id}: bad {what}"));
     let format: &str = get(row, 6)?;
     let trust: &str = get(row, 7)?;
     let format = FORMATS

@@ -25,7 +25,7 @@ pub(super) async fn data_keys(db: &ClientWrapper) -> Result<Vec<WrappedDataKey>,
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         let version: i64 = get(&row, 0)?;
-        let bad = |what: &str| StoreError::Corrupt(format!("data key {version}: bad {what}"));
+        let bad = |what: &str| StoreError::corrupt(format!("data key {version}: bad {what}"));
         out.push(WrappedDataKey {
             version: KeyVersion(u32::try_from(version).map_err(|_| bad("version"))?),
             kek_label: get(&row, 1)?,
@@ -53,7 +53,7 @@ pub(super) async fn data_key_info(db: &ClientWrapper) -> Result<Vec<DataKeyInfo>
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         let version: i64 = get(&row, 0)?;
-        let bad = |what: &str| StoreError::Corrupt(format!("data key {version}: bad {what}"));
+        let bad = |what: &str| StoreError::corrupt(format!("data key {version}: bad {what}"));
         out.push(DataKeyInfo {
             version: KeyVersion(u32::try_from(version).map_err(|_| bad("version"))?),
             kek_label: get(&row, 1)?,
@@ -110,7 +110,7 @@ pub(super) async fn ring_is_current(
         let mut live = Vec::with_capacity(rows.len());
         for row in &rows {
             let version = u32::try_from(get::<i64>(row, 0)?)
-                .map_err(|_| StoreError::Corrupt("data_keys.version out of range".into()))?;
+                .map_err(|_| StoreError::corrupt("data_keys.version out of range"))?;
             live.push((KeyVersion(version), get::<&str>(row, 1)? == "active"));
         }
         ctx.carried.live_keys = Some(live);
@@ -316,8 +316,8 @@ pub(super) async fn approve(
         )
         .await?;
         if used != 1 {
-            return Err(StoreError::Unavailable(
-                "the pending approval was used in between".into(),
+            return Err(StoreError::unavailable(
+                "the pending approval was used in between",
             ));
         }
         audit.outcome = "granted".to_owned();
@@ -392,7 +392,7 @@ pub(super) async fn rewrap(
     let mut to = None;
     for r in &batch {
         if !may_seal(&ctx.db, r.sealed.key_version).await? {
-            return Err(StoreError::Unavailable(format!(
+            return Err(StoreError::unavailable(format!(
                 "data key version {} no longer seals records",
                 r.sealed.key_version.0
             )));
@@ -446,7 +446,7 @@ pub(super) async fn signing_keys(db: &ClientWrapper) -> Result<Vec<SigningKeyRec
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         let version: i64 = get(&row, 0)?;
-        let bad = |what: &str| StoreError::Corrupt(format!("signing key {version}: bad {what}"));
+        let bad = |what: &str| StoreError::corrupt(format!("signing key {version}: bad {what}"));
         out.push(SigningKeyRecord {
             version: u32::try_from(version).map_err(|_| bad("version"))?,
             label: get(&row, 1)?,

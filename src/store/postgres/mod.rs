@@ -125,7 +125,7 @@ pub async fn open(options: PostgresOptions) -> Result<PostgresStore, StoreError>
         .create_timeout(Some(options.connect_timeout))
         .recycle_timeout(Some(options.connect_timeout))
         .build()
-        .map_err(|e| StoreError::Unavailable(format!("postgres pool: {e}")))?;
+        .map_err(|e| StoreError::unavailable_from("postgres pool", e))?;
     let (jobs, rx) = mpsc::unbounded_channel();
     let failing = Arc::new(AtomicBool::new(false));
     let writer = writer::Writer {

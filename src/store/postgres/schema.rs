@@ -209,7 +209,7 @@ pub(super) async fn migrate(client: &mut Client) -> Result<(), StoreError> {
         .map_err(pg_err)?;
     let known = known();
     if current > known {
-        return Err(StoreError::Corrupt(format!(
+        return Err(StoreError::corrupt(format!(
             "schema version {current} is newer than this build ({known})"
         )));
     }

@@ -30,7 +30,7 @@ impl MakeRustls {
     /// `verify-full` against the CA certificates in the PEM file `ca_file`.
     pub(super) fn verify_full(ca_file: &Path) -> Result<Self, StoreError> {
         let bad = |what: String| {
-            StoreError::Unavailable(format!("postgres CA file {}: {what}", ca_file.display()))
+            StoreError::unavailable(format!("postgres CA file {}: {what}", ca_file.display()))
         };
         let mut roots = rustls::RootCertStore::empty();
         for cert in CertificateDer::pem_file_iter(ca_file).map_err(|e| bad(e.to_string()))? {

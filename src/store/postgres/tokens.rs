@@ -21,7 +21,7 @@ pub(super) const COLUMNS: &str =
 /// never the bytes.
 pub(super) fn from_row(row: &Row) -> Result<TokenRecord, StoreError> {
     let token: String = get(row, 1)?;
-    let bad = |what: &str| StoreError::Corrupt(format!("token {token}: bad {what}"));
+    let bad = |what: &str| StoreError::corrupt(format!("token {token}: bad {what}"));
     let fingerprint = match get::<Option<&[u8]>>(row, 2)? {
         None => None,
         Some(b) => Some(Fingerprint(b.try_into().map_err(|_| bad("fingerprint"))?)),
@@ -233,8 +233,8 @@ pub(super) async fn tokenize(
     if read(&ctx.db, &new.record.token, domain).await?.is_some() {
         return Ok(TokenizeOutcome::TokenTaken);
     }
-    Err(StoreError::Unavailable(
-        "token insert conflicted with no row to show for it".into(),
+    Err(StoreError::unavailable(
+        "token insert conflicted with no row to show for it",
     ))
 }
 
@@ -250,7 +250,7 @@ pub(super) async fn detokenize(
         Some(r) if r.status == TokenStatus::Active => {
             // An active token always has its sealed PAN; without one the row is damaged.
             let sealed = r.sealed.clone().ok_or_else(|| {
-                StoreError::Corrupt(format!("token {}: active without a PAN", r.token.masked()))
+                StoreError::corrupt(format!("token {}: active without a PAN", r.token.masked()))
             })?;
             ctx.audit(annotate(audit, &r, "ok")).await?;
             Ok(DetokenizeOutcome::Active(sealed))

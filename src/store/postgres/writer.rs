@@ -52,9 +52,9 @@ impl ChainHead {
         let seq: i64 = super::connection::get(&row, 0)?;
         let hash: String = super::connection::get(&row, 1)?;
         let seq = u64::try_from(seq)
-            .map_err(|_| StoreError::Corrupt(format!("audit_head seq {seq} is negative")))?;
+            .map_err(|_| StoreError::corrupt(format!("audit_head seq {seq} is negative")))?;
         let hash = hash_from_hex(&hash)
-            .ok_or_else(|| StoreError::Corrupt(format!("audit_head seq {seq}: bad hash")))?;
+            .ok_or_else(|| StoreError::corrupt(format!("audit_head seq {seq}: bad hash")))?;
         Ok(Self { seq, hash })
     }
 
@@ -84,7 +84,7 @@ impl ChainHead {
             last.1.unwrap_or_else(|| to_hex(&crate::audit::GENESIS)),
         );
         if head != last {
-            return Err(StoreError::Corrupt(format!(
+            return Err(StoreError::corrupt(format!(
                 "audit_head (seq {}) is not the last audit record (seq {})",
                 head.0, last.0
             )));
@@ -132,9 +132,9 @@ impl JobCtx {
     pub(super) async fn audit(&mut self, event: AuditEvent) -> Result<AuditRecord, StoreError> {
         let seq = self.carried.head.seq.saturating_add(1);
         let (record, hash, json) = link_encoded(&self.carried.head.hash, seq, event)
-            .map_err(|e| StoreError::Unavailable(format!("audit record encoding: {e}")))?;
-        let seq_i = i64::try_from(seq)
-            .map_err(|_| StoreError::Unavailable("audit seq out of range".into()))?;
+            .map_err(|e| StoreError::unavailable_from("audit record encoding", e))?;
+        let seq_i =
+            i64::try_from(seq).map_err(|_| StoreError::unavailable("audit seq out of range"))?;
         self.pending.push(PendingAudit {
             seq: seq_i,
             action: record.event.action.clone(),
@@ -193,7 +193,7 @@ where
         Box::pin(async move {
             let result = match self.work.take() {
                 Some(work) => work(ctx).await,
-                None => Err(StoreError::Unavailable("job run twice".into())),
+                None => Err(StoreError::unavailable("job run twice")),
             };
             let ok = result.is_ok();
             self.result = Some(result);
@@ -206,10 +206,11 @@ where
             // The job's own error stands whatever happened to the batch.
             (Some(Err(e)), _) => Err(e),
             (Some(Ok(v)), Ok(())) => Ok(v),
-            (Some(Ok(_)), Err(e)) | (None, Err(e)) => {
-                Err(StoreError::Unavailable(format!("batch not committed: {e}")))
-            }
-            (None, Ok(())) => Err(StoreError::Unavailable("job was not run".into())),
+            (Some(Ok(_)), Err(e)) | (None, Err(e)) => Err(StoreError::unavailable_from(
+                "batch not committed",
+                e.clone(),
+            )),
+            (None, Ok(())) => Err(StoreError::unavailable("job was not run")),
         };
         // The caller may have gone away; nothing to do then.
         let _ = self.reply.send(answer);
@@ -287,7 +288,7 @@ impl Writer {
             };
             let result = run_jobs(&mut live, &mut batch).await;
             if let Err(e) = &result {
-                tracing::warn!(error = %e, jobs = batch.len(), "postgres batch not committed");
+                tracing::warn!(error = %crate::fault::Chain(&e), jobs = batch.len(), "postgres batch not committed");
                 if !live.db.is_closed() {
                     // Whatever is left open (a COMMIT that failed leaves nothing).
                     let _ = exec(&live.db, "ROLLBACK").await;
@@ -307,8 +308,8 @@ impl Writer {
     /// Connects again unless the backoff says to wait.
     async fn reconnect(&self, backoff: &mut Backoff) -> Result<ClientWrapper, StoreError> {
         if backoff.waiting() {
-            return Err(StoreError::Unavailable(
-                "postgres is unreachable; the writer reconnects shortly".into(),
+            return Err(StoreError::unavailable(
+                "postgres is unreachable; the writer reconnects shortly",
             ));
         }
         match self.connector.connect().await {
@@ -353,8 +354,8 @@ async fn run_jobs(ctx: &mut JobCtx, batch: &mut [Box<dyn Job>]) -> Result<(), St
     ctx.pending.clear();
     for job in batch.iter_mut() {
         if !job.run(ctx).await {
-            return Err(StoreError::Unavailable(
-                "another request of the same transaction failed; nothing was applied".into(),
+            return Err(StoreError::unavailable(
+                "another request of the same transaction failed; nothing was applied",
             ));
         }
     }
@@ -368,8 +369,8 @@ async fn run_jobs(ctx: &mut JobCtx, batch: &mut [Box<dyn Job>]) -> Result<(), St
 async fn write_audit(ctx: &mut JobCtx) -> Result<(), StoreError> {
     let pending = std::mem::take(&mut ctx.pending);
     let head = &ctx.carried.head;
-    let seq = i64::try_from(head.seq)
-        .map_err(|_| StoreError::Unavailable("audit seq out of range".into()))?;
+    let seq =
+        i64::try_from(head.seq).map_err(|_| StoreError::unavailable("audit seq out of range"))?;
     let mut seqs = Vec::with_capacity(pending.len());
     let mut actions = Vec::with_capacity(pending.len());
     let mut tokens = Vec::with_capacity(pending.len());
@@ -450,9 +451,9 @@ fn decode_audit(row: &tokio_postgres::Row) -> Result<AuditRecord, StoreError> {
     let seq: i64 = super::connection::get(row, 0)?;
     let json: String = super::connection::get(row, 1)?;
     let record: AuditRecord = serde_json::from_str(&json)
-        .map_err(|e| StoreError::Corrupt(format!("audit seq {seq}: {e}")))?;
+        .map_err(|e| StoreError::corrupt_from(format!("audit seq {seq}"), e))?;
     if i64::try_from(record.seq).ok() != Some(seq) {
-        return Err(StoreError::Corrupt(format!(
+        return Err(StoreError::corrupt(format!(
             "audit seq {seq}: record says seq {}",
             record.seq
         )));

@@ -18,7 +18,7 @@ const CHALLENGE_COLUMNS: &str = "id, challenge, principal, token, domain, device
      spc_instrument_icon, created_at, expires_at, used_at, audience";
 
 fn amount_to_sql(amount: u64) -> Result<i64, StoreError> {
-    i64::try_from(amount).map_err(|_| StoreError::Unavailable("amount out of range".into()))
+    i64::try_from(amount).map_err(|_| StoreError::unavailable("amount out of range"))
 }
 
 /// A challenge row, validated.
@@ -30,7 +30,7 @@ fn challenge_from_row(
     let domain: String = r.get(4)?;
     let amount: i64 = r.get(6)?;
     let spc: [Option<String>; 4] = [r.get(9)?, r.get(10)?, r.get(11)?, r.get(12)?];
-    let bad = |what: &str| StoreError::Corrupt(format!("authorization challenge {id}: bad {what}"));
+    let bad = |what: &str| StoreError::corrupt(format!("authorization challenge {id}: bad {what}"));
     let checked = (|| {
         let token = Token::parse(&token).map_err(|_| bad("token"))?;
         let domain = Domain::parse(&domain).map_err(|_| bad("domain"))?;
@@ -124,7 +124,7 @@ pub(super) fn token_status(
     match status {
         None => Ok(TokenStatus::Deleted),
         Some(s) => TokenStatus::parse(&s)
-            .ok_or_else(|| StoreError::Corrupt(format!("token {}: bad status", token.as_str()))),
+            .ok_or_else(|| StoreError::corrupt(format!("token {}: bad status", token.as_str()))),
     }
 }
 
@@ -209,7 +209,7 @@ fn consume(conn: &Connection, id: &str, now: &str) -> Result<Option<ChallengeSta
 
 fn insert_authorization(conn: &Connection, a: &AuthorizationRecord) -> Result<(), StoreError> {
     let policy_ids = serde_json::to_string(&a.policy_ids)
-        .map_err(|e| StoreError::Unavailable(format!("policy ids encoding: {e}")))?;
+        .map_err(|e| StoreError::unavailable_from("policy ids encoding", e))?;
     let amount = amount_to_sql(a.amount)?;
     conn.prepare_cached(&format!(
         "INSERT INTO authorizations ({AUTHORIZATION_COLUMNS})
@@ -316,7 +316,7 @@ fn authorization_from_row(
     let domain: String = r.get(3)?;
     let amount: i64 = r.get(4)?;
     let policy_ids: String = r.get(10)?;
-    let bad = |what: &str| StoreError::Corrupt(format!("authorization {id}: bad {what}"));
+    let bad = |what: &str| StoreError::corrupt(format!("authorization {id}: bad {what}"));
     let checked = (|| {
         let token = Token::parse(&token).map_err(|_| bad("token"))?;
         let domain = Domain::parse(&domain).map_err(|_| bad("domain"))?;
@@ -383,7 +383,7 @@ pub(super) fn read_idempotency(
         return Ok(None);
     };
     let request_hash = <[u8; 32]>::try_from(hash.as_slice())
-        .map_err(|_| StoreError::Corrupt(format!("idempotency key {key}: bad request hash")))?;
+        .map_err(|_| StoreError::corrupt(format!("idempotency key {key}: bad request hash")))?;
     Ok(Some(IdempotencyRecord {
         principal: principal.to_owned(),
         key: key.to_owned(),

@@ -42,7 +42,7 @@ pub(super) fn start_background(path: &Path) -> Result<mpsc::Sender<()>, StoreErr
                 }
             }
         })
-        .map_err(|e| StoreError::Unavailable(format!("cannot start the checkpoint thread: {e}")))?;
+        .map_err(|e| StoreError::unavailable_from("cannot start the checkpoint thread", e))?;
     Ok(stop)
 }
 
@@ -50,7 +50,7 @@ pub(super) fn start_background(path: &Path) -> Result<mpsc::Sender<()>, StoreErr
 /// full) is logged and retried at the next interval; the WAL keeps every commit meanwhile.
 fn passive(conn: &Connection) {
     if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-        tracing::warn!(error = %e, "WAL checkpoint failed; retrying");
+        tracing::warn!(error = %crate::fault::Chain(&e), "WAL checkpoint failed; retrying");
     }
 }
 
@@ -80,7 +80,7 @@ impl Checkpointer {
             Ok(_) => {}
             Err(e) => {
                 self.last = Instant::now();
-                tracing::warn!(error = %e, "WAL checkpoint failed; retrying");
+                tracing::warn!(error = %crate::fault::Chain(&e), "WAL checkpoint failed; retrying");
             }
         }
     }

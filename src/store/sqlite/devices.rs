@@ -52,7 +52,7 @@ fn challenge_from_row(r: &Row<'_>) -> rusqlite::Result<Result<ChallengeRecord, S
     let id: String = r.get(0)?;
     let purpose: String = r.get(1)?;
     let (token, domain): (Option<String>, Option<String>) = (r.get(5)?, r.get(6)?);
-    let bad = |what: &str| StoreError::Corrupt(format!("challenge {id}: bad {what}"));
+    let bad = |what: &str| StoreError::corrupt(format!("challenge {id}: bad {what}"));
     let Some(purpose) = ChallengePurpose::parse(&purpose) else {
         return Ok(Err(bad("purpose")));
     };
@@ -85,7 +85,7 @@ fn device_from_row(r: &Row<'_>) -> rusqlite::Result<Result<DeviceRecord, StoreEr
     let status: String = r.get(17)?;
     let revoked_at: Option<String> = r.get(18)?;
     let reason: Option<String> = r.get(19)?;
-    let bad = |what: &str| StoreError::Corrupt(format!("device {device_id}: bad {what}"));
+    let bad = |what: &str| StoreError::corrupt(format!("device {device_id}: bad {what}"));
     let checked = (|| {
         let format = FORMATS
             .into_iter()

@@ -45,7 +45,7 @@ pub(super) fn data_key_info(conn: &Connection) -> Result<Vec<DataKeyInfo>, Store
     let mut out = Vec::new();
     for row in rows {
         let (version, mut info, state) = row.map_err(sql_err)?;
-        let bad = |what: &str| StoreError::Corrupt(format!("data key {version}: bad {what}"));
+        let bad = |what: &str| StoreError::corrupt(format!("data key {version}: bad {what}"));
         info.version = KeyVersion(u32::try_from(version).map_err(|_| bad("version"))?);
         info.state = DataKeyState::parse(&state).ok_or_else(|| bad("state"))?;
         out.push(info);
@@ -323,7 +323,7 @@ pub(super) fn rewrap(
     let mut to = None;
     for r in &batch {
         if !may_seal(ctx.conn, r.sealed.key_version)? {
-            return Err(StoreError::Unavailable(format!(
+            return Err(StoreError::unavailable(format!(
                 "data key version {} no longer seals records",
                 r.sealed.key_version.0
             )));
@@ -402,7 +402,7 @@ pub(super) fn signing_keys(conn: &Connection) -> Result<Vec<SigningKeyRecord>, S
     let mut out = Vec::new();
     for row in rows {
         let (version, state, mut key) = row.map_err(sql_err)?;
-        let bad = |what: &str| StoreError::Corrupt(format!("signing key {version}: bad {what}"));
+        let bad = |what: &str| StoreError::corrupt(format!("signing key {version}: bad {what}"));
         key.version = u32::try_from(version).map_err(|_| bad("version"))?;
         key.state = SigningKeyState::parse(&state).ok_or_else(|| bad("state"))?;
         out.push(key);

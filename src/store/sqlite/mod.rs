@@ -124,7 +124,7 @@ pub fn open(path: &Path, options: SqliteOptions) -> Result<SqliteStore, StoreErr
     let writer = std::thread::Builder::new()
         .name("payhsm-sqlite-writer".into())
         .spawn(move || writer::run(conn, rx, options.max_batch, writer_failing, writer_cache))
-        .map_err(|e| StoreError::Unavailable(format!("cannot start the writer thread: {e}")))?;
+        .map_err(|e| StoreError::unavailable_from("cannot start the writer thread", e))?;
     Ok(SqliteStore {
         jobs: Some(jobs),
         writer: Some(writer),
@@ -147,10 +147,10 @@ fn owner_only(path: &Path) -> Result<(), StoreError> {
         let file = Path::new(&name);
         if file.exists() {
             crate::isolation::owner_only(file, 0o600).map_err(|e| {
-                StoreError::Unavailable(format!(
-                    "{}: cannot restrict its mode: {e}",
-                    file.display()
-                ))
+                StoreError::unavailable_from(
+                    format!("{}: cannot restrict its mode", file.display()),
+                    e,
+                )
             })?;
         }
     }
@@ -162,7 +162,7 @@ fn owner_only(path: &Path) -> Result<(), StoreError> {
 /// [`StoreError::Unavailable`]. For `payhsm audit export`.
 pub fn open_read_only(path: &Path) -> Result<SqliteStore, StoreError> {
     if !path.exists() {
-        return Err(StoreError::Unavailable(format!(
+        return Err(StoreError::unavailable(format!(
             "{} does not exist",
             path.display()
         )));
@@ -191,23 +191,23 @@ fn lock_exclusive(path: &Path) -> Result<File, StoreError> {
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let file = options
         .open(path)
-        .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
+        .map_err(|e| StoreError::unavailable_from(format!("cannot open {}", path.display()), e))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Unavailable(format!(
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::unavailable(format!(
             "{} is in use by another process (another payhsmd on this data directory?)",
             path.display()
         ))),
-        Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Unavailable(format!(
-            "cannot lock {}: {e}",
-            path.display()
-        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(StoreError::unavailable_from(
+            format!("cannot lock {}", path.display()),
+            e,
+        )),
     }
 }
 
 /// SQLite's own error text (it never carries bound values such as ciphertext or keys).
 pub(super) fn sql_err(e: rusqlite::Error) -> StoreError {
-    StoreError::Unavailable(e.to_string())
+    StoreError::unavailable_from("sqlite", e)
 }
 
 impl SqliteStore {
@@ -226,9 +226,10 @@ impl SqliteStore {
         self.timing
             .time(op, async move {
                 let (job, answer) = writer::job(work);
-                let jobs = self.jobs.as_ref().ok_or_else(|| {
-                    StoreError::Unavailable("the store was opened read-only".into())
-                })?;
+                let jobs = self
+                    .jobs
+                    .as_ref()
+                    .ok_or_else(|| StoreError::unavailable("the store was opened read-only"))?;
                 jobs.send(job).map_err(|_| StoreError::Closed)?;
                 answer.await.map_err(|_| StoreError::Closed)?
             })

@@ -54,7 +54,7 @@ impl ReaderPool {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .pop()
-                .ok_or_else(|| StoreError::Unavailable("no idle read connection".into()))?;
+                .ok_or_else(|| StoreError::unavailable("no idle read connection"))?;
             let result = read(&conn);
             idle.lock()
                 .unwrap_or_else(PoisonError::into_inner)
@@ -63,7 +63,7 @@ impl ReaderPool {
             result
         })
         .await
-        .map_err(|e| StoreError::Unavailable(format!("read task failed: {e}")))?
+        .map_err(|e| StoreError::unavailable_from("read task failed", e))?
     }
 
     /// Runs a point read (one row by its key: microseconds on a warm page cache) on the
@@ -84,7 +84,7 @@ impl ReaderPool {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .pop()
-            .ok_or_else(|| StoreError::Unavailable("no idle read connection".into()))?;
+            .ok_or_else(|| StoreError::unavailable("no idle read connection"))?;
         let result = read(&conn);
         self.idle
             .lock()
@@ -102,7 +102,7 @@ impl ReaderPool {
         let idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         let conn = idle
             .last()
-            .ok_or_else(|| StoreError::Unavailable("no idle read connection".into()))?;
+            .ok_or_else(|| StoreError::unavailable("no idle read connection"))?;
         read(conn)
     }
 }
@@ -130,7 +130,7 @@ pub(super) fn data_keys(conn: &Connection) -> Result<Vec<WrappedDataKey>, StoreE
     let mut out = Vec::new();
     for row in rows {
         let (version, kek_label, iv, wrapped, state, created_at) = row.map_err(sql_err)?;
-        let bad = |what: &str| StoreError::Corrupt(format!("data key {version}: bad {what}"));
+        let bad = |what: &str| StoreError::corrupt(format!("data key {version}: bad {what}"));
         out.push(WrappedDataKey {
             version: KeyVersion(u32::try_from(version).map_err(|_| bad("version"))?),
             kek_label,
@@ -159,9 +159,9 @@ pub(super) fn latest_audit_record(conn: &Connection) -> Result<Option<AuditRecor
 /// A stored record, checked against the row's `seq`.
 fn decode_audit(seq: i64, json: &str) -> Result<AuditRecord, StoreError> {
     let record: AuditRecord = serde_json::from_str(json)
-        .map_err(|e| StoreError::Corrupt(format!("audit seq {seq}: {e}")))?;
+        .map_err(|e| StoreError::corrupt_from(format!("audit seq {seq}"), e))?;
     if i64::try_from(record.seq).ok() != Some(seq) {
-        return Err(StoreError::Corrupt(format!(
+        return Err(StoreError::corrupt(format!(
             "audit seq {seq}: record says seq {}",
             record.seq
         )));

@@ -199,7 +199,7 @@ pub(super) fn configure_writer(conn: &Connection) -> Result<(), StoreError> {
         .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
         .map_err(sql_err)?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(StoreError::Unavailable(format!(
+        return Err(StoreError::unavailable(format!(
             "journal_mode is {mode}, WAL required"
         )));
     }
@@ -222,9 +222,7 @@ pub(super) fn configure_reader(conn: &Connection) -> Result<(), StoreError> {
 /// Refuses a database this build cannot read: no schema, or one written by newer code.
 pub(super) fn check_readable(conn: &Connection) -> Result<(), StoreError> {
     if version(conn)? < 1 {
-        return Err(StoreError::Corrupt(
-            "no payhsm schema in this database".into(),
-        ));
+        return Err(StoreError::corrupt("no payhsm schema in this database"));
     }
     Ok(())
 }
@@ -240,7 +238,7 @@ fn version(conn: &Connection) -> Result<i64, StoreError> {
         .map_err(sql_err)?;
     let known = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
     if current > known {
-        return Err(StoreError::Corrupt(format!(
+        return Err(StoreError::corrupt(format!(
             "schema version {current} is newer than this build knows ({known})"
         )));
     }

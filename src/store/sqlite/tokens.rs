@@ -48,7 +48,7 @@ impl RawRow {
 
     /// Validates the row. Error texts name the token and the column, never the bytes.
     pub(super) fn into_record(self) -> Result<TokenRecord, StoreError> {
-        let bad = |what: &str| StoreError::Corrupt(format!("token {}: bad {what}", self.token));
+        let bad = |what: &str| StoreError::corrupt(format!("token {}: bad {what}", self.token));
         let fingerprint = match &self.fingerprint {
             None => None,
             Some(b) => Some(Fingerprint(
@@ -273,7 +273,7 @@ pub(super) fn detokenize(
         Some(r) if r.status == TokenStatus::Active => {
             // An active token always has its sealed PAN; without one the row is damaged.
             let sealed = r.sealed.clone().ok_or_else(|| {
-                StoreError::Corrupt(format!("token {}: active without a PAN", r.token.masked()))
+                StoreError::corrupt(format!("token {}: active without a PAN", r.token.masked()))
             })?;
             ctx.audit(annotate(audit, &r, "ok"))?;
             Ok(DetokenizeOutcome::Active(sealed))

@@ -44,9 +44,9 @@ impl ChainHead {
             });
         };
         let seq = u64::try_from(seq)
-            .map_err(|_| StoreError::Corrupt(format!("audit_log seq {seq} is negative")))?;
+            .map_err(|_| StoreError::corrupt(format!("audit_log seq {seq} is negative")))?;
         let hash = crate::audit::hash_from_hex(&hash)
-            .ok_or_else(|| StoreError::Corrupt(format!("audit_log seq {seq}: bad hash")))?;
+            .ok_or_else(|| StoreError::corrupt(format!("audit_log seq {seq}: bad hash")))?;
         Ok(Self { seq, hash })
     }
 }
@@ -83,9 +83,9 @@ impl JobCtx<'_> {
     pub(super) fn audit(&mut self, event: AuditEvent) -> Result<AuditRecord, StoreError> {
         let seq = self.carried.head.seq.saturating_add(1);
         let (record, hash, json) = link_encoded(&self.carried.head.hash, seq, event)
-            .map_err(|e| StoreError::Unavailable(format!("audit record encoding: {e}")))?;
-        let seq_i = i64::try_from(seq)
-            .map_err(|_| StoreError::Unavailable("audit seq out of range".into()))?;
+            .map_err(|e| StoreError::unavailable_from("audit record encoding", e))?;
+        let seq_i =
+            i64::try_from(seq).map_err(|_| StoreError::unavailable("audit seq out of range"))?;
         self.conn
             .prepare_cached(
                 "INSERT INTO audit_log (seq, action, token, record, prev_hash, hash)
@@ -145,7 +145,7 @@ where
     fn run(&mut self, ctx: &mut JobCtx<'_>) -> Result<(), ()> {
         let result = match self.work.take() {
             Some(work) => work(ctx),
-            None => Err(StoreError::Unavailable("job run twice".into())),
+            None => Err(StoreError::unavailable("job run twice")),
         };
         let ok = result.is_ok();
         self.result = Some(result);
@@ -161,10 +161,11 @@ where
             // The job's own error stands whatever happened to the batch.
             (Some(Err(e)), _) => Err(e),
             (Some(Ok(v)), Ok(())) => Ok(v),
-            (Some(Ok(_)), Err(e)) | (None, Err(e)) => {
-                Err(StoreError::Unavailable(format!("batch not committed: {e}")))
-            }
-            (None, Ok(())) => Err(StoreError::Unavailable("job was not run".into())),
+            (Some(Ok(_)), Err(e)) | (None, Err(e)) => Err(StoreError::unavailable_from(
+                "batch not committed",
+                e.clone(),
+            )),
+            (None, Ok(())) => Err(StoreError::unavailable("job was not run")),
         };
         // The caller may have gone away; nothing to do then.
         let _ = self.reply.send(answer);
@@ -287,7 +288,7 @@ fn run_jobs(
 }
 
 fn rolled_back() -> StoreError {
-    StoreError::Unavailable("transaction was rolled back by SQLite".into())
+    StoreError::unavailable("transaction was rolled back by SQLite")
 }
 
 /// Rolls back what is open; returns `e`.
