@@ -53,6 +53,8 @@ pub enum Command {
     /// needs two custodians), rewrap.
     #[command(subcommand_required = true)]
     Keys(KeysArgs),
+    /// Print the daemon's API contract, the OpenAPI 3.1 document (GET /v1/openapi.json).
+    Openapi,
     /// Print a shell completion script (`payhsm completions bash > /etc/bash_completion.d/payhsm`).
     Completions {
         /// The shell: bash, zsh, fish, elvish or powershell.
@@ -568,10 +570,39 @@ pub enum TokensCommand {
     Resume(TokenRef),
     /// Delete a token and wipe its ciphertext (DELETE /v1/tokens/{token}).
     Delete(TokenRef),
+    /// Tokenize up to 500 cards in one call (POST /v1/tokens/batch): ITEMS is a file (or `-`
+    /// for stdin) holding the JSON array of items, `[{"pan","exp_month","exp_year"}, ...]`.
+    /// Prints each item's token or error code; never a PAN.
+    Batch(TokenBatchArgs),
+    /// Return the PANs behind up to 500 tokens in one call (POST
+    /// /v1/tokens/detokenize/batch). Prints the PANs.
+    DetokenizeBatch(DetokenizeBatchArgs),
     /// Tokenize the cards of another vault from a file (POST /v1/tokens/batch), writing a
     /// mapping of each card's ref to its token. Resumable: rerun with the same mapping file
     /// and the refs already in it are skipped. Never prints a PAN.
     Import(ImportArgs),
+}
+
+/// `payhsm tokens batch`
+#[derive(Debug, Args)]
+pub struct TokenBatchArgs {
+    /// The items: a file holding a JSON array, or `-` to read it from stdin.
+    #[arg(value_name = "ITEMS|-")]
+    pub items: PathBuf,
+    /// Token domain of every item.
+    #[arg(long)]
+    pub domain: String,
+}
+
+/// `payhsm tokens detokenize-batch`
+#[derive(Debug, Args)]
+pub struct DetokenizeBatchArgs {
+    /// The tokens.
+    #[arg(required = true, num_args = 1..=500)]
+    pub tokens: Vec<String>,
+    /// The tokens' domain.
+    #[arg(long)]
+    pub domain: String,
 }
 
 /// `payhsm tokens import`
@@ -679,12 +710,52 @@ pub struct DevicesArgs {
 /// The device lifecycle operations of API v1.
 #[derive(Debug, Subcommand)]
 pub enum DevicesCommand {
+    /// Ask for an enrolment challenge (POST /v1/devices/challenges): the WebAuthn creation
+    /// options to give the authenticator.
+    Challenge(DeviceChallengeArgs),
+    /// Enrol a device with the authenticator's answer to a challenge (POST /v1/devices):
+    /// the attestation's fields, base64url without padding.
+    Enrol(EnrolArgs),
     /// List a user's or a card's devices (GET /v1/devices?user= | ?token=&domain=).
     List(DeviceListArgs),
     /// Show one device (GET /v1/devices/{id}).
     Get(DeviceRef),
     /// Revoke a device, for good (POST /v1/devices/{id}/revoke).
     Revoke(RevokeArgs),
+}
+
+/// `payhsm devices challenge`
+#[derive(Debug, Args)]
+pub struct DeviceChallengeArgs {
+    /// The user the device is enrolled for (1 to 64 characters).
+    #[arg(long)]
+    pub user: String,
+    /// The relying party id (a configured one).
+    #[arg(long)]
+    pub rp_id: String,
+}
+
+/// `payhsm devices enrol`: the attestation's fields, base64url without padding.
+#[derive(Debug, Args)]
+pub struct EnrolArgs {
+    /// The challenge answered.
+    #[arg(long)]
+    pub challenge_id: String,
+    /// The credential id.
+    #[arg(long)]
+    pub credential_id: String,
+    /// attestationObject.
+    #[arg(long)]
+    pub attestation_object: String,
+    /// clientDataJSON.
+    #[arg(long)]
+    pub client_data_json: String,
+    /// The token the device pays with (with --domain).
+    #[arg(long, requires = "domain")]
+    pub token: Option<String>,
+    /// The token's domain.
+    #[arg(long, requires = "token")]
+    pub domain: Option<String>,
 }
 
 /// `payhsm devices list`: `--user U`, or `--token T --domain D`.
@@ -860,6 +931,8 @@ pub enum KeysCommand {
         #[arg(long, value_name = "N")]
         key_version: u32,
     },
+    /// Print the published authorization keys, the JWKS (GET /v1/keys/jwks).
+    Jwks,
     /// Move every record to the active data key version, in batches, with progress on
     /// stderr. Safe to interrupt: run it again to resume.
     Rewrap {

@@ -2,12 +2,14 @@
 //! the PAN from stdin when asked.
 
 use super::args::{
-    AuthorizationsCommand, AuthorizeArgs, CreateArgs, DetokenizeArgs, DeviceListArgs,
-    DevicesCommand, HealthArgs, PanInput, PaymentChallengeArgs, TokenRef, TokensCommand,
+    AuthorizationsCommand, AuthorizeArgs, CreateArgs, DetokenizeArgs, DetokenizeBatchArgs,
+    DeviceChallengeArgs, DeviceListArgs, DevicesCommand, EnrolArgs, HealthArgs, PanInput,
+    PaymentChallengeArgs, TokenBatchArgs, TokenRef, TokensCommand,
 };
 use super::output::CliError;
 use hyper::Method;
 use serde::Serialize;
+use serde_json::json;
 use std::fmt;
 use std::io::{BufRead, IsTerminal, Read, Write};
 use zeroize::Zeroizing;
@@ -60,6 +62,24 @@ pub fn tokens_call(command: TokensCommand) -> Result<ApiCall, CliError> {
         TokensCommand::Suspend(t) => Ok(token_call(Method::POST, &t, "/suspend")),
         TokensCommand::Resume(t) => Ok(token_call(Method::POST, &t, "/resume")),
         TokensCommand::Delete(t) => Ok(token_call(Method::DELETE, &t, "")),
+        TokensCommand::Batch(args) => {
+            let items = if args.items.as_os_str() == "-" {
+                read_items(&mut std::io::stdin().lock())?
+            } else {
+                let file = std::fs::File::open(&args.items)
+                    .map_err(|e| CliError::Usage(format!("{}: {e}", args.items.display())))?;
+                read_items(&mut std::io::BufReader::new(file))?
+            };
+            batch_call(&args, &items)
+        }
+        TokensCommand::DetokenizeBatch(DetokenizeBatchArgs { tokens, domain }) => {
+            let body = json!({ "domain": domain, "tokens": tokens });
+            Ok(ApiCall {
+                method: Method::POST,
+                path: "/v1/tokens/detokenize/batch".to_owned(),
+                body: Some(to_json(&body, 64 + 32 * tokens.len())?),
+            })
+        }
         TokensCommand::Import(_) => Err(CliError::Usage(
             "tokens import makes many calls: run it through cli::run".to_owned(),
         )),
@@ -143,6 +163,16 @@ pub fn devices_call(command: DevicesCommand) -> Result<ApiCall, CliError> {
         body: None,
     };
     match command {
+        DevicesCommand::Challenge(DeviceChallengeArgs { user, rp_id }) => Ok(ApiCall {
+            method: Method::POST,
+            path: "/v1/devices/challenges".to_owned(),
+            body: Some(to_json(&json!({ "user": user, "rp_id": rp_id }), 256)?),
+        }),
+        DevicesCommand::Enrol(args) => Ok(ApiCall {
+            method: Method::POST,
+            path: "/v1/devices".to_owned(),
+            body: Some(to_json(&EnrolBody::from(&args), 4096)?),
+        }),
         DevicesCommand::List(DeviceListArgs {
             user: Some(user), ..
         }) => Ok(get(format!("/v1/devices?user={}", percent_encode(&user)))),
@@ -167,6 +197,40 @@ pub fn devices_call(command: DevicesCommand) -> Result<ApiCall, CliError> {
                 64 + r.reason.len(),
             )?),
         }),
+    }
+}
+
+#[derive(Serialize)]
+struct EnrolBody<'a> {
+    challenge_id: &'a str,
+    credential_id: &'a str,
+    attestation_object: &'a str,
+    client_data_json: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    domain: Option<&'a str>,
+}
+
+impl<'a> From<&'a EnrolArgs> for EnrolBody<'a> {
+    fn from(a: &'a EnrolArgs) -> Self {
+        Self {
+            challenge_id: &a.challenge_id,
+            credential_id: &a.credential_id,
+            attestation_object: &a.attestation_object,
+            client_data_json: &a.client_data_json,
+            token: a.token.as_deref(),
+            domain: a.domain.as_deref(),
+        }
+    }
+}
+
+/// The call for `payhsm openapi`.
+pub fn openapi_call() -> ApiCall {
+    ApiCall {
+        method: Method::GET,
+        path: "/v1/openapi.json".to_owned(),
+        body: None,
     }
 }
 
@@ -215,6 +279,52 @@ fn create_call(args: &CreateArgs, pan: &str) -> Result<ApiCall, CliError> {
         method: Method::POST,
         path: "/v1/tokens".to_owned(),
         body: Some(to_json(&body, capacity)?),
+    })
+}
+
+/// The largest items file read for `tokens batch`: the daemon's batch body limit (128 KiB by
+/// default) with room for a raised one.
+const MAX_ITEMS_BYTES: u64 = 1 << 20;
+
+/// Reads a `tokens batch` items file: a JSON array, kept in a buffer that is zeroized and
+/// never reallocated (it holds PANs). Only its shape is checked here; the daemon checks each
+/// item and answers for each.
+fn read_items(input: &mut dyn Read) -> Result<Zeroizing<Vec<u8>>, CliError> {
+    let mut items = Zeroizing::new(Vec::with_capacity(MAX_ITEMS_BYTES as usize + 1));
+    input
+        .take(MAX_ITEMS_BYTES + 1)
+        .read_to_end(&mut items)
+        .map_err(|e| CliError::Usage(format!("reading the items: {e}")))?;
+    if items.len() as u64 > MAX_ITEMS_BYTES {
+        return Err(CliError::Usage(format!(
+            "the items are over {MAX_ITEMS_BYTES} bytes: split them, or use tokens import"
+        )));
+    }
+    // The parse error is not shown: its text could quote a PAN.
+    serde_json::from_slice::<Vec<serde::de::IgnoredAny>>(&items).map_err(|_| {
+        CliError::Usage(
+            "the items must be a JSON array of {\"pan\",\"exp_month\",\"exp_year\"} objects"
+                .to_owned(),
+        )
+    })?;
+    Ok(items)
+}
+
+/// `POST /v1/tokens/batch` with the items as read: the body is built around them byte for
+/// byte, in a buffer sized so it never reallocates.
+fn batch_call(args: &TokenBatchArgs, items: &[u8]) -> Result<ApiCall, CliError> {
+    let domain = serde_json::to_string(&args.domain)
+        .map_err(|e| CliError::Usage(format!("encoding the request: {e}")))?;
+    let mut body = Vec::with_capacity(32 + domain.len() + items.len());
+    body.extend_from_slice(b"{\"domain\":");
+    body.extend_from_slice(domain.as_bytes());
+    body.extend_from_slice(b",\"items\":");
+    body.extend_from_slice(items);
+    body.push(b'}');
+    Ok(ApiCall {
+        method: Method::POST,
+        path: "/v1/tokens/batch".to_owned(),
+        body: Some(body),
     })
 }
 
@@ -287,8 +397,293 @@ mod tests {
             Command::Authorizations(a) => authorizations_call(a.command).unwrap(),
             Command::Devices(d) => devices_call(d.command).unwrap(),
             Command::Health(h) => health_call(&h),
+            Command::Openapi => openapi_call(),
             other => panic!("not an API call: {other:?}"),
         }
+    }
+
+    /// `(method, path template)` of each route in docs/openapi.json.
+    fn documented_routes() -> std::collections::BTreeSet<(String, String)> {
+        let doc: serde_json::Value =
+            serde_json::from_str(include_str!("../../docs/openapi.json")).unwrap();
+        let mut routes = std::collections::BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                if ["get", "post", "put", "patch", "delete"].contains(&method.as_str()) {
+                    routes.insert((method.to_uppercase(), path.clone()));
+                }
+            }
+        }
+        routes
+    }
+
+    /// The route template a concrete path matches: `{x}` stands for one segment; the query
+    /// is not part of it.
+    fn matches_template(path: &str, template: &str) -> bool {
+        let path = path.split('?').next().unwrap();
+        let (p, t): (Vec<_>, Vec<_>) = (path.split('/').collect(), template.split('/').collect());
+        p.len() == t.len()
+            && p.iter()
+                .zip(&t)
+                .all(|(p, t)| (t.starts_with('{') && t.ends_with('}') && !p.is_empty()) || p == t)
+    }
+
+    #[test]
+    fn every_documented_route_has_a_subcommand() {
+        // Subcommands built as one `ApiCall`: their call is checked. The others drive a
+        // session (pages, progress, a JWKS fetch); for them the command line must parse and
+        // the module that runs it must send to the route.
+        let calls: &[&[&str]] = &[
+            &[
+                "payhsm",
+                "tokens",
+                "create",
+                "--pan",
+                "4111111111111111",
+                "--domain",
+                "d",
+            ],
+            &[
+                "payhsm",
+                "tokens",
+                "detokenize",
+                "--token",
+                "9",
+                "--domain",
+                "d",
+            ],
+            &["payhsm", "tokens", "get", "9", "--domain", "d"],
+            &["payhsm", "tokens", "delete", "9", "--domain", "d"],
+            &["payhsm", "tokens", "suspend", "9", "--domain", "d"],
+            &["payhsm", "tokens", "resume", "9", "--domain", "d"],
+            &["payhsm", "tokens", "detokenize-batch", "9", "--domain", "d"],
+            &[
+                "payhsm",
+                "devices",
+                "challenge",
+                "--user",
+                "u",
+                "--rp-id",
+                "r",
+            ],
+            &[
+                "payhsm",
+                "devices",
+                "enrol",
+                "--challenge-id",
+                "c",
+                "--credential-id",
+                "i",
+                "--attestation-object",
+                "a",
+                "--client-data-json",
+                "j",
+            ],
+            &["payhsm", "devices", "list", "--user", "u"],
+            &["payhsm", "devices", "get", "dev"],
+            &["payhsm", "devices", "revoke", "dev", "--reason", "lost"],
+            &[
+                "payhsm",
+                "authorizations",
+                "challenge",
+                "--token",
+                "9",
+                "--domain",
+                "d",
+                "--device-id",
+                "dev",
+                "--amount",
+                "1",
+                "--currency",
+                "EUR",
+                "--payee",
+                "p",
+            ],
+            &[
+                "payhsm",
+                "authorizations",
+                "create",
+                "--challenge-id",
+                "c",
+                "--credential-id",
+                "i",
+                "--authenticator-data",
+                "a",
+                "--client-data-json",
+                "j",
+                "--signature",
+                "s",
+            ],
+            &["payhsm", "authorizations", "get", "a"],
+            &["payhsm", "health"],
+            &["payhsm", "health", "--ready"],
+            &["payhsm", "health", "--metrics"],
+            &["payhsm", "openapi"],
+        ];
+        let sessions: &[(&[&str], &str, &str, &str)] = &[
+            (
+                &["payhsm", "tokens", "batch", "-", "--domain", "d"],
+                "POST",
+                "/v1/tokens/batch",
+                include_str!("calls.rs"),
+            ),
+            (
+                &["payhsm", "keys", "list"],
+                "GET",
+                "/v1/keys",
+                include_str!("keys.rs"),
+            ),
+            (
+                &["payhsm", "keys", "jwks"],
+                "GET",
+                "/v1/keys/jwks",
+                include_str!("keys.rs"),
+            ),
+            (
+                &["payhsm", "keys", "rotate", "--purpose", "data"],
+                "POST",
+                "/v1/keys/changes",
+                include_str!("keys.rs"),
+            ),
+            (
+                &["payhsm", "keys", "rewrap"],
+                "POST",
+                "/v1/keys/rewrap",
+                include_str!("keys.rs"),
+            ),
+            (
+                &["payhsm", "audit", "export", "--url", "https://h:1"],
+                "GET",
+                "/v1/audit",
+                include_str!("audit.rs"),
+            ),
+        ];
+        let mut covered = std::collections::BTreeSet::new();
+        let documented = documented_routes();
+        for argv in calls {
+            let c = call(argv);
+            let route = documented
+                .iter()
+                .find(|(m, t)| *m == c.method.as_str() && matches_template(&c.path, t))
+                .unwrap_or_else(|| panic!("{argv:?}: {} {} is not documented", c.method, c.path));
+            covered.insert(route.clone());
+        }
+        for (argv, method, path, source) in sessions {
+            Cli::try_parse_from(*argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+            assert!(
+                source.contains(&format!("\"{path}")),
+                "{argv:?} does not send to {path}"
+            );
+            assert!(
+                documented.contains(&(method.to_string(), path.to_string())),
+                "{path}"
+            );
+            covered.insert((method.to_string(), path.to_string()));
+        }
+        let missing: Vec<_> = documented.difference(&covered).collect();
+        assert!(
+            missing.is_empty(),
+            "routes without a subcommand: {missing:?}"
+        );
+    }
+
+    #[test]
+    fn tokens_batch_sends_the_items_as_read_inside_the_request() {
+        let items = br#"[{"pan":"4111111111111111","exp_month":12,"exp_year":2030},{"pan":"x"}]"#;
+        let read = read_items(&mut &items[..]).unwrap();
+        let args = TokenBatchArgs {
+            items: "-".into(),
+            domain: "shop".into(),
+        };
+        let c = batch_call(&args, &read).unwrap();
+        assert_eq!(
+            (c.method.clone(), c.path.as_str()),
+            (Method::POST, "/v1/tokens/batch")
+        );
+        assert_eq!(
+            body(&c),
+            json!({"domain": "shop", "items": [
+                {"pan": "4111111111111111", "exp_month": 12, "exp_year": 2030},
+                {"pan": "x"}
+            ]})
+        );
+    }
+
+    #[test]
+    fn tokens_batch_refuses_what_is_not_an_array_without_quoting_it() {
+        for bad in [
+            &br#"{"pan":"4111111111111111"}"#[..],
+            b"[{\"pan\":\"4111111111111111\"",
+            b"",
+        ] {
+            let Err(CliError::Usage(m)) = read_items(&mut &bad[..]) else {
+                panic!("accepted {:?}", String::from_utf8_lossy(bad));
+            };
+            assert!(!m.contains("4111"), "{m}");
+        }
+        let big = vec![b' '; MAX_ITEMS_BYTES as usize + 1];
+        assert!(matches!(read_items(&mut &big[..]), Err(CliError::Usage(m)) if m.contains("over")));
+    }
+
+    #[test]
+    fn detokenize_batch_and_device_enrolment_build_their_bodies() {
+        let c = call(&[
+            "payhsm",
+            "tokens",
+            "detokenize-batch",
+            "41",
+            "42",
+            "--domain",
+            "d",
+        ]);
+        assert_eq!(c.path, "/v1/tokens/detokenize/batch");
+        assert_eq!(body(&c), json!({"domain": "d", "tokens": ["41", "42"]}));
+        let c = call(&[
+            "payhsm",
+            "devices",
+            "challenge",
+            "--user",
+            "alice",
+            "--rp-id",
+            "localhost",
+        ]);
+        assert_eq!(body(&c), json!({"user": "alice", "rp_id": "localhost"}));
+        let c = call(&[
+            "payhsm",
+            "devices",
+            "enrol",
+            "--challenge-id",
+            "c",
+            "--credential-id",
+            "i",
+            "--attestation-object",
+            "a",
+            "--client-data-json",
+            "j",
+            "--token",
+            "9",
+            "--domain",
+            "d",
+        ]);
+        assert_eq!(
+            body(&c),
+            json!({"challenge_id": "c", "credential_id": "i", "attestation_object": "a",
+                   "client_data_json": "j", "token": "9", "domain": "d"})
+        );
+        let c = call(&[
+            "payhsm",
+            "devices",
+            "enrol",
+            "--challenge-id",
+            "c",
+            "--credential-id",
+            "i",
+            "--attestation-object",
+            "a",
+            "--client-data-json",
+            "j",
+        ]);
+        assert!(body(&c).get("token").is_none());
     }
 
     fn body(c: &ApiCall) -> serde_json::Value {

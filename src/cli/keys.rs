@@ -27,6 +27,7 @@ pub fn run(args: &KeysArgs, connect: &ConnectArgs) -> i32 {
             purpose,
             key_version,
         } => session.change("destroy", *purpose, Some(*key_version)),
+        KeysCommand::Jwks => session.jwks(),
         KeysCommand::Rewrap { batch } => session.rewrap(*batch),
     });
     result.unwrap_or_else(|e| output::fail(&e))
@@ -48,6 +49,14 @@ impl Session {
             eprintln!("payhsm: warning: {}", warning.as_str().unwrap_or_default());
         }
         Ok(EXIT_OK)
+    }
+
+    fn jwks(&mut self) -> Result<i32, CliError> {
+        Ok(output::report(self.send(
+            Method::GET,
+            "/v1/keys/jwks",
+            None,
+        )?))
     }
 
     fn change(

@@ -110,6 +110,7 @@ pub fn run(cli: Cli) -> i32 {
             Err(e) => output::fail(&e),
         },
         Command::Health(args) => execute(connect, calls::health_call(&args)),
+        Command::Openapi => execute(connect, calls::openapi_call()),
         Command::Pki(PkiArgs {
             command: PkiCommand::Dev { out },
         }) => pki_dev(&out),
