@@ -20,7 +20,7 @@ use progress::Progress;
 use serde::Deserialize;
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, IsTerminal, Read, Seek, Write};
+use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
 use std::path::Path;
 use zeroize::Zeroizing;
 
@@ -131,10 +131,10 @@ struct Run {
     domain: String,
     mapping: std::io::BufWriter<File>,
     errors: Option<std::io::BufWriter<File>>,
-    /// Refs in the mapping file.
-    done: HashSet<String>,
+    /// Refs in the mapping file when the run started.
+    done: HashSet<RefKey>,
     /// Refs met in this run's input.
-    seen: HashSet<String>,
+    seen: HashSet<RefKey>,
     progress: Progress,
     summary: Summary,
     pending: Vec<Pending>,
@@ -192,10 +192,11 @@ impl Run {
         let Some(reference) = reference else {
             return self.refuse(number, None, card.err().unwrap_or("missing_ref"));
         };
-        if !self.seen.insert(reference.as_str().to_owned()) {
+        let key = ref_key(reference.as_str());
+        if !self.seen.insert(key) {
             return self.refuse(number, Some(&reference), "duplicate_ref");
         }
-        if self.done.contains(reference.as_str()) {
+        if self.done.contains(&key) {
             self.summary.skipped += 1;
             self.progress.advance(1);
             return Ok(());
@@ -245,7 +246,6 @@ impl Run {
                         Some("created") => self.summary.created += 1,
                         _ => self.summary.existing += 1,
                     }
-                    self.done.insert(p.reference.as_str().to_owned());
                     self.progress.advance(1);
                 }
                 (None, error) => {
@@ -393,30 +393,49 @@ struct MappingLine {
 
 /// The refs already in the mapping file (none if it does not exist). A last line without its
 /// line break (the run was cut while writing it) is cut off the file.
-fn read_mapping(path: &Path) -> Result<HashSet<String>, Stop> {
+fn read_mapping(path: &Path) -> Result<HashSet<RefKey>, Stop> {
     let mut done = HashSet::new();
-    let mut file = match OpenOptions::new().read(true).write(true).open(path) {
+    let file = match OpenOptions::new().read(true).write(true).open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(done),
         Err(e) => return Err(io("opening", path)(e)),
     };
-    let mut text = String::new();
-    file.read_to_string(&mut text)
-        .map_err(io("reading", path))?;
-    let whole = text.rfind('\n').map_or(0, |i| i + 1);
-    if whole < text.len() {
-        file.set_len(whole as u64).map_err(io("repairing", path))?;
-        file.rewind().map_err(io("repairing", path))?;
-    }
-    for (i, line) in text.get(..whole).unwrap_or_default().lines().enumerate() {
-        let parsed: MappingLine = serde_json::from_str(line).map_err(|_| {
+    // Streamed: a mapping of millions of cards is never held whole.
+    let mut reader = BufReader::new(&file);
+    let (mut line, mut whole, mut number) = (String::new(), 0u64, 0u64);
+    loop {
+        line.clear();
+        let n = reader.read_line(&mut line).map_err(io("reading", path))?;
+        if n == 0 || !line.ends_with('\n') {
+            break;
+        }
+        number += 1;
+        let parsed: MappingLine = serde_json::from_str(line.trim_end()).map_err(|_| {
             Stop::Cli(CliError::Usage(format!(
-                "{} line {}: not a {{\"ref\",\"token\"}} line",
+                "{} line {number}: not a {{\"ref\",\"token\"}} line",
                 path.display(),
-                i + 1
             )))
         })?;
-        done.insert(parsed.reference);
+        done.insert(ref_key(&parsed.reference));
+        whole += n as u64;
+    }
+    // A torn last line (the run was interrupted while writing it) is cut off.
+    let len = file.metadata().map_err(io("reading", path))?.len();
+    if whole < len {
+        file.set_len(whole).map_err(io("repairing", path))?;
     }
     Ok(done)
+}
+
+/// A ref as the import remembers it: 128 bits of its SHA-256, so memory stays about 20 bytes
+/// per card whatever the refs' length (two refs of 10 million share a key with probability
+/// about 10^-25).
+type RefKey = [u8; 16];
+
+fn ref_key(reference: &str) -> RefKey {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(reference.as_bytes());
+    let mut key = [0u8; 16];
+    key.copy_from_slice(digest.get(..16).unwrap_or_default());
+    key
 }
