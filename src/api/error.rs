@@ -430,11 +430,138 @@ mod tests {
             ),
             (ApiError::RequestTimeout, 408, "request_timeout"),
             (ApiError::Internal, 500, "internal_error"),
+            (service::Error::KeysChanged.into(), 503, "keys_changed"),
+            (
+                service::Error::UnsupportedKeyChange("x").into(),
+                422,
+                "unsupported_key_change",
+            ),
+            (service::Error::KeyNotFound.into(), 404, "key_not_found"),
+            (
+                service::Error::KeyStateConflict("retired".into()).into(),
+                409,
+                "key_state_conflict",
+            ),
+            (
+                service::Error::KeyInUse {
+                    records: 1,
+                    until: None,
+                }
+                .into(),
+                409,
+                "key_in_use",
+            ),
+            (
+                service::Error::KeyNotPublishedLongEnough {
+                    not_before: "t".into(),
+                }
+                .into(),
+                409,
+                "key_not_published_long_enough",
+            ),
+            (
+                service::Error::SameCustodian {
+                    expires_at: "t".into(),
+                }
+                .into(),
+                409,
+                "same_custodian",
+            ),
+            (
+                service::Error::Hsm(crate::keys::HsmError::WorkerGone).into(),
+                503,
+                "hsm_unavailable",
+            ),
         ];
+        // The table holds every service error: a new variant fails to compile below until
+        // it is numbered, and then this test until the table has it.
+        let covered: std::collections::BTreeSet<usize> = table
+            .iter()
+            .filter_map(|(e, _, _)| match e {
+                ApiError::Service(e) => Some(service_variant(e)),
+                _ => None,
+            })
+            .collect();
+        let all: std::collections::BTreeSet<usize> = (0..SERVICE_VARIANTS).collect();
+        assert_eq!(covered, all, "service errors missing from the table");
+        let documented = documented_codes();
+        let mut missing = Vec::new();
         for (err, status, code) in table {
             assert_eq!(err.status().as_u16(), status, "{err:?}");
             assert_eq!(err.code(), code, "{err:?}");
+            // And the contract says so: docs/api.md's table (equal to the OpenAPI document's
+            // `x-error-codes`, see `api::routes`), the verifier's codes under their one row.
+            let row = match &err {
+                ApiError::Service(service::Error::Webauthn(_)) => {
+                    (status, "*the verifier's reason code*".to_owned())
+                }
+                _ => (status, code.to_owned()),
+            };
+            if !documented.contains(&row) {
+                missing.push(row);
+            }
         }
+        assert!(
+            missing.is_empty(),
+            "not in docs/api.md's table: {missing:?}"
+        );
+    }
+
+    const SERVICE_VARIANTS: usize = 36;
+
+    /// The variant's number: exhaustive, so a new variant must be numbered here.
+    fn service_variant(e: &service::Error) -> usize {
+        use service::Error as S;
+        match e {
+            S::Invalid(_) => 0,
+            S::Forbidden => 1,
+            S::TokenNotFound => 2,
+            S::TokenSuspended => 3,
+            S::TokenStateConflict(_) => 4,
+            S::TokenSpaceExhausted => 5,
+            S::Store(_) => 6,
+            S::KeysChanged => 7,
+            S::Keys(_) => 8,
+            S::UnknownRelyingParty => 9,
+            S::InvalidUser => 10,
+            S::ChallengeNotFound => 11,
+            S::AuthorizationNotFound => 12,
+            S::ChallengeUsed => 13,
+            S::ChallengeExpired => 14,
+            S::Webauthn(_) => 15,
+            S::CredentialIdMismatch => 16,
+            S::CredentialExists => 17,
+            S::Payment(_) => 18,
+            S::DeviceNotFound => 19,
+            S::DeviceRevoked => 20,
+            S::InvalidRevocationReason => 21,
+            S::DeviceNotEnrolledForToken => 22,
+            S::CredentialMismatch => 23,
+            S::CounterConflict => 24,
+            S::PaymentRefused(_) => 25,
+            S::IdempotencyKeyReused => 26,
+            S::Signer(_) => 27,
+            S::UnsupportedKeyChange(_) => 28,
+            S::KeyNotFound => 29,
+            S::KeyStateConflict(_) => 30,
+            S::KeyInUse { .. } => 31,
+            S::KeyNotPublishedLongEnough { .. } => 32,
+            S::SameCustodian { .. } => 33,
+            S::Hsm(_) => 34,
+            S::BatchTooLarge => 35,
+        }
+    }
+
+    /// The (status, code) rows of docs/api.md's table of codes.
+    fn documented_codes() -> std::collections::BTreeSet<(u16, String)> {
+        include_str!("../../docs/api.md")
+            .lines()
+            .filter_map(|line| {
+                let cells: Vec<&str> = line.strip_prefix("| ")?.split(" | ").collect();
+                let status = cells.first()?.parse().ok()?;
+                Some((status, cells.get(1)?.trim_matches('`').to_owned()))
+            })
+            .collect()
     }
 
     #[test]

@@ -789,6 +789,55 @@ mod tests {
         (label, r)
     }
 
+    /// docs/api.md's table of codes is the OpenAPI document's `x-error-codes`, row for row;
+    /// and each row's status is one some operation declares (but 405, answered to a method
+    /// no operation has).
+    #[test]
+    fn the_codes_table_of_docs_api_md_is_the_openapi_documents() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        let in_doc: Vec<(u64, String, String)> = doc["x-error-codes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["status"].as_u64().unwrap(),
+                    r["code"].as_str().unwrap().to_owned(),
+                    r["when"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        let in_md: Vec<(u64, String, String)> = include_str!("../../docs/api.md")
+            .lines()
+            .filter_map(|line| {
+                let row = line.strip_prefix("| ")?.strip_suffix(" |")?;
+                let mut cells = row.splitn(3, " | ");
+                let status = cells.next()?.parse().ok()?;
+                let code = cells.next()?.trim_matches('`').to_owned();
+                Some((status, code, cells.next()?.to_owned()))
+            })
+            .collect();
+        assert!(in_md.len() > 50, "the table was not found: {}", in_md.len());
+        for (i, (md, doc)) in in_md.iter().zip(&in_doc).enumerate() {
+            assert_eq!(md, doc, "row {i}");
+        }
+        assert_eq!(in_md.len(), in_doc.len());
+        let declared: std::collections::BTreeSet<u64> = doc["paths"]
+            .as_object()
+            .unwrap()
+            .values()
+            .flat_map(|item| item.as_object().unwrap().values())
+            .filter_map(|op| op.get("responses")?.as_object())
+            .flat_map(|responses| responses.keys().filter_map(|k| k.parse().ok()))
+            .collect();
+        for (status, code, _) in &in_doc {
+            assert!(
+                declared.contains(status) || *status == 405,
+                "{status} {code}: no operation declares {status}"
+            );
+        }
+    }
+
     /// Every route of the router is an operation of the OpenAPI document and the other way
     /// round: each (method, path) of the document resolves to a route (a path template's
     /// parameter filled in), and together they reach every route there is.
