@@ -18,7 +18,7 @@ use hyper::Method;
 use input::{is_csv_header, parse_line, Card, Format, Line};
 use progress::Progress;
 use serde::Deserialize;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
 use std::path::Path;
@@ -85,7 +85,7 @@ pub fn run(connect: &ConnectArgs, args: &ImportArgs) -> i32 {
 
 fn import(connect: &ConnectArgs, args: &ImportArgs) -> Result<Summary, Stop> {
     let total = count_lines(&args.file)?;
-    let done = read_mapping(&args.mapping)?;
+    let refs = read_mapping(&args.mapping, total)?;
     let mapping = OpenOptions::new()
         .create(true)
         .append(true)
@@ -101,8 +101,7 @@ fn import(connect: &ConnectArgs, args: &ImportArgs) -> Result<Summary, Stop> {
         domain: args.domain.clone(),
         mapping: std::io::BufWriter::new(mapping),
         errors: errors.map(std::io::BufWriter::new),
-        done,
-        seen: HashSet::new(),
+        refs,
         progress: Progress::new(total, std::io::stderr().is_terminal()),
         summary: Summary::default(),
         pending: Vec::with_capacity(usize::from(args.batch)),
@@ -131,10 +130,9 @@ struct Run {
     domain: String,
     mapping: std::io::BufWriter<File>,
     errors: Option<std::io::BufWriter<File>>,
-    /// Refs in the mapping file when the run started.
-    done: HashSet<RefKey>,
-    /// Refs met in this run's input.
-    seen: HashSet<RefKey>,
+    /// Each ref of the mapping file (false) or of this run's input (true): one table, so
+    /// a card costs about 20 bytes of memory whatever the size of the run.
+    refs: HashMap<RefKey, bool>,
     progress: Progress,
     summary: Summary,
     pending: Vec<Pending>,
@@ -193,13 +191,14 @@ impl Run {
             return self.refuse(number, None, card.err().unwrap_or("missing_ref"));
         };
         let key = ref_key(reference.as_str());
-        if !self.seen.insert(key) {
-            return self.refuse(number, Some(&reference), "duplicate_ref");
-        }
-        if self.done.contains(&key) {
-            self.summary.skipped += 1;
-            self.progress.advance(1);
-            return Ok(());
+        match self.refs.insert(key, true) {
+            Some(true) => return self.refuse(number, Some(&reference), "duplicate_ref"),
+            Some(false) => {
+                self.summary.skipped += 1;
+                self.progress.advance(1);
+                return Ok(());
+            }
+            None => {}
         }
         match card {
             Err(code) => self.refuse(number, Some(&reference), code),
@@ -393,8 +392,10 @@ struct MappingLine {
 
 /// The refs already in the mapping file (none if it does not exist). A last line without its
 /// line break (the run was cut while writing it) is cut off the file.
-fn read_mapping(path: &Path) -> Result<HashSet<RefKey>, Stop> {
-    let mut done = HashSet::new();
+/// The refs of the mapping file, in a table sized for `cards` refs (the input's lines): it
+/// then never grows during the run.
+fn read_mapping(path: &Path, cards: u64) -> Result<HashMap<RefKey, bool>, Stop> {
+    let mut done = HashMap::with_capacity(usize::try_from(cards).unwrap_or(0));
     let file = match OpenOptions::new().read(true).write(true).open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(done),
@@ -416,7 +417,7 @@ fn read_mapping(path: &Path) -> Result<HashSet<RefKey>, Stop> {
                 path.display(),
             )))
         })?;
-        done.insert(ref_key(&parsed.reference));
+        done.insert(ref_key(&parsed.reference), false);
         whole += n as u64;
     }
     // A torn last line (the run was interrupted while writing it) is cut off.
