@@ -369,3 +369,66 @@ async fn the_cli_lists_gets_and_revokes_devices() {
     let (code, _) = devices_cli(&d, &["revoke", &device_id, "--reason", "lost"]);
     assert_ne!(code, 0, "a second revocation fails");
 }
+
+/// A revocation on one replica racing an approval on the other (PostgreSQL), nine times: the
+/// approval either committed before the revocation, its audit record ahead of the
+/// revocation's in the one chain, or was refused 409 `device_revoked`. None is approved after
+/// the revocation committed, and the device ends revoked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_approval_racing_a_revocation_on_the_other_replica_never_commits_after_it() {
+    let url = postgres::fresh_database();
+    let a = Daemon::start_with(&["--postgres", &url]);
+    let b = a.replica(&["--postgres", &url]);
+    let mut gw_a = a.client("gateway").await;
+    let mut gw_b = b.client("gateway").await;
+    // (the approval's request id when it was approved, the revocation's request id)
+    let mut raced = Vec::new();
+    // The revocation leaves later each round: the first rounds race (either may commit
+    // first), the last one lets the approval through first.
+    for delay_us in [0, 250, 500, 750, 1000, 1500, 2000, 3000, 500_000] {
+        let auth = Authenticator::new();
+        let (token, device_id) = enrol_for_token(&mut gw_a, &auth, DOMAIN).await;
+        let (id, ch) = issue(&mut gw_b, &token, &device_id).await;
+        let body = auth.assert(&ch, 1, None).body(&id);
+        let (paid, revoked) = tokio::join!(post(&mut gw_b, "/v1/authorizations", body), async {
+            tokio::time::sleep(std::time::Duration::from_micros(delay_us)).await;
+            revoke(&mut gw_a, &device_id, "stolen").await
+        });
+        assert_eq!(revoked.status, 200, "{:?}", revoked.json());
+        let request_id = |r: &Response| r.headers["x-request-id"].to_str().unwrap().to_owned();
+        match paid.status {
+            201 => raced.push((Some(request_id(&paid)), request_id(&revoked))),
+            _ => {
+                assert_eq!(status_code(&paid), (409, "device_revoked".into()));
+                raced.push((None, request_id(&revoked)));
+            }
+        }
+        let seen = get(&mut gw_b, &format!("/v1/devices/{device_id}")).await;
+        assert_eq!(seen.json().unwrap()["status"], "revoked");
+    }
+    let approved = raced.iter().filter(|(a, _)| a.is_some()).count();
+    eprintln!("{approved} of {} approvals won the race", raced.len());
+    assert!(approved > 0, "no approval to compare with its revocation");
+    let mut auditor = a.client("auditor").await;
+    let page = get(&mut auditor, "/v1/audit?limit=1000")
+        .await
+        .json()
+        .unwrap();
+    let records = page["records"].as_array().unwrap();
+    let seq_of = |id: &str, outcome: &str| {
+        records
+            .iter()
+            .find(|r| r["request_id"] == id && r["outcome"] == outcome)
+            .unwrap_or_else(|| panic!("no {outcome} record for {id}"))["seq"]
+            .as_u64()
+            .unwrap()
+    };
+    for (approved, revocation) in &raced {
+        if let Some(approved) = approved {
+            assert!(
+                seq_of(approved, "approved") < seq_of(revocation, "revoked"),
+                "approval {approved} committed after revocation {revocation}"
+            );
+        }
+    }
+}
