@@ -47,6 +47,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("webauthn_cbor", webauthn_cbor),
     ("webauthn_client_data", webauthn_client_data),
     ("webauthn_cose_key", webauthn_cose_key),
+    ("webauthn_mds_blob", webauthn_mds_blob),
     ("webauthn_registration", webauthn_registration),
     ("webauthn_x5c_chain", webauthn_x5c_chain),
 ];
@@ -209,6 +210,11 @@ pub fn webauthn_cose_key(data: &[u8]) {
 /// The whole registration ceremony (WebAuthn L3 §7.1) over outside bytes.
 pub fn webauthn_registration(data: &[u8]) {
     crate::webauthn::registration::fuzz_verify(data);
+}
+
+/// A FIDO Metadata Service BLOB: the compact JWS, its header, and its payload's entries.
+pub fn webauthn_mds_blob(data: &[u8]) {
+    crate::webauthn::attestation::mds::fuzz_blob(data);
 }
 
 /// x5c chain building, certificate signatures and the Android and Apple extensions.

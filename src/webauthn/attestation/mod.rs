@@ -23,6 +23,7 @@
 //! - `der`: a small strict DER reader for the extensions x509-parser does not know.
 //! - one module per format: `packed`, `fido_u2f`, `tpm`, `android_key`, `apple`, `safetynet`.
 //! - [`appattest`]: Apple App Attest attestation and assertion (not a WebAuthn format).
+//! - [`mds`]: FIDO Metadata Service BLOBs: anchors and status reports by AAGUID.
 use super::authdata::AuthenticatorData;
 use super::cbor::Value;
 use super::cose::CoseAlgorithm;
@@ -36,6 +37,7 @@ mod der;
 mod error;
 mod fido_u2f;
 mod keys;
+pub mod mds;
 mod packed;
 mod safetynet;
 mod tpm;
