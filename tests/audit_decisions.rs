@@ -14,7 +14,8 @@ use hyper::Method;
 use payhsm::card::Domain;
 use payhsm::client::{Client, Response};
 use payhsm::policy::{
-    Action, PaymentContext, PolicyContext, PolicyEngine, PolicyRequest, Principal, Resource,
+    Action, EnrolmentContext, PaymentContext, PolicyContext, PolicyEngine, PolicyRequest,
+    Principal, Resource,
 };
 use serde_json::{json, Value};
 use support::authenticator::{Attestation, Authenticator};
@@ -64,6 +65,8 @@ fn pay(domain: &'static str, amount: u64) -> Ask {
             trust: "self".to_owned(),
             backup_state: false,
             domain: domain.to_owned(),
+            certification: "none".to_owned(),
+            mds_status: "none".to_owned(),
         },
     )
 }
@@ -73,6 +76,13 @@ fn identity(who: &str) -> String {
 }
 
 /// What the engine decides for `ask` by `who`: (`allow`/`deny`/`none`, policy ids).
+/// The enrolment context when no Metadata Service BLOB is configured.
+static NO_MDS: std::sync::LazyLock<EnrolmentContext> =
+    std::sync::LazyLock::new(|| EnrolmentContext {
+        certification: "none".to_owned(),
+        mds_status: "none".to_owned(),
+    });
+
 fn engine_says(engine: &PolicyEngine, who: &str, ask: &Ask) -> (String, Vec<String>) {
     let principal = Principal::new(identity(who));
     let domain;
@@ -82,6 +92,12 @@ fn engine_says(engine: &PolicyEngine, who: &str, ask: &Ask) -> (String, Vec<Stri
             domain = Domain::parse(d).unwrap();
             (*action, Resource::Domain(&domain), PolicyContext::Empty)
         }
+        // An enrolment's context: what the Metadata Service says (none is configured here).
+        Ask::RelyingParty(Action::EnrolDevice, id) => (
+            Action::EnrolDevice,
+            Resource::RelyingParty(id),
+            PolicyContext::Enrolment(&NO_MDS),
+        ),
         Ask::RelyingParty(action, id) => {
             (*action, Resource::RelyingParty(id), PolicyContext::Empty)
         }

@@ -84,7 +84,14 @@ async fn world(backend: Box<dyn Fixture>) -> World {
     )
     .unwrap();
     let ring = Arc::new(payhsm::keys::SharedRing::new(ring));
-    let authz = Authorizations::new(store.clone(), policy, ring, WebauthnConfig::dev(), signer);
+    let authz = Authorizations::new(
+        store.clone(),
+        policy,
+        ring,
+        WebauthnConfig::dev(),
+        signer,
+        std::sync::Arc::new(payhsm::service::Metadata::disabled()),
+    );
 
     let token = Token::parse("4111110000421111").unwrap();
     let domain = Domain::parse("shop").unwrap();

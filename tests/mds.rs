@@ -130,3 +130,62 @@ fn each_compromised_aaguid_is_refused_with_its_statuss_code_and_a_certified_one_
     );
     assert!(b.by_aaguid(&[0; 16]).is_none());
 }
+
+fn inspect(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_payhsm"))
+        .args(["webauthn", "mds", "inspect"])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn mds_inspect_describes_a_blob_and_one_entry_and_exits_1_when_it_does_not_verify() {
+    let blob = vectors().join("conformance-blob.jwt");
+    let intermediate = vectors().join("blob-intermediate.pem");
+    let (code, out, err) = inspect(&[
+        blob.to_str().unwrap(),
+        "--anchor",
+        intermediate.to_str().unwrap(),
+        "--aaguid",
+        "7061d58b-c22e-429b-a29b-c8bcc4857b40",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["verified"], true);
+    assert_eq!(v["no"], 42);
+    assert_eq!(v["next_update"], "2023-11-08");
+    assert_eq!(v["stale"], true);
+    assert_eq!(v["entries"], 200);
+    assert_eq!(v["entry"]["status"], "USER_KEY_REMOTE_COMPROMISE");
+    assert_eq!(v["entry"]["refusal"], "mds_user_key_remote_compromise");
+    assert!(!v["entry"]["status_reports"].as_array().unwrap().is_empty());
+    // Against the production root (the default when it is in /etc/ssl/certs, given here).
+    let (code, out, _) = inspect(&[
+        blob.to_str().unwrap(),
+        "--anchor",
+        vectors()
+            .join("production-root-globalsign-r3.pem")
+            .to_str()
+            .unwrap(),
+    ]);
+    assert_eq!(code, 1, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (v["verified"].clone(), v["code"].clone()),
+        (false.into(), "mds_untrusted_chain".into())
+    );
+    let (code, _, err) = inspect(&[
+        "/nonexistent/blob.jwt",
+        "--anchor",
+        intermediate.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    let (code, _, err) = inspect(&[blob.to_str().unwrap(), "--aaguid", "not-an-aaguid"]);
+    assert_eq!(code, 2, "{err}");
+}

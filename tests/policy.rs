@@ -9,8 +9,8 @@
 
 use payhsm::card::Domain;
 use payhsm::policy::{
-    Action, PaymentContext, PolicyContext, PolicyDecision, PolicyEngine, PolicyRequest, Principal,
-    Resource, IDENTITIES_FILE, POLICIES_FILE, SCHEMA_FILE,
+    Action, EnrolmentContext, PaymentContext, PolicyContext, PolicyDecision, PolicyEngine,
+    PolicyRequest, Principal, Resource, IDENTITIES_FILE, POLICIES_FILE, SCHEMA_FILE,
 };
 use std::path::{Path, PathBuf};
 
@@ -49,8 +49,13 @@ fn decide(engine: &PolicyEngine, identity: &str, action: Action) -> Answer {
         _ => Resource::Domain(&domain),
     };
     let payment = small_payment();
+    let enrolment = EnrolmentContext {
+        certification: "none".to_owned(),
+        mds_status: "none".to_owned(),
+    };
     let context = match action {
         Action::AuthorizePayment => PolicyContext::Payment(&payment),
+        Action::EnrolDevice => PolicyContext::Enrolment(&enrolment),
         _ => PolicyContext::Empty,
     };
     engine
@@ -73,6 +78,8 @@ fn small_payment() -> PaymentContext {
         trust: "self".to_owned(),
         backup_state: false,
         domain: "acme-shop".to_owned(),
+        certification: "none".to_owned(),
+        mds_status: "none".to_owned(),
     }
 }
 
@@ -266,12 +273,63 @@ fn above_100_only_hardware_attested_devices_authorize() {
     let hardware = PaymentContext {
         amount: 1_000_000,
         trust: "hardware".to_owned(),
+        certification: "FIDO_CERTIFIED_L2".to_owned(),
         ..small_payment()
     };
     assert_eq!(
         decide_payment("acme-shop", &hardware),
         allow("gateway-authorize-payments-in-its-domains")
     );
+}
+
+#[test]
+fn above_500_only_models_certified_l2_or_higher_authorize() {
+    let refused = || Answer {
+        allowed: false,
+        policy_ids: vec!["payments-above-500-need-certification-l2".to_owned()],
+    };
+    for certification in [
+        "none",
+        "NOT_FIDO_CERTIFIED",
+        "FIDO_CERTIFIED",
+        "FIDO_CERTIFIED_L1plus",
+    ] {
+        let payment = PaymentContext {
+            amount: 50_001,
+            trust: "hardware".to_owned(),
+            certification: certification.to_owned(),
+            ..small_payment()
+        };
+        assert_eq!(
+            decide_payment("acme-shop", &payment),
+            refused(),
+            "{certification}"
+        );
+    }
+    for certification in [
+        "FIDO_CERTIFIED_L2",
+        "FIDO_CERTIFIED_L2plus",
+        "FIDO_CERTIFIED_L3",
+        "FIDO_CERTIFIED_L3plus",
+    ] {
+        let payment = PaymentContext {
+            amount: 50_001,
+            trust: "hardware".to_owned(),
+            certification: certification.to_owned(),
+            ..small_payment()
+        };
+        assert!(
+            decide_payment("acme-shop", &payment).allowed,
+            "{certification}"
+        );
+    }
+    // At 500.00 exactly, certification is not asked.
+    let at = PaymentContext {
+        amount: 50_000,
+        trust: "hardware".to_owned(),
+        ..small_payment()
+    };
+    assert!(decide_payment("acme-shop", &at).allowed);
 }
 
 #[test]
@@ -460,6 +518,7 @@ fn every_loaded_policy_has_its_annotated_id() {
             "gateway-token-lifecycle",
             "monitoring-read-metrics",
             "payments-above-100-need-hardware-trust",
+            "payments-above-500-need-certification-l2",
             "payments-need-user-verification",
             "vault-reader-detokenize",
         ]

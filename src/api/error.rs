@@ -118,7 +118,8 @@ pub fn service_status(e: &service::Error) -> StatusCode {
         | S::InvalidRevocationReason
         | S::CredentialMismatch
         | S::IdempotencyKeyReused
-        | S::UnsupportedKeyChange(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        | S::UnsupportedKeyChange(_)
+        | S::AuthenticatorStatus(_) => StatusCode::UNPROCESSABLE_ENTITY,
         S::Forbidden | S::PaymentRefused(_) => StatusCode::FORBIDDEN,
         S::TokenNotFound
         | S::ChallengeNotFound
@@ -140,7 +141,7 @@ pub fn service_status(e: &service::Error) -> StatusCode {
         S::BatchTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         // An integrity failure is not an outage: retrying will not help.
         S::Keys(KeyError::Integrity) => StatusCode::INTERNAL_SERVER_ERROR,
-        S::Store(_) | S::KeysChanged | S::Keys(_) | S::Signer(_) | S::Hsm(_) => {
+        S::Store(_) | S::KeysChanged | S::Keys(_) | S::Signer(_) | S::Hsm(_) | S::MetadataStale => {
             StatusCode::SERVICE_UNAVAILABLE
         }
     }
@@ -472,7 +473,22 @@ mod tests {
                 503,
                 "hsm_unavailable",
             ),
+            (service::Error::MetadataStale.into(), 503, "mds_stale"),
         ];
+        // Each refusal code of a Metadata Service status, with its status.
+        let table: Vec<(ApiError, u16, &str)> = table
+            .into_iter()
+            .chain(
+                [
+                    "mds_revoked",
+                    "mds_attestation_key_compromise",
+                    "mds_user_verification_bypass",
+                    "mds_user_key_remote_compromise",
+                    "mds_user_key_physical_compromise",
+                ]
+                .map(|c| (service::Error::AuthenticatorStatus(c).into(), 422, c)),
+            )
+            .collect();
         // The table holds every service error: a new variant fails to compile below until
         // it is numbered, and then this test until the table has it.
         let covered: std::collections::BTreeSet<usize> = table
@@ -507,7 +523,7 @@ mod tests {
         );
     }
 
-    const SERVICE_VARIANTS: usize = 36;
+    const SERVICE_VARIANTS: usize = 38;
 
     /// The variant's number: exhaustive, so a new variant must be numbered here.
     fn service_variant(e: &service::Error) -> usize {
@@ -549,6 +565,8 @@ mod tests {
             S::SameCustodian { .. } => 33,
             S::Hsm(_) => 34,
             S::BatchTooLarge => 35,
+            S::AuthenticatorStatus(_) => 36,
+            S::MetadataStale => 37,
         }
     }
 

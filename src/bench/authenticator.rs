@@ -61,6 +61,11 @@ pub mod cbor {
         out.extend_from_slice(s.as_bytes());
     }
 
+    /// An array header of `n` items (the items follow).
+    pub fn array(out: &mut Vec<u8>, n: u64) {
+        head(out, 4, n);
+    }
+
     /// A map header for `n` pairs (the pairs follow).
     pub fn map(out: &mut Vec<u8>, n: u64) {
         head(out, 5, n);
@@ -68,12 +73,20 @@ pub mod cbor {
 }
 
 /// Which attestation statement to produce.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Attestation {
     /// `fmt: "none"`, `attStmt: {}`.
     None,
     /// `fmt: "packed"`, self attestation: `{alg: -7, sig}` signed by the credential key.
     PackedSelf,
+    /// `fmt: "packed"`, full attestation: `{alg: -7, sig, x5c}` signed by an attestation key
+    /// whose certificate is `x5c[0]`.
+    PackedFull {
+        /// The attestation key (P-256), PKCS#8.
+        key_pkcs8: Vec<u8>,
+        /// The attestation certificate, then any intermediates, DER.
+        x5c: Vec<Vec<u8>>,
+    },
 }
 
 /// A registration response, as the browser's `PublicKeyCredential` carries it.
@@ -271,6 +284,30 @@ impl SoftwareAuthenticator {
                 cbor::int(&mut att, -7);
                 cbor::text(&mut att, "sig");
                 cbor::bytes(&mut att, sig.as_ref());
+            }
+            Attestation::PackedFull { key_pkcs8, x5c } => {
+                cbor::text(&mut att, "packed");
+                cbor::text(&mut att, "attStmt");
+                // §8.2: sig over authenticatorData || clientDataHash, by the attestation key.
+                let key = EcdsaKeyPair::from_pkcs8(
+                    &ECDSA_P256_SHA256_ASN1_SIGNING,
+                    &key_pkcs8,
+                    &self.rng,
+                )
+                .map_err(|_| Unspecified)?;
+                let mut signed = auth_data.clone();
+                signed.extend(Sha256::digest(&client_data_json));
+                let sig = key.sign(&self.rng, &signed)?;
+                cbor::map(&mut att, 3);
+                cbor::text(&mut att, "alg");
+                cbor::int(&mut att, -7);
+                cbor::text(&mut att, "sig");
+                cbor::bytes(&mut att, sig.as_ref());
+                cbor::text(&mut att, "x5c");
+                cbor::array(&mut att, x5c.len() as u64);
+                for cert in &x5c {
+                    cbor::bytes(&mut att, cert);
+                }
             }
         }
         cbor::text(&mut att, "authData");

@@ -106,6 +106,14 @@ enum Command {
         /// connection is plain, which is refused unless the host is a loopback address.
         #[arg(long, value_name = "FILE", requires = "postgres")]
         postgres_ca: Option<PathBuf>,
+        /// A FIDO Metadata Service BLOB (compact JWS): attestation roots and status reports by
+        /// AAGUID. Reloaded on SIGHUP and hourly; a stale BLOB only warns in dev.
+        #[arg(long, value_name = "BLOB")]
+        mds: Option<PathBuf>,
+        /// The root the BLOB's x5c chain must reach (default: GlobalSign Root CA - R3 from
+        /// /etc/ssl/certs, the production BLOB's root).
+        #[arg(long, value_name = "PEM", requires = "mds")]
+        mds_anchor: Option<PathBuf>,
         #[command(flatten)]
         limits: LimitArgs,
     },
@@ -129,6 +137,8 @@ fn main() -> ExitCode {
             signing_key_publish_lead,
             postgres,
             postgres_ca,
+            mds,
+            mds_anchor,
             limits,
         } => {
             if let Err(e) = payhsm::daemon::prepare_dev_dir(&data_dir) {
@@ -141,6 +151,7 @@ fn main() -> ExitCode {
             }
             limits.apply(&mut config.server.limits);
             config.keys.signing_key_publish_lead = Duration::from_secs(signing_key_publish_lead);
+            config.webauthn.mds = mds.map(|blob| payhsm::config::MdsConfig::dev(blob, mds_anchor));
             if let Some(url) = postgres {
                 match PostgresConfig::dev(url, postgres_ca) {
                     Ok(pg) => config.store = StoreConfig::Postgres(pg),

@@ -460,6 +460,29 @@ pub enum WebauthnCommand {
         #[arg(long, short)]
         verbose: bool,
     },
+    /// FIDO Metadata Service BLOBs.
+    #[command(subcommand)]
+    Mds(MdsCommand),
+}
+
+/// `payhsm webauthn mds ...`
+#[derive(Debug, Subcommand)]
+pub enum MdsCommand {
+    /// Verify a BLOB and describe it (JSON): whether its signature and chain verify, `no`,
+    /// `nextUpdate`, whether it is stale, how many entries it has, and with --aaguid one
+    /// entry's status history. Exit 0 when it verifies, 1 when it does not, 2 when a file
+    /// cannot be read.
+    Inspect {
+        /// The BLOB (compact JWS).
+        blob: PathBuf,
+        /// The root its x5c chain must reach (default: GlobalSign Root CA - R3 from
+        /// /etc/ssl/certs, the production root).
+        #[arg(long, value_name = "PEM")]
+        anchor: Option<PathBuf>,
+        /// Describe this authenticator model's entry (8-4-4-4-12 form).
+        #[arg(long, value_name = "ID")]
+        aaguid: Option<String>,
+    },
 }
 
 /// How to reach and authenticate to the daemon; on every API subcommand.

@@ -1,6 +1,6 @@
 //! `payhsm webauthn verify CASE.json`: runs one captured case through the verifier.
 
-use super::args::{WebauthnArgs, WebauthnCommand};
+use super::args::{MdsCommand, WebauthnArgs, WebauthnCommand};
 use super::{EXIT_API_ERROR, EXIT_OK, EXIT_USAGE};
 use crate::webauthn::case::{run_case, Case, CaseVerdict, Roots};
 use std::path::Path;
@@ -13,7 +13,78 @@ pub fn run(args: &WebauthnArgs) -> i32 {
             anchors,
             verbose,
         } => verify(case, anchors.as_deref(), *verbose),
+        WebauthnCommand::Mds(MdsCommand::Inspect {
+            blob,
+            anchor,
+            aaguid,
+        }) => inspect(blob, anchor.clone(), aaguid.as_deref()),
     }
+}
+
+/// `payhsm webauthn mds inspect`.
+fn inspect(blob: &Path, anchor: Option<std::path::PathBuf>, aaguid: Option<&str>) -> i32 {
+    use crate::webauthn::attestation::mds;
+    let wanted = match aaguid.map(|g| mds::parse_aaguid(g).ok_or(g)).transpose() {
+        Ok(w) => w,
+        Err(g) => {
+            eprintln!("payhsm: --aaguid {g:?} is not an AAGUID (8-4-4-4-12 hex)");
+            return EXIT_USAGE;
+        }
+    };
+    let config = crate::config::MdsConfig::dev(blob.to_path_buf(), anchor);
+    let root = match crate::daemon::mds::read_anchor(&config) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("payhsm: {}", crate::fault::Chain(&e));
+            return EXIT_USAGE;
+        }
+    };
+    let bytes = match std::fs::read(blob) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("payhsm: {}: {e}", blob.display());
+            return EXIT_USAGE;
+        }
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let verified = match mds::verify_blob(&bytes, &root, now) {
+        Ok(b) => b,
+        Err(e) => {
+            let out =
+                serde_json::json!({"verified": false, "code": e.code(), "message": e.to_string()});
+            println!("{out}");
+            return EXIT_API_ERROR;
+        }
+    };
+    let entry = wanted.map(|g| match verified.by_aaguid(&g) {
+        None => serde_json::json!({"aaguid": mds::format_aaguid(&g), "listed": false}),
+        Some(e) => serde_json::json!({
+            "aaguid": mds::format_aaguid(&g),
+            "listed": true,
+            "description": e.description,
+            "certification": e.certification().map(|s| s.as_str()),
+            "status": e.latest_status().map(|r| r.status.as_str()),
+            "refusal": e.refusal(),
+            "attestation_roots": e.roots.len(),
+            "status_reports": e.status_reports.iter().map(|r| serde_json::json!({
+                "status": r.status.as_str(),
+                "effective_date": r.effective_date.map(|d| d.to_string()),
+            })).collect::<Vec<_>>(),
+        }),
+    });
+    let mut out = serde_json::json!({
+        "verified": true,
+        "signer": verified.signer,
+        "no": verified.no,
+        "next_update": verified.next_update.to_string(),
+        "stale": verified.is_stale(now.date()),
+        "entries": verified.entries.len(),
+    });
+    if let (Some(obj), Some(entry)) = (out.as_object_mut(), entry) {
+        obj.insert("entry".to_owned(), entry);
+    }
+    println!("{out}");
+    EXIT_OK
 }
 
 fn verify(path: &Path, anchors: Option<&Path>, verbose: bool) -> i32 {

@@ -6,7 +6,10 @@ mod file;
 mod webauthn;
 
 pub use file::ConfigError;
-pub use webauthn::{cose_identifier, RelyingPartyConfig, WebauthnConfig};
+pub use webauthn::{
+    cose_identifier, MdsConfig, RelyingPartyConfig, StaleBlob, WebauthnConfig, MDS_PRODUCTION_ROOT,
+    MDS_PRODUCTION_ROOT_SHA256,
+};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -69,6 +69,57 @@ pub struct WebauthnConfig {
     pub require_user_verification: bool,
     /// Accepted signature algorithms, in the order offered to browsers.
     pub algorithms: Vec<CoseAlgorithm>,
+    /// The FIDO Metadata Service BLOB, when one is configured.
+    pub mds: Option<MdsConfig>,
+}
+
+/// What to do with a BLOB past its `nextUpdate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StaleBlob {
+    /// Refuse it: not loaded, and while the loaded one is stale, enrolments that would need
+    /// it are refused (`mds_stale`).
+    Refuse,
+    /// Warn (log and metric) and keep using the last good one.
+    Warn,
+}
+
+/// The `[webauthn.mds]` section: the FIDO Metadata Service BLOB.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MdsConfig {
+    /// The BLOB file (compact JWS), as downloaded from the MDS.
+    pub blob: PathBuf,
+    /// The root its `x5c` chain must reach (PEM or DER).
+    pub anchor: PathBuf,
+    /// The SHA-256 the anchor file's certificate must have: set for the default anchor
+    /// (GlobalSign Root CA - R3 from the system store), `None` for a configured one.
+    pub anchor_sha256: Option<[u8; 32]>,
+    /// How often the file is read again (SIGHUP reads it at once).
+    pub reload_interval: Duration,
+    /// A BLOB past its `nextUpdate`.
+    pub stale: StaleBlob,
+}
+
+/// The root of the production MDS3 BLOB, GlobalSign Root CA - R3, where Debian's
+/// ca-certificates puts it.
+pub const MDS_PRODUCTION_ROOT: &str = "/etc/ssl/certs/GlobalSign_Root_CA_-_R3.pem";
+/// Its SHA-256 fingerprint: the file must hold exactly this certificate.
+pub const MDS_PRODUCTION_ROOT_SHA256: [u8; 32] = [
+    0xcb, 0xb5, 0x22, 0xd7, 0xb7, 0xf1, 0x27, 0xad, 0x6a, 0x01, 0x13, 0x86, 0x5b, 0xdf, 0x1c, 0xd4,
+    0x10, 0x2e, 0x7d, 0x07, 0x59, 0xaf, 0x63, 0x5a, 0x7c, 0xf4, 0x72, 0x0d, 0xc9, 0x63, 0xc5, 0x3b,
+];
+
+impl MdsConfig {
+    /// `payhsmd dev --mds BLOB [--mds-anchor PEM]`: reloaded hourly, a stale BLOB warns.
+    pub fn dev(blob: PathBuf, anchor: Option<PathBuf>) -> Self {
+        let anchor_sha256 = anchor.is_none().then_some(MDS_PRODUCTION_ROOT_SHA256);
+        Self {
+            blob,
+            anchor: anchor.unwrap_or_else(|| PathBuf::from(MDS_PRODUCTION_ROOT)),
+            anchor_sha256,
+            reload_interval: Duration::from_secs(d_mds_reload()),
+            stale: StaleBlob::Warn,
+        }
+    }
 }
 
 impl WebauthnConfig {
@@ -99,6 +150,7 @@ impl WebauthnConfig {
             authorization_ttl: Duration::from_secs(d_authorization_ttl()),
             require_user_verification: true,
             algorithms: vec![CoseAlgorithm::Es256, CoseAlgorithm::EdDsa],
+            mds: None,
         }
     }
 
@@ -124,6 +176,25 @@ pub(super) struct WebauthnSection {
     require_user_verification: bool,
     #[serde(default = "d_algorithms")]
     algorithms: Vec<String>,
+    mds: Option<MdsSection>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MdsSection {
+    blob: PathBuf,
+    anchor: Option<PathBuf>,
+    #[serde(default = "d_mds_reload")]
+    reload_interval_seconds: u64,
+    #[serde(default = "d_stale")]
+    stale: String,
+}
+
+fn d_mds_reload() -> u64 {
+    3600
+}
+fn d_stale() -> String {
+    "refuse".to_owned()
 }
 
 impl Default for WebauthnSection {
@@ -136,6 +207,7 @@ impl Default for WebauthnSection {
             authorization_ttl_seconds: d_authorization_ttl(),
             require_user_verification: true,
             algorithms: d_algorithms(),
+            mds: None,
         }
     }
 }
@@ -264,6 +336,33 @@ pub(super) fn validate(s: WebauthnSection, base: &Path) -> Result<WebauthnConfig
         }
         algorithms.push(alg);
     }
+    let absolute = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+    let mds = match s.mds {
+        None => None,
+        Some(m) => {
+            if !(60..=604_800).contains(&m.reload_interval_seconds) {
+                return Err(err(
+                    "webauthn.mds.reload_interval_seconds",
+                    "must be 60 to 604800 seconds",
+                ));
+            }
+            let stale = match m.stale.as_str() {
+                "refuse" => StaleBlob::Refuse,
+                "warn" => StaleBlob::Warn,
+                _ => return Err(err("webauthn.mds.stale", "must be refuse or warn")),
+            };
+            let anchor_sha256 = m.anchor.is_none().then_some(MDS_PRODUCTION_ROOT_SHA256);
+            Some(MdsConfig {
+                blob: absolute(m.blob),
+                anchor: m
+                    .anchor
+                    .map_or_else(|| PathBuf::from(MDS_PRODUCTION_ROOT), absolute),
+                anchor_sha256,
+                reload_interval: Duration::from_secs(m.reload_interval_seconds),
+                stale,
+            })
+        }
+    };
     Ok(WebauthnConfig {
         relying_parties,
         anchors_dir: s
@@ -274,6 +373,7 @@ pub(super) fn validate(s: WebauthnSection, base: &Path) -> Result<WebauthnConfig
         authorization_ttl: Duration::from_secs(s.authorization_ttl_seconds),
         require_user_verification: s.require_user_verification,
         algorithms,
+        mds,
     })
 }
 

@@ -384,11 +384,16 @@ async fn serve(
         relying_parties = config.webauthn.relying_parties.len(),
         "WebAuthn configured"
     );
+    let (metadata, mds_anchor) = super::mds::open(config.webauthn.mds.as_ref(), &metrics)?;
+    if let (Some(mds), Some(anchor)) = (&config.webauthn.mds, mds_anchor) {
+        super::mds::spawn_reloads(mds.clone(), anchor, metadata.clone(), metrics.clone())?;
+    }
     let devices = Devices::new(
         store.clone(),
         policy.clone(),
         config.webauthn.clone(),
         anchors,
+        metadata.clone(),
     );
     let ring = Arc::new(SharedRing::new(ring));
     let authorizations = Authorizations::new(
@@ -397,6 +402,7 @@ async fn serve(
         ring.clone(),
         config.webauthn.clone(),
         signer.clone(),
+        metadata,
     );
     let keys = KeyAdmin::new(
         store.clone(),

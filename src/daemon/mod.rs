@@ -5,6 +5,7 @@
 pub mod anchors;
 mod bootstrap;
 mod error;
+pub mod mds;
 
 pub(crate) use bootstrap::read_pin;
 pub use bootstrap::{

@@ -189,16 +189,34 @@ pub struct PaymentContext {
     pub backup_state: bool,
     /// The token's domain.
     pub domain: String,
+    /// The device model's latest FIDO certification in the Metadata Service
+    /// (`FIDO_CERTIFIED_L2`, ...), or `none` when the MDS does not list it.
+    pub certification: String,
+    /// The device model's latest MDS status report (`FIDO_CERTIFIED_L2`, `UPDATE_AVAILABLE`,
+    /// ...), or `none`.
+    pub mds_status: String,
+}
+
+/// The context of `enrol_device`: what the Metadata Service says of the authenticator model
+/// (by the AAGUID, or the U2F key identifier, the registration names).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnrolmentContext {
+    /// The latest certification status, or `none`.
+    pub certification: String,
+    /// The latest status, or `none`.
+    pub mds_status: String,
 }
 
 /// The request context. Each action has exactly one kind (the schema's `context`); a
 /// request with the wrong kind is denied by default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PolicyContext<'a> {
-    /// `context: {}`: every action but `authorize_payment`.
+    /// `context: {}`: every action but `authorize_payment` and `enrol_device`.
     Empty,
     /// `authorize_payment`.
     Payment(&'a PaymentContext),
+    /// `enrol_device`.
+    Enrolment(&'a EnrolmentContext),
 }
 
 /// A question for the policy.
@@ -438,9 +456,15 @@ impl PolicyEngine {
         policies: &PolicySet,
         schema: Option<&Schema>,
     ) -> PolicyDecision {
-        let payment_action = request.action == Action::AuthorizePayment;
-        let has_payment = matches!(request.context, PolicyContext::Payment(_));
-        if !request.action.applies_to(&request.resource) || payment_action != has_payment {
+        let kind_fits = match request.context {
+            PolicyContext::Payment(_) => request.action == Action::AuthorizePayment,
+            PolicyContext::Enrolment(_) => request.action == Action::EnrolDevice,
+            PolicyContext::Empty => !matches!(
+                request.action,
+                Action::AuthorizePayment | Action::EnrolDevice
+            ),
+        };
+        if !request.action.applies_to(&request.resource) || !kind_fits {
             return PolicyDecision::deny_by_default();
         }
         let resource = match request.resource {
@@ -455,6 +479,7 @@ impl PolicyEngine {
         let context = match request.context {
             PolicyContext::Empty => Ok(Context::empty()),
             PolicyContext::Payment(p) => payment_context(p),
+            PolicyContext::Enrolment(e) => enrolment_context(e),
         };
         let cedar_request = context.and_then(|context| {
             Request::new(
@@ -531,6 +556,30 @@ fn payment_context(p: &PaymentContext) -> Result<Context, String> {
             RestrictedExpression::new_bool(p.backup_state),
         ),
         ("domain", RestrictedExpression::new_string(p.domain.clone())),
+        (
+            "certification",
+            RestrictedExpression::new_string(p.certification.clone()),
+        ),
+        (
+            "mds_status",
+            RestrictedExpression::new_string(p.mds_status.clone()),
+        ),
+    ]
+    .map(|(k, v)| (k.to_owned(), v));
+    Context::from_pairs(pairs).map_err(|e| e.to_string())
+}
+
+/// The Cedar context record of an enrolment.
+fn enrolment_context(e: &EnrolmentContext) -> Result<Context, String> {
+    let pairs = [
+        (
+            "certification",
+            RestrictedExpression::new_string(e.certification.clone()),
+        ),
+        (
+            "mds_status",
+            RestrictedExpression::new_string(e.mds_status.clone()),
+        ),
     ]
     .map(|(k, v)| (k.to_owned(), v));
     Context::from_pairs(pairs).map_err(|e| e.to_string())
@@ -562,6 +611,13 @@ fn check_request_shape(schema: &Schema, names: &TypeNames, action: Action) -> Re
             trust: String::new(),
             backup_state: false,
             domain: String::new(),
+            certification: String::new(),
+            mds_status: String::new(),
+        })?
+    } else if action == Action::EnrolDevice {
+        enrolment_context(&EnrolmentContext {
+            certification: String::new(),
+            mds_status: String::new(),
         })?
     } else {
         Context::empty()
@@ -708,6 +764,8 @@ mod tests {
             trust: trust.to_owned(),
             backup_state: false,
             domain: "shop".to_owned(),
+            certification: "none".to_owned(),
+            mds_status: "none".to_owned(),
         }
     }
 

@@ -10,8 +10,8 @@ mod principal;
 
 pub use decision::PolicyDecision;
 pub use engine::{
-    Action, PaymentContext, PolicyContext, PolicyEngine, PolicyRequest, Resource, IDENTITIES_FILE,
-    POLICIES_FILE, SCHEMA_FILE,
+    Action, EnrolmentContext, PaymentContext, PolicyContext, PolicyEngine, PolicyRequest, Resource,
+    IDENTITIES_FILE, POLICIES_FILE, SCHEMA_FILE,
 };
 pub use error::PolicyError;
 pub use identities::{load as load_identities, IdentityMap};

@@ -11,6 +11,7 @@
 
 use super::idempotency::{request_hash, IdempotencyKey};
 use super::ids::{fill_random, time_ordered_id};
+use super::metadata::{LookupError, Metadata};
 use super::{check_policy, Caller, Error};
 use crate::audit::{AuditEvent, PolicyVerdict};
 use crate::card::{Domain, Token, TokenStatus};
@@ -80,6 +81,8 @@ pub struct Authorizations {
     config: WebauthnConfig,
     parties: Vec<RelyingParty>,
     signer: AuthorizationSigner,
+    /// The FIDO Metadata Service BLOB in force.
+    metadata: Arc<Metadata>,
 }
 
 /// A request for a payment challenge.
@@ -216,6 +219,7 @@ impl Authorizations {
         ring: Arc<SharedRing>,
         config: WebauthnConfig,
         signer: AuthorizationSigner,
+        metadata: Arc<Metadata>,
     ) -> Self {
         let parties = config.verifier_relying_parties();
         Self {
@@ -225,6 +229,7 @@ impl Authorizations {
             config,
             parties,
             signer,
+            metadata,
         }
     }
 
@@ -506,6 +511,19 @@ impl Authorizations {
             expected_old: device.sign_count,
             new: verdict.sign_count,
         };
+        // The Metadata Service in force now, not at enrolment: a model found compromised
+        // since authorizes nothing until a BLOB says otherwise.
+        let model = match self.metadata.model(&device.aaguid, None, now) {
+            Ok(m) => m,
+            Err(LookupError::Stale) => {
+                let e = Error::MetadataStale;
+                return Err(self.refuse_consuming(end(Some(counter)), e).await);
+            }
+        };
+        if let Some(code) = model.refusal {
+            let e = Error::AuthenticatorStatus(code);
+            return Err(self.refuse_consuming(end(Some(counter)), e).await);
+        }
         let context = PaymentContext {
             amount: challenge.amount,
             currency: challenge.currency.clone(),
@@ -514,6 +532,8 @@ impl Authorizations {
             trust: device.trust.as_str().to_owned(),
             backup_state: verdict.backup_state,
             domain: challenge.domain.as_str().to_owned(),
+            certification: model.certification,
+            mds_status: model.mds_status,
         };
         let decision = self.policy.decide(&PolicyRequest {
             principal: &caller.principal,

@@ -9,18 +9,21 @@
 mod lifecycle;
 
 use super::ids::{fill_random, random_b64, time_ordered_id};
+use super::metadata::{LookupError, Metadata};
 use super::{Caller, Error};
 use crate::audit::{AuditEvent, PolicyVerdict};
 use crate::card::{Domain, Token, TokenStatus};
 use crate::config::{cose_identifier, WebauthnConfig};
-use crate::policy::{Action, PolicyContext, PolicyEngine, PolicyRequest, Resource};
+use crate::policy::{
+    Action, EnrolmentContext, PolicyContext, PolicyEngine, PolicyRequest, Resource,
+};
 use crate::store::{
     ChallengePurpose, ChallengeRecord, ConsumeOutcome, DeviceRecord, DeviceState, EnrolOutcome,
     Store,
 };
 use crate::text::{DisplayText, LoggableText};
 use crate::webauthn::attestation::{
-    AttestationPolicy, Format, Trust, TrustAnchors, UntrustedChains,
+    mds, AttestationPolicy, Format, Trust, TrustAnchors, UntrustedChains,
 };
 use crate::webauthn::registration::{
     verify_registration, RegistrationExpectations, RegistrationInput, RelyingParty,
@@ -48,6 +51,7 @@ pub struct Devices {
     parties: Vec<RelyingParty>,
     anchors: TrustAnchors,
     attestation: AttestationPolicy,
+    metadata: Arc<Metadata>,
 }
 
 /// A challenge just issued, with what a browser needs to create a credential.
@@ -119,13 +123,14 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 impl Devices {
-    /// Builds the use cases over the store, the policy, the `[webauthn]` configuration and
-    /// the trust anchors loaded from its `anchors_dir`.
+    /// Builds the use cases over the store, the policy, the `[webauthn]` configuration, the
+    /// trust anchors loaded from its `anchors_dir` and the Metadata Service BLOB in force.
     pub fn new(
         store: Arc<dyn Store>,
         policy: Arc<PolicyEngine>,
         config: WebauthnConfig,
         anchors: TrustAnchors,
+        metadata: Arc<Metadata>,
     ) -> Self {
         let parties = config.verifier_relying_parties();
         let attestation = attestation_policy(&config);
@@ -136,6 +141,7 @@ impl Devices {
             parties,
             anchors,
             attestation,
+            metadata,
         }
     }
 
@@ -207,14 +213,40 @@ impl Devices {
             let audit = caller.audit_event(Action::EnrolDevice.as_str(), PolicyVerdict::NotAsked);
             return Err(self.refuse(audit, Error::ChallengeNotFound).await);
         };
-        let mut audit = self
-            .authorize(caller, Action::EnrolDevice, &issued.rp_id)
-            .await?;
+        // What the Metadata Service says of the model the registration names, for the policy
+        // (and, once verified, for the anchors and the status check below).
+        let now = time::OffsetDateTime::now_utc();
+        let (aaguid, key_id) = mds::attested_model(&input.attestation_object).unwrap_or_default();
+        let model = self.metadata.model(&aaguid, key_id.as_deref(), now);
+        let context = match &model {
+            Ok(m) => EnrolmentContext {
+                certification: m.certification.clone(),
+                mds_status: m.mds_status.clone(),
+            },
+            Err(LookupError::Stale) => EnrolmentContext {
+                certification: "none".to_owned(),
+                mds_status: "none".to_owned(),
+            },
+        };
+        let mut audit = super::check_policy_in(
+            self.store.as_ref(),
+            &self.policy,
+            caller,
+            (
+                Action::EnrolDevice,
+                Resource::RelyingParty(&issued.rp_id),
+                PolicyContext::Enrolment(&context),
+            ),
+            |event| event.detail = Some(format!("rp={}", issued.rp_id)),
+        )
+        .await?;
         audit.detail = Some(format!(
-            "challenge_id={} rp={} credential={}",
+            "challenge_id={} rp={} credential={} certification={} mds_status={}",
             input.challenge_id,
             issued.rp_id,
-            URL_SAFE_NO_PAD.encode(&input.credential_id)
+            URL_SAFE_NO_PAD.encode(&input.credential_id),
+            context.certification,
+            context.mds_status,
         ));
         if let Some((token, domain)) = &input.token {
             // Masked until the token is found (see `Token::masked`).
@@ -222,7 +254,6 @@ impl Devices {
             audit.domain = Some(domain.as_str().to_owned());
         }
         // WebAuthn L3 §7.1 step 11: the challenge must be the one issued; single use.
-        let now = time::OffsetDateTime::now_utc();
         let challenge = match self
             .store
             .consume_challenge(&input.challenge_id, ChallengePurpose::Enrol, now)
@@ -242,6 +273,27 @@ impl Devices {
         let Some(rp) = self.relying_party(&challenge.rp_id) else {
             return Err(self.refuse(audit, Error::UnknownRelyingParty).await);
         };
+        // A model whose latest MDS status is a compromise (or revoked) is refused whatever
+        // its attestation; its listed roots are anchors beside the configured ones.
+        let model = match model {
+            Ok(m) => m,
+            Err(LookupError::Stale) => {
+                return Err(self.refuse(audit, Error::MetadataStale).await);
+            }
+        };
+        if let Some(code) = model.refusal {
+            return Err(self.refuse(audit, Error::AuthenticatorStatus(code)).await);
+        }
+        let with_mds;
+        let anchors = match &model.entry {
+            Some(entry) if !entry.roots.is_empty() => {
+                let mut all = self.anchors.clone();
+                all.anchors.extend(entry.anchors().anchors);
+                with_mds = all;
+                &with_mds
+            }
+            _ => &self.anchors,
+        };
         let challenge_b64 = URL_SAFE_NO_PAD.encode(&challenge.challenge);
         let verdict = verify_registration(
             RegistrationInput {
@@ -254,7 +306,7 @@ impl Devices {
                 require_user_verification: self.config.require_user_verification,
                 policy: &self.attestation,
             },
-            &self.anchors,
+            anchors,
             now,
         );
         let verdict = match verdict {

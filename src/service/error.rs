@@ -99,6 +99,12 @@ pub enum Error {
     /// A batch holds more than [`MAX_TOKEN_BATCH`](crate::service::MAX_TOKEN_BATCH) items;
     /// none was looked at (413).
     BatchTooLarge,
+    /// The FIDO Metadata Service's latest status report for the authenticator model forbids
+    /// it (compromise, UV bypass, revoked): the code names the status (422).
+    AuthenticatorStatus(&'static str),
+    /// The Metadata Service BLOB in force is past its `nextUpdate` and stale BLOBs are
+    /// refused (503).
+    MetadataStale,
 }
 
 impl Error {
@@ -143,6 +149,8 @@ impl Error {
             Self::SameCustodian { .. } => "same_custodian",
             Self::Hsm(_) => "hsm_unavailable",
             Self::BatchTooLarge => "batch_too_large",
+            Self::AuthenticatorStatus(code) => code,
+            Self::MetadataStale => "mds_stale",
         }
     }
 }
@@ -243,6 +251,15 @@ impl std::fmt::Display for Error {
                 f,
                 "a batch holds at most {} items",
                 crate::service::MAX_TOKEN_BATCH
+            ),
+            Self::AuthenticatorStatus(code) => write!(
+                f,
+                "the FIDO Metadata Service's latest status for this authenticator model \
+                 forbids it ({code})"
+            ),
+            Self::MetadataStale => f.write_str(
+                "the FIDO Metadata Service BLOB is past its nextUpdate; enrolments and \
+                 payments that need it are refused until a fresh one is loaded",
             ),
         }
     }

@@ -9,6 +9,7 @@ mod error;
 mod idempotency;
 mod ids;
 mod keys;
+mod metadata;
 mod metrics;
 mod tokens;
 
@@ -26,6 +27,7 @@ pub use keys::{
     ChangeOutcome, KeyAdmin, KeyChange, KeyChangeKind, KeyEntry, KeyListing, KeySettings, KeySync,
     RewrapProgress, MAX_REWRAP_BATCH,
 };
+pub use metadata::{InstallError, InstallOutcome, Installed, LookupError, Metadata, ModelStatus};
 pub use metrics::MetricsAccess;
 pub use tokens::{
     BatchCard, Detokenized, TokenView, TokenizeInput, Tokenized, Vault, MAX_TOKEN_BATCH,
@@ -71,11 +73,29 @@ pub(crate) async fn check_policy(
     resource: Resource<'_>,
     fill: impl FnOnce(&mut AuditEvent),
 ) -> Result<AuditEvent, Error> {
+    check_policy_in(
+        store,
+        policy,
+        caller,
+        (action, resource, PolicyContext::Empty),
+        fill,
+    )
+    .await
+}
+
+/// [`check_policy`] with a context (the actions whose schema gives them one).
+pub(crate) async fn check_policy_in(
+    store: &dyn Store,
+    policy: &PolicyEngine,
+    caller: &Caller,
+    (action, resource, context): (Action, Resource<'_>, PolicyContext<'_>),
+    fill: impl FnOnce(&mut AuditEvent),
+) -> Result<AuditEvent, Error> {
     let decision = policy.decide(&PolicyRequest {
         principal: &caller.principal,
         action,
         resource,
-        context: PolicyContext::Empty,
+        context,
     });
     let allowed = decision.allowed();
     let mut event = caller.audit_event(action.as_str(), PolicyVerdict::Decided(decision));

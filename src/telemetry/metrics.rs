@@ -2,7 +2,7 @@
 //! takes a lock or allocates.
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// The API routes (the `route` label). Anything else is recorded as `other`.
@@ -120,6 +120,9 @@ pub struct Metrics {
     store_durations: Family,
     refused: Vec<AtomicU64>,
     dropped: Vec<AtomicU64>,
+    /// The Metadata Service BLOB in force: `no`, when it was installed and its `nextUpdate`
+    /// (Unix seconds); all 0 when none is.
+    mds: [AtomicI64; 3],
 }
 
 impl Default for Metrics {
@@ -140,7 +143,17 @@ impl Metrics {
             store_durations: Family::new(STORE_OPS),
             refused: (0..=REFUSALS.len()).map(|_| AtomicU64::new(0)).collect(),
             dropped: (0..=DROPS.len()).map(|_| AtomicU64::new(0)).collect(),
+            mds: [AtomicI64::new(0), AtomicI64::new(0), AtomicI64::new(0)],
         }
+    }
+
+    /// Records the Metadata Service BLOB in force: its `no`, when it was installed and its
+    /// `nextUpdate` (Unix seconds).
+    pub fn record_mds_blob(&self, no: u64, installed: i64, next_update: i64) {
+        let [n, i, u] = &self.mds;
+        n.store(i64::try_from(no).unwrap_or(i64::MAX), Ordering::Relaxed);
+        i.store(installed, Ordering::Relaxed);
+        u.store(next_update, Ordering::Relaxed);
     }
 
     /// Counts one answered request and its duration.
@@ -236,6 +249,32 @@ impl Metrics {
             DROPS,
             &self.dropped,
         );
+        let [no, installed, next_update] = self.mds.each_ref().map(|a| a.load(Ordering::Relaxed));
+        if installed != 0 {
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            for (name, help, value) in [
+                (
+                    "payhsm_mds_blob_age_seconds",
+                    "Seconds since the Metadata Service BLOB in force was installed.",
+                    now - installed,
+                ),
+                (
+                    "payhsm_mds_blob_seconds_past_next_update",
+                    "Seconds the BLOB in force is past its nextUpdate (negative: still fresh).",
+                    now - next_update,
+                ),
+                (
+                    "payhsm_mds_blob_number",
+                    "The no of the Metadata Service BLOB in force.",
+                    no,
+                ),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+                );
+            }
+        }
         out
     }
 }

@@ -107,6 +107,11 @@ impl Daemon {
         self.child.take().expect("not running").wait().unwrap()
     }
 
+    /// Sends the running daemon a signal by name (`HUP`, ...).
+    pub fn send_signal(&self, name: &str) {
+        signal(self.child.as_ref().expect("not running"), name);
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("not running").id()

@@ -306,6 +306,30 @@ pub fn key_identifier(cert_der: &[u8]) -> Option<String> {
     Some(digest.as_ref().iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// The model a registration names before it is verified: the AAGUID of its attested
+/// credential data, and for `fido-u2f` the key identifier of its attestation certificate.
+/// `None` when the attestation object does not parse (the verifier then says why).
+pub fn attested_model(attestation_object: &[u8]) -> Option<([u8; 16], Option<String>)> {
+    use crate::webauthn::cbor::{decode, Value};
+    let obj = decode(attestation_object).ok()?;
+    let (Some(Value::Text(fmt)), Some(Value::Bytes(raw))) = (
+        super::stmt::get(&obj, "fmt"),
+        super::stmt::get(&obj, "authData"),
+    ) else {
+        return None;
+    };
+    let auth = crate::webauthn::authdata::AuthenticatorData::parse(raw).ok()?;
+    let aaguid = auth.attested.as_ref()?.aaguid;
+    let key_id = match (fmt.as_str(), super::stmt::get(&obj, "attStmt")) {
+        ("fido-u2f", Some(stmt)) => super::stmt::x5c(stmt)
+            .ok()
+            .flatten()
+            .and_then(|x5c| x5c.first().and_then(|leaf| key_identifier(leaf))),
+        _ => None,
+    };
+    Some((aaguid, key_id))
+}
+
 /// `a14eb40d-3b89-4f3b-8d46-13cdf3de625c`.
 pub fn format_aaguid(g: &[u8; 16]) -> String {
     let h: String = g.iter().map(|b| format!("{b:02x}")).collect();
@@ -506,6 +530,13 @@ fn read_payload(payload: Payload, signer: String) -> Result<MetadataBlob, MdsErr
         by_aaguid,
         by_key_identifier,
     })
+}
+
+/// A BLOB from payload JSON alone, unsigned: for unit tests of what uses a verified BLOB.
+#[cfg(test)]
+pub(crate) fn payload_for_tests(json: &str) -> MetadataBlob {
+    let payload: Payload = serde_json::from_str(json).expect("test payload");
+    read_payload(payload, String::new()).expect("test payload")
 }
 
 /// Fuzzing entry: `data` as a BLOB's payload JSON, and as a whole BLOB against no root.
