@@ -378,6 +378,12 @@ async fn anchors_certification_and_status_come_from_the_blob_and_follow_its_relo
     );
     let refused_id = r.headers["x-request-id"].to_str().unwrap().to_owned();
     let export = audit_export(&d);
+    // The enrolment's record names where the anchor came from.
+    let enrolled = export
+        .lines()
+        .find(|l| l.contains(&device) && l.contains("device_enrolled"))
+        .unwrap();
+    assert!(enrolled.contains(&format!("anchor=mds:{l2}")), "{enrolled}");
     let record = export
         .lines()
         .find(|l| l.contains(&refused_id))

@@ -387,6 +387,37 @@ mod tests {
     }
 
     #[test]
+    fn the_mds_section_defaults_to_the_pinned_production_root_and_refusing_stale_blobs() {
+        let c = section("[mds]\nblob = \"mds/blob.jwt\"\n").unwrap();
+        let mds = c.mds.unwrap();
+        assert_eq!(mds.blob, Path::new("/etc/payhsm/mds/blob.jwt"));
+        assert_eq!(mds.anchor, Path::new(MDS_PRODUCTION_ROOT));
+        assert_eq!(mds.anchor_sha256, Some(MDS_PRODUCTION_ROOT_SHA256));
+        assert_eq!(mds.reload_interval, Duration::from_secs(3600));
+        assert_eq!(mds.stale, StaleBlob::Refuse);
+        let c = section(
+            "[mds]\nblob = \"/b.jwt\"\nanchor = \"root.pem\"\nstale = \"warn\"\nreload_interval_seconds = 60\n",
+        )
+        .unwrap();
+        let mds = c.mds.unwrap();
+        assert_eq!(
+            (mds.anchor.as_path(), mds.anchor_sha256, mds.stale),
+            (Path::new("/etc/payhsm/root.pem"), None, StaleBlob::Warn)
+        );
+        for (bad, key) in [
+            ("stale = \"ignore\"", "webauthn.mds.stale"),
+            (
+                "reload_interval_seconds = 5",
+                "webauthn.mds.reload_interval_seconds",
+            ),
+        ] {
+            let e = section(&format!("[mds]\nblob = \"b\"\n{bad}\n")).unwrap_err();
+            assert_eq!(e.path, key, "{bad}");
+        }
+        assert!(section("").unwrap().mds.is_none());
+    }
+
+    #[test]
     fn defaults_are_es256_eddsa_uv_required_two_minutes() {
         let c = section("").unwrap();
         assert!(c.relying_parties.is_empty());

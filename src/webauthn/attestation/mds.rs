@@ -630,6 +630,37 @@ mod tests {
     }
 
     #[test]
+    fn u2f_models_are_found_by_key_identifier_in_any_case() {
+        let json = r#"{"no":1,"nextUpdate":"2030-01-01","entries":[{"attestationCertificateKeyIdentifiers":["BF7BCAA0D0C6187A8C6ABBDD16A15640E7C7BDE2"],"metadataStatement":{"description":"u2f key"},"statusReports":[{"status":"USER_KEY_PHYSICAL_COMPROMISE"}]}]}"#;
+        let b = payload_for_tests(json);
+        let e = b
+            .by_key_identifier("bf7bcaa0d0c6187a8c6abbdd16a15640e7c7bde2")
+            .unwrap();
+        assert_eq!(e.description, "u2f key");
+        assert_eq!(e.refusal(), Some("mds_user_key_physical_compromise"));
+        assert_eq!(e.anchors().anchors.len(), 0);
+        assert!(b.by_aaguid(&[0; 16]).is_none());
+    }
+
+    #[test]
+    fn a_key_identifier_is_the_sha1_of_the_subject_public_key_bits() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(Vec::<String>::new())
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let id = key_identifier(cert.der()).unwrap();
+        // The public key bits are the uncompressed point rcgen reports.
+        let digest = ring::digest::digest(
+            &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
+            key.public_key_raw(),
+        );
+        let want: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(id, want);
+        assert_eq!(key_identifier(b"not a certificate"), None);
+    }
+
+    #[test]
     fn aaguids_read_and_print_in_their_usual_form() {
         let g = parse_aaguid("A14EB40D-3b89-4f3b-8d46-13cdf3de625c").unwrap();
         assert_eq!(format_aaguid(&g), "a14eb40d-3b89-4f3b-8d46-13cdf3de625c");
