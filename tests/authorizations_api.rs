@@ -864,3 +864,86 @@ async fn the_whole_payment_flow_runs_from_the_cli() {
     let (code, _) = cli_json(&w.d, &["authorizations", "get", "no-such-id"]);
     assert_eq!(code, 1);
 }
+
+/// java-webauthn-server's YSA-2026-02, and its neighbours: an assertion is bound to one
+/// credential, that credential to one device, and the device to its user and card. Alice's
+/// authenticator cannot pay with Bob's device or card, whichever ids the request mixes, and an
+/// approval names exactly the device, credential and card of its challenge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_assertion_never_authorizes_a_payment_for_another_users_device_or_card() {
+    let mut w = world().await; // Bob's device, bound to Bob's card.
+    let alice = Authenticator::new();
+    let (alice_token, alice_device) = enrol_for_token(&mut w.gw, &alice, DOMAIN).await;
+    let bob = Target {
+        token: w.t.token.clone(),
+        device_id: w.t.device_id.clone(),
+    };
+    let refused = |r: &Response| r.status == 422 || r.status == 409;
+
+    // 1. Alice answers Bob's challenge with her own credential: not the challenge's device.
+    let (id, ch) = issue(&mut w.gw, payment(&bob, 500, "EUR", "Shop")).await;
+    let r = authorize(&mut w.gw, &id, &alice.assert(&ch, 1, None)).await;
+    assert_eq!(status_code(&r), (422, "credential_mismatch".into()));
+
+    // 2. Alice's assertion relabelled with Bob's credential id: the signature is checked
+    // with Bob's stored key, and fails.
+    let (id, ch) = issue(&mut w.gw, payment(&bob, 500, "EUR", "Shop")).await;
+    let mut body = alice.assert(&ch, 1, None).body(&id);
+    body["credential_id"] = URL_SAFE_NO_PAD.encode(&w.auth.credential_id).into();
+    let r = post(&mut w.gw, "/v1/authorizations", body).await;
+    assert!(refused(&r), "{:?}", r.json());
+    assert_ne!(r.status, 201);
+
+    // 3. Alice's device with Bob's card, and Bob's device with Alice's card: no challenge.
+    for (token, device) in [(&bob.token, &alice_device), (&alice_token, &bob.device_id)] {
+        let t = Target {
+            token: token.clone(),
+            device_id: device.clone(),
+        };
+        let r = post(
+            &mut w.gw,
+            "/v1/authorizations/challenges",
+            payment(&t, 500, "EUR", "Shop"),
+        )
+        .await;
+        assert_eq!(
+            status_code(&r),
+            (422, "device_not_enrolled_for_token".into())
+        );
+    }
+
+    // 4. Alice's genuine assertion for her own payment cannot be replayed on Bob's
+    // challenge: it signs her challenge, not his.
+    let mine = Target {
+        token: alice_token.clone(),
+        device_id: alice_device.clone(),
+    };
+    let (_, alice_ch) = issue(&mut w.gw, payment(&mine, 500, "EUR", "Shop")).await;
+    let (bob_id, _) = issue(&mut w.gw, payment(&bob, 500, "EUR", "Shop")).await;
+    let mut body = alice.assert(&alice_ch, 2, None).body(&bob_id);
+    body["credential_id"] = URL_SAFE_NO_PAD.encode(&w.auth.credential_id).into();
+    let r = post(&mut w.gw, "/v1/authorizations", body).await;
+    assert_ne!(r.status, 201, "{:?}", r.json());
+
+    // 5. Each approval names its own device, credential and card, and nothing of Alice's ever
+    // approved a payment of Bob's.
+    let (id, ch) = issue(&mut w.gw, payment(&bob, 500, "EUR", "Shop")).await;
+    let r = authorize(&mut w.gw, &id, &w.auth.assert(&ch, 1, None)).await;
+    assert_eq!(r.status, 201, "{:?}", r.json());
+    let claims = jws_claims(r.json().unwrap()["authorization"].as_str().unwrap());
+    assert_eq!(claims["device_id"], bob.device_id.as_str());
+    assert_eq!(claims["token"], bob.token.as_str());
+    assert_eq!(
+        claims["credential_id"],
+        URL_SAFE_NO_PAD.encode(&w.auth.credential_id)
+    );
+    let approvals: Vec<serde_json::Value> = audit_lines(&w.d)
+        .into_iter()
+        .filter(|l| l["outcome"] == "approved")
+        .collect();
+    assert_eq!(approvals.len(), 1, "{approvals:?}");
+    assert!(approvals[0]["detail"]
+        .as_str()
+        .unwrap()
+        .contains(&bob.device_id));
+}
