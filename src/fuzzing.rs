@@ -200,6 +200,13 @@ pub fn webauthn_cbor(data: &[u8]) {
 /// clientDataJSON as the client sends it.
 pub fn webauthn_client_data(data: &[u8]) {
     let _ = crate::webauthn::client_data::ClientData::parse(data);
+    // SPC's browser-bound key inside it, with the input's tail as the signature.
+    let signature = data.get(data.len() / 2..);
+    let _ = crate::webauthn::browser_bound::verify(
+        data,
+        signature,
+        &[crate::webauthn::cose::CoseAlgorithm::Es256],
+    );
 }
 
 /// A stored or attested COSE_Key.

@@ -947,3 +947,111 @@ async fn an_assertion_never_authorizes_a_payment_for_another_users_device_or_car
         .unwrap()
         .contains(&bob.device_id));
 }
+
+/// SPC browser-bound keys: a device enrolled through a browser that has one keeps it; each
+/// SPC payment must carry a signature by the same key over its clientDataJSON, and the JWS
+/// names the key by its COSE Key Thumbprint. Another browser (the passkey synced elsewhere)
+/// has no key or another key, and is refused; a key without its signature, or a signature
+/// that does not verify, is refused at enrolment and at payment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_enrolled_with_a_browser_bound_key_pays_only_from_that_browser() {
+    use support::authenticator::BrowserKey;
+    let d = Daemon::start();
+    let mut gw = d.client("gateway").await;
+    let mut auth = Authenticator::new();
+    auth.browser_key = Some(BrowserKey::new().unwrap());
+    let token = token_of(&tokenize(&mut gw, &random_pan("411111", 16), DOMAIN).await);
+
+    // Enrolment: the key without its signature, or with a bad one, is refused.
+    let (id, ch) = enrolment_challenge(&mut gw).await;
+    let mut body = auth
+        .register(&ch, support::authenticator::Attestation::PackedSelf)
+        .body(&id);
+    body.as_object_mut()
+        .unwrap()
+        .remove("browser_bound_signature");
+    let r = post(&mut gw, "/v1/devices", body).await;
+    assert_eq!(
+        status_code(&r),
+        (422, "browser_bound_key_incomplete".into())
+    );
+    let (id, ch) = enrolment_challenge(&mut gw).await;
+    let mut body = auth
+        .register(&ch, support::authenticator::Attestation::PackedSelf)
+        .body(&id);
+    body["browser_bound_signature"] = URL_SAFE_NO_PAD
+        .encode([0x30, 0x06, 2, 1, 1, 2, 1, 1])
+        .into();
+    let r = post(&mut gw, "/v1/devices", body).await;
+    assert_eq!(
+        status_code(&r),
+        (422, "browser_bound_signature_invalid".into())
+    );
+    // With both: enrolled, bound to the card.
+    let (id, ch) = enrolment_challenge(&mut gw).await;
+    let mut body = auth
+        .register(&ch, support::authenticator::Attestation::PackedSelf)
+        .body(&id);
+    body["token"] = token.clone().into();
+    body["domain"] = DOMAIN.into();
+    let r = post(&mut gw, "/v1/devices", body).await;
+    assert_eq!(r.status, 201, "{:?}", r.json());
+    let t = Target {
+        token,
+        device_id: r.json().unwrap()["device_id"].as_str().unwrap().to_owned(),
+    };
+
+    // A payment from the same browser: approved, the JWS names the key.
+    let (id, ch) = issue(&mut gw, with_spc(payment(&t, 1234, "EUR", "Shop"))).await;
+    let a = auth.assert(&ch, 1, Some(&spc("12.34", "EUR", "Shop")));
+    assert!(a.browser_bound_signature.is_some());
+    let r = authorize(&mut gw, &id, &a).await;
+    assert_eq!(r.status, 201, "{:?}", r.json());
+    let claims = jws_claims(r.json().unwrap()["authorization"].as_str().unwrap());
+    let thumbprint = claims["browser_bound_key"].as_str().unwrap().to_owned();
+    assert_eq!(thumbprint.len(), 43, "base64url of a SHA-256");
+
+    // The passkey synced to another browser: no key, then another key.
+    let key = auth.browser_key.take();
+    let (id, ch) = issue(&mut gw, with_spc(payment(&t, 1234, "EUR", "Shop"))).await;
+    let a = auth.assert(&ch, 2, Some(&spc("12.34", "EUR", "Shop")));
+    let r = authorize(&mut gw, &id, &a).await;
+    assert_eq!(status_code(&r), (422, "browser_bound_key_missing".into()));
+    auth.browser_key = Some(BrowserKey::new().unwrap());
+    let (id, ch) = issue(&mut gw, with_spc(payment(&t, 1234, "EUR", "Shop"))).await;
+    let a = auth.assert(&ch, 3, Some(&spc("12.34", "EUR", "Shop")));
+    let r = authorize(&mut gw, &id, &a).await;
+    assert_eq!(status_code(&r), (422, "browser_bound_key_changed".into()));
+    // Back on the enrolling browser, a signature over other bytes is refused, a good one
+    // approved with the same thumbprint.
+    auth.browser_key = key;
+    let (id, ch) = issue(&mut gw, with_spc(payment(&t, 1234, "EUR", "Shop"))).await;
+    let mut a = auth.assert(&ch, 4, Some(&spc("12.34", "EUR", "Shop")));
+    a.browser_bound_signature = Some(auth.browser_key.as_ref().unwrap().sign(b"other").unwrap());
+    let r = authorize(&mut gw, &id, &a).await;
+    assert_eq!(
+        status_code(&r),
+        (422, "browser_bound_signature_invalid".into())
+    );
+    let (id, ch) = issue(&mut gw, with_spc(payment(&t, 1234, "EUR", "Shop"))).await;
+    let a = auth.assert(&ch, 5, Some(&spc("12.34", "EUR", "Shop")));
+    let r = authorize(&mut gw, &id, &a).await;
+    assert_eq!(r.status, 201, "{:?}", r.json());
+    let claims = jws_claims(r.json().unwrap()["authorization"].as_str().unwrap());
+    assert_eq!(claims["browser_bound_key"], thumbprint.as_str());
+}
+
+/// An enrolment challenge for alice at `localhost`: (challenge_id, challenge).
+async fn enrolment_challenge(gw: &mut Client) -> (String, String) {
+    let r = post(
+        gw,
+        "/v1/devices/challenges",
+        serde_json::json!({"user": "alice", "rp_id": "localhost"}),
+    )
+    .await;
+    let c = r.json().unwrap();
+    (
+        c["challenge_id"].as_str().unwrap().to_owned(),
+        c["challenge"].as_str().unwrap().to_owned(),
+    )
+}

@@ -123,6 +123,7 @@ async fn world(backend: Box<dyn Fixture>) -> World {
         created_at: "2026-01-01T00:00:00.000Z".into(),
         last_used_at: None,
         state: DeviceState::Active,
+        browser_bound_key: None,
     };
     store
         .enrol_device(device, event("device_enrolled"))
@@ -204,6 +205,7 @@ impl World {
             authenticator_data: a.authenticator_data,
             client_data_json: a.client_data_json,
             signature: a.signature,
+            browser_bound_signature: a.browser_bound_signature,
         };
         let signed = self
             .authz

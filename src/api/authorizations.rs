@@ -176,6 +176,10 @@ pub struct AuthorizeRequest {
     pub client_data_json: String,
     /// base64url signature.
     pub signature: String,
+    /// base64url SPC browser-bound signature over clientDataJSON (the `payment` extension
+    /// output), when clientDataJSON carries `payment.browserBoundPublicKey`.
+    #[serde(default)]
+    pub browser_bound_signature: Option<String>,
 }
 
 impl AuthorizeRequest {
@@ -199,6 +203,15 @@ impl AuthorizeRequest {
                 &self.signature,
                 "`signature` is not base64url without padding",
             )?,
+            browser_bound_signature: self
+                .browser_bound_signature
+                .map(|s| {
+                    base64url(
+                        &s,
+                        "`browser_bound_signature` is not base64url without padding",
+                    )
+                })
+                .transpose()?,
             challenge_id: self.challenge_id,
         })
     }

@@ -120,6 +120,10 @@ pub struct EnrolRequest {
     /// The token's domain (with `token`).
     #[serde(default)]
     pub domain: Option<String>,
+    /// base64url SPC browser-bound signature over clientDataJSON (the `payment` extension
+    /// output), when clientDataJSON carries `payment.browserBoundPublicKey`.
+    #[serde(default)]
+    pub browser_bound_signature: Option<String>,
 }
 
 impl EnrolRequest {
@@ -148,6 +152,15 @@ impl EnrolRequest {
                 &self.client_data_json,
                 "`client_data_json` is not base64url without padding",
             )?,
+            browser_bound_signature: self
+                .browser_bound_signature
+                .map(|s| {
+                    base64url(
+                        &s,
+                        "`browser_bound_signature` is not base64url without padding",
+                    )
+                })
+                .transpose()?,
             challenge_id: self.challenge_id,
             token,
         })
@@ -379,6 +392,7 @@ mod tests {
             credential_id: cred.into(),
             attestation_object: "AA".into(),
             client_data_json: "AA".into(),
+            browser_bound_signature: None,
             token: token.map(str::to_owned),
             domain: domain.map(str::to_owned),
         };
@@ -430,6 +444,7 @@ mod tests {
                 client_data_json: "AA".into(),
                 token: Some(token.into()),
                 domain: Some("shop".into()),
+                browser_bound_signature: None,
             }
             .into_input()
             .map(|_| ())

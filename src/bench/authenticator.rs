@@ -98,18 +98,89 @@ pub struct Registration {
     pub attestation_object: Vec<u8>,
     /// clientDataJSON.
     pub client_data_json: Vec<u8>,
+    /// The SPC browser-bound signature over clientDataJSON, when the browser has a key.
+    pub browser_bound_signature: Option<Vec<u8>>,
 }
 
 impl Registration {
     /// The `POST /v1/devices` body for this response to `challenge_id`.
     pub fn body(&self, challenge_id: &str) -> serde_json::Value {
-        serde_json::json!({
+        let mut body = serde_json::json!({
             "challenge_id": challenge_id,
             "credential_id": URL_SAFE_NO_PAD.encode(&self.credential_id),
             "attestation_object": URL_SAFE_NO_PAD.encode(&self.attestation_object),
             "client_data_json": URL_SAFE_NO_PAD.encode(&self.client_data_json),
-        })
+        });
+        with_browser_bound_signature(&mut body, self.browser_bound_signature.as_deref());
+        body
     }
+}
+
+fn with_browser_bound_signature(body: &mut serde_json::Value, signature: Option<&[u8]>) {
+    if let (Some(sig), Some(fields)) = (signature, body.as_object_mut()) {
+        fields.insert(
+            "browser_bound_signature".to_owned(),
+            URL_SAFE_NO_PAD.encode(sig).into(),
+        );
+    }
+}
+
+/// An SPC browser-bound key: the browser's own P-256 key for one credential, which never
+/// syncs with it. Its public half goes in clientDataJSON's `payment` member, and it signs the
+/// exact clientDataJSON.
+pub struct BrowserKey {
+    key: EcdsaKeyPair,
+    rng: SystemRandom,
+}
+
+impl std::fmt::Debug for BrowserKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrowserKey").finish_non_exhaustive()
+    }
+}
+
+impl BrowserKey {
+    /// A fresh key. Fails only when the system random generator does.
+    pub fn new() -> Result<Self, Unspecified> {
+        let rng = SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng)?;
+        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng)
+            .map_err(|_| Unspecified)?;
+        Ok(Self { key, rng })
+    }
+
+    /// The public key as a COSE_Key (EC2, ES256, P-256), base64url: `browserBoundPublicKey`.
+    pub fn public_key_b64(&self) -> String {
+        URL_SAFE_NO_PAD.encode(cose_p256(self.key.public_key().as_ref()))
+    }
+
+    /// The signature (ASN.1 DER) over `client_data_json`.
+    pub fn sign(&self, client_data_json: &[u8]) -> Result<Vec<u8>, Unspecified> {
+        Ok(self
+            .key
+            .sign(&self.rng, client_data_json)?
+            .as_ref()
+            .to_vec())
+    }
+}
+
+/// A COSE_Key (EC2, ES256, P-256) for an uncompressed SEC1 point.
+fn cose_p256(point: &[u8]) -> Vec<u8> {
+    let x = point.get(1..33).unwrap_or_default();
+    let y = point.get(33..65).unwrap_or_default();
+    let mut out = Vec::new();
+    cbor::map(&mut out, 5);
+    cbor::int(&mut out, 1); // kty
+    cbor::int(&mut out, 2); // EC2
+    cbor::int(&mut out, 3); // alg
+    cbor::int(&mut out, -7); // ES256
+    cbor::int(&mut out, -1); // crv
+    cbor::int(&mut out, 1); // P-256
+    cbor::int(&mut out, -2);
+    cbor::bytes(&mut out, x);
+    cbor::int(&mut out, -3);
+    cbor::bytes(&mut out, y);
+    out
 }
 
 /// What SPC's `payment` member of clientDataJSON carries (`payment.get`).
@@ -144,18 +215,22 @@ pub struct Assertion {
     pub client_data_json: Vec<u8>,
     /// ECDSA P-256 signature (ASN.1 DER) over authData || SHA-256(clientDataJSON).
     pub signature: Vec<u8>,
+    /// The SPC browser-bound signature over clientDataJSON, when the browser has a key.
+    pub browser_bound_signature: Option<Vec<u8>>,
 }
 
 impl Assertion {
     /// The `POST /v1/authorizations` body for this assertion to `challenge_id`.
     pub fn body(&self, challenge_id: &str) -> serde_json::Value {
-        serde_json::json!({
+        let mut body = serde_json::json!({
             "challenge_id": challenge_id,
             "credential_id": URL_SAFE_NO_PAD.encode(&self.credential_id),
             "authenticator_data": URL_SAFE_NO_PAD.encode(&self.authenticator_data),
             "client_data_json": URL_SAFE_NO_PAD.encode(&self.client_data_json),
             "signature": URL_SAFE_NO_PAD.encode(&self.signature),
-        })
+        });
+        with_browser_bound_signature(&mut body, self.browser_bound_signature.as_deref());
+        body
     }
 }
 
@@ -173,6 +248,9 @@ pub struct SoftwareAuthenticator {
     pub user_verified: bool,
     /// The AAGUID (zeros, like most software authenticators).
     pub aaguid: [u8; 16],
+    /// The browser's SPC browser-bound key for this credential, if it has one: then
+    /// registrations and `payment.get` assertions carry it and its signature.
+    pub browser_key: Option<BrowserKey>,
 }
 
 impl std::fmt::Debug for SoftwareAuthenticator {
@@ -203,40 +281,43 @@ impl SoftwareAuthenticator {
             origin: "https://localhost".to_owned(),
             user_verified: true,
             aaguid: [0; 16],
+            browser_key: None,
         })
     }
 
     /// The credential public key as a COSE_Key: EC2, ES256, P-256, x, y.
     pub fn cose_key(&self) -> Vec<u8> {
         // An uncompressed SEC1 point: 0x04 || x (32) || y (32).
-        let point = self.key.public_key().as_ref();
-        let x = point.get(1..33).unwrap_or_default();
-        let y = point.get(33..65).unwrap_or_default();
-        let mut out = Vec::new();
-        cbor::map(&mut out, 5);
-        cbor::int(&mut out, 1); // kty
-        cbor::int(&mut out, 2); // EC2
-        cbor::int(&mut out, 3); // alg
-        cbor::int(&mut out, -7); // ES256
-        cbor::int(&mut out, -1); // crv
-        cbor::int(&mut out, 1); // P-256
-        cbor::int(&mut out, -2);
-        cbor::bytes(&mut out, x);
-        cbor::int(&mut out, -3);
-        cbor::bytes(&mut out, y);
-        out
+        cose_p256(self.key.public_key().as_ref())
     }
 
-    /// clientDataJSON for `navigator.credentials.create` with this challenge.
+    /// clientDataJSON for `navigator.credentials.create` with this challenge (with SPC's
+    /// `payment.browserBoundPublicKey` when the browser has a key).
     pub fn client_data(&self, challenge_b64: &str) -> Vec<u8> {
-        serde_json::json!({
+        let mut data = serde_json::json!({
             "type": "webauthn.create",
             "challenge": challenge_b64,
             "origin": self.origin,
             "crossOrigin": false,
-        })
-        .to_string()
-        .into_bytes()
+        });
+        if let (Some(k), Some(fields)) = (&self.browser_key, data.as_object_mut()) {
+            fields.insert(
+                "payment".to_owned(),
+                serde_json::json!({"browserBoundPublicKey": k.public_key_b64()}),
+            );
+        }
+        data.to_string().into_bytes()
+    }
+
+    /// The browser-bound signature over `client_data_json`, when the browser has a key.
+    fn browser_bound_signature(
+        &self,
+        client_data_json: &[u8],
+    ) -> Result<Option<Vec<u8>>, Unspecified> {
+        self.browser_key
+            .as_ref()
+            .map(|k| k.sign(client_data_json))
+            .transpose()
     }
 
     /// Authenticator data with attested credential data (§6.1, §6.5.1), counter 0.
@@ -315,6 +396,7 @@ impl SoftwareAuthenticator {
         Ok(Registration {
             credential_id: self.credential_id.clone(),
             attestation_object: att,
+            browser_bound_signature: self.browser_bound_signature(&client_data_json)?,
             client_data_json,
         })
     }
@@ -356,6 +438,16 @@ impl SoftwareAuthenticator {
                     "instrument": {"displayName": p.instrument_name, "icon": p.instrument_icon},
                 }),
             );
+            // SPC: the browser's key for this credential rides along in `payment.get`.
+            if let (Some(k), Some(payment)) = (
+                &self.browser_key,
+                fields.get_mut("payment").and_then(|v| v.as_object_mut()),
+            ) {
+                payment.insert(
+                    "browserBoundPublicKey".to_owned(),
+                    k.public_key_b64().into(),
+                );
+            }
         }
         let client_data_json = client_data.to_string().into_bytes();
         let authenticator_data = self.assertion_auth_data(counter);
@@ -363,11 +455,16 @@ impl SoftwareAuthenticator {
         let mut signed = authenticator_data.clone();
         signed.extend(Sha256::digest(&client_data_json));
         let signature = self.key.sign(&self.rng, &signed)?.as_ref().to_vec();
+        let browser_bound_signature = match payment {
+            Some(_) => self.browser_bound_signature(&client_data_json)?,
+            None => None,
+        };
         Ok(Assertion {
             credential_id: self.credential_id.clone(),
             authenticator_data,
             client_data_json,
             signature,
+            browser_bound_signature,
         })
     }
 }

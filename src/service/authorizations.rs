@@ -30,6 +30,7 @@ use crate::webauthn::assertion::{
     verify_assertion, AssertionExpectations, AssertionInput, AssertionType, ExpectedPayment,
     StoredCredential,
 };
+use crate::webauthn::browser_bound;
 use crate::webauthn::registration::RelyingParty;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -133,6 +134,8 @@ pub struct AuthorizeInput {
     pub client_data_json: Vec<u8>,
     /// The assertion signature.
     pub signature: Vec<u8>,
+    /// The SPC browser-bound signature over clientDataJSON, if the browser sent one.
+    pub browser_bound_signature: Option<Vec<u8>>,
 }
 
 /// A payment challenge just issued (also the answer stored for its idempotency key).
@@ -472,6 +475,7 @@ impl Authorizations {
                 .as_ref()
                 .map(|s| s.instrument_display_name.clone()),
             instrument_icon: challenge.spc.as_ref().map(|s| s.instrument_icon.clone()),
+            browser_bound_public_key: None,
         };
         // A challenge issued with SPC display data must be answered by `payment.get`.
         let types: &[AssertionType] = if challenge.spc.is_some() {
@@ -505,6 +509,24 @@ impl Authorizations {
         let verdict = match verdict {
             Ok(v) => v,
             Err(e) => return Err(self.refuse_consuming(end(None), Error::Webauthn(e)).await),
+        };
+        // SPC browser-bound key: its signature must verify, and a device that enrolled with
+        // one must show the same one (a synced passkey on another browser has not got it).
+        let browser_bound = browser_bound::verify(
+            &input.client_data_json,
+            input.browser_bound_signature.as_deref(),
+            &self.config.algorithms,
+        )
+        .and_then(|k| {
+            browser_bound::check_enrolled(device.browser_bound_key.as_deref(), k.as_ref())
+                .map(|()| k)
+        });
+        let browser_bound = match browser_bound {
+            Ok(k) => k,
+            Err(e) => {
+                let e = Error::Webauthn(e.into());
+                return Err(self.refuse_consuming(end(None), e).await);
+            }
         };
         let counter = CounterUpdate {
             device_id: device.device_id.clone(),
@@ -573,6 +595,10 @@ impl Authorizations {
         // RFC 7519 §4.1.3: aud, only when the challenge named the recipient.
         if let (Some(audience), Some(map)) = (&challenge.audience, claims.as_object_mut()) {
             map.insert("aud".to_owned(), audience.clone().into());
+        }
+        // The browser-bound key's COSE Key Thumbprint (RFC 9679), when the payment showed one.
+        if let (Some(k), Some(map)) = (&browser_bound, claims.as_object_mut()) {
+            map.insert("browser_bound_key".to_owned(), k.thumbprint().into());
         }
         // Sign first, then commit: if the commit fails the JWS is never returned.
         let SignedJws { compact: jws, kid } = match self.signer.sign(&claims).await {
@@ -835,11 +861,20 @@ fn challenge_canonical(i: &PaymentChallengeInput) -> serde_json::Value {
 }
 
 fn authorize_canonical(i: &AuthorizeInput) -> serde_json::Value {
-    serde_json::json!({
+    let mut canonical = serde_json::json!({
         "challenge_id": i.challenge_id,
         "credential_id": URL_SAFE_NO_PAD.encode(&i.credential_id),
         "authenticator_data": URL_SAFE_NO_PAD.encode(&i.authenticator_data),
         "client_data_json": URL_SAFE_NO_PAD.encode(&i.client_data_json),
         "signature": URL_SAFE_NO_PAD.encode(&i.signature),
-    })
+    });
+    // Only when sent: the hash of a request without one stays what it was before SPC
+    // browser-bound keys, so an idempotent retry across an upgrade still matches.
+    if let (Some(sig), Some(fields)) = (&i.browser_bound_signature, canonical.as_object_mut()) {
+        fields.insert(
+            "browser_bound_signature".to_owned(),
+            URL_SAFE_NO_PAD.encode(sig).into(),
+        );
+    }
+    canonical
 }

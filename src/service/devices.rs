@@ -25,6 +25,7 @@ use crate::text::{DisplayText, LoggableText};
 use crate::webauthn::attestation::{
     mds, AttestationPolicy, Format, Trust, TrustAnchors, UntrustedChains,
 };
+use crate::webauthn::browser_bound;
 use crate::webauthn::registration::{
     verify_registration, RegistrationExpectations, RegistrationInput, RelyingParty,
 };
@@ -86,6 +87,8 @@ pub struct EnrolInput {
     pub client_data_json: Vec<u8>,
     /// A token (and its domain) to bind the device to; it must be active.
     pub token: Option<(Token, Domain)>,
+    /// The SPC browser-bound signature over clientDataJSON, if the browser sent one.
+    pub browser_bound_signature: Option<Vec<u8>>,
 }
 
 /// A device just enrolled.
@@ -317,6 +320,16 @@ impl Devices {
         if verdict.credential_id != input.credential_id {
             return Err(self.refuse(audit, Error::CredentialIdMismatch).await);
         }
+        // SPC: a browser-bound key in clientDataJSON comes with its signature, which must
+        // verify; the device keeps the key and every payment must then show it.
+        let browser_bound = match browser_bound::verify(
+            &input.client_data_json,
+            input.browser_bound_signature.as_deref(),
+            &self.config.algorithms,
+        ) {
+            Ok(k) => k,
+            Err(e) => return Err(self.refuse(audit, Error::Webauthn(e.into())).await),
+        };
         if let Some((token, domain)) = &input.token {
             let checked = self.check_token(caller, token, domain, &mut audit).await;
             if matches!(checked, Ok(()) | Err(Error::TokenSuspended)) {
@@ -345,6 +358,7 @@ impl Devices {
             created_at: crate::clock::format_rfc3339(now),
             last_used_at: None,
             state: DeviceState::Active,
+            browser_bound_key: browser_bound.as_ref().map(|k| k.cose.clone()),
         };
         let enrolled = EnrolledDevice {
             device_id: device.device_id.clone(),
@@ -369,6 +383,9 @@ impl Devices {
                 .map(|a| format!(" anchor={a}"))
                 .unwrap_or_default(),
         ));
+        if let (Some(k), Some(detail)) = (&browser_bound, audit.detail.as_mut()) {
+            detail.push_str(&format!(" browser_bound_key={}", k.thumbprint()));
+        }
         let refused = audit.clone();
         match self.store.enrol_device(device, audit).await? {
             EnrolOutcome::Enrolled => Ok(enrolled),

@@ -108,6 +108,9 @@ pub struct DeviceRecord {
     pub last_used_at: Option<String>,
     /// Active, or revoked (final).
     pub state: DeviceState,
+    /// The SPC browser-bound public key (COSE_Key) it enrolled with: every payment must
+    /// then carry a signature by it.
+    pub browser_bound_key: Option<Vec<u8>>,
 }
 
 /// Why a device was revoked: a small fixed set, so reports can count them.

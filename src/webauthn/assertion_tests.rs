@@ -30,6 +30,7 @@ fn expected_payment() -> ExpectedPayment {
         total_value: Some("12.30".into()),
         instrument_display_name: Some("Visa 1234".into()),
         instrument_icon: Some("https://example.com/i.png".into()),
+        browser_bound_public_key: None,
     }
 }
 

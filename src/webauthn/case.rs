@@ -491,6 +491,7 @@ fn expected_payment(v: &Value) -> super::assertion::ExpectedPayment {
         total_value: s(&["total", "value"]),
         instrument_display_name: s(&["instrument", "displayName"]),
         instrument_icon: s(&["instrument", "icon"]),
+        browser_bound_public_key: None,
     }
 }
 

@@ -26,6 +26,8 @@ pub struct PaymentData {
     pub total_value: Option<String>,
     /// payment.instrument.displayName
     pub instrument_display_name: Option<String>,
+    /// payment.browserBoundPublicKey: the browser-bound key (base64url of a COSE_Key)
+    pub browser_bound_public_key: Option<String>,
     /// payment.instrument.icon
     pub instrument_icon: Option<String>,
 }
@@ -204,6 +206,11 @@ impl PaymentData {
                 Some(i) => optional_str(i, "icon", "payment.instrument.icon")?,
                 None => None,
             },
+            browser_bound_public_key: optional_str(
+                obj,
+                "browserBoundPublicKey",
+                "payment.browserBoundPublicKey",
+            )?,
         })
     }
 }

@@ -4,6 +4,7 @@
 use super::assertion::AssertionError;
 use super::attestation::AttestationError;
 use super::authdata::AuthDataError;
+use super::browser_bound::BrowserBoundError;
 use super::cbor::CborError;
 use super::client_data::ClientDataError;
 use super::cose::CoseError;
@@ -27,6 +28,8 @@ pub enum WebauthnError {
     Registration(RegistrationError),
     /// An authentication (assertion) ceremony rule failed.
     Assertion(AssertionError),
+    /// An SPC browser-bound key or its signature failed.
+    BrowserBound(BrowserBoundError),
 }
 
 impl WebauthnError {
@@ -40,6 +43,7 @@ impl WebauthnError {
             Self::Attestation(e) => e.code(),
             Self::Registration(e) => e.code(),
             Self::Assertion(e) => e.code(),
+            Self::BrowserBound(e) => e.code(),
         }
     }
 }
@@ -54,6 +58,7 @@ impl std::fmt::Display for WebauthnError {
             Self::Attestation(e) => write!(f, "attestation: {e}"),
             Self::Registration(e) => write!(f, "registration: {e}"),
             Self::Assertion(e) => write!(f, "assertion: {e}"),
+            Self::BrowserBound(e) => write!(f, "browser-bound key: {e}"),
         }
     }
 }
@@ -72,4 +77,5 @@ macro_rules! from_sub {
 
 from_sub!(CborError => Cbor, CoseError => Cose, AuthDataError => AuthData,
     ClientDataError => ClientData, AttestationError => Attestation,
-    RegistrationError => Registration, AssertionError => Assertion);
+    RegistrationError => Registration, AssertionError => Assertion,
+    BrowserBoundError => BrowserBound);

@@ -15,6 +15,7 @@
 pub mod assertion;
 pub mod attestation;
 pub mod authdata;
+pub mod browser_bound;
 pub mod case;
 pub mod cbor;
 pub mod client_data;

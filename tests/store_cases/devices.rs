@@ -67,6 +67,7 @@ pub(super) fn device(id: &str, credential: u8) -> DeviceRecord {
         created_at: "2026-01-01T00:00:00.000Z".into(),
         last_used_at: None,
         state: DeviceState::Active,
+        browser_bound_key: None,
     }
 }
 
@@ -176,6 +177,24 @@ pub async fn an_expired_challenge_is_refused_and_stays_unused(f: &dyn Fixture) {
             .unwrap(),
         ConsumeOutcome::Consumed(_)
     ));
+}
+
+pub async fn a_device_keeps_the_browser_bound_key_it_enrolled_with(f: &dyn Fixture) {
+    let s = f.open().await;
+    let bound = DeviceRecord {
+        browser_bound_key: Some(vec![0xa5, 0x01, 0x02, 0x03, 0x26]),
+        ..device("dev-b", 9)
+    };
+    s.enrol_device(bound.clone(), event("device_enrolled"))
+        .await
+        .unwrap();
+    s.enrol_device(device("dev-n", 8), event("device_enrolled"))
+        .await
+        .unwrap();
+    assert_eq!(s.device("dev-b").await.unwrap(), Some(bound.clone()));
+    assert_eq!(s.device_by_credential(&[9; 32]).await.unwrap(), Some(bound));
+    let unbound = s.device("dev-n").await.unwrap().unwrap();
+    assert_eq!(unbound.browser_bound_key, None);
 }
 
 pub async fn a_credential_id_enrols_once_and_a_duplicate_writes_nothing(f: &dyn Fixture) {

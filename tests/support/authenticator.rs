@@ -4,7 +4,9 @@
 
 use payhsm::bench::authenticator::SoftwareAuthenticator;
 #[allow(unused_imports)] // each test crate uses part of it
-pub use payhsm::bench::authenticator::{cbor, Assertion, Attestation, Registration, SpcPayment};
+pub use payhsm::bench::authenticator::{
+    cbor, Assertion, Attestation, BrowserKey, Registration, SpcPayment,
+};
 use std::ops::{Deref, DerefMut};
 
 /// One credential on a software authenticator; derefs to [`SoftwareAuthenticator`] for its

@@ -18,7 +18,7 @@ const CHALLENGE_COLUMNS: &str =
 
 const DEVICE_COLUMNS: &str = r#"device_id, credential_id, rp_id, "user", public_key_cbor, alg,
      format, trust, aaguid, sign_count, backup_eligible, backup_state, user_verified, token,
-     domain, created_at, last_used_at, status, revoked_at, revoke_reason"#;
+     domain, created_at, last_used_at, status, revoked_at, revoke_reason, browser_bound_key"#;
 
 /// Every attestation format, to map stored names back.
 const FORMATS: [Format; 7] = [
@@ -110,6 +110,7 @@ fn device_from_row(row: &Row) -> Result<DeviceRecord, StoreError> {
         domain,
         created_at: get(row, 15)?,
         last_used_at: get(row, 16)?,
+        browser_bound_key: get(row, 20)?,
         state,
         device_id,
     })
@@ -199,7 +200,7 @@ pub(super) async fn enrol_device(
     let sql = format!(
         "INSERT INTO devices ({DEVICE_COLUMNS}) VALUES
          ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-          $19, $20)"
+          $19, $20, $21)"
     );
     let (revoked_at, reason) = d.state.columns();
     execute(
@@ -226,6 +227,7 @@ pub(super) async fn enrol_device(
             &d.state.as_str(),
             &revoked_at,
             &reason,
+            &d.browser_bound_key,
         ],
     )
     .await?;

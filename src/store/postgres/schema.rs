@@ -180,6 +180,9 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE devices ADD COLUMN revoke_reason TEXT COLLATE "C" NULL;
     CREATE INDEX devices_user ON devices ("user", created_at);
     CREATE INDEX devices_token ON devices (domain, token, created_at);"#,
+    // 4: the SPC browser-bound public key (COSE_Key) a device enrolled with, if any
+    // (SQLite's version 8).
+    r#"ALTER TABLE devices ADD COLUMN browser_bound_key BYTEA NULL;"#,
 ];
 
 /// The newest version this build knows.

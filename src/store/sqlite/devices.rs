@@ -17,7 +17,7 @@ const CHALLENGE_COLUMNS: &str =
 
 const DEVICE_COLUMNS: &str = "device_id, credential_id, rp_id, user, public_key_cbor, alg, \
      format, trust, aaguid, sign_count, backup_eligible, backup_state, user_verified, token, \
-     domain, created_at, last_used_at, status, revoked_at, revoke_reason";
+     domain, created_at, last_used_at, status, revoked_at, revoke_reason, browser_bound_key";
 
 /// Every attestation format, to map stored names back.
 const FORMATS: [Format; 7] = [
@@ -123,6 +123,7 @@ fn device_from_row(r: &Row<'_>) -> rusqlite::Result<Result<DeviceRecord, StoreEr
         domain,
         created_at: r.get(15)?,
         last_used_at: r.get(16)?,
+        browser_bound_key: r.get(20)?,
         state,
         device_id,
     }))
@@ -216,7 +217,7 @@ pub(super) fn enrol_device(
         .prepare_cached(&format!(
             "INSERT INTO devices ({DEVICE_COLUMNS}) VALUES
              (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-              ?19, ?20)"
+              ?19, ?20, ?21)"
         ))
         .and_then(|mut s| {
             let (revoked_at, reason) = d.state.columns();
@@ -241,6 +242,7 @@ pub(super) fn enrol_device(
                 d.state.as_str(),
                 revoked_at,
                 reason,
+                d.browser_bound_key,
             ])
         })
         .map_err(sql_err)?;

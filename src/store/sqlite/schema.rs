@@ -175,6 +175,8 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE devices ADD COLUMN revoke_reason TEXT NULL;
     CREATE INDEX devices_user ON devices (user, created_at);
     CREATE INDEX devices_token ON devices (domain, token, created_at);",
+    // 8: the SPC browser-bound public key (COSE_Key) a device enrolled with, if any.
+    "ALTER TABLE devices ADD COLUMN browser_bound_key BLOB NULL;",
 ];
 
 /// Page cache of the writer connection (KiB): the B-tree pages random token and fingerprint
