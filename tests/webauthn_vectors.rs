@@ -146,3 +146,25 @@ fn an_unreadable_case_exits_2_and_a_tampered_one_is_rejected() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("reject: "));
 }
+
+/// Real Android devices (Pixel 8a, Galaxy S9): the TEE-enforced rootOfTrust (verified boot,
+/// locked bootloader) and the attestationApplicationId are read and reported by `-v`.
+#[test]
+fn real_android_attestations_report_their_root_of_trust_and_application_id() {
+    for case in [
+        "simplewebauthn/swa__verifyattestationandroidkey__should_verify_android_keystore_response_from_a_pixel_8a_in_january_2025.json",
+        "simplewebauthn/swa__verifyattestationandroidkey__should_verify_android_keystore_response_from_a_samsung_galaxy_s9_running_android_10.json",
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_payhsm"))
+            .args(["webauthn", "verify", "-v"])
+            .arg(vectors().join(case))
+            .output()
+            .unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(out.status.success(), "{case}: {text}");
+        assert!(
+            text.contains("android trusted_environment boot verified locked true apps 2 signers 1"),
+            "{case}: {text}"
+        );
+    }
+}

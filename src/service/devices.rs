@@ -339,6 +339,7 @@ impl Devices {
                 return Err(self.refuse(audit, e).await);
             }
         }
+        let android = verdict.android.clone();
         let device = DeviceRecord {
             device_id: random_b64(16),
             credential_id: verdict.credential_id,
@@ -385,6 +386,19 @@ impl Devices {
         ));
         if let (Some(k), Some(detail)) = (&browser_bound, audit.detail.as_mut()) {
             detail.push_str(&format!(" browser_bound_key={}", k.thumbprint()));
+        }
+        // What a TEE said of the device's boot (package names are the app's own text: not
+        // logged, only counted).
+        if let (Some(a), Some(detail)) = (&android, audit.detail.as_mut()) {
+            if let Some(r) = &a.root_of_trust {
+                detail.push_str(&format!(
+                    " android_boot={} android_locked={}",
+                    r.verified_boot_state, r.device_locked
+                ));
+            }
+            if let Some(id) = &a.application_id {
+                detail.push_str(&format!(" android_apps={}", id.packages.len()));
+            }
         }
         let refused = audit.clone();
         match self.store.enrol_device(device, audit).await? {

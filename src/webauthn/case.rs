@@ -645,16 +645,36 @@ fn run_registration(
     Ok(CaseVerdict::from_result(
         verify_registration(input, &expect, &anchors, now).map(|v| {
             format!(
-                "format {} trust {}{} uv {} be {} bs {}",
+                "format {} trust {}{} uv {} be {} bs {}{}",
                 v.format.as_str(),
                 v.trust.as_str(),
                 v.anchor.map(|a| format!(" ({a})")).unwrap_or_default(),
                 v.user_verified,
                 v.backup_eligible,
-                v.backup_state
+                v.backup_state,
+                v.android.as_ref().map(android_summary).unwrap_or_default()
             )
         }),
     ))
+}
+
+/// What an android-key attestation says of the device and the app, for `-v`.
+fn android_summary(a: &super::attestation::AndroidKeyInfo) -> String {
+    let mut out = format!(" android {}", a.security_level);
+    if let Some(r) = &a.root_of_trust {
+        out.push_str(&format!(
+            " boot {} locked {}",
+            r.verified_boot_state, r.device_locked
+        ));
+    }
+    if let Some(id) = &a.application_id {
+        out.push_str(&format!(
+            " apps {} signers {}",
+            id.packages.len(),
+            id.signature_digests.len()
+        ));
+    }
+    out
 }
 
 fn hex32(field: &str, s: &str) -> Result<[u8; 32], CaseError> {
@@ -748,10 +768,11 @@ fn run_statement(
         };
         verify_statement(&input, &anchors, &policy, now).map(|v| {
             format!(
-                "format {} trust {}{}",
+                "format {} trust {}{}{}",
                 v.format.as_str(),
                 v.trust.as_str(),
-                v.anchor.map(|a| format!(" ({a})")).unwrap_or_default()
+                v.anchor.map(|a| format!(" ({a})")).unwrap_or_default(),
+                v.android.as_ref().map(android_summary).unwrap_or_default()
             )
         })
     })();

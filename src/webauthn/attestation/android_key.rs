@@ -13,6 +13,8 @@ const TAG_PURPOSE: u32 = 1;
 const TAG_ALL_APPLICATIONS: u32 = 600;
 const TAG_USER_AUTH_TYPE: u32 = 504;
 const TAG_ORIGIN: u32 = 702;
+const TAG_ROOT_OF_TRUST: u32 = 704;
+const TAG_ATTESTATION_APPLICATION_ID: u32 = 709;
 const KM_ORIGIN_GENERATED: u64 = 0;
 const KM_PURPOSE_SIGN: u64 = 2;
 
@@ -20,13 +22,99 @@ fn err(what: &'static str) -> AttestationError {
     AttestationError::AndroidKey(what)
 }
 
-/// An AuthorizationList, the members §8.4 uses.
+/// An AuthorizationList, the members §8.4 uses, and the ones a relying party's policy reads.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(super) struct AuthorizationList {
     pub purposes: Vec<u64>,
     pub origin: Option<u64>,
     pub all_applications: bool,
     pub user_auth_type: Option<u64>,
+    pub root_of_trust: Option<RootOfTrust>,
+    pub application_id: Option<ApplicationId>,
+}
+
+/// RootOfTrust (tag 704): the device's verified boot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RootOfTrust {
+    /// verifiedBootState: `verified`, `self_signed`, `unverified` or `failed`.
+    pub verified_boot_state: &'static str,
+    /// deviceLocked: the bootloader is locked.
+    pub device_locked: bool,
+}
+
+/// AttestationApplicationId (tag 709): the app(s) that asked for the key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApplicationId {
+    /// The package names.
+    pub packages: Vec<String>,
+    /// SHA-256 digests of the packages' signing certificates.
+    pub signature_digests: Vec<Vec<u8>>,
+}
+
+fn parse_root_of_trust(t: &der::Tlv<'_>) -> Result<RootOfTrust, AttestationError> {
+    let bad = || err("rootOfTrust malformed");
+    let items = t
+        .children()
+        .filter(|_| t.is(der::SEQUENCE))
+        .ok_or_else(bad)?;
+    let [key, locked, state, ..] = items.as_slice() else {
+        return Err(bad());
+    };
+    if !key.is(der::OCTET_STRING) || !locked.is(0x01) || !state.is(der::ENUMERATED) {
+        return Err(bad());
+    }
+    Ok(RootOfTrust {
+        device_locked: locked.value == [0xff],
+        verified_boot_state: match state.uint().ok_or_else(bad)? {
+            0 => "verified",
+            1 => "self_signed",
+            2 => "unverified",
+            3 => "failed",
+            _ => return Err(bad()),
+        },
+    })
+}
+
+fn parse_application_id(t: &der::Tlv<'_>) -> Result<ApplicationId, AttestationError> {
+    let bad = || err("attestationApplicationId malformed");
+    if !t.is(der::OCTET_STRING) {
+        return Err(bad());
+    }
+    let top = der::read_one(t.value)
+        .filter(|t| t.is(der::SEQUENCE))
+        .and_then(|t| t.children())
+        .ok_or_else(bad)?;
+    let [infos, digests, ..] = top.as_slice() else {
+        return Err(bad());
+    };
+    let mut id = ApplicationId::default();
+    for info in infos
+        .children()
+        .filter(|_| infos.is(der::SET))
+        .ok_or_else(bad)?
+    {
+        let fields = info
+            .children()
+            .filter(|_| info.is(der::SEQUENCE))
+            .ok_or_else(bad)?;
+        let name = fields
+            .first()
+            .filter(|n| n.is(der::OCTET_STRING))
+            .and_then(|n| std::str::from_utf8(n.value).ok())
+            .ok_or_else(bad)?;
+        id.packages.push(name.to_owned());
+    }
+    for d in digests
+        .children()
+        .filter(|_| digests.is(der::SET))
+        .ok_or_else(bad)?
+    {
+        if !d.is(der::OCTET_STRING) {
+            return Err(bad());
+        }
+        id.signature_digests.push(d.value.to_vec());
+    }
+    Ok(id)
 }
 
 /// KeyDescription, the members §8.4 uses.
@@ -65,6 +153,10 @@ fn parse_list(t: &der::Tlv<'_>) -> Result<AuthorizationList, AttestationError> {
                 list.user_auth_type = Some(inner.uint().ok_or(err("userAuthType malformed"))?)
             }
             TAG_ALL_APPLICATIONS => list.all_applications = true,
+            TAG_ROOT_OF_TRUST => list.root_of_trust = Some(parse_root_of_trust(&inner)?),
+            TAG_ATTESTATION_APPLICATION_ID => {
+                list.application_id = Some(parse_application_id(&inner)?)
+            }
             _ => {}
         }
     }
@@ -171,6 +263,8 @@ pub(super) fn verify(
             origin: kd.tee.origin.or(kd.software.origin),
             all_applications: false,
             user_auth_type: None,
+            root_of_trust: None,
+            application_id: None,
         };
         match policy.android_authorizations {
             AndroidAuthorizations::AllowSoftwareEnforced if generated_for_signing(&union) => {
@@ -190,6 +284,15 @@ pub(super) fn verify(
     verdict.android = Some(AndroidKeyInfo {
         security_level: security_level.to_owned(),
         user_auth_type: kd.tee.user_auth_type,
+        // Only what the secure environment enforced counts: a software-enforced rootOfTrust
+        // says nothing a compromised OS could not.
+        root_of_trust: kd.tee.root_of_trust.clone(),
+        // The application id is software-enforced by design (the OS names the caller).
+        application_id: kd
+            .software
+            .application_id
+            .clone()
+            .or_else(|| kd.tee.application_id.clone()),
     });
     verdict.android_enforcement = Some(enforcement);
     Ok(verdict)

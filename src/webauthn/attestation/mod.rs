@@ -29,7 +29,7 @@ use super::cbor::Value;
 use super::cose::CoseAlgorithm;
 
 mod anchors;
-mod android_key;
+pub mod android_key;
 pub mod appattest;
 mod apple;
 mod chain;
@@ -206,6 +206,10 @@ pub struct AndroidKeyInfo {
     pub security_level: String,
     /// userAuthType from the TEE-enforced list, if present.
     pub user_auth_type: Option<u64>,
+    /// The TEE-enforced rootOfTrust: verified boot state and bootloader lock.
+    pub root_of_trust: Option<android_key::RootOfTrust>,
+    /// The attestationApplicationId: package names and signing-certificate digests.
+    pub application_id: Option<android_key::ApplicationId>,
 }
 
 /// Where an Android key's origin and purpose were enforced.

@@ -550,8 +550,13 @@ fn apple_nonce_and_key_bind_the_credential() {
 
 /// DER helpers for the Android KeyDescription.
 fn tlv(tag: &[u8], content: &[u8]) -> Vec<u8> {
-    assert!(content.len() < 128);
-    [tag, &[content.len() as u8], content].concat()
+    let n = content.len();
+    let len: Vec<u8> = match n {
+        0..=127 => vec![n as u8],
+        128..=255 => vec![0x81, n as u8],
+        _ => vec![0x82, (n >> 8) as u8, n as u8],
+    };
+    [tag, &len, content].concat()
 }
 
 /// [tag] EXPLICIT for Android tags (high-tag-number form above 30).
@@ -622,6 +627,66 @@ fn android_key_records_level_and_user_auth_type() {
     assert_eq!(
         v.android_enforcement,
         Some(AndroidEnforcement::TrustedEnvironment)
+    );
+}
+
+fn root_of_trust(locked: bool, state: u8) -> Vec<u8> {
+    let content = [
+        tlv(&[0x04], &[7; 32]),
+        tlv(&[0x01], &[if locked { 0xff } else { 0x00 }]),
+        tlv(&[0x0a], &[state]),
+        tlv(&[0x04], &[8; 32]),
+    ]
+    .concat();
+    ctx(704, &tlv(&[0x30], &content))
+}
+
+fn application_id(package: &str, digest: &[u8]) -> Vec<u8> {
+    let info = tlv(
+        &[0x30],
+        &[tlv(&[0x04], package.as_bytes()), tlv(&[0x02], &[7])].concat(),
+    );
+    let id = tlv(
+        &[0x30],
+        &[tlv(&[0x31], &info), tlv(&[0x31], &tlv(&[0x04], digest))].concat(),
+    );
+    ctx(709, &tlv(&[0x04], &id))
+}
+
+#[test]
+fn android_key_records_the_tee_root_of_trust_and_the_application_id() {
+    let mut tee = android_good_tee();
+    tee.push(root_of_trust(true, 0));
+    let software = [application_id("com.bank.pay", &[9; 32])];
+    let v = android_case(key_description(&CDH, &tee, &software), None).unwrap();
+    let info = v.android.unwrap();
+    let rot = info.root_of_trust.unwrap();
+    assert_eq!(
+        (rot.verified_boot_state, rot.device_locked),
+        ("verified", true)
+    );
+    let id = info.application_id.unwrap();
+    assert_eq!(id.packages, ["com.bank.pay"]);
+    assert_eq!(id.signature_digests, [vec![9u8; 32]]);
+    // An unlocked bootloader with a self-signed OS is recorded as such.
+    let mut tee = android_good_tee();
+    tee.push(root_of_trust(false, 1));
+    let v = android_case(key_description(&CDH, &tee, &[]), None).unwrap();
+    let rot = v.android.unwrap().root_of_trust.unwrap();
+    assert_eq!(
+        (rot.verified_boot_state, rot.device_locked),
+        ("self_signed", false)
+    );
+    // A rootOfTrust only software-enforced is not taken.
+    let software = [root_of_trust(true, 0)];
+    let v = android_case(key_description(&CDH, &android_good_tee(), &software), None).unwrap();
+    assert_eq!(v.android.unwrap().root_of_trust, None);
+    // A verifiedBootState outside the schema refuses the statement.
+    let mut tee = android_good_tee();
+    tee.push(root_of_trust(true, 9));
+    assert_eq!(
+        android_case(key_description(&CDH, &tee, &[]), None),
+        Err("android_key_invalid")
     );
 }
 
