@@ -219,9 +219,11 @@ pub fn webauthn_registration(data: &[u8]) {
     crate::webauthn::registration::fuzz_verify(data);
 }
 
-/// A FIDO Metadata Service BLOB: the compact JWS, its header, and its payload's entries.
+/// The trust files an operator fetches: a FIDO Metadata Service BLOB (the compact JWS, its
+/// header, its payload's entries) and Google's Android attestation revocation list.
 pub fn webauthn_mds_blob(data: &[u8]) {
     crate::webauthn::attestation::mds::fuzz_blob(data);
+    let _ = crate::webauthn::attestation::android_key::RevocationList::parse(data);
 }
 
 /// x5c chain building, certificate signatures and the Android and Apple extensions.

@@ -150,6 +150,7 @@ fn seeds(name: &str) -> Vec<Vec<u8>> {
         "webauthn_mds_blob" => vec![
             br#"{"no":7,"nextUpdate":"2030-01-01","entries":[{"aaguid":"a14eb40d-3b89-4f3b-8d46-13cdf3de625c","metadataStatement":{"description":"x","attestationRootCertificates":[]},"statusReports":[{"status":"FIDO_CERTIFIED_L2","effectiveDate":"2024-01-02"},{"status":"REVOKED","effectiveDate":"2025-03-04"}]}]}"#.to_vec(),
             b"eyJhbGciOiJFUzI1NiIsInR5cCI6IkpXVCIsIng1YyI6WyJBQT09Il19.eyJubyI6MX0.AAAA".to_vec(),
+            br#"{"entries":{"2c8cdddfd5e03bfc":{"status":"REVOKED","reason":"KEY_COMPROMISE"}}}"#.to_vec(),
         ],
         "webauthn_registration" => vec![[prefixed(&[&reg_client]), attestation].concat()],
         "webauthn_x5c_chain" => {

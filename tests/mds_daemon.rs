@@ -412,3 +412,33 @@ async fn anchors_certification_and_status_come_from_the_blob_and_follow_its_relo
     );
     assert_eq!(format_aaguid(&certified.aaguid), l2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_android_revocation_list_loads_at_start_and_a_broken_reload_keeps_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("status.json");
+    write(
+        &list,
+        r#"{"entries":{"2c8cdddfd5e03bfc":{"status":"REVOKED","reason":"KEY_COMPROMISE"}}}"#,
+    );
+    let d = Daemon::start_with(&["--android-revocations", list.to_str().unwrap()]);
+    assert!(
+        d.logs().contains("Android revocation list in force"),
+        "{}",
+        d.logs()
+    );
+    write(&list, "{not json");
+    d.send_signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !d.logs().contains("Android revocation list not reloaded") {
+        assert!(
+            Instant::now() < deadline,
+            "no failed reload logged: {}",
+            d.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Still serving.
+    let mut gw = d.client("gateway").await;
+    assert_eq!(get(&mut gw, "/healthz").await.status, 200);
+}

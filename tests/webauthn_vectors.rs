@@ -168,3 +168,30 @@ fn real_android_attestations_report_their_root_of_trust_and_application_id() {
         );
     }
 }
+
+/// Google's attestation revocation list: the Pixel 8a attestation is rejected once its TEE
+/// intermediate's serial is listed (suspended), and accepted under a list without it.
+#[test]
+fn a_listed_android_attestation_certificate_rejects_the_real_pixel_attestation() {
+    let case = vectors().join(
+        "simplewebauthn/swa__verifyattestationandroidkey__should_verify_android_keystore_response_from_a_pixel_8a_in_january_2025.json",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let verify = |entries: &str| {
+        let list = dir.path().join("status.json");
+        std::fs::write(&list, format!(r#"{{"entries":{{{entries}}}}}"#)).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_payhsm"))
+            .args(["webauthn", "verify", "--android-revocations"])
+            .arg(&list)
+            .arg(&case)
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // The TEE intermediate "d602a03a672d865ba5a485e33a207c73", as Google lists serials.
+    let listed =
+        r#""D602A03A672D865BA5A485E33A207C73":{"status":"SUSPENDED","reason":"SOFTWARE_FLAW"}"#;
+    assert_eq!(verify(listed).trim(), "reject: android_key_revoked");
+    let other = r#""2c8cdddfd5e03bfc":{"status":"REVOKED","reason":"KEY_COMPROMISE"}"#;
+    assert_eq!(verify(other).trim(), "accept");
+}

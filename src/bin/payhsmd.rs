@@ -114,6 +114,10 @@ enum Command {
         /// /etc/ssl/certs, the production BLOB's root).
         #[arg(long, value_name = "PEM", requires = "mds")]
         mds_anchor: Option<PathBuf>,
+        /// Google's Android attestation revocation list (JSON, as fetched from
+        /// https://android.googleapis.com/attestation/status); reloaded on SIGHUP.
+        #[arg(long, value_name = "JSON")]
+        android_revocations: Option<PathBuf>,
         #[command(flatten)]
         limits: LimitArgs,
     },
@@ -139,6 +143,7 @@ fn main() -> ExitCode {
             postgres_ca,
             mds,
             mds_anchor,
+            android_revocations,
             limits,
         } => {
             if let Err(e) = payhsm::daemon::prepare_dev_dir(&data_dir) {
@@ -152,6 +157,7 @@ fn main() -> ExitCode {
             limits.apply(&mut config.server.limits);
             config.keys.signing_key_publish_lead = Duration::from_secs(signing_key_publish_lead);
             config.webauthn.mds = mds.map(|blob| payhsm::config::MdsConfig::dev(blob, mds_anchor));
+            config.webauthn.android_revocation_list = android_revocations;
             if let Some(url) = postgres {
                 match PostgresConfig::dev(url, postgres_ca) {
                     Ok(pg) => config.store = StoreConfig::Postgres(pg),

@@ -459,6 +459,10 @@ pub enum WebauthnCommand {
         /// Also print the verdict's details (format, trust, flags) or the error message.
         #[arg(long, short)]
         verbose: bool,
+        /// Google's Android attestation revocation list (JSON): an `android-key` chain with a
+        /// listed certificate is rejected (`android_key_revoked`).
+        #[arg(long, value_name = "JSON")]
+        android_revocations: Option<PathBuf>,
     },
     /// FIDO Metadata Service BLOBs.
     #[command(subcommand)]

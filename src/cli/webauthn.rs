@@ -2,7 +2,7 @@
 
 use super::args::{MdsCommand, WebauthnArgs, WebauthnCommand};
 use super::{EXIT_API_ERROR, EXIT_OK, EXIT_USAGE};
-use crate::webauthn::case::{run_case, Case, CaseVerdict, Roots};
+use crate::webauthn::case::{run_case_with_revocations, Case, CaseVerdict, Roots};
 use std::path::Path;
 
 /// Runs a webauthn subcommand and returns the exit code.
@@ -12,7 +12,13 @@ pub fn run(args: &WebauthnArgs) -> i32 {
             case,
             anchors,
             verbose,
-        } => verify(case, anchors.as_deref(), *verbose),
+            android_revocations,
+        } => verify(
+            case,
+            anchors.as_deref(),
+            *verbose,
+            android_revocations.as_deref(),
+        ),
         WebauthnCommand::Mds(MdsCommand::Inspect {
             blob,
             anchor,
@@ -87,7 +93,7 @@ fn inspect(blob: &Path, anchor: Option<std::path::PathBuf>, aaguid: Option<&str>
     EXIT_OK
 }
 
-fn verify(path: &Path, anchors: Option<&Path>, verbose: bool) -> i32 {
+fn verify(path: &Path, anchors: Option<&Path>, verbose: bool, revocations: Option<&Path>) -> i32 {
     let unreadable = |msg: String| {
         eprintln!("payhsm: {}: {msg}", path.display());
         EXIT_USAGE
@@ -109,7 +115,11 @@ fn verify(path: &Path, anchors: Option<&Path>, verbose: bool) -> i32 {
         Ok(r) => r.unwrap_or_default(),
         Err(e) => return unreadable(e),
     };
-    match run_case(&case, &roots, time::OffsetDateTime::now_utc()) {
+    let revocations = match revocations.map(read_revocations).transpose() {
+        Ok(r) => r,
+        Err(e) => return unreadable(e),
+    };
+    match run_case_with_revocations(&case, &roots, time::OffsetDateTime::now_utc(), revocations) {
         Ok(CaseVerdict::Accept(summary)) => {
             println!("accept");
             if verbose {
@@ -126,6 +136,16 @@ fn verify(path: &Path, anchors: Option<&Path>, verbose: bool) -> i32 {
         }
         Err(e) => unreadable(e.to_string()),
     }
+}
+
+/// Google's Android attestation revocation list from a file.
+pub(crate) fn read_revocations(
+    path: &Path,
+) -> Result<std::sync::Arc<crate::webauthn::attestation::android_key::RevocationList>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    crate::webauthn::attestation::android_key::RevocationList::parse(&bytes)
+        .map(std::sync::Arc::new)
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Every file in `dir`, keyed `roots/<file name>` as cases name them.

@@ -71,6 +71,9 @@ pub struct WebauthnConfig {
     pub algorithms: Vec<CoseAlgorithm>,
     /// The FIDO Metadata Service BLOB, when one is configured.
     pub mds: Option<MdsConfig>,
+    /// Google's Android attestation revocation list (JSON file), when one is configured;
+    /// read at start and again with the MDS BLOB (SIGHUP, the reload interval).
+    pub android_revocation_list: Option<PathBuf>,
 }
 
 /// What to do with a BLOB past its `nextUpdate`.
@@ -151,6 +154,7 @@ impl WebauthnConfig {
             require_user_verification: true,
             algorithms: vec![CoseAlgorithm::Es256, CoseAlgorithm::EdDsa],
             mds: None,
+            android_revocation_list: None,
         }
     }
 
@@ -177,6 +181,7 @@ pub(super) struct WebauthnSection {
     #[serde(default = "d_algorithms")]
     algorithms: Vec<String>,
     mds: Option<MdsSection>,
+    android_revocation_list: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -208,6 +213,7 @@ impl Default for WebauthnSection {
             require_user_verification: true,
             algorithms: d_algorithms(),
             mds: None,
+            android_revocation_list: None,
         }
     }
 }
@@ -374,6 +380,7 @@ pub(super) fn validate(s: WebauthnSection, base: &Path) -> Result<WebauthnConfig
         require_user_verification: s.require_user_verification,
         algorithms,
         mds,
+        android_revocation_list: s.android_revocation_list.map(absolute),
     })
 }
 
@@ -415,6 +422,11 @@ mod tests {
             assert_eq!(e.path, key, "{bad}");
         }
         assert!(section("").unwrap().mds.is_none());
+        let c = section("android_revocation_list = \"android/status.json\"\n").unwrap();
+        assert_eq!(
+            c.android_revocation_list.as_deref(),
+            Some(Path::new("/etc/payhsm/android/status.json"))
+        );
     }
 
     #[test]

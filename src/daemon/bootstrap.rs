@@ -385,15 +385,34 @@ async fn serve(
         "WebAuthn configured"
     );
     let (metadata, mds_anchor) = super::mds::open(config.webauthn.mds.as_ref(), &metrics)?;
-    if let (Some(mds), Some(anchor)) = (&config.webauthn.mds, mds_anchor) {
-        super::mds::spawn_reloads(mds.clone(), anchor, metadata.clone(), metrics.clone())?;
+    let revocations = Arc::new(crate::service::AndroidRevocations::default());
+    if let Some(path) = &config.webauthn.android_revocation_list {
+        let n = super::mds::load_revocations(path, &revocations).map_err(DaemonError::Anchors)?;
+        tracing::info!(entries = n, "Android revocation list in force");
     }
+    super::mds::spawn_reloads(
+        super::mds::Reloads {
+            mds: config
+                .webauthn
+                .mds
+                .clone()
+                .zip(mds_anchor)
+                .map(|(c, a)| (c, a, metadata.clone())),
+            revocations: config
+                .webauthn
+                .android_revocation_list
+                .clone()
+                .map(|p| (p, revocations.clone())),
+        },
+        metrics.clone(),
+    )?;
     let devices = Devices::new(
         store.clone(),
         policy.clone(),
         config.webauthn.clone(),
         anchors,
         metadata.clone(),
+        revocations,
     );
     let ring = Arc::new(SharedRing::new(ring));
     let authorizations = Authorizations::new(

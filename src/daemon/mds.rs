@@ -1,16 +1,20 @@
-//! The FIDO Metadata Service BLOB: read and verified at start (a BLOB that does not verify,
+//! The FIDO Metadata Service BLOB (and Google's Android attestation revocation list): read and
+//! verified at start (a BLOB that does not verify,
 //! is a rollback, or is stale under `stale = "refuse"` stops the daemon), then again on SIGHUP
 //! and every `reload_interval` (such a BLOB is then logged and the one in force stays).
 
 use super::DaemonError;
 use crate::config::MdsConfig;
 use crate::fault::{Chain, Fault};
-use crate::service::{InstallOutcome, Metadata};
+use crate::service::{AndroidRevocations, InstallOutcome, Metadata};
 use crate::telemetry::Metrics;
+use crate::webauthn::attestation::android_key::RevocationList;
 use crate::webauthn::attestation::mds::{verify_blob, MAX_BLOB_BYTES};
 use crate::webauthn::attestation::TrustAnchors;
 use std::io::Read as _;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The configured MDS root; the default one (from the system store) must have its pinned
 /// SHA-256.
@@ -97,19 +101,47 @@ pub fn open(
     Ok((metadata, Some(anchor)))
 }
 
-/// Reloads the BLOB on SIGHUP and every `reload_interval`, for as long as the runtime runs.
-/// A failed reload is logged with its cause; the BLOB in force stays.
-pub fn spawn_reloads(
-    config: MdsConfig,
-    anchor: TrustAnchors,
-    metadata: Arc<Metadata>,
-    metrics: Arc<Metrics>,
-) -> Result<(), DaemonError> {
+/// Reads Google's Android attestation revocation list and puts it in force.
+pub fn load_revocations(path: &Path, revocations: &AndroidRevocations) -> Result<usize, Fault> {
+    let shown = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| {
+        Fault::caused_by(
+            format!("cannot read the Android revocation list {shown}"),
+            e,
+        )
+    })?;
+    let list = RevocationList::parse(&bytes)
+        .map_err(|why| Fault::new(format!("the Android revocation list {shown}: {why}")))?;
+    let n = list.len();
+    revocations.install(list);
+    Ok(n)
+}
+
+/// The trust files the daemon reloads: the MDS BLOB and the Android revocation list.
+pub struct Reloads {
+    /// The BLOB, its root, and where it is put in force.
+    pub mds: Option<(MdsConfig, TrustAnchors, Arc<Metadata>)>,
+    /// The revocation list file and where it is put in force.
+    pub revocations: Option<(PathBuf, Arc<AndroidRevocations>)>,
+}
+
+/// Reloads the trust files on SIGHUP, and every `reload_interval` of the MDS configuration
+/// (hourly without one), for as long as the runtime runs. A failed reload is logged with its
+/// cause; what is in force stays.
+pub fn spawn_reloads(reloads: Reloads, metrics: Arc<Metrics>) -> Result<(), DaemonError> {
     use tokio::signal::unix::{signal, SignalKind};
+    if reloads.mds.is_none() && reloads.revocations.is_none() {
+        return Ok(());
+    }
     let mut hangup = signal(SignalKind::hangup())
         .map_err(|e| DaemonError::Io(Fault::caused_by("cannot wait for SIGHUP", e)))?;
+    let interval = reloads
+        .mds
+        .as_ref()
+        .map_or(Duration::from_secs(3600), |(c, _, _)| c.reload_interval);
+    let reloads = Arc::new(reloads);
     tokio::spawn(async move {
-        let mut every = tokio::time::interval(config.reload_interval);
+        let mut every = tokio::time::interval(interval);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         every.tick().await;
         loop {
@@ -120,23 +152,34 @@ pub fn spawn_reloads(
                     None => return,
                 },
             };
-            let (config, anchor, metadata, metrics) = (
-                config.clone(),
-                anchor.clone(),
-                metadata.clone(),
-                metrics.clone(),
-            );
-            let loaded =
-                tokio::task::spawn_blocking(move || load(&config, &anchor, &metadata, &metrics))
-                    .await;
-            match loaded {
-                Ok(Ok(outcome)) => tracing::info!(why, ?outcome, "MDS BLOB reloaded"),
-                Ok(Err(e)) => tracing::error!(
-                    why,
-                    error = %Chain(&e),
-                    "MDS BLOB not reloaded; the one in force stays"
-                ),
-                Err(e) => tracing::error!(why, error = %e, "MDS BLOB reload task failed"),
+            let (reloads, metrics) = (reloads.clone(), metrics.clone());
+            let done = tokio::task::spawn_blocking(move || {
+                if let Some((config, anchor, metadata)) = &reloads.mds {
+                    match load(config, anchor, metadata, &metrics) {
+                        Ok(outcome) => tracing::info!(why, ?outcome, "MDS BLOB reloaded"),
+                        Err(e) => tracing::error!(
+                            why,
+                            error = %Chain(&e),
+                            "MDS BLOB not reloaded; the one in force stays"
+                        ),
+                    }
+                }
+                if let Some((path, revocations)) = &reloads.revocations {
+                    match load_revocations(path, revocations) {
+                        Ok(n) => {
+                            tracing::info!(why, entries = n, "Android revocation list reloaded")
+                        }
+                        Err(e) => tracing::error!(
+                            why,
+                            error = %Chain(&e),
+                            "Android revocation list not reloaded; the one in force stays"
+                        ),
+                    }
+                }
+            })
+            .await;
+            if let Err(e) = done {
+                tracing::error!(why, error = %e, "trust file reload task failed");
             }
         }
     });

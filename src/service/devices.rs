@@ -9,7 +9,7 @@
 mod lifecycle;
 
 use super::ids::{fill_random, random_b64, time_ordered_id};
-use super::metadata::{LookupError, Metadata};
+use super::metadata::{AndroidRevocations, LookupError, Metadata};
 use super::{Caller, Error};
 use crate::audit::{AuditEvent, PolicyVerdict};
 use crate::card::{Domain, Token, TokenStatus};
@@ -53,6 +53,7 @@ pub struct Devices {
     anchors: TrustAnchors,
     attestation: AttestationPolicy,
     metadata: Arc<Metadata>,
+    revocations: Arc<AndroidRevocations>,
 }
 
 /// A challenge just issued, with what a browser needs to create a credential.
@@ -134,6 +135,7 @@ impl Devices {
         config: WebauthnConfig,
         anchors: TrustAnchors,
         metadata: Arc<Metadata>,
+        revocations: Arc<AndroidRevocations>,
     ) -> Self {
         let parties = config.verifier_relying_parties();
         let attestation = attestation_policy(&config);
@@ -145,6 +147,7 @@ impl Devices {
             anchors,
             attestation,
             metadata,
+            revocations,
         }
     }
 
@@ -298,6 +301,10 @@ impl Devices {
             _ => &self.anchors,
         };
         let challenge_b64 = URL_SAFE_NO_PAD.encode(&challenge.challenge);
+        let attestation = AttestationPolicy {
+            android_revocations: self.revocations.current(),
+            ..self.attestation.clone()
+        };
         let verdict = verify_registration(
             RegistrationInput {
                 client_data_json: &input.client_data_json,
@@ -307,7 +314,7 @@ impl Devices {
                 rp,
                 challenge: &challenge_b64,
                 require_user_verification: self.config.require_user_verification,
-                policy: &self.attestation,
+                policy: &attestation,
             },
             anchors,
             now,

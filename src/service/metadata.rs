@@ -5,8 +5,30 @@
 //! says what it means for one authenticator model.
 
 use crate::config::StaleBlob;
+use crate::webauthn::attestation::android_key::RevocationList;
 use crate::webauthn::attestation::mds::{MetadataBlob, MetadataEntry};
 use std::sync::{Arc, PoisonError, RwLock};
+
+/// Google's Android attestation revocation list in force, if one is configured.
+#[derive(Debug, Default)]
+pub struct AndroidRevocations {
+    current: RwLock<Option<Arc<RevocationList>>>,
+}
+
+impl AndroidRevocations {
+    /// Puts a list in force (a newer fetch replaces the whole list).
+    pub fn install(&self, list: RevocationList) {
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(list));
+    }
+
+    /// The list in force.
+    pub fn current(&self) -> Option<Arc<RevocationList>> {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
 
 /// A verified BLOB and when it was installed.
 #[derive(Debug)]

@@ -27,7 +27,9 @@ pub use keys::{
     ChangeOutcome, KeyAdmin, KeyChange, KeyChangeKind, KeyEntry, KeyListing, KeySettings, KeySync,
     RewrapProgress, MAX_REWRAP_BATCH,
 };
-pub use metadata::{InstallError, InstallOutcome, Installed, LookupError, Metadata, ModelStatus};
+pub use metadata::{
+    AndroidRevocations, InstallError, InstallOutcome, Installed, LookupError, Metadata, ModelStatus,
+};
 pub use metrics::MetricsAccess;
 pub use tokens::{
     BatchCard, Detokenized, TokenView, TokenizeInput, Tokenized, Vault, MAX_TOKEN_BATCH,

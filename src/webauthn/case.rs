@@ -344,11 +344,23 @@ pub fn run_case(
     roots: &Roots,
     fallback_now: time::OffsetDateTime,
 ) -> Result<CaseVerdict, CaseError> {
+    run_case_with_revocations(case, roots, fallback_now, None)
+}
+
+/// [`run_case`] with Google's Android attestation revocation list applied to `android-key`
+/// chains.
+pub fn run_case_with_revocations(
+    case: &Case,
+    roots: &Roots,
+    fallback_now: time::OffsetDateTime,
+    revocations: Option<std::sync::Arc<super::attestation::android_key::RevocationList>>,
+) -> Result<CaseVerdict, CaseError> {
     let now = case.verification_time(fallback_now)?;
+    let revocations = revocations.as_ref();
     match case.kind.as_str() {
         "authentication" => run_authentication(case),
-        "registration" => run_registration(case, roots, now),
-        "attestation-statement-only" => run_statement(case, roots, now),
+        "registration" => run_registration(case, roots, now, revocations),
+        "attestation-statement-only" => run_statement(case, roots, now, revocations),
         "apple-appattest-attestation" => run_app_attest_attestation(case, roots, now),
         "apple-appattest-assertion" => run_app_attest_assertion(case),
         other => Err(bad(format!("unknown case kind {other:?}"))),
@@ -575,7 +587,11 @@ fn anchors_for(
     Ok((anchors(all)?, false))
 }
 
-fn policy_for(params: &CaseParams, named_anchors: bool) -> super::attestation::AttestationPolicy {
+fn policy_for(
+    params: &CaseParams,
+    named_anchors: bool,
+    revocations: Option<&std::sync::Arc<super::attestation::android_key::RevocationList>>,
+) -> super::attestation::AttestationPolicy {
     use super::attestation::{AttestationPolicy, SafetyNetCts, UntrustedChains};
     let mut policy = AttestationPolicy::new(
         params
@@ -591,6 +607,7 @@ fn policy_for(params: &CaseParams, named_anchors: bool) -> super::attestation::A
     if !params.safetynet_enforce_cts {
         policy.safetynet_cts = SafetyNetCts::DangerIgnore;
     }
+    policy.android_revocations = revocations.cloned();
     policy
 }
 
@@ -603,6 +620,7 @@ fn run_registration(
     case: &Case,
     roots: &Roots,
     now: time::OffsetDateTime,
+    revocations: Option<&std::sync::Arc<super::attestation::android_key::RevocationList>>,
 ) -> Result<CaseVerdict, CaseError> {
     use super::registration::{verify_registration, RegistrationExpectations, RegistrationInput};
     let params = case.params();
@@ -617,7 +635,7 @@ fn run_registration(
     }
     // Upstream checked only the statement (no RP inputs recorded): do the same.
     if case.challenge.is_none() {
-        return run_statement(case, roots, now);
+        return run_statement(case, roots, now, revocations);
     }
     let rp = relying_party(case, &params);
     let challenge = &expected_challenge(case)?;
@@ -631,7 +649,7 @@ fn run_registration(
     )?;
     let format = format_of(&attestation_object).unwrap_or_else(|| case.format.clone());
     let (anchors, named) = anchors_for(case, &params, roots, &format)?;
-    let policy = policy_for(&params, named);
+    let policy = policy_for(&params, named, revocations);
     let expect = RegistrationExpectations {
         rp: &rp,
         challenge,
@@ -703,6 +721,7 @@ fn run_statement(
     case: &Case,
     roots: &Roots,
     now: time::OffsetDateTime,
+    revocations: Option<&std::sync::Arc<super::attestation::android_key::RevocationList>>,
 ) -> Result<CaseVerdict, CaseError> {
     use super::attestation::{verify_statement, StatementInput};
     use sha2::Digest as _;
@@ -758,7 +777,7 @@ fn run_statement(
         };
         let (anchors, named) = anchors_for(case, &params, roots, &format)
             .map_err(|_| super::attestation::AttestationError::CertificateMalformed)?;
-        let policy = policy_for(&params, named);
+        let policy = policy_for(&params, named, revocations);
         let input = StatementInput {
             format: &format,
             att_stmt: &att_stmt,

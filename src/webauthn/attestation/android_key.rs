@@ -18,6 +18,73 @@ const TAG_ATTESTATION_APPLICATION_ID: u32 = 709;
 const KM_ORIGIN_GENERATED: u64 = 0;
 const KM_PURPOSE_SIGN: u64 = 2;
 
+/// Google's Android attestation revocation list (the JSON served at
+/// `https://android.googleapis.com/attestation/status`, fetched by the operator): certificate
+/// serial numbers (lowercase hex, no leading zeros) that are revoked or suspended. Sans-io.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RevocationList {
+    entries: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(serde::Deserialize)]
+struct RevocationJson {
+    entries: std::collections::BTreeMap<String, RevocationEntryJson>,
+}
+
+#[derive(serde::Deserialize)]
+struct RevocationEntryJson {
+    status: String,
+}
+
+impl RevocationList {
+    /// Parses the list. Every entry must be `REVOKED` or `SUSPENDED` under a hex serial: a
+    /// list that does not parse is refused whole.
+    pub fn parse(json: &[u8]) -> Result<Self, &'static str> {
+        let parsed: RevocationJson =
+            serde_json::from_slice(json).map_err(|_| "not the revocation list's JSON")?;
+        let mut entries = std::collections::BTreeMap::new();
+        for (serial, entry) in parsed.entries {
+            if serial.is_empty() || !serial.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err("a serial number is not hex");
+            }
+            if !matches!(entry.status.as_str(), "REVOKED" | "SUSPENDED") {
+                return Err("a status is neither REVOKED nor SUSPENDED");
+            }
+            entries.insert(normalize_serial(&serial), entry.status);
+        }
+        Ok(Self { entries })
+    }
+
+    /// How many serials it lists.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether it lists none.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The status of a certificate by its DER serial, if listed.
+    fn status(&self, serial: &[u8]) -> Option<&str> {
+        let hex: String = serial.iter().map(|b| format!("{b:02x}")).collect();
+        self.entries
+            .get(&normalize_serial(&hex))
+            .map(String::as_str)
+    }
+}
+
+/// Lowercase, without leading zeros (as Java's `BigInteger.toString(16)` prints it).
+fn normalize_serial(hex: &str) -> String {
+    let lower = hex.to_ascii_lowercase();
+    let trimmed = lower.trim_start_matches('0');
+    if trimmed.is_empty() {
+        "0".to_owned()
+    } else {
+        trimmed.to_owned()
+    }
+}
+
 fn err(what: &'static str) -> AttestationError {
     AttestationError::AndroidKey(what)
 }
@@ -275,6 +342,12 @@ pub(super) fn verify(
     };
     let security_level = security_level_name(kd.security_level)?;
     let reached = chain::verify(&certs, anchors, Some(&credential.aaguid), now)?;
+    // Google's revocation list: no certificate of the chain may be revoked or suspended.
+    if let Some(list) = &policy.android_revocations {
+        if certs.iter().any(|c| list.status(c.raw_serial()).is_some()) {
+            return Err(AttestationError::AndroidKeyRevoked);
+        }
+    }
     let (mut trust, anchor) = chain_trust(reached, policy)?;
     // A key attested in software, or bound only by software, is never hardware.
     if kd.security_level == 0 || enforcement == AndroidEnforcement::Software {

@@ -46,6 +46,8 @@ pub enum AttestationError {
     Tpm(&'static str),
     /// Android: the KeyDescription breaks a §8.4 rule; names it.
     AndroidKey(&'static str),
+    /// Android: a certificate of the chain is on Google's attestation revocation list.
+    AndroidKeyRevoked,
     /// SafetyNet: the JWS or its payload breaks a rule; names it.
     SafetyNet(&'static str),
     /// Apple App Attest: a server validation step fails; names it.
@@ -77,6 +79,7 @@ impl AttestationError {
             Self::AnchorAaguidNotAllowed => "anchor_aaguid_not_allowed",
             Self::Tpm(_) => "tpm_invalid",
             Self::AndroidKey(_) => "android_key_invalid",
+            Self::AndroidKeyRevoked => "android_key_revoked",
             Self::SafetyNet(_) => "safetynet_invalid",
             Self::AppAttest(_) => "appattest_invalid",
         }

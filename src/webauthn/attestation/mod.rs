@@ -184,6 +184,8 @@ pub struct AttestationPolicy {
     pub android_authorizations: AndroidAuthorizations,
     /// SafetyNet CTS profile.
     pub safetynet_cts: SafetyNetCts,
+    /// Google's Android attestation revocation list, when one is loaded.
+    pub android_revocations: Option<std::sync::Arc<android_key::RevocationList>>,
 }
 
 impl AttestationPolicy {
@@ -195,6 +197,7 @@ impl AttestationPolicy {
             untrusted_chains: UntrustedChains::Reject,
             android_authorizations: AndroidAuthorizations::AllowSoftwareEnforced,
             safetynet_cts: SafetyNetCts::Require,
+            android_revocations: None,
         }
     }
 }

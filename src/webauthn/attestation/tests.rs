@@ -691,6 +691,64 @@ fn android_key_records_the_tee_root_of_trust_and_the_application_id() {
 }
 
 #[test]
+fn android_key_with_a_certificate_on_the_revocation_list_is_rejected() {
+    use super::android_key::RevocationList;
+    let r = root("Android Root");
+    let cred = KeyPair::generate().unwrap();
+    let ad = auth_data(cose_of(&cred));
+    let kd = key_description(&CDH, &android_good_tee(), &[]);
+    let ext = CustomExtension::from_oid_content(&[1, 3, 6, 1, 4, 1, 11129, 2, 1, 17], kd);
+    let leaf = issue(&packed_leaf_params(vec![ext]), &cred, &r);
+    let stmt = packed_stmt(cred.sign(&signed_msg(&ad)).unwrap(), &[&leaf]);
+    let (_, parsed) = x509_parser::parse_x509_certificate(&leaf).unwrap();
+    // Google prints serials as Java's BigInteger.toString(16): lowercase, no leading zeros.
+    let serial: String = parsed
+        .raw_serial()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let listed = |serial: &str, status: &str| {
+        let json = format!(
+            r#"{{"entries":{{"{serial}":{{"status":"{status}","reason":"KEY_COMPROMISE"}}}}}}"#
+        );
+        let mut p = policy(UntrustedChains::Reject);
+        p.android_revocations = Some(std::sync::Arc::new(
+            RevocationList::parse(json.as_bytes()).unwrap(),
+        ));
+        run(
+            "android-key",
+            &stmt,
+            &ad,
+            &anchors_of(&[("google", &r)]),
+            &p,
+            NOW,
+        )
+    };
+    for status in ["REVOKED", "SUSPENDED"] {
+        assert_eq!(
+            listed(&serial.to_uppercase(), status),
+            Err("android_key_revoked")
+        );
+        assert_eq!(
+            listed(&format!("00{serial}"), status),
+            Err("android_key_revoked")
+        );
+    }
+    assert_eq!(
+        listed("abc123", "REVOKED").map(|v| v.trust),
+        Ok(Trust::Hardware)
+    );
+    // A list that does not parse is refused whole.
+    for bad in [
+        r#"{"entries":{"xyz":{"status":"REVOKED"}}}"#,
+        r#"{"entries":{"ab":{"status":"FINE"}}}"#,
+        r#"{"entries":[]}"#,
+    ] {
+        assert!(RevocationList::parse(bad.as_bytes()).is_err(), "{bad}");
+    }
+}
+
+#[test]
 fn android_key_challenge_mismatch_is_rejected() {
     assert_eq!(
         android_case(key_description(&[3; 32], &android_good_tee(), &[]), None),
