@@ -80,6 +80,8 @@ fn spc(value: &str, currency: &str, payee: &str) -> SpcPayment {
         value: value.into(),
         instrument_name: "Visa ••1111".into(),
         instrument_icon: "https://bank.example/visa.png".into(),
+        instrument_details: None,
+        logos: Vec::new(),
     }
 }
 
@@ -1054,4 +1056,96 @@ async fn enrolment_challenge(gw: &mut Client) -> (String, String) {
         c["challenge_id"].as_str().unwrap().to_owned(),
         c["challenge"].as_str().unwrap().to_owned(),
     )
+}
+
+/// SPC 2025's display members: the instrument's details and the payment entities' logos.
+/// What the dialog showed must be what the challenge asked: the same details, and logos that
+/// are an ordered subset of those asked, never one that was not asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spc_instrument_details_and_entity_logos_are_checked_against_the_challenge() {
+    let mut w = world().await;
+    let asked = |w: &World| {
+        let mut body = with_spc(payment(&w.t, 1234, "EUR", "Shop"));
+        body["spc"]["instrument"]["details"] = "Debit, expires 12/30".into();
+        body["spc"]["payment_entities_logos"] = serde_json::json!([
+            {"url": "https://network.example/logo.png", "label": "Network"},
+            {"url": "https://bank.example/logo.png", "label": "Bank"},
+        ]);
+        body
+    };
+    let network = (
+        "https://network.example/logo.png".to_owned(),
+        "Network".to_owned(),
+    );
+    let bank = (
+        "https://bank.example/logo.png".to_owned(),
+        "Bank".to_owned(),
+    );
+    let shown = |details: Option<&str>, logos: Vec<(String, String)>| SpcPayment {
+        instrument_details: details.map(str::to_owned),
+        logos,
+        ..spc("12.34", "EUR", "Shop")
+    };
+    let mut counter = 0;
+    // As asked, and with the second logo left out: approved.
+    let r = spc_attempt(
+        &mut w,
+        &mut counter,
+        &asked,
+        shown(
+            Some("Debit, expires 12/30"),
+            vec![network.clone(), bank.clone()],
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{:?}", r.json());
+    let r = spc_attempt(
+        &mut w,
+        &mut counter,
+        &asked,
+        shown(Some("Debit, expires 12/30"), vec![network.clone()]),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{:?}", r.json());
+    // Other details, none, the logos reordered, or a logo not asked: refused.
+    for (details, logos) in [
+        (Some("Credit"), vec![network.clone()]),
+        (None, vec![network.clone()]),
+        (
+            Some("Debit, expires 12/30"),
+            vec![bank.clone(), network.clone()],
+        ),
+        (
+            Some("Debit, expires 12/30"),
+            vec![(
+                "https://evil.example/l.png".to_owned(),
+                "Network".to_owned(),
+            )],
+        ),
+    ] {
+        let r = spc_attempt(&mut w, &mut counter, &asked, shown(details, logos.clone())).await;
+        assert_eq!(
+            status_code(&r),
+            (422, "payment_mismatch".into()),
+            "{details:?} {logos:?}"
+        );
+    }
+    // A logo URL that is not https or an inline image is refused at the challenge.
+    let mut body = asked(&w);
+    body["spc"]["payment_entities_logos"][0]["url"] = "javascript:alert(1)".into();
+    let r = post(&mut w.gw, "/v1/authorizations/challenges", body).await;
+    assert_eq!(status_code(&r), (422, "invalid_icon".into()));
+}
+
+/// Issues the challenge `asked` builds and answers it showing `shown`, counter `counter + 1`.
+async fn spc_attempt(
+    w: &mut World,
+    counter: &mut u32,
+    asked: &dyn Fn(&World) -> serde_json::Value,
+    shown: SpcPayment,
+) -> Response {
+    *counter += 1;
+    let body = asked(w);
+    let (id, ch) = issue(&mut w.gw, body).await;
+    authorize(&mut w.gw, &id, &w.auth.assert(&ch, *counter, Some(&shown))).await
 }

@@ -256,6 +256,8 @@ async fn a_decomposed_payee_is_kept_and_signed_as_nfc() {
         value: "12.34".into(),
         instrument_name: "Visa".into(),
         instrument_icon: "https://bank.example/v.png".into(),
+        instrument_details: None,
+        logos: Vec::new(),
     };
     let a = w
         .auth

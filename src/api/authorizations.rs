@@ -45,6 +45,19 @@ pub struct SpcInstrument {
     pub display_name: String,
     /// payment.instrument.icon.
     pub icon: String,
+    /// payment.instrument.details.
+    #[serde(default)]
+    pub details: Option<String>,
+}
+
+/// One of `payment_entities_logos`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpcLogoRequest {
+    /// An `https:` or `data:image/` URL.
+    pub url: String,
+    /// What the logo stands for.
+    pub label: String,
 }
 
 /// `spc`: what the Secure Payment Confirmation dialog shows beyond amount and payee.
@@ -57,6 +70,9 @@ pub struct SpcRequest {
     pub top_origin: String,
     /// payment.instrument.
     pub instrument: SpcInstrument,
+    /// payment.paymentEntitiesLogos, in the order shown.
+    #[serde(default)]
+    pub payment_entities_logos: Vec<SpcLogoRequest>,
 }
 
 impl SpcRequest {
@@ -70,6 +86,22 @@ impl SpcRequest {
                 .into_string(),
             instrument_icon: SpcIcon::parse(LoggableText::parse(&self.instrument.icon)?)?
                 .into_string(),
+            instrument_details: self
+                .instrument
+                .details
+                .as_deref()
+                .map(|d| DisplayText::parse(d).map(DisplayText::into_string))
+                .transpose()?,
+            entity_logos: self
+                .payment_entities_logos
+                .iter()
+                .map(|l| {
+                    Ok(crate::payment::SpcLogo {
+                        url: SpcIcon::parse(LoggableText::parse(&l.url)?)?.into_string(),
+                        label: DisplayText::parse(&l.label)?.into_string(),
+                    })
+                })
+                .collect::<Result<_, ApiError>>()?,
         })
     }
 }

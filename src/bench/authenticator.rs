@@ -202,6 +202,10 @@ pub struct SpcPayment {
     pub instrument_name: String,
     /// payment.instrument.icon
     pub instrument_icon: String,
+    /// payment.instrument.details (SPC 2025), when the dialog showed some
+    pub instrument_details: Option<String>,
+    /// payment.paymentEntitiesLogos (SPC 2025): (url, label) as shown
+    pub logos: Vec<(String, String)>,
 }
 
 /// An assertion, as the browser's `PublicKeyCredential` (get) carries it.
@@ -438,6 +442,24 @@ impl SoftwareAuthenticator {
                     "instrument": {"displayName": p.instrument_name, "icon": p.instrument_icon},
                 }),
             );
+            if let Some(payment) = fields.get_mut("payment").and_then(|v| v.as_object_mut()) {
+                if let (Some(details), Some(instrument)) = (
+                    &p.instrument_details,
+                    payment
+                        .get_mut("instrument")
+                        .and_then(|v| v.as_object_mut()),
+                ) {
+                    instrument.insert("details".to_owned(), details.clone().into());
+                }
+                if !p.logos.is_empty() {
+                    let logos: Vec<serde_json::Value> = p
+                        .logos
+                        .iter()
+                        .map(|(url, label)| serde_json::json!({"url": url, "label": label}))
+                        .collect();
+                    payment.insert("paymentEntitiesLogos".to_owned(), logos.into());
+                }
+            }
             // SPC: the browser's key for this credential rides along in `payment.get`.
             if let (Some(k), Some(payment)) = (
                 &self.browser_key,

@@ -5,7 +5,7 @@ mod currency;
 mod spc;
 
 pub use currency::{Currency, CURRENCIES};
-pub use spc::SpcDisplay;
+pub use spc::{SpcDisplay, SpcLogo, MAX_SPC_LOGOS};
 
 use crate::text::{DisplayText, LoggableText};
 

@@ -12,4 +12,21 @@ pub struct SpcDisplay {
     pub instrument_display_name: String,
     /// payment.instrument.icon.
     pub instrument_icon: String,
+    /// payment.instrument.details (SPC 2025): a further line about the instrument, if asked.
+    pub instrument_details: Option<String>,
+    /// payment.paymentEntitiesLogos (SPC 2025): the logos of the payment entities, in the
+    /// order the dialog shows them.
+    pub entity_logos: Vec<SpcLogo>,
 }
+
+/// One of `paymentEntitiesLogos`: an image and its label.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SpcLogo {
+    /// `url`: an `https:` or `data:image/` URL.
+    pub url: String,
+    /// `label`: what the logo stands for.
+    pub label: String,
+}
+
+/// The most logos a challenge may ask the dialog to show.
+pub const MAX_SPC_LOGOS: usize = 4;

@@ -191,9 +191,12 @@ fn valid_spc(spc: &SpcDisplay) -> bool {
         &spc.instrument_icon,
     ]
     .into_iter()
+    .chain(&spc.instrument_details)
+    .chain(spc.entity_logos.iter().flat_map(|l| [&l.url, &l.label]))
     .all(|s| text_ok(s))
         && spc.payee_origin.starts_with("https://")
         && spc.top_origin.starts_with("https://")
+        && spc.entity_logos.len() <= crate::payment::MAX_SPC_LOGOS
 }
 
 fn challenge_state_error(state: ChallengeState) -> Error {
@@ -476,6 +479,16 @@ impl Authorizations {
                 .map(|s| s.instrument_display_name.clone()),
             instrument_icon: challenge.spc.as_ref().map(|s| s.instrument_icon.clone()),
             browser_bound_public_key: None,
+            instrument_details: challenge
+                .spc
+                .as_ref()
+                .and_then(|s| s.instrument_details.clone()),
+            entity_logos: challenge.spc.as_ref().map(|s| {
+                s.entity_logos
+                    .iter()
+                    .map(|l| (l.url.clone(), l.label.clone()))
+                    .collect()
+            }),
         };
         // A challenge issued with SPC display data must be answered by `payment.get`.
         let types: &[AssertionType] = if challenge.spc.is_some() {
@@ -847,11 +860,26 @@ fn challenge_canonical(i: &PaymentChallengeInput) -> serde_json::Value {
         "amount": i.amount,
         "currency": i.currency,
         "payee": i.payee.as_str(),
-        "spc": i.spc.as_ref().map(|s| serde_json::json!({
-            "payee_origin": s.payee_origin,
-            "top_origin": s.top_origin,
-            "instrument": {"display_name": s.instrument_display_name, "icon": s.instrument_icon},
-        })),
+        "spc": i.spc.as_ref().map(|s| {
+            // Only when asked, so a key stored before these members existed hashes as it did.
+            let mut instrument = serde_json::Map::new();
+            instrument.insert("display_name".into(), s.instrument_display_name.clone().into());
+            instrument.insert("icon".into(), s.instrument_icon.clone().into());
+            if let Some(details) = &s.instrument_details {
+                instrument.insert("details".into(), details.clone().into());
+            }
+            let mut spc = serde_json::Map::new();
+            spc.insert("payee_origin".into(), s.payee_origin.clone().into());
+            spc.insert("top_origin".into(), s.top_origin.clone().into());
+            spc.insert("instrument".into(), instrument.into());
+            if !s.entity_logos.is_empty() {
+                spc.insert(
+                    "payment_entities_logos".into(),
+                    serde_json::json!(s.entity_logos),
+                );
+            }
+            serde_json::Value::Object(spc)
+        }),
     });
     // Only when named, so a key stored before audiences existed hashes as it did.
     if let (Some(audience), Some(map)) = (&i.audience, canonical.as_object_mut()) {

@@ -183,3 +183,56 @@ pub trait AuthorizationStore: Send + Sync {
         commit: AuthorizationCommit,
     ) -> StoreFuture<'_, Idempotent<CommitOutcome>>;
 }
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SpcExtra {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    instrument_details: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    entity_logos: Vec<crate::payment::SpcLogo>,
+}
+
+/// The SPC members added in 2025 (instrument details, payment entities' logos), stored as one
+/// JSON column, `spc_extra`: `None` when the challenge asked for neither.
+pub(crate) fn spc_extra_column(spc: &SpcDisplay) -> Option<String> {
+    if spc.instrument_details.is_none() && spc.entity_logos.is_empty() {
+        return None;
+    }
+    serde_json::to_string(&SpcExtra {
+        instrument_details: spc.instrument_details.clone(),
+        entity_logos: spc.entity_logos.clone(),
+    })
+    .ok()
+}
+
+/// A challenge's SPC display data from its columns: all four base members or none, and the
+/// extra ones only with them.
+pub(crate) fn spc_from_columns(
+    base: [Option<String>; 4],
+    extra: Option<&str>,
+) -> Result<Option<SpcDisplay>, &'static str> {
+    match (base, extra) {
+        ([None, None, None, None], None) => Ok(None),
+        (
+            [Some(payee_origin), Some(top_origin), Some(instrument_display_name), Some(instrument_icon)],
+            extra,
+        ) => {
+            let extra: SpcExtra = match extra {
+                None => SpcExtra {
+                    instrument_details: None,
+                    entity_logos: Vec::new(),
+                },
+                Some(json) => serde_json::from_str(json).map_err(|_| "spc_extra")?,
+            };
+            Ok(Some(SpcDisplay {
+                payee_origin,
+                top_origin,
+                instrument_display_name,
+                instrument_icon,
+                instrument_details: extra.instrument_details,
+                entity_logos: extra.entity_logos,
+            }))
+        }
+        _ => Err("spc"),
+    }
+}

@@ -244,6 +244,29 @@ fn check_payment(expected: &ExpectedPayment, seen: &PaymentData) -> Result<(), A
             }
         }
     }
+    // SPC 2025: instrument details shown only when asked, and equal.
+    match (&expected.instrument_details, &seen.instrument_details) {
+        (None, None) => {}
+        (Some(want), Some(got)) if same_text(got, want) => {}
+        _ => {
+            return Err(AssertionError::PaymentMismatch(
+                "payment.instrument.details",
+            ))
+        }
+    }
+    // The logos shown: an ordered subset of those asked (a browser may leave some out), never
+    // one that was not asked.
+    let asked = expected.entity_logos.as_deref().unwrap_or_default();
+    let shown = seen.entity_logos.as_deref().unwrap_or_default();
+    let mut rest = asked.iter();
+    let in_order = shown
+        .iter()
+        .all(|(url, label)| rest.any(|(u, l)| u == url && same_text(label, l)));
+    if !in_order {
+        return Err(AssertionError::PaymentMismatch(
+            "payment.paymentEntitiesLogos",
+        ));
+    }
     Ok(())
 }
 

@@ -31,6 +31,8 @@ fn expected_payment() -> ExpectedPayment {
         instrument_display_name: Some("Visa 1234".into()),
         instrument_icon: Some("https://example.com/i.png".into()),
         browser_bound_public_key: None,
+        instrument_details: None,
+        entity_logos: None,
     }
 }
 

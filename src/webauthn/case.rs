@@ -504,6 +504,8 @@ fn expected_payment(v: &Value) -> super::assertion::ExpectedPayment {
         instrument_display_name: s(&["instrument", "displayName"]),
         instrument_icon: s(&["instrument", "icon"]),
         browser_bound_public_key: None,
+        instrument_details: s(&["instrument", "details"]),
+        entity_logos: None,
     }
 }
 

@@ -28,6 +28,10 @@ pub struct PaymentData {
     pub instrument_display_name: Option<String>,
     /// payment.browserBoundPublicKey: the browser-bound key (base64url of a COSE_Key)
     pub browser_bound_public_key: Option<String>,
+    /// payment.instrument.details (SPC 2025)
+    pub instrument_details: Option<String>,
+    /// payment.paymentEntitiesLogos (SPC 2025): (url, label) in the order shown
+    pub entity_logos: Option<Vec<(String, String)>>,
     /// payment.instrument.icon
     pub instrument_icon: Option<String>,
 }
@@ -211,6 +215,37 @@ impl PaymentData {
                 "browserBoundPublicKey",
                 "payment.browserBoundPublicKey",
             )?,
+            instrument_details: match instrument {
+                Some(i) => optional_str(i, "details", "payment.instrument.details")?,
+                None => None,
+            },
+            entity_logos: match obj.get("paymentEntitiesLogos") {
+                None => None,
+                Some(Value::Array(items)) => Some(
+                    items
+                        .iter()
+                        .map(|item| {
+                            let logo = item.as_object().ok_or(ClientDataError::WrongMemberType(
+                                "payment.paymentEntitiesLogos",
+                            ))?;
+                            let field = |k: &str| {
+                                logo.get(k)
+                                    .and_then(Value::as_str)
+                                    .map(str::to_owned)
+                                    .ok_or(ClientDataError::WrongMemberType(
+                                        "payment.paymentEntitiesLogos",
+                                    ))
+                            };
+                            Ok((field("url")?, field("label")?))
+                        })
+                        .collect::<Result<_, ClientDataError>>()?,
+                ),
+                Some(_) => {
+                    return Err(ClientDataError::WrongMemberType(
+                        "payment.paymentEntitiesLogos",
+                    ))
+                }
+            },
         })
     }
 }

@@ -1,4 +1,4 @@
-//! Payment authorizations: a challenge (with the audience it names) and the authorization that
+//! Payment authorizations: a challenge (with the audience it names and its SPC display data) and the authorization that
 //! ends it read back exactly as they were committed, on the store that wrote them and on
 //! another replica; a refusal stores no authorization.
 
@@ -78,7 +78,31 @@ pub async fn an_authorization_is_read_back_as_committed_with_its_challenges_audi
     assert_eq!(enrolled, payhsm::store::EnrolOutcome::Enrolled);
     let named = payment_challenge("pc-named", Some("https://acquirer.example"));
     let unnamed = payment_challenge("pc-unnamed", None);
-    for c in [&named, &unnamed] {
+    // SPC display data, with and without the 2025 members (details, logos).
+    let spc = payhsm::payment::SpcDisplay {
+        payee_origin: "https://shop.example".into(),
+        top_origin: "https://shop.example".into(),
+        instrument_display_name: "Visa ••1111".into(),
+        instrument_icon: "https://bank.example/v.png".into(),
+        instrument_details: None,
+        entity_logos: Vec::new(),
+    };
+    let shown = AuthorizationChallengeRecord {
+        spc: Some(spc.clone()),
+        ..payment_challenge("pc-spc", None)
+    };
+    let shown_2025 = AuthorizationChallengeRecord {
+        spc: Some(payhsm::payment::SpcDisplay {
+            instrument_details: Some("Debit".into()),
+            entity_logos: vec![payhsm::payment::SpcLogo {
+                url: "https://network.example/l.png".into(),
+                label: "Network".into(),
+            }],
+            ..spc
+        }),
+        ..payment_challenge("pc-spc-2025", None)
+    };
+    for c in [&named, &unnamed, &shown, &shown_2025] {
         let issued = s
             .create_authorization_challenge(c.clone(), event("issued"), None)
             .await

@@ -7,7 +7,6 @@ use super::devices::RowLock;
 use super::writer::JobCtx;
 use crate::audit::AuditEvent;
 use crate::card::{Domain, Token, TokenStatus};
-use crate::payment::SpcDisplay;
 use crate::store::{
     AuthorizationChallengeRecord, AuthorizationCommit, AuthorizationRecord, ChallengeIssue,
     ChallengeState, CommitOutcome, IdempotencyRecord, Idempotent, StoreError,
@@ -17,7 +16,7 @@ use tokio_postgres::Row;
 
 const CHALLENGE_COLUMNS: &str = "id, challenge, principal, token, domain, device_id, amount, \
      currency, payee, spc_payee_origin, spc_top_origin, spc_instrument_name, \
-     spc_instrument_icon, created_at, expires_at, used_at, audience";
+     spc_instrument_icon, created_at, expires_at, used_at, audience, spc_extra";
 
 fn amount_to_sql(amount: u64) -> Result<i64, StoreError> {
     i64::try_from(amount).map_err(|_| StoreError::unavailable("amount out of range"))
@@ -31,18 +30,7 @@ fn challenge_from_row(row: &Row) -> Result<AuthorizationChallengeRecord, StoreEr
     let domain = Domain::parse(get::<&str>(row, 4)?).map_err(|_| bad("domain"))?;
     let amount = u64::try_from(get::<i64>(row, 6)?).map_err(|_| bad("amount"))?;
     let spc: [Option<String>; 4] = [get(row, 9)?, get(row, 10)?, get(row, 11)?, get(row, 12)?];
-    let spc = match spc {
-        [None, None, None, None] => None,
-        [Some(payee_origin), Some(top_origin), Some(instrument_display_name), Some(instrument_icon)] => {
-            Some(SpcDisplay {
-                payee_origin,
-                top_origin,
-                instrument_display_name,
-                instrument_icon,
-            })
-        }
-        _ => return Err(bad("spc")),
-    };
+    let spc = crate::store::authorizations::spc_from_columns(spc, get(row, 17)?).map_err(bad)?;
     Ok(AuthorizationChallengeRecord {
         challenge: get(row, 1)?,
         principal: get(row, 2)?,
@@ -139,7 +127,8 @@ pub(super) async fn create_challenge(
     let amount = amount_to_sql(c.amount)?;
     let sql = format!(
         "INSERT INTO authorization_challenges ({CHALLENGE_COLUMNS})
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+                 $18)"
     );
     execute(
         &ctx.db,
@@ -162,6 +151,7 @@ pub(super) async fn create_challenge(
             &c.expires_at,
             &c.used_at,
             &c.audience,
+            &spc.and_then(crate::store::authorizations::spc_extra_column),
         ],
     )
     .await?;

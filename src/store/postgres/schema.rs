@@ -183,6 +183,9 @@ const MIGRATIONS: &[&str] = &[
     // 4: the SPC browser-bound public key (COSE_Key) a device enrolled with, if any
     // (SQLite's version 8).
     r#"ALTER TABLE devices ADD COLUMN browser_bound_key BYTEA NULL;"#,
+    // 5: the SPC display members of 2025 a payment challenge asks for (instrument details,
+    // payment entities' logos), as JSON (SQLite's version 9).
+    r#"ALTER TABLE authorization_challenges ADD COLUMN spc_extra TEXT COLLATE "C" NULL;"#,
 ];
 
 /// The newest version this build knows.

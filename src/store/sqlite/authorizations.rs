@@ -6,7 +6,6 @@ use super::sql_err;
 use super::writer::JobCtx;
 use crate::audit::AuditEvent;
 use crate::card::{Domain, Token, TokenStatus};
-use crate::payment::SpcDisplay;
 use crate::store::{
     AuthorizationChallengeRecord, AuthorizationCommit, AuthorizationRecord, ChallengeIssue,
     ChallengeState, CommitOutcome, IdempotencyRecord, Idempotent, StoreError,
@@ -15,7 +14,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 const CHALLENGE_COLUMNS: &str = "id, challenge, principal, token, domain, device_id, amount, \
      currency, payee, spc_payee_origin, spc_top_origin, spc_instrument_name, \
-     spc_instrument_icon, created_at, expires_at, used_at, audience";
+     spc_instrument_icon, created_at, expires_at, used_at, audience, spc_extra";
 
 fn amount_to_sql(amount: u64) -> Result<i64, StoreError> {
     i64::try_from(amount).map_err(|_| StoreError::unavailable("amount out of range"))
@@ -30,23 +29,14 @@ fn challenge_from_row(
     let domain: String = r.get(4)?;
     let amount: i64 = r.get(6)?;
     let spc: [Option<String>; 4] = [r.get(9)?, r.get(10)?, r.get(11)?, r.get(12)?];
+    let spc_extra: Option<String> = r.get(17)?;
     let bad = |what: &str| StoreError::corrupt(format!("authorization challenge {id}: bad {what}"));
     let checked = (|| {
         let token = Token::parse(&token).map_err(|_| bad("token"))?;
         let domain = Domain::parse(&domain).map_err(|_| bad("domain"))?;
         let amount = u64::try_from(amount).map_err(|_| bad("amount"))?;
-        let spc = match spc {
-            [None, None, None, None] => None,
-            [Some(payee_origin), Some(top_origin), Some(instrument_display_name), Some(instrument_icon)] => {
-                Some(SpcDisplay {
-                    payee_origin,
-                    top_origin,
-                    instrument_display_name,
-                    instrument_icon,
-                })
-            }
-            _ => return Err(bad("spc")),
-        };
+        let spc = crate::store::authorizations::spc_from_columns(spc, spc_extra.as_deref())
+            .map_err(bad)?;
         Ok((token, domain, amount, spc))
     })();
     let (token, domain, amount, spc) = match checked {
@@ -152,7 +142,8 @@ pub(super) fn create_challenge(
     ctx.conn
         .prepare_cached(&format!(
             "INSERT INTO authorization_challenges ({CHALLENGE_COLUMNS})
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+                     ?18)"
         ))
         .and_then(|mut s| {
             s.execute(params![
@@ -173,6 +164,7 @@ pub(super) fn create_challenge(
                 c.expires_at,
                 c.used_at,
                 c.audience,
+                spc.and_then(crate::store::authorizations::spc_extra_column),
             ])
         })
         .map_err(sql_err)?;

@@ -177,6 +177,9 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX devices_token ON devices (domain, token, created_at);",
     // 8: the SPC browser-bound public key (COSE_Key) a device enrolled with, if any.
     "ALTER TABLE devices ADD COLUMN browser_bound_key BLOB NULL;",
+    // 9: the SPC display members of 2025 a payment challenge asks for (instrument details,
+    // payment entities' logos), as JSON.
+    "ALTER TABLE authorization_challenges ADD COLUMN spc_extra TEXT NULL;",
 ];
 
 /// Page cache of the writer connection (KiB): the B-tree pages random token and fingerprint
