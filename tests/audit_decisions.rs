@@ -67,6 +67,8 @@ fn pay(domain: &'static str, amount: u64) -> Ask {
             domain: domain.to_owned(),
             certification: "none".to_owned(),
             mds_status: "none".to_owned(),
+            android_verified_boot: "none".to_owned(),
+            android_device_locked: false,
         },
     )
 }

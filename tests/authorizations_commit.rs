@@ -124,6 +124,7 @@ async fn world(backend: Box<dyn Fixture>) -> World {
         last_used_at: None,
         state: DeviceState::Active,
         browser_bound_key: None,
+        android_boot: None,
     };
     store
         .enrol_device(device, event("device_enrolled"))

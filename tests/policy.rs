@@ -80,6 +80,8 @@ fn small_payment() -> PaymentContext {
         domain: "acme-shop".to_owned(),
         certification: "none".to_owned(),
         mds_status: "none".to_owned(),
+        android_verified_boot: "none".to_owned(),
+        android_device_locked: false,
     }
 }
 
@@ -519,6 +521,7 @@ fn every_loaded_policy_has_its_annotated_id() {
             "monitoring-read-metrics",
             "payments-above-100-need-hardware-trust",
             "payments-above-500-need-certification-l2",
+            "payments-need-a-verified-android-boot",
             "payments-need-user-verification",
             "vault-reader-detokenize",
         ]

@@ -26,7 +26,7 @@ store_cases::conformance!(SqliteFixture::new();
     a_derived_token_is_found_by_its_own_row_and_kept_out_of_the_index,
     a_device_is_not_bound_to_a_token_suspended_or_deleted_after_the_services_check,
     a_device_is_revoked_once_with_its_reason_and_its_audit_record,
-    a_device_keeps_the_browser_bound_key_it_enrolled_with,
+    a_device_keeps_the_browser_bound_key_and_android_boot_it_enrolled_with,
     a_second_distinct_custodian_within_the_window_grants_a_change,
     a_token_read_after_an_acknowledged_change_sees_the_change,
     a_token_written_on_one_replica_is_read_and_detokenized_on_the_other,

@@ -119,7 +119,8 @@ pub fn service_status(e: &service::Error) -> StatusCode {
         | S::CredentialMismatch
         | S::IdempotencyKeyReused
         | S::UnsupportedKeyChange(_)
-        | S::AuthenticatorStatus(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        | S::AuthenticatorStatus(_)
+        | S::AndroidAppNotAllowed => StatusCode::UNPROCESSABLE_ENTITY,
         S::Forbidden | S::PaymentRefused(_) => StatusCode::FORBIDDEN,
         S::TokenNotFound
         | S::ChallengeNotFound
@@ -474,6 +475,11 @@ mod tests {
                 "hsm_unavailable",
             ),
             (service::Error::MetadataStale.into(), 503, "mds_stale"),
+            (
+                service::Error::AndroidAppNotAllowed.into(),
+                422,
+                "android_app_not_allowed",
+            ),
         ];
         // Each refusal code of a Metadata Service status, with its status.
         let table: Vec<(ApiError, u16, &str)> = table
@@ -523,7 +529,7 @@ mod tests {
         );
     }
 
-    const SERVICE_VARIANTS: usize = 38;
+    const SERVICE_VARIANTS: usize = 39;
 
     /// The variant's number: exhaustive, so a new variant must be numbered here.
     fn service_variant(e: &service::Error) -> usize {
@@ -567,6 +573,7 @@ mod tests {
             S::BatchTooLarge => 35,
             S::AuthenticatorStatus(_) => 36,
             S::MetadataStale => 37,
+            S::AndroidAppNotAllowed => 38,
         }
     }
 

@@ -79,6 +79,12 @@ pub enum Attestation {
     None,
     /// `fmt: "packed"`, self attestation: `{alg: -7, sig}` signed by the credential key.
     PackedSelf,
+    /// `fmt: "android-key"`: `{alg: -7, sig, x5c}` signed by the credential key, whose
+    /// certificate (with its KeyDescription) is `x5c[0]`.
+    AndroidKey {
+        /// The credential key's certificate, then its issuers, DER.
+        x5c: Vec<Vec<u8>>,
+    },
     /// `fmt: "packed"`, full attestation: `{alg: -7, sig, x5c}` signed by an attestation key
     /// whose certificate is `x5c[0]`.
     PackedFull {
@@ -273,7 +279,13 @@ impl SoftwareAuthenticator {
     pub fn new() -> Result<Self, Unspecified> {
         let rng = SystemRandom::new();
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng)?;
-        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng)
+        Self::from_pkcs8(pkcs8.as_ref())
+    }
+
+    /// A credential whose key (P-256, PKCS#8) the caller made, e.g. to certify it.
+    pub fn from_pkcs8(pkcs8: &[u8]) -> Result<Self, Unspecified> {
+        let rng = SystemRandom::new();
+        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8, &rng)
             .map_err(|_| Unspecified)?;
         let mut credential_id = vec![0u8; 32];
         getrandom::getrandom(&mut credential_id).map_err(|_| Unspecified)?;
@@ -369,6 +381,24 @@ impl SoftwareAuthenticator {
                 cbor::int(&mut att, -7);
                 cbor::text(&mut att, "sig");
                 cbor::bytes(&mut att, sig.as_ref());
+            }
+            Attestation::AndroidKey { x5c } => {
+                cbor::text(&mut att, "android-key");
+                cbor::text(&mut att, "attStmt");
+                // §8.4: sig over authenticatorData || clientDataHash, by the credential key.
+                let mut signed = auth_data.clone();
+                signed.extend(Sha256::digest(&client_data_json));
+                let sig = self.key.sign(&self.rng, &signed)?;
+                cbor::map(&mut att, 3);
+                cbor::text(&mut att, "alg");
+                cbor::int(&mut att, -7);
+                cbor::text(&mut att, "sig");
+                cbor::bytes(&mut att, sig.as_ref());
+                cbor::text(&mut att, "x5c");
+                cbor::array(&mut att, x5c.len() as u64);
+                for cert in &x5c {
+                    cbor::bytes(&mut att, cert);
+                }
             }
             Attestation::PackedFull { key_pkcs8, x5c } => {
                 cbor::text(&mut att, "packed");

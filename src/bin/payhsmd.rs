@@ -118,6 +118,11 @@ enum Command {
         /// https://android.googleapis.com/attestation/status); reloaded on SIGHUP.
         #[arg(long, value_name = "JSON")]
         android_revocations: Option<PathBuf>,
+        /// An Android app allowed to enrol android-key devices at the dev relying party, as
+        /// PACKAGE:SHA256 (its signing certificate's digest, 64 hex digits); repeatable. Without
+        /// any, every app may.
+        #[arg(long, value_name = "PACKAGE:SHA256", value_parser = parse_android_app)]
+        android_app: Vec<payhsm::config::AndroidApp>,
         #[command(flatten)]
         limits: LimitArgs,
     },
@@ -127,6 +132,11 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+}
+
+fn parse_android_app(text: &str) -> Result<payhsm::config::AndroidApp, String> {
+    payhsm::config::AndroidApp::parse(text)
+        .ok_or_else(|| "expected PACKAGE:SHA256 (64 hex digits)".to_owned())
 }
 
 fn main() -> ExitCode {
@@ -144,6 +154,7 @@ fn main() -> ExitCode {
             mds,
             mds_anchor,
             android_revocations,
+            android_app,
             limits,
         } => {
             if let Err(e) = payhsm::daemon::prepare_dev_dir(&data_dir) {
@@ -158,6 +169,9 @@ fn main() -> ExitCode {
             config.keys.signing_key_publish_lead = Duration::from_secs(signing_key_publish_lead);
             config.webauthn.mds = mds.map(|blob| payhsm::config::MdsConfig::dev(blob, mds_anchor));
             config.webauthn.android_revocation_list = android_revocations;
+            for rp in &mut config.webauthn.relying_parties {
+                rp.android_apps = android_app.clone();
+            }
             if let Some(url) = postgres {
                 match PostgresConfig::dev(url, postgres_ca) {
                     Ok(pg) => config.store = StoreConfig::Postgres(pg),

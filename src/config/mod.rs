@@ -7,8 +7,8 @@ mod webauthn;
 
 pub use file::ConfigError;
 pub use webauthn::{
-    cose_identifier, MdsConfig, RelyingPartyConfig, StaleBlob, WebauthnConfig, MDS_PRODUCTION_ROOT,
-    MDS_PRODUCTION_ROOT_SHA256,
+    cose_identifier, AndroidApp, MdsConfig, RelyingPartyConfig, StaleBlob, WebauthnConfig,
+    MDS_PRODUCTION_ROOT, MDS_PRODUCTION_ROOT_SHA256,
 };
 
 use std::net::SocketAddr;

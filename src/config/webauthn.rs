@@ -49,6 +49,48 @@ pub struct RelyingPartyConfig {
     pub origins: Vec<String>,
     /// Allowed top-level origins of cross-origin iframes; empty refuses cross-origin.
     pub top_origins: Vec<String>,
+    /// The Android apps allowed to enrol `android-key` credentials here (package name and
+    /// SHA-256 of its signing certificate); empty: any app.
+    pub android_apps: Vec<AndroidApp>,
+}
+
+/// An Android app, as its key attestation's attestationApplicationId names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AndroidApp {
+    /// The package name, e.g. `com.bank.pay`.
+    pub package: String,
+    /// SHA-256 of the app's signing certificate.
+    pub signature_sha256: [u8; 32],
+}
+
+impl AndroidApp {
+    /// `PACKAGE:HEX` (64 hex digits), as `payhsmd dev --android-app` takes it.
+    pub fn parse(text: &str) -> Option<Self> {
+        let (package, hex) = text.split_once(':')?;
+        Some(Self {
+            package: valid_package(package).then(|| package.to_owned())?,
+            signature_sha256: hex32(hex)?,
+        })
+    }
+}
+
+fn valid_package(p: &str) -> bool {
+    !p.is_empty()
+        && p.len() <= 255
+        && p.split('.')
+            .all(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+}
+
+fn hex32(hex: &str) -> Option<[u8; 32]> {
+    let hex = hex.replace(':', "");
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (o, pair) in out.iter_mut().zip(hex.as_bytes().chunks(2)) {
+        *o = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some(out)
 }
 
 /// The validated `[webauthn]` section.
@@ -146,6 +188,7 @@ impl WebauthnConfig {
                 id: "localhost".to_owned(),
                 origins: vec!["https://localhost".to_owned()],
                 top_origins: Vec::new(),
+                android_apps: Vec::new(),
             }],
             anchors_dir: None,
             challenge_ttl: Duration::from_secs(d_ttl()),
@@ -225,6 +268,15 @@ struct RelyingPartySection {
     origins: Vec<String>,
     #[serde(default)]
     top_origins: Vec<String>,
+    #[serde(default)]
+    android_apps: Vec<AndroidAppSection>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AndroidAppSection {
+    package: String,
+    signature_sha256: String,
 }
 
 fn d_ttl() -> u64 {
@@ -296,10 +348,24 @@ pub(super) fn validate(s: WebauthnSection, base: &Path) -> Result<WebauthnConfig
                 }
             }
         }
+        let mut android_apps = Vec::with_capacity(rp.android_apps.len());
+        for (j, app) in rp.android_apps.iter().enumerate() {
+            android_apps.push(
+                AndroidApp::parse(&format!("{}:{}", app.package, app.signature_sha256))
+                    .ok_or_else(|| {
+                        err(
+                            &at(&format!("android_apps[{j}]")),
+                            "needs a package name (com.bank.pay) and signature_sha256, the 64 \
+                             hex digits of its signing certificate's SHA-256",
+                        )
+                    })?,
+            );
+        }
         relying_parties.push(RelyingPartyConfig {
             id: rp.id,
             origins: rp.origins,
             top_origins: rp.top_origins,
+            android_apps,
         });
     }
     if !(10..=3600).contains(&s.challenge_ttl_seconds) {
@@ -427,6 +493,35 @@ mod tests {
             c.android_revocation_list.as_deref(),
             Some(Path::new("/etc/payhsm/android/status.json"))
         );
+    }
+
+    #[test]
+    fn android_apps_name_a_package_and_its_signing_certificate_digest() {
+        let rp = |apps: &str| {
+            section(&format!(
+                "[[relying_parties]]\nid = \"pay.example.com\"\norigins = [\"https://pay.example.com\"]\nandroid_apps = {apps}\n"
+            ))
+        };
+        let c = rp(&format!(
+            "[{{ package = \"com.bank.pay\", signature_sha256 = \"{}\" }}]",
+            "5A".repeat(32)
+        ))
+        .unwrap();
+        assert_eq!(
+            c.relying_parties[0].android_apps,
+            [AndroidApp {
+                package: "com.bank.pay".into(),
+                signature_sha256: [0x5a; 32]
+            }]
+        );
+        for bad in [
+            "[{ package = \"com.bank.pay\", signature_sha256 = \"5a\" }]",
+            "[{ package = \"com bank\", signature_sha256 = \"5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a\" }]",
+        ] {
+            let e = rp(bad).unwrap_err();
+            assert_eq!(e.path, "webauthn.relying_parties[0].android_apps[0]", "{bad}");
+        }
+        assert_eq!(AndroidApp::parse("com.x:zz"), None);
     }
 
     #[test]

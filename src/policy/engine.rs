@@ -195,6 +195,11 @@ pub struct PaymentContext {
     /// The device model's latest MDS status report (`FIDO_CERTIFIED_L2`, `UPDATE_AVAILABLE`,
     /// ...), or `none`.
     pub mds_status: String,
+    /// For an `android-key` device, the verified boot state its TEE attested at enrolment
+    /// (`verified`, `self_signed`, `unverified`, `failed`), else `none`.
+    pub android_verified_boot: String,
+    /// For an `android-key` device, whether its TEE attested a locked bootloader.
+    pub android_device_locked: bool,
 }
 
 /// The context of `enrol_device`: what the Metadata Service says of the authenticator model
@@ -564,6 +569,14 @@ fn payment_context(p: &PaymentContext) -> Result<Context, String> {
             "mds_status",
             RestrictedExpression::new_string(p.mds_status.clone()),
         ),
+        (
+            "android_verified_boot",
+            RestrictedExpression::new_string(p.android_verified_boot.clone()),
+        ),
+        (
+            "android_device_locked",
+            RestrictedExpression::new_bool(p.android_device_locked),
+        ),
     ]
     .map(|(k, v)| (k.to_owned(), v));
     Context::from_pairs(pairs).map_err(|e| e.to_string())
@@ -613,6 +626,8 @@ fn check_request_shape(schema: &Schema, names: &TypeNames, action: Action) -> Re
             domain: String::new(),
             certification: String::new(),
             mds_status: String::new(),
+            android_verified_boot: String::new(),
+            android_device_locked: false,
         })?
     } else if action == Action::EnrolDevice {
         enrolment_context(&EnrolmentContext {
@@ -766,6 +781,8 @@ mod tests {
             domain: "shop".to_owned(),
             certification: "none".to_owned(),
             mds_status: "none".to_owned(),
+            android_verified_boot: "none".to_owned(),
+            android_device_locked: false,
         }
     }
 

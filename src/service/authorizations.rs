@@ -569,6 +569,14 @@ impl Authorizations {
             domain: challenge.domain.as_str().to_owned(),
             certification: model.certification,
             mds_status: model.mds_status,
+            android_verified_boot: device
+                .android_boot
+                .as_ref()
+                .map_or_else(|| "none".to_owned(), |b| b.verified_boot_state.clone()),
+            android_device_locked: device
+                .android_boot
+                .as_ref()
+                .is_some_and(|b| b.device_locked),
         };
         let decision = self.policy.decide(&PolicyRequest {
             principal: &caller.principal,

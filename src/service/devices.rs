@@ -18,8 +18,8 @@ use crate::policy::{
     Action, EnrolmentContext, PolicyContext, PolicyEngine, PolicyRequest, Resource,
 };
 use crate::store::{
-    ChallengePurpose, ChallengeRecord, ConsumeOutcome, DeviceRecord, DeviceState, EnrolOutcome,
-    Store,
+    AndroidBoot, ChallengePurpose, ChallengeRecord, ConsumeOutcome, DeviceRecord, DeviceState,
+    EnrolOutcome, Store,
 };
 use crate::text::{DisplayText, LoggableText};
 use crate::webauthn::attestation::{
@@ -327,6 +327,32 @@ impl Devices {
         if verdict.credential_id != input.credential_id {
             return Err(self.refuse(audit, Error::CredentialIdMismatch).await);
         }
+        // android-key: where the relying party lists the apps allowed to enrol, the app the
+        // attestation names (package and signing certificate) must be one of them.
+        if verdict.format == Format::AndroidKey {
+            let listed = self
+                .config
+                .relying_party(&challenge.rp_id)
+                .map(|rp| rp.android_apps.as_slice())
+                .unwrap_or_default();
+            let named = verdict
+                .android
+                .as_ref()
+                .and_then(|a| a.application_id.as_ref());
+            let allowed = listed.is_empty()
+                || named.is_some_and(|id| {
+                    listed.iter().any(|app| {
+                        id.packages.contains(&app.package)
+                            && id
+                                .signature_digests
+                                .iter()
+                                .any(|d| d.as_slice() == app.signature_sha256)
+                    })
+                });
+            if !allowed {
+                return Err(self.refuse(audit, Error::AndroidAppNotAllowed).await);
+            }
+        }
         // SPC: a browser-bound key in clientDataJSON comes with its signature, which must
         // verify; the device keeps the key and every payment must then show it.
         let browser_bound = match browser_bound::verify(
@@ -367,6 +393,13 @@ impl Devices {
             last_used_at: None,
             state: DeviceState::Active,
             browser_bound_key: browser_bound.as_ref().map(|k| k.cose.clone()),
+            android_boot: android
+                .as_ref()
+                .and_then(|a| a.root_of_trust.as_ref())
+                .map(|r| AndroidBoot {
+                    verified_boot_state: r.verified_boot_state.to_owned(),
+                    device_locked: r.device_locked,
+                }),
         };
         let enrolled = EnrolledDevice {
             device_id: device.device_id.clone(),

@@ -105,6 +105,9 @@ pub enum Error {
     /// The Metadata Service BLOB in force is past its `nextUpdate` and stale BLOBs are
     /// refused (503).
     MetadataStale,
+    /// The relying party lists the Android apps that may enrol, and the key attestation names
+    /// none of them (422).
+    AndroidAppNotAllowed,
 }
 
 impl Error {
@@ -151,6 +154,7 @@ impl Error {
             Self::BatchTooLarge => "batch_too_large",
             Self::AuthenticatorStatus(code) => code,
             Self::MetadataStale => "mds_stale",
+            Self::AndroidAppNotAllowed => "android_app_not_allowed",
         }
     }
 }
@@ -256,6 +260,9 @@ impl std::fmt::Display for Error {
                 f,
                 "the FIDO Metadata Service's latest status for this authenticator model \
                  forbids it ({code})"
+            ),
+            Self::AndroidAppNotAllowed => f.write_str(
+                "the Android app the key attestation names is not one this relying party allows",
             ),
             Self::MetadataStale => f.write_str(
                 "the FIDO Metadata Service BLOB is past its nextUpdate; enrolments and \

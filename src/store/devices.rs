@@ -111,6 +111,47 @@ pub struct DeviceRecord {
     /// The SPC browser-bound public key (COSE_Key) it enrolled with: every payment must
     /// then carry a signature by it.
     pub browser_bound_key: Option<Vec<u8>>,
+    /// For an `android-key` device, its TEE-enforced rootOfTrust at enrolment.
+    pub android_boot: Option<AndroidBoot>,
+}
+
+/// What an Android TEE attested of the device's boot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AndroidBoot {
+    /// `verified`, `self_signed`, `unverified` or `failed`.
+    pub verified_boot_state: String,
+    /// The bootloader was locked.
+    pub device_locked: bool,
+}
+
+impl AndroidBoot {
+    /// The stored form, `<state>:locked` or `<state>:unlocked`.
+    pub fn to_column(&self) -> String {
+        let lock = if self.device_locked {
+            "locked"
+        } else {
+            "unlocked"
+        };
+        format!("{}:{lock}", self.verified_boot_state)
+    }
+
+    /// From the stored form.
+    pub fn from_column(text: &str) -> Option<Self> {
+        let (state, lock) = text.split_once(':')?;
+        let verified_boot_state = ["verified", "self_signed", "unverified", "failed"]
+            .into_iter()
+            .find(|s| *s == state)?
+            .to_owned();
+        let device_locked = match lock {
+            "locked" => true,
+            "unlocked" => false,
+            _ => return None,
+        };
+        Some(Self {
+            verified_boot_state,
+            device_locked,
+        })
+    }
 }
 
 /// Why a device was revoked: a small fixed set, so reports can count them.

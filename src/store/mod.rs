@@ -24,8 +24,8 @@ pub use authorizations::{
     ChallengeIssue, ChallengeState, CommitOutcome, CounterUpdate,
 };
 pub use devices::{
-    ChallengePurpose, ChallengeRecord, ConsumeOutcome, DeviceOwner, DeviceRecord, DeviceState,
-    DeviceStore, EnrolOutcome, Revocation, RevocationReason, RevokeOutcome,
+    AndroidBoot, ChallengePurpose, ChallengeRecord, ConsumeOutcome, DeviceOwner, DeviceRecord,
+    DeviceState, DeviceStore, EnrolOutcome, Revocation, RevocationReason, RevokeOutcome,
 };
 pub use idempotency::{IdempotencyRecord, IdempotencyStore, Idempotent};
 pub use keys::{

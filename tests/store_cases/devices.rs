@@ -68,6 +68,7 @@ pub(super) fn device(id: &str, credential: u8) -> DeviceRecord {
         last_used_at: None,
         state: DeviceState::Active,
         browser_bound_key: None,
+        android_boot: None,
     }
 }
 
@@ -179,10 +180,16 @@ pub async fn an_expired_challenge_is_refused_and_stays_unused(f: &dyn Fixture) {
     ));
 }
 
-pub async fn a_device_keeps_the_browser_bound_key_it_enrolled_with(f: &dyn Fixture) {
+pub async fn a_device_keeps_the_browser_bound_key_and_android_boot_it_enrolled_with(
+    f: &dyn Fixture,
+) {
     let s = f.open().await;
     let bound = DeviceRecord {
         browser_bound_key: Some(vec![0xa5, 0x01, 0x02, 0x03, 0x26]),
+        android_boot: Some(payhsm::store::AndroidBoot {
+            verified_boot_state: "self_signed".into(),
+            device_locked: false,
+        }),
         ..device("dev-b", 9)
     };
     s.enrol_device(bound.clone(), event("device_enrolled"))

@@ -35,6 +35,12 @@ impl Authenticator {
     }
 }
 
+impl From<SoftwareAuthenticator> for Authenticator {
+    fn from(a: SoftwareAuthenticator) -> Self {
+        Self(a)
+    }
+}
+
 impl Default for Authenticator {
     fn default() -> Self {
         Self::new()

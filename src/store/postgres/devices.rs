@@ -6,8 +6,8 @@ use super::writer::JobCtx;
 use crate::audit::AuditEvent;
 use crate::card::{Domain, Token, TokenStatus};
 use crate::store::{
-    ChallengePurpose, ChallengeRecord, ConsumeOutcome, DeviceOwner, DeviceRecord, DeviceState,
-    EnrolOutcome, Revocation, RevokeOutcome, StoreError,
+    AndroidBoot, ChallengePurpose, ChallengeRecord, ConsumeOutcome, DeviceOwner, DeviceRecord,
+    DeviceState, EnrolOutcome, Revocation, RevokeOutcome, StoreError,
 };
 use crate::webauthn::attestation::{Format, Trust};
 use deadpool_postgres::ClientWrapper;
@@ -18,7 +18,8 @@ const CHALLENGE_COLUMNS: &str =
 
 const DEVICE_COLUMNS: &str = r#"device_id, credential_id, rp_id, "user", public_key_cbor, alg,
      format, trust, aaguid, sign_count, backup_eligible, backup_state, user_verified, token,
-     domain, created_at, last_used_at, status, revoked_at, revoke_reason, browser_bound_key"#;
+     domain, created_at, last_used_at, status, revoked_at, revoke_reason, browser_bound_key,
+     android_boot"#;
 
 /// Every attestation format, to map stored names back.
 const FORMATS: [Format; 7] = [
@@ -111,6 +112,9 @@ fn device_from_row(row: &Row) -> Result<DeviceRecord, StoreError> {
         created_at: get(row, 15)?,
         last_used_at: get(row, 16)?,
         browser_bound_key: get(row, 20)?,
+        android_boot: get::<Option<&str>>(row, 21)?
+            .map(|t| AndroidBoot::from_column(t).ok_or_else(|| bad("android_boot")))
+            .transpose()?,
         state,
         device_id,
     })
@@ -200,7 +204,7 @@ pub(super) async fn enrol_device(
     let sql = format!(
         "INSERT INTO devices ({DEVICE_COLUMNS}) VALUES
          ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-          $19, $20, $21)"
+          $19, $20, $21, $22)"
     );
     let (revoked_at, reason) = d.state.columns();
     execute(
@@ -228,6 +232,7 @@ pub(super) async fn enrol_device(
             &revoked_at,
             &reason,
             &d.browser_bound_key,
+            &d.android_boot.as_ref().map(AndroidBoot::to_column),
         ],
     )
     .await?;

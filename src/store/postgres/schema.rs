@@ -186,6 +186,8 @@ const MIGRATIONS: &[&str] = &[
     // 5: the SPC display members of 2025 a payment challenge asks for (instrument details,
     // payment entities' logos), as JSON (SQLite's version 9).
     r#"ALTER TABLE authorization_challenges ADD COLUMN spc_extra TEXT COLLATE "C" NULL;"#,
+    // 6: what an Android TEE attested of an android-key device's boot (SQLite's version 10).
+    r#"ALTER TABLE devices ADD COLUMN android_boot TEXT COLLATE "C" NULL;"#,
 ];
 
 /// The newest version this build knows.

@@ -6,8 +6,8 @@ use super::writer::JobCtx;
 use crate::audit::AuditEvent;
 use crate::card::{Domain, Token, TokenStatus};
 use crate::store::{
-    ChallengePurpose, ChallengeRecord, ConsumeOutcome, DeviceOwner, DeviceRecord, DeviceState,
-    EnrolOutcome, Revocation, RevokeOutcome, StoreError,
+    AndroidBoot, ChallengePurpose, ChallengeRecord, ConsumeOutcome, DeviceOwner, DeviceRecord,
+    DeviceState, EnrolOutcome, Revocation, RevokeOutcome, StoreError,
 };
 use crate::webauthn::attestation::{Format, Trust};
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -17,7 +17,8 @@ const CHALLENGE_COLUMNS: &str =
 
 const DEVICE_COLUMNS: &str = "device_id, credential_id, rp_id, user, public_key_cbor, alg, \
      format, trust, aaguid, sign_count, backup_eligible, backup_state, user_verified, token, \
-     domain, created_at, last_used_at, status, revoked_at, revoke_reason, browser_bound_key";
+     domain, created_at, last_used_at, status, revoked_at, revoke_reason, browser_bound_key, \
+     android_boot";
 
 /// Every attestation format, to map stored names back.
 const FORMATS: [Format; 7] = [
@@ -85,6 +86,7 @@ fn device_from_row(r: &Row<'_>) -> rusqlite::Result<Result<DeviceRecord, StoreEr
     let status: String = r.get(17)?;
     let revoked_at: Option<String> = r.get(18)?;
     let reason: Option<String> = r.get(19)?;
+    let android_boot: Option<String> = r.get(21)?;
     let bad = |what: &str| StoreError::corrupt(format!("device {device_id}: bad {what}"));
     let checked = (|| {
         let format = FORMATS
@@ -100,9 +102,21 @@ fn device_from_row(r: &Row<'_>) -> rusqlite::Result<Result<DeviceRecord, StoreEr
         let (token, domain) = optional_token(token, domain, &bad)?;
         let state = DeviceState::from_columns(&status, revoked_at, reason.as_deref())
             .ok_or_else(|| bad("status"))?;
-        Ok((format, trust, aaguid, sign_count, token, domain, state))
+        let android_boot = android_boot
+            .map(|t| AndroidBoot::from_column(&t).ok_or_else(|| bad("android_boot")))
+            .transpose()?;
+        Ok((
+            format,
+            trust,
+            aaguid,
+            sign_count,
+            token,
+            domain,
+            state,
+            android_boot,
+        ))
     })();
-    let (format, trust, aaguid, sign_count, token, domain, state) = match checked {
+    let (format, trust, aaguid, sign_count, token, domain, state, android_boot) = match checked {
         Ok(v) => v,
         Err(e) => return Ok(Err(e)),
     };
@@ -124,6 +138,7 @@ fn device_from_row(r: &Row<'_>) -> rusqlite::Result<Result<DeviceRecord, StoreEr
         created_at: r.get(15)?,
         last_used_at: r.get(16)?,
         browser_bound_key: r.get(20)?,
+        android_boot,
         state,
         device_id,
     }))
@@ -217,7 +232,7 @@ pub(super) fn enrol_device(
         .prepare_cached(&format!(
             "INSERT INTO devices ({DEVICE_COLUMNS}) VALUES
              (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-              ?19, ?20, ?21)"
+              ?19, ?20, ?21, ?22)"
         ))
         .and_then(|mut s| {
             let (revoked_at, reason) = d.state.columns();
@@ -243,6 +258,7 @@ pub(super) fn enrol_device(
                 revoked_at,
                 reason,
                 d.browser_bound_key,
+                d.android_boot.as_ref().map(AndroidBoot::to_column),
             ])
         })
         .map_err(sql_err)?;

@@ -180,6 +180,8 @@ const MIGRATIONS: &[&str] = &[
     // 9: the SPC display members of 2025 a payment challenge asks for (instrument details,
     // payment entities' logos), as JSON.
     "ALTER TABLE authorization_challenges ADD COLUMN spc_extra TEXT NULL;",
+    // 10: what an Android TEE attested of an android-key device's boot.
+    "ALTER TABLE devices ADD COLUMN android_boot TEXT NULL;",
 ];
 
 /// Page cache of the writer connection (KiB): the B-tree pages random token and fingerprint
