@@ -1130,6 +1130,19 @@ async fn spc_instrument_details_and_entity_logos_are_checked_against_the_challen
             "{details:?} {logos:?}"
         );
     }
+    // payeeName and/or payeeOrigin: a challenge may leave the origin out (the name is always
+    // asked, and signed).
+    let mut body = asked(&w);
+    body["spc"].as_object_mut().unwrap().remove("payee_origin");
+    let (id, ch) = issue(&mut w.gw, body).await;
+    counter += 1;
+    let a = w.auth.assert(
+        &ch,
+        counter,
+        Some(&shown(Some("Debit, expires 12/30"), vec![network.clone()])),
+    );
+    let r = authorize(&mut w.gw, &id, &a).await;
+    assert_eq!(r.status, 201, "{:?}", r.json());
     // A logo URL that is not https or an inline image is refused at the challenge.
     let mut body = asked(&w);
     body["spc"]["payment_entities_logos"][0]["url"] = "javascript:alert(1)".into();

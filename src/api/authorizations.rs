@@ -64,8 +64,9 @@ pub struct SpcLogoRequest {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SpcRequest {
-    /// payment.payeeOrigin.
-    pub payee_origin: String,
+    /// payment.payeeOrigin (optional: the payee's name is always shown).
+    #[serde(default)]
+    pub payee_origin: Option<String>,
     /// payment.topOrigin.
     pub top_origin: String,
     /// payment.instrument.
@@ -80,7 +81,11 @@ impl SpcRequest {
     /// display name NFC-normalized) and checks the icon's scheme (422 `invalid_icon`).
     fn screen(self) -> Result<SpcDisplay, ApiError> {
         Ok(SpcDisplay {
-            payee_origin: DisplayText::parse(&self.payee_origin)?.into_string(),
+            payee_origin: self
+                .payee_origin
+                .as_deref()
+                .map(|o| DisplayText::parse(o).map(DisplayText::into_string))
+                .transpose()?,
             top_origin: DisplayText::parse(&self.top_origin)?.into_string(),
             instrument_display_name: DisplayText::parse(&self.instrument.display_name)?
                 .into_string(),

@@ -4,8 +4,9 @@
 /// What a Secure Payment Confirmation dialog was asked to show, beyond amount and payee.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpcDisplay {
-    /// payment.payeeOrigin.
-    pub payee_origin: String,
+    /// payment.payeeOrigin, when the dialog shows it (SPC 2025: payeeName and/or payeeOrigin;
+    /// payhsm always asks for the name, which it signs).
+    pub payee_origin: Option<String>,
     /// payment.topOrigin.
     pub top_origin: String,
     /// payment.instrument.displayName.

@@ -185,16 +185,19 @@ fn valid_spc(spc: &SpcDisplay) -> bool {
         n > 0 && n <= MAX_SPC_CHARS && !s.chars().any(char::is_control)
     };
     [
-        &spc.payee_origin,
         &spc.top_origin,
         &spc.instrument_display_name,
         &spc.instrument_icon,
     ]
     .into_iter()
+    .chain(&spc.payee_origin)
     .chain(&spc.instrument_details)
     .chain(spc.entity_logos.iter().flat_map(|l| [&l.url, &l.label]))
     .all(|s| text_ok(s))
-        && spc.payee_origin.starts_with("https://")
+        && spc
+            .payee_origin
+            .as_ref()
+            .is_none_or(|o| o.starts_with("https://"))
         && spc.top_origin.starts_with("https://")
         && spc.entity_logos.len() <= crate::payment::MAX_SPC_LOGOS
 }
@@ -472,7 +475,7 @@ impl Authorizations {
             total_currency: Some(challenge.currency.clone()),
             total_value: Some(amount.to_decimal(currency)),
             top_origin: challenge.spc.as_ref().map(|s| s.top_origin.clone()),
-            payee_origin: challenge.spc.as_ref().map(|s| s.payee_origin.clone()),
+            payee_origin: challenge.spc.as_ref().and_then(|s| s.payee_origin.clone()),
             instrument_display_name: challenge
                 .spc
                 .as_ref()
@@ -877,7 +880,9 @@ fn challenge_canonical(i: &PaymentChallengeInput) -> serde_json::Value {
                 instrument.insert("details".into(), details.clone().into());
             }
             let mut spc = serde_json::Map::new();
-            spc.insert("payee_origin".into(), s.payee_origin.clone().into());
+            if let Some(origin) = &s.payee_origin {
+                spc.insert("payee_origin".into(), origin.clone().into());
+            }
             spc.insert("top_origin".into(), s.top_origin.clone().into());
             spc.insert("instrument".into(), instrument.into());
             if !s.entity_logos.is_empty() {

@@ -205,8 +205,8 @@ pub(crate) fn spc_extra_column(spc: &SpcDisplay) -> Option<String> {
     .ok()
 }
 
-/// A challenge's SPC display data from its columns: all four base members or none, and the
-/// extra ones only with them.
+/// A challenge's SPC display data from its columns: the three required base members or none
+/// (the payee origin is optional), and the extra ones only with them.
 pub(crate) fn spc_from_columns(
     base: [Option<String>; 4],
     extra: Option<&str>,
@@ -214,7 +214,7 @@ pub(crate) fn spc_from_columns(
     match (base, extra) {
         ([None, None, None, None], None) => Ok(None),
         (
-            [Some(payee_origin), Some(top_origin), Some(instrument_display_name), Some(instrument_icon)],
+            [payee_origin, Some(top_origin), Some(instrument_display_name), Some(instrument_icon)],
             extra,
         ) => {
             let extra: SpcExtra = match extra {

@@ -80,7 +80,7 @@ pub async fn an_authorization_is_read_back_as_committed_with_its_challenges_audi
     let unnamed = payment_challenge("pc-unnamed", None);
     // SPC display data, with and without the 2025 members (details, logos).
     let spc = payhsm::payment::SpcDisplay {
-        payee_origin: "https://shop.example".into(),
+        payee_origin: Some("https://shop.example".into()),
         top_origin: "https://shop.example".into(),
         instrument_display_name: "Visa ••1111".into(),
         instrument_icon: "https://bank.example/v.png".into(),
@@ -93,6 +93,8 @@ pub async fn an_authorization_is_read_back_as_committed_with_its_challenges_audi
     };
     let shown_2025 = AuthorizationChallengeRecord {
         spc: Some(payhsm::payment::SpcDisplay {
+            // payeeName and/or payeeOrigin: the name is always there, the origin may not be.
+            payee_origin: None,
             instrument_details: Some("Debit".into()),
             entity_logos: vec![payhsm::payment::SpcLogo {
                 url: "https://network.example/l.png".into(),

@@ -143,7 +143,7 @@ pub(super) async fn create_challenge(
             &amount,
             &c.currency,
             &c.payee,
-            &spc.map(|s| s.payee_origin.as_str()),
+            &spc.and_then(|s| s.payee_origin.as_deref()),
             &spc.map(|s| s.top_origin.as_str()),
             &spc.map(|s| s.instrument_display_name.as_str()),
             &spc.map(|s| s.instrument_icon.as_str()),

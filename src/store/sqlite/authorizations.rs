@@ -156,7 +156,7 @@ pub(super) fn create_challenge(
                 amount,
                 c.currency,
                 c.payee,
-                spc.map(|s| &s.payee_origin),
+                spc.and_then(|s| s.payee_origin.as_ref()),
                 spc.map(|s| &s.top_origin),
                 spc.map(|s| &s.instrument_display_name),
                 spc.map(|s| &s.instrument_icon),

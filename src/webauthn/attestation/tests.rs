@@ -748,6 +748,51 @@ fn android_key_with_a_certificate_on_the_revocation_list_is_rejected() {
     }
 }
 
+/// Remote Key Provisioning (Android 12+): the chain ends at Google's ECDSA P-384 "Key
+/// Attestation CA1" root, and x5c stops at the intermediate (SimpleWebAuthn#783 refused
+/// these): the root comes from the configuration only, and the chain reaches it.
+#[test]
+fn android_key_rkp_chain_to_a_p384_root_with_x5c_stopping_at_the_intermediate() {
+    let params = ca_params("Key Attestation CA1");
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
+    let der = params.self_signed(&key).unwrap().der().to_vec();
+    let rkp_root = Ca { params, key, der };
+    let inter = intermediate("Droid CA3", &rkp_root);
+    let cred = KeyPair::generate().unwrap();
+    let ad = auth_data(cose_of(&cred));
+    let kd = key_description(&CDH, &android_good_tee(), &[]);
+    let ext = CustomExtension::from_oid_content(&[1, 3, 6, 1, 4, 1, 11129, 2, 1, 17], kd);
+    let leaf = issue(&packed_leaf_params(vec![ext]), &cred, &inter);
+    let stmt = packed_stmt(cred.sign(&signed_msg(&ad)).unwrap(), &[&leaf, &inter.der]);
+    let anchors = anchors_of(&[("key-attestation-ca1", &rkp_root)]);
+    let v = run(
+        "android-key",
+        &stmt,
+        &ad,
+        &anchors,
+        &policy(UntrustedChains::Reject),
+        NOW,
+    )
+    .unwrap();
+    assert_eq!(
+        (v.trust, v.anchor.as_deref()),
+        (Trust::Hardware, Some("key-attestation-ca1"))
+    );
+    // Without the intermediate in x5c there is no path: refused, never trusted.
+    let stmt = packed_stmt(cred.sign(&signed_msg(&ad)).unwrap(), &[&leaf]);
+    assert_eq!(
+        run(
+            "android-key",
+            &stmt,
+            &ad,
+            &anchors,
+            &policy(UntrustedChains::Reject),
+            NOW
+        ),
+        Err("untrusted_chain")
+    );
+}
+
 #[test]
 fn android_key_challenge_mismatch_is_rejected() {
     assert_eq!(
