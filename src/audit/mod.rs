@@ -7,6 +7,7 @@
 
 mod chain;
 mod event;
+pub mod merkle;
 mod verify;
 
 pub use chain::{export_jsonl, link, AuditHash, Checkpoint, GENESIS};
