@@ -216,8 +216,12 @@ impl<'a> DetokenizeBatchResponse<'a> {
                 Ok(out) => Ok(DetokenizeBatchResult {
                     index,
                     card: Some(ReleasedCard {
-                        pan: std::str::from_utf8(out.pan.expose_digits())
-                            .map_err(|_| ApiError::Internal)?,
+                        pan: std::str::from_utf8(out.pan.expose_digits()).map_err(|e| {
+                            ApiError::Internal(crate::fault::Fault::caused_by(
+                                "a detokenized card is not ASCII digits",
+                                e,
+                            ))
+                        })?,
                         exp_month: out.expiry.map(|e| e.month()),
                         exp_year: out.expiry.map(|e| e.year()),
                     }),

@@ -80,7 +80,12 @@ impl std::io::Write for ZeroizingWriter {
 /// Serializes `value` as JSON into a [`SecretBuf`].
 pub fn json<T: Serialize>(value: &T) -> Result<SecretBuf, ApiError> {
     let mut w = ZeroizingWriter(Zeroizing::new(Vec::with_capacity(512)));
-    serde_json::to_writer(&mut w, value).map_err(|_| ApiError::Internal)?;
+    serde_json::to_writer(&mut w, value).map_err(|e| {
+        ApiError::Internal(crate::fault::Fault::caused_by(
+            "cannot encode the answer",
+            e,
+        ))
+    })?;
     Ok(SecretBuf::new(w.0))
 }
 

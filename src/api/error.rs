@@ -47,8 +47,9 @@ pub enum ApiError {
     /// line or header (400), headers that did not arrive in time (408), a request target too
     /// long (414), headers too large (431). Written by the transport (`transport::bare_errors`).
     HttpLayer(StatusCode),
-    /// A bug: an invariant did not hold while encoding the answer (500).
-    Internal,
+    /// A bug: an invariant did not hold while encoding the answer (500); what, and why. The
+    /// answer says only `internal error`; the edge log has the cause.
+    Internal(crate::fault::Fault),
 }
 
 impl ApiError {
@@ -88,7 +89,7 @@ impl ApiError {
                 };
                 (*status, code)
             }
-            Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
+            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
         }
     }
 
@@ -179,7 +180,7 @@ impl std::fmt::Display for ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE => "the request body is too large",
                 _ => "the request is not valid HTTP/1.1",
             }),
-            Self::Internal => f.write_str("internal error"),
+            Self::Internal(_) => f.write_str("internal error"),
         }
     }
 }
@@ -189,6 +190,7 @@ impl std::error::Error for ApiError {
         match self {
             // Displayed as the service error itself: its source is the next cause.
             Self::Service(e) => std::error::Error::source(e),
+            Self::Internal(fault) => Some(fault),
             _ => None,
         }
     }
@@ -431,7 +433,11 @@ mod tests {
                 "unsupported_media_type",
             ),
             (ApiError::RequestTimeout, 408, "request_timeout"),
-            (ApiError::Internal, 500, "internal_error"),
+            (
+                ApiError::Internal(crate::fault::Fault::new("test")),
+                500,
+                "internal_error",
+            ),
             (service::Error::KeysChanged.into(), 503, "keys_changed"),
             (
                 service::Error::UnsupportedKeyChange("x").into(),
@@ -587,6 +593,19 @@ mod tests {
                 Some((status, cells.get(1)?.trim_matches('`').to_owned()))
             })
             .collect()
+    }
+
+    #[test]
+    fn an_internal_error_answers_generically_and_keeps_its_cause_for_the_log() {
+        let bytes = vec![0xff_u8];
+        let utf8 = std::str::from_utf8(&bytes).unwrap_err();
+        let e = ApiError::Internal(crate::fault::Fault::caused_by("decoding", utf8));
+        assert_eq!(e.to_string(), "internal error");
+        let chain = crate::fault::Chain(&e).to_string();
+        assert!(
+            chain.starts_with("internal error: decoding: invalid utf-8"),
+            "{chain}"
+        );
     }
 
     #[test]

@@ -421,8 +421,12 @@ where
                 read_body(&parts.headers, body, app.max_body_bytes, app.body_timeout).await?;
             let (token, domain) = decode::<DetokenizeRequest>(&bytes)?.parse()?;
             let out = app.vault.detokenize(caller, &token, &domain).await?;
-            let pan =
-                std::str::from_utf8(out.pan.expose_digits()).map_err(|_| ApiError::Internal)?;
+            let pan = std::str::from_utf8(out.pan.expose_digits()).map_err(|e| {
+                ApiError::Internal(crate::fault::Fault::caused_by(
+                    "a detokenized card is not ASCII digits",
+                    e,
+                ))
+            })?;
             let body = json(&DetokenizeResponse {
                 pan,
                 exp_month: out.expiry.map(|e| e.month()),
