@@ -199,10 +199,15 @@ pub fn webauthn_cbor(data: &[u8]) {
 
 /// clientDataJSON as the client sends it.
 pub fn webauthn_client_data(data: &[u8]) {
-    let _ = crate::webauthn::client_data::ClientData::parse(data);
+    let parsed = crate::webauthn::client_data::ClientData::parse(data);
     // SPC's browser-bound key inside it, with the input's tail as the signature.
+    let key = parsed
+        .ok()
+        .and_then(|c| c.payment)
+        .and_then(|p| p.browser_bound_public_key);
     let signature = data.get(data.len() / 2..);
     let _ = crate::webauthn::browser_bound::verify(
+        key.as_deref(),
         data,
         signature,
         &[crate::webauthn::cose::CoseAlgorithm::Es256],

@@ -18,62 +18,11 @@ const FLAG_UP: u8 = 0x01;
 const FLAG_UV: u8 = 0x04;
 const FLAG_AT: u8 = 0x40;
 
-/// CBOR (RFC 8949) items, written in CTAP2 canonical form by the callers' key order.
-pub mod cbor {
-    fn head(out: &mut Vec<u8>, major: u8, n: u64) {
-        let m = major << 5;
-        match n {
-            0..=23 => out.push(m | n as u8),
-            24..=0xff => out.extend([m | 24, n as u8]),
-            0x100..=0xffff => {
-                out.push(m | 25);
-                out.extend((n as u16).to_be_bytes());
-            }
-            0x1_0000..=0xffff_ffff => {
-                out.push(m | 26);
-                out.extend((n as u32).to_be_bytes());
-            }
-            _ => {
-                out.push(m | 27);
-                out.extend(n.to_be_bytes());
-            }
-        }
-    }
-
-    /// An integer.
-    pub fn int(out: &mut Vec<u8>, v: i64) {
-        if v >= 0 {
-            head(out, 0, v as u64);
-        } else {
-            head(out, 1, (-1 - v) as u64);
-        }
-    }
-
-    /// A byte string.
-    pub fn bytes(out: &mut Vec<u8>, b: &[u8]) {
-        head(out, 2, b.len() as u64);
-        out.extend_from_slice(b);
-    }
-
-    /// A text string.
-    pub fn text(out: &mut Vec<u8>, s: &str) {
-        head(out, 3, s.len() as u64);
-        out.extend_from_slice(s.as_bytes());
-    }
-
-    /// An array header of `n` items (the items follow).
-    pub fn array(out: &mut Vec<u8>, n: u64) {
-        head(out, 4, n);
-    }
-
-    /// A map header for `n` pairs (the pairs follow).
-    pub fn map(out: &mut Vec<u8>, n: u64) {
-        head(out, 5, n);
-    }
-}
+/// CBOR items, written in CTAP2 canonical form (the verifier's own writer).
+pub use crate::webauthn::cbor::write as cbor;
 
 /// Which attestation statement to produce.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Attestation {
     /// `fmt: "none"`, `attStmt: {}`.
     None,
@@ -93,6 +42,20 @@ pub enum Attestation {
         /// The attestation certificate, then any intermediates, DER.
         x5c: Vec<Vec<u8>>,
     },
+}
+
+/// The format and the certificate count, never the attestation key.
+impl std::fmt::Debug for Attestation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::None => f.write_str("None"),
+            Self::PackedSelf => f.write_str("PackedSelf"),
+            Self::AndroidKey { x5c } => write!(f, "AndroidKey {{ x5c: {} certs }}", x5c.len()),
+            Self::PackedFull { x5c, .. } => {
+                write!(f, "PackedFull {{ x5c: {} certs, .. }}", x5c.len())
+            }
+        }
+    }
 }
 
 /// A registration response, as the browser's `PublicKeyCredential` carries it.
@@ -128,6 +91,24 @@ fn with_browser_bound_signature(body: &mut serde_json::Value, signature: Option<
             "browser_bound_signature".to_owned(),
             URL_SAFE_NO_PAD.encode(sig).into(),
         );
+    }
+}
+
+/// `fmt` and an ES256 `attStmt` `{alg: -7, sig[, x5c]}` (no x5c when `x5c` is empty).
+fn signed_statement(att: &mut Vec<u8>, fmt: &str, sig: &[u8], x5c: &[Vec<u8>]) {
+    cbor::text(att, fmt);
+    cbor::text(att, "attStmt");
+    cbor::map(att, if x5c.is_empty() { 2 } else { 3 });
+    cbor::text(att, "alg");
+    cbor::int(att, -7);
+    cbor::text(att, "sig");
+    cbor::bytes(att, sig);
+    if !x5c.is_empty() {
+        cbor::text(att, "x5c");
+        cbor::array(att, x5c.len() as u64);
+        for cert in x5c {
+            cbor::bytes(att, cert);
+        }
     }
 }
 
@@ -360,6 +341,9 @@ impl SoftwareAuthenticator {
     ) -> Result<Registration, Unspecified> {
         let client_data_json = self.client_data(challenge_b64);
         let auth_data = self.auth_data();
+        // §8.2, §8.4: statements sign authenticatorData || clientDataHash.
+        let mut signed = auth_data.clone();
+        signed.extend(Sha256::digest(&client_data_json));
         let mut att = Vec::new();
         cbor::map(&mut att, 3);
         cbor::text(&mut att, "fmt");
@@ -369,60 +353,26 @@ impl SoftwareAuthenticator {
                 cbor::text(&mut att, "attStmt");
                 cbor::map(&mut att, 0);
             }
+            // Self attestation: by the credential key.
             Attestation::PackedSelf => {
-                cbor::text(&mut att, "packed");
-                cbor::text(&mut att, "attStmt");
-                // §8.2: sig over authenticatorData || clientDataHash, by the credential key.
-                let mut signed = auth_data.clone();
-                signed.extend(Sha256::digest(&client_data_json));
                 let sig = self.key.sign(&self.rng, &signed)?;
-                cbor::map(&mut att, 2);
-                cbor::text(&mut att, "alg");
-                cbor::int(&mut att, -7);
-                cbor::text(&mut att, "sig");
-                cbor::bytes(&mut att, sig.as_ref());
+                signed_statement(&mut att, "packed", sig.as_ref(), &[]);
             }
+            // android-key: by the credential key, whose certificate is x5c[0].
             Attestation::AndroidKey { x5c } => {
-                cbor::text(&mut att, "android-key");
-                cbor::text(&mut att, "attStmt");
-                // §8.4: sig over authenticatorData || clientDataHash, by the credential key.
-                let mut signed = auth_data.clone();
-                signed.extend(Sha256::digest(&client_data_json));
                 let sig = self.key.sign(&self.rng, &signed)?;
-                cbor::map(&mut att, 3);
-                cbor::text(&mut att, "alg");
-                cbor::int(&mut att, -7);
-                cbor::text(&mut att, "sig");
-                cbor::bytes(&mut att, sig.as_ref());
-                cbor::text(&mut att, "x5c");
-                cbor::array(&mut att, x5c.len() as u64);
-                for cert in &x5c {
-                    cbor::bytes(&mut att, cert);
-                }
+                signed_statement(&mut att, "android-key", sig.as_ref(), &x5c);
             }
+            // Full packed attestation: by the attestation key.
             Attestation::PackedFull { key_pkcs8, x5c } => {
-                cbor::text(&mut att, "packed");
-                cbor::text(&mut att, "attStmt");
-                // §8.2: sig over authenticatorData || clientDataHash, by the attestation key.
                 let key = EcdsaKeyPair::from_pkcs8(
                     &ECDSA_P256_SHA256_ASN1_SIGNING,
                     &key_pkcs8,
                     &self.rng,
                 )
                 .map_err(|_| Unspecified)?;
-                let mut signed = auth_data.clone();
-                signed.extend(Sha256::digest(&client_data_json));
                 let sig = key.sign(&self.rng, &signed)?;
-                cbor::map(&mut att, 3);
-                cbor::text(&mut att, "alg");
-                cbor::int(&mut att, -7);
-                cbor::text(&mut att, "sig");
-                cbor::bytes(&mut att, sig.as_ref());
-                cbor::text(&mut att, "x5c");
-                cbor::array(&mut att, x5c.len() as u64);
-                for cert in &x5c {
-                    cbor::bytes(&mut att, cert);
-                }
+                signed_statement(&mut att, "packed", sig.as_ref(), &x5c);
             }
         }
         cbor::text(&mut att, "authData");

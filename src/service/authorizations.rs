@@ -529,6 +529,7 @@ impl Authorizations {
         // SPC browser-bound key: its signature must verify, and a device that enrolled with
         // one must show the same one (a synced passkey on another browser has not got it).
         let browser_bound = browser_bound::verify(
+            verdict.browser_bound_public_key.as_deref(),
             &input.client_data_json,
             input.browser_bound_signature.as_deref(),
             &self.config.algorithms,
@@ -570,8 +571,8 @@ impl Authorizations {
             trust: device.trust.as_str().to_owned(),
             backup_state: verdict.backup_state,
             domain: challenge.domain.as_str().to_owned(),
-            certification: model.certification,
-            mds_status: model.mds_status,
+            certification: model.certification.to_owned(),
+            mds_status: model.mds_status.to_owned(),
             android_verified_boot: device
                 .android_boot
                 .as_ref()

@@ -226,8 +226,8 @@ impl Devices {
         let model = self.metadata.model(&aaguid, key_id.as_deref(), now);
         let context = match &model {
             Ok(m) => EnrolmentContext {
-                certification: m.certification.clone(),
-                mds_status: m.mds_status.clone(),
+                certification: m.certification.to_owned(),
+                mds_status: m.mds_status.to_owned(),
             },
             Err(LookupError::Stale) => EnrolmentContext {
                 certification: "none".to_owned(),
@@ -291,7 +291,7 @@ impl Devices {
             return Err(self.refuse(audit, Error::AuthenticatorStatus(code)).await);
         }
         let with_mds;
-        let anchors = match &model.entry {
+        let anchors = match model.entry() {
             Some(entry) if !entry.roots.is_empty() => {
                 let mut all = self.anchors.clone();
                 all.anchors.extend(entry.anchors().anchors);
@@ -356,6 +356,7 @@ impl Devices {
         // SPC: a browser-bound key in clientDataJSON comes with its signature, which must
         // verify; the device keeps the key and every payment must then show it.
         let browser_bound = match browser_bound::verify(
+            verdict.browser_bound_public_key.as_deref(),
             &input.client_data_json,
             input.browser_bound_signature.as_deref(),
             &self.config.algorithms,

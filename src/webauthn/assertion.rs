@@ -78,6 +78,9 @@ pub struct AssertionVerdict {
     pub backup_state: bool,
     /// The clientData type seen.
     pub kind: AssertionType,
+    /// SPC: `clientData.payment.browserBoundPublicKey` as sent (verified by
+    /// [`browser_bound::verify`](super::browser_bound::verify) with its signature).
+    pub browser_bound_public_key: Option<String>,
 }
 
 /// Assertion ceremony problems.
@@ -202,6 +205,7 @@ pub fn verify_assertion(
         backup_eligible: auth_data.flags.be(),
         backup_state: auth_data.flags.bs(),
         kind,
+        browser_bound_public_key: c.payment.and_then(|p| p.browser_bound_public_key),
     })
 }
 

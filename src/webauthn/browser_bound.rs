@@ -9,7 +9,7 @@
 //! enrolment, and at each payment requires the same key: a synced passkey used from another
 //! device has the credential but not the browser's key.
 
-use super::client_data::ClientData;
+use super::cbor::write::{bytes, int, map};
 use super::cose::{CoseAlgorithm, CoseKey, EcCurve, KeyParams, OkpCurve};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -75,98 +75,64 @@ impl BrowserBoundKey {
     /// The COSE Key Thumbprint (RFC 9679): SHA-256 over the deterministic CBOR map of the
     /// key type's required members, base64url.
     pub fn thumbprint(&self) -> String {
+        // Labels in deterministic (bytewise) order: 1 (kty), then -1, -2, -3.
         let mut out = Vec::new();
         match &self.key.params {
             KeyParams::Ec2 { curve, x, y } => {
-                // {1: 2, -1: crv, -2: x, -3: y}, keys in deterministic (bytewise) order.
-                out.extend([0xa4, 0x01, 0x02, 0x20]);
-                cbor_int(
-                    &mut out,
-                    match curve {
-                        EcCurve::P256 => 1,
-                        EcCurve::P384 => 2,
-                        EcCurve::P521 => 3,
-                    },
-                );
-                out.push(0x21);
-                cbor_bytes(&mut out, x);
-                out.push(0x22);
-                cbor_bytes(&mut out, y);
+                let crv = match curve {
+                    EcCurve::P256 => 1,
+                    EcCurve::P384 => 2,
+                    EcCurve::P521 => 3,
+                };
+                map(&mut out, 4);
+                int(&mut out, 1);
+                int(&mut out, 2);
+                int(&mut out, -1);
+                int(&mut out, crv);
+                int(&mut out, -2);
+                bytes(&mut out, x);
+                int(&mut out, -3);
+                bytes(&mut out, y);
             }
             KeyParams::Okp { curve, x } => {
-                // {1: 1, -1: crv, -2: x}
-                out.extend([0xa3, 0x01, 0x01, 0x20]);
-                cbor_int(
-                    &mut out,
-                    match curve {
-                        OkpCurve::Ed25519 => 6,
-                        OkpCurve::Ed448 => 7,
-                    },
-                );
-                out.push(0x21);
-                cbor_bytes(&mut out, x);
+                let crv = match curve {
+                    OkpCurve::Ed25519 => 6,
+                    OkpCurve::Ed448 => 7,
+                };
+                map(&mut out, 3);
+                int(&mut out, 1);
+                int(&mut out, 1);
+                int(&mut out, -1);
+                int(&mut out, crv);
+                int(&mut out, -2);
+                bytes(&mut out, x);
             }
             KeyParams::Rsa { n, e } => {
-                // {1: 3, -1: n, -2: e}
-                out.extend([0xa3, 0x01, 0x03, 0x20]);
-                cbor_bytes(&mut out, n);
-                out.push(0x21);
-                cbor_bytes(&mut out, e);
+                map(&mut out, 3);
+                int(&mut out, 1);
+                int(&mut out, 3);
+                int(&mut out, -1);
+                bytes(&mut out, n);
+                int(&mut out, -2);
+                bytes(&mut out, e);
             }
         }
         URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(&out))
     }
 }
 
-fn cbor_head(out: &mut Vec<u8>, major: u8, n: u64) {
-    let m = major << 5;
-    match n {
-        0..=23 => out.push(m | n as u8),
-        24..=0xff => out.extend([m | 24, n as u8]),
-        0x100..=0xffff => {
-            out.push(m | 25);
-            out.extend((n as u16).to_be_bytes());
-        }
-        0x1_0000..=0xffff_ffff => {
-            out.push(m | 26);
-            out.extend((n as u32).to_be_bytes());
-        }
-        _ => {
-            out.push(m | 27);
-            out.extend(n.to_be_bytes());
-        }
-    }
-}
-
-fn cbor_int(out: &mut Vec<u8>, v: i64) {
-    if v >= 0 {
-        cbor_head(out, 0, v.unsigned_abs());
-    } else {
-        cbor_head(out, 1, v.unsigned_abs() - 1);
-    }
-}
-
-fn cbor_bytes(out: &mut Vec<u8>, b: &[u8]) {
-    cbor_head(out, 2, b.len() as u64);
-    out.extend_from_slice(b);
-}
-
-/// Verifies the browser-bound signature of a ceremony: `client_data_json` exactly as
-/// received, `signature` as the `payment` extension output returned it. `None` when the
-/// browser sent neither; an error when it sent one without the other, or when the key or the
-/// signature does not hold.
+/// Verifies the browser-bound signature of a ceremony the WebAuthn verifier has accepted:
+/// `encoded_key` is `clientData.payment.browserBoundPublicKey` as its verdict reports it,
+/// `client_data_json` the exact bytes, `signature` as the `payment` extension output
+/// returned it. `None` when the browser sent neither; an error when it sent one without the
+/// other, or when the key or the signature does not hold.
 pub fn verify(
+    encoded_key: Option<&str>,
     client_data_json: &[u8],
     signature: Option<&[u8]>,
     algorithms: &[CoseAlgorithm],
 ) -> Result<Option<BrowserBoundKey>, BrowserBoundError> {
-    let client_data =
-        ClientData::parse(client_data_json).map_err(|_| BrowserBoundError::Malformed)?;
-    let encoded = client_data
-        .payment
-        .as_ref()
-        .and_then(|p| p.browser_bound_public_key.as_deref());
-    let (encoded, signature) = match (encoded, signature) {
+    let (encoded, signature) = match (encoded_key, signature) {
         (None, None) => return Ok(None),
         (Some(k), Some(s)) => (k, s),
         _ => return Err(BrowserBoundError::Incomplete),
@@ -266,39 +232,54 @@ mod tests {
 
     const ES256: &[CoseAlgorithm] = &[CoseAlgorithm::Es256];
 
+    /// [`verify`] with the key as the WebAuthn verifier reads it from the client data.
+    fn verify_cd(
+        data: &[u8],
+        signature: Option<&[u8]>,
+        algorithms: &[CoseAlgorithm],
+    ) -> Result<Option<BrowserBoundKey>, BrowserBoundError> {
+        let key = crate::webauthn::client_data::ClientData::parse(data)
+            .map_err(|_| BrowserBoundError::Malformed)?
+            .payment
+            .and_then(|p| p.browser_bound_public_key);
+        verify(key.as_deref(), data, signature, algorithms)
+    }
+
     #[test]
-    fn a_key_and_its_signature_over_the_exact_client_data_verify() {
+    fn a_key_and_its_signature_over_the_exact_client_data_verify_cd() {
         let b = Browser::new();
         let data = b.client_data();
-        let key = verify(&data, Some(&b.sign(&data)), ES256).unwrap().unwrap();
+        let key = verify_cd(&data, Some(&b.sign(&data)), ES256)
+            .unwrap()
+            .unwrap();
         assert_eq!(check_enrolled(Some(&key.cose), Some(&key)), Ok(()));
         // Signed over other bytes, or verified against other bytes: refused.
         let mut other = data.clone();
         other.push(b' ');
         assert_eq!(
-            verify(&data, Some(&b.sign(&other)), ES256),
+            verify_cd(&data, Some(&b.sign(&other)), ES256),
             Err(BrowserBoundError::BadSignature)
         );
         // Half of the pair: refused either way; neither: no key.
         assert_eq!(
-            verify(&data, None, ES256),
+            verify_cd(&data, None, ES256),
             Err(BrowserBoundError::Incomplete)
         );
         let plain = br#"{"type":"payment.get","challenge":"Y2g","origin":"https://localhost"}"#;
         assert_eq!(
-            verify(plain, Some(&[1]), ES256),
+            verify_cd(plain, Some(&[1]), ES256),
             Err(BrowserBoundError::Incomplete)
         );
-        assert_eq!(verify(plain, None, ES256), Ok(None));
+        assert_eq!(verify_cd(plain, None, ES256), Ok(None));
         // An algorithm the relying party does not accept.
         assert_eq!(
-            verify(&data, Some(&b.sign(&data)), &[CoseAlgorithm::EdDsa]),
+            verify_cd(&data, Some(&b.sign(&data)), &[CoseAlgorithm::EdDsa]),
             Err(BrowserBoundError::AlgorithmNotAllowed)
         );
         // Not a COSE key.
         let junk = br#"{"type":"payment.get","challenge":"Y2g","origin":"https://localhost","payment":{"browserBoundPublicKey":"AAAA"}}"#;
         assert_eq!(
-            verify(junk, Some(&[1]), ES256),
+            verify_cd(junk, Some(&[1]), ES256),
             Err(BrowserBoundError::Malformed)
         );
     }
@@ -307,8 +288,8 @@ mod tests {
     fn an_enrolled_key_must_be_shown_again_and_be_the_same() {
         let (b1, b2) = (Browser::new(), Browser::new());
         let (d1, d2) = (b1.client_data(), b2.client_data());
-        let k1 = verify(&d1, Some(&b1.sign(&d1)), ES256).unwrap().unwrap();
-        let k2 = verify(&d2, Some(&b2.sign(&d2)), ES256).unwrap().unwrap();
+        let k1 = verify_cd(&d1, Some(&b1.sign(&d1)), ES256).unwrap().unwrap();
+        let k2 = verify_cd(&d2, Some(&b2.sign(&d2)), ES256).unwrap().unwrap();
         assert_eq!(
             check_enrolled(Some(&k1.cose), None),
             Err(BrowserBoundError::Missing)

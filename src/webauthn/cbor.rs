@@ -305,6 +305,63 @@ impl<'a> Decoder<'a> {
     }
 }
 
+/// CBOR (RFC 8949) items written in CTAP2 canonical form (shortest heads, definite lengths),
+/// map keys in the caller's order: the COSE keys and thumbprints payhsm builds itself, and the
+/// bench's software authenticator.
+pub mod write {
+    /// A head: major type and argument, in shortest form.
+    pub fn head(out: &mut Vec<u8>, major: u8, n: u64) {
+        let m = major << 5;
+        match n {
+            0..=23 => out.push(m | n as u8),
+            24..=0xff => out.extend([m | 24, n as u8]),
+            0x100..=0xffff => {
+                out.push(m | 25);
+                out.extend((n as u16).to_be_bytes());
+            }
+            0x1_0000..=0xffff_ffff => {
+                out.push(m | 26);
+                out.extend((n as u32).to_be_bytes());
+            }
+            _ => {
+                out.push(m | 27);
+                out.extend(n.to_be_bytes());
+            }
+        }
+    }
+
+    /// An integer.
+    pub fn int(out: &mut Vec<u8>, v: i64) {
+        if v >= 0 {
+            head(out, 0, v as u64);
+        } else {
+            head(out, 1, (-1 - v) as u64);
+        }
+    }
+
+    /// A byte string.
+    pub fn bytes(out: &mut Vec<u8>, b: &[u8]) {
+        head(out, 2, b.len() as u64);
+        out.extend_from_slice(b);
+    }
+
+    /// A text string.
+    pub fn text(out: &mut Vec<u8>, s: &str) {
+        head(out, 3, s.len() as u64);
+        out.extend_from_slice(s.as_bytes());
+    }
+
+    /// An array header of `n` items (the items follow).
+    pub fn array(out: &mut Vec<u8>, n: u64) {
+        head(out, 4, n);
+    }
+
+    /// A map header for `n` pairs (the pairs follow).
+    pub fn map(out: &mut Vec<u8>, n: u64) {
+        head(out, 5, n);
+    }
+}
+
 #[cfg(test)]
 #[path = "cbor_tests.rs"]
 mod tests;

@@ -71,6 +71,9 @@ pub struct RegistrationVerdict {
     pub sign_count: u32,
     /// Android details.
     pub android: Option<AndroidKeyInfo>,
+    /// SPC: `clientData.payment.browserBoundPublicKey` as sent (verified by
+    /// [`browser_bound::verify`](super::browser_bound::verify) with its signature).
+    pub browser_bound_public_key: Option<String>,
 }
 
 /// Registration ceremony problems.
@@ -213,6 +216,7 @@ fn verify_registration_with(
         alg: attested.public_key.alg,
         sign_count: auth_data.sign_count,
         android: verdict.android,
+        browser_bound_public_key: c.payment.and_then(|p| p.browser_bound_public_key),
     })
 }
 
