@@ -84,42 +84,47 @@ pub enum InstallOutcome {
     Unchanged,
 }
 
-/// What the Metadata Service says of one authenticator model.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What the Metadata Service says of one authenticator model. Cheap to make: the statuses are
+/// static names and the entry stays in the BLOB in force, shared.
+#[derive(Debug, Clone)]
 pub struct ModelStatus {
     /// The latest certification status, or `none`.
-    pub certification: String,
+    pub certification: &'static str,
     /// The latest status, or `none`.
-    pub mds_status: String,
+    pub mds_status: &'static str,
     /// The refusal code of the latest status, when it forbids the model.
     pub refusal: Option<&'static str>,
-    /// The entry, when the BLOB lists the model.
-    pub entry: Option<MetadataEntry>,
+    /// The BLOB and the entry's place in it, when the BLOB lists the model.
+    listed: Option<(Arc<Installed>, usize)>,
 }
 
 impl ModelStatus {
     fn unknown() -> Self {
         Self {
-            certification: "none".to_owned(),
-            mds_status: "none".to_owned(),
+            certification: "none",
+            mds_status: "none",
             refusal: None,
-            entry: None,
+            listed: None,
         }
     }
 
-    fn of(entry: &MetadataEntry) -> Self {
+    fn of(installed: Arc<Installed>, index: usize) -> Self {
+        let Some(entry) = installed.blob.entries.get(index) else {
+            return Self::unknown();
+        };
         Self {
-            certification: entry
-                .certification()
-                .map_or("none", |s| s.as_str())
-                .to_owned(),
-            mds_status: entry
-                .latest_status()
-                .map_or("none", |r| r.status.as_str())
-                .to_owned(),
+            certification: entry.certification().map_or("none", |s| s.as_str()),
+            mds_status: entry.latest_status().map_or("none", |r| r.status.as_str()),
             refusal: entry.refusal(),
-            entry: Some(entry.clone()),
+            listed: Some((Arc::clone(&installed), index)),
         }
+    }
+
+    /// The model's entry, when the BLOB lists it.
+    pub fn entry(&self) -> Option<&MetadataEntry> {
+        self.listed
+            .as_ref()
+            .and_then(|(installed, i)| installed.blob.entries.get(*i))
     }
 }
 
@@ -212,11 +217,10 @@ impl Metadata {
         if self.stale == StaleBlob::Refuse && installed.blob.is_stale(now.date()) {
             return Err(LookupError::Stale);
         }
-        let entry = Some(aaguid)
-            .filter(|g| **g != [0; 16])
-            .and_then(|g| installed.blob.by_aaguid(g))
-            .or_else(|| key_identifier.and_then(|k| installed.blob.by_key_identifier(k)));
-        Ok(entry.map_or_else(ModelStatus::unknown, ModelStatus::of))
+        Ok(match installed.blob.find(aaguid, key_identifier) {
+            Some(i) => ModelStatus::of(installed, i),
+            None => ModelStatus::unknown(),
+        })
     }
 }
 
@@ -260,7 +264,7 @@ mod tests {
         );
         let model = m.model(&g, None, now()).unwrap();
         assert_eq!(
-            (model.certification.as_str(), model.refusal),
+            (model.certification, model.refusal),
             ("FIDO_CERTIFIED_L2", None)
         );
         assert_eq!(
@@ -288,7 +292,10 @@ mod tests {
         let g = parse_aaguid(AAGUID).unwrap();
         assert!(refusing.model(&g, None, now()).is_ok());
         let tomorrow = now() + time::Duration::days(1);
-        assert_eq!(refusing.model(&g, None, tomorrow), Err(LookupError::Stale));
+        assert!(matches!(
+            refusing.model(&g, None, tomorrow),
+            Err(LookupError::Stale)
+        ));
         let warning = Metadata::new(StaleBlob::Warn);
         assert_eq!(
             warning.install(stale(), now()),
@@ -305,11 +312,7 @@ mod tests {
         let m = Metadata::disabled();
         let model = m.model(&[7; 16], Some("00"), now()).unwrap();
         assert_eq!(
-            (
-                model.certification.as_str(),
-                model.mds_status.as_str(),
-                model.refusal
-            ),
+            (model.certification, model.mds_status, model.refusal),
             ("none", "none", None)
         );
         // A zero AAGUID (U2F) is never looked up as an AAGUID.

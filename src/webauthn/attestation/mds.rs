@@ -289,6 +289,16 @@ impl MetadataBlob {
             .and_then(|i| self.entries.get(*i))
     }
 
+    /// Where the model with this AAGUID (a zero AAGUID is no model) or else, for U2F, this
+    /// attestation certificate key identifier sits in [`Self::entries`].
+    pub fn find(&self, aaguid: &[u8; 16], key_identifier: Option<&str>) -> Option<usize> {
+        Some(aaguid)
+            .filter(|g| **g != [0; 16])
+            .and_then(|g| self.by_aaguid.get(g))
+            .or_else(|| key_identifier.and_then(|k| self.by_key_identifier.get(k)))
+            .copied()
+    }
+
     /// Whether `today` is past `nextUpdate`.
     pub fn is_stale(&self, today: time::Date) -> bool {
         today > self.next_update
