@@ -809,23 +809,21 @@ async fn the_whole_payment_flow_runs_from_the_cli() {
         b64(&a.client_data_json),
         b64(&a.signature),
     );
-    let (code, signed) = cli_json(
-        &w.d,
-        &[
-            "authorizations",
-            "create",
-            "--challenge-id",
-            challenge_id,
-            "--credential-id",
-            &credential_id,
-            "--authenticator-data",
-            &authenticator_data,
-            "--client-data-json",
-            &client_data_json,
-            "--signature",
-            &signature,
-        ],
-    );
+    let create = [
+        "authorizations",
+        "create",
+        "--challenge-id",
+        challenge_id,
+        "--credential-id",
+        &credential_id,
+        "--authenticator-data",
+        &authenticator_data,
+        "--client-data-json",
+        &client_data_json,
+        "--signature",
+        &signature,
+    ];
+    let (code, signed) = cli_json(&w.d, &create);
     assert_eq!(code, 0, "{signed}");
     assert_eq!(signed["decision"], "approved");
     let id = signed["authorization_id"].as_str().unwrap();
@@ -841,22 +839,7 @@ async fn the_whole_payment_flow_runs_from_the_cli() {
 
     // The same answer again meets a used challenge: exit 1, the API's code on stderr.
     let url = format!("https://{}", w.d.addr);
-    let out = payhsm(&[
-        "authorizations",
-        "create",
-        "--challenge-id",
-        challenge_id,
-        "--credential-id",
-        &credential_id,
-        "--authenticator-data",
-        &authenticator_data,
-        "--client-data-json",
-        &client_data_json,
-        "--signature",
-        &signature,
-        "--url",
-        &url,
-    ]);
+    let out = payhsm(&[&create[..], &["--url", &url]].concat());
     assert_eq!(out.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("challenge_used"),

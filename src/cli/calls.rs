@@ -23,8 +23,8 @@ pub struct ApiCall {
     pub method: Method,
     /// Path and query, starting with `/`.
     pub path: String,
-    /// JSON body, when the call has one. May hold a PAN: never printed.
-    pub body: Option<Vec<u8>>,
+    /// JSON body, when the call has one. May hold a PAN: never printed, wiped when dropped.
+    pub body: Option<Zeroizing<Vec<u8>>>,
 }
 
 impl fmt::Debug for ApiCall {
@@ -32,7 +32,7 @@ impl fmt::Debug for ApiCall {
         f.debug_struct("ApiCall")
             .field("method", &self.method)
             .field("path", &self.path)
-            .field("body_len", &self.body.as_ref().map(Vec::len))
+            .field("body_len", &self.body.as_ref().map(|b| b.len()))
             .finish()
     }
 }
@@ -315,7 +315,7 @@ fn read_items(input: &mut dyn Read) -> Result<Zeroizing<Vec<u8>>, CliError> {
 fn batch_call(args: &TokenBatchArgs, items: &[u8]) -> Result<ApiCall, CliError> {
     let domain = serde_json::to_string(&args.domain)
         .map_err(|e| CliError::Usage(format!("encoding the request: {e}")))?;
-    let mut body = Vec::with_capacity(32 + domain.len() + items.len());
+    let mut body = Zeroizing::new(Vec::with_capacity(32 + domain.len() + items.len()));
     body.extend_from_slice(b"{\"domain\":");
     body.extend_from_slice(domain.as_bytes());
     body.extend_from_slice(b",\"items\":");
@@ -340,9 +340,9 @@ fn token_call(method: Method, t: &TokenRef, suffix: &str) -> ApiCall {
     }
 }
 
-fn to_json<T: Serialize>(body: &T, capacity: usize) -> Result<Vec<u8>, CliError> {
-    let mut out = Vec::with_capacity(capacity);
-    serde_json::to_writer(&mut out, body)
+fn to_json<T: Serialize>(body: &T, capacity: usize) -> Result<Zeroizing<Vec<u8>>, CliError> {
+    let mut out = Zeroizing::new(Vec::with_capacity(capacity));
+    serde_json::to_writer(&mut *out, body)
         .map_err(|e| CliError::Usage(format!("encoding the request: {e}")))?;
     Ok(out)
 }
@@ -428,131 +428,73 @@ mod tests {
                 .all(|(p, t)| (t.starts_with('{') && t.ends_with('}') && !p.is_empty()) || p == t)
     }
 
+    /// The call for one command line, words separated by spaces.
+    fn call_line(line: &str) -> ApiCall {
+        call(&line.split_whitespace().collect::<Vec<_>>())
+    }
+
     #[test]
     fn every_documented_route_has_a_subcommand() {
         // Subcommands built as one `ApiCall`: their call is checked. The others drive a
         // session (pages, progress, a JWKS fetch); for them the command line must parse and
         // the module that runs it must send to the route.
-        let calls: &[&[&str]] = &[
-            &[
-                "payhsm",
-                "tokens",
-                "create",
-                "--pan",
-                "4111111111111111",
-                "--domain",
-                "d",
-            ],
-            &[
-                "payhsm",
-                "tokens",
-                "detokenize",
-                "--token",
-                "9",
-                "--domain",
-                "d",
-            ],
-            &["payhsm", "tokens", "get", "9", "--domain", "d"],
-            &["payhsm", "tokens", "delete", "9", "--domain", "d"],
-            &["payhsm", "tokens", "suspend", "9", "--domain", "d"],
-            &["payhsm", "tokens", "resume", "9", "--domain", "d"],
-            &["payhsm", "tokens", "detokenize-batch", "9", "--domain", "d"],
-            &[
-                "payhsm",
-                "devices",
-                "challenge",
-                "--user",
-                "u",
-                "--rp-id",
-                "r",
-            ],
-            &[
-                "payhsm",
-                "devices",
-                "enrol",
-                "--challenge-id",
-                "c",
-                "--credential-id",
-                "i",
-                "--attestation-object",
-                "a",
-                "--client-data-json",
-                "j",
-            ],
-            &["payhsm", "devices", "list", "--user", "u"],
-            &["payhsm", "devices", "get", "dev"],
-            &["payhsm", "devices", "revoke", "dev", "--reason", "lost"],
-            &[
-                "payhsm",
-                "authorizations",
-                "challenge",
-                "--token",
-                "9",
-                "--domain",
-                "d",
-                "--device-id",
-                "dev",
-                "--amount",
-                "1",
-                "--currency",
-                "EUR",
-                "--payee",
-                "p",
-            ],
-            &[
-                "payhsm",
-                "authorizations",
-                "create",
-                "--challenge-id",
-                "c",
-                "--credential-id",
-                "i",
-                "--authenticator-data",
-                "a",
-                "--client-data-json",
-                "j",
-                "--signature",
-                "s",
-            ],
-            &["payhsm", "authorizations", "get", "a"],
-            &["payhsm", "health"],
-            &["payhsm", "health", "--ready"],
-            &["payhsm", "health", "--metrics"],
-            &["payhsm", "openapi"],
+        let calls = [
+            "payhsm tokens create --pan 4111111111111111 --domain d",
+            "payhsm tokens detokenize --token 9 --domain d",
+            "payhsm tokens get 9 --domain d",
+            "payhsm tokens delete 9 --domain d",
+            "payhsm tokens suspend 9 --domain d",
+            "payhsm tokens resume 9 --domain d",
+            "payhsm tokens detokenize-batch 9 --domain d",
+            "payhsm devices challenge --user u --rp-id r",
+            "payhsm devices enrol --challenge-id c --credential-id i --attestation-object a \
+             --client-data-json j",
+            "payhsm devices list --user u",
+            "payhsm devices get dev",
+            "payhsm devices revoke dev --reason lost",
+            "payhsm authorizations challenge --token 9 --domain d --device-id dev --amount 1 \
+             --currency EUR --payee p",
+            "payhsm authorizations create --challenge-id c --credential-id i \
+             --authenticator-data a --client-data-json j --signature s",
+            "payhsm authorizations get a",
+            "payhsm health",
+            "payhsm health --ready",
+            "payhsm health --metrics",
+            "payhsm openapi",
         ];
-        let sessions: &[(&[&str], &str, &str, &str)] = &[
+        let sessions = [
             (
-                &["payhsm", "tokens", "batch", "-", "--domain", "d"],
+                "payhsm tokens batch - --domain d",
                 "POST",
                 "/v1/tokens/batch",
                 include_str!("calls.rs"),
             ),
             (
-                &["payhsm", "keys", "list"],
+                "payhsm keys list",
                 "GET",
                 "/v1/keys",
                 include_str!("keys.rs"),
             ),
             (
-                &["payhsm", "keys", "jwks"],
+                "payhsm keys jwks",
                 "GET",
                 "/v1/keys/jwks",
                 include_str!("keys.rs"),
             ),
             (
-                &["payhsm", "keys", "rotate", "--purpose", "data"],
+                "payhsm keys rotate --purpose data",
                 "POST",
                 "/v1/keys/changes",
                 include_str!("keys.rs"),
             ),
             (
-                &["payhsm", "keys", "rewrap"],
+                "payhsm keys rewrap",
                 "POST",
                 "/v1/keys/rewrap",
                 include_str!("keys.rs"),
             ),
             (
-                &["payhsm", "audit", "export", "--url", "https://h:1"],
+                "payhsm audit export --url https://h:1",
                 "GET",
                 "/v1/audit",
                 include_str!("audit.rs"),
@@ -560,19 +502,19 @@ mod tests {
         ];
         let mut covered = std::collections::BTreeSet::new();
         let documented = documented_routes();
-        for argv in calls {
-            let c = call(argv);
+        for line in calls {
+            let c = call_line(line);
             let route = documented
                 .iter()
                 .find(|(m, t)| *m == c.method.as_str() && matches_template(&c.path, t))
-                .unwrap_or_else(|| panic!("{argv:?}: {} {} is not documented", c.method, c.path));
+                .unwrap_or_else(|| panic!("{line}: {} {} is not documented", c.method, c.path));
             covered.insert(route.clone());
         }
-        for (argv, method, path, source) in sessions {
-            Cli::try_parse_from(*argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+        for (line, method, path, source) in sessions {
+            Cli::try_parse_from(line.split_whitespace()).unwrap_or_else(|e| panic!("{line}: {e}"));
             assert!(
                 source.contains(&format!("\"{path}")),
-                "{argv:?} does not send to {path}"
+                "{line} does not send to {path}"
             );
             assert!(
                 documented.contains(&(method.to_string(), path.to_string())),
@@ -627,63 +569,20 @@ mod tests {
 
     #[test]
     fn detokenize_batch_and_device_enrolment_build_their_bodies() {
-        let c = call(&[
-            "payhsm",
-            "tokens",
-            "detokenize-batch",
-            "41",
-            "42",
-            "--domain",
-            "d",
-        ]);
+        let c = call_line("payhsm tokens detokenize-batch 41 42 --domain d");
         assert_eq!(c.path, "/v1/tokens/detokenize/batch");
         assert_eq!(body(&c), json!({"domain": "d", "tokens": ["41", "42"]}));
-        let c = call(&[
-            "payhsm",
-            "devices",
-            "challenge",
-            "--user",
-            "alice",
-            "--rp-id",
-            "localhost",
-        ]);
+        let c = call_line("payhsm devices challenge --user alice --rp-id localhost");
         assert_eq!(body(&c), json!({"user": "alice", "rp_id": "localhost"}));
-        let c = call(&[
-            "payhsm",
-            "devices",
-            "enrol",
-            "--challenge-id",
-            "c",
-            "--credential-id",
-            "i",
-            "--attestation-object",
-            "a",
-            "--client-data-json",
-            "j",
-            "--token",
-            "9",
-            "--domain",
-            "d",
-        ]);
+        let enrol = "payhsm devices enrol --challenge-id c --credential-id i \
+                     --attestation-object a --client-data-json j";
+        let c = call_line(&format!("{enrol} --token 9 --domain d"));
         assert_eq!(
             body(&c),
             json!({"challenge_id": "c", "credential_id": "i", "attestation_object": "a",
                    "client_data_json": "j", "token": "9", "domain": "d"})
         );
-        let c = call(&[
-            "payhsm",
-            "devices",
-            "enrol",
-            "--challenge-id",
-            "c",
-            "--credential-id",
-            "i",
-            "--attestation-object",
-            "a",
-            "--client-data-json",
-            "j",
-        ]);
-        assert!(body(&c).get("token").is_none());
+        assert!(body(&call_line(enrol)).get("token").is_none());
     }
 
     fn body(c: &ApiCall) -> serde_json::Value {

@@ -145,7 +145,9 @@ fn execute(connect: &ConnectArgs, call: ApiCall) -> i32 {
     let result = runtime.block_on(async {
         let exchange = async {
             let mut client = Client::connect(&opts).await?;
-            client.request(call.method, &call.path, call.body).await
+            // The Vec moves into the client, which wipes it; the empty shell stays here.
+            let body = call.body.map(|mut b| std::mem::take(&mut *b));
+            client.request(call.method, &call.path, body).await
         };
         match tokio::time::timeout(timeout, exchange).await {
             Ok(result) => result.map_err(CliError::from),

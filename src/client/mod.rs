@@ -224,16 +224,17 @@ impl Client {
         body: Option<Vec<u8>>,
         headers: &[(&str, &str)],
     ) -> Result<Response, ClientError> {
+        let has_body = body.is_some();
+        // A request body may carry a PAN (tokenize): it is wiped when hyper drops it, or here
+        // on any early return.
+        let body = Full::new(SecretBuf::new(zeroize::Zeroizing::new(
+            body.unwrap_or_default(),
+        )));
         if !path_and_query.starts_with('/') {
             return Err(ClientError::Config(format!(
                 "request path {path_and_query:?} must start with /"
             )));
         }
-        let has_body = body.is_some();
-        // A request body may carry a PAN (tokenize): it is wiped when hyper drops it.
-        let body = Full::new(SecretBuf::new(zeroize::Zeroizing::new(
-            body.unwrap_or_default(),
-        )));
         let mut builder = Request::builder().method(method);
         builder = match self.sender {
             // HTTP/2 needs scheme and authority in the URI; hyper turns them into pseudo-headers.
