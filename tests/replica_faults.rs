@@ -29,7 +29,12 @@ async fn a_replica_killed_under_load_loses_no_acknowledged_token_and_splits_no_p
     let url = postgres::fresh_database();
     let mut a = Daemon::start_with(&["--postgres", &url]);
     let b = a.replica(&["--postgres", &url]);
-    let pans: Vec<String> = (0..400).map(|_| random_pan("411111", 16)).collect();
+    // 400 distinct PANs: a chance repeat would read as one PAN acknowledged twice.
+    let mut seen = std::collections::HashSet::new();
+    let pans: Vec<String> = std::iter::repeat_with(|| random_pan("411111", 16))
+        .filter(|p| seen.insert(p.clone()))
+        .take(400)
+        .collect();
     let acked_on_a = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
 
     // Four clients tokenize on A; when A fails a request they retry that PAN on B.
@@ -97,14 +102,21 @@ async fn a_replica_killed_under_load_loses_no_acknowledged_token_and_splits_no_p
     // tokenizing it again finds it.
     let mut reader = b.client("vault-reader").await;
     let mut gw = b.client("gateway").await;
-    let mut tokens: HashMap<String, String> = HashMap::new();
-    for (pan, token, _) in &acked {
+    let mut tokens: HashMap<String, (String, bool)> = HashMap::new();
+    for (pan, token, moved) in &acked {
         let r = detokenize(&mut reader, token, DOMAIN).await;
         assert_eq!(r.status, 200, "{:?}", r.json());
         assert_eq!(r.json().unwrap()["pan"], pan.as_str());
         let again = tokenize(&mut gw, pan, DOMAIN).await;
         assert_eq!((again.status, token_of(&again)), (200, token.clone()));
-        assert!(tokens.insert(token.clone(), pan.clone()).is_none());
+        if let Some((other, other_moved)) = tokens.insert(token.clone(), (pan.clone(), *moved)) {
+            panic!(
+                "token {token} acknowledged twice: for a PAN ending {} (on B: {moved}) and one \
+                 ending {} (on B: {other_moved})",
+                &pan[pan.len() - 4..],
+                &other[other.len() - 4..]
+            );
+        }
     }
     // A, restarted, joins again and sees the same vault.
     a.restart();

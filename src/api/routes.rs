@@ -67,6 +67,7 @@ enum Route<'a> {
     KeyChange,
     Rewrap,
     Audit,
+    AuditJwks,
     OpenApi,
     Healthz,
     Readyz,
@@ -274,6 +275,7 @@ fn resolve<'a>(method: &Method, path: &'a str) -> (&'static str, Result<Route<'a
         "/v1/keys/changes" => ("key_change", only(Method::POST, "POST", Route::KeyChange)),
         "/v1/keys/rewrap" => ("rewrap", only(Method::POST, "POST", Route::Rewrap)),
         "/v1/audit" => ("audit", only(Method::GET, "GET", Route::Audit)),
+        "/v1/audit/jwks" => ("audit_jwks", only(Method::GET, "GET", Route::AuditJwks)),
         "/v1/openapi.json" => ("openapi", only(Method::GET, "GET", Route::OpenApi)),
         _ if path.starts_with("/v1/authorizations/") => {
             match path.strip_prefix("/v1/authorizations/") {
@@ -570,6 +572,11 @@ where
             cache_control: Some(JWKS_CACHE_CONTROL),
             ..Reply::json(StatusCode::OK, json(&app.signer.jwks())?)
         }),
+        // The audit key's public half: any client that passed mTLS may read it.
+        Route::AuditJwks => Ok(Reply {
+            cache_control: Some(JWKS_CACHE_CONTROL),
+            ..Reply::json(StatusCode::OK, json(&app.audit.jwks())?)
+        }),
         Route::Keys => Ok(Reply::json(
             StatusCode::OK,
             json(&app.keys.list(caller).await?)?,
@@ -784,6 +791,7 @@ mod tests {
                 Route::KeyChange => "key_change",
                 Route::Rewrap => "rewrap",
                 Route::Audit => "audit",
+                Route::AuditJwks => "audit_jwks",
                 Route::OpenApi => "openapi",
                 Route::Healthz => "healthz",
                 Route::Readyz => "readyz",
@@ -877,6 +885,10 @@ mod tests {
     #[test]
     fn routes_resolve_by_method_and_path() {
         assert_eq!(route(Method::GET, "/v1/audit"), ("audit", Ok("audit")));
+        assert_eq!(
+            route(Method::GET, "/v1/audit/jwks"),
+            ("audit_jwks", Ok("audit_jwks"))
+        );
         assert_eq!(
             route(Method::POST, "/v1/audit"),
             ("audit", Err("method_not_allowed"))

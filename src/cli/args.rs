@@ -882,6 +882,9 @@ pub enum AuditCommand {
         #[arg(long)]
         public_key: Option<PathBuf>,
     },
+    /// Print the audit key set (GET /v1/audit/jwks): the key that signs checkpoints, tree
+    /// heads and evidence reports, for `verify-proof`, `verify-receipt` and `verify-report`.
+    Jwks,
 }
 
 /// `payhsm keys ...`: run by custodians with their own client certificate (`--cert`,

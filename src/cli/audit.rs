@@ -33,6 +33,10 @@ pub fn run(args: &AuditArgs, connect: &ConnectArgs) -> i32 {
             export_api(connect, out.as_deref()).unwrap_or_else(|e| fail(&e))
         }
         AuditCommand::Verify { file, public_key } => verify(file, public_key.as_deref()),
+        AuditCommand::Jwks => Session::open(connect)
+            .and_then(|mut s| s.send(Method::GET, "/v1/audit/jwks", None))
+            .map(super::output::report)
+            .unwrap_or_else(|e| fail(&e)),
     }
 }
 

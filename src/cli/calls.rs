@@ -494,6 +494,12 @@ mod tests {
                 include_str!("keys.rs"),
             ),
             (
+                "payhsm audit jwks",
+                "GET",
+                "/v1/audit/jwks",
+                include_str!("audit.rs"),
+            ),
+            (
                 "payhsm audit export --url https://h:1",
                 "GET",
                 "/v1/audit",

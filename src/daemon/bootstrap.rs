@@ -441,7 +441,7 @@ async fn serve(
         policy.clone(),
         hsm.clone(),
         config.pkcs11.audit_key_label.clone(),
-        &audit_public.0,
+        &audit_public,
     );
     let key_sync = Arc::new(KeySync::new(
         store.clone(),

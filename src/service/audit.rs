@@ -7,7 +7,9 @@
 
 use super::{check_policy, Caller, Error};
 use crate::audit::{to_hex, AuditRecord, Checkpoint, GENESIS};
-use crate::keys::Hsm;
+use crate::jose::jws::ES256;
+use crate::jose::{encode, Jwk, SignError};
+use crate::keys::{EcPublicKey, Hsm};
 use crate::policy::{Action, PolicyEngine, Resource};
 use crate::store::Store;
 use base64::Engine as _;
@@ -35,6 +37,10 @@ pub struct AuditReader {
     key_label: String,
     /// base64url of the audit key's public point, read once at start.
     public_key: String,
+    /// The audit key as a JWK (`kid` its RFC 7638 thumbprint): the one key of the audit key
+    /// set, kept apart from the authorization JWKS so no audit signature can pass for an
+    /// authorization.
+    jwk: Jwk,
 }
 
 impl AuditReader {
@@ -45,15 +51,34 @@ impl AuditReader {
         policy: Arc<PolicyEngine>,
         hsm: Hsm,
         key_label: String,
-        public_key: &[u8],
+        public_key: &EcPublicKey,
     ) -> Self {
         Self {
             store,
             policy,
             hsm,
             key_label,
-            public_key: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(public_key),
+            public_key: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(public_key.0),
+            jwk: Jwk::from_public_key(*public_key),
         }
+    }
+
+    /// The audit key set (`GET /v1/audit/jwks`): the audit key alone.
+    pub fn jwks(&self) -> serde_json::Value {
+        serde_json::json!({ "keys": [self.jwk.to_json()] })
+    }
+
+    /// `claims` as a compact JWS (ES256) signed in the HSM by the audit key, with `kid` its
+    /// thumbprint: tree heads and evidence reports.
+    pub async fn sign_jws(&self, claims: &serde_json::Value) -> Result<String, Error> {
+        let header = serde_json::json!({ "alg": ES256, "kid": self.jwk.kid() });
+        let input = encode(&header, claims).map_err(|e| Error::Signer(SignError::Jose(e)))?;
+        let signature = self
+            .hsm
+            .sign_p256(&self.key_label, input.as_bytes().to_vec())
+            .await
+            .map_err(Error::Hsm)?;
+        Ok(input.into_compact(&signature))
     }
 
     /// Records after `after` (at most `limit`, 1..=[`MAX_AUDIT_PAGE`]) and a checkpoint over

@@ -28,6 +28,7 @@ pub const ROUTES: &[&str] = &[
     "key_change",
     "rewrap",
     "audit",
+    "audit_jwks",
     "openapi",
     "healthz",
     "readyz",
