@@ -26,6 +26,7 @@ pub type Target = fn(&[u8]);
 /// `fuzz/Cargo.toml`) and its entry point.
 pub const TARGETS: &[(&str, Target)] = &[
     ("api_route", api_route),
+    ("audit_proof", audit_proof),
     ("audit_verify", audit_verify),
     ("authorization_requests", authorization_requests),
     ("card_parse", card_parse),
@@ -55,6 +56,17 @@ pub const TARGETS: &[(&str, Target)] = &[
 /// The request line's method (the first byte picks it) and path, matched to a route.
 pub fn api_route(data: &[u8]) {
     crate::api::fuzz_resolve(data);
+}
+
+/// A proof file, outside input to `payhsm audit verify-proof` (against a fixed key set, the
+/// RFC 7515 A.3 key), and the query strings of `GET /v1/audit/proof` and `/consistency`.
+pub fn audit_proof(data: &[u8]) {
+    if let Ok(jwks) = crate::jose::Jwks::parse(RFC7515_A3_JWKS) {
+        let _ = crate::audit::proof::verify_proof(data, &jwks, 1_300_819_000);
+    }
+    if let Ok(q) = from_utf8(data) {
+        crate::api::fuzz_audit_queries(q);
+    }
 }
 
 /// An exported audit log (JSON lines), outside input to the auditor's verifier.

@@ -29,6 +29,43 @@ fn prefixed(parts: &[&[u8]]) -> Vec<u8> {
 }
 
 /// A signed export of `n` records, as `payhsm audit export` writes it.
+/// An inclusion and a consistency proof over three sample records (their heads signed by no
+/// key the target knows), and the audit routes' query strings.
+fn audit_proofs() -> Vec<Vec<u8>> {
+    use crate::audit::merkle::{consistency_proof, inclusion_proof, leaf_hash, root};
+    use crate::audit::{link, to_hex, LoggedEvent, GENESIS};
+    let mut prev = GENESIS;
+    let mut lines = Vec::new();
+    for seq in 1..=3 {
+        let (record, hash) = link(&prev, seq, LoggedEvent::sample(seq));
+        prev = hash;
+        lines.push(serde_json::to_string(&record).unwrap());
+    }
+    let leaves: Vec<_> = lines.iter().map(|l| leaf_hash(l.as_bytes())).collect();
+    let hex =
+        |hs: Vec<crate::audit::merkle::Hash>| hs.iter().map(|h| to_hex(h)).collect::<Vec<_>>();
+    let head =
+        "eyJhbGciOiJFUzI1NiIsImtpZCI6ImEzIn0.eyJzdWIiOiJwYXloc20tYXVkaXQtdHJlZS1oZWFkIn0.AAAA";
+    let inclusion = serde_json::json!({
+        "leaf_index": 1, "tree_size": 3, "leaf": lines[1],
+        "audit_path": hex(inclusion_proof(&leaves, 1).unwrap()),
+        "root_hash": to_hex(&root(&leaves)), "signed_tree_head": head,
+    });
+    let consistency = serde_json::json!({
+        "first": 2, "second": 3,
+        "first_root_hash": to_hex(&root(&leaves[..2])), "second_root_hash": to_hex(&root(&leaves)),
+        "consistency_path": hex(consistency_proof(&leaves, 2).unwrap()),
+        "first_signed_tree_head": head, "second_signed_tree_head": null,
+    });
+    vec![
+        inclusion.to_string().into_bytes(),
+        consistency.to_string().into_bytes(),
+        b"seq=3&tree_size=7".to_vec(),
+        b"from=1&to=2".to_vec(),
+        b"after=2&limit=10".to_vec(),
+    ]
+}
+
 fn audit_export(n: u64) -> Vec<u8> {
     use crate::audit::{export_jsonl, link, Checkpoint, LoggedEvent, GENESIS};
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -85,6 +122,7 @@ fn seeds(name: &str) -> Vec<Vec<u8>> {
             b"\x01/v1/tokens/4111119876541111/suspend".to_vec(),
             b"\x01/v1/authorizations/challenges".to_vec(),
         ],
+        "audit_proof" => audit_proofs(),
         "audit_verify" => vec![audit_export(3)],
         "authorization_requests" => vec![
             br#"{"token":"4111119876541111","domain":"shop","device_id":"AAAAAAAAAAAAAAAAAAAAAA","amount":1234,"currency":"EUR","payee":"Shop","spc":{"payee_origin":"https://shop.example","top_origin":"https://shop.example","instrument":{"display_name":"Card","icon":"https://shop.example/i.png"}}}"#.to_vec(),

@@ -121,13 +121,15 @@ pub fn service_status(e: &service::Error) -> StatusCode {
         | S::IdempotencyKeyReused
         | S::UnsupportedKeyChange(_)
         | S::AuthenticatorStatus(_)
-        | S::AndroidAppNotAllowed => StatusCode::UNPROCESSABLE_ENTITY,
+        | S::AndroidAppNotAllowed
+        | S::InvalidTreeSize => StatusCode::UNPROCESSABLE_ENTITY,
         S::Forbidden | S::PaymentRefused(_) => StatusCode::FORBIDDEN,
         S::TokenNotFound
         | S::ChallengeNotFound
         | S::AuthorizationNotFound
         | S::DeviceNotFound
-        | S::KeyNotFound => StatusCode::NOT_FOUND,
+        | S::KeyNotFound
+        | S::AuditRecordNotFound => StatusCode::NOT_FOUND,
         S::TokenSuspended
         | S::TokenStateConflict(_)
         | S::TokenSpaceExhausted
@@ -486,6 +488,16 @@ mod tests {
                 422,
                 "android_app_not_allowed",
             ),
+            (
+                service::Error::AuditRecordNotFound.into(),
+                404,
+                "audit_record_not_found",
+            ),
+            (
+                service::Error::InvalidTreeSize.into(),
+                422,
+                "invalid_tree_size",
+            ),
         ];
         // Each refusal code of a Metadata Service status, with its status.
         let table: Vec<(ApiError, u16, &str)> = table
@@ -535,7 +547,7 @@ mod tests {
         );
     }
 
-    const SERVICE_VARIANTS: usize = 39;
+    const SERVICE_VARIANTS: usize = 41;
 
     /// The variant's number: exhaustive, so a new variant must be numbered here.
     fn service_variant(e: &service::Error) -> usize {
@@ -580,6 +592,8 @@ mod tests {
             S::AuthenticatorStatus(_) => 36,
             S::MetadataStale => 37,
             S::AndroidAppNotAllowed => 38,
+            S::AuditRecordNotFound => 39,
+            S::InvalidTreeSize => 40,
         }
     }
 

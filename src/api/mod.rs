@@ -22,8 +22,8 @@ pub mod types;
 
 pub use body::{new_request_id, SecretBuf};
 pub use error::ApiError;
-pub(crate) use routes::fuzz_resolve;
 pub use routes::{error_response, handle};
+pub(crate) use routes::{fuzz_audit_queries, fuzz_resolve};
 
 use crate::jose::AuthorizationSigner;
 use crate::keys::Hsm;

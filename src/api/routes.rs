@@ -16,9 +16,10 @@ use super::devices::{
 use super::error::ApiError;
 use super::keys::{KeyChangeRequest, KeyChangeResponse, RewrapRequest};
 use super::types::{
-    audit_query, decode, domain_from_query, AuditPageResponse, DetokenizeRequest,
-    DetokenizeResponse, DomainBody, ErrorDetail, ErrorResponse, MetadataResponse, TokenizeRequest,
-    TokenizeResponse,
+    audit_query, consistency_query, decode, domain_from_query, numeric_query, proof_query,
+    AuditPageResponse, ConsistencyProofResponse, DetokenizeRequest, DetokenizeResponse, DomainBody,
+    ErrorDetail, ErrorResponse, InclusionProofResponse, MetadataResponse, TokenizeRequest,
+    TokenizeResponse, TreeHeadResponse,
 };
 use super::App;
 use crate::card::{Domain, StatusChange, Token};
@@ -68,6 +69,9 @@ enum Route<'a> {
     Rewrap,
     Audit,
     AuditJwks,
+    AuditSth,
+    AuditProof,
+    AuditConsistency,
     OpenApi,
     Healthz,
     Readyz,
@@ -276,6 +280,12 @@ fn resolve<'a>(method: &Method, path: &'a str) -> (&'static str, Result<Route<'a
         "/v1/keys/rewrap" => ("rewrap", only(Method::POST, "POST", Route::Rewrap)),
         "/v1/audit" => ("audit", only(Method::GET, "GET", Route::Audit)),
         "/v1/audit/jwks" => ("audit_jwks", only(Method::GET, "GET", Route::AuditJwks)),
+        "/v1/audit/sth" => ("audit_sth", only(Method::GET, "GET", Route::AuditSth)),
+        "/v1/audit/proof" => ("audit_proof", only(Method::GET, "GET", Route::AuditProof)),
+        "/v1/audit/consistency" => (
+            "audit_consistency",
+            only(Method::GET, "GET", Route::AuditConsistency),
+        ),
         "/v1/openapi.json" => ("openapi", only(Method::GET, "GET", Route::OpenApi)),
         _ if path.starts_with("/v1/authorizations/") => {
             match path.strip_prefix("/v1/authorizations/") {
@@ -344,6 +354,24 @@ fn resolve_device<'a>(
             ),
         },
         _ => ("unmatched", Err(ApiError::NotFound)),
+    }
+}
+
+/// Fuzzing entry point: the audit routes' query strings. Panics if one is accepted with a
+/// parameter it does not hold.
+#[allow(clippy::panic)]
+pub(crate) fn fuzz_audit_queries(query: &str) {
+    if let Ok((after, _)) = audit_query(Some(query)) {
+        if after != 0 && !query.contains("after=") {
+            panic!("`after` read from a query without it");
+        }
+    }
+    if proof_query(Some(query)).is_ok() && !query.contains("seq=") {
+        panic!("a proof query accepted without `seq`");
+    }
+    if consistency_query(Some(query)).is_ok() && !(query.contains("from=") && query.contains("to="))
+    {
+        panic!("a consistency query accepted without `from` and `to`");
     }
 }
 
@@ -572,6 +600,30 @@ where
             cache_control: Some(JWKS_CACHE_CONTROL),
             ..Reply::json(StatusCode::OK, json(&app.signer.jwks())?)
         }),
+        Route::AuditSth => {
+            numeric_query(parts.uri.query(), [])?;
+            let head = app.audit.tree_head(caller).await?;
+            Ok(Reply::json(
+                StatusCode::OK,
+                json(&TreeHeadResponse::from(&head))?,
+            ))
+        }
+        Route::AuditProof => {
+            let (seq, tree_size) = proof_query(parts.uri.query())?;
+            let proof = app.audit.inclusion_proof(caller, seq, tree_size).await?;
+            Ok(Reply::json(
+                StatusCode::OK,
+                json(&InclusionProofResponse::from(&proof))?,
+            ))
+        }
+        Route::AuditConsistency => {
+            let (from, to) = consistency_query(parts.uri.query())?;
+            let proof = app.audit.consistency_proof(caller, from, to).await?;
+            Ok(Reply::json(
+                StatusCode::OK,
+                json(&ConsistencyProofResponse::from(&proof))?,
+            ))
+        }
         // The audit key's public half: any client that passed mTLS may read it.
         Route::AuditJwks => Ok(Reply {
             cache_control: Some(JWKS_CACHE_CONTROL),
@@ -792,6 +844,9 @@ mod tests {
                 Route::Rewrap => "rewrap",
                 Route::Audit => "audit",
                 Route::AuditJwks => "audit_jwks",
+                Route::AuditSth => "audit_sth",
+                Route::AuditProof => "audit_proof",
+                Route::AuditConsistency => "audit_consistency",
                 Route::OpenApi => "openapi",
                 Route::Healthz => "healthz",
                 Route::Readyz => "readyz",
@@ -889,6 +944,17 @@ mod tests {
             route(Method::GET, "/v1/audit/jwks"),
             ("audit_jwks", Ok("audit_jwks"))
         );
+        for (path, label) in [
+            ("/v1/audit/sth", "audit_sth"),
+            ("/v1/audit/proof", "audit_proof"),
+            ("/v1/audit/consistency", "audit_consistency"),
+        ] {
+            assert_eq!(route(Method::GET, path), (label, Ok(label)));
+            assert_eq!(
+                route(Method::POST, path),
+                (label, Err("method_not_allowed"))
+            );
+        }
         assert_eq!(
             route(Method::POST, "/v1/audit"),
             ("audit", Err("method_not_allowed"))

@@ -5,9 +5,12 @@
 //! as its [`CardError`] so it answers 422, while a PAN of any other JSON type answers 400.
 
 use super::error::ApiError;
-use crate::audit::{AuditRecord, Checkpoint};
+use crate::audit::{to_hex, AuditRecord, Checkpoint};
 use crate::card::{CardError, Domain, Expiry, Pan, Token};
-use crate::service::{AuditPage, TokenView, TokenizeInput, MAX_AUDIT_PAGE};
+use crate::service::{
+    AuditPage, ConsistencyProof, InclusionProof, SignedTreeHead, TokenView, TokenizeInput,
+    MAX_AUDIT_PAGE,
+};
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 
@@ -234,38 +237,62 @@ pub fn domain_from_query(query: Option<&str>) -> Result<Option<&str>, ApiError> 
 
 /// `after` (default 0) and `limit` (default and most [`MAX_AUDIT_PAGE`]) of `GET /v1/audit`.
 pub fn audit_query(query: Option<&str>) -> Result<(u64, usize), ApiError> {
-    let (mut after, mut limit) = (None, None);
-    for pair in query
-        .unwrap_or_default()
-        .split('&')
-        .filter(|p| !p.is_empty())
-    {
-        let (slot, value) = match pair.split_once('=') {
-            Some(("after", v)) => (&mut after, v),
-            Some(("limit", v)) => (&mut limit, v),
-            _ => return Err(ApiError::Malformed("unknown query parameter")),
-        };
-        if slot.is_some() {
-            return Err(ApiError::Malformed("a query parameter is given twice"));
-        }
-        // Digits only: `u64::from_str` would also take a leading `+`.
-        if value.is_empty() || value.len() > 19 || !value.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(ApiError::Malformed(
-                "`after` and `limit` are decimal integers",
-            ));
-        }
-        *slot = Some(
-            value
-                .parse::<u64>()
-                .map_err(|_| ApiError::Malformed("`after` and `limit` are decimal integers"))?,
-        );
-    }
+    let [after, limit] = numeric_query(query, ["after", "limit"])?;
     let limit = match limit {
         None => MAX_AUDIT_PAGE,
         Some(n) if (1..=MAX_AUDIT_PAGE as u64).contains(&n) => n as usize,
         Some(_) => return Err(ApiError::Malformed("`limit` is from 1 to 1000")),
     };
     Ok((after.unwrap_or(0), limit))
+}
+
+/// `GET /v1/audit/proof?seq=N[&tree_size=M]`: the record and, if given, the tree size.
+pub fn proof_query(query: Option<&str>) -> Result<(u64, Option<u64>), ApiError> {
+    match numeric_query(query, ["seq", "tree_size"])? {
+        [Some(seq), tree_size] => Ok((seq, tree_size)),
+        [None, _] => Err(ApiError::Malformed("`seq` is required")),
+    }
+}
+
+/// `GET /v1/audit/consistency?from=N&to=M`: both tree sizes.
+pub fn consistency_query(query: Option<&str>) -> Result<(u64, u64), ApiError> {
+    match numeric_query(query, ["from", "to"])? {
+        [Some(from), Some(to)] => Ok((from, to)),
+        _ => Err(ApiError::Malformed("`from` and `to` are required")),
+    }
+}
+
+/// A query string of the named parameters only, each at most once, each a decimal integer
+/// (digits only: `u64::from_str` would also take a leading `+`). Sans-io.
+pub fn numeric_query<const N: usize>(
+    query: Option<&str>,
+    names: [&str; N],
+) -> Result<[Option<u64>; N], ApiError> {
+    let mut values = [None; N];
+    for pair in query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let slot = names
+            .iter()
+            .position(|n| *n == name)
+            .and_then(|i| values.get_mut(i))
+            .ok_or(ApiError::Malformed("unknown query parameter"))?;
+        if slot.is_some() {
+            return Err(ApiError::Malformed("a query parameter is given twice"));
+        }
+        if value.is_empty() || value.len() > 19 || !value.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ApiError::Malformed("query parameters are decimal integers"));
+        }
+        *slot = Some(
+            value
+                .parse::<u64>()
+                .map_err(|_| ApiError::Malformed("query parameters are decimal integers"))?,
+        );
+    }
+    Ok(values)
 }
 
 /// `GET /v1/audit`: records after `after`, in order, and the latest signed checkpoint (the
@@ -284,6 +311,93 @@ impl<'a> From<&'a AuditPage> for AuditPageResponse<'a> {
         Self {
             records: &page.records,
             checkpoint: &page.checkpoint,
+        }
+    }
+}
+
+/// `GET /v1/audit/sth`: the latest signed tree head.
+#[derive(Debug, Serialize)]
+pub struct TreeHeadResponse<'a> {
+    /// Records covered.
+    pub tree_size: u64,
+    /// Hex RFC 9162 root hash.
+    pub root_hash: String,
+    /// When it was signed, ms since the Unix epoch.
+    pub timestamp: u64,
+    /// The compact JWS (ES256, audit key).
+    pub signed_tree_head: &'a str,
+}
+
+impl<'a> From<&'a SignedTreeHead> for TreeHeadResponse<'a> {
+    fn from(h: &'a SignedTreeHead) -> Self {
+        Self {
+            tree_size: h.tree_size,
+            root_hash: to_hex(&h.root_hash),
+            timestamp: h.timestamp,
+            signed_tree_head: &h.jws,
+        }
+    }
+}
+
+/// `GET /v1/audit/proof`: what `payhsm audit prove` prints and `verify-proof` checks.
+#[derive(Debug, Serialize)]
+pub struct InclusionProofResponse<'a> {
+    /// The record's leaf index (`seq` - 1).
+    pub leaf_index: u64,
+    /// The tree size the proof is for.
+    pub tree_size: u64,
+    /// The record's export line, without the newline.
+    pub leaf: &'a str,
+    /// Hex hashes, from the leaf's sibling up.
+    pub audit_path: Vec<String>,
+    /// Hex root of the tree of `tree_size` leaves.
+    pub root_hash: String,
+    /// The signed head of that size (null when none was signed of exactly that size).
+    pub signed_tree_head: Option<&'a str>,
+}
+
+impl<'a> From<&'a InclusionProof> for InclusionProofResponse<'a> {
+    fn from(p: &'a InclusionProof) -> Self {
+        Self {
+            leaf_index: p.leaf_index,
+            tree_size: p.tree_size,
+            leaf: &p.leaf,
+            audit_path: p.audit_path.iter().map(|h| to_hex(h)).collect(),
+            root_hash: to_hex(&p.root_hash),
+            signed_tree_head: p.signed_tree_head.as_ref().map(|h| h.jws.as_str()),
+        }
+    }
+}
+
+/// `GET /v1/audit/consistency`: what `payhsm audit consistency` prints.
+#[derive(Debug, Serialize)]
+pub struct ConsistencyProofResponse<'a> {
+    /// The smaller tree size.
+    pub first: u64,
+    /// The larger tree size.
+    pub second: u64,
+    /// Hex root of the first tree.
+    pub first_root_hash: String,
+    /// Hex root of the second tree.
+    pub second_root_hash: String,
+    /// Hex hashes of the RFC 9162 §2.1.4 proof.
+    pub consistency_path: Vec<String>,
+    /// The signed head of the first size, if one was signed.
+    pub first_signed_tree_head: Option<&'a str>,
+    /// The signed head of the second size, if one was signed.
+    pub second_signed_tree_head: Option<&'a str>,
+}
+
+impl<'a> From<&'a ConsistencyProof> for ConsistencyProofResponse<'a> {
+    fn from(p: &'a ConsistencyProof) -> Self {
+        Self {
+            first: p.first,
+            second: p.second,
+            first_root_hash: to_hex(&p.first_root_hash),
+            second_root_hash: to_hex(&p.second_root_hash),
+            consistency_path: p.consistency_path.iter().map(|h| to_hex(h)).collect(),
+            first_signed_tree_head: p.first_signed_tree_head.as_ref().map(|h| h.jws.as_str()),
+            second_signed_tree_head: p.second_signed_tree_head.as_ref().map(|h| h.jws.as_str()),
         }
     }
 }

@@ -8,6 +8,7 @@
 mod chain;
 mod event;
 pub mod merkle;
+pub mod proof;
 mod verify;
 
 pub use chain::{export_jsonl, link, AuditHash, Checkpoint, GENESIS};

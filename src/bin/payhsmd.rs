@@ -123,6 +123,12 @@ enum Command {
         /// any, every app may.
         #[arg(long, value_name = "PACKAGE:SHA256", value_parser = parse_android_app)]
         android_app: Vec<payhsm::config::AndroidApp>,
+        /// Sign an audit tree head once this many records were added since the last.
+        #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        tree_head_every_records: u64,
+        /// Sign an audit tree head this many seconds after the last when any record was added.
+        #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+        tree_head_interval_secs: u64,
         #[command(flatten)]
         limits: LimitArgs,
     },
@@ -155,6 +161,8 @@ fn main() -> ExitCode {
             mds_anchor,
             android_revocations,
             android_app,
+            tree_head_every_records,
+            tree_head_interval_secs,
             limits,
         } => {
             if let Err(e) = payhsm::daemon::prepare_dev_dir(&data_dir) {
@@ -169,6 +177,10 @@ fn main() -> ExitCode {
             config.keys.signing_key_publish_lead = Duration::from_secs(signing_key_publish_lead);
             config.webauthn.mds = mds.map(|blob| payhsm::config::MdsConfig::dev(blob, mds_anchor));
             config.webauthn.android_revocation_list = android_revocations;
+            config.audit = payhsm::config::AuditConfig {
+                tree_head_every_records,
+                tree_head_interval: Duration::from_secs(tree_head_interval_secs),
+            };
             for rp in &mut config.webauthn.relying_parties {
                 rp.android_apps = android_app.clone();
             }

@@ -882,6 +882,39 @@ pub enum AuditCommand {
         #[arg(long)]
         public_key: Option<PathBuf>,
     },
+    /// Print the latest signed tree head over the log (GET /v1/audit/sth; auditor).
+    Sth,
+    /// Print the inclusion proof of record SEQ (GET /v1/audit/proof; auditor) as JSON:
+    /// leaf_index, tree_size, leaf (the record's line), audit_path, root_hash,
+    /// signed_tree_head. Without --tree-size, under the latest signed tree head.
+    Prove {
+        /// The record's sequence number.
+        #[arg(long, value_name = "N")]
+        seq: u64,
+        /// The tree size to prove it under (at least SEQ, at most the log's size).
+        #[arg(long, value_name = "M")]
+        tree_size: Option<u64>,
+    },
+    /// Print the RFC 9162 consistency proof between two tree sizes (GET
+    /// /v1/audit/consistency; auditor) with their roots and signed tree heads.
+    Consistency {
+        /// The earlier tree size (at least 1).
+        #[arg(long, value_name = "N")]
+        from: u64,
+        /// The later tree size.
+        #[arg(long, value_name = "M")]
+        to: u64,
+    },
+    /// Check a proof printed by `prove` or `consistency` offline: the signed tree heads
+    /// against the audit key set, then the proof against their roots. Exit 0 if it holds, 1
+    /// if not (with its code), 2 on usage errors.
+    VerifyProof {
+        /// The proof (JSON).
+        file: PathBuf,
+        /// The audit key set, as `payhsm audit jwks` prints it.
+        #[arg(long, value_name = "FILE")]
+        jwks: PathBuf,
+    },
     /// Print the audit key set (GET /v1/audit/jwks): the key that signs checkpoints, tree
     /// heads and evidence reports, for `verify-proof`, `verify-receipt` and `verify-report`.
     Jwks,

@@ -1,11 +1,13 @@
-//! `payhsm audit export` and `payhsm audit verify`.
+//! `payhsm audit export|verify|jwks|sth|prove|consistency|verify-proof`.
 
 use super::args::{AuditArgs, AuditCommand, ConnectArgs};
 use super::output::{describe_api_error, fail, CliError};
 use super::session::Session;
 use super::{EXIT_API_ERROR, EXIT_OK};
-use crate::audit::{export_jsonl, AuditRecord, Checkpoint};
+use crate::audit::proof::{verify_proof as verify_proof_file, Proven};
+use crate::audit::{export_jsonl, to_hex, AuditRecord, Checkpoint};
 use crate::config::Config;
+use crate::jose::Jwks;
 use crate::service::MAX_AUDIT_PAGE;
 use base64::Engine as _;
 use hyper::Method;
@@ -33,10 +35,71 @@ pub fn run(args: &AuditArgs, connect: &ConnectArgs) -> i32 {
             export_api(connect, out.as_deref()).unwrap_or_else(|e| fail(&e))
         }
         AuditCommand::Verify { file, public_key } => verify(file, public_key.as_deref()),
-        AuditCommand::Jwks => Session::open(connect)
-            .and_then(|mut s| s.send(Method::GET, "/v1/audit/jwks", None))
-            .map(super::output::report)
-            .unwrap_or_else(|e| fail(&e)),
+        AuditCommand::Jwks => get(connect, "/v1/audit/jwks".to_owned()),
+        AuditCommand::Sth => get(connect, "/v1/audit/sth".to_owned()),
+        AuditCommand::Prove { seq, tree_size } => {
+            let size = tree_size.map_or_else(String::new, |m| format!("&tree_size={m}"));
+            get(connect, format!("/v1/audit/proof?seq={seq}{size}"))
+        }
+        AuditCommand::Consistency { from, to } => get(
+            connect,
+            format!("/v1/audit/consistency?from={from}&to={to}"),
+        ),
+        AuditCommand::VerifyProof { file, jwks } => verify_proof(file, jwks),
+    }
+}
+
+/// One GET, its answer printed as `output::report` does (JSON on stdout, exit 0 for 2xx).
+fn get(connect: &ConnectArgs, path: String) -> i32 {
+    Session::open(connect)
+        .and_then(|mut s| s.send(Method::GET, &path, None))
+        .map(super::output::report)
+        .unwrap_or_else(|e| fail(&e))
+}
+
+/// `payhsm audit verify-proof FILE --jwks FILE`.
+fn verify_proof(file: &Path, jwks: &Path) -> i32 {
+    let read = |path: &Path| {
+        std::fs::read(path).map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))
+    };
+    let (proof, jwks) = match (
+        read(file),
+        read(jwks).and_then(|b| {
+            Jwks::parse(&b)
+                .map_err(|e| CliError::Usage(format!("the audit key set {}: {e}", jwks.display())))
+        }),
+    ) {
+        (Ok(p), Ok(j)) => (p, j),
+        (Err(e), _) | (_, Err(e)) => return fail(&e),
+    };
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    match verify_proof_file(&proof, &jwks, now) {
+        Ok(Proven::Inclusion { record, head }) => {
+            println!(
+                "ok: record {} ({} by {}) is in the log of {} records, root {}, signed at {} ms",
+                record.seq,
+                record.event.action,
+                record.event.principal,
+                head.tree_size,
+                to_hex(&head.root_hash),
+                head.timestamp
+            );
+            EXIT_OK
+        }
+        Ok(Proven::Consistency { first, second }) => {
+            println!(
+                "ok: the log of {} records (root {}) extends the log of {} records (root {})",
+                second.tree_size,
+                to_hex(&second.root_hash),
+                first.tree_size,
+                to_hex(&first.root_hash)
+            );
+            EXIT_OK
+        }
+        Err(e) => {
+            println!("invalid: {}: {e}", e.code());
+            EXIT_API_ERROR
+        }
     }
 }
 

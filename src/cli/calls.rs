@@ -494,6 +494,24 @@ mod tests {
                 include_str!("keys.rs"),
             ),
             (
+                "payhsm audit sth",
+                "GET",
+                "/v1/audit/sth",
+                include_str!("audit.rs"),
+            ),
+            (
+                "payhsm audit prove --seq 1",
+                "GET",
+                "/v1/audit/proof",
+                include_str!("audit.rs"),
+            ),
+            (
+                "payhsm audit consistency --from 1 --to 2",
+                "GET",
+                "/v1/audit/consistency",
+                include_str!("audit.rs"),
+            ),
+            (
                 "payhsm audit jwks",
                 "GET",
                 "/v1/audit/jwks",

@@ -55,6 +55,53 @@ struct FileConfig {
     webauthn: super::webauthn::WebauthnSection,
     #[serde(default)]
     keys: KeysSection,
+    #[serde(default)]
+    audit: AuditSection,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditSection {
+    #[serde(default = "d_tree_head_every_records")]
+    tree_head_every_records: u64,
+    #[serde(default = "d_tree_head_interval_secs")]
+    tree_head_interval_secs: u64,
+}
+
+impl Default for AuditSection {
+    fn default() -> Self {
+        Self {
+            tree_head_every_records: d_tree_head_every_records(),
+            tree_head_interval_secs: d_tree_head_interval_secs(),
+        }
+    }
+}
+
+fn d_tree_head_every_records() -> u64 {
+    super::AuditConfig::default().tree_head_every_records
+}
+fn d_tree_head_interval_secs() -> u64 {
+    super::AuditConfig::default().tree_head_interval.as_secs()
+}
+
+/// Checks the `[audit]` section.
+fn validate_audit(a: &AuditSection) -> Result<super::AuditConfig, ConfigError> {
+    if !(1..=1_000_000).contains(&a.tree_head_every_records) {
+        return Err(err(
+            "audit.tree_head_every_records",
+            "must be 1 to 1000000 records",
+        ));
+    }
+    if !(1..=86_400).contains(&a.tree_head_interval_secs) {
+        return Err(err(
+            "audit.tree_head_interval_secs",
+            "must be 1 to 86400 seconds",
+        ));
+    }
+    Ok(super::AuditConfig {
+        tree_head_every_records: a.tree_head_every_records,
+        tree_head_interval: Duration::from_secs(a.tree_head_interval_secs),
+    })
 }
 
 #[derive(Deserialize)]
@@ -565,6 +612,7 @@ fn validate(f: FileConfig, base: &Path) -> Result<Config, ConfigError> {
     };
     let webauthn = super::webauthn::validate(f.webauthn, base)?;
     let keys = validate_keys(&f.keys)?;
+    let audit = validate_audit(&f.audit)?;
     let store = validate_store(f.store, &abs)?;
     Ok(Config {
         server: ServerConfig {
@@ -592,6 +640,7 @@ fn validate(f: FileConfig, base: &Path) -> Result<Config, ConfigError> {
         log_filter: f.log.filter,
         webauthn,
         keys,
+        audit,
     })
 }
 

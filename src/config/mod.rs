@@ -139,6 +139,26 @@ pub struct ServerConfig {
     pub limits: crate::transport::ServerLimits,
 }
 
+/// When the daemon signs a tree head over the audit log (RFC 9162 §4.1, with the HSM audit
+/// key): once `every_records` records were added since the last head, or `interval` after it
+/// when any was, and at shutdown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditConfig {
+    /// Records added since the last tree head that make the next one at once.
+    pub tree_head_every_records: u64,
+    /// The longest a record waits for a tree head that covers it.
+    pub tree_head_interval: Duration,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            tree_head_every_records: 1000,
+            tree_head_interval: Duration::from_secs(300),
+        }
+    }
+}
+
 /// Key lifecycle settings: dual control and cryptoperiods.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeysConfig {
@@ -186,6 +206,8 @@ pub struct Config {
     pub webauthn: WebauthnConfig,
     /// Key lifecycle.
     pub keys: KeysConfig,
+    /// Signed tree heads over the audit log.
+    pub audit: AuditConfig,
 }
 
 /// Defaults shared by the file format and dev mode.
@@ -264,6 +286,7 @@ impl Config {
             log_filter: "info".to_owned(),
             webauthn: WebauthnConfig::dev(),
             keys: KeysConfig::default(),
+            audit: AuditConfig::default(),
         }
     }
 }

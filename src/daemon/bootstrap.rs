@@ -443,6 +443,7 @@ async fn serve(
         config.pkcs11.audit_key_label.clone(),
         &audit_public,
     );
+    let tree_heads = tokio::spawn(sign_tree_heads(audit.clone(), config.audit.clone()));
     let key_sync = Arc::new(KeySync::new(
         store.clone(),
         hsm.clone(),
@@ -490,9 +491,12 @@ async fn serve(
         .map_err(|e| DaemonError::Io(Fault::caused_by("the listening address", e)))?;
     tracing::info!(%addr, memory_locked = crate::isolation::memory_locked(), "payhsmd serving");
     on_listening(addr);
-    transport::run(listener, tls, app, config.server.limits.clone(), shutdown)
-        .await
-        .map_err(|e| DaemonError::Io(Fault::caused_by("the server failed", e)))?;
+    let audit = app.audit.clone();
+    let served = transport::run(listener, tls, app, config.server.limits.clone(), shutdown).await;
+    // The last tree head covers every record written before the drain ended.
+    tree_heads.abort();
+    final_tree_head(&audit, &config.audit).await;
+    served.map_err(|e| DaemonError::Io(Fault::caused_by("the server failed", e)))?;
     tracing::info!("payhsmd stopped");
     Ok(())
 }
@@ -544,6 +548,68 @@ pub async fn export_with(store: &dyn Store, hsm: &Hsm, label: &str) -> Result<St
         .await
         .map_err(hsm_err)?;
     Ok(export_jsonl(&records, &checkpoint))
+}
+
+/// How often the tree-head loop looks at the log's size.
+const TREE_HEAD_TICK: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long the tree head signed at shutdown may take.
+const FINAL_TREE_HEAD_BOUND: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Signs tree heads over the audit log as it grows, for as long as the daemon runs: once
+/// `tree_head_every_records` records were added since the last head, or
+/// `tree_head_interval` after it when any was.
+async fn sign_tree_heads(audit: crate::service::AuditReader, config: crate::config::AuditConfig) {
+    let mut tick = tokio::time::interval(TREE_HEAD_TICK.min(config.tree_head_interval));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last = tokio::time::Instant::now();
+    let mut failing = false;
+    loop {
+        tick.tick().await;
+        let force = last.elapsed() >= config.tree_head_interval;
+        match audit
+            .sign_tree_head_if_due(config.tree_head_every_records, force)
+            .await
+        {
+            Ok(signed) => {
+                failing = false;
+                if let Some(head) = signed {
+                    last = tokio::time::Instant::now();
+                    tracing::debug!(tree_size = head.tree_size, "audit tree head signed");
+                } else if force {
+                    last = tokio::time::Instant::now();
+                }
+            }
+            // Once per outage, not every tick.
+            Err(e) if !failing => {
+                failing = true;
+                tracing::warn!(error = %crate::fault::Chain(&e), "cannot sign an audit tree head");
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// The tree head signed at shutdown, over every record written (bounded in time).
+async fn final_tree_head(audit: &crate::service::AuditReader, config: &crate::config::AuditConfig) {
+    let signed = tokio::time::timeout(
+        FINAL_TREE_HEAD_BOUND,
+        audit.sign_tree_head_if_due(config.tree_head_every_records, true),
+    )
+    .await;
+    match signed {
+        Ok(Ok(Some(head))) => {
+            tracing::info!(
+                tree_size = head.tree_size,
+                "audit tree head signed at shutdown"
+            );
+        }
+        Ok(Ok(None)) => {}
+        Ok(Err(e)) => tracing::warn!(
+            error = %crate::fault::Chain(&e),
+            "cannot sign the audit tree head at shutdown"
+        ),
+        Err(_) => tracing::warn!("the audit tree head at shutdown took too long; not signed"),
+    }
 }
 
 /// How often a replica on a shared store reloads the keys other replicas may have changed

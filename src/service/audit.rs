@@ -31,8 +31,8 @@ pub struct AuditPage {
 /// The `read_audit` use case.
 #[derive(Clone)]
 pub struct AuditReader {
-    store: Arc<dyn Store>,
-    policy: Arc<PolicyEngine>,
+    pub(super) store: Arc<dyn Store>,
+    pub(super) policy: Arc<PolicyEngine>,
     hsm: Hsm,
     key_label: String,
     /// base64url of the audit key's public point, read once at start.
@@ -41,6 +41,8 @@ pub struct AuditReader {
     /// set, kept apart from the authorization JWKS so no audit signature can pass for an
     /// authorization.
     jwk: Jwk,
+    /// The Merkle tree over the log as read so far (see `service::tree`).
+    pub(super) tree: Arc<tokio::sync::Mutex<super::tree::TreeState>>,
 }
 
 impl AuditReader {
@@ -60,6 +62,7 @@ impl AuditReader {
             key_label,
             public_key: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(public_key.0),
             jwk: Jwk::from_public_key(*public_key),
+            tree: Arc::default(),
         }
     }
 

@@ -108,6 +108,11 @@ pub enum Error {
     /// The relying party lists the Android apps that may enrol, and the key attestation names
     /// none of them (422).
     AndroidAppNotAllowed,
+    /// No audit record with that sequence number (404).
+    AuditRecordNotFound,
+    /// The tree size is not one the proof can be made for: past the log, before the record,
+    /// or a consistency proof's `from` is 0 or past its `to` (422).
+    InvalidTreeSize,
 }
 
 impl Error {
@@ -155,6 +160,8 @@ impl Error {
             Self::AuthenticatorStatus(code) => code,
             Self::MetadataStale => "mds_stale",
             Self::AndroidAppNotAllowed => "android_app_not_allowed",
+            Self::AuditRecordNotFound => "audit_record_not_found",
+            Self::InvalidTreeSize => "invalid_tree_size",
         }
     }
 }
@@ -263,6 +270,11 @@ impl std::fmt::Display for Error {
             ),
             Self::AndroidAppNotAllowed => f.write_str(
                 "the Android app the key attestation names is not one this relying party allows",
+            ),
+            Self::AuditRecordNotFound => f.write_str("no audit record with that sequence number"),
+            Self::InvalidTreeSize => f.write_str(
+                "no proof for these tree sizes: a tree size must cover the record, not pass \
+                 the log, and a consistency proof goes from 1 <= from <= to",
             ),
             Self::MetadataStale => f.write_str(
                 "the FIDO Metadata Service BLOB is past its nextUpdate; enrolments and \

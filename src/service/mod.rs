@@ -12,6 +12,7 @@ mod keys;
 mod metadata;
 mod metrics;
 mod tokens;
+mod tree;
 
 pub(crate) use audit::signed_checkpoint;
 pub use audit::{AuditPage, AuditReader, MAX_AUDIT_PAGE};
@@ -34,6 +35,7 @@ pub use metrics::MetricsAccess;
 pub use tokens::{
     BatchCard, Detokenized, TokenView, TokenizeInput, Tokenized, Vault, MAX_TOKEN_BATCH,
 };
+pub use tree::{ConsistencyProof, InclusionProof, SignedTreeHead, TREE_HEAD_ACTION};
 
 use crate::audit::{AuditEvent, PolicyVerdict};
 use crate::policy::{Action, PolicyContext, PolicyEngine, PolicyRequest, Principal, Resource};

@@ -5,6 +5,7 @@
 pub mod authenticator;
 pub mod ceremony;
 pub mod postgres;
+pub mod rfc9162;
 pub mod softhsm;
 
 use payhsm::client::{Client, ClientIdentity, ClientOptions, Response};
