@@ -414,3 +414,34 @@ async fn proofs_are_for_the_auditor_and_bad_sizes_have_codes() {
 fn hex(h: &Hash) -> String {
     h.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_of_one_vault_build_the_same_tree_over_the_one_history() {
+    let url = postgres::fresh_database();
+    let a = Daemon::start_with(&["--postgres", &url]);
+    let b = a.replica(&["--postgres", &url]);
+    tokenize_n(&a, 3).await;
+    tokenize_n(&b, 3).await;
+    let keys = jwks(&a).await;
+    // A head signed by A, a proof served by B under it, and the same proof from A.
+    let head = get(&mut a.client("auditor").await, "/v1/audit/sth")
+        .await
+        .json()
+        .unwrap();
+    let size = head["tree_size"].as_u64().unwrap();
+    let path = format!("/v1/audit/proof?seq=2&tree_size={size}");
+    let from_b = get(&mut b.client("auditor").await, &path)
+        .await
+        .json()
+        .unwrap();
+    let from_a = get(&mut a.client("auditor").await, &path)
+        .await
+        .json()
+        .unwrap();
+    assert_eq!(from_a, from_b);
+    assert_eq!(from_b["root_hash"], head["root_hash"]);
+    assert_eq!(from_b["signed_tree_head"], head["signed_tree_head"]);
+    let signed =
+        verify_tree_head(from_b["signed_tree_head"].as_str().unwrap(), &keys, now()).unwrap();
+    assert_eq!(signed.tree_size, size);
+}
