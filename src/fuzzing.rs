@@ -64,6 +64,7 @@ pub fn audit_proof(data: &[u8]) {
     if let Ok(jwks) = crate::jose::Jwks::parse(RFC7515_A3_JWKS) {
         let _ = crate::audit::proof::verify_proof(data, &jwks, 1_300_819_000);
     }
+    let _ = crate::audit::proof::parse_receipt(data);
     if let Ok(q) = from_utf8(data) {
         crate::api::fuzz_audit_queries(q);
     }

@@ -63,6 +63,7 @@ fn audit_proofs() -> Vec<Vec<u8>> {
         b"seq=3&tree_size=7".to_vec(),
         b"from=1&to=2".to_vec(),
         b"after=2&limit=10".to_vec(),
+        format!(r#"{{"seq":2,"record_hash":"{}"}}"#, "ab".repeat(32)).into_bytes(),
     ]
 }
 

@@ -403,12 +403,127 @@ async fn proofs_are_for_the_auditor_and_bad_sizes_have_codes() {
             "{path}"
         );
     }
-    let refusals = record_lines(&audit_export(&d))
+    let refusals: Vec<String> = record_lines(&audit_export(&d))
         .iter()
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|r| r["action"] == "read_audit" && r["outcome"] == "forbidden")
-        .count();
-    assert_eq!(refusals, 3);
+        .filter(|r| r["outcome"] == "forbidden")
+        .map(|r| r["action"].as_str().unwrap().to_owned())
+        .collect();
+    // A caller that may not read the log is asked whether it may prove its own records.
+    assert_eq!(refusals, ["read_audit", "prove_audit_record", "read_audit"]);
+}
+
+/// `payhsm audit verify-receipt` as `who`: (exit code, stdout).
+fn verify_receipt(d: &Daemon, who: &str, receipt: &Value, jwks: &std::path::Path) -> (i32, String) {
+    let dir = d.data_dir.parent().unwrap();
+    let path = dir.join(format!("receipt-{who}.json"));
+    std::fs::write(&path, receipt.to_string()).unwrap();
+    let keys = support::keys();
+    let url = format!("https://{}", d.addr);
+    let out = payhsm(&[
+        "audit",
+        "verify-receipt",
+        path.to_str().unwrap(),
+        "--jwks",
+        jwks.to_str().unwrap(),
+        "--url",
+        &url,
+        "--ca",
+        keys.join("ca.pem").to_str().unwrap(),
+        "--cert",
+        keys.join(format!("clients/{who}.pem")).to_str().unwrap(),
+        "--key",
+        keys.join(format!("clients/{who}.key")).to_str().unwrap(),
+    ]);
+    (
+        out.status.code().unwrap(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_released_pan_carries_a_receipt_its_reader_can_prove() {
+    let d = Daemon::start();
+    let mut gw = d.client("gateway").await;
+    let pans: Vec<String> = (0..3).map(|_| random_pan("411111", 16)).collect();
+    let mut tokens = Vec::new();
+    for pan in &pans {
+        tokens.push(token_of(&tokenize(&mut gw, pan, "shop").await));
+    }
+    let mut reader = d.client("vault-reader").await;
+    let single = detokenize(&mut reader, &tokens[0], "shop")
+        .await
+        .json()
+        .unwrap();
+    let batch = post(
+        &mut reader,
+        "/v1/tokens/detokenize/batch",
+        serde_json::json!({"domain": "shop", "tokens": [tokens[1], tokens[2]]}),
+    )
+    .await
+    .json()
+    .unwrap();
+    let mut receipts = vec![single["receipt"].clone()];
+    receipts.extend(
+        batch["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["receipt"].clone()),
+    );
+    // Each names its release's record: by seq, with its chain hash, for its token.
+    let lines = record_lines(&audit_export(&d));
+    for (receipt, token) in receipts.iter().zip(&tokens) {
+        let seq = receipt["seq"].as_u64().unwrap();
+        let record: Value = serde_json::from_str(&lines[seq as usize - 1]).unwrap();
+        assert_eq!(record["hash"], receipt["record_hash"]);
+        assert_eq!(
+            (&record["action"], &record["outcome"], &record["token"]),
+            (
+                &Value::from("detokenize"),
+                &Value::from("ok"),
+                &Value::from(token.as_str())
+            )
+        );
+        assert!(record["principal"]
+            .as_str()
+            .unwrap()
+            .contains("vault-reader"));
+    }
+
+    // The reader proves its own receipts; an edited one does not pass.
+    let jwks = jwks_file(&d).await;
+    for receipt in &receipts {
+        let (code, out) = verify_receipt(&d, "vault-reader", receipt, &jwks);
+        assert_eq!(code, 0, "{out}");
+        assert!(out.starts_with("ok: record "), "{out}");
+    }
+    let mut edited = receipts[0].clone();
+    edited["record_hash"] = Value::String("00".repeat(32));
+    let (code, out) = verify_receipt(&d, "vault-reader", &edited, &jwks);
+    assert_eq!(
+        (code, out.split(':').nth(1)),
+        (1, Some(" receipt_mismatch")),
+        "{out}"
+    );
+    // An auditor proves it too; a record that is not the reader's is not found for it.
+    let (code, out) = verify_receipt(&d, "auditor", &receipts[1], &jwks);
+    assert_eq!(code, 0, "{out}");
+    let r = get(&mut reader, "/v1/audit/proof?seq=1").await;
+    assert_eq!(
+        (r.status, error_code(&r).as_str()),
+        (404, "audit_record_not_found")
+    );
+    let r = get(
+        &mut gw,
+        &format!("/v1/audit/proof?seq={}", receipts[0]["seq"]),
+    )
+    .await;
+    assert_eq!((r.status, error_code(&r).as_str()), (403, "forbidden"));
 }
 
 fn hex(h: &Hash) -> String {

@@ -42,7 +42,7 @@ fn decide(engine: &PolicyEngine, identity: &str, action: Action) -> Answer {
     let principal = Principal::new(identity);
     let domain = Domain::parse("acme-shop").unwrap();
     let resource = match action {
-        Action::ReadAudit => Resource::AuditLog,
+        Action::ReadAudit | Action::ProveAuditRecord => Resource::AuditLog,
         Action::ReadKeys | Action::ApproveKeyChange | Action::RewrapKeys => Resource::KeyRing,
         Action::CreateDeviceChallenge | Action::EnrolDevice => Resource::RelyingParty("localhost"),
         Action::ListDevices | Action::ReadDevice | Action::RevokeDevice => Resource::DeviceRegistry,
@@ -524,8 +524,24 @@ fn every_loaded_policy_has_its_annotated_id() {
             "payments-need-a-verified-android-boot",
             "payments-need-user-verification",
             "vault-reader-detokenize",
+            "vault-reader-prove-receipts",
         ]
     );
+}
+
+#[test]
+fn vault_readers_may_prove_their_records_and_gateways_may_not() {
+    let engine = engine();
+    for (who, allowed) in [("vault-reader", true), ("gateway", false), ("auditor", false)] {
+        let principal = Principal::new(format!("spiffe://payhsm.dev/{who}"));
+        let decision = engine.decide(&PolicyRequest {
+            principal: &principal,
+            action: Action::ProveAuditRecord,
+            resource: Resource::AuditLog,
+            context: PolicyContext::Empty,
+        });
+        assert_eq!(decision.allowed(), allowed, "{who}");
+    }
 }
 
 /// A copy of the real policy folder with `policies.cedar` replaced by `policies`.

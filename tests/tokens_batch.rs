@@ -246,8 +246,14 @@ async fn detokenize_batch_is_for_the_vault_reader_item_by_item() {
     assert_eq!(r.status, 200, "{:?}", r.json());
     let results = r.json().unwrap()["results"].as_array().unwrap().clone();
     assert_eq!(results.len(), 6);
+    // Each release carries its receipt (checked against the log below).
+    let receipt_of = |i: usize| results[i]["receipt"].clone();
+    let mut without_receipt = results.clone();
+    for i in [0, 5] {
+        without_receipt[i].as_object_mut().unwrap().remove("receipt");
+    }
     assert_eq!(
-        results[0],
+        without_receipt[0],
         json!({"index": 0, "pan": pans[0], "exp_month": 1, "exp_year": 2030})
     );
     assert_eq!(results[1]["error"]["code"], "token_suspended");
@@ -255,9 +261,21 @@ async fn detokenize_batch_is_for_the_vault_reader_item_by_item() {
     assert_eq!(results[3]["error"]["code"], "pan_as_token");
     assert_eq!(results[4]["error"]["code"], "invalid_token");
     assert_eq!(
-        results[5],
+        without_receipt[5],
         json!({"index": 5, "pan": pans[2], "exp_month": null, "exp_year": null})
     );
+    for (i, token) in [(0, &tokens[0]), (5, &tokens[2])] {
+        let receipt = receipt_of(i);
+        let record = audit_records(&d, "detokenize")
+            .into_iter()
+            .find(|rec| rec["seq"] == receipt["seq"])
+            .unwrap_or_else(|| panic!("item {i}: no record {receipt}"));
+        assert_eq!(record["hash"], receipt["record_hash"]);
+        assert_eq!(
+            (record["token"].as_str(), record["outcome"].as_str()),
+            (Some(token.as_str()), Some("ok"))
+        );
+    }
     for (i, item) in results.iter().enumerate().take(5).skip(1) {
         assert!(item.get("pan").is_none(), "{i}");
     }

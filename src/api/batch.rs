@@ -8,6 +8,7 @@
 
 use super::error::{service_status, ApiError};
 use super::types::expiry;
+use crate::audit::Receipt;
 use crate::card::{CardError, Domain, Pan, Token};
 use crate::service::{self, BatchCard, Detokenized, Tokenized};
 use serde::de::{self, Deserializer, Visitor};
@@ -204,6 +205,8 @@ pub struct ReleasedCard<'a> {
     pub exp_month: Option<u8>,
     /// Expiry year, or null.
     pub exp_year: Option<u16>,
+    /// The release's audit record: its `seq` and `record_hash`.
+    pub receipt: &'a Receipt,
 }
 
 impl<'a> DetokenizeBatchResponse<'a> {
@@ -224,6 +227,7 @@ impl<'a> DetokenizeBatchResponse<'a> {
                         })?,
                         exp_month: out.expiry.map(|e| e.month()),
                         exp_year: out.expiry.map(|e| e.year()),
+                        receipt: &out.receipt,
                     }),
                     error: None,
                 }),
@@ -300,6 +304,10 @@ mod tests {
             Ok(Detokenized {
                 pan: Pan::parse("4111111111111111").unwrap(),
                 expiry: None,
+                receipt: crate::audit::Receipt {
+                    seq: 7,
+                    record_hash: "ab".repeat(32),
+                },
             }),
             Err(service::Error::TokenSuspended),
         ];
@@ -307,7 +315,8 @@ mod tests {
         assert_eq!(
             v,
             serde_json::json!({"results": [
-                {"index": 0, "pan": "4111111111111111", "exp_month": null, "exp_year": null},
+                {"index": 0, "pan": "4111111111111111", "exp_month": null, "exp_year": null,
+                    "receipt": {"seq": 7, "record_hash": "ab".repeat(32)}},
                 {"index": 1, "error": {"code": "token_suspended",
                     "message": service::Error::TokenSuspended.to_string()}}
             ]})

@@ -461,6 +461,7 @@ where
                 pan,
                 exp_month: out.expiry.map(|e| e.month()),
                 exp_year: out.expiry.map(|e| e.year()),
+                receipt: &out.receipt,
             })?;
             Ok(Reply::json(StatusCode::OK, body))
         }
@@ -1175,17 +1176,23 @@ mod tests {
     async fn detokenize_response_carries_digits_and_null_expiry() {
         let pan = crate::card::Pan::parse("4111111111111111").unwrap();
         let digits = std::str::from_utf8(pan.expose_digits()).unwrap();
+        let receipt = crate::audit::Receipt {
+            seq: 3,
+            record_hash: "cd".repeat(32),
+        };
         let buf = json(&DetokenizeResponse {
             pan: digits,
             exp_month: None,
             exp_year: None,
+            receipt: &receipt,
         })
         .unwrap();
         let r = respond(Reply::json(StatusCode::OK, buf), "x");
         let v = body_of(r).await;
         assert_eq!(
             v,
-            serde_json::json!({"pan":"4111111111111111","exp_month":null,"exp_year":null})
+            serde_json::json!({"pan":"4111111111111111","exp_month":null,"exp_year":null,
+                "receipt":{"seq":3,"record_hash":"cd".repeat(32)}})
         );
     }
 }

@@ -5,7 +5,7 @@
 //! as its [`CardError`] so it answers 422, while a PAN of any other JSON type answers 400.
 
 use super::error::ApiError;
-use crate::audit::{to_hex, AuditRecord, Checkpoint};
+use crate::audit::{to_hex, AuditRecord, Checkpoint, Receipt};
 use crate::card::{CardError, Domain, Expiry, Pan, Token};
 use crate::service::{
     AuditPage, ConsistencyProof, InclusionProof, SignedTreeHead, TokenView, TokenizeInput,
@@ -175,6 +175,8 @@ pub struct DetokenizeResponse<'a> {
     pub exp_month: Option<u8>,
     /// Expiry year, or null.
     pub exp_year: Option<u16>,
+    /// The release's audit record: its `seq` and `record_hash`.
+    pub receipt: &'a Receipt,
 }
 
 /// The error body: `{"error":{"code":"..","message":".."}}`.

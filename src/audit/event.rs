@@ -179,6 +179,27 @@ pub struct AuditRecord {
     pub hash: String,
 }
 
+/// A record's place in the log, handed to the caller whose request it records (a detokenize
+/// answer carries one): with it the caller can later ask for the record's inclusion proof under
+/// any later tree head, and check that the record proven is the one it was given.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Receipt {
+    /// The record's sequence number.
+    pub seq: u64,
+    /// The record's chain hash (hex), as its `hash` field holds it.
+    pub record_hash: String,
+}
+
+impl From<&AuditRecord> for Receipt {
+    fn from(r: &AuditRecord) -> Self {
+        Self {
+            seq: r.seq,
+            record_hash: r.hash.clone(),
+        }
+    }
+}
+
 #[cfg(test)]
 impl LoggedEvent {
     /// A tokenization record numbered `n`, for unit tests (and fuzz seeds): allowed, denied or

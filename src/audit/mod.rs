@@ -13,5 +13,5 @@ mod verify;
 
 pub use chain::{export_jsonl, link, AuditHash, Checkpoint, GENESIS};
 pub(crate) use chain::{hash_from_hex, link_encoded, to_hex};
-pub use event::{AuditEvent, AuditRecord, Decision, LoggedEvent, PolicyVerdict};
+pub use event::{AuditEvent, AuditRecord, Decision, LoggedEvent, PolicyVerdict, Receipt};
 pub use verify::{verify_export, VerifyError, VerifyErrorKind, VerifySummary};

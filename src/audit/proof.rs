@@ -5,7 +5,7 @@
 //! a tree head signed by the audit key, so a proof without its signed head is refused.
 
 use super::merkle::{self, Hash};
-use super::AuditRecord;
+use super::{AuditRecord, Receipt};
 use crate::jose::{verify_compact, JoseError, Jwks};
 use serde::Deserialize;
 
@@ -188,6 +188,30 @@ fn signed_head(
         return Err(ProofError::HeadMismatch("has another root hash"));
     }
     Ok(head)
+}
+
+/// The largest receipt file read, in bytes.
+pub const MAX_RECEIPT_FILE: usize = 4 * 1024;
+
+/// Parses a receipt as a detokenize answer gives it: `{"seq": N, "record_hash": "<hex>"}`.
+pub fn parse_receipt(bytes: &[u8]) -> Result<Receipt, ProofError> {
+    if bytes.len() > MAX_RECEIPT_FILE {
+        return Err(ProofError::Format(format!(
+            "a receipt is at most {MAX_RECEIPT_FILE} bytes"
+        )));
+    }
+    let receipt: Receipt = serde_json::from_slice(bytes).map_err(|_| {
+        ProofError::Format(r#"expected a receipt: {"seq": N, "record_hash": "<hex>"}"#.into())
+    })?;
+    hash(&receipt.record_hash)?;
+    Ok(receipt)
+}
+
+/// Whether a verified inclusion proof proves the receipt's record: the same `seq` and the
+/// same chain hash.
+pub fn proves_receipt(proven: &Proven, receipt: &Receipt) -> bool {
+    matches!(proven, Proven::Inclusion { record, .. }
+        if record.seq == receipt.seq && record.hash == receipt.record_hash)
 }
 
 /// Parses a proof file and verifies it against the audit key set `jwks` at `now_unix`.

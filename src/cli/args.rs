@@ -915,6 +915,23 @@ pub enum AuditCommand {
         #[arg(long, value_name = "FILE")]
         jwks: PathBuf,
     },
+    /// Check a detokenize receipt (`{"seq", "record_hash"}`, as the answer's `receipt`):
+    /// fetch the record's inclusion proof (GET /v1/audit/proof, with the certificate that
+    /// detokenized, or an auditor's) and verify it against the audit key set, and that the
+    /// record proven is the receipt's. Exit 0 if it holds, 1 if not, 2 on usage errors.
+    VerifyReceipt {
+        /// The receipt (JSON).
+        file: PathBuf,
+        /// The audit key set, as `payhsm audit jwks` prints it.
+        #[arg(long, value_name = "FILE")]
+        jwks: PathBuf,
+        /// Prove it under this tree size (a signed head's); the latest signed head otherwise.
+        #[arg(long, value_name = "M")]
+        tree_size: Option<u64>,
+        /// Also write the proof fetched here (for `verify-proof` later).
+        #[arg(long, value_name = "FILE")]
+        proof_out: Option<PathBuf>,
+    },
     /// Print the audit key set (GET /v1/audit/jwks): the key that signs checkpoints, tree
     /// heads and evidence reports, for `verify-proof`, `verify-receipt` and `verify-report`.
     Jwks,

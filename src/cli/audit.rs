@@ -1,10 +1,12 @@
-//! `payhsm audit export|verify|jwks|sth|prove|consistency|verify-proof`.
+//! `payhsm audit export|verify|jwks|sth|prove|consistency|verify-proof|verify-receipt`.
 
 use super::args::{AuditArgs, AuditCommand, ConnectArgs};
 use super::output::{describe_api_error, fail, CliError};
 use super::session::Session;
 use super::{EXIT_API_ERROR, EXIT_OK};
-use crate::audit::proof::{verify_proof as verify_proof_file, Proven};
+use crate::audit::proof::{
+    parse_receipt, proves_receipt, verify_proof as verify_proof_file, Proven,
+};
 use crate::audit::{export_jsonl, to_hex, AuditRecord, Checkpoint};
 use crate::config::Config;
 use crate::jose::Jwks;
@@ -46,6 +48,13 @@ pub fn run(args: &AuditArgs, connect: &ConnectArgs) -> i32 {
             format!("/v1/audit/consistency?from={from}&to={to}"),
         ),
         AuditCommand::VerifyProof { file, jwks } => verify_proof(file, jwks),
+        AuditCommand::VerifyReceipt {
+            file,
+            jwks,
+            tree_size,
+            proof_out,
+        } => verify_receipt(connect, (file, jwks, *tree_size, proof_out.as_deref()))
+            .unwrap_or_else(|e| fail(&e)),
     }
 }
 
@@ -57,48 +66,97 @@ fn get(connect: &ConnectArgs, path: String) -> i32 {
         .unwrap_or_else(|e| fail(&e))
 }
 
+fn read_file(path: &Path) -> Result<Vec<u8>, CliError> {
+    std::fs::read(path).map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))
+}
+
+fn read_jwks(path: &Path) -> Result<Jwks, CliError> {
+    Jwks::parse(&read_file(path)?)
+        .map_err(|e| CliError::Usage(format!("the audit key set {}: {e}", path.display())))
+}
+
+/// What a verified proof proved, as `verify-proof` prints it.
+fn describe(proven: &Proven) -> String {
+    match proven {
+        Proven::Inclusion { record, head } => format!(
+            "ok: record {} ({} by {}, outcome {}) is in the log of {} records, root {}, signed \
+             at {} ms",
+            record.seq,
+            record.event.action,
+            record.event.principal,
+            record.event.outcome,
+            head.tree_size,
+            to_hex(&head.root_hash),
+            head.timestamp
+        ),
+        Proven::Consistency { first, second } => format!(
+            "ok: the log of {} records (root {}) extends the log of {} records (root {})",
+            second.tree_size,
+            to_hex(&second.root_hash),
+            first.tree_size,
+            to_hex(&first.root_hash)
+        ),
+    }
+}
+
+fn now_unix() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
 /// `payhsm audit verify-proof FILE --jwks FILE`.
 fn verify_proof(file: &Path, jwks: &Path) -> i32 {
-    let read = |path: &Path| {
-        std::fs::read(path).map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))
-    };
-    let (proof, jwks) = match (
-        read(file),
-        read(jwks).and_then(|b| {
-            Jwks::parse(&b)
-                .map_err(|e| CliError::Usage(format!("the audit key set {}: {e}", jwks.display())))
-        }),
-    ) {
+    let (proof, jwks) = match (read_file(file), read_jwks(jwks)) {
         (Ok(p), Ok(j)) => (p, j),
         (Err(e), _) | (_, Err(e)) => return fail(&e),
     };
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    match verify_proof_file(&proof, &jwks, now) {
-        Ok(Proven::Inclusion { record, head }) => {
-            println!(
-                "ok: record {} ({} by {}) is in the log of {} records, root {}, signed at {} ms",
-                record.seq,
-                record.event.action,
-                record.event.principal,
-                head.tree_size,
-                to_hex(&head.root_hash),
-                head.timestamp
-            );
-            EXIT_OK
-        }
-        Ok(Proven::Consistency { first, second }) => {
-            println!(
-                "ok: the log of {} records (root {}) extends the log of {} records (root {})",
-                second.tree_size,
-                to_hex(&second.root_hash),
-                first.tree_size,
-                to_hex(&first.root_hash)
-            );
+    match verify_proof_file(&proof, &jwks, now_unix()) {
+        Ok(proven) => {
+            println!("{}", describe(&proven));
             EXIT_OK
         }
         Err(e) => {
             println!("invalid: {}: {e}", e.code());
             EXIT_API_ERROR
+        }
+    }
+}
+
+/// `payhsm audit verify-receipt FILE --jwks FILE [--tree-size M] [--proof-out FILE]`.
+fn verify_receipt(
+    connect: &ConnectArgs,
+    args: (&Path, &Path, Option<u64>, Option<&Path>),
+) -> Result<i32, CliError> {
+    let (file, jwks, tree_size, proof_out) = args;
+    let receipt = parse_receipt(&read_file(file)?)
+        .map_err(|e| CliError::Usage(format!("{}: {e}", file.display())))?;
+    let jwks = read_jwks(jwks)?;
+    let size = tree_size.map_or_else(String::new, |m| format!("&tree_size={m}"));
+    let path = format!("/v1/audit/proof?seq={}{size}", receipt.seq);
+    let response = Session::open(connect)?.send(Method::GET, &path, None)?;
+    if response.status != 200 {
+        eprintln!("payhsm: {}", describe_api_error(&response));
+        return Ok(EXIT_API_ERROR);
+    }
+    if let Some(out) = proof_out {
+        std::fs::write(out, &response.body)
+            .map_err(|e| CliError::Usage(format!("{}: {e}", out.display())))?;
+    }
+    match verify_proof_file(&response.body, &jwks, now_unix()) {
+        Ok(proven) if proves_receipt(&proven, &receipt) => {
+            println!("{}", describe(&proven));
+            Ok(EXIT_OK)
+        }
+        Ok(_) => {
+            println!(
+                "invalid: receipt_mismatch: the record proven is not the receipt's (seq {}, \
+                 hash {})",
+                receipt.seq, receipt.record_hash
+            );
+            Ok(EXIT_API_ERROR)
+        }
+        Err(e) => {
+            println!("invalid: {}: {e}", e.code());
+            Ok(EXIT_API_ERROR)
         }
     }
 }

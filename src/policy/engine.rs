@@ -70,11 +70,14 @@ pub enum Action {
     ReadDevice,
     /// POST /v1/devices/{id}/revoke (final)
     RevokeDevice,
+    /// GET /v1/audit/proof of a record of the caller's own (a detokenize receipt's), for a
+    /// caller that may not read the log
+    ProveAuditRecord,
 }
 
 impl Action {
     /// Every action, in a stable order (for tests and reports).
-    pub const ALL: [Action; 19] = [
+    pub const ALL: [Action; 20] = [
         Self::Tokenize,
         Self::Detokenize,
         Self::ReadMetadata,
@@ -94,6 +97,7 @@ impl Action {
         Self::ListDevices,
         Self::ReadDevice,
         Self::RevokeDevice,
+        Self::ProveAuditRecord,
     ];
 
     /// The Cedar action id and audit action name.
@@ -118,6 +122,7 @@ impl Action {
             Self::ListDevices => "list_devices",
             Self::ReadDevice => "read_device",
             Self::RevokeDevice => "revoke_device",
+            Self::ProveAuditRecord => "prove_audit_record",
         }
     }
 
@@ -139,7 +144,7 @@ impl Action {
             | Self::CreateAuthorizationChallenge
             | Self::AuthorizePayment
             | Self::ReadAuthorization => matches!(resource, Resource::Domain(_)),
-            Self::ReadAudit => matches!(resource, Resource::AuditLog),
+            Self::ReadAudit | Self::ProveAuditRecord => matches!(resource, Resource::AuditLog),
             Self::ReadMetrics => matches!(resource, Resource::Metrics),
             Self::ReadKeys | Self::ApproveKeyChange | Self::RewrapKeys => {
                 matches!(resource, Resource::KeyRing)
@@ -798,7 +803,7 @@ mod tests {
             for action in Action::ALL {
                 let domain = Domain::parse("shop").unwrap();
                 let resource = match action {
-                    Action::ReadAudit => Resource::AuditLog,
+                    Action::ReadAudit | Action::ProveAuditRecord => Resource::AuditLog,
                     Action::ReadMetrics => Resource::Metrics,
                     Action::ReadKeys | Action::ApproveKeyChange | Action::RewrapKeys => {
                         Resource::KeyRing

@@ -3,7 +3,7 @@
 use super::ids::fill_random;
 use super::KeySync;
 use super::{Caller, Error};
-use crate::audit::AuditEvent;
+use crate::audit::{AuditEvent, Receipt};
 use crate::card::{Domain, Expiry, Last4, Pan, StatusChange, Token, TokenFormat, TokenStatus};
 use crate::keys::SharedRing;
 use crate::policy::{Action, PolicyEngine, Resource};
@@ -87,6 +87,8 @@ pub struct Detokenized {
     pub pan: Pan,
     /// Its expiry, if it was given at tokenization.
     pub expiry: Option<Expiry>,
+    /// The receipt of the release's audit record.
+    pub receipt: Receipt,
 }
 
 impl Vault {
@@ -261,8 +263,8 @@ impl Vault {
         token: &Token,
         domain: &Domain,
     ) -> Result<Detokenized, Error> {
-        let sealed = match outcome {
-            DetokenizeOutcome::Active(sealed) => sealed,
+        let (sealed, receipt) = match outcome {
+            DetokenizeOutcome::Active(sealed, receipt) => (sealed, receipt),
             DetokenizeOutcome::Suspended => return Err(Error::TokenSuspended),
             DetokenizeOutcome::NotFound => return Err(Error::TokenNotFound),
         };
@@ -274,7 +276,11 @@ impl Vault {
             other => other,
         };
         let (pan, expiry) = opened?;
-        Ok(Detokenized { pan, expiry })
+        Ok(Detokenized {
+            pan,
+            expiry,
+            receipt,
+        })
     }
 
     /// A token's metadata (any state but deleted).

@@ -11,7 +11,7 @@ use super::{check_policy, AuditReader, Caller, Error};
 use crate::audit::merkle::{self, Hash};
 use crate::audit::proof::tree_head_claims;
 use crate::audit::{to_hex, AuditEvent, AuditRecord, PolicyVerdict};
-use crate::policy::{Action, Resource};
+use crate::policy::{Action, PolicyContext, PolicyRequest, Resource};
 use crate::store::StoreError;
 use std::collections::BTreeMap;
 
@@ -234,20 +234,58 @@ impl AuditReader {
 
     /// `GET /v1/audit/proof`: the inclusion proof of record `seq` under `tree_size`, or, without
     /// one, under the latest signed head (one is signed now if none covers the record).
+    ///
+    /// An auditor (`read_audit`) proves any record; a caller the policy lets
+    /// `prove_audit_record` proves only its own (its receipts): another's is not found.
     pub async fn inclusion_proof(
         &self,
         caller: &Caller,
         seq: u64,
         tree_size: Option<u64>,
     ) -> Result<InclusionProof, Error> {
-        let asked = match tree_size {
+        let store = self.store.as_ref();
+        let auditor = self
+            .policy
+            .decide(&PolicyRequest {
+                principal: &caller.principal,
+                action: Action::ReadAudit,
+                resource: Resource::AuditLog,
+                context: PolicyContext::Empty,
+            })
+            .allowed();
+        let action = if auditor {
+            Action::ReadAudit
+        } else {
+            Action::ProveAuditRecord
+        };
+        let mut event = check_policy(
+            store,
+            &self.policy,
+            caller,
+            action,
+            Resource::AuditLog,
+            |_| {},
+        )
+        .await?;
+        event.detail = Some(match tree_size {
             Some(m) => format!("inclusion seq={seq} tree_size={m}"),
             None => format!("inclusion seq={seq}"),
+        });
+        let record = match seq.checked_sub(1) {
+            Some(after) => store.audit_records(after, 1).await?.into_iter().next(),
+            None => None,
+        }
+        .filter(|r| r.seq == seq && (auditor || r.event.principal == caller.principal.as_str()));
+        let Some(record) = record else {
+            event.outcome = Error::AuditRecordNotFound.code().to_owned();
+            store.record(event).await?;
+            return Err(Error::AuditRecordNotFound);
         };
-        self.allow_read(caller, asked).await?;
+        event.outcome = "ok".to_owned();
+        store.record(event).await?;
         let mut state = self.tree.lock().await;
         self.sync(&mut state).await?;
-        if seq == 0 || seq > state.size() {
+        if seq > state.size() {
             return Err(Error::AuditRecordNotFound);
         }
         let size = match tree_size {
@@ -261,14 +299,6 @@ impl AuditReader {
         let leaves = state.leaves(size);
         let index = usize::try_from(seq - 1).map_err(|_| Error::InvalidTreeSize)?;
         let audit_path = merkle::inclusion_proof(leaves, index).ok_or(Error::InvalidTreeSize)?;
-        let record = self
-            .store
-            .audit_records(seq - 1, 1)
-            .await?
-            .into_iter()
-            .next()
-            .filter(|r| r.seq == seq)
-            .ok_or_else(|| StoreError::corrupt(format!("audit record {seq} is gone")))?;
         let leaf = serde_json::to_string(&record)
             .map_err(|e| StoreError::corrupt_from("audit record encoding", e))?;
         Ok(InclusionProof {

@@ -1,7 +1,7 @@
 //! Token records: the port for tokenize, detokenize, lifecycle changes and metadata reads.
 
 use super::StoreFuture;
-use crate::audit::AuditEvent;
+use crate::audit::{AuditEvent, Receipt};
 use crate::card::{Domain, Last4, StatusChange, Token, TokenFormat, TokenStatus};
 use crate::keys::{Fingerprint, KeyVersion, SealedPan};
 
@@ -61,8 +61,9 @@ pub struct NewToken {
 /// What [`TokenStore::detokenize`] found, told once its audit record is durable.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DetokenizeOutcome {
-    /// The token is active: its sealed PAN, to open with the token and domain as AAD.
-    Active(SealedPan),
+    /// The token is active: its sealed PAN, to open with the token and domain as AAD, and the
+    /// receipt of the release's audit record.
+    Active(SealedPan, Receipt),
     /// The token is suspended: no PAN is released (the sealed PAN is not even read out).
     Suspended,
     /// No live token with that value in that domain (absent or deleted).

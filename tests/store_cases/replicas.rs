@@ -39,9 +39,9 @@ pub async fn a_token_written_on_one_replica_is_read_and_detokenized_on_the_other
         .detokenize(&created.token, &created.domain, event("detokenize"))
         .await
         .unwrap();
-    assert_eq!(
-        got,
-        DetokenizeOutcome::Active(created.sealed.clone().unwrap())
+    assert!(
+        matches!(&got, DetokenizeOutcome::Active(sealed, _) if Some(sealed) == created.sealed.as_ref()),
+        "{got:?}"
     );
     assert_eq!(
         b.token(&created.token, &created.domain).await.unwrap(),

@@ -110,7 +110,10 @@ pub async fn detokenize_outcomes_are_active_suspended_and_not_found_each_audited
         .detokenize(&tok(1), &shop, event("detokenize"))
         .await
         .unwrap();
-    assert_eq!(r, DetokenizeOutcome::Active(created.sealed.unwrap()));
+    let DetokenizeOutcome::Active(sealed, receipt) = r else {
+        panic!("not active: {r:?}")
+    };
+    assert_eq!(sealed, created.sealed.unwrap());
 
     s.transition(&tok(1), &shop, StatusChange::Suspend, event("suspend"))
         .await
@@ -145,6 +148,16 @@ pub async fn detokenize_outcomes_are_active_suspended_and_not_found_each_audited
             ("token_not_found", Some(tok(9).masked())),
         ]
     );
+    // The release's receipt names its record: the `ok` one, by seq and chain hash.
+    let released = audit.iter().find(|r| r.seq == receipt.seq).unwrap();
+    assert_eq!(
+        (
+            released.event.action.as_str(),
+            released.event.outcome.as_str()
+        ),
+        ("detokenize", "ok")
+    );
+    assert_eq!(released.hash, receipt.record_hash);
     assert_chain(&audit);
 }
 

@@ -3,7 +3,7 @@
 
 use super::connection::{execute, get, query_opt};
 use super::writer::JobCtx;
-use crate::audit::AuditEvent;
+use crate::audit::{AuditEvent, Receipt};
 use crate::card::{Domain, Last4, StatusChange, Token, TokenFormat, TokenStatus};
 use crate::keys::{Fingerprint, KeyVersion, SealedPan};
 use crate::store::{
@@ -252,8 +252,8 @@ pub(super) async fn detokenize(
             let sealed = r.sealed.clone().ok_or_else(|| {
                 StoreError::corrupt(format!("token {}: active without a PAN", r.token.masked()))
             })?;
-            ctx.audit(annotate(audit, &r, "ok")).await?;
-            Ok(DetokenizeOutcome::Active(sealed))
+            let record = ctx.audit(annotate(audit, &r, "ok")).await?;
+            Ok(DetokenizeOutcome::Active(sealed, Receipt::from(&record)))
         }
         Some(r) if r.status == TokenStatus::Suspended => {
             ctx.audit(annotate(audit, &r, "token_suspended")).await?;

@@ -3,7 +3,7 @@
 
 use super::sql_err;
 use super::writer::JobCtx;
-use crate::audit::AuditEvent;
+use crate::audit::{AuditEvent, Receipt};
 use crate::card::{Domain, Last4, StatusChange, Token, TokenFormat, TokenStatus};
 use crate::keys::{Fingerprint, KeyVersion, SealedPan};
 use crate::store::{
@@ -275,8 +275,8 @@ pub(super) fn detokenize(
             let sealed = r.sealed.clone().ok_or_else(|| {
                 StoreError::corrupt(format!("token {}: active without a PAN", r.token.masked()))
             })?;
-            ctx.audit(annotate(audit, &r, "ok"))?;
-            Ok(DetokenizeOutcome::Active(sealed))
+            let record = ctx.audit(annotate(audit, &r, "ok"))?;
+            Ok(DetokenizeOutcome::Active(sealed, Receipt::from(&record)))
         }
         Some(r) if r.status == TokenStatus::Suspended => {
             ctx.audit(annotate(audit, &r, "token_suspended"))?;
