@@ -532,7 +532,11 @@ fn every_loaded_policy_has_its_annotated_id() {
 #[test]
 fn vault_readers_may_prove_their_records_and_gateways_may_not() {
     let engine = engine();
-    for (who, allowed) in [("vault-reader", true), ("gateway", false), ("auditor", false)] {
+    for (who, allowed) in [
+        ("vault-reader", true),
+        ("gateway", false),
+        ("auditor", false),
+    ] {
         let principal = Principal::new(format!("spiffe://payhsm.dev/{who}"));
         let decision = engine.decide(&PolicyRequest {
             principal: &principal,

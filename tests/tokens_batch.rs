@@ -250,7 +250,10 @@ async fn detokenize_batch_is_for_the_vault_reader_item_by_item() {
     let receipt_of = |i: usize| results[i]["receipt"].clone();
     let mut without_receipt = results.clone();
     for i in [0, 5] {
-        without_receipt[i].as_object_mut().unwrap().remove("receipt");
+        without_receipt[i]
+            .as_object_mut()
+            .unwrap()
+            .remove("receipt");
     }
     assert_eq!(
         without_receipt[0],

@@ -129,6 +129,13 @@ enum Command {
         /// Sign an audit tree head this many seconds after the last when any record was added.
         #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
         tree_head_interval_secs: u64,
+        /// Do not confine the daemon (no Landlock, no seccomp allow-list): for debugging only.
+        #[arg(long)]
+        no_isolation: bool,
+        /// Log system calls off the seccomp allow-list instead of refusing them (to find what
+        /// another PKCS#11 module needs; the kernel log shows them).
+        #[arg(long, conflicts_with = "no_isolation")]
+        seccomp_log: bool,
         #[command(flatten)]
         limits: LimitArgs,
     },
@@ -163,6 +170,8 @@ fn main() -> ExitCode {
             android_app,
             tree_head_every_records,
             tree_head_interval_secs,
+            no_isolation,
+            seccomp_log,
             limits,
         } => {
             if let Err(e) = payhsm::daemon::prepare_dev_dir(&data_dir) {
@@ -177,6 +186,12 @@ fn main() -> ExitCode {
             config.keys.signing_key_publish_lead = Duration::from_secs(signing_key_publish_lead);
             config.webauthn.mds = mds.map(|blob| payhsm::config::MdsConfig::dev(blob, mds_anchor));
             config.webauthn.android_revocation_list = android_revocations;
+            if no_isolation {
+                config.isolation.enabled = false;
+                config.isolation.seccomp = payhsm::isolation::confine::SeccompMode::Off;
+            } else if seccomp_log {
+                config.isolation.seccomp = payhsm::isolation::confine::SeccompMode::LogOnly;
+            }
             config.audit = payhsm::config::AuditConfig {
                 tree_head_every_records,
                 tree_head_interval: Duration::from_secs(tree_head_interval_secs),
@@ -206,6 +221,11 @@ fn main() -> ExitCode {
     init_logging(config.log_format, &config.log_filter);
     // Before any other thread exists: SoftHSM2 reads SOFTHSM2_CONF when it initializes.
     payhsm::daemon::use_softhsm2_conf(&config);
+    // Before the runtime starts any thread: Landlock confines this thread and those it starts.
+    if let Err(e) = payhsm::daemon::confine_files(&config) {
+        eprintln!("payhsmd: {}", payhsm::fault::Chain(&e));
+        return ExitCode::from(1);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

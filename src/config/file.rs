@@ -57,6 +57,63 @@ struct FileConfig {
     keys: KeysSection,
     #[serde(default)]
     audit: AuditSection,
+    #[serde(default)]
+    isolation: IsolationSection,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IsolationSection {
+    #[serde(default = "d_true")]
+    enabled: bool,
+    #[serde(default = "d_seccomp")]
+    seccomp: String,
+    #[serde(default)]
+    read_write: Vec<PathBuf>,
+    #[serde(default)]
+    read_only: Vec<PathBuf>,
+}
+
+impl Default for IsolationSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            seccomp: d_seccomp(),
+            read_write: Vec::new(),
+            read_only: Vec::new(),
+        }
+    }
+}
+
+fn d_true() -> bool {
+    true
+}
+fn d_seccomp() -> String {
+    "enforce".to_owned()
+}
+
+/// Checks the `[isolation]` section.
+fn validate_isolation(
+    i: IsolationSection,
+    abs: &impl Fn(PathBuf) -> PathBuf,
+) -> Result<super::IsolationConfig, ConfigError> {
+    use crate::isolation::confine::SeccompMode;
+    let seccomp = match i.seccomp.as_str() {
+        "enforce" => SeccompMode::Enforce,
+        "log" => SeccompMode::LogOnly,
+        _ => {
+            return Err(err(
+                "isolation.seccomp",
+                "must be \"enforce\" or \"log\" (disable isolation with enabled = false)",
+            ))
+        }
+    };
+    Ok(super::IsolationConfig {
+        enabled: i.enabled,
+        seccomp: if i.enabled { seccomp } else { SeccompMode::Off },
+        read_write: i.read_write.into_iter().map(abs).collect(),
+        read_only: i.read_only.into_iter().map(abs).collect(),
+    })
 }
 
 #[derive(Deserialize)]
@@ -613,6 +670,7 @@ fn validate(f: FileConfig, base: &Path) -> Result<Config, ConfigError> {
     let webauthn = super::webauthn::validate(f.webauthn, base)?;
     let keys = validate_keys(&f.keys)?;
     let audit = validate_audit(&f.audit)?;
+    let isolation = validate_isolation(f.isolation, &abs)?;
     let store = validate_store(f.store, &abs)?;
     Ok(Config {
         server: ServerConfig {
@@ -641,6 +699,7 @@ fn validate(f: FileConfig, base: &Path) -> Result<Config, ConfigError> {
         webauthn,
         keys,
         audit,
+        isolation,
     })
 }
 

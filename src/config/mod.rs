@@ -139,6 +139,31 @@ pub struct ServerConfig {
     pub limits: crate::transport::ServerLimits,
 }
 
+/// Confinement after start-up (Linux): Landlock file access, `no_new_privs`, the seccomp
+/// allow-list. The paths the daemon's own configuration names are added to these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IsolationConfig {
+    /// Confine at all (Landlock and seccomp).
+    pub enabled: bool,
+    /// What seccomp does with a call off the list.
+    pub seccomp: crate::isolation::confine::SeccompMode,
+    /// More folders read and written (another PKCS#11 module's token store).
+    pub read_write: Vec<PathBuf>,
+    /// More files or folders read (a hardware HSM client's configuration).
+    pub read_only: Vec<PathBuf>,
+}
+
+impl Default for IsolationConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            seccomp: crate::isolation::confine::SeccompMode::Enforce,
+            read_write: Vec::new(),
+            read_only: Vec::new(),
+        }
+    }
+}
+
 /// When the daemon signs a tree head over the audit log (RFC 9162 §4.1, with the HSM audit
 /// key): once `every_records` records were added since the last head, or `interval` after it
 /// when any was, and at shutdown.
@@ -208,6 +233,8 @@ pub struct Config {
     pub keys: KeysConfig,
     /// Signed tree heads over the audit log.
     pub audit: AuditConfig,
+    /// Confinement after start-up.
+    pub isolation: IsolationConfig,
 }
 
 /// Defaults shared by the file format and dev mode.
@@ -287,6 +314,7 @@ impl Config {
             webauthn: WebauthnConfig::dev(),
             keys: KeysConfig::default(),
             audit: AuditConfig::default(),
+            isolation: IsolationConfig::default(),
         }
     }
 }

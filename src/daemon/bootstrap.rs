@@ -16,7 +16,7 @@ use crate::transport::{self, TlsFiles};
 use crate::webauthn::attestation::TrustAnchors;
 use base64::Engine as _;
 use std::future::Future;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Writes the dev instance's `softhsm2.conf` (and token folder) under `data_dir` if absent.
@@ -489,6 +489,7 @@ async fn serve(
     let addr = listener
         .local_addr()
         .map_err(|e| DaemonError::Io(Fault::caused_by("the listening address", e)))?;
+    confine_syscalls(&config)?;
     tracing::info!(%addr, memory_locked = crate::isolation::memory_locked(), "payhsmd serving");
     on_listening(addr);
     let audit = app.audit.clone();
@@ -548,6 +549,115 @@ pub async fn export_with(store: &dyn Store, hsm: &Hsm, label: &str) -> Result<St
         .await
         .map_err(hsm_err)?;
     Ok(export_jsonl(&records, &checkpoint))
+}
+
+/// The files the daemon reaches once confined: its store's folder and token store (read and
+/// written), and every file its configuration names (read), plus `[isolation]`'s own.
+pub fn file_access(config: &Config) -> crate::isolation::confine::FileAccess {
+    let mut read_write = config.isolation.read_write.clone();
+    let mut read_only = config.isolation.read_only.clone();
+    if let StoreConfig::Sqlite { path, .. } = &config.store {
+        // The database, its WAL and journal files live beside it.
+        read_write.extend(path.parent().map(Path::to_path_buf));
+    }
+    if let Some(conf) = &config.pkcs11.softhsm2_conf {
+        read_only.push(conf.clone());
+        read_write.extend(softhsm2_token_dir(conf));
+    } else if let Ok(conf) = std::env::var("SOFTHSM2_CONF") {
+        read_only.push(PathBuf::from(&conf));
+        read_write.extend(softhsm2_token_dir(Path::new(&conf)));
+    }
+    read_only.push(config.pkcs11.module.clone());
+    if let PinSource::File(p) = &config.pkcs11.pin {
+        read_only.push(p.clone());
+    }
+    read_only.push(config.policy_dir.clone());
+    let server = &config.server;
+    read_only.extend([
+        server.cert.clone(),
+        server.key.clone(),
+        server.client_ca.clone(),
+    ]);
+    read_only.extend(server.crls.iter().cloned());
+    if let StoreConfig::Postgres(pg) = &config.store {
+        read_only.extend(pg.ca_file.clone());
+        if let Some(SecretSource::File(p)) = &pg.password {
+            read_only.push(p.clone());
+        }
+    }
+    let webauthn = &config.webauthn;
+    read_only.extend(webauthn.anchors_dir.clone());
+    // Files replaced while the daemon runs (written whole, then renamed over the old one) are
+    // new inodes a rule on the old file would not cover: their folder is the rule.
+    let folder = |p: &PathBuf| p.parent().map(Path::to_path_buf);
+    read_only.extend(webauthn.android_revocation_list.as_ref().and_then(folder));
+    if let Some(mds) = &webauthn.mds {
+        read_only.extend(folder(&mds.blob));
+        read_only.push(mds.anchor.clone());
+    }
+    crate::isolation::confine::FileAccess {
+        read_write,
+        read_only,
+    }
+}
+
+/// `directories.tokendir` of a SoftHSM2 configuration file, if it names one.
+fn softhsm2_token_dir(conf: &Path) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(conf).ok()?;
+    text.lines().find_map(|line| {
+        let (key, value) = line.split_once('=')?;
+        (key.trim() == "directories.tokendir").then(|| PathBuf::from(value.trim()))
+    })
+}
+
+/// Confines file access (Landlock) as `[isolation]` asks, before the runtime starts any
+/// thread; logs what was enforced. An error when confinement was asked and failed.
+pub fn confine_files(config: &Config) -> Result<(), DaemonError> {
+    use crate::isolation::confine::{restrict_files, LandlockOutcome};
+    if !config.isolation.enabled {
+        tracing::warn!("isolation disabled: file access and system calls are not confined");
+        return Ok(());
+    }
+    let outcome = restrict_files(&file_access(config))
+        .map_err(|e| DaemonError::Isolation(Fault::caused_by("Landlock", e)))?;
+    match outcome {
+        LandlockOutcome::Unsupported => tracing::warn!(
+            "this kernel has no Landlock: file access is not confined (no_new_privs is set)"
+        ),
+        o => tracing::info!(landlock = o.as_str(), "file access confined"),
+    }
+    Ok(())
+}
+
+/// Installs the seccomp allow-list (after the keys are loaded and the listener is bound) and
+/// probes the confinement from inside; logs the probes.
+fn confine_syscalls(config: &Config) -> Result<(), DaemonError> {
+    use crate::isolation::confine::{install_seccomp, probe};
+    if !config.isolation.enabled {
+        return Ok(());
+    }
+    let installed = install_seccomp(config.isolation.seccomp)
+        .map_err(|e| DaemonError::Isolation(Fault::caused_by("seccomp", e)))?;
+    if !installed {
+        tracing::warn!("no seccomp allow-list for this platform: system calls are not filtered");
+    }
+    let outside = match &config.store {
+        StoreConfig::Sqlite { path, .. } => path
+            .parent()
+            .and_then(Path::parent)
+            .map_or_else(std::env::temp_dir, Path::to_path_buf),
+        StoreConfig::Postgres(_) => std::env::temp_dir(),
+    };
+    let probes = probe(&outside);
+    tracing::info!(
+        seccomp = installed,
+        mode = ?config.isolation.seccomp,
+        execve = %probes.execve,
+        open_etc_shadow = %probes.shadow,
+        write_outside_data = %probes.write_outside,
+        "confined"
+    );
+    Ok(())
 }
 
 /// How often the tree-head loop looks at the log's size.

@@ -23,6 +23,8 @@ pub enum DaemonError {
     Anchors(Fault),
     /// A file or socket failed.
     Io(Fault),
+    /// The process could not be confined (Landlock, seccomp) as configured.
+    Isolation(Fault),
 }
 
 impl std::fmt::Display for DaemonError {
@@ -36,6 +38,7 @@ impl std::fmt::Display for DaemonError {
             Self::Tls(m) => write!(f, "TLS: {m}"),
             Self::Anchors(m) => write!(f, "WebAuthn anchors: {m}"),
             Self::Io(m) => write!(f, "{m}"),
+            Self::Isolation(m) => write!(f, "isolation: {m}"),
         }
     }
 }
@@ -51,7 +54,8 @@ impl std::error::Error for DaemonError {
             | Self::Policy(f)
             | Self::Tls(f)
             | Self::Anchors(f)
-            | Self::Io(f) => std::error::Error::source(f),
+            | Self::Io(f)
+            | Self::Isolation(f) => std::error::Error::source(f),
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod mds;
 
 pub(crate) use bootstrap::read_pin;
 pub use bootstrap::{
-    export_audit, export_with, open_keys, prepare_dev_dir, run, use_softhsm2_conf, Keys,
+    confine_files, export_audit, export_with, file_access, open_keys, prepare_dev_dir, run,
+    use_softhsm2_conf, Keys,
 };
 pub use error::DaemonError;

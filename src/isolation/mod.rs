@@ -5,6 +5,8 @@
 //! and [`LockedBox`] owns a page-aligned allocation by raw pointer. Every `unsafe` block states why it is sound.
 #![allow(unsafe_code)]
 
+pub mod confine;
+
 use std::alloc::Layout;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -197,6 +197,11 @@ const READER_CACHE_KIB: i64 = 8 * 1024;
 /// (the VM's noise), p99.9 about a third lower (`docs/benchmarks.md`).
 const WAL_SIZE_LIMIT: i64 = 512 * 1024 * 1024;
 
+/// Sorts and temporary tables stay in memory: SQLite would otherwise create their files in
+/// `/var/tmp` or `/tmp`, outside the data directory the confined daemon may write (they are
+/// small: a rewrap batch, an index build).
+const TEMP_IN_MEMORY: &str = "PRAGMA temp_store=MEMORY;";
+
 /// Settings for the writer connection: durable commits (WAL, synchronous=FULL). SQLite does
 /// not checkpoint inside commits: the writer does between batches
 /// ([`checkpointer`](super::checkpointer)), after the callers have their answers.
@@ -212,7 +217,8 @@ pub(super) fn configure_writer(conn: &Connection) -> Result<(), StoreError> {
     }
     conn.execute_batch(&format!(
         "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA wal_autocheckpoint=0;
-         PRAGMA cache_size=-{WRITER_CACHE_KIB}; PRAGMA journal_size_limit={WAL_SIZE_LIMIT};"
+         PRAGMA cache_size=-{WRITER_CACHE_KIB}; PRAGMA journal_size_limit={WAL_SIZE_LIMIT};
+         {TEMP_IN_MEMORY}"
     ))
     .map_err(sql_err)
 }
@@ -221,7 +227,8 @@ pub(super) fn configure_writer(conn: &Connection) -> Result<(), StoreError> {
 pub(super) fn configure_reader(conn: &Connection) -> Result<(), StoreError> {
     conn.busy_timeout(BUSY_TIMEOUT).map_err(sql_err)?;
     conn.execute_batch(&format!(
-        "PRAGMA foreign_keys=ON; PRAGMA query_only=ON; PRAGMA cache_size=-{READER_CACHE_KIB};"
+        "PRAGMA foreign_keys=ON; PRAGMA query_only=ON; PRAGMA cache_size=-{READER_CACHE_KIB};
+         {TEMP_IN_MEMORY}"
     ))
     .map_err(sql_err)
 }
