@@ -16,7 +16,7 @@ use super::devices::{
 use super::error::ApiError;
 use super::keys::{KeyChangeRequest, KeyChangeResponse, RewrapRequest};
 use super::types::{
-    audit_query, decode, domain_from_query, AuditPageResponse, DetokenizeRequest,
+    audit_query, decode, domain_from_query, report_query, AuditPageResponse, DetokenizeRequest,
     DetokenizeResponse, DomainBody, ErrorDetail, ErrorResponse, MetadataResponse, TokenizeRequest,
     TokenizeResponse,
 };
@@ -68,6 +68,7 @@ enum Route<'a> {
     Rewrap,
     Audit,
     AuditJwks,
+    AuditReport,
     OpenApi,
     Healthz,
     Readyz,
@@ -276,6 +277,7 @@ fn resolve<'a>(method: &Method, path: &'a str) -> (&'static str, Result<Route<'a
         "/v1/keys/rewrap" => ("rewrap", only(Method::POST, "POST", Route::Rewrap)),
         "/v1/audit" => ("audit", only(Method::GET, "GET", Route::Audit)),
         "/v1/audit/jwks" => ("audit_jwks", only(Method::GET, "GET", Route::AuditJwks)),
+        "/v1/audit/report" => ("audit_report", only(Method::GET, "GET", Route::AuditReport)),
         "/v1/openapi.json" => ("openapi", only(Method::GET, "GET", Route::OpenApi)),
         _ if path.starts_with("/v1/authorizations/") => {
             match path.strip_prefix("/v1/authorizations/") {
@@ -614,6 +616,11 @@ where
                 json(&AuditPageResponse::from(&page))?,
             ))
         }
+        Route::AuditReport => {
+            let period = report_query(parts.uri.query())?;
+            let signed = app.audit.report(caller, period, &app.keys).await?;
+            Ok(Reply::json(StatusCode::OK, json(&signed)?))
+        }
         // The contract, as in the repository: any client that passed mTLS may read it.
         Route::OpenApi => Ok(Reply::json(
             StatusCode::OK,
@@ -792,6 +799,7 @@ mod tests {
                 Route::Rewrap => "rewrap",
                 Route::Audit => "audit",
                 Route::AuditJwks => "audit_jwks",
+                Route::AuditReport => "audit_report",
                 Route::OpenApi => "openapi",
                 Route::Healthz => "healthz",
                 Route::Readyz => "readyz",
@@ -892,6 +900,14 @@ mod tests {
         assert_eq!(
             route(Method::POST, "/v1/audit"),
             ("audit", Err("method_not_allowed"))
+        );
+        assert_eq!(
+            route(Method::GET, "/v1/audit/report"),
+            ("audit_report", Ok("audit_report"))
+        );
+        assert_eq!(
+            route(Method::POST, "/v1/audit/report"),
+            ("audit_report", Err("method_not_allowed"))
         );
         assert_eq!(
             route(Method::POST, "/v1/tokens"),

@@ -1,4 +1,4 @@
-//! `payhsm audit export` and `payhsm audit verify`.
+//! `payhsm audit export` and `payhsm audit verify` (the evidence report: [`super::report`]).
 
 use super::args::{AuditArgs, AuditCommand, ConnectArgs};
 use super::output::{describe_api_error, fail, CliError};
@@ -33,6 +33,25 @@ pub fn run(args: &AuditArgs, connect: &ConnectArgs) -> i32 {
             export_api(connect, out.as_deref()).unwrap_or_else(|e| fail(&e))
         }
         AuditCommand::Verify { file, public_key } => verify(file, public_key.as_deref()),
+        AuditCommand::Report {
+            since,
+            until,
+            format,
+            out,
+            data_dir,
+        } => super::report::report(
+            &super::report::ReportRequest {
+                since,
+                until,
+                format,
+                out: out.as_deref(),
+                data_dir: data_dir.as_deref(),
+            },
+            connect,
+        ),
+        AuditCommand::VerifyReport { file, jwks, log } => {
+            super::report::verify_report(file, jwks.as_deref(), log.as_deref(), connect)
+        }
         AuditCommand::Jwks => Session::open(connect)
             .and_then(|mut s| s.send(Method::GET, "/v1/audit/jwks", None))
             .map(super::output::report)
@@ -132,7 +151,7 @@ struct Page {
     checkpoint: Checkpoint,
 }
 
-fn write_export(text: &str, out: Option<&Path>) -> i32 {
+pub(super) fn write_export(text: &str, out: Option<&Path>) -> i32 {
     let written = match out {
         Some(path) => std::fs::write(path, text.as_bytes()),
         None => std::io::stdout().lock().write_all(text.as_bytes()),

@@ -6,9 +6,11 @@ pub mod anchors;
 mod bootstrap;
 mod error;
 pub mod mds;
+mod report;
 
 pub(crate) use bootstrap::read_pin;
 pub use bootstrap::{
     export_audit, export_with, open_keys, prepare_dev_dir, run, use_softhsm2_conf, Keys,
 };
 pub use error::DaemonError;
+pub use report::audit_report;

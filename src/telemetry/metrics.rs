@@ -29,6 +29,7 @@ pub const ROUTES: &[&str] = &[
     "rewrap",
     "audit",
     "audit_jwks",
+    "audit_report",
     "openapi",
     "healthz",
     "readyz",
