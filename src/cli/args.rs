@@ -902,9 +902,13 @@ pub enum AuditCommand {
         /// Output file; stdout when absent.
         #[arg(long)]
         out: Option<PathBuf>,
-        /// The daemon's dev data directory; without it the report is made over the API.
+        /// The daemon's data directory; without it the report is made over the API.
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// For a data directory made by `payhsm ceremony init --token-label`: read the token's
+        /// user PIN from this open file descriptor (prompted without echo otherwise).
+        #[arg(long, value_name = "FD", value_parser = parse_pin_fd)]
+        user_pin_fd: Option<i32>,
     },
     /// Verify an evidence report: its signature against the audit key set, for Markdown and
     /// HTML that the visible text is the signed report's, and with `--log` every figure

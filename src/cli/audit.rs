@@ -39,6 +39,7 @@ pub fn run(args: &AuditArgs, connect: &ConnectArgs) -> i32 {
             format,
             out,
             data_dir,
+            user_pin_fd,
         } => super::report::report(
             &super::report::ReportRequest {
                 since,
@@ -46,6 +47,7 @@ pub fn run(args: &AuditArgs, connect: &ConnectArgs) -> i32 {
                 format,
                 out: out.as_deref(),
                 data_dir: data_dir.as_deref(),
+                user_pin_fd: *user_pin_fd,
             },
             connect,
         ),

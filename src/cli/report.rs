@@ -26,8 +26,10 @@ pub(super) struct ReportRequest<'a> {
     pub(super) format: &'a str,
     /// Output file, stdout when absent.
     pub(super) out: Option<&'a Path>,
-    /// A dev data directory, or over the API.
+    /// A data directory, or over the API.
     pub(super) data_dir: Option<&'a Path>,
+    /// For a directory bound to a token: the user PIN's file descriptor.
+    pub(super) user_pin_fd: Option<i32>,
 }
 
 /// Runs `payhsm audit report`.
@@ -40,7 +42,12 @@ pub(super) fn report(req: &ReportRequest<'_>, connect: &ConnectArgs) -> i32 {
         Err(why) => return fail(&CliError::Usage(why.into())),
     };
     let made = match req.data_dir {
-        Some(dir) => from_data_dir(dir, period),
+        Some(dir) => from_data_dir(dir, req.user_pin_fd, period),
+        None if req.user_pin_fd.is_some() => {
+            return fail(&CliError::Usage(
+                "--user-pin-fd is for --data-dir; over the API the daemon signs".into(),
+            ))
+        }
         None => over_api(connect, period),
     };
     match made {
@@ -82,11 +89,19 @@ fn over_api(connect: &ConnectArgs, period: Period) -> Result<Made, i32> {
     Ok(Made::Answer(response.body.clone()))
 }
 
-fn from_data_dir(data_dir: &Path, period: Period) -> Result<Made, i32> {
-    if data_dir.join("token.toml").exists() {
+fn from_data_dir(data_dir: &Path, user_pin_fd: Option<i32>, period: Period) -> Result<Made, i32> {
+    if let Some(made) = super::ceremony::report_token_audit(data_dir, user_pin_fd, period) {
+        return made
+            .map(|s| Made::Signed(Box::new(s)))
+            .map_err(|(code, message)| {
+                eprintln!("payhsm: {message}");
+                code
+            });
+    }
+    if user_pin_fd.is_some() {
         return Err(fail(&CliError::Usage(format!(
-            "{} is bound to a token by `payhsm ceremony init`: make its report over the API \
-             (payhsm audit report --url ...)",
+            "{} is not bound to a token by `payhsm ceremony init`: --user-pin-fd is for such \
+             a directory (a dev one uses the public dev PIN)",
             data_dir.display()
         ))));
     }

@@ -13,4 +13,4 @@ pub use bootstrap::{
     export_audit, export_with, open_keys, prepare_dev_dir, run, use_softhsm2_conf, Keys,
 };
 pub use error::DaemonError;
-pub use report::audit_report;
+pub use report::{audit_report, report_with, OfflineKeys};
