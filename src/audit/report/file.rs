@@ -215,8 +215,19 @@ pub fn parse_report_file(bytes: &[u8]) -> Result<ReportFile, ReportFileError> {
     Ok(ReportFile { format, signed })
 }
 
+/// At most 200 characters of `s` for an error message, and none if they could hold a card
+/// number: a report file is outside input, and what it says is echoed to the terminal.
+fn shown(s: &str) -> String {
+    let clipped: String = s.chars().take(200).collect();
+    if crate::card::contains_pan(&clipped) {
+        "<not shown: it holds what could be a card number>".to_owned()
+    } else {
+        clipped
+    }
+}
+
 fn first_difference(found: &str, signed: &str) -> ReportFileError {
-    let clip = |s: &str| s.chars().take(200).collect::<String>();
+    let clip = shown;
     let mut a = found.split('\n');
     let mut b = signed.split('\n');
     let mut line = 0;
@@ -302,12 +313,7 @@ pub fn verify_against_log(
 
 /// The first path where two JSON values differ, with both values (clipped).
 fn first_diff(a: &Value, b: &Value, path: String) -> Option<(String, String, String)> {
-    let clip = |v: Option<&Value>| {
-        v.map_or_else(|| "nothing".to_owned(), Value::to_string)
-            .chars()
-            .take(200)
-            .collect::<String>()
-    };
+    let clip = |v: Option<&Value>| shown(&v.map_or_else(|| "nothing".to_owned(), Value::to_string));
     let join = |key: &str| {
         if path.is_empty() {
             key.to_owned()

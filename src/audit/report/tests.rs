@@ -417,6 +417,22 @@ fn figures_are_derived_again_from_the_log() {
 }
 
 #[test]
+fn a_card_number_in_an_edited_file_is_not_echoed() {
+    let key = TestKey::new();
+    let page = ReportFormat::Markdown.render(&signed_sample(&key));
+    let edited = page.replacen(
+        "PANs released by detokenization",
+        "PAN 4111 1111 1111 1111 released by detokenization",
+        1,
+    );
+    let err = parse_report_file(edited.as_bytes())
+        .unwrap_err()
+        .to_string();
+    assert!(!err.contains("4111 1111"), "{err}");
+    assert!(err.contains("not shown"), "{err}");
+}
+
+#[test]
 fn json_paths_name_the_first_difference() {
     let a = serde_json::json!({"x": {"y": [1, 2]}, "z": 1});
     let b = serde_json::json!({"x": {"y": [1, 3]}, "z": 1});
