@@ -62,6 +62,7 @@ pub fn derive(inputs: &ReportInputs, log: &[AuditRecord]) -> Report {
         }
     }
     undated.truncate(MAX_SEQS);
+    // PCI DSS v4.0 10.3.4: existing log data cannot be changed without it being detected.
     let (gaps, broken) = check_chain(log);
     let integrity = Integrity {
         chain_verified: gaps.is_empty() && broken.is_empty(),
@@ -133,6 +134,7 @@ fn check_chain(log: &[AuditRecord]) -> (Vec<Gap>, Vec<u64>) {
 }
 
 fn pan_storage(inputs: &ReportInputs, records: &[(&AuditRecord, String)]) -> PanStorage {
+    // PCI DSS v4.0 3.5.1: PAN is rendered unreadable anywhere it is stored.
     let data_keys: Vec<VersionCount> = inputs
         .inventory
         .iter()
@@ -203,6 +205,8 @@ fn key_management(
     generated: Option<OffsetDateTime>,
     records: &[(&AuditRecord, String)],
 ) -> KeyManagement {
+    // PCI DSS v4.0 3.6.1.1 / 3.7.4: an inventory of keys, and key changes at the end of their
+    // cryptoperiod.
     let keys = inputs
         .inventory
         .iter()
@@ -226,6 +230,7 @@ fn key_management(
             records: k.records,
         })
         .collect();
+    // PCI DSS v4.0 3.7.5, 3.7.6: retired and destroyed keys; split knowledge and dual control.
     let events: Vec<KeyEvent> = records
         .iter()
         .filter_map(|(r, _)| {
@@ -300,6 +305,8 @@ fn audit_trail(
     let mut reads: BTreeMap<String, u64> = BTreeMap::new();
     let mut detokenized = 0u64;
     let mut denials = 0u64;
+    // PCI DSS v4.0 10.2.1.1: all individual user access to cardholder data; 10.2.1.3: all
+    // access to audit logs; 10.2.1.4: all invalid logical access attempts.
     for (r, day) in records {
         let e = &r.event;
         if e.decision == Decision::Deny {
@@ -360,6 +367,7 @@ fn audit_trail(
 }
 
 fn principals(records: &[(&AuditRecord, String)]) -> Vec<PrincipalSeen> {
+    // PCI DSS v4.0 8.3.1: all access is authenticated (here: the client certificate's identity).
     let mut seen: BTreeMap<&str, PrincipalSeen> = BTreeMap::new();
     for (r, _) in records {
         let p = seen
