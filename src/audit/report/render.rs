@@ -206,11 +206,6 @@ impl Out for Html {
     }
 }
 
-fn code<S: Sink>(s: &S, text: &str) -> String {
-    // Hex, dates and codes: escaped all the same.
-    s.esc(text)
-}
-
 fn seqs(list: &[u64]) -> String {
     let v: Vec<String> = list.iter().map(u64::to_string).collect();
     if v.is_empty() {
@@ -239,7 +234,7 @@ fn body<S: Sink + Out>(s: &mut S, r: &Report, jws: &str, chart: impl Fn(&mut Str
         s.esc(&r.until),
         s.esc(&r.generated_at),
         log.records,
-        code(s, &log.head),
+        s.esc(&log.head),
         log.records_in_period,
         match (log.first_seq_in_period, log.last_seq_in_period) {
             (Some(a), Some(b)) => format!(" (seq {a} to {b})"),
