@@ -301,6 +301,27 @@ async fn edited_reports_and_reports_of_another_key_fail_verify_report() {
         let (ok, msg) = verify_report(file, &jwks, None);
         assert!(ok, "{}: {msg}", file.display());
     }
+    // Without --jwks the key set is read from the daemon (any client certificate).
+    let mut args = vec![
+        "audit".to_owned(),
+        "verify-report".to_owned(),
+        html.display().to_string(),
+    ];
+    args.extend(connect(&d, "gateway"));
+    let out = run(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // A file that cannot be read is a usage problem (2), not a verdict.
+    let missing = scratch(&d, "no-such-report.html");
+    let (ok, msg) = verify_report(&missing, &jwks, None);
+    assert!(!ok && msg.contains("no-such-report"), "{msg}");
+    let out = run(&[
+        "audit".to_owned(),
+        "verify-report".to_owned(),
+        missing.display().to_string(),
+        "--jwks".to_owned(),
+        jwks.display().to_string(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
 
     // json: a changed figure.
     let mut answer: serde_json::Value =
