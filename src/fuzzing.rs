@@ -27,6 +27,7 @@ pub type Target = fn(&[u8]);
 pub const TARGETS: &[(&str, Target)] = &[
     ("api_route", api_route),
     ("audit_proof", audit_proof),
+    ("audit_report", audit_report),
     ("audit_verify", audit_verify),
     ("authorization_requests", authorization_requests),
     ("card_parse", card_parse),
@@ -68,6 +69,21 @@ pub fn audit_proof(data: &[u8]) {
     if let Ok(q) = from_utf8(data) {
         crate::api::fuzz_audit_queries(q);
     }
+}
+
+/// An evidence report file (JSON, Markdown or HTML), outside input to `payhsm audit
+/// verify-report`; and the query of `GET /v1/audit/report`. A Markdown or HTML file accepted
+/// is exactly the rendering of the signed report it embeds.
+#[allow(clippy::panic)]
+pub fn audit_report(data: &[u8]) {
+    use crate::audit::report::{parse_report_file, ReportFormat};
+    if let Ok(file) = parse_report_file(data) {
+        if file.format != ReportFormat::Json && file.format.render(&file.signed).as_bytes() != data
+        {
+            panic!("a report file was accepted whose text is not its signed report's");
+        }
+    }
+    let _ = crate::api::types::report_query(from_utf8(data).ok());
 }
 
 /// An exported audit log (JSON lines), outside input to the auditor's verifier.

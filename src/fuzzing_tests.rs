@@ -28,6 +28,46 @@ fn prefixed(parts: &[&[u8]]) -> Vec<u8> {
     out
 }
 
+/// A report in each format (its JWS a placeholder: the parser does not check signatures), and
+/// a report query.
+fn report_files() -> Vec<Vec<u8>> {
+    use crate::audit::report::{derive, Period, ReportFormat, ReportInputs, SignedReport};
+    use crate::audit::{link, LoggedEvent, GENESIS};
+    let mut prev = GENESIS;
+    let mut log = Vec::new();
+    for seq in 1..=4 {
+        let mut event = LoggedEvent::sample(seq);
+        event.time = "2026-03-02T10:00:00.000Z".into();
+        let (record, hash) = link(&prev, seq, event);
+        prev = hash;
+        log.push(record);
+    }
+    let inputs = ReportInputs {
+        period: Period::parse("2026-03-01", "2026-03-03").unwrap(),
+        generated_at: "2026-03-04T00:00:00.000Z".into(),
+        inventory: Vec::new(),
+        facts: crate::service::system_facts(
+            "seed",
+            crate::card::TokenFormat::default(),
+            crate::transport::tls::tls_facts(Some(1)),
+        ),
+    };
+    let signed = SignedReport {
+        report: derive(&inputs, &log),
+        jws: "e30.e30.AA".into(),
+    };
+    let mut out: Vec<Vec<u8>> = [
+        ReportFormat::Json,
+        ReportFormat::Markdown,
+        ReportFormat::Html,
+    ]
+    .iter()
+    .map(|f| f.render(&signed).into_bytes())
+    .collect();
+    out.push(b"since=2026-03-01&until=2026-03-31".to_vec());
+    out
+}
+
 /// A signed export of `n` records, as `payhsm audit export` writes it.
 /// An inclusion and a consistency proof over three sample records (their heads signed by no
 /// key the target knows), and the audit routes' query strings.
@@ -124,6 +164,7 @@ fn seeds(name: &str) -> Vec<Vec<u8>> {
             b"\x01/v1/authorizations/challenges".to_vec(),
         ],
         "audit_proof" => audit_proofs(),
+        "audit_report" => report_files(),
         "audit_verify" => vec![audit_export(3)],
         "authorization_requests" => vec![
             br#"{"token":"4111119876541111","domain":"shop","device_id":"AAAAAAAAAAAAAAAAAAAAAA","amount":1234,"currency":"EUR","payee":"Shop","spc":{"payee_origin":"https://shop.example","top_origin":"https://shop.example","instrument":{"display_name":"Card","icon":"https://shop.example/i.png"}}}"#.to_vec(),
@@ -384,6 +425,11 @@ fn the_seeds_are_accepted_by_their_parsers() {
     for data in seeds("webauthn_cbor") {
         crate::webauthn::cbor::decode(&data).unwrap();
     }
+    for (i, seed) in seeds("audit_report").iter().enumerate().take(3) {
+        crate::audit::report::parse_report_file(seed).unwrap_or_else(|e| panic!("{i}: {e}"));
+    }
+    let query = String::from_utf8(one("audit_report", 3)).unwrap();
+    crate::api::types::report_query(Some(&query)).unwrap();
     let mut headers = hyper::HeaderMap::new();
     headers.insert(
         CONTENT_TYPE,

@@ -22,7 +22,8 @@
 //! - [`store`]: the `Store` trait and its SQLite (embedded) and PostgreSQL (replicas)
 //!   implementations, each with one group-committing writer.
 //! - [`jose`]: compact JWS (ES256), JWKS and the HSM-backed authorization signer.
-//! - [`audit`]: typed audit events, the hash chain, signed checkpoints, export and verification.
+//! - [`audit`]: typed audit events, the hash chain, signed checkpoints, export and verification,
+//!   the PCI DSS evidence report.
 //!
 //! Around them: [`config`] (typed TOML configuration), [`daemon`] (start-up of `payhsmd`),
 //! [`cli`] (the `payhsm` command), [`client`] (an mTLS API client), [`bench`] (the load

@@ -649,3 +649,92 @@ fn no_component_share_or_pin_appears_in_any_log_or_file() {
     let hits = find_needles(&haystacks, &secrets);
     assert!(hits.is_empty(), "secrets found: {hits:?}");
 }
+
+#[test]
+fn the_evidence_report_of_a_token_bound_directory_names_the_ceremonys_custodians() {
+    let f = Fixture::new();
+    let a = f.init("a", "payhsm-prod");
+    let components = new_components(2);
+    let kcv = software_kcv(&components);
+    let who = ["custodian-1", "custodian-2"];
+    let r = f.run(
+        &form_args("2", "payhsm-kek", &who),
+        &a,
+        &form_input(&components),
+    );
+    assert_eq!(r.code(), Some(0), "{}", r.stderr);
+
+    let d = time::OffsetDateTime::now_utc().date();
+    let today = format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day());
+    let args = [
+        "audit", "report", "--since", &today, "--until", &today, "--format", "json",
+    ];
+    let r = f.run(&args, &a, "");
+    assert_eq!(r.code(), Some(0), "{}", r.stderr);
+    let answer: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let keys = &answer["report"]["pci_dss_3_6_3_7"];
+    let formed = keys["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "ceremony_kek_formed")
+        .unwrap();
+    assert_eq!(formed["kind"], "ceremony");
+    assert_eq!(
+        formed["custodians"],
+        serde_json::json!([
+            "spiffe://payhsm.dev/custodian-1",
+            "spiffe://payhsm.dev/custodian-2"
+        ])
+    );
+    let kek = keys["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["purpose"] == "key-encryption")
+        .unwrap();
+    assert_eq!(kek["check"], format!("KCV {kcv}"));
+
+    // It verifies against the audit key that signs the directory's exports, and re-derives
+    // from the export.
+    let (export, records) = f.export(&a);
+    let point = records.last().unwrap()["checkpoint"]["public_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    use base64::Engine as _;
+    let point: [u8; 65] = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(point)
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let jwk = payhsm::jose::Jwk::from_public_key(payhsm::keys::EcPublicKey(point));
+    let files = f.dir("files");
+    std::fs::create_dir_all(&files).unwrap();
+    let (report, jwks, log) = (
+        files.join("report.json"),
+        files.join("jwks.json"),
+        files.join("export.jsonl"),
+    );
+    std::fs::write(&report, &r.stdout).unwrap();
+    std::fs::write(
+        &jwks,
+        serde_json::json!({"keys": [jwk.to_json()]}).to_string(),
+    )
+    .unwrap();
+    std::fs::write(&log, export).unwrap();
+    let v = f.hsm.cli(
+        &[
+            "audit",
+            "verify-report",
+            report.to_str().unwrap(),
+            "--jwks",
+            jwks.to_str().unwrap(),
+            "--log",
+            log.to_str().unwrap(),
+        ],
+        "",
+        &[],
+    );
+    assert_eq!(v.code(), Some(0), "{}{}", v.stdout, v.stderr);
+}

@@ -95,6 +95,14 @@ async fn the_readme_examples_run_against_a_dev_daemon() {
                 .replace("https://127.0.0.1:8443", &url)
                 .replace("target/payhsm-dev", d.data_dir.to_str().unwrap())
                 .replace("audit.jsonl", audit.to_str().unwrap())
+                .replace(
+                    "report.html",
+                    &format!("{}/report.html", tmp.path().display()),
+                )
+                .replace(
+                    "audit-jwks.json",
+                    &format!("{}/audit-jwks.json", tmp.path().display()),
+                )
                 .replace("cards.", &format!("{}/cards.", tmp.path().display()))
                 .replace("<token from above>", &token)
                 .replace("<token>", &token);

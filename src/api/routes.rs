@@ -17,9 +17,9 @@ use super::error::ApiError;
 use super::keys::{KeyChangeRequest, KeyChangeResponse, RewrapRequest};
 use super::types::{
     audit_query, consistency_query, decode, domain_from_query, numeric_query, proof_query,
-    AuditPageResponse, ConsistencyProofResponse, DetokenizeRequest, DetokenizeResponse, DomainBody,
-    ErrorDetail, ErrorResponse, InclusionProofResponse, MetadataResponse, TokenizeRequest,
-    TokenizeResponse, TreeHeadResponse,
+    report_query, AuditPageResponse, ConsistencyProofResponse, DetokenizeRequest,
+    DetokenizeResponse, DomainBody, ErrorDetail, ErrorResponse, InclusionProofResponse,
+    MetadataResponse, TokenizeRequest, TokenizeResponse, TreeHeadResponse,
 };
 use super::App;
 use crate::card::{Domain, StatusChange, Token};
@@ -72,6 +72,7 @@ enum Route<'a> {
     AuditSth,
     AuditProof,
     AuditConsistency,
+    AuditReport,
     OpenApi,
     Healthz,
     Readyz,
@@ -286,6 +287,7 @@ fn resolve<'a>(method: &Method, path: &'a str) -> (&'static str, Result<Route<'a
             "audit_consistency",
             only(Method::GET, "GET", Route::AuditConsistency),
         ),
+        "/v1/audit/report" => ("audit_report", only(Method::GET, "GET", Route::AuditReport)),
         "/v1/openapi.json" => ("openapi", only(Method::GET, "GET", Route::OpenApi)),
         _ if path.starts_with("/v1/authorizations/") => {
             match path.strip_prefix("/v1/authorizations/") {
@@ -667,6 +669,11 @@ where
                 json(&AuditPageResponse::from(&page))?,
             ))
         }
+        Route::AuditReport => {
+            let period = report_query(parts.uri.query())?;
+            let signed = app.audit.report(caller, period, &app.keys).await?;
+            Ok(Reply::json(StatusCode::OK, json(&signed)?))
+        }
         // The contract, as in the repository: any client that passed mTLS may read it.
         Route::OpenApi => Ok(Reply::json(
             StatusCode::OK,
@@ -848,6 +855,7 @@ mod tests {
                 Route::AuditSth => "audit_sth",
                 Route::AuditProof => "audit_proof",
                 Route::AuditConsistency => "audit_consistency",
+                Route::AuditReport => "audit_report",
                 Route::OpenApi => "openapi",
                 Route::Healthz => "healthz",
                 Route::Readyz => "readyz",
@@ -959,6 +967,14 @@ mod tests {
         assert_eq!(
             route(Method::POST, "/v1/audit"),
             ("audit", Err("method_not_allowed"))
+        );
+        assert_eq!(
+            route(Method::GET, "/v1/audit/report"),
+            ("audit_report", Ok("audit_report"))
+        );
+        assert_eq!(
+            route(Method::POST, "/v1/audit/report"),
+            ("audit_report", Err("method_not_allowed"))
         );
         assert_eq!(
             route(Method::POST, "/v1/tokens"),

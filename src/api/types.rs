@@ -297,6 +297,30 @@ pub fn numeric_query<const N: usize>(
     Ok(values)
 }
 
+/// The query of `GET /v1/audit/report`: `since` and `until` (`YYYY-MM-DD`), each exactly
+/// once, nothing else.
+pub fn report_query(query: Option<&str>) -> Result<crate::audit::report::Period, ApiError> {
+    let (mut since, mut until) = (None, None);
+    for pair in query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        let (slot, value) = match pair.split_once('=') {
+            Some(("since", v)) => (&mut since, v),
+            Some(("until", v)) => (&mut until, v),
+            _ => return Err(ApiError::Malformed("unknown query parameter")),
+        };
+        if slot.replace(value).is_some() {
+            return Err(ApiError::Malformed("a query parameter is given twice"));
+        }
+    }
+    let (Some(since), Some(until)) = (since, until) else {
+        return Err(ApiError::Malformed("`since` and `until` are required"));
+    };
+    crate::audit::report::Period::parse(since, until).map_err(ApiError::Malformed)
+}
+
 /// `GET /v1/audit`: records after `after`, in order, and the latest signed checkpoint (the
 /// log's head when read, which may be past the last record of the page). Records are the
 /// lines of `payhsm audit export`.

@@ -935,6 +935,46 @@ pub enum AuditCommand {
     /// Print the audit key set (GET /v1/audit/jwks): the key that signs checkpoints, tree
     /// heads and evidence reports, for `verify-proof`, `verify-receipt` and `verify-report`.
     Jwks,
+    /// The PCI DSS evidence report of a period, signed by the HSM audit key: over the API
+    /// (GET /v1/audit/report, auditor certificate) or from a data directory on the daemon's
+    /// host (`--data-dir`).
+    Report {
+        /// First UTC day covered, YYYY-MM-DD.
+        #[arg(long)]
+        since: String,
+        /// Last UTC day covered (inclusive), YYYY-MM-DD.
+        #[arg(long)]
+        until: String,
+        /// `json` (the signed answer as is), `md` or `html` (one self-contained page with
+        /// charts); both embed the signed report.
+        #[arg(long, default_value = "html", value_parser = ["json", "md", "html"])]
+        format: String,
+        /// Output file; stdout when absent.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The daemon's data directory; without it the report is made over the API.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// For a data directory made by `payhsm ceremony init --token-label`: read the token's
+        /// user PIN from this open file descriptor (prompted without echo otherwise).
+        #[arg(long, value_name = "FD", value_parser = parse_pin_fd)]
+        user_pin_fd: Option<i32>,
+    },
+    /// Verify an evidence report: its signature against the audit key set, for Markdown and
+    /// HTML that the visible text is the signed report's, and with `--log` every figure
+    /// derived again from an audit export.
+    VerifyReport {
+        /// The report (json, md or html).
+        file: PathBuf,
+        /// The audit key set as `payhsm audit jwks` prints it; without it, read over the API
+        /// (GET /v1/audit/jwks).
+        #[arg(long)]
+        jwks: Option<PathBuf>,
+        /// An audit export (`payhsm audit export`): verified, then the report's figures are
+        /// derived from it and compared.
+        #[arg(long)]
+        log: Option<PathBuf>,
+    },
 }
 
 /// `payhsm keys ...`: run by custodians with their own client certificate (`--cert`,

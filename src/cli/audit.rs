@@ -1,4 +1,5 @@
-//! `payhsm audit export|verify|jwks|sth|prove|consistency|verify-proof|verify-receipt`.
+//! `payhsm audit export|verify|jwks|sth|prove|consistency|verify-proof|verify-receipt` (the
+//! evidence report: [`super::report`]).
 
 use super::args::{AuditArgs, AuditCommand, ConnectArgs};
 use super::output::{describe_api_error, fail, CliError};
@@ -55,6 +56,27 @@ pub fn run(args: &AuditArgs, connect: &ConnectArgs) -> i32 {
             proof_out,
         } => verify_receipt(connect, (file, jwks, *tree_size, proof_out.as_deref()))
             .unwrap_or_else(|e| fail(&e)),
+        AuditCommand::Report {
+            since,
+            until,
+            format,
+            out,
+            data_dir,
+            user_pin_fd,
+        } => super::report::report(
+            &super::report::ReportRequest {
+                since,
+                until,
+                format,
+                out: out.as_deref(),
+                data_dir: data_dir.as_deref(),
+                user_pin_fd: *user_pin_fd,
+            },
+            connect,
+        ),
+        AuditCommand::VerifyReport { file, jwks, log } => {
+            super::report::verify_report(file, jwks.as_deref(), log.as_deref(), connect)
+        }
     }
 }
 
@@ -253,7 +275,7 @@ struct Page {
     checkpoint: Checkpoint,
 }
 
-fn write_export(text: &str, out: Option<&Path>) -> i32 {
+pub(super) fn write_export(text: &str, out: Option<&Path>) -> i32 {
     let written = match out {
         Some(path) => std::fs::write(path, text.as_bytes()),
         None => std::io::stdout().lock().write_all(text.as_bytes()),

@@ -523,6 +523,12 @@ mod tests {
                 "/v1/audit",
                 include_str!("audit.rs"),
             ),
+            (
+                "payhsm audit report --since 2026-01-01 --until 2026-01-31 --format md",
+                "GET",
+                "/v1/audit/report",
+                include_str!("report.rs"),
+            ),
         ];
         let mut covered = std::collections::BTreeSet::new();
         let documented = documented_routes();

@@ -44,6 +44,7 @@ mod ceremony;
 mod import;
 mod keys;
 mod output;
+mod report;
 mod session;
 mod webauthn;
 

@@ -132,7 +132,7 @@ fn key_event(action: &str, outcome: String) -> AuditEvent {
     event
 }
 
-async fn open_hsm(config: &Config, create_dev_token: bool) -> Result<Hsm, DaemonError> {
+pub(super) async fn open_hsm(config: &Config, create_dev_token: bool) -> Result<Hsm, DaemonError> {
     let p = config.pkcs11.clone();
     let pin = read_pin(&p.pin)?;
     let hsm_err =
@@ -436,12 +436,17 @@ async fn serve(
         .ensure_signing_key(&config.pkcs11.audit_key_label)
         .await
         .map_err(|e| DaemonError::Hsm(Fault::caused_by("audit signing key", e)))?;
+    let facts = crate::service::system_facts(
+        "the serving daemon's configuration",
+        config.token_format,
+        transport::tls::tls_facts(Some(config.server.crls.len())),
+    );
     let audit = crate::service::AuditReader::new(
         store.clone(),
         policy.clone(),
         hsm.clone(),
-        config.pkcs11.audit_key_label.clone(),
-        &audit_public,
+        (config.pkcs11.audit_key_label.clone(), &audit_public),
+        facts,
     );
     let tree_heads = tokio::spawn(sign_tree_heads(audit.clone(), config.audit.clone()));
     let key_sync = Arc::new(KeySync::new(

@@ -6,6 +6,7 @@ pub mod anchors;
 mod bootstrap;
 mod error;
 pub mod mds;
+mod report;
 
 pub(crate) use bootstrap::read_pin;
 pub use bootstrap::{
@@ -13,3 +14,4 @@ pub use bootstrap::{
     use_softhsm2_conf, Keys,
 };
 pub use error::DaemonError;
+pub use report::{audit_report, report_with, OfflineKeys};

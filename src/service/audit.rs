@@ -6,6 +6,7 @@
 //! read rarely. The read's own record is written first, so the checkpoint covers it.
 
 use super::{check_policy, Caller, Error};
+use crate::audit::report::{Period, SignedReport, SystemFacts};
 use crate::audit::{to_hex, AuditRecord, Checkpoint, GENESIS};
 use crate::jose::jws::ES256;
 use crate::jose::{encode, Jwk, SignError};
@@ -43,17 +44,19 @@ pub struct AuditReader {
     jwk: Jwk,
     /// The Merkle tree over the log as read so far (see `service::tree`).
     pub(super) tree: Arc<tokio::sync::Mutex<super::tree::TreeState>>,
+    /// What the evidence report states of the configuration (TLS, token format).
+    facts: SystemFacts,
 }
 
 impl AuditReader {
     /// Reads from `store`, signs checkpoints with the HSM key `key_label` (whose public point
-    /// is `public_key`, 65 bytes uncompressed).
+    /// is `public_key`, 65 bytes uncompressed); evidence reports state `facts`.
     pub fn new(
         store: Arc<dyn Store>,
         policy: Arc<PolicyEngine>,
         hsm: Hsm,
-        key_label: String,
-        public_key: &EcPublicKey,
+        (key_label, public_key): (String, &EcPublicKey),
+        facts: SystemFacts,
     ) -> Self {
         Self {
             store,
@@ -63,6 +66,7 @@ impl AuditReader {
             public_key: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(public_key.0),
             jwk: Jwk::from_public_key(*public_key),
             tree: Arc::default(),
+            facts,
         }
     }
 
@@ -74,14 +78,48 @@ impl AuditReader {
     /// `claims` as a compact JWS (ES256) signed in the HSM by the audit key, with `kid` its
     /// thumbprint: tree heads and evidence reports.
     pub async fn sign_jws(&self, claims: &serde_json::Value) -> Result<String, Error> {
-        let header = serde_json::json!({ "alg": ES256, "kid": self.jwk.kid() });
-        let input = encode(&header, claims).map_err(|e| Error::Signer(SignError::Jose(e)))?;
-        let signature = self
-            .hsm
-            .sign_p256(&self.key_label, input.as_bytes().to_vec())
-            .await
-            .map_err(Error::Hsm)?;
-        Ok(input.into_compact(&signature))
+        sign_jws_with(&self.hsm, &self.key_label, &self.jwk, claims).await
+    }
+
+    /// The evidence report of `period` (`GET /v1/audit/report`), signed by the audit key:
+    /// [`Error::Forbidden`] (audited) unless the policy allows `read_audit`; the read is
+    /// audited before the log is read, so the report covers its own record.
+    pub async fn report(
+        &self,
+        caller: &Caller,
+        period: Period,
+        keys: &super::KeyAdmin,
+    ) -> Result<SignedReport, Error> {
+        let store = self.store.as_ref();
+        let mut event = check_policy(
+            store,
+            &self.policy,
+            caller,
+            Action::ReadAudit,
+            Resource::AuditLog,
+            |_| {},
+        )
+        .await?;
+        event.outcome = "ok".to_owned();
+        event.detail = Some(format!(
+            "report since={} until={}",
+            period.since(),
+            period.until()
+        ));
+        store.record(event).await?;
+        let inventory = super::report::inventory_keys(keys.inventory().await?);
+        super::report::signed_report(
+            store,
+            super::report::AuditSigner {
+                hsm: &self.hsm,
+                label: &self.key_label,
+                jwk: &self.jwk,
+            },
+            period,
+            inventory,
+            self.facts.clone(),
+        )
+        .await
     }
 
     /// Records after `after` (at most `limit`, 1..=[`MAX_AUDIT_PAGE`]) and a checkpoint over
@@ -126,6 +164,23 @@ impl AuditReader {
             checkpoint,
         })
     }
+}
+
+/// `claims` as a compact JWS (ES256) signed in the HSM by the audit key `label`, whose public
+/// half is `jwk`: for the daemon and for `payhsm audit report --data-dir` alike.
+pub(crate) async fn sign_jws_with(
+    hsm: &Hsm,
+    label: &str,
+    jwk: &Jwk,
+    claims: &serde_json::Value,
+) -> Result<String, Error> {
+    let header = serde_json::json!({ "alg": ES256, "kid": jwk.kid() });
+    let input = encode(&header, claims).map_err(|e| Error::Signer(SignError::Jose(e)))?;
+    let signature = hsm
+        .sign_p256(label, input.as_bytes().to_vec())
+        .await
+        .map_err(Error::Hsm)?;
+    Ok(input.into_compact(&signature))
 }
 
 /// The checkpoint of a log of `records` records ending at `head`, signed in the HSM by the

@@ -280,6 +280,138 @@ impl KeySync {
     }
 }
 
+/// Where a key listing is read from.
+pub(crate) struct Inventory<'a> {
+    /// The store (data keys, signing keys).
+    pub(crate) store: &'a dyn Store,
+    /// The HSM (KEK check value, audit key).
+    pub(crate) hsm: &'a Hsm,
+    /// The KEK's label.
+    pub(crate) kek_label: &'a str,
+    /// The audit key's label.
+    pub(crate) audit_key_label: &'a str,
+}
+
+/// Every key with its state, dates, check value or thumbprint and usage; `data_kcv` gives a
+/// data key version's check value when its key is loaded.
+pub(crate) async fn key_listing(
+    from: Inventory<'_>,
+    data_kcv: impl Fn(KeyVersion) -> Option<[u8; 5]>,
+) -> Result<KeyListing, Error> {
+    let now = OffsetDateTime::now_utc();
+    let exceeded = |state_in_use: bool, end: &Option<String>| {
+        state_in_use && end.as_deref().and_then(parse_time).is_some_and(|e| e < now)
+    };
+    let mut keys = Vec::new();
+    let mut warnings = Vec::new();
+
+    let data = from.store.data_key_info().await?;
+    let kek = from.kek_label;
+    let kek_kcv = match from.hsm.kek_kcv(kek).await {
+        Ok(k) => Some(kcv::display(&k)),
+        Err(e) => {
+            warnings.push(format!("the KEK {kek:?} did not answer: {e}"));
+            None
+        }
+    };
+    let wrapped_by_kek = data
+        .iter()
+        .filter(|d| d.kek_label == kek && d.state != DataKeyState::Destroyed)
+        .count();
+    keys.push(KeyEntry {
+        purpose: "key-encryption",
+        version: None,
+        label: Some(kek.to_owned()),
+        algorithm: "AES-256",
+        kcv: kek_kcv,
+        thumbprint: None,
+        state: "active".to_owned(),
+        created_at: None,
+        activated_at: None,
+        ended_at: None,
+        cryptoperiod_end: None,
+        records: Some(wrapped_by_kek as u64),
+        cryptoperiod_exceeded: false,
+    });
+
+    for d in data {
+        let over = exceeded(d.state == DataKeyState::Active, &d.cryptoperiod_end);
+        if over {
+            warnings.push(format!(
+                "data key version {} is past its cryptoperiod ({}): rotate it",
+                d.version.0,
+                d.cryptoperiod_end.as_deref().unwrap_or("-")
+            ));
+        }
+        keys.push(KeyEntry {
+            purpose: KeyPurpose::Data.as_str(),
+            version: Some(d.version.0),
+            label: None,
+            algorithm: "AES-256-GCM + HMAC-SHA256 (HKDF-SHA256 subkeys)",
+            kcv: data_kcv(d.version).map(|k| kcv::display(&k)),
+            thumbprint: None,
+            state: d.state.as_str().to_owned(),
+            created_at: Some(d.created_at),
+            activated_at: d.activated_at,
+            ended_at: d.destroyed_at.or(d.retired_at),
+            cryptoperiod_end: d.cryptoperiod_end,
+            records: Some(d.records),
+            cryptoperiod_exceeded: over,
+        });
+    }
+
+    for k in from.store.signing_keys().await? {
+        let over = exceeded(k.state == SigningKeyState::Active, &k.cryptoperiod_end);
+        if over {
+            warnings.push(format!(
+                "authorization signing key version {} is past its cryptoperiod ({}): rotate it",
+                k.version,
+                k.cryptoperiod_end.as_deref().unwrap_or("-")
+            ));
+        }
+        keys.push(KeyEntry {
+            purpose: KeyPurpose::AuthorizationSigning.as_str(),
+            version: Some(k.version),
+            label: Some(k.label),
+            algorithm: "ES256 (ECDSA P-256)",
+            kcv: None,
+            thumbprint: Some(k.kid),
+            state: k.state.as_str().to_owned(),
+            created_at: Some(k.created_at),
+            activated_at: k.activated_at,
+            ended_at: k.destroyed_at.or(k.retired_at).or(k.deactivated_at),
+            cryptoperiod_end: k.cryptoperiod_end,
+            records: Some(k.authorizations),
+            cryptoperiod_exceeded: over,
+        });
+    }
+
+    let audit_label = from.audit_key_label;
+    let audit_kid = match from.hsm.ensure_signing_key(audit_label).await {
+        Ok(public) => Some(thumbprint(&public)),
+        Err(e) => {
+            warnings.push(format!("the audit key {audit_label:?} did not answer: {e}"));
+            None
+        }
+    };
+    keys.push(KeyEntry {
+        purpose: "audit-checkpoint",
+        version: None,
+        label: Some(audit_label.to_owned()),
+        algorithm: "ES256 (ECDSA P-256)",
+        kcv: None,
+        thumbprint: audit_kid,
+        state: "active".to_owned(),
+        created_at: None,
+        activated_at: None,
+        ended_at: None,
+        cryptoperiod_end: None,
+        records: None,
+        cryptoperiod_exceeded: false,
+    });
+    Ok(KeyListing { keys, warnings })
+}
+
 /// Key lifecycle over the store, the HSM, the live data key ring and the signer.
 pub struct KeyAdmin {
     store: Arc<dyn Store>,
@@ -454,119 +586,23 @@ impl KeyAdmin {
     /// Every key with its state, dates, check value or thumbprint and usage.
     pub async fn list(&self, caller: &Caller) -> Result<KeyListing, Error> {
         self.authorize(caller, Action::ReadKeys).await?;
-        let now = OffsetDateTime::now_utc();
-        let exceeded = |state_in_use: bool, end: &Option<String>| {
-            state_in_use && end.as_deref().and_then(parse_time).is_some_and(|e| e < now)
-        };
-        let mut keys = Vec::new();
-        let mut warnings = Vec::new();
+        self.inventory().await
+    }
 
-        let data = self.store.data_key_info().await?;
-        let kek = &self.settings.kek_label;
-        let kek_kcv = match self.hsm.kek_kcv(kek).await {
-            Ok(k) => Some(kcv::display(&k)),
-            Err(e) => {
-                warnings.push(format!("the KEK {kek:?} did not answer: {e}"));
-                None
-            }
-        };
-        let wrapped_by_kek = data
-            .iter()
-            .filter(|d| &d.kek_label == kek && d.state != DataKeyState::Destroyed)
-            .count();
-        keys.push(KeyEntry {
-            purpose: "key-encryption",
-            version: None,
-            label: Some(kek.clone()),
-            algorithm: "AES-256",
-            kcv: kek_kcv,
-            thumbprint: None,
-            state: "active".to_owned(),
-            created_at: None,
-            activated_at: None,
-            ended_at: None,
-            cryptoperiod_end: None,
-            records: Some(wrapped_by_kek as u64),
-            cryptoperiod_exceeded: false,
-        });
-
+    /// [`Self::list`] without asking the policy: for a caller already allowed something that
+    /// includes it (the evidence report, under `read_audit`).
+    pub(crate) async fn inventory(&self) -> Result<KeyListing, Error> {
         let ring = self.ring.current();
-        for d in data {
-            let over = exceeded(d.state == DataKeyState::Active, &d.cryptoperiod_end);
-            if over {
-                warnings.push(format!(
-                    "data key version {} is past its cryptoperiod ({}): rotate it",
-                    d.version.0,
-                    d.cryptoperiod_end.as_deref().unwrap_or("-")
-                ));
-            }
-            keys.push(KeyEntry {
-                purpose: KeyPurpose::Data.as_str(),
-                version: Some(d.version.0),
-                label: None,
-                algorithm: "AES-256-GCM + HMAC-SHA256 (HKDF-SHA256 subkeys)",
-                kcv: ring.kcv(d.version).map(|k| kcv::display(&k)),
-                thumbprint: None,
-                state: d.state.as_str().to_owned(),
-                created_at: Some(d.created_at),
-                activated_at: d.activated_at,
-                ended_at: d.destroyed_at.or(d.retired_at),
-                cryptoperiod_end: d.cryptoperiod_end,
-                records: Some(d.records),
-                cryptoperiod_exceeded: over,
-            });
-        }
-
-        for k in self.store.signing_keys().await? {
-            let over = exceeded(k.state == SigningKeyState::Active, &k.cryptoperiod_end);
-            if over {
-                warnings.push(format!(
-                    "authorization signing key version {} is past its cryptoperiod ({}): rotate it",
-                    k.version,
-                    k.cryptoperiod_end.as_deref().unwrap_or("-")
-                ));
-            }
-            keys.push(KeyEntry {
-                purpose: KeyPurpose::AuthorizationSigning.as_str(),
-                version: Some(k.version),
-                label: Some(k.label),
-                algorithm: "ES256 (ECDSA P-256)",
-                kcv: None,
-                thumbprint: Some(k.kid),
-                state: k.state.as_str().to_owned(),
-                created_at: Some(k.created_at),
-                activated_at: k.activated_at,
-                ended_at: k.destroyed_at.or(k.retired_at).or(k.deactivated_at),
-                cryptoperiod_end: k.cryptoperiod_end,
-                records: Some(k.authorizations),
-                cryptoperiod_exceeded: over,
-            });
-        }
-
-        let audit_label = &self.settings.audit_key_label;
-        let audit_kid = match self.hsm.ensure_signing_key(audit_label).await {
-            Ok(public) => Some(thumbprint(&public)),
-            Err(e) => {
-                warnings.push(format!("the audit key {audit_label:?} did not answer: {e}"));
-                None
-            }
-        };
-        keys.push(KeyEntry {
-            purpose: "audit-checkpoint",
-            version: None,
-            label: Some(audit_label.clone()),
-            algorithm: "ES256 (ECDSA P-256)",
-            kcv: None,
-            thumbprint: audit_kid,
-            state: "active".to_owned(),
-            created_at: None,
-            activated_at: None,
-            ended_at: None,
-            cryptoperiod_end: None,
-            records: None,
-            cryptoperiod_exceeded: false,
-        });
-        Ok(KeyListing { keys, warnings })
+        key_listing(
+            Inventory {
+                store: self.store.as_ref(),
+                hsm: &self.hsm,
+                kek_label: &self.settings.kek_label,
+                audit_key_label: &self.settings.audit_key_label,
+            },
+            |v| ring.kcv(v),
+        )
+        .await
     }
 
     /// One custodian's approval of `change`. The first is recorded ([`ChangeOutcome::Pending`]);

@@ -11,6 +11,7 @@ mod ids;
 mod keys;
 mod metadata;
 mod metrics;
+mod report;
 mod tokens;
 mod tree;
 
@@ -24,6 +25,7 @@ pub use devices::{Devices, EnrolInput, EnrolledDevice, IssuedChallenge};
 pub use error::Error;
 pub use idempotency::IdempotencyKey;
 pub use ids::uuid_text;
+pub(crate) use keys::{key_listing, Inventory};
 pub use keys::{
     ChangeOutcome, KeyAdmin, KeyChange, KeyChangeKind, KeyEntry, KeyListing, KeySettings, KeySync,
     RewrapProgress, MAX_REWRAP_BATCH,
@@ -32,6 +34,8 @@ pub use metadata::{
     AndroidRevocations, InstallError, InstallOutcome, Installed, LookupError, Metadata, ModelStatus,
 };
 pub use metrics::MetricsAccess;
+pub use report::system_facts;
+pub(crate) use report::{inventory_keys, signed_report, AuditSigner};
 pub use tokens::{
     BatchCard, Detokenized, TokenView, TokenizeInput, Tokenized, Vault, MAX_TOKEN_BATCH,
 };

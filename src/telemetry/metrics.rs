@@ -32,6 +32,7 @@ pub const ROUTES: &[&str] = &[
     "audit_sth",
     "audit_proof",
     "audit_consistency",
+    "audit_report",
     "openapi",
     "healthz",
     "readyz",

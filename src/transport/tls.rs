@@ -18,6 +18,43 @@ use std::sync::Arc;
 /// Server-side TLS sessions kept for resumption (rustls keeps 256 by default).
 pub const SESSION_CACHE_SIZE: usize = 8192;
 
+/// The only protocol version the listener speaks.
+const PROTOCOL_VERSIONS: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
+
+/// The application protocols offered, in order.
+const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
+
+/// The TLS policy [`server_tls`] builds, as the evidence report states it (PCI DSS 4.2, 8.3).
+/// `crl_files`: the CRL files configured, or `None` when the configuration is not known (a
+/// report made offline from a data directory).
+pub fn tls_facts(crl_files: Option<usize>) -> crate::audit::report::TlsFacts {
+    crate::audit::report::TlsFacts {
+        protocol_versions: PROTOCOL_VERSIONS
+            .iter()
+            .map(|v| format!("{:?}", v.version))
+            .collect(),
+        cipher_suites: provider()
+            .cipher_suites
+            .iter()
+            .map(|s| format!("{:?}", s.suite()))
+            .collect(),
+        client_authentication: "required: a certificate chaining to the configured client CA, \
+                                verified in the handshake; without one no HTTP is read"
+            .to_owned(),
+        revocation: match crl_files {
+            Some(0) => "no CRL configured".to_owned(),
+            Some(n) => format!(
+                "client certificates checked against {n} CRL file(s); unknown status refused"
+            ),
+            None => "not known: the report was made offline from a data directory".to_owned(),
+        },
+        alpn: ALPN
+            .iter()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .collect(),
+    }
+}
+
 /// The PEM files the server's TLS configuration is built from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsFiles {
@@ -182,12 +219,12 @@ pub fn server_tls(files: &TlsFiles) -> Result<ServerTls, TlsError> {
         problem: e.to_string(),
     };
     let mut config = ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
+        .with_protocol_versions(PROTOCOL_VERSIONS)
         .map_err(certified)?
         .with_client_cert_verifier(verifier.clone())
         .with_single_cert(chain, key)
         .map_err(certified)?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
     config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE_SIZE);
     // Our suite order (AES-128-GCM first) wins over the client's.
     config.ignore_client_order = true;

@@ -12,7 +12,7 @@ mod init;
 mod input;
 mod session;
 
-pub(in crate::cli) use session::export_token_audit;
+pub(in crate::cli) use session::{export_token_audit, report_token_audit};
 
 use super::args::{
     CeremonyArgs, CeremonyCommand, ComponentsCommand, CustodianArgs, KekArgs, KekCommand, TokenArgs,

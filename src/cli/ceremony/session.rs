@@ -417,6 +417,37 @@ impl Session {
 }
 
 /// `payhsm audit export` of a data directory bound to a real token: `None` for a dev one.
+/// `payhsm audit report --data-dir` of a directory bound to a token: `None` for any other
+/// directory (the caller handles dev ones); else the signed report, or an exit code and
+/// message.
+pub(in crate::cli) fn report_token_audit(
+    data_dir: &Path,
+    user_pin_fd: Option<i32>,
+    period: crate::audit::report::Period,
+) -> Option<Result<crate::audit::report::SignedReport, (i32, String)>> {
+    let binding = match DataDir::detect(data_dir) {
+        Ok(DataDir::Token(binding)) => binding,
+        _ => return None,
+    };
+    let report = || -> Result<crate::audit::report::SignedReport, Stop> {
+        let session = Session::open_token(data_dir, &binding, user_pin_fd, Vec::new(), true)?;
+        session
+            .runtime
+            .block_on(crate::daemon::report_with(
+                &session.store,
+                &session.hsm,
+                crate::daemon::OfflineKeys {
+                    kek_label: None,
+                    audit_key_label: defaults::AUDIT_KEY_LABEL,
+                    token_format: crate::card::TokenFormat::default(),
+                },
+                period,
+            ))
+            .map_err(|e| Stop::error(format!("audit report: {}", crate::fault::Chain(&e))))
+    };
+    Some(report().map_err(|s| (s.code, s.message)))
+}
+
 pub(in crate::cli) fn export_token_audit(
     data_dir: &Path,
     user_pin_fd: Option<i32>,

@@ -1,0 +1,228 @@
+//! `payhsm audit report` and `payhsm audit verify-report`: the PCI DSS evidence report, made
+//! over the API (`GET /v1/audit/report`) or from a dev data directory, written as JSON,
+//! Markdown or HTML; and its verification (signature, visible text, figures against a log).
+
+use super::args::ConnectArgs;
+use super::output::{describe_api_error, fail, CliError};
+use super::session::Session;
+use super::{EXIT_API_ERROR, EXIT_OK};
+use crate::audit::report::{
+    parse_report_file, verify_against_log, verify_signature, Period, ReportFormat, SignedReport,
+    MAX_REPORT_FILE,
+};
+use crate::config::Config;
+use crate::jose::Jwks;
+use hyper::Method;
+use std::io::Read as _;
+use std::path::Path;
+
+/// What `payhsm audit report` was asked.
+pub(super) struct ReportRequest<'a> {
+    /// First day.
+    pub(super) since: &'a str,
+    /// Last day.
+    pub(super) until: &'a str,
+    /// `json`, `md` or `html`.
+    pub(super) format: &'a str,
+    /// Output file, stdout when absent.
+    pub(super) out: Option<&'a Path>,
+    /// A data directory, or over the API.
+    pub(super) data_dir: Option<&'a Path>,
+    /// For a directory bound to a token: the user PIN's file descriptor.
+    pub(super) user_pin_fd: Option<i32>,
+}
+
+/// Runs `payhsm audit report`.
+pub(super) fn report(req: &ReportRequest<'_>, connect: &ConnectArgs) -> i32 {
+    let Some(format) = ReportFormat::parse(req.format) else {
+        return fail(&CliError::Usage("--format is json, md or html".into()));
+    };
+    let period = match Period::parse(req.since, req.until) {
+        Ok(p) => p,
+        Err(why) => return fail(&CliError::Usage(why.into())),
+    };
+    let made = match req.data_dir {
+        Some(dir) => from_data_dir(dir, req.user_pin_fd, period),
+        None if req.user_pin_fd.is_some() => {
+            return fail(&CliError::Usage(
+                "--user-pin-fd is for --data-dir; over the API the daemon signs".into(),
+            ))
+        }
+        None => over_api(connect, period),
+    };
+    match made {
+        // The daemon's answer, byte for byte, for `json`.
+        Ok(Made::Answer(body)) if format == ReportFormat::Json => {
+            super::audit::write_export(&String::from_utf8_lossy(&body), req.out)
+        }
+        Ok(Made::Answer(body)) => match serde_json::from_slice::<SignedReport>(&body) {
+            Ok(signed) => super::audit::write_export(&format.render(&signed), req.out),
+            Err(e) => fail(&CliError::Usage(format!("the daemon's report: {e}"))),
+        },
+        Ok(Made::Signed(signed)) => super::audit::write_export(&format.render(&signed), req.out),
+        Err(code) => code,
+    }
+}
+
+/// A report as obtained.
+enum Made {
+    /// The daemon's JSON answer.
+    Answer(Vec<u8>),
+    /// Made here from a data directory.
+    Signed(Box<SignedReport>),
+}
+
+fn over_api(connect: &ConnectArgs, period: Period) -> Result<Made, i32> {
+    let mut session = Session::open(connect).map_err(|e| fail(&e))?;
+    let path = format!(
+        "/v1/audit/report?since={}&until={}",
+        period.since(),
+        period.until()
+    );
+    let response = session
+        .send(Method::GET, &path, None)
+        .map_err(|e| fail(&e))?;
+    if response.status != 200 {
+        eprintln!("payhsm: {}", describe_api_error(&response));
+        return Err(EXIT_API_ERROR);
+    }
+    Ok(Made::Answer(response.body.clone()))
+}
+
+fn from_data_dir(data_dir: &Path, user_pin_fd: Option<i32>, period: Period) -> Result<Made, i32> {
+    if let Some(made) = super::ceremony::report_token_audit(data_dir, user_pin_fd, period) {
+        return made
+            .map(|s| Made::Signed(Box::new(s)))
+            .map_err(|(code, message)| {
+                eprintln!("payhsm: {message}");
+                code
+            });
+    }
+    if user_pin_fd.is_some() {
+        return Err(fail(&CliError::Usage(format!(
+            "{} is not bound to a token by `payhsm ceremony init`: --user-pin-fd is for such \
+             a directory (a dev one uses the public dev PIN)",
+            data_dir.display()
+        ))));
+    }
+    if !data_dir.join("payhsm.db").exists() {
+        return Err(fail(&CliError::Usage(format!(
+            "{} holds no payhsm.db: is it a payhsmd dev data directory?",
+            data_dir.display()
+        ))));
+    }
+    let unused = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let config = Config::dev(
+        data_dir,
+        unused,
+        Path::new("keys-sample"),
+        Path::new("policies"),
+    );
+    // Before the runtime starts any thread: SoftHSM2 reads it when the module loads.
+    crate::daemon::use_softhsm2_conf(&config);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| fail(&CliError::Usage(format!("starting the runtime: {e}"))))?;
+    runtime
+        .block_on(crate::daemon::audit_report(&config, period))
+        .map(|s| Made::Signed(Box::new(s)))
+        .map_err(|e| {
+            fail(&CliError::Usage(format!(
+                "audit report: {}",
+                crate::fault::Chain(&e)
+            )))
+        })
+}
+
+/// Runs `payhsm audit verify-report`: 0 when everything checked holds, 1 naming the first
+/// difference, 2 for a usage problem (a file that cannot be read).
+pub(super) fn verify_report(
+    file: &Path,
+    jwks: Option<&Path>,
+    log: Option<&Path>,
+    connect: &ConnectArgs,
+) -> i32 {
+    let bytes = match read_bounded(file) {
+        Ok(b) => b,
+        Err(e) => return fail(&e),
+    };
+    let keys = match jwks {
+        Some(path) => read_bounded(path).and_then(|b| {
+            Jwks::parse(&b)
+                .map_err(|e| CliError::Usage(format!("{}: not a key set: {e}", path.display())))
+        }),
+        None => fetch_jwks(connect),
+    };
+    let keys = match keys {
+        Ok(k) => k,
+        Err(e) => return fail(&e),
+    };
+    let not_verified = |e: &dyn std::fmt::Display| {
+        eprintln!("payhsm: report is NOT verified: {e}");
+        EXIT_API_ERROR
+    };
+    let parsed = match parse_report_file(&bytes) {
+        Ok(p) => p,
+        Err(e) => return not_verified(&e),
+    };
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let kid = match verify_signature(&parsed.signed, &keys, now) {
+        Ok(kid) => kid,
+        Err(e) => return not_verified(&e),
+    };
+    let report = &parsed.signed.report;
+    let mut derived = String::from("figures not derived again (no --log)");
+    if let Some(path) = log {
+        let export = match read_bounded(path).and_then(|b| {
+            String::from_utf8(b)
+                .map_err(|_| CliError::Usage(format!("{}: not UTF-8", path.display())))
+        }) {
+            Ok(t) => t,
+            Err(e) => return fail(&e),
+        };
+        let key = keys.find(&kid).map(|k| k.public_key().0);
+        if let Err(e) = verify_against_log(report, &export, key.as_ref().map(|k| &k[..])) {
+            return not_verified(&e);
+        }
+        derived = format!(
+            "every figure derived again from {} equals the report's",
+            path.display()
+        );
+    }
+    println!(
+        "verified: {:?} report of {} to {} over audit records 1 to {} (head {}), signed by \
+         audit key {kid}; {derived}",
+        parsed.format, report.since, report.until, report.log.records, report.log.head
+    );
+    EXIT_OK
+}
+
+fn fetch_jwks(connect: &ConnectArgs) -> Result<Jwks, CliError> {
+    let mut session = Session::open(connect)?;
+    let response = session.send(Method::GET, "/v1/audit/jwks", None)?;
+    if response.status != 200 {
+        return Err(CliError::Usage(format!(
+            "reading the audit key set: {}",
+            describe_api_error(&response)
+        )));
+    }
+    Jwks::parse(&response.body)
+        .map_err(|e| CliError::Usage(format!("the daemon's audit key set: {e}")))
+}
+
+/// A file's bytes, refused past [`MAX_REPORT_FILE`] (an export of a long log is larger than a
+/// report, but bounded the same way: it is read whole).
+fn read_bounded(path: &Path) -> Result<Vec<u8>, CliError> {
+    let file = std::fs::File::open(path)
+        .map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))?;
+    let mut bytes = Vec::new();
+    let limit = u64::try_from(MAX_REPORT_FILE).unwrap_or(u64::MAX) * 16 + 1;
+    file.take(limit)
+        .read_to_end(&mut bytes)
+        .map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))?;
+    if bytes.len() as u64 >= limit {
+        return Err(CliError::Usage(format!("{}: too large", path.display())));
+    }
+    Ok(bytes)
+}
