@@ -9,6 +9,9 @@ use super::{AuditRecord, Receipt};
 use crate::jose::{verify_compact, JoseError, Jwks};
 use serde::Deserialize;
 
+/// The action of the record that stores a signed tree head in the log.
+pub const TREE_HEAD_ACTION: &str = "tree_head_signed";
+
 /// The `sub` claim of a signed tree head: what the JWS is, so it passes for nothing else.
 pub const TREE_HEAD_SUBJECT: &str = "payhsm-audit-tree-head";
 

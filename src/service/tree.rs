@@ -10,13 +10,12 @@
 use super::{check_policy, AuditReader, Caller, Error};
 use crate::audit::merkle::{self, Hash};
 use crate::audit::proof::tree_head_claims;
+pub use crate::audit::proof::TREE_HEAD_ACTION;
 use crate::audit::{to_hex, AuditEvent, AuditRecord, PolicyVerdict};
 use crate::policy::{Action, PolicyContext, PolicyRequest, Resource};
 use crate::store::StoreError;
 use std::collections::BTreeMap;
 
-/// The action of the record that stores a signed tree head.
-pub const TREE_HEAD_ACTION: &str = "tree_head_signed";
 /// How many records one read of the store brings while the tree catches up.
 const SYNC_PAGE: usize = 10_000;
 

@@ -64,12 +64,17 @@ pub fn derive(inputs: &ReportInputs, log: &[AuditRecord]) -> Report {
     undated.truncate(MAX_SEQS);
     // PCI DSS v4.0 10.3.4: existing log data cannot be changed without it being detected.
     let (gaps, broken) = check_chain(log);
+    let (latest_signed_tree_head, tree_head_matches_log) = match latest_tree_head(log) {
+        Some((jws, size, root)) => (Some(jws), Some(tree_matches(log, size, &root))),
+        None => (None, None),
+    };
     let integrity = Integrity {
         chain_verified: gaps.is_empty() && broken.is_empty(),
         gaps,
         broken,
         undated,
-        latest_signed_tree_head: None,
+        latest_signed_tree_head,
+        tree_head_matches_log,
     };
     let scope = LogScope {
         records: log.last().map_or(0, |r| r.seq),
@@ -96,6 +101,40 @@ pub fn derive(inputs: &ReportInputs, log: &[AuditRecord]) -> Report {
             tls: inputs.facts.tls.clone(),
         },
     }
+}
+
+/// The last `tree_head_signed` record's head: its JWS, tree size and root (as the daemon
+/// wrote them in `detail`; the JWS's signature is checked by whoever verifies the report's).
+fn latest_tree_head(log: &[AuditRecord]) -> Option<(String, u64, String)> {
+    log.iter()
+        .rev()
+        .filter(|r| r.event.action == crate::audit::proof::TREE_HEAD_ACTION)
+        .find_map(|r| {
+            let detail = r.event.detail.as_deref()?;
+            let field = |key: &str| {
+                detail
+                    .split(' ')
+                    .find_map(|f| f.strip_prefix(key)?.strip_prefix('='))
+            };
+            Some((
+                field("sth")?.to_owned(),
+                field("tree_size")?.parse().ok()?,
+                field("root_hash")?.to_owned(),
+            ))
+        })
+}
+
+/// Whether the RFC 9162 root of the first `size` records' export lines is `root` (hex).
+fn tree_matches(log: &[AuditRecord], size: u64, root: &str) -> bool {
+    let Some(records) = usize::try_from(size).ok().and_then(|n| log.get(..n)) else {
+        return false;
+    };
+    let leaves: Vec<_> = records
+        .iter()
+        .filter_map(|r| serde_json::to_string(r).ok())
+        .map(|line| crate::audit::merkle::leaf_hash(line.as_bytes()))
+        .collect();
+    leaves.len() == records.len() && to_hex(&crate::audit::merkle::root(&leaves)) == root
 }
 
 /// The UTC day of an RFC 3339 time.

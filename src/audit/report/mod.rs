@@ -416,8 +416,11 @@ pub struct Integrity {
     pub broken: Vec<u64>,
     /// Records whose time is not RFC 3339 UTC (so no day could be given).
     pub undated: Vec<u64>,
-    /// The latest signed tree head, when tree heads are signed (not yet: always null).
+    /// The latest signed tree head stored in the log (its compact JWS), if any.
     pub latest_signed_tree_head: Option<String>,
+    /// Whether that head's size and root are those of the log's first records (RFC 9162
+    /// root of their export lines); null without a head.
+    pub tree_head_matches_log: Option<bool>,
 }
 
 /// Sequence numbers missing from the log.

@@ -383,7 +383,8 @@ fn body<S: Sink + Out>(s: &mut S, r: &Report, jws: &str, chart: impl Fn(&mut Str
         .collect();
     s.para(&format!(
         "Integrity: chain verified from record 1 to {}: {}. Gaps: {}. Records that do not \
-         verify: {}. Records without an RFC 3339 time: {}. Latest signed tree head: {}.",
+         verify: {}. Records without an RFC 3339 time: {}. Latest signed tree head: {}. Its \
+         root is the log's: {}.",
         log.records,
         yes(i.chain_verified),
         if gaps.is_empty() {
@@ -404,6 +405,8 @@ fn body<S: Sink + Out>(s: &mut S, r: &Report, jws: &str, chart: impl Fn(&mut Str
         i.latest_signed_tree_head
             .as_deref()
             .map_or_else(|| "none (not signed yet)".to_owned(), |h| s.esc(h)),
+        i.tree_head_matches_log
+            .map_or_else(|| "no head".to_owned(), |m| yes(m).to_owned()),
     ));
 
     let id = &r.pci_dss_8_3_4_2;

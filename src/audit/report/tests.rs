@@ -159,6 +159,7 @@ fn refusals_are_grouped_by_outcome_code_with_their_records() {
     assert!(a.integrity.chain_verified);
     assert!(a.integrity.gaps.is_empty());
     assert_eq!(a.integrity.latest_signed_tree_head, None);
+    assert_eq!(a.integrity.tree_head_matches_log, None);
 }
 
 #[test]
