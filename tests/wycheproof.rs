@@ -11,6 +11,8 @@
 //! Each test prints its row of the counts table (`cargo test --test wycheproof -- --nocapture`)
 //! and fails naming every case payhsm decides otherwise than Wycheproof.
 
+#[path = "wycheproof/certificates.rs"]
+mod certificates;
 #[path = "wycheproof/signatures.rs"]
 mod signatures;
 #[path = "wycheproof/symmetric.rs"]

