@@ -2,13 +2,10 @@
 //!
 //! One [`DataKeyMaterial`] per key version is unwrapped by the HSM at start; [`DataKeyRing`]
 //! derives two subkeys from each (HKDF-SHA256, RFC 5869) and drops the raw material.
+use super::primitives::{self, GCM_TAG_LEN as TAG_LEN};
 use super::{Fingerprint, KeyVersion, SealedPan};
 use crate::card::{Domain, Expiry, Pan, Token};
 use crate::isolation::LockedBox;
-use aes_gcm::aead::{AeadInPlace, KeyInit};
-use aes_gcm::{Aes256Gcm, Nonce};
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use zeroize::Zeroizing;
@@ -20,7 +17,6 @@ const AAD_PREFIX: &[u8] = b"payhsm/pan/v1";
 const FP_PREFIX: &[u8] = b"payhsm/fp/v1";
 /// Domain separation of idempotency-key tags from PAN fingerprints (same subkey).
 const IDEMPOTENCY_PREFIX: &[u8] = b"payhsm/idempotency/v1";
-const TAG_LEN: usize = 16;
 
 /// 32 bytes of data key material, zeroized on drop. No `Clone`.
 pub struct DataKeyMaterial(Zeroizing<[u8; 32]>);
@@ -65,12 +61,12 @@ struct Subkeys {
 impl Subkeys {
     /// RFC 5869 §2.2-2.3: HKDF-Extract(salt, IKM) then HKDF-Expand(PRK, info, 32).
     fn derive(material: &DataKeyMaterial) -> Self {
-        let hk = hkdf::Hkdf::<Sha256>::new(Some(HKDF_SALT), material.expose());
+        let ikm = material.expose();
         let mut encryption = LockedBox::new([0u8; 32]);
         let mut fingerprint = LockedBox::new([0u8; 32]);
         // 32 bytes is far below the 255 * HashLen limit, so expand cannot fail.
-        let _ = hk.expand(INFO_ENCRYPTION, &mut encryption[..]);
-        let _ = hk.expand(INFO_FINGERPRINT, &mut fingerprint[..]);
+        let _ = primitives::hkdf_sha256(HKDF_SALT, ikm, INFO_ENCRYPTION, &mut encryption[..]);
+        let _ = primitives::hkdf_sha256(HKDF_SALT, ikm, INFO_FINGERPRINT, &mut fingerprint[..]);
         Self {
             encryption,
             fingerprint,
@@ -78,20 +74,14 @@ impl Subkeys {
         }
     }
 
-    fn cipher(&self) -> Aes256Gcm {
-        // Built per call; the `zeroize` feature of aes-gcm wipes the key schedule on drop.
-        Aes256Gcm::new((&*self.encryption).into())
-    }
-
     fn fingerprint(&self, pan: &Pan, domain: &Domain) -> Option<Fingerprint> {
         let domain = domain.as_str().as_bytes();
         let domain_len = u8::try_from(domain.len()).ok()?;
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.fingerprint[..]).ok()?;
-        mac.update(FP_PREFIX);
-        mac.update(&[domain_len]);
-        mac.update(domain);
-        mac.update(pan.expose_digits());
-        Some(Fingerprint(mac.finalize().into_bytes().into()))
+        primitives::hmac_sha256(
+            &self.fingerprint[..],
+            &[FP_PREFIX, &[domain_len], domain, pan.expose_digits()],
+        )
+        .map(Fingerprint)
     }
 }
 
@@ -247,10 +237,7 @@ impl DataKeyRing {
         buf.push(month);
         buf.extend_from_slice(&year.to_be_bytes());
         let aad = aad(token, domain, version);
-        subkeys
-            .cipher()
-            .encrypt_in_place(Nonce::from_slice(&nonce), &aad, &mut *buf)
-            .map_err(|_| KeyError::Integrity)?;
+        primitives::gcm_seal_in_place(&subkeys.encryption, &nonce, &aad, &mut buf)?;
         Ok(SealedPan {
             key_version: version,
             nonce,
@@ -272,10 +259,7 @@ impl DataKeyRing {
             .ok_or(KeyError::UnknownVersion(version))?;
         let aad = aad(token, domain, version);
         let mut buf = Zeroizing::new(sealed.ciphertext.clone());
-        subkeys
-            .cipher()
-            .decrypt_in_place(Nonce::from_slice(&sealed.nonce), &aad, &mut *buf)
-            .map_err(|_| KeyError::Integrity)?;
+        primitives::gcm_open_in_place(&subkeys.encryption, &sealed.nonce, &aad, &mut buf)?;
         parse_plaintext(&buf).ok_or(KeyError::Integrity)
     }
 
@@ -284,12 +268,17 @@ impl DataKeyRing {
     /// key is the client's text and could hold a card number: only this tag is kept.
     pub fn idempotency_tag(&self, principal: &str, key: &str) -> Option<(KeyVersion, [u8; 32])> {
         let subkeys = self.keys.get(&self.active)?;
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&subkeys.fingerprint[..]).ok()?;
-        mac.update(IDEMPOTENCY_PREFIX);
-        mac.update(&u64::try_from(principal.len()).ok()?.to_be_bytes());
-        mac.update(principal.as_bytes());
-        mac.update(key.as_bytes());
-        Some((self.active, mac.finalize().into_bytes().into()))
+        let principal_len = u64::try_from(principal.len()).ok()?.to_be_bytes();
+        let tag = primitives::hmac_sha256(
+            &subkeys.fingerprint[..],
+            &[
+                IDEMPOTENCY_PREFIX,
+                &principal_len,
+                principal.as_bytes(),
+                key.as_bytes(),
+            ],
+        )?;
+        Some((self.active, tag))
     }
 
     /// Fingerprints of the PAN in the domain under every loaded version, active first.

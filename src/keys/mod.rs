@@ -10,6 +10,8 @@
 
 mod datakeys;
 mod hsm;
+#[doc(hidden)]
+pub mod primitives;
 mod purpose;
 mod selftest;
 

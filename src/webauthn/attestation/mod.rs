@@ -445,6 +445,49 @@ mod stmt {
     }
 }
 
+/// The checks an attestation certificate's key makes, reached from DER for the Wycheproof
+/// tests (`tests/wycheproof.rs`, `docs/wycheproof.md`). Not an API: hidden from the docs.
+#[doc(hidden)]
+pub mod certificate_signatures {
+    use super::{keys, AttestationError};
+    use crate::webauthn::cose::CoseAlgorithm;
+    use x509_parser::prelude::FromDer;
+    use x509_parser::x509::{AlgorithmIdentifier, SubjectPublicKeyInfo};
+
+    /// The check `packed`, `tpm`, `android-key` and `fido-u2f` make of their statement's `sig`
+    /// under COSE `alg` with the certificate key `spki_der` (a DER SubjectPublicKeyInfo).
+    pub fn verify_statement(
+        spki_der: &[u8],
+        alg: CoseAlgorithm,
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<(), AttestationError> {
+        keys::verify_cose_alg(&spki(spki_der)?, alg, message, signature)
+    }
+
+    /// The check of each certificate's signature in an x5c chain: `algorithm_der` is the
+    /// certificate's DER signatureAlgorithm, `spki_der` the issuer's key.
+    pub fn verify_certificate(
+        spki_der: &[u8],
+        algorithm_der: &[u8],
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<(), AttestationError> {
+        let algorithm = match AlgorithmIdentifier::from_der(algorithm_der) {
+            Ok(([], algorithm)) => algorithm,
+            _ => return Err(AttestationError::CertificateMalformed),
+        };
+        keys::verify_x509(&spki(spki_der)?, &algorithm, message, signature)
+    }
+
+    fn spki(der: &[u8]) -> Result<SubjectPublicKeyInfo<'_>, AttestationError> {
+        match SubjectPublicKeyInfo::from_der(der) {
+            Ok(([], spki)) => Ok(spki),
+            _ => Err(AttestationError::UnsupportedKey),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;
 

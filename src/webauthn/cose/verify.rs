@@ -83,6 +83,11 @@ fn verify_ed448(public_key: &[u8], message: &[u8], signature: &[u8]) -> bool {
     let Ok(sig_bytes) = <[u8; 114]>::try_from(signature) else {
         return false;
     };
+    // RFC 8032 §5.2.3 decoding of A and of R (the first 57 bytes of the signature).
+    let r_bytes = sig_bytes.first_chunk::<57>();
+    if !ed448_point_canonical(&key_bytes) || !r_bytes.is_some_and(ed448_point_canonical) {
+        return false;
+    }
     let Ok(key) = ed448_goldilocks_plus::VerifyingKey::from_bytes(&key_bytes) else {
         return false;
     };
@@ -90,4 +95,25 @@ fn verify_ed448(public_key: &[u8], message: &[u8], signature: &[u8]) -> bool {
         return false;
     };
     key.verify_raw(&sig, message).is_ok()
+}
+
+/// RFC 8032 §5.2.3: an Ed448 point is y little-endian in bits 0..447, which must be below
+/// p = 2^448 - 2^224 - 1, and the sign of x in bit 455; bits 448..454 are zero. The library
+/// reads only bit 455 of the last byte, so without this check one signature had several
+/// accepted encodings (Wycheproof ed448 tcId 63-65, `docs/wycheproof.md`).
+fn ed448_point_canonical(encoded: &[u8; 57]) -> bool {
+    let Some((&last, y)) = encoded.split_last() else {
+        return false;
+    };
+    if last & 0x7f != 0 {
+        return false;
+    }
+    // Little-endian p: bytes 0..=27 are 0xff, byte 28 is 0xfe, bytes 29..=55 are 0xff.
+    for (i, byte) in y.iter().enumerate().rev() {
+        let p_byte = if i == 28 { 0xfe } else { 0xff };
+        if *byte != p_byte {
+            return *byte < p_byte;
+        }
+    }
+    false
 }
