@@ -1,7 +1,9 @@
-//! The key hierarchy against a real SoftHSM2 token.
+//! The key hierarchy against a real token: SoftHSM2, or the module `PAYHSM_TEST_PKCS11_MODULE`
+//! names (support::softhsm).
 //!
-//! One token per test process: SOFTHSM2_CONF must be set before the first PKCS#11 call and
-//! C_Initialize runs once, so every test shares one setup behind a `OnceLock`.
+//! One token per test process: the module's configuration variable must be set before the
+//! first PKCS#11 call and C_Initialize runs once, so every test shares one setup behind a
+//! `OnceLock`.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -17,10 +19,9 @@ use payhsm::card::{Domain, Pan, Token};
 use payhsm::keys::{
     DataKeyRing, DataKeyState, Hsm, HsmConfig, HsmError, KeyError, KeyVersion, Module, Pin,
 };
-use std::path::Path;
 use std::sync::OnceLock;
 
-use support::softhsm::{fixture, serial, MODULE, SO_PIN, TOKEN, USER_PIN};
+use support::softhsm::{fixture, kind, module_path, serial, Kind, SO_PIN, TOKEN, USER_PIN};
 
 fn pin(s: &str) -> Pin {
     Pin::new(s.to_owned())
@@ -41,7 +42,7 @@ fn raw_pkcs11() -> &'static cryptoki::context::Pkcs11 {
     static RAW: OnceLock<cryptoki::context::Pkcs11> = OnceLock::new();
     RAW.get_or_init(|| {
         fixture();
-        cryptoki::context::Pkcs11::new(MODULE).unwrap()
+        cryptoki::context::Pkcs11::new(module_path()).unwrap()
     })
 }
 
@@ -65,7 +66,17 @@ fn init_token_if_absent_creates_the_token_once() {
         .unwrap();
     assert!(!again);
     // Loading the same module again reuses the initialized library.
-    assert!(Module::load(Path::new(MODULE)).is_ok());
+    assert!(Module::load(&module_path()).is_ok());
+}
+
+#[test]
+fn the_token_is_in_the_module_under_test() {
+    let id = fixture().module.token_identity(TOKEN).unwrap().unwrap();
+    let maker = match kind() {
+        Kind::SoftHsm2 => "SoftHSM project",
+        Kind::Kryoptic => "Kryoptic Project",
+    };
+    assert_eq!(id.manufacturer, maker, "{id:?}");
 }
 
 // A wrong PIN is not tested here: PKCS#11 login is per application, so while other tests in
