@@ -190,12 +190,13 @@ async fn wrapped_data_key_unwraps_to_the_same_material() {
     );
 }
 
-/// A GCM tag failure: PKCS#11 says CKR_ENCRYPTED_DATA_INVALID (mapped to `Integrity`);
-/// SoftHSM2 2.6 answers CKR_GENERAL_ERROR from C_Decrypt, which payhsm does not reinterpret.
+/// A GCM tag failure: PKCS#11 says CKR_ENCRYPTED_DATA_INVALID (mapped to `Integrity`), which
+/// kryoptic answers; SoftHSM2 2.6 answers CKR_GENERAL_ERROR from C_Decrypt, which payhsm does
+/// not reinterpret (docs/hsm.md).
 fn is_refused_by_decrypt(result: Result<payhsm::keys::DataKeyMaterial, HsmError>) -> bool {
-    match result {
-        Err(HsmError::Integrity) => true,
-        Err(HsmError::Pkcs11 { function, .. }) => function == "C_Decrypt",
+    match (kind(), result) {
+        (Kind::Kryoptic, Err(HsmError::Integrity)) => true,
+        (Kind::SoftHsm2, Err(HsmError::Pkcs11 { function, .. })) => function == "C_Decrypt",
         _ => false,
     }
 }
