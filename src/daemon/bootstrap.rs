@@ -776,3 +776,38 @@ async fn follow_key_changes(sync: Arc<KeySync>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // test module
+    use super::*;
+
+    #[test]
+    fn a_dev_directory_keeps_the_module_it_was_made_with() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        prepare_dev_dir(&data).unwrap();
+        let softhsm2 = Path::new(defaults::PKCS11_MODULE);
+        assert_eq!(crate::config::dev_module(&data), softhsm2);
+        let other = Path::new("/opt/other/libpkcs11.so");
+        record_dev_module(&data, other).unwrap();
+        assert_eq!(crate::config::dev_module(&data), other);
+        // Again with the same module: nothing changes.
+        record_dev_module(&data, other).unwrap();
+        assert!(matches!(
+            record_dev_module(&data, softhsm2),
+            Err(DaemonError::Hsm(_))
+        ));
+        assert_eq!(
+            Config::dev(
+                &data,
+                std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+                Path::new("k"),
+                Path::new("p")
+            )
+            .pkcs11
+            .module,
+            other
+        );
+    }
+}
