@@ -79,6 +79,16 @@ fn the_token_is_in_the_module_under_test() {
     assert_eq!(id.manufacturer, maker, "{id:?}");
 }
 
+/// The PIN bounds `payhsm ceremony init` checks PINs against, from the token's own
+/// ulMinPinLen and ulMaxPinLen: kryoptic's 0 (CK_EFFECTIVELY_INFINITE) was once read as a bound
+/// of 0 bytes, refusing every PIN.
+#[test]
+fn a_free_slot_takes_pins_of_usual_lengths() {
+    let free = fixture().module.free_slot("payhsm-spare", None).unwrap();
+    assert!(free.min_pin_len <= 8, "{free:?}");
+    assert!(free.max_pin_len >= 64, "{free:?}");
+}
+
 // A wrong PIN is not tested here: PKCS#11 login is per application, so while other tests in
 // this process hold logged-in sessions C_Login answers USER_ALREADY_LOGGED_IN before it looks
 // at the PIN.

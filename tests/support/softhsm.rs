@@ -63,8 +63,9 @@ pub fn is_softhsm2() -> bool {
 }
 
 /// Writes a configuration giving the module under test a token store of its own in `dir`
-/// (which must exist), with one free slot. Returns the variable the module reads it from and
-/// the file: set it before the module's first C_Initialize.
+/// (which must exist), with a free slot left after the first token is made. Returns the
+/// variable the module reads it from and the file: set it before the module's first
+/// C_Initialize.
 pub fn write_store_config(dir: &Path) -> (&'static str, PathBuf) {
     match kind() {
         Kind::SoftHsm2 => {
@@ -81,16 +82,18 @@ pub fn write_store_config(dir: &Path) -> (&'static str, PathBuf) {
             .unwrap();
             ("SOFTHSM2_CONF", conf)
         }
+        // Two slots: the token's, and a spare that stays uninitialized, as SoftHSM2 always
+        // offers one (kryoptic has only the slots configured).
         Kind::Kryoptic => {
             let conf = dir.join("kryoptic.conf");
-            std::fs::write(
-                &conf,
+            let slot = |n: u32, file: &str| {
                 format!(
-                    "[[slots]]\nslot = 1\ndbtype = \"sqlite\"\ndbargs = \"{}\"\n",
-                    dir.join("kryoptic.sql").display()
-                ),
-            )
-            .unwrap();
+                    "[[slots]]\nslot = {n}\ndbtype = \"sqlite\"\ndbargs = \"{}\"\n",
+                    dir.join(file).display()
+                )
+            };
+            let text = slot(1, "kryoptic.sql") + &slot(2, "kryoptic-spare.sql");
+            std::fs::write(&conf, text).unwrap();
             ("KRYOPTIC_CONF", conf)
         }
     }
