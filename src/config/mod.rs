@@ -317,7 +317,13 @@ impl Config {
             webauthn: WebauthnConfig::dev(),
             keys: KeysConfig::default(),
             audit: AuditConfig::default(),
-            isolation: IsolationConfig::default(),
+            // The dev data directory holds the token store as well as the vault: SoftHSM2's
+            // (also added from softhsm2.conf) or another module's (`payhsmd dev --module`, whose
+            // configuration puts it there; kryoptic in the tests), also with a PostgreSQL vault.
+            isolation: IsolationConfig {
+                read_write: vec![data_dir.to_owned()],
+                ..IsolationConfig::default()
+            },
         }
     }
 }
