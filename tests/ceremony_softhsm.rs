@@ -14,7 +14,7 @@ use payhsm::ceremony::{combine, Component, KeyMaterial};
 use payhsm::keys::{Hsm, HsmConfig, HsmError, Pin};
 use std::sync::OnceLock;
 
-use support::softhsm::{fixture, serial, MODULE, TOKEN, USER_PIN};
+use support::softhsm::{fixture, module_path, serial, TOKEN, USER_PIN};
 
 fn open() -> Hsm {
     Hsm::open(
@@ -33,7 +33,7 @@ fn raw_pkcs11() -> &'static cryptoki::context::Pkcs11 {
     static RAW: OnceLock<cryptoki::context::Pkcs11> = OnceLock::new();
     RAW.get_or_init(|| {
         fixture();
-        cryptoki::context::Pkcs11::new(MODULE).unwrap()
+        cryptoki::context::Pkcs11::new(module_path()).unwrap()
     })
 }
 

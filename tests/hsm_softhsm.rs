@@ -1,7 +1,9 @@
-//! The key hierarchy against a real SoftHSM2 token.
+//! The key hierarchy against a real token: SoftHSM2, or the module `PAYHSM_TEST_PKCS11_MODULE`
+//! names (support::softhsm).
 //!
-//! One token per test process: SOFTHSM2_CONF must be set before the first PKCS#11 call and
-//! C_Initialize runs once, so every test shares one setup behind a `OnceLock`.
+//! One token per test process: the module's configuration variable must be set before the
+//! first PKCS#11 call and C_Initialize runs once, so every test shares one setup behind a
+//! `OnceLock`.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -17,10 +19,9 @@ use payhsm::card::{Domain, Pan, Token};
 use payhsm::keys::{
     DataKeyRing, DataKeyState, Hsm, HsmConfig, HsmError, KeyError, KeyVersion, Module, Pin,
 };
-use std::path::Path;
 use std::sync::OnceLock;
 
-use support::softhsm::{fixture, serial, MODULE, SO_PIN, TOKEN, USER_PIN};
+use support::softhsm::{fixture, kind, module_path, serial, Kind, SO_PIN, TOKEN, USER_PIN};
 
 fn pin(s: &str) -> Pin {
     Pin::new(s.to_owned())
@@ -41,7 +42,7 @@ fn raw_pkcs11() -> &'static cryptoki::context::Pkcs11 {
     static RAW: OnceLock<cryptoki::context::Pkcs11> = OnceLock::new();
     RAW.get_or_init(|| {
         fixture();
-        cryptoki::context::Pkcs11::new(MODULE).unwrap()
+        cryptoki::context::Pkcs11::new(module_path()).unwrap()
     })
 }
 
@@ -65,7 +66,27 @@ fn init_token_if_absent_creates_the_token_once() {
         .unwrap();
     assert!(!again);
     // Loading the same module again reuses the initialized library.
-    assert!(Module::load(Path::new(MODULE)).is_ok());
+    assert!(Module::load(&module_path()).is_ok());
+}
+
+#[test]
+fn the_token_is_in_the_module_under_test() {
+    let id = fixture().module.token_identity(TOKEN).unwrap().unwrap();
+    let maker = match kind() {
+        Kind::SoftHsm2 => "SoftHSM project",
+        Kind::Kryoptic => "Kryoptic Project",
+    };
+    assert_eq!(id.manufacturer, maker, "{id:?}");
+}
+
+/// The PIN bounds `payhsm ceremony init` checks PINs against, from the token's own
+/// ulMinPinLen and ulMaxPinLen: kryoptic's 0 (CK_EFFECTIVELY_INFINITE) was once read as a bound
+/// of 0 bytes, refusing every PIN.
+#[test]
+fn a_free_slot_takes_pins_of_usual_lengths() {
+    let free = fixture().module.free_slot("payhsm-spare", None).unwrap();
+    assert!(free.min_pin_len <= 8, "{free:?}");
+    assert!(free.max_pin_len >= 64, "{free:?}");
 }
 
 // A wrong PIN is not tested here: PKCS#11 login is per application, so while other tests in
@@ -179,12 +200,13 @@ async fn wrapped_data_key_unwraps_to_the_same_material() {
     );
 }
 
-/// A GCM tag failure: PKCS#11 says CKR_ENCRYPTED_DATA_INVALID (mapped to `Integrity`);
-/// SoftHSM2 2.6 answers CKR_GENERAL_ERROR from C_Decrypt, which payhsm does not reinterpret.
+/// A GCM tag failure: PKCS#11 says CKR_ENCRYPTED_DATA_INVALID (mapped to `Integrity`), which
+/// kryoptic answers; SoftHSM2 2.6 answers CKR_GENERAL_ERROR from C_Decrypt, which payhsm does
+/// not reinterpret (docs/hsm.md).
 fn is_refused_by_decrypt(result: Result<payhsm::keys::DataKeyMaterial, HsmError>) -> bool {
-    match result {
-        Err(HsmError::Integrity) => true,
-        Err(HsmError::Pkcs11 { function, .. }) => function == "C_Decrypt",
+    match (kind(), result) {
+        (Kind::Kryoptic, Err(HsmError::Integrity)) => true,
+        (Kind::SoftHsm2, Err(HsmError::Pkcs11 { function, .. })) => function == "C_Decrypt",
         _ => false,
     }
 }

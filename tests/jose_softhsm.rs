@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::sync::OnceLock;
 
-use support::softhsm::{fixture, serial, MODULE, TOKEN, USER_PIN};
+use support::softhsm::{fixture, module_path, serial, TOKEN, USER_PIN};
 
 fn open() -> Hsm {
     let cfg = HsmConfig {
@@ -237,7 +237,7 @@ fn raw_session() -> cryptoki::session::Session {
     static RAW: OnceLock<cryptoki::context::Pkcs11> = OnceLock::new();
     let p = RAW.get_or_init(|| {
         fixture();
-        cryptoki::context::Pkcs11::new(MODULE).unwrap()
+        cryptoki::context::Pkcs11::new(module_path()).unwrap()
     });
     let slot = p
         .get_slots_with_initialized_token()

@@ -1,8 +1,9 @@
 //! End to end with the daemon's own key: a JWS signed by `AuthorizationSigner` over the dev
-//! daemon's SoftHSM2 token verifies with `payhsm authz verify --jwks https://<daemon>/v1/keys/jwks`.
+//! daemon's token (SoftHSM2, or the module under test) verifies with
+//! `payhsm authz verify --jwks https://<daemon>/v1/keys/jwks`.
 //!
-//! Its own test binary: it points SOFTHSM2_CONF at the daemon's token store before the first
-//! PKCS#11 call of the process.
+//! Its own test binary: it points SOFTHSM2_CONF (or KRYOPTIC_CONF) at the daemon's token
+//! store before the first PKCS#11 call of the process.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -17,7 +18,6 @@ use payhsm::config::defaults;
 use payhsm::jose::AuthorizationSigner;
 use payhsm::keys::{Hsm, HsmConfig, Module, Pin};
 use serde_json::{json, Value};
-use std::path::Path;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_jws_signed_with_the_daemons_key_verifies_against_its_served_jwks() {
@@ -27,8 +27,11 @@ async fn a_jws_signed_with_the_daemons_key_verifies_against_its_served_jwks() {
     drop(c);
     // Sign while the daemon is stopped, with the same token and key label.
     d.terminate();
-    std::env::set_var("SOFTHSM2_CONF", d.data_dir.join("softhsm2.conf"));
-    let module = Module::load(Path::new(defaults::PKCS11_MODULE)).unwrap();
+    match dev_token_store(&d.data_dir) {
+        Some((var, conf)) => std::env::set_var(var, conf),
+        None => std::env::set_var("SOFTHSM2_CONF", d.data_dir.join("softhsm2.conf")),
+    }
+    let module = Module::load(&softhsm::module_path()).unwrap();
     let hsm = Hsm::open(
         &module,
         HsmConfig {

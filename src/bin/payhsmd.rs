@@ -83,6 +83,12 @@ enum Command {
         /// Address to listen on (port 0 picks a free one; the address is printed).
         #[arg(long, default_value = "127.0.0.1:8443")]
         listen: SocketAddr,
+        /// The PKCS#11 module to make the dev token in with C_InitToken (default: the one the
+        /// data directory was made with, else SoftHSM2, whose token store is then under the
+        /// data directory). Recorded in the data directory. Another module reads its own
+        /// configuration (kryoptic: the file KRYOPTIC_CONF names).
+        #[arg(long, value_name = "PATH")]
+        module: Option<PathBuf>,
         /// The sample PKI folder.
         #[arg(long, default_value = "keys-sample")]
         keys: PathBuf,
@@ -158,6 +164,7 @@ fn main() -> ExitCode {
         Command::Dev {
             data_dir,
             listen,
+            module,
             keys,
             policies,
             json_logs,
@@ -177,6 +184,12 @@ fn main() -> ExitCode {
             if let Err(e) = payhsm::daemon::prepare_dev_dir(&data_dir) {
                 eprintln!("payhsmd: {}", payhsm::fault::Chain(&e));
                 return ExitCode::from(1);
+            }
+            if let Some(module) = &module {
+                if let Err(e) = payhsm::daemon::record_dev_module(&data_dir, module) {
+                    eprintln!("payhsmd: {}", payhsm::fault::Chain(&e));
+                    return ExitCode::from(1);
+                }
             }
             let mut config = Config::dev(&data_dir, listen, &keys, &policies);
             if json_logs {

@@ -249,6 +249,9 @@ pub mod defaults {
     pub const AUTHZ_KEY_LABEL: &str = "payhsm-authz-v1";
     /// Token label of a dev token.
     pub const DEV_TOKEN_LABEL: &str = "payhsm-dev";
+    /// The file in a dev data directory naming the PKCS#11 module its token is in, written by
+    /// `payhsmd dev --module` (absent: [`PKCS11_MODULE`]).
+    pub const DEV_MODULE_FILE: &str = "pkcs11-module";
     /// The public user PIN of dev tokens. A dev token protects nothing.
     pub const DANGER_DEV_USER_PIN: &str = "payhsm-dev-user-pin";
     /// The public SO PIN of dev tokens.
@@ -276,8 +279,8 @@ impl Config {
         file::parse(text, base)
     }
 
-    /// The self-contained dev configuration: a SoftHSM2 token, SQLite and logs under
-    /// `data_dir`, the sample PKI from `keys_dir` and the policies from `policy_dir`.
+    /// The self-contained dev configuration: a token (SoftHSM2's store under `data_dir`, or
+    /// the module [`dev_module`] names), SQLite and logs under `data_dir`, the sample PKI from `keys_dir` and the policies from `policy_dir`.
     pub fn dev(
         data_dir: &std::path::Path,
         listen: SocketAddr,
@@ -294,7 +297,7 @@ impl Config {
                 limits: crate::transport::ServerLimits::default(),
             },
             pkcs11: Pkcs11Config {
-                module: PathBuf::from(defaults::PKCS11_MODULE),
+                module: dev_module(data_dir),
                 token_label: defaults::DEV_TOKEN_LABEL.to_owned(),
                 pin: PinSource::DangerDevPin,
                 sessions: 2,
@@ -314,7 +317,23 @@ impl Config {
             webauthn: WebauthnConfig::dev(),
             keys: KeysConfig::default(),
             audit: AuditConfig::default(),
-            isolation: IsolationConfig::default(),
+            // The dev data directory holds the token store as well as the vault: SoftHSM2's
+            // (also added from softhsm2.conf) or another module's (`payhsmd dev --module`, whose
+            // configuration puts it there; kryoptic in the tests), also with a PostgreSQL vault.
+            isolation: IsolationConfig {
+                read_write: vec![data_dir.to_owned()],
+                ..IsolationConfig::default()
+            },
         }
     }
+}
+
+/// The PKCS#11 module of the dev data directory `data_dir`: the one its
+/// [`defaults::DEV_MODULE_FILE`] names, else SoftHSM2.
+pub fn dev_module(data_dir: &std::path::Path) -> PathBuf {
+    std::fs::read_to_string(data_dir.join(defaults::DEV_MODULE_FILE))
+        .ok()
+        .and_then(|text| text.lines().next().map(|l| PathBuf::from(l.trim())))
+        .filter(|path| !path.as_os_str().is_empty())
+        .unwrap_or_else(|| PathBuf::from(defaults::PKCS11_MODULE))
 }

@@ -46,6 +46,33 @@ pub fn prepare_dev_dir(data_dir: &Path) -> Result<(), DaemonError> {
     Ok(())
 }
 
+/// Records in the dev data directory `data_dir` (prepared) that its token is in `module`
+/// (`payhsmd dev --module`), so that later commands on it ([`Config::dev`]) load the same one.
+/// Refuses a module other than the one recorded: its token would be another.
+pub fn record_dev_module(data_dir: &Path, module: &Path) -> Result<(), DaemonError> {
+    let recorded = crate::config::dev_module(data_dir);
+    let file = data_dir.join(defaults::DEV_MODULE_FILE);
+    if file.exists() {
+        if recorded == module {
+            return Ok(());
+        }
+        return Err(DaemonError::Hsm(Fault::new(format!(
+            "{} was made with the PKCS#11 module {}, not {}",
+            data_dir.display(),
+            recorded.display(),
+            module.display()
+        ))));
+    }
+    let io = |e: std::io::Error| DaemonError::Io(Fault::caused_by(file.display().to_string(), e));
+    let mut text = module.as_os_str().as_encoded_bytes().to_vec();
+    text.push(b'\n');
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    std::io::Write::write_all(&mut options.open(&file).map_err(io)?, &text).map_err(io)
+}
+
 /// Creates `dir` (and its missing parents) readable by its owner only, and takes group and
 /// other permissions away from it if it already existed: the store and the token files in it
 /// are nobody else's business.
@@ -146,7 +173,7 @@ pub(super) async fn open_hsm(config: &Config, create_dev_token: bool) -> Result<
                 .init_token_if_absent(&p.token_label, &so, &user)
                 .map_err(hsm_err)?
             {
-                tracing::info!(token = %p.token_label, "created a SoftHSM2 dev token");
+                tracing::info!(token = %p.token_label, "created a dev token");
             }
         }
         Hsm::open(
@@ -747,5 +774,40 @@ async fn follow_key_changes(sync: Arc<KeySync>) {
             }
             Err(_) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // test module
+    use super::*;
+
+    #[test]
+    fn a_dev_directory_keeps_the_module_it_was_made_with() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        prepare_dev_dir(&data).unwrap();
+        let softhsm2 = Path::new(defaults::PKCS11_MODULE);
+        assert_eq!(crate::config::dev_module(&data), softhsm2);
+        let other = Path::new("/opt/other/libpkcs11.so");
+        record_dev_module(&data, other).unwrap();
+        assert_eq!(crate::config::dev_module(&data), other);
+        // Again with the same module: nothing changes.
+        record_dev_module(&data, other).unwrap();
+        assert!(matches!(
+            record_dev_module(&data, softhsm2),
+            Err(DaemonError::Hsm(_))
+        ));
+        assert_eq!(
+            Config::dev(
+                &data,
+                std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+                Path::new("k"),
+                Path::new("p")
+            )
+            .pkcs11
+            .module,
+            other
+        );
     }
 }

@@ -98,7 +98,8 @@ pub struct FreeSlot {
     slot: Slot,
     /// ulMinPinLen: the shortest PIN the token accepts, in bytes.
     pub min_pin_len: usize,
-    /// ulMaxPinLen: the longest PIN the token accepts, in bytes.
+    /// ulMaxPinLen: the longest PIN the token accepts, in bytes; `usize::MAX` when the token
+    /// sets no bound (kryoptic reports CK_EFFECTIVELY_INFINITE, 0).
     pub max_pin_len: usize,
 }
 
@@ -248,7 +249,7 @@ impl Module {
                 return Ok(FreeSlot {
                     slot,
                     min_pin_len: info.min_pin_length(),
-                    max_pin_len: info.max_pin_length(),
+                    max_pin_len: max_pin_len(info.max_pin_length()),
                 });
             }
             if let Some(id) = slot_id {
@@ -318,6 +319,16 @@ impl Module {
             }
         }
         Ok(None)
+    }
+}
+
+/// ulMaxPinLen as a bound: PKCS#11's CK_EFFECTIVELY_INFINITE (0), which kryoptic reports,
+/// is no bound. SoftHSM2 reports 255.
+fn max_pin_len(reported: usize) -> usize {
+    if reported == 0 {
+        usize::MAX
+    } else {
+        reported
     }
 }
 
@@ -842,5 +853,16 @@ fn read_p256_point(s: &Session, public: ObjectHandle) -> Result<EcPublicKey, Fai
     match <[u8; 65]>::try_from(raw) {
         Ok(p) if p.first() == Some(&0x04) => Ok(EcPublicKey(p)),
         _ => Err(HsmError::Malformed("CKA_EC_POINT is not an uncompressed P-256 point").into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::max_pin_len;
+
+    #[test]
+    fn an_effectively_infinite_max_pin_len_is_no_bound() {
+        assert_eq!(max_pin_len(0), usize::MAX);
+        assert_eq!(max_pin_len(255), 255);
     }
 }

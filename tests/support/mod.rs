@@ -211,9 +211,29 @@ fn spawn(data_dir: &Path, log_path: &Path, extra: &[&str]) -> (Child, SocketAddr
         .arg("--keys")
         .arg(keys())
         .arg("--policies")
-        .arg(repo().join("policies"))
-        .args(extra);
+        .arg(repo().join("policies"));
+    if let Some((var, conf)) = dev_token_store(data_dir) {
+        cmd.arg("--module")
+            .arg(softhsm::module_path())
+            .env(var, conf);
+    }
+    cmd.args(extra);
     spawn_until_listening(cmd, log_path)
+}
+
+/// The token store of the dev daemon on `data_dir` when the module under test is not
+/// SoftHSM2 (whose store `payhsmd dev` configures itself): the variable naming its
+/// configuration and the file, written under `data_dir` (created owner-only) if absent, so
+/// replicas and restarts on one data directory share the token.
+pub fn dev_token_store(data_dir: &Path) -> Option<(&'static str, PathBuf)> {
+    if softhsm::is_softhsm2() {
+        return None;
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(data_dir).unwrap();
+    Some(softhsm::write_store_config(data_dir))
 }
 
 /// Spawns a prepared `payhsmd` command, its stderr appended to `log_path`, and waits for its
@@ -365,12 +385,14 @@ pub fn audit_verify(d: &Daemon, name: &str, text: &str) -> (bool, String) {
 
 /// `payhsm audit export --data-dir DIR` of this daemon's data directory.
 pub fn audit_export(d: &Daemon) -> String {
-    let out = payhsm(&[
-        "audit",
-        "export",
-        "--data-dir",
-        d.data_dir.to_str().unwrap(),
-    ]);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_payhsm"));
+    cmd.args(["audit", "export", "--data-dir"])
+        .arg(&d.data_dir)
+        .current_dir(repo());
+    if let Some((var, conf)) = dev_token_store(&d.data_dir) {
+        cmd.env(var, conf);
+    }
+    let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
         "audit export failed ({}): {}",
