@@ -103,6 +103,10 @@ async fn the_readme_examples_run_against_a_dev_daemon() {
                     "audit-jwks.json",
                     &format!("{}/audit-jwks.json", tmp.path().display()),
                 )
+                .replace(
+                    "proof.json",
+                    &format!("{}/proof.json", tmp.path().display()),
+                )
                 .replace("cards.", &format!("{}/cards.", tmp.path().display()))
                 .replace("<token from above>", &token)
                 .replace("<token>", &token);
