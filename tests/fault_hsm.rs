@@ -1,9 +1,14 @@
 //! Fault harness (issue 6): the HSM becomes unavailable under a running daemon and comes back.
 //!
-//! The fault is real: the dev token's directory is moved out of SoftHSM2's token folder while
-//! `payhsmd dev` runs, then moved back. SoftHSM2 then answers C_GetTokenInfo with
-//! CKR_GENERAL_ERROR and finds no object (its sessions still say "logged in"), and it keeps
-//! the token invalid even once the directory is back, until the library is re-initialized.
+//! The fault is real, and the module's own:
+//! - SoftHSM2: the dev token's directory is moved out of SoftHSM2's token folder while
+//!   `payhsmd dev` runs, then moved back. SoftHSM2 then answers C_GetTokenInfo with
+//!   CKR_GENERAL_ERROR and finds no object (its sessions still say "logged in"), and it keeps
+//!   the token invalid even once the directory is back, until the library is re-initialized.
+//! - kryoptic (`PAYHSM_TEST_PKCS11_MODULE`): another process (this test) holds an exclusive
+//!   lock on the token's SQLite file, so every read of a token object fails once kryoptic's
+//!   busy timeout runs out, while C_GetTokenInfo, answered from memory, still succeeds. The
+//!   lock is then released.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -16,9 +21,45 @@ use payhsm::client::{Client, Response};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use support::authenticator::{Assertion, Authenticator};
+use support::softhsm::{kind, Kind};
 use support::*;
 
 const DOMAIN: &str = "shop";
+
+/// A real fault of the dev token under a running daemon, until [`Outage::end`].
+enum Outage {
+    /// SoftHSM2: the token's folder, moved from `present` to `away`.
+    Moved { present: PathBuf, away: PathBuf },
+    /// kryoptic: a connection in a transaction holding the token file's exclusive lock.
+    Locked(rusqlite::Connection),
+}
+
+impl Outage {
+    fn start(data_dir: &Path) -> Self {
+        match kind() {
+            // Out of SoftHSM2's token folder, so a re-initialization does not find it either.
+            Kind::SoftHsm2 => {
+                let present = token_dir(data_dir);
+                let away = data_dir.join("token-away");
+                std::fs::rename(&present, &away).unwrap();
+                Self::Moved { present, away }
+            }
+            // The token's slot file (`support::softhsm::write_store_config`).
+            Kind::Kryoptic => {
+                let conn = rusqlite::Connection::open(data_dir.join("kryoptic.sql")).unwrap();
+                conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
+                Self::Locked(conn)
+            }
+        }
+    }
+
+    fn end(self) {
+        match self {
+            Self::Moved { present, away } => std::fs::rename(&away, &present).unwrap(),
+            Self::Locked(conn) => conn.execute_batch("ROLLBACK").unwrap(),
+        }
+    }
+}
 
 /// The one token directory of a dev data directory.
 fn token_dir(data_dir: &Path) -> PathBuf {
@@ -71,7 +112,9 @@ async fn key_change(c: &mut Client) -> Response {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hsm_outage_fails_fast_with_503_and_recovers_without_restart() {
-    let d = Daemon::start();
+    // The clients stay connected through the outage, which on kryoptic lasts longer than the
+    // default idle timeout (each call waits for its busy timeout).
+    let d = Daemon::start_with(&["--header-timeout-ms", "120000"]);
     let pid = d.pid();
     let mut gw = d.client("gateway").await;
     let mut reader = d.client("vault-reader").await;
@@ -82,11 +125,8 @@ async fn hsm_outage_fails_fast_with_503_and_recovers_without_restart() {
     let (challenge_id, assertion) = payment(&mut gw, &auth, &token, &device_id, 1).await;
     assert_eq!(get(&mut gw, "/readyz").await.status, 200);
 
-    // The token goes away: out of SoftHSM2's token folder, so a re-initialization does not
-    // find it either.
-    let present = token_dir(&d.data_dir);
-    let away = d.data_dir.join("token-away");
-    std::fs::rename(&present, &away).unwrap();
+    // The token goes away.
+    let outage = Outage::start(&d.data_dir);
 
     let r = timed(
         "authorize while the HSM is away",
@@ -140,7 +180,7 @@ async fn hsm_outage_fails_fast_with_503_and_recovers_without_restart() {
     );
 
     // The token comes back; the daemon finds it again by itself (readiness probes drive it).
-    std::fs::rename(&away, &present).unwrap();
+    outage.end();
     let started = Instant::now();
     let deadline = started + Duration::from_secs(15);
     loop {

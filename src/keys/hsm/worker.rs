@@ -172,9 +172,12 @@ impl SessionSource {
         })
     }
 
-    /// PKCS#11 3.0 §5.5 C_GetTokenInfo and §5.6 C_GetSessionInfo: the token answers and the
-    /// session is logged in. SoftHSM2 keeps sessions "logged in" after its token directory
-    /// vanished and only C_GetTokenInfo fails (CKR_GENERAL_ERROR), so both are asked.
+    /// PKCS#11 3.0 §5.6 C_GetSessionInfo, §5.5 C_GetTokenInfo and §5.7 C_FindObjects: the
+    /// session is logged in, the token answers and its object store answers. SoftHSM2 keeps
+    /// sessions "logged in" after its token directory vanished and only C_GetTokenInfo fails
+    /// (CKR_GENERAL_ERROR). kryoptic answers C_GetTokenInfo from memory while its SQLite
+    /// store cannot be read; only a search of the token's objects fails. So all three are
+    /// asked (one handle at most is fetched; finding none is no fault).
     fn check(&self, session: &Session) -> Result<(), HsmError> {
         let info = session.get_session_info()?;
         if !matches!(info.session_state(), SessionState::RwUser) {
@@ -183,6 +186,11 @@ impl SessionSource {
             )));
         }
         self.module.pkcs11.get_token_info(self.slot())?;
+        let mut found = session.iter_objects_with_cache_size(
+            &[cryptoki::object::Attribute::Token(true)],
+            std::num::NonZeroUsize::MIN,
+        )?;
+        found.next().transpose()?;
         Ok(())
     }
 
