@@ -1,4 +1,5 @@
-//! `payhsm ceremony` end to end: the real CLI binary, real SoftHSM2 tokens, stdin piped.
+//! `payhsm ceremony` end to end: the real CLI binary, real tokens in the module under test
+//! (SoftHSM2, or the module `PAYHSM_TEST_PKCS11_MODULE` names), stdin piped.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -15,9 +16,23 @@ use support::*;
 const DEV_USER_PIN: &str = "payhsm-dev-user-pin";
 const DEV_SO_PIN: &str = "payhsm-dev-so-pin";
 
-/// Runs `payhsm` with `stdin` piped in; stdout and stderr as text.
+/// Runs `payhsm` with `stdin` piped in; stdout and stderr as text. A command on a data
+/// directory reaches its dev token in the module under test: for a module other than
+/// SoftHSM2 (whose store `payhsm` keeps under the directory itself) the module's store
+/// configuration is set (`dev_token_store`) and `ceremony init` gets `--module`.
 fn cli(args: &[&str], stdin: &str) -> (Output, String, String) {
-    let r = run_cli(args, stdin, &[], &[]);
+    let dir = args
+        .iter()
+        .position(|a| *a == "--data-dir")
+        .map(|i| Path::new(args[i + 1]));
+    let store = dir.and_then(dev_token_store);
+    let module = softhsm::module_path();
+    let mut all = args.to_vec();
+    if store.is_some() && matches!(args, ["ceremony", "init", ..]) {
+        all.extend_from_slice(&["--module", module.to_str().unwrap()]);
+    }
+    let env: Vec<(&str, &Path)> = store.iter().map(|(v, c)| (*v, c.as_path())).collect();
+    let r = run_cli(&all, stdin, &env, &[]);
     (r.out, r.stdout, r.stderr)
 }
 

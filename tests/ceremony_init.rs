@@ -1,6 +1,7 @@
 //! `payhsm ceremony init` of a real token and ceremonies on it, end to end: the real CLI
-//! binary, a fresh SoftHSM2 token store per test (`SOFTHSM2_CONF`), PINs passed on extra file
-//! descriptors, custodians checked against `policies/identities.toml`.
+//! binary, a fresh token store of the module under test per test (SoftHSM2, or the module
+//! `PAYHSM_TEST_PKCS11_MODULE` names), PINs passed on extra file descriptors, custodians
+//! checked against `policies/identities.toml`.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -11,6 +12,7 @@
 mod support;
 use std::path::{Path, PathBuf};
 use support::ceremony::*;
+use support::softhsm::{kind, Kind};
 
 const SO_PIN: &str = "so-pin-for-tests-7d1c";
 const USER_PIN: &str = "user-pin-for-tests-52e9";
@@ -23,14 +25,14 @@ fn keep(texts: &mut Vec<(String, String)>, name: &str, r: &Run) -> Option<i32> {
 
 /// A token store and the data directories made on it.
 struct Fixture {
-    hsm: SoftHsmStore,
+    hsm: TokenStore,
     tmp: tempfile::TempDir,
 }
 
 impl Fixture {
     fn new() -> Self {
         Self {
-            hsm: SoftHsmStore::new(),
+            hsm: TokenStore::new(),
             tmp: tempfile::tempdir().unwrap(),
         }
     }
@@ -90,29 +92,32 @@ impl Fixture {
         (r.stdout, records)
     }
 
-    /// The slot ID of the token `label`, as `softhsm2-util --show-slots` lists it.
+    /// The slot ID of the token `label`, as `payhsm ceremony tokens` lists it.
     fn slot_of(&self, label: &str) -> String {
-        let out = std::process::Command::new("softhsm2-util")
-            .arg("--show-slots")
-            .env("SOFTHSM2_CONF", self.hsm.dir.path().join("softhsm2.conf"))
-            .output()
-            .unwrap();
-        let text = String::from_utf8(out.stdout).unwrap();
-        let mut slot = None;
-        for line in text.lines() {
-            if let Some(id) = line.strip_prefix("Slot ") {
-                slot = Some(id.trim().to_owned());
-            }
-            if line.trim().strip_prefix("Label:").map(str::trim) == Some(label) {
-                return slot.unwrap();
-            }
-        }
-        panic!("no token {label} in {text}");
+        let tokens = self.hsm.tokens();
+        tokens
+            .iter()
+            .find(|(_, initialized, l)| *initialized && l == label)
+            .unwrap_or_else(|| panic!("no token {label} in {tokens:?}"))
+            .0
+            .clone()
     }
 
-    /// Initialized tokens in the store (SoftHSM2 keeps one folder per token).
+    /// Initialized tokens in the store, as `payhsm ceremony tokens` lists them.
     fn token_count(&self) -> usize {
-        std::fs::read_dir(self.hsm.tokens()).unwrap().count()
+        self.hsm
+            .tokens()
+            .iter()
+            .filter(|(_, init, _)| *init)
+            .count()
+    }
+}
+
+/// The manufacturer and model the module under test gives its tokens.
+fn maker() -> (&'static str, &'static str) {
+    match kind() {
+        Kind::SoftHsm2 => ("SoftHSM project", "SoftHSM v2"),
+        Kind::Kryoptic => ("Kryoptic Project", "v1"),
     }
 }
 
@@ -157,11 +162,24 @@ fn init_with_pins_on_file_descriptors_prints_and_audits_the_token_identity() {
         "{}",
         r.stdout
     );
-    assert_eq!(field(&r.stdout, "manufacturer"), "SoftHSM project");
-    assert_eq!(field(&r.stdout, "model"), "SoftHSM v2");
+    let (manufacturer, model) = maker();
+    assert_eq!(field(&r.stdout, "manufacturer"), manufacturer);
+    assert_eq!(field(&r.stdout, "model"), model);
     let serial = field(&r.stdout, "serial").to_owned();
     assert_eq!(serial.len(), 16, "{serial}");
     assert_eq!(f.token_count(), 1);
+    // `ceremony tokens` lists it in its slot with the same identity (no PIN asked).
+    let listing = f.hsm.cli(&["ceremony", "tokens"], "", &[]);
+    assert_eq!(listing.code(), Some(0), "{}", listing.stderr);
+    assert!(
+        listing
+            .stdout
+            .lines()
+            .any(|l| l.contains(": initialized label=\"payhsm-prod-a\"")
+                && l.contains(&format!("serial={serial:?}"))),
+        "{}",
+        listing.stdout
+    );
     let a = f.dir("a");
     let binding = std::fs::read_to_string(a.join("token.toml")).unwrap();
     assert!(
@@ -178,8 +196,8 @@ fn init_with_pins_on_file_descriptors_prints_and_audits_the_token_identity() {
     for part in [
         "label=\"payhsm-prod-a\"".to_owned(),
         format!("serial=\"{serial}\""),
-        "manufacturer=\"SoftHSM project\"".to_owned(),
-        "model=\"SoftHSM v2\"".to_owned(),
+        format!("manufacturer={manufacturer:?}"),
+        format!("model={model:?}"),
         "slot=".to_owned(),
     ] {
         assert!(detail.contains(&part), "{detail}");
@@ -267,11 +285,17 @@ fn pins_on_argv_weak_or_equal_pins_are_refused_and_nothing_is_initialized() {
         assert!(r.stderr.contains("nothing initialized"), "{}", r.stderr);
         assert!(!r.stderr.contains("short-"), "{}", r.stderr);
     }
-    // Too long for the token (SoftHSM2: ulMaxPinLen 255).
-    let long = "x".repeat(256);
+    // Too long for the token (SoftHSM2: ulMaxPinLen 255), refused as such; kryoptic sets no
+    // bound, so payhsm's own line limit (1,024 bytes) stops the reading instead.
+    let (len, code) = match kind() {
+        Kind::SoftHsm2 => (256, 1),
+        Kind::Kryoptic => (1025, 2),
+    };
+    let long = "x".repeat(len);
     let r = f.init_with("d", "payhsm-prod", &long, USER_PIN, &[]);
-    assert_eq!(r.code(), Some(1), "{}", r.stderr);
+    assert_eq!(r.code(), Some(code), "{}", r.stderr);
     assert!(r.stderr.contains("too long"), "{}", r.stderr);
+    assert!(!r.stderr.contains("xxxxxxxx"), "{}", r.stderr);
     // The same PIN for both roles.
     let r = f.init_with("d", "payhsm-prod", SO_PIN, SO_PIN, &[]);
     assert_eq!(r.code(), Some(1), "{}", r.stderr);
@@ -340,7 +364,7 @@ fn an_initialized_token_is_never_initialized_again() {
     assert!(r.stderr.contains("nothing initialized"), "{}", r.stderr);
     assert!(!f.dir("b").exists());
     // Its slot, under a new label. SoftHSM2 numbers a token's slot after its serial in the
-    // processes that load it later, so the slot ID comes from its own tool.
+    // processes that load it later, so the slot ID comes from a listing made now.
     let slot = f.slot_of("payhsm-prod");
     let r = f.init_with(
         "b",
@@ -633,9 +657,9 @@ fn no_component_share_or_pin_appears_in_any_log_or_file() {
         );
     }
 
-    // The scan: every file of both data directories and of the SoftHSM2 token store, every
+    // The scan: every file of both data directories and of the token store, every
     // stderr, and the stdout of the commands whose purpose is not to print secrets.
-    let mut haystacks = read_files(&[&a, &b, &f.hsm.tokens()]);
+    let mut haystacks = read_files(&[&a, &b, f.hsm.dir.path()]);
     assert!(
         haystacks.len() >= 6,
         "{:?}",

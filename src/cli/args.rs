@@ -153,6 +153,15 @@ pub enum CeremonyCommand {
     /// Initialize a PKCS#11 token (SO PIN, then the user PIN set by the SO) and bind a data
     /// directory to it; or, with `--dev`, prepare a DEV ONLY data directory.
     Init(InitArgs),
+    /// List the tokens of a PKCS#11 module, one line per slot: its ID, whether the token is
+    /// initialized, and its label, serial, manufacturer and model. Changes nothing and needs
+    /// no PIN: what the custodians check before `init --slot`.
+    Tokens {
+        /// The PKCS#11 module (default: SoftHSM2's; for SoftHSM2 the token store is the one
+        /// `SOFTHSM2_CONF` names).
+        #[arg(long, value_name = "PATH")]
+        module: Option<PathBuf>,
+    },
     /// Key-encrypting key ceremonies.
     #[command(subcommand_required = true)]
     Kek(KekArgs),
@@ -204,17 +213,22 @@ pub struct InitArgs {
     /// The data directory to create (its audit log records the ceremonies on the token).
     #[arg(long)]
     pub data_dir: PathBuf,
-    /// DEV ONLY: a SoftHSM2 token under the data directory with the public dev PINs, as
-    /// `payhsmd dev` makes. It protects nothing.
+    /// DEV ONLY: a token with the public dev PINs, as `payhsmd dev` makes (SoftHSM2 under
+    /// the data directory unless `--module` names another). It protects nothing.
     #[arg(long, conflicts_with_all = ["token_label", "slot", "so_pin_fd", "user_pin_fd"])]
     pub dev: bool,
     /// The label of the new token (1 to 32 bytes). A token with this label must not exist:
     /// an initialized token is never initialized again (that would destroy its keys).
     #[arg(long, value_name = "LABEL")]
     pub token_label: Option<String>,
-    /// The PKCS#11 module (for SoftHSM2 the token store is the one `SOFTHSM2_CONF` names).
-    #[arg(long, value_name = "PATH", default_value = crate::config::defaults::PKCS11_MODULE)]
-    pub module: PathBuf,
+    /// The PKCS#11 module (default: SoftHSM2's; for SoftHSM2 the token store is the one
+    /// `SOFTHSM2_CONF` names). With `--dev`: the module to make the dev token in (default:
+    /// the one the data directory was made with, else SoftHSM2, whose token store is then
+    /// under the data directory), recorded in the data directory as `payhsmd dev --module`
+    /// does. Another module reads its own configuration (kryoptic: the file `KRYOPTIC_CONF`
+    /// names).
+    #[arg(long, value_name = "PATH")]
+    pub module: Option<PathBuf>,
     /// The slot ID of the token to initialize; by default the first uninitialized one.
     #[arg(long, value_name = "ID")]
     pub slot: Option<u64>,

@@ -291,6 +291,18 @@ impl Module {
         self.identity_of(slot)
     }
 
+    /// Every slot with a token (PKCS#11 3.0 §5.5 C_GetSlotList with tokenPresent, then
+    /// C_GetTokenInfo), in the module's order: each token's identity and whether it is
+    /// initialized (CKF_TOKEN_INITIALIZED). What a custodian checks before `init --slot`.
+    pub fn tokens(&self) -> Result<Vec<(TokenIdentity, bool)>, HsmError> {
+        let mut tokens = Vec::new();
+        for slot in self.pkcs11.get_slots_with_token()? {
+            let initialized = self.pkcs11.get_token_info(slot)?.token_initialized();
+            tokens.push((self.identity_of(slot)?, initialized));
+        }
+        Ok(tokens)
+    }
+
     /// The identity of the initialized token labelled `label`, if there is one.
     pub fn token_identity(&self, label: &str) -> Result<Option<TokenIdentity>, HsmError> {
         check_label(label)?;

@@ -1,5 +1,6 @@
 //! Helpers for the `payhsm ceremony` suites: the real CLI binary with stdin piped, extra file
-//! descriptors (PINs) and a private SoftHSM2 token store; components; the secret scanner.
+//! descriptors (PINs) and a private token store of the module under test; components; the
+//! secret scanner.
 
 use payhsm::ceremony::{combine, kcv, Component};
 use std::io::Write as _;
@@ -99,38 +100,61 @@ fn pass_fds(cmd: &mut Command, map: Vec<(RawFd, RawFd)>) {
     }
 }
 
-/// A private SoftHSM2 token store (a fresh one per test) for the CLI's real tokens.
-pub struct SoftHsmStore {
-    /// The folder holding `softhsm2.conf` and `tokens/`.
+/// A private token store of the PKCS#11 module under test (a fresh one per test) for the
+/// CLI's real tokens: SoftHSM2's token folder, or kryoptic's SQLite files, with a free slot
+/// (`softhsm::write_store_config`).
+pub struct TokenStore {
+    /// The folder holding the store and its configuration.
     pub dir: tempfile::TempDir,
+    /// The variable the module reads its configuration from, and the file.
+    var: &'static str,
+    conf: PathBuf,
 }
 
-impl SoftHsmStore {
+impl TokenStore {
     /// An empty token store.
     pub fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let tokens = dir.path().join("tokens");
-        std::fs::create_dir(&tokens).unwrap();
-        std::fs::write(
-            dir.path().join("softhsm2.conf"),
-            format!(
-                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-                tokens.display()
-            ),
-        )
-        .unwrap();
-        Self { dir }
+        let (var, conf) = super::softhsm::write_store_config(dir.path());
+        Self { dir, var, conf }
     }
 
-    /// The token folder (SoftHSM2 makes one sub-folder per initialized token).
-    pub fn tokens(&self) -> PathBuf {
-        self.dir.path().join("tokens")
-    }
-
-    /// Runs `payhsm` against this store (`SOFTHSM2_CONF`).
+    /// Runs `payhsm` against this store. `ceremony init --token-label` and `ceremony tokens`
+    /// get `--module` with the module under test; the other commands find it in the data
+    /// directory's binding.
     pub fn cli(&self, args: &[&str], stdin: &str, fds: &[(RawFd, &str)]) -> Run {
-        let conf = self.dir.path().join("softhsm2.conf");
-        run_cli(args, stdin, &[("SOFTHSM2_CONF", &conf)], fds)
+        let module = super::softhsm::module_path();
+        let mut all = args.to_vec();
+        if matches!(args, ["ceremony", "init" | "tokens", ..])
+            && !args.contains(&"--dev")
+            && !args.contains(&"--module")
+        {
+            all.extend_from_slice(&["--module", module.to_str().unwrap()]);
+        }
+        run_cli(&all, stdin, &[(self.var, &self.conf)], fds)
+    }
+
+    /// The store's slots as `payhsm ceremony tokens` lists them: (slot ID, initialized,
+    /// label).
+    pub fn tokens(&self) -> Vec<(String, bool, String)> {
+        let r = self.cli(&["ceremony", "tokens"], "", &[]);
+        assert_eq!(r.code(), Some(0), "{}", r.stderr);
+        r.stdout
+            .lines()
+            .map(|line| {
+                let (slot, rest) = line
+                    .strip_prefix("slot ")
+                    .and_then(|l| l.split_once(": "))
+                    .unwrap_or_else(|| panic!("{line}"));
+                let (state, rest) = rest.split_once(' ').unwrap();
+                let label = rest
+                    .strip_prefix("label=\"")
+                    .and_then(|l| l.split_once('"'))
+                    .unwrap_or_else(|| panic!("{line}"))
+                    .0;
+                (slot.to_owned(), state == "initialized", label.to_owned())
+            })
+            .collect()
     }
 }
 

@@ -362,11 +362,20 @@ pub fn token_of(r: &Response) -> String {
 
 /// Runs the `payhsm` CLI with these arguments.
 pub fn payhsm(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_payhsm"))
-        .args(args)
-        .current_dir(repo())
-        .output()
-        .unwrap()
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_payhsm"));
+    cmd.args(args).current_dir(repo());
+    // A dev data directory's token in a module other than SoftHSM2 is found through that
+    // module's own configuration, as the daemon on it was given.
+    let data_dir = args
+        .iter()
+        .position(|a| *a == "--data-dir")
+        .and_then(|i| args.get(i + 1))
+        .map(Path::new)
+        .filter(|dir| dir.is_dir());
+    if let Some((var, conf)) = data_dir.and_then(dev_token_store) {
+        cmd.env(var, conf);
+    }
+    cmd.output().unwrap()
 }
 
 /// Writes `text` (an audit export) to `name` in the daemon's temp dir and runs `payhsm audit

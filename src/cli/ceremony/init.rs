@@ -20,9 +20,31 @@ pub(super) fn run(args: &InitArgs) -> Result<(), Stop> {
     }
 }
 
+/// Runs `ceremony tokens`: one line per slot with a token, in the module's order.
+pub(super) fn tokens(module: Option<&Path>) -> Result<(), Stop> {
+    let path = module.unwrap_or(Path::new(defaults::PKCS11_MODULE));
+    let module = Module::load(path).map_err(hsm_stop("loading the PKCS#11 module"))?;
+    let tokens = module.tokens().map_err(hsm_stop("listing the tokens"))?;
+    for (id, initialized) in &tokens {
+        let state = if *initialized {
+            "initialized"
+        } else {
+            "uninitialized"
+        };
+        println!(
+            "slot {}: {state} label={:?} serial={:?} manufacturer={:?} model={:?}",
+            id.slot, id.label, id.serial, id.manufacturer, id.model
+        );
+    }
+    if tokens.is_empty() {
+        eprintln!("payhsm: {} has no slot with a token", path.display());
+    }
+    Ok(())
+}
+
 fn dev(args: &InitArgs) -> Result<(), Stop> {
     let custodians = named(&args.custodians, None)?;
-    let session = Session::open_dev(&args.data_dir, true, custodians)?;
+    let session = Session::open_dev(&args.data_dir, Some(args.module.as_deref()), custodians)?;
     drop(session);
     eprintln!(
         "payhsm: DEV ONLY: {} ready (token {:?}, public dev PINs)",
@@ -51,8 +73,12 @@ fn token(args: &InitArgs, label: &str) -> Result<(), Stop> {
     }
     // Who, before anything: an unknown custodian stops here.
     let custodians = named(&args.custodians, None)?;
+    let module_path = args
+        .module
+        .clone()
+        .unwrap_or_else(|| std::path::PathBuf::from(defaults::PKCS11_MODULE));
     // Never SOFTHSM2_CONF here: the module reads the operator's own configuration.
-    let module = Module::load(&args.module).map_err(hsm_stop("loading the PKCS#11 module"))?;
+    let module = Module::load(&module_path).map_err(hsm_stop("loading the PKCS#11 module"))?;
     let free = module.free_slot(label, args.slot).map_err(|e| match e {
         HsmError::TokenExists(what) => Stop::refused(format!(
             "{what} is already initialized; initializing it again would destroy its keys, \
@@ -103,13 +129,13 @@ fn token(args: &InitArgs, label: &str) -> Result<(), Stop> {
         .init_token(&free, label, &so, &user)
         .map_err(hsm_stop("initializing the token"))?;
     drop(so);
-    Binding::new(&args.module, &identity).write(dir)?;
+    Binding::new(&module_path, &identity).write(dir)?;
     // Logging in as the user proves the user PIN was set.
     let session = opening.login(&module, label, user, custodians)?;
     session.audit(
         "ceremony_token_initialized",
         "created",
-        describe(&identity, &args.module),
+        describe(&identity, &module_path),
     )?;
     drop(session);
     print_identity(&identity, dir);

@@ -68,6 +68,7 @@ fn hsm_stop(what: &str) -> impl Fn(HsmError) -> Stop + '_ {
 pub fn run(args: &CeremonyArgs) -> i32 {
     let result = match &args.command {
         CeremonyCommand::Init(init) => init::run(init),
+        CeremonyCommand::Tokens { module } => init::tokens(module.as_deref()),
         CeremonyCommand::Kek(KekArgs { command }) => match command {
             KekCommand::Components(c) => match c.command {
                 ComponentsCommand::New { count } => components_new(count),

@@ -230,7 +230,7 @@ impl Session {
                         token.data_dir.display()
                     )));
                 }
-                Self::open_dev(&token.data_dir, false, custodians)
+                Self::open_dev(&token.data_dir, None, custodians)
             }
             DataDir::Token(binding) => Self::open_token(
                 &token.data_dir,
@@ -243,13 +243,14 @@ impl Session {
     }
 
     /// Opens the dev token and store of `data_dir`; with `create`, first prepares the
-    /// directory and the token as `payhsmd dev` does.
+    /// directory and the token as `payhsmd dev` does, in the module `create` names if it
+    /// names one (recorded in the directory; refused if it was made with another).
     pub(super) fn open_dev(
         data_dir: &Path,
-        create: bool,
+        create: Option<Option<&Path>>,
         custodians: Vec<Custodian>,
     ) -> Result<Self, Stop> {
-        if create {
+        if let Some(module) = create {
             if data_dir.join(BINDING_FILE).exists() {
                 return Err(Stop::refused(format!(
                     "{} is bound to a real token ({BINDING_FILE}): not a dev data directory; \
@@ -259,6 +260,10 @@ impl Session {
             }
             crate::daemon::prepare_dev_dir(data_dir)
                 .map_err(|e| Stop::error(crate::fault::Chain(&e).to_string()))?;
+            if let Some(module) = module {
+                crate::daemon::record_dev_module(data_dir, module)
+                    .map_err(|e| Stop::error(crate::fault::Chain(&e).to_string()))?;
+            }
         }
         let unused = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
         let config = Config::dev(
@@ -271,7 +276,7 @@ impl Session {
         crate::daemon::use_softhsm2_conf(&config);
         let p = &config.pkcs11;
         let module = Module::load(&p.module).map_err(hsm_stop("loading the PKCS#11 module"))?;
-        if create {
+        if create.is_some() {
             let so = Pin::new(defaults::DANGER_DEV_SO_PIN.to_owned());
             let user = Pin::new(defaults::DANGER_DEV_USER_PIN.to_owned());
             module
