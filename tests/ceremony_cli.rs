@@ -21,11 +21,7 @@ const DEV_SO_PIN: &str = "payhsm-dev-so-pin";
 /// SoftHSM2 (whose store `payhsm` keeps under the directory itself) the module's store
 /// configuration is set (`dev_token_store`) and `ceremony init` gets `--module`.
 fn cli(args: &[&str], stdin: &str) -> (Output, String, String) {
-    let dir = args
-        .iter()
-        .position(|a| *a == "--data-dir")
-        .map(|i| Path::new(args[i + 1]));
-    let store = dir.and_then(dev_token_store);
+    let store = data_dir_arg(args).and_then(dev_token_store);
     let module = softhsm::module_path();
     let mut all = args.to_vec();
     if store.is_some() && matches!(args, ["ceremony", "init", ..]) {

@@ -710,9 +710,10 @@ impl Hsm {
         .await
     }
 
-    /// Checks that a worker answers, its session is logged in and the token answers
-    /// (C_GetSessionInfo, C_GetTokenInfo). A failed ping also starts the worker's recovery, so
-    /// a readiness probe is enough to bring the HSM back once the token is.
+    /// Checks that a worker answers, its session is logged in and the token and its object
+    /// store answer (C_GetSessionInfo, C_GetTokenInfo, a one-handle C_FindObjects). A failed
+    /// ping also starts the worker's recovery, so a readiness probe is enough to bring the HSM
+    /// back once the token is.
     pub async fn ping(&self) -> Result<(), HsmError> {
         self.submit(Access::Checked, |_| Ok(())).await
     }

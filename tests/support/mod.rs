@@ -360,18 +360,19 @@ pub fn token_of(r: &Response) -> String {
     r.json().unwrap()["token"].as_str().unwrap().to_owned()
 }
 
+/// The data directory a `payhsm` command line names with `--data-dir`, if any.
+pub fn data_dir_arg<'a>(args: &[&'a str]) -> Option<&'a Path> {
+    let at = args.iter().position(|a| *a == "--data-dir")?;
+    args.get(at + 1).map(|a| Path::new(*a))
+}
+
 /// Runs the `payhsm` CLI with these arguments.
 pub fn payhsm(args: &[&str]) -> std::process::Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_payhsm"));
     cmd.args(args).current_dir(repo());
     // A dev data directory's token in a module other than SoftHSM2 is found through that
     // module's own configuration, as the daemon on it was given.
-    let data_dir = args
-        .iter()
-        .position(|a| *a == "--data-dir")
-        .and_then(|i| args.get(i + 1))
-        .map(Path::new)
-        .filter(|dir| dir.is_dir());
+    let data_dir = data_dir_arg(args).filter(|dir| dir.is_dir());
     if let Some((var, conf)) = data_dir.and_then(dev_token_store) {
         cmd.env(var, conf);
     }

@@ -2,7 +2,7 @@
 //! (`--dev`) prepare a DEV ONLY data directory.
 
 use super::input::{PinBounds, PinEntry, MAX_LINE, MIN_PIN_LEN};
-use super::session::{named, Binding, Opening, Session, BINDING_FILE};
+use super::session::{named, Binding, Dev, Opening, Session, BINDING_FILE};
 use super::{hsm_stop, Stop};
 use crate::cli::args::InitArgs;
 use crate::config::defaults;
@@ -44,7 +44,13 @@ pub(super) fn tokens(module: Option<&Path>) -> Result<(), Stop> {
 
 fn dev(args: &InitArgs) -> Result<(), Stop> {
     let custodians = named(&args.custodians, None)?;
-    let session = Session::open_dev(&args.data_dir, Some(args.module.as_deref()), custodians)?;
+    let session = Session::open_dev(
+        &args.data_dir,
+        Dev::Create {
+            module: args.module.as_deref(),
+        },
+        custodians,
+    )?;
     drop(session);
     eprintln!(
         "payhsm: DEV ONLY: {} ready (token {:?}, public dev PINs)",

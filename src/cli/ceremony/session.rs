@@ -72,6 +72,17 @@ impl Binding {
     }
 }
 
+/// How [`Session::open_dev`] finds a dev data directory.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Dev<'a> {
+    /// Made already (by `payhsmd dev` or `ceremony init --dev`).
+    Existing,
+    /// Prepared now if absent, its token made in `module` if given (recorded in the
+    /// directory, and refused if the directory was made with another), else in the module
+    /// it was made with, else SoftHSM2.
+    Create { module: Option<&'a Path> },
+}
+
 /// What kind of data directory a ceremony was pointed at.
 #[derive(Debug)]
 pub(super) enum DataDir {
@@ -230,7 +241,7 @@ impl Session {
                         token.data_dir.display()
                     )));
                 }
-                Self::open_dev(&token.data_dir, None, custodians)
+                Self::open_dev(&token.data_dir, Dev::Existing, custodians)
             }
             DataDir::Token(binding) => Self::open_token(
                 &token.data_dir,
@@ -242,15 +253,15 @@ impl Session {
         }
     }
 
-    /// Opens the dev token and store of `data_dir`; with `create`, first prepares the
-    /// directory and the token as `payhsmd dev` does, in the module `create` names if it
-    /// names one (recorded in the directory; refused if it was made with another).
+    /// Opens the dev token and store of `data_dir`; with [`Dev::Create`], first prepares the
+    /// directory and the token as `payhsmd dev` does.
     pub(super) fn open_dev(
         data_dir: &Path,
-        create: Option<Option<&Path>>,
+        how: Dev<'_>,
         custodians: Vec<Custodian>,
     ) -> Result<Self, Stop> {
-        if let Some(module) = create {
+        let create = matches!(how, Dev::Create { .. });
+        if let Dev::Create { module } = how {
             if data_dir.join(BINDING_FILE).exists() {
                 return Err(Stop::refused(format!(
                     "{} is bound to a real token ({BINDING_FILE}): not a dev data directory; \
@@ -276,7 +287,7 @@ impl Session {
         crate::daemon::use_softhsm2_conf(&config);
         let p = &config.pkcs11;
         let module = Module::load(&p.module).map_err(hsm_stop("loading the PKCS#11 module"))?;
-        if create.is_some() {
+        if create {
             let so = Pin::new(defaults::DANGER_DEV_SO_PIN.to_owned());
             let user = Pin::new(defaults::DANGER_DEV_USER_PIN.to_owned());
             module
