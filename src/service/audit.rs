@@ -81,15 +81,9 @@ impl AuditReader {
         sign_jws_with(&self.hsm, &self.key_label, &self.jwk, claims).await
     }
 
-    /// The evidence report of `period` (`GET /v1/audit/report`), signed by the audit key:
-    /// [`Error::Forbidden`] (audited) unless the policy allows `read_audit`; the read is
-    /// audited before the log is read, so the report covers its own record.
-    pub async fn report(
-        &self,
-        caller: &Caller,
-        period: Period,
-        keys: &super::KeyAdmin,
-    ) -> Result<SignedReport, Error> {
+    /// Checks `read_audit` for the caller ([`Error::Forbidden`], audited, if refused) and
+    /// records the read with `detail` before anything is read, so what is read covers it.
+    pub(super) async fn allow_read(&self, caller: &Caller, detail: String) -> Result<(), Error> {
         let store = self.store.as_ref();
         let mut event = check_policy(
             store,
@@ -101,12 +95,26 @@ impl AuditReader {
         )
         .await?;
         event.outcome = "ok".to_owned();
-        event.detail = Some(format!(
-            "report since={} until={}",
-            period.since(),
-            period.until()
-        ));
+        event.detail = Some(detail);
         store.record(event).await?;
+        Ok(())
+    }
+
+    /// The evidence report of `period` (`GET /v1/audit/report`), signed by the audit key:
+    /// [`Error::Forbidden`] (audited) unless the policy allows `read_audit`; the read is
+    /// audited before the log is read, so the report covers its own record.
+    pub async fn report(
+        &self,
+        caller: &Caller,
+        period: Period,
+        keys: &super::KeyAdmin,
+    ) -> Result<SignedReport, Error> {
+        let store = self.store.as_ref();
+        self.allow_read(
+            caller,
+            format!("report since={} until={}", period.since(), period.until()),
+        )
+        .await?;
         let inventory = super::report::inventory_keys(keys.inventory().await?);
         super::report::signed_report(
             store,
@@ -131,18 +139,8 @@ impl AuditReader {
         limit: usize,
     ) -> Result<AuditPage, Error> {
         let store = self.store.as_ref();
-        let mut event = check_policy(
-            store,
-            &self.policy,
-            caller,
-            Action::ReadAudit,
-            Resource::AuditLog,
-            |_| {},
-        )
-        .await?;
-        event.outcome = "ok".to_owned();
-        event.detail = Some(format!("after={after} limit={limit}"));
-        store.record(event).await?;
+        self.allow_read(caller, format!("after={after} limit={limit}"))
+            .await?;
         let records = store
             .audit_records(after, limit.clamp(1, MAX_AUDIT_PAGE))
             .await?;

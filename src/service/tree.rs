@@ -202,24 +202,6 @@ impl AuditReader {
         Ok(None)
     }
 
-    /// Checks `read_audit` for the caller and records the read with `detail`.
-    async fn allow_read(&self, caller: &Caller, detail: String) -> Result<(), Error> {
-        let store = self.store.as_ref();
-        let mut event = check_policy(
-            store,
-            &self.policy,
-            caller,
-            Action::ReadAudit,
-            Resource::AuditLog,
-            |_| {},
-        )
-        .await?;
-        event.outcome = "ok".to_owned();
-        event.detail = Some(detail);
-        store.record(event).await?;
-        Ok(())
-    }
-
     /// `GET /v1/audit/sth`: the latest signed tree head (one is signed now if none was yet).
     pub async fn tree_head(&self, caller: &Caller) -> Result<SignedTreeHead, Error> {
         self.allow_read(caller, "tree head".to_owned()).await?;
