@@ -183,6 +183,26 @@ fn verify_receipt(
     }
 }
 
+/// The configuration of a `payhsmd dev` data directory given to `--data-dir` (one not bound
+/// to a token), with SoftHSM2's configuration set: refuses `--user-pin-fd` (a dev directory
+/// uses the public dev PIN) and a directory holding no store. Call before any thread starts.
+pub(super) fn dev_data_dir(data_dir: &Path, user_pin_fd: Option<i32>) -> Result<Config, CliError> {
+    if user_pin_fd.is_some() {
+        return Err(CliError::Usage(format!(
+            "{} is not bound to a token by `payhsm ceremony init`: --user-pin-fd is for such \
+             a directory (a dev one uses the public dev PIN)",
+            data_dir.display()
+        )));
+    }
+    if !data_dir.join("payhsm.db").exists() {
+        return Err(CliError::Usage(format!(
+            "{} holds no payhsm.db: is it a payhsmd dev data directory?",
+            data_dir.display()
+        )));
+    }
+    Ok(crate::daemon::dev_tool_config(data_dir))
+}
+
 fn export(data_dir: &Path, out: Option<&Path>, user_pin_fd: Option<i32>) -> i32 {
     if let Some(exported) = super::ceremony::export_token_audit(data_dir, user_pin_fd) {
         return match exported {
@@ -193,28 +213,12 @@ fn export(data_dir: &Path, out: Option<&Path>, user_pin_fd: Option<i32>) -> i32 
             }
         };
     }
-    if user_pin_fd.is_some() {
-        return fail(&CliError::Usage(format!(
-            "{} is not bound to a token by `payhsm ceremony init`: --user-pin-fd is for such \
-             a directory (a dev one uses the public dev PIN)",
-            data_dir.display()
-        )));
-    }
-    if !data_dir.join("payhsm.db").exists() {
-        return fail(&CliError::Usage(format!(
-            "{} holds no payhsm.db: is it a payhsmd dev data directory?",
-            data_dir.display()
-        )));
-    }
-    let unused = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    let config = Config::dev(
-        data_dir,
-        unused,
-        Path::new("keys-sample"),
-        Path::new("policies"),
-    );
-    // Before the runtime starts any thread: SoftHSM2 reads it when the module loads.
-    crate::daemon::use_softhsm2_conf(&config);
+    // Before the runtime starts any thread: SoftHSM2 reads its configuration when the
+    // module loads.
+    let config = match dev_data_dir(data_dir, user_pin_fd) {
+        Ok(config) => config,
+        Err(e) => return fail(&e),
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -10,7 +10,6 @@ use crate::audit::report::{
     parse_report_file, verify_against_log, verify_signature, Period, ReportFormat, SignedReport,
     MAX_REPORT_FILE,
 };
-use crate::config::Config;
 use crate::jose::Jwks;
 use hyper::Method;
 use std::io::Read as _;
@@ -98,28 +97,9 @@ fn from_data_dir(data_dir: &Path, user_pin_fd: Option<i32>, period: Period) -> R
                 code
             });
     }
-    if user_pin_fd.is_some() {
-        return Err(fail(&CliError::Usage(format!(
-            "{} is not bound to a token by `payhsm ceremony init`: --user-pin-fd is for such \
-             a directory (a dev one uses the public dev PIN)",
-            data_dir.display()
-        ))));
-    }
-    if !data_dir.join("payhsm.db").exists() {
-        return Err(fail(&CliError::Usage(format!(
-            "{} holds no payhsm.db: is it a payhsmd dev data directory?",
-            data_dir.display()
-        ))));
-    }
-    let unused = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    let config = Config::dev(
-        data_dir,
-        unused,
-        Path::new("keys-sample"),
-        Path::new("policies"),
-    );
-    // Before the runtime starts any thread: SoftHSM2 reads it when the module loads.
-    crate::daemon::use_softhsm2_conf(&config);
+    // Before the runtime starts any thread: SoftHSM2 reads its configuration when the
+    // module loads.
+    let config = super::audit::dev_data_dir(data_dir, user_pin_fd).map_err(|e| fail(&e))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -93,6 +93,22 @@ pub fn use_softhsm2_conf(config: &Config) {
     }
 }
 
+/// The configuration of the dev data directory `data_dir` for a command that opens it
+/// without serving (`payhsm ceremony`, `audit export|report --data-dir`): no listener, the
+/// sample folders, and `SOFTHSM2_CONF` set ([`use_softhsm2_conf`]). Call before any thread
+/// starts.
+pub fn dev_tool_config(data_dir: &Path) -> Config {
+    let unused = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let config = Config::dev(
+        data_dir,
+        unused,
+        Path::new("keys-sample"),
+        Path::new("policies"),
+    );
+    use_softhsm2_conf(&config);
+    config
+}
+
 /// The user PIN from its configured source.
 pub(crate) fn read_pin(source: &PinSource) -> Result<Pin, DaemonError> {
     match source {

@@ -10,8 +10,8 @@ mod report;
 
 pub(crate) use bootstrap::read_pin;
 pub use bootstrap::{
-    confine_files, export_audit, export_with, file_access, open_keys, prepare_dev_dir,
-    record_dev_module, run, use_softhsm2_conf, Keys,
+    confine_files, dev_tool_config, export_audit, export_with, file_access, open_keys,
+    prepare_dev_dir, record_dev_module, run, use_softhsm2_conf, Keys,
 };
 pub use error::DaemonError;
 pub use report::{audit_report, report_with, OfflineKeys};

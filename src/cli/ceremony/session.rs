@@ -10,7 +10,7 @@ use super::{hsm_stop, Stop};
 use crate::audit::{AuditEvent, PolicyVerdict};
 use crate::ceremony::{kcv, Custodian, KeyMaterial};
 use crate::cli::args::{CustodianArgs, TokenArgs};
-use crate::config::{defaults, Config};
+use crate::config::defaults;
 use crate::keys::{Hsm, HsmConfig, Module, Pin, TokenIdentity};
 use crate::store::sqlite::{SqliteOptions, SqliteStore};
 use crate::store::AuditStore;
@@ -276,15 +276,8 @@ impl Session {
                     .map_err(|e| Stop::error(crate::fault::Chain(&e).to_string()))?;
             }
         }
-        let unused = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-        let config = Config::dev(
-            data_dir,
-            unused,
-            Path::new("keys-sample"),
-            Path::new("policies"),
-        );
-        // Before any thread starts: SoftHSM2 reads it when the module loads.
-        crate::daemon::use_softhsm2_conf(&config);
+        // Before any thread starts: SoftHSM2 reads its configuration when the module loads.
+        let config = crate::daemon::dev_tool_config(data_dir);
         let p = &config.pkcs11;
         let module = Module::load(&p.module).map_err(hsm_stop("loading the PKCS#11 module"))?;
         if create {
