@@ -180,8 +180,7 @@ pub fn parse_report_file(bytes: &[u8]) -> Result<ReportFile, ReportFileError> {
     }
     let text = std::str::from_utf8(bytes).map_err(|_| ReportFileError::NotUtf8)?;
     if text.trim_start().starts_with('{') {
-        let signed: SignedReport =
-            serde_json::from_str(text).map_err(|e| ReportFileError::Malformed(e.to_string()))?;
+        let signed: SignedReport = serde_json::from_str(text).map_err(malformed_json)?;
         return Ok(ReportFile {
             format: ReportFormat::Json,
             signed,
@@ -201,8 +200,7 @@ pub fn parse_report_file(bytes: &[u8]) -> Result<ReportFile, ReportFileError> {
     let json = URL_SAFE_NO_PAD
         .decode(blob)
         .map_err(|_| ReportFileError::Malformed("the embedded report is not base64url".into()))?;
-    let signed: SignedReport =
-        serde_json::from_slice(&json).map_err(|e| ReportFileError::Malformed(e.to_string()))?;
+    let signed: SignedReport = serde_json::from_slice(&json).map_err(malformed_json)?;
     let format = if text.starts_with("<!DOCTYPE html>") {
         ReportFormat::Html
     } else {
@@ -215,14 +213,26 @@ pub fn parse_report_file(bytes: &[u8]) -> Result<ReportFile, ReportFileError> {
     Ok(ReportFile { format, signed })
 }
 
-/// At most 200 characters of `s` for an error message, and none if they could hold a card
-/// number: a report file is outside input, and what it says is echoed to the terminal.
+/// A report that is not the JSON a signed report is: where, never what. serde_json's own
+/// messages quote the file's values ("invalid type: string \"4111...\""), and a report file
+/// is outside input whose errors are printed.
+fn malformed_json(e: serde_json::Error) -> ReportFileError {
+    ReportFileError::Malformed(format!(
+        "not a signed report: {:?} error at line {}, column {}",
+        e.classify(),
+        e.line(),
+        e.column()
+    ))
+}
+
+/// At most 200 characters of `s` for an error message, and none if `s` could hold a card
+/// number anywhere (checked on the whole text: a number cut at the 200th character would no
+/// longer look like one): a report file is outside input, and what it says is echoed.
 fn shown(s: &str) -> String {
-    let clipped: String = s.chars().take(200).collect();
-    if crate::card::contains_pan(&clipped) {
+    if crate::card::contains_pan(s) {
         "<not shown: it holds what could be a card number>".to_owned()
     } else {
-        clipped
+        s.chars().take(200).collect()
     }
 }
 

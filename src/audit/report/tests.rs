@@ -443,3 +443,29 @@ fn json_paths_name_the_first_difference() {
     );
     assert_eq!(file::first_diff_for_tests(&a, &a), None);
 }
+
+#[test]
+fn a_malformed_report_file_never_echoes_its_values() {
+    // serde_json quotes the value it did not expect; the error must say where, not what.
+    for text in [
+        r#"{"report": "4111111111111111"}"#,
+        r#"{"4111111111111111": 1}"#,
+        "{\"x\": 4111111111111111",
+    ] {
+        let e = parse_report_file(text.as_bytes()).unwrap_err().to_string();
+        assert!(!e.contains("4111111111111111"), "{e}");
+        assert!(e.contains("line 1"), "{e}");
+    }
+    // Markdown whose first differing line holds a card number past the 200th character is
+    // not shown either (the check is on the whole line, not the clipped one).
+    let rendered = ReportFormat::Markdown.render(&signed_sample(&TestKey::new()));
+    let line = format!("{}4111111111111111", "x".repeat(195));
+    let edited = rendered.replacen('\n', &format!("\n{line}\n"), 1);
+    match parse_report_file(edited.as_bytes()) {
+        Err(e @ ReportFileError::BodyEdited { .. }) => {
+            let e = e.to_string();
+            assert!(!e.contains("4111111111"), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
