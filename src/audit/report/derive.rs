@@ -265,7 +265,8 @@ fn key_management(
                 .as_deref()
                 .and_then(|e| OffsetDateTime::parse(e, &Rfc3339).ok())
                 .zip(generated)
-                .map(|(end, now)| (end - now).whole_days()),
+                // Whole days, rounded down: a key a few hours past its end is at -1, not 0.
+                .map(|(end, now)| (end - now).whole_seconds().div_euclid(86_400)),
             records: k.records,
         })
         .collect();
