@@ -14,6 +14,7 @@ mod signer;
 pub use error::{FormatError, JoseError, JwksError, TimeError};
 pub use jwk::{thumbprint, Jwk, Jwks};
 pub use jws::{encode, verify_compact, verify_compact_with_leeway, verify_signature, SigningInput};
+pub(crate) use signer::sign_compact;
 pub use signer::{AuthorizationSigner, SignedJws};
 
 /// Signing failed, or a signing key could not be proven: the HSM's or JOSE's error is the

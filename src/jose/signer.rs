@@ -158,29 +158,15 @@ impl AuthorizationSigner {
         let keys = self.keys();
         let kid = keys.current.kid().to_owned();
         let header = json!({ "alg": ES256, "typ": "JWT", "kid": kid });
-        let input = encode(&header, claims).map_err(SignError::Jose)?;
-        // RFC 7518 §3.4: ECDSA P-256 over SHA-256(signing input); sign_p256 hashes in software
-        // and signs the digest with CKM_ECDSA, which returns R || S.
-        let signature = self
-            .inner
-            .hsm
-            .sign_p256(&keys.label, input.as_bytes().to_vec())
-            .await
-            .map_err(|source| SignError::Hsm {
-                doing: "sign",
-                label: keys.label.clone(),
-                source,
-            })?;
-        // Never hand out a signature that does not verify (a faulty token, a swapped key).
-        verify_signature(keys.current.public_key(), input.as_bytes(), &signature).map_err(
-            |_| SignError::SignatureDoesNotVerify {
-                label: keys.label.clone(),
-            },
-        )?;
-        Ok(SignedJws {
-            compact: input.into_compact(&signature),
-            kid,
-        })
+        let compact = sign_compact(
+            &self.inner.hsm,
+            &keys.label,
+            keys.current.public_key(),
+            &header,
+            claims,
+        )
+        .await?;
+        Ok(SignedJws { compact, kid })
     }
 
     /// The JWKS document (current and not-yet-retired keys).
@@ -206,4 +192,34 @@ impl SignerKeys {
             published,
         })
     }
+}
+
+/// `claims` under `header` as a compact JWS signed in the HSM by the P-256 key `label`, and
+/// checked against its public half `public` before it is handed out: a faulty token or a
+/// swapped key never leaves a signature nobody can verify. The authorization signer and the
+/// audit key (tree heads, evidence reports) both sign through here.
+pub(crate) async fn sign_compact(
+    hsm: &Hsm,
+    label: &str,
+    public: &EcPublicKey,
+    header: &Value,
+    claims: &Value,
+) -> Result<String, SignError> {
+    let input = encode(header, claims).map_err(SignError::Jose)?;
+    // RFC 7518 §3.4: ECDSA P-256 over SHA-256(signing input); sign_p256 hashes in software
+    // and signs the digest with CKM_ECDSA, which returns R || S.
+    let signature = hsm
+        .sign_p256(label, input.as_bytes().to_vec())
+        .await
+        .map_err(|source| SignError::Hsm {
+            doing: "sign",
+            label: label.to_owned(),
+            source,
+        })?;
+    verify_signature(public, input.as_bytes(), &signature).map_err(|_| {
+        SignError::SignatureDoesNotVerify {
+            label: label.to_owned(),
+        }
+    })?;
+    Ok(input.into_compact(&signature))
 }

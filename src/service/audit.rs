@@ -7,9 +7,9 @@
 
 use super::{check_policy, Caller, Error};
 use crate::audit::report::{Period, SignedReport, SystemFacts};
-use crate::audit::{to_hex, AuditRecord, Checkpoint, GENESIS};
+use crate::audit::{to_hex, AuditEvent, AuditRecord, Checkpoint, GENESIS};
 use crate::jose::jws::ES256;
-use crate::jose::{encode, Jwk, SignError};
+use crate::jose::{Jwk, SignError};
 use crate::keys::{EcPublicKey, Hsm};
 use crate::policy::{Action, PolicyEngine, Resource};
 use crate::store::Store;
@@ -165,7 +165,8 @@ impl AuditReader {
 }
 
 /// `claims` as a compact JWS (ES256) signed in the HSM by the audit key `label`, whose public
-/// half is `jwk`: for the daemon and for `payhsm audit report --data-dir` alike.
+/// half is `jwk`, checked before it is handed out: for the daemon and for `payhsm audit report
+/// --data-dir` alike.
 pub(crate) async fn sign_jws_with(
     hsm: &Hsm,
     label: &str,
@@ -173,12 +174,13 @@ pub(crate) async fn sign_jws_with(
     claims: &serde_json::Value,
 ) -> Result<String, Error> {
     let header = serde_json::json!({ "alg": ES256, "kid": jwk.kid() });
-    let input = encode(&header, claims).map_err(|e| Error::Signer(SignError::Jose(e)))?;
-    let signature = hsm
-        .sign_p256(label, input.as_bytes().to_vec())
+    crate::jose::sign_compact(hsm, label, jwk.public_key(), &header, claims)
         .await
-        .map_err(Error::Hsm)?;
-    Ok(input.into_compact(&signature))
+        .map_err(|e| match e {
+            // The token did not answer: as every other audit-key signature (checkpoints).
+            SignError::Hsm { source, .. } => Error::Hsm(source),
+            e => Error::Signer(e),
+        })
 }
 
 /// The checkpoint of a log of `records` records ending at `head`, signed in the HSM by the
