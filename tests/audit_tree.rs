@@ -389,6 +389,35 @@ async fn proofs_are_for_the_auditor_and_bad_sizes_have_codes() {
             "{path}"
         );
     }
+    // Each refused proof is audited with its answer's code, never as "ok": the two not
+    // found, the two inclusion proofs and the two consistency proofs with bad sizes.
+    let outcomes: Vec<String> = record_lines(&audit_export(&d))
+        .iter()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| {
+            r["action"] == "read_audit"
+                && r["principal"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .ends_with("auditor")
+        })
+        .filter(|r| {
+            let detail = r["detail"].as_str().unwrap_or_default();
+            detail.starts_with("inclusion") || detail.starts_with("consistency")
+        })
+        .map(|r| r["outcome"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            "audit_record_not_found",
+            "audit_record_not_found",
+            "invalid_tree_size",
+            "invalid_tree_size",
+            "invalid_tree_size",
+            "invalid_tree_size"
+        ]
+    );
     // Anyone else is refused, and the refusal is audited.
     let mut gw = d.client("gateway").await;
     for path in [

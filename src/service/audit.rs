@@ -84,20 +84,25 @@ impl AuditReader {
     /// Checks `read_audit` for the caller ([`Error::Forbidden`], audited, if refused) and
     /// records the read with `detail` before anything is read, so what is read covers it.
     pub(super) async fn allow_read(&self, caller: &Caller, detail: String) -> Result<(), Error> {
-        let store = self.store.as_ref();
-        let mut event = check_policy(
-            store,
+        let mut event = self.check_read(caller).await?;
+        event.outcome = "ok".to_owned();
+        event.detail = Some(detail);
+        self.store.record(event).await?;
+        Ok(())
+    }
+
+    /// Checks `read_audit` for the caller ([`Error::Forbidden`], audited, if refused); the
+    /// event to record once the read's outcome is known.
+    pub(super) async fn check_read(&self, caller: &Caller) -> Result<AuditEvent, Error> {
+        check_policy(
+            self.store.as_ref(),
             &self.policy,
             caller,
             Action::ReadAudit,
             Resource::AuditLog,
             |_| {},
         )
-        .await?;
-        event.outcome = "ok".to_owned();
-        event.detail = Some(detail);
-        store.record(event).await?;
-        Ok(())
+        .await
     }
 
     /// The evidence report of `period` (`GET /v1/audit/report`), signed by the audit key:

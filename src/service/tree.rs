@@ -257,20 +257,21 @@ impl AuditReader {
             None => None,
         }
         .filter(|r| r.seq == seq && (auditor || r.event.principal == caller.principal.as_str()));
-        let Some(record) = record else {
-            event.outcome = Error::AuditRecordNotFound.code().to_owned();
-            store.record(event).await?;
-            return Err(Error::AuditRecordNotFound);
-        };
-        event.outcome = "ok".to_owned();
-        store.record(event).await?;
         let mut state = self.tree.lock().await;
         self.sync(&mut state).await?;
-        if seq > state.size() {
-            return Err(Error::AuditRecordNotFound);
-        }
+        // The record's outcome is the answer's: checked before it is recorded.
+        let refused = match (&record, tree_size) {
+            (None, _) => Some(Error::AuditRecordNotFound),
+            (Some(_), _) if seq > state.size() => Some(Error::AuditRecordNotFound),
+            (Some(_), Some(m)) if m < seq || m > state.size() => Some(Error::InvalidTreeSize),
+            (Some(_), _) => None,
+        };
+        event.outcome = refused.as_ref().map_or("ok", Error::code).to_owned();
+        store.record(event).await?;
+        let (Some(record), None) = (record, refused.as_ref()) else {
+            return Err(refused.unwrap_or(Error::AuditRecordNotFound));
+        };
         let size = match tree_size {
-            Some(m) if m < seq || m > state.size() => return Err(Error::InvalidTreeSize),
             Some(m) => m,
             None => match state.latest() {
                 Some(head) if head.tree_size >= seq => head.tree_size,
@@ -300,11 +301,20 @@ impl AuditReader {
         first: u64,
         second: u64,
     ) -> Result<ConsistencyProof, Error> {
-        self.allow_read(caller, format!("consistency from={first} to={second}"))
-            .await?;
+        let mut event = self.check_read(caller).await?;
+        event.detail = Some(format!("consistency from={first} to={second}"));
         let mut state = self.tree.lock().await;
         self.sync(&mut state).await?;
-        if first == 0 || first > second || second > state.size() {
+        // The record's outcome is the answer's: checked before it is recorded.
+        let valid = first != 0 && first <= second && second <= state.size();
+        event.outcome = if valid {
+            "ok"
+        } else {
+            Error::InvalidTreeSize.code()
+        }
+        .to_owned();
+        self.store.record(event).await?;
+        if !valid {
             return Err(Error::InvalidTreeSize);
         }
         let leaves = state.leaves(second);
