@@ -65,8 +65,14 @@ impl Subkeys {
         let mut encryption = LockedBox::new([0u8; 32]);
         let mut fingerprint = LockedBox::new([0u8; 32]);
         // 32 bytes is far below the 255 * HashLen limit, so expand cannot fail.
-        let _ = primitives::hkdf_sha256(HKDF_SALT, ikm, INFO_ENCRYPTION, &mut encryption[..]);
-        let _ = primitives::hkdf_sha256(HKDF_SALT, ikm, INFO_FINGERPRINT, &mut fingerprint[..]);
+        let _ = primitives::hkdf_sha256_each(
+            HKDF_SALT,
+            ikm,
+            &mut [
+                (INFO_ENCRYPTION, &mut encryption[..]),
+                (INFO_FINGERPRINT, &mut fingerprint[..]),
+            ],
+        );
         Self {
             encryption,
             fingerprint,

@@ -20,12 +20,17 @@ pub const GCM_NONCE_LEN: usize = 12;
 pub const GCM_TAG_LEN: usize = 16;
 
 /// Encrypts `buf` in place under `key` and `nonce` with `aad`, and appends the 16-byte tag.
+/// `buf` must already have room for the tag ([`KeyError::Integrity`] otherwise, `buf`
+/// untouched): growing it here would leave the plaintext in the freed allocation.
 pub fn gcm_seal_in_place(
     key: &[u8; GCM_KEY_LEN],
     nonce: &[u8; GCM_NONCE_LEN],
     aad: &[u8],
     buf: &mut Vec<u8>,
 ) -> Result<(), KeyError> {
+    if buf.capacity() - buf.len() < GCM_TAG_LEN {
+        return Err(KeyError::Integrity);
+    }
     // Built per call; the `zeroize` feature of aes-gcm wipes the key schedule on drop.
     Aes256Gcm::new(key.into())
         .encrypt_in_place(Nonce::from_slice(nonce), aad, buf)
@@ -48,9 +53,17 @@ pub fn gcm_open_in_place(
 /// RFC 5869 §2.2-2.3: HKDF-Extract(salt, ikm) then HKDF-Expand(PRK, info, `okm.len()`) into
 /// `okm`. `None` when `okm` is longer than 255 * 32 bytes (§2.3), and `okm` is then untouched.
 pub fn hkdf_sha256(salt: &[u8], ikm: &[u8], info: &[u8], okm: &mut [u8]) -> Option<()> {
-    hkdf::Hkdf::<Sha256>::new(Some(salt), ikm)
-        .expand(info, okm)
-        .ok()
+    hkdf_sha256_each(salt, ikm, &mut [(info, okm)])
+}
+
+/// One HKDF-Extract(salt, ikm), then HKDF-Expand(PRK, info, `okm.len()`) into each `okm`:
+/// the PRK is made (and held in memory) once for all the outputs.
+pub fn hkdf_sha256_each(salt: &[u8], ikm: &[u8], outputs: &mut [(&[u8], &mut [u8])]) -> Option<()> {
+    let hkdf = hkdf::Hkdf::<Sha256>::new(Some(salt), ikm);
+    for (info, okm) in outputs.iter_mut() {
+        hkdf.expand(info, okm).ok()?;
+    }
+    Some(())
 }
 
 /// RFC 2104 HMAC-SHA256 under `key` of the concatenation of `parts`, untruncated.
@@ -60,4 +73,48 @@ pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Option<[u8; 32]> {
         mac.update(part);
     }
     Some(mac.finalize().into_bytes().into())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // test module
+    use super::*;
+
+    #[test]
+    fn a_seal_without_room_for_the_tag_is_refused_and_leaves_the_plaintext_alone() {
+        let key = [7u8; GCM_KEY_LEN];
+        let nonce = [9u8; GCM_NONCE_LEN];
+        let mut tight = b"4111111111111111".to_vec();
+        tight.shrink_to_fit();
+        assert!(tight.capacity() - tight.len() < GCM_TAG_LEN);
+        assert!(matches!(
+            gcm_seal_in_place(&key, &nonce, b"aad", &mut tight),
+            Err(KeyError::Integrity)
+        ));
+        assert_eq!(tight, b"4111111111111111");
+        let mut roomy = Vec::with_capacity(16 + GCM_TAG_LEN);
+        roomy.extend_from_slice(b"4111111111111111");
+        let before = roomy.as_ptr();
+        gcm_seal_in_place(&key, &nonce, b"aad", &mut roomy).unwrap();
+        // Sealed where it was: no reallocation left the plaintext behind.
+        assert_eq!((roomy.len(), roomy.as_ptr()), (16 + GCM_TAG_LEN, before));
+        gcm_open_in_place(&key, &nonce, b"aad", &mut roomy).unwrap();
+        assert_eq!(roomy, b"4111111111111111");
+    }
+
+    #[test]
+    fn hkdf_each_output_equals_its_own_expansion() {
+        let (mut a, mut b) = ([0u8; 32], [0u8; 32]);
+        hkdf_sha256_each(
+            b"salt",
+            b"ikm",
+            &mut [(b"one", &mut a[..]), (b"two", &mut b[..])],
+        )
+        .unwrap();
+        let (mut a1, mut b1) = ([0u8; 32], [0u8; 32]);
+        hkdf_sha256(b"salt", b"ikm", b"one", &mut a1).unwrap();
+        hkdf_sha256(b"salt", b"ikm", b"two", &mut b1).unwrap();
+        assert_eq!((a, b), (a1, b1));
+        assert_ne!(a, b);
+    }
 }

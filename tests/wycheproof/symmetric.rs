@@ -31,8 +31,10 @@ fn aes_256_gcm_through_the_pan_seal_and_open_primitives() {
             let mut opened = sealed_form.clone();
             let open_ok = primitives::gcm_open_in_place(&key, &nonce, &tc.aad, &mut opened).is_ok()
                 && opened == *tc.pt;
-            // DataKeyRing::seal: the same key, nonce and AAD give exactly ct || tag.
-            let mut sealed = tc.pt.to_vec();
+            // DataKeyRing::seal: the same key, nonce and AAD give exactly ct || tag (room for
+            // the tag reserved up front, as seal does).
+            let mut sealed = Vec::with_capacity(tc.pt.len() + primitives::GCM_TAG_LEN);
+            sealed.extend_from_slice(&tc.pt);
             let seal_ok = primitives::gcm_seal_in_place(&key, &nonce, &tc.aad, &mut sealed).is_ok()
                 && sealed == sealed_form;
             // An invalid case is a forgery to refuse on open; a valid one must also seal alike.
