@@ -297,8 +297,8 @@ impl Module {
     pub fn tokens(&self) -> Result<Vec<(TokenIdentity, bool)>, HsmError> {
         let mut tokens = Vec::new();
         for slot in self.pkcs11.get_slots_with_token()? {
-            let initialized = self.pkcs11.get_token_info(slot)?.token_initialized();
-            tokens.push((self.identity_of(slot)?, initialized));
+            let info = self.pkcs11.get_token_info(slot)?;
+            tokens.push((identity_from(slot, &info), info.token_initialized()));
         }
         Ok(tokens)
     }
@@ -312,14 +312,7 @@ impl Module {
     }
 
     fn identity_of(&self, slot: Slot) -> Result<TokenIdentity, HsmError> {
-        let info = self.pkcs11.get_token_info(slot)?;
-        Ok(TokenIdentity {
-            label: info.label().to_owned(),
-            manufacturer: info.manufacturer_id().to_owned(),
-            model: info.model().to_owned(),
-            serial: info.serial_number().to_owned(),
-            slot: slot.id(),
-        })
+        Ok(identity_from(slot, &self.pkcs11.get_token_info(slot)?))
     }
 
     /// The slot holding an initialized token labelled `label`.
@@ -331,6 +324,17 @@ impl Module {
             }
         }
         Ok(None)
+    }
+}
+
+/// The identity of the token in `slot`, from its C_GetTokenInfo.
+fn identity_from(slot: Slot, info: &cryptoki::slot::TokenInfo) -> TokenIdentity {
+    TokenIdentity {
+        label: info.label().to_owned(),
+        manufacturer: info.manufacturer_id().to_owned(),
+        model: info.model().to_owned(),
+        serial: info.serial_number().to_owned(),
+        slot: slot.id(),
     }
 }
 
