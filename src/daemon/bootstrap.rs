@@ -48,11 +48,23 @@ pub fn prepare_dev_dir(data_dir: &Path) -> Result<(), DaemonError> {
 
 /// Records in the dev data directory `data_dir` (prepared) that its token is in `module`
 /// (`payhsmd dev --module`), so that later commands on it ([`Config::dev`]) load the same one.
-/// Refuses a module other than the one recorded: its token would be another.
+/// The path is recorded absolute (a relative one would name another file from another
+/// folder) and must be UTF-8 (it is read back as text). Refuses a module other than the one
+/// recorded, or than SoftHSM2 for a directory that already holds a vault with no module
+/// recorded (made before modules were recorded): its token would be another.
 pub fn record_dev_module(data_dir: &Path, module: &Path) -> Result<(), DaemonError> {
+    let module = std::path::absolute(module)
+        .map_err(|e| DaemonError::Hsm(Fault::caused_by(module.display().to_string(), e)))?;
+    if module.to_str().is_none() {
+        return Err(DaemonError::Hsm(Fault::new(format!(
+            "the PKCS#11 module path {} is not UTF-8",
+            module.display()
+        ))));
+    }
     let recorded = crate::config::dev_module(data_dir);
     let file = data_dir.join(defaults::DEV_MODULE_FILE);
-    if file.exists() {
+    let vault = data_dir.join("payhsm.db");
+    if file.exists() || vault.exists() {
         if recorded == module {
             return Ok(());
         }
@@ -544,6 +556,9 @@ async fn serve(
     let served = transport::run(listener, tls, app, config.server.limits.clone(), shutdown).await;
     // The last tree head covers every record written before the drain ended.
     tree_heads.abort();
+    // Stopped at its next await: a head it was signing is finished or dropped, not racing
+    // the last one.
+    let _ = tree_heads.await;
     final_tree_head(&audit, &config.audit).await;
     served.map_err(|e| DaemonError::Io(Fault::caused_by("the server failed", e)))?;
     tracing::info!("payhsmd stopped");
@@ -667,7 +682,7 @@ pub fn confine_files(config: &Config) -> Result<(), DaemonError> {
         return Ok(());
     }
     let outcome = restrict_files(&file_access(config))
-        .map_err(|e| DaemonError::Isolation(Fault::caused_by("Landlock", e)))?;
+        .map_err(|e| DaemonError::Isolation(Fault::caused_by("file confinement", e)))?;
     match outcome {
         LandlockOutcome::Unsupported => tracing::warn!(
             "this kernel has no Landlock: file access is not confined (no_new_privs is set)"
@@ -814,6 +829,23 @@ mod tests {
             record_dev_module(&data, softhsm2),
             Err(DaemonError::Hsm(_))
         ));
+        // A relative path is recorded absolute.
+        let fresh = dir.path().join("fresh");
+        prepare_dev_dir(&fresh).unwrap();
+        record_dev_module(&fresh, Path::new("lib/x.so")).unwrap();
+        assert_eq!(
+            crate::config::dev_module(&fresh),
+            std::env::current_dir().unwrap().join("lib/x.so")
+        );
+        // A vault made before modules were recorded is SoftHSM2's: another module is refused.
+        let old = dir.path().join("old");
+        prepare_dev_dir(&old).unwrap();
+        std::fs::write(old.join("payhsm.db"), b"").unwrap();
+        assert!(matches!(
+            record_dev_module(&old, other),
+            Err(DaemonError::Hsm(_))
+        ));
+        record_dev_module(&old, softhsm2).unwrap();
         assert_eq!(
             Config::dev(
                 &data,
