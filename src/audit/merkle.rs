@@ -11,6 +11,12 @@ use sha2::{Digest, Sha256};
 /// A SHA-256 tree node.
 pub type Hash = [u8; 32];
 
+/// The leaf hash of an audit record: its line exactly as `payhsm audit export` writes it,
+/// without the newline (the one definition the daemon's tree and the report both use).
+pub fn record_leaf(record: &super::AuditRecord) -> Result<Hash, serde_json::Error> {
+    serde_json::to_string(record).map(|line| leaf_hash(line.as_bytes()))
+}
+
 /// `SHA-256(0x00 || leaf)`.
 pub fn leaf_hash(leaf: &[u8]) -> Hash {
     let mut h = Sha256::new();

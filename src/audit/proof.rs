@@ -15,6 +15,52 @@ pub const TREE_HEAD_ACTION: &str = "tree_head_signed";
 /// The `sub` claim of a signed tree head: what the JWS is, so it passes for nothing else.
 pub const TREE_HEAD_SUBJECT: &str = "payhsm-audit-tree-head";
 
+/// A tree head signed by the audit key, as a `tree_head_signed` record keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedTreeHead {
+    /// The number of leaves (records) the tree covers.
+    pub tree_size: u64,
+    /// The RFC 9162 root hash of those leaves.
+    pub root_hash: Hash,
+    /// When it was signed, milliseconds since the Unix epoch.
+    pub timestamp: u64,
+    /// The compact JWS (ES256, audit key) whose claims are the three above.
+    pub jws: String,
+}
+
+impl SignedTreeHead {
+    /// The `detail` of its `tree_head_signed` record.
+    pub fn detail(&self) -> String {
+        format!(
+            "tree_size={} root_hash={} timestamp={} sth={}",
+            self.tree_size,
+            super::to_hex(&self.root_hash),
+            self.timestamp,
+            self.jws
+        )
+    }
+
+    /// Reads a `tree_head_signed` record's detail back, exactly as [`Self::detail`] writes it
+    /// (`None` otherwise). The JWS is not checked here: [`verify_tree_head`] does that.
+    pub fn from_detail(text: &str) -> Option<Self> {
+        let mut fields = text.split(' ');
+        let mut next = |key: &str| fields.next()?.strip_prefix(key)?.strip_prefix('=');
+        let tree_size = next("tree_size")?.parse().ok()?;
+        let root_hash = super::hash_from_hex(next("root_hash")?)?;
+        let timestamp = next("timestamp")?.parse().ok()?;
+        let jws = next("sth")?.to_owned();
+        if fields.next().is_some() {
+            return None;
+        }
+        Some(Self {
+            tree_size,
+            root_hash,
+            timestamp,
+            jws,
+        })
+    }
+}
+
 /// The claims of a signed tree head: `sub`, `tree_size`, `root_hash` (hex), `timestamp` (ms
 /// since the Unix epoch) and `iat` (seconds).
 pub fn tree_head_claims(tree_size: u64, root_hash: &Hash, timestamp: u64) -> serde_json::Value {

@@ -15,6 +15,7 @@ mod report;
 mod tokens;
 mod tree;
 
+pub use crate::audit::proof::SignedTreeHead;
 pub(crate) use audit::signed_checkpoint;
 pub use audit::{AuditPage, AuditReader, MAX_AUDIT_PAGE};
 pub use authorizations::{
@@ -39,7 +40,7 @@ pub(crate) use report::{inventory_keys, signed_report, AuditSigner};
 pub use tokens::{
     BatchCard, Detokenized, TokenView, TokenizeInput, Tokenized, Vault, MAX_TOKEN_BATCH,
 };
-pub use tree::{ConsistencyProof, InclusionProof, SignedTreeHead, TREE_HEAD_ACTION};
+pub use tree::{ConsistencyProof, InclusionProof, TREE_HEAD_ACTION};
 
 use crate::audit::{AuditEvent, PolicyVerdict};
 use crate::policy::{Action, PolicyContext, PolicyEngine, PolicyRequest, Principal, Resource};

@@ -9,28 +9,15 @@
 
 use super::{check_policy, AuditReader, Caller, Error};
 use crate::audit::merkle::{self, Hash};
-use crate::audit::proof::tree_head_claims;
 pub use crate::audit::proof::TREE_HEAD_ACTION;
-use crate::audit::{to_hex, AuditEvent, AuditRecord, PolicyVerdict};
+use crate::audit::proof::{tree_head_claims, SignedTreeHead};
+use crate::audit::{AuditEvent, AuditRecord, PolicyVerdict};
 use crate::policy::{Action, PolicyContext, PolicyRequest, Resource};
 use crate::store::StoreError;
 use std::collections::BTreeMap;
 
 /// How many records one read of the store brings while the tree catches up.
 const SYNC_PAGE: usize = 10_000;
-
-/// A tree head signed by the audit key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SignedTreeHead {
-    /// The number of leaves (records) the tree covers.
-    pub tree_size: u64,
-    /// The RFC 9162 root hash of those leaves.
-    pub root_hash: Hash,
-    /// When it was signed, milliseconds since the Unix epoch.
-    pub timestamp: u64,
-    /// The compact JWS (ES256, audit key) whose claims are the three above.
-    pub jws: String,
-}
 
 /// An inclusion proof of one record under a tree size.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,11 +77,17 @@ impl TreeState {
                     self.size()
                 )));
             }
-            let line = serde_json::to_string(r)
-                .map_err(|e| StoreError::corrupt_from("audit record encoding", e))?;
-            self.leaves.push(merkle::leaf_hash(line.as_bytes()));
+            self.leaves.push(
+                merkle::record_leaf(r)
+                    .map_err(|e| StoreError::corrupt_from("audit record encoding", e))?,
+            );
             if r.event.action == TREE_HEAD_ACTION {
-                if let Some(head) = r.event.detail.as_deref().and_then(parse_detail) {
+                if let Some(head) = r
+                    .event
+                    .detail
+                    .as_deref()
+                    .and_then(SignedTreeHead::from_detail)
+                {
                     self.heads.insert(head.tree_size, head);
                 }
             }
@@ -111,33 +104,6 @@ impl TreeState {
             .get(..usize::try_from(size).unwrap_or(usize::MAX))
             .unwrap_or(&self.leaves)
     }
-}
-
-/// The `detail` of a `tree_head_signed` record.
-fn detail(head: &SignedTreeHead) -> String {
-    format!(
-        "tree_size={} root_hash={} timestamp={} sth={}",
-        head.tree_size,
-        to_hex(&head.root_hash),
-        head.timestamp,
-        head.jws
-    )
-}
-
-/// Reads a `tree_head_signed` record's detail back (`None` if it is not one the daemon wrote).
-fn parse_detail(text: &str) -> Option<SignedTreeHead> {
-    let mut fields = text.split(' ');
-    let mut next = |key: &str| fields.next()?.strip_prefix(key)?.strip_prefix('=');
-    let tree_size = next("tree_size")?.parse().ok()?;
-    let root_hash = crate::audit::hash_from_hex(next("root_hash")?)?;
-    let timestamp = next("timestamp")?.parse().ok()?;
-    let jws = next("sth")?.to_owned();
-    Some(SignedTreeHead {
-        tree_size,
-        root_hash,
-        timestamp,
-        jws,
-    })
 }
 
 impl AuditReader {
@@ -177,7 +143,7 @@ impl AuditReader {
             PolicyVerdict::NotAsked,
         );
         event.outcome = "ok".to_owned();
-        event.detail = Some(detail(&head));
+        event.detail = Some(head.detail());
         self.store.record(event).await?;
         state.heads.insert(tree_size, head.clone());
         Ok(head)
@@ -345,7 +311,7 @@ mod tests {
             timestamp: 1_765_000_000_123,
             jws: "aGVhZGVy.cGF5bG9hZA.c2ln".to_owned(),
         };
-        assert_eq!(parse_detail(&detail(&head)), Some(head));
+        assert_eq!(SignedTreeHead::from_detail(&head.detail()), Some(head));
     }
 
     #[test]
@@ -356,7 +322,7 @@ mod tests {
             "tree_size=x root_hash=00 timestamp=1 sth=a",
             "root_hash=0000000000000000000000000000000000000000000000000000000000000000 tree_size=1 timestamp=1 sth=a",
         ] {
-            assert_eq!(parse_detail(text), None, "{text}");
+            assert_eq!(SignedTreeHead::from_detail(text), None, "{text}");
         }
     }
 

@@ -6,6 +6,8 @@ use super::{
     REPORT_KIND,
 };
 use crate::audit::chain::{record_hash, to_hex, GENESIS};
+use crate::audit::merkle;
+use crate::audit::proof::{SignedTreeHead, TREE_HEAD_ACTION};
 use crate::audit::{hash_from_hex, AuditRecord, Decision};
 use std::collections::BTreeMap;
 use time::format_description::well_known::Rfc3339;
@@ -65,7 +67,7 @@ pub fn derive(inputs: &ReportInputs, log: &[AuditRecord]) -> Report {
     // PCI DSS v4.0 10.3.4: existing log data cannot be changed without it being detected.
     let (gaps, broken) = check_chain(log);
     let (latest_signed_tree_head, tree_head_matches_log) = match latest_tree_head(log) {
-        Some((jws, size, root)) => (Some(jws), Some(tree_matches(log, size, &root))),
+        Some(head) => (Some(head.jws.clone()), Some(tree_matches(log, &head))),
         None => (None, None),
     };
     let integrity = Integrity {
@@ -103,38 +105,26 @@ pub fn derive(inputs: &ReportInputs, log: &[AuditRecord]) -> Report {
     }
 }
 
-/// The last `tree_head_signed` record's head: its JWS, tree size and root (as the daemon
-/// wrote them in `detail`; the JWS's signature is checked by whoever verifies the report's).
-fn latest_tree_head(log: &[AuditRecord]) -> Option<(String, u64, String)> {
+/// The last `tree_head_signed` record's head, as the daemon wrote it in `detail` (its JWS is
+/// the report's `latest_signed_tree_head`; its tree size and root are checked against the log
+/// by [`tree_matches`]).
+fn latest_tree_head(log: &[AuditRecord]) -> Option<SignedTreeHead> {
     log.iter()
         .rev()
-        .filter(|r| r.event.action == crate::audit::proof::TREE_HEAD_ACTION)
-        .find_map(|r| {
-            let detail = r.event.detail.as_deref()?;
-            let field = |key: &str| {
-                detail
-                    .split(' ')
-                    .find_map(|f| f.strip_prefix(key)?.strip_prefix('='))
-            };
-            Some((
-                field("sth")?.to_owned(),
-                field("tree_size")?.parse().ok()?,
-                field("root_hash")?.to_owned(),
-            ))
-        })
+        .filter(|r| r.event.action == TREE_HEAD_ACTION)
+        .find_map(|r| SignedTreeHead::from_detail(r.event.detail.as_deref()?))
 }
 
-/// Whether the RFC 9162 root of the first `size` records' export lines is `root` (hex).
-fn tree_matches(log: &[AuditRecord], size: u64, root: &str) -> bool {
-    let Some(records) = usize::try_from(size).ok().and_then(|n| log.get(..n)) else {
+/// Whether the RFC 9162 root of the first `head.tree_size` records is `head.root_hash`.
+fn tree_matches(log: &[AuditRecord], head: &SignedTreeHead) -> bool {
+    let Some(records) = usize::try_from(head.tree_size)
+        .ok()
+        .and_then(|n| log.get(..n))
+    else {
         return false;
     };
-    let leaves: Vec<_> = records
-        .iter()
-        .filter_map(|r| serde_json::to_string(r).ok())
-        .map(|line| crate::audit::merkle::leaf_hash(line.as_bytes()))
-        .collect();
-    leaves.len() == records.len() && to_hex(&crate::audit::merkle::root(&leaves)) == root
+    let leaves: Result<Vec<_>, _> = records.iter().map(merkle::record_leaf).collect();
+    leaves.is_ok_and(|leaves| merkle::root(&leaves) == head.root_hash)
 }
 
 /// The UTC day of an RFC 3339 time.
