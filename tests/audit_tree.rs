@@ -442,6 +442,35 @@ async fn proofs_are_for_the_auditor_and_bad_sizes_have_codes() {
     assert_eq!(refusals, ["read_audit", "prove_audit_record", "read_audit"]);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proof_requests_sign_at_most_one_head_a_second() {
+    let d = Daemon::start();
+    let mut auditor = d.client("auditor").await;
+    let mut gw = d.client("gateway").await;
+    let started = std::time::Instant::now();
+    // Each round adds a record no head covers yet, then asks for its proof without a size:
+    // without a bound every request would sign a head (an HSM signature and a durable record).
+    let rounds = 6;
+    for _ in 0..rounds {
+        let r = tokenize(&mut gw, &random_pan("411111", 16), "shop").await;
+        assert_eq!(r.status, 201);
+        let size = record_lines(&audit_export(&d)).len();
+        let r = get(&mut auditor, &format!("/v1/audit/proof?seq={size}")).await;
+        assert_eq!(r.status, 200, "{:?}", r.json());
+        assert!(r.json().unwrap()["tree_size"].as_u64().unwrap() >= size as u64);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let heads = stored_heads(&audit_export(&d), &jwks(&d).await).len();
+    println!("{rounds} proofs of fresh records signed {heads} heads in {elapsed:.1} s");
+    // Heads at least a second apart: n of them span n - 1 seconds (half a second of slack
+    // for the wall clock the heads' times are read from).
+    assert!(heads >= 1);
+    assert!(
+        heads as f64 <= elapsed + 1.5,
+        "{heads} heads in {elapsed:.1} s"
+    );
+}
+
 /// `payhsm audit verify-receipt` as `who`: (exit code, stdout).
 fn verify_receipt(d: &Daemon, who: &str, receipt: &Value, jwks: &std::path::Path) -> (i32, String) {
     let dir = d.data_dir.parent().unwrap();

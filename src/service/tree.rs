@@ -15,6 +15,16 @@ use crate::audit::{AuditEvent, AuditRecord, PolicyVerdict};
 use crate::policy::{Action, PolicyContext, PolicyRequest, Resource};
 use crate::store::StoreError;
 use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// The least time between two heads signed for proof requests (not the periodic ones).
+const ON_DEMAND_HEAD_GAP: Duration = Duration::from_secs(1);
+
+/// Milliseconds since the Unix epoch, as a head's timestamp.
+fn now_millis() -> u64 {
+    u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
+        .unwrap_or_default()
+}
 
 /// How many records one read of the store brings while the tree catches up.
 const SYNC_PAGE: usize = 10_000;
@@ -118,13 +128,42 @@ impl AuditReader {
         }
     }
 
+    /// The tree, caught up, and the size of a signed head covering record `seq`: the latest
+    /// head if it does, else a new one. Proof requests sign at most one head per
+    /// [`ON_DEMAND_HEAD_GAP`]: a caller that finds the latest head younger than that waits for
+    /// its turn without the lock (a head signed meanwhile may cover it), so callers never
+    /// drive the HSM and the log faster than that.
+    async fn head_covering(
+        &self,
+        seq: u64,
+    ) -> Result<(tokio::sync::MutexGuard<'_, TreeState>, u64), Error> {
+        loop {
+            let mut state = self.tree.lock().await;
+            self.sync(&mut state).await?;
+            let wait = match state.latest() {
+                Some(head) if head.tree_size >= seq => {
+                    let size = head.tree_size;
+                    return Ok((state, size));
+                }
+                Some(head) => ON_DEMAND_HEAD_GAP.saturating_sub(Duration::from_millis(
+                    now_millis().saturating_sub(head.timestamp),
+                )),
+                None => Duration::ZERO,
+            };
+            if wait.is_zero() {
+                let size = self.sign_head(&mut state).await?.tree_size;
+                return Ok((state, size));
+            }
+            drop(state);
+            tokio::time::sleep(wait).await;
+        }
+    }
+
     /// Signs a head over the whole tree as read and stores it in the log.
     async fn sign_head(&self, state: &mut TreeState) -> Result<SignedTreeHead, Error> {
         let tree_size = state.size();
         let root_hash = merkle::root(&state.leaves);
-        let timestamp =
-            u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
-                .unwrap_or_default();
+        let timestamp = now_millis();
         let jws = self
             .sign_jws(&tree_head_claims(tree_size, &root_hash, timestamp))
             .await?;
@@ -237,12 +276,12 @@ impl AuditReader {
         let (Some(record), None) = (record, refused.as_ref()) else {
             return Err(refused.unwrap_or(Error::AuditRecordNotFound));
         };
-        let size = match tree_size {
-            Some(m) => m,
-            None => match state.latest() {
-                Some(head) if head.tree_size >= seq => head.tree_size,
-                _ => self.sign_head(&mut state).await?.tree_size,
-            },
+        let (state, size) = match tree_size {
+            Some(m) => (state, m),
+            None => {
+                drop(state);
+                self.head_covering(seq).await?
+            }
         };
         let leaves = state.leaves(size);
         let index = usize::try_from(seq - 1).map_err(|_| Error::InvalidTreeSize)?;
