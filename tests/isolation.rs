@@ -64,6 +64,11 @@ async fn the_serving_daemon_is_confined_and_every_route_still_works() {
     assert_eq!(probes["execve"], "EPERM", "{probes}");
     assert_eq!(probes["open_etc_shadow"], "EACCES", "{probes}");
     assert_eq!(probes["write_outside_data"], "EACCES", "{probes}");
+    // Narrowed arguments: no new namespace, no socket family serving does not use; threads
+    // still start (clone3 answers ENOSYS and glibc falls back to the checked clone).
+    assert_eq!(probes["user_namespace"], "EPERM", "{probes}");
+    assert_eq!(probes["other_socket"], "EPERM", "{probes}");
+    assert_eq!(probes["thread"], "allowed", "{probes}");
 
     // Confined, it still does all it serves: tokens, batches, lifecycle, keys, audit, proofs,
     // metrics, the contract, devices, payments' challenge.

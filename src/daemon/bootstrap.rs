@@ -718,6 +718,9 @@ fn confine_syscalls(config: &Config) -> Result<(), DaemonError> {
         execve = %probes.execve,
         open_etc_shadow = %probes.shadow,
         write_outside_data = %probes.write_outside,
+        user_namespace = %probes.user_namespace,
+        other_socket = %probes.other_socket,
+        thread = %probes.thread,
         "confined"
     );
     Ok(())

@@ -289,18 +289,68 @@ pub fn install_seccomp(mode: SeccompMode) -> Result<bool, ConfineError> {
     }
     let arch = TargetArch::try_from(std::env::consts::ARCH)
         .map_err(|e| ConfineError(format!("seccomp: {e}")))?;
-    let rules: BTreeMap<i64, Vec<seccompiler::SeccompRule>> = ALLOWED_SYSCALLS
+    let mut rules: BTreeMap<i64, Vec<seccompiler::SeccompRule>> = ALLOWED_SYSCALLS
         .iter()
         .map(|nr| (*nr, Vec::new()))
         .collect();
-    let filter = SeccompFilter::new(rules, mismatch, SeccompAction::Allow, arch)
-        .map_err(|e| ConfineError(format!("seccomp filter: {e}")))?;
-    let program: BpfProgram = filter
-        .try_into()
-        .map_err(|e: seccompiler::BackendError| ConfineError(format!("seccomp program: {e}")))?;
-    apply_to_all_threads(&program)?;
+    // Arguments narrowed where serving needs less than the whole call (rules for one call are
+    // alternatives): a thread, never a new namespace (a user namespace would hand the process
+    // capabilities inside it); sockets of the local, IP and netlink families only.
+    let seccomp_err = |e: seccompiler::BackendError| ConfineError(format!("seccomp rule: {e}"));
+    let arg0 = |op, value| {
+        seccompiler::SeccompCondition::new(0, seccompiler::SeccompCmpArgLen::Qword, op, value)
+            .and_then(|c| seccompiler::SeccompRule::new(vec![c]))
+            .map_err(seccomp_err)
+    };
+    rules.insert(
+        libc::SYS_clone,
+        vec![arg0(
+            seccompiler::SeccompCmpOp::MaskedEq(CLONE_NAMESPACES),
+            0,
+        )?],
+    );
+    let families = [
+        libc::AF_UNIX,
+        libc::AF_INET,
+        libc::AF_INET6,
+        libc::AF_NETLINK,
+    ];
+    rules.insert(
+        libc::SYS_socket,
+        families
+            .iter()
+            .map(|f| arg0(seccompiler::SeccompCmpOp::Eq, u64::from(f.unsigned_abs())))
+            .collect::<Result<_, _>>()?,
+    );
+    let program = |rules, mismatch, matched| -> Result<BpfProgram, ConfineError> {
+        SeccompFilter::new(rules, mismatch, matched, arch)
+            .map_err(|e| ConfineError(format!("seccomp filter: {e}")))?
+            .try_into()
+            .map_err(|e: seccompiler::BackendError| ConfineError(format!("seccomp program: {e}")))
+    };
+    // clone3 passes its flags in memory a filter cannot read: it answers ENOSYS, after which
+    // glibc creates threads with clone, whose flags the rule above checks. A second filter,
+    // since one filter has one action for what it matches (the kernel takes the strictest).
+    let clone3 = BTreeMap::from([(libc::SYS_clone3, Vec::new())]);
+    let enosys = match mode {
+        SeccompMode::LogOnly => SeccompAction::Log,
+        _ => SeccompAction::Errno(libc::ENOSYS as u32),
+    };
+    apply_to_all_threads(&program(clone3, SeccompAction::Allow, enosys)?)?;
+    // Last: once it is in force, `seccomp` itself is off the list.
+    apply_to_all_threads(&program(rules, mismatch, SeccompAction::Allow)?)?;
     Ok(true)
 }
+
+/// The `clone` flags that make a new namespace (clone(2)): refused while serving.
+#[cfg(target_os = "linux")]
+const CLONE_NAMESPACES: u64 = (libc::CLONE_NEWNS
+    | libc::CLONE_NEWCGROUP
+    | libc::CLONE_NEWUTS
+    | libc::CLONE_NEWIPC
+    | libc::CLONE_NEWUSER
+    | libc::CLONE_NEWPID
+    | libc::CLONE_NEWNET) as u32 as u64;
 
 /// Not Linux: no filter.
 #[cfg(not(target_os = "linux"))]
@@ -359,6 +409,12 @@ pub struct Probes {
     pub shadow: String,
     /// Creating a file in the data directory's parent.
     pub write_outside: String,
+    /// `clone` asking for a new user namespace.
+    pub user_namespace: String,
+    /// A socket of a family serving never uses (AF_ALG, the kernel's crypto API).
+    pub other_socket: String,
+    /// Starting and joining a thread, as the runtime does while serving.
+    pub thread: String,
 }
 
 /// Probes the confinement (see [`Probes`]). `outside` is a folder outside every read-write path.
@@ -392,10 +448,46 @@ pub fn probe(outside: &Path) -> Probes {
         .map(|_| {
             let _ = std::fs::remove_file(&probe_file);
         });
+    // CLONE_THREAD with CLONE_NEWUSER is invalid (EINVAL) once past seccomp: nothing is made.
+    // SAFETY: the kernel refuses these flags before creating anything.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            libc::c_ulong::from((libc::CLONE_NEWUSER | libc::CLONE_THREAD).unsigned_abs()),
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    let user_namespace = if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    };
+    // SAFETY: socket(2) takes three integers; a descriptor it returns is closed at once.
+    let fd = unsafe { libc::socket(libc::AF_ALG, libc::SOCK_SEQPACKET, 0) };
+    let other_socket = if fd >= 0 {
+        // SAFETY: `fd` was just returned by socket(2) and is used nowhere else.
+        unsafe { libc::close(fd) };
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    };
+    let thread = std::thread::Builder::new()
+        .name("payhsm-probe".into())
+        .spawn(|| ())
+        .and_then(|t| {
+            t.join()
+                .map_err(|_| std::io::Error::other("the probe thread panicked"))
+        });
     Probes {
         execve: describe(execve),
         shadow: describe(shadow),
         write_outside: describe(written),
+        user_namespace: describe(user_namespace),
+        other_socket: describe(other_socket),
+        thread: describe(thread),
     }
 }
 
@@ -406,6 +498,9 @@ pub fn probe(_outside: &Path) -> Probes {
         execve: "unconfined".into(),
         shadow: "unconfined".into(),
         write_outside: "unconfined".into(),
+        user_namespace: "unconfined".into(),
+        other_socket: "unconfined".into(),
+        thread: "unconfined".into(),
     }
 }
 
@@ -414,6 +509,8 @@ fn errno_name(code: i32) -> String {
         libc::EPERM => "EPERM".into(),
         libc::EACCES => "EACCES".into(),
         libc::EFAULT => "EFAULT".into(),
+        libc::EINVAL => "EINVAL".into(),
+        libc::ENOSYS => "ENOSYS".into(),
         libc::ENOENT => "ENOENT".into(),
         other => format!("errno {other}"),
     }
