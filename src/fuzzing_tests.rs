@@ -68,7 +68,6 @@ fn report_files() -> Vec<Vec<u8>> {
     out
 }
 
-/// A signed export of `n` records, as `payhsm audit export` writes it.
 /// An inclusion and a consistency proof over three sample records (their heads signed by no
 /// key the target knows), and the audit routes' query strings.
 fn audit_proofs() -> Vec<Vec<u8>> {
@@ -107,6 +106,7 @@ fn audit_proofs() -> Vec<Vec<u8>> {
     ]
 }
 
+/// A signed export of `n` records, as `payhsm audit export` writes it.
 fn audit_export(n: u64) -> Vec<u8> {
     use crate::audit::{export_jsonl, link, Checkpoint, LoggedEvent, GENESIS};
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;

@@ -425,7 +425,6 @@ impl Session {
     }
 }
 
-/// `payhsm audit export` of a data directory bound to a real token: `None` for a dev one.
 /// `payhsm audit report --data-dir` of a directory bound to a token: `None` for any other
 /// directory (the caller handles dev ones); else the signed report, or an exit code and
 /// message.
@@ -434,47 +433,57 @@ pub(in crate::cli) fn report_token_audit(
     user_pin_fd: Option<i32>,
     period: crate::audit::report::Period,
 ) -> Option<Result<crate::audit::report::SignedReport, (i32, String)>> {
-    let binding = match DataDir::detect(data_dir) {
-        Ok(DataDir::Token(binding)) => binding,
-        _ => return None,
-    };
-    let report = || -> Result<crate::audit::report::SignedReport, Stop> {
-        let session = Session::open_token(data_dir, &binding, user_pin_fd, Vec::new(), true)?;
-        session
-            .runtime
-            .block_on(crate::daemon::report_with(
-                &session.store,
-                &session.hsm,
-                crate::daemon::OfflineKeys {
-                    kek_label: None,
-                    audit_key_label: defaults::AUDIT_KEY_LABEL,
-                    token_format: crate::card::TokenFormat::default(),
-                },
-                period,
-            ))
-            .map_err(|e| Stop::error(format!("audit report: {}", crate::fault::Chain(&e))))
-    };
-    Some(report().map_err(|s| (s.code, s.message)))
+    with_token_audit(data_dir, user_pin_fd, "audit report", |session| {
+        Box::pin(crate::daemon::report_with(
+            &session.store,
+            &session.hsm,
+            crate::daemon::OfflineKeys {
+                kek_label: None,
+                audit_key_label: defaults::AUDIT_KEY_LABEL,
+                token_format: crate::card::TokenFormat::default(),
+            },
+            period,
+        ))
+    })
 }
 
+/// `payhsm audit export` of a data directory bound to a real token: `None` for a dev one.
 pub(in crate::cli) fn export_token_audit(
     data_dir: &Path,
     user_pin_fd: Option<i32>,
 ) -> Option<Result<String, (i32, String)>> {
+    with_token_audit(data_dir, user_pin_fd, "audit export", |session| {
+        Box::pin(crate::daemon::export_with(
+            &session.store,
+            &session.hsm,
+            defaults::AUDIT_KEY_LABEL,
+        ))
+    })
+}
+
+/// A daemon read run on a session's runtime.
+type DaemonFuture<'s, T> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<T, crate::daemon::DaemonError>> + 's>,
+>;
+
+/// Runs `read` on a read-only session of the token `data_dir` is bound to (`None` when it is
+/// not bound to one): its answer, or an exit code and message naming `what`.
+fn with_token_audit<T>(
+    data_dir: &Path,
+    user_pin_fd: Option<i32>,
+    what: &str,
+    read: impl for<'s> FnOnce(&'s Session) -> DaemonFuture<'s, T>,
+) -> Option<Result<T, (i32, String)>> {
     let binding = match DataDir::detect(data_dir) {
         Ok(DataDir::Token(binding)) => binding,
         _ => return None,
     };
-    let export = || -> Result<String, Stop> {
+    let run = || -> Result<T, Stop> {
         let session = Session::open_token(data_dir, &binding, user_pin_fd, Vec::new(), true)?;
         session
             .runtime
-            .block_on(crate::daemon::export_with(
-                &session.store,
-                &session.hsm,
-                defaults::AUDIT_KEY_LABEL,
-            ))
-            .map_err(|e| Stop::error(format!("audit export: {}", crate::fault::Chain(&e))))
+            .block_on(read(&session))
+            .map_err(|e| Stop::error(format!("{what}: {}", crate::fault::Chain(&e))))
     };
-    Some(export().map_err(|s| (s.code, s.message)))
+    Some(run().map_err(|s| (s.code, s.message)))
 }
