@@ -6,7 +6,8 @@ use super::output::{describe_api_error, fail, CliError};
 use super::session::Session;
 use super::{EXIT_API_ERROR, EXIT_OK};
 use crate::audit::proof::{
-    parse_receipt, proves_receipt, verify_proof as verify_proof_file, Proven,
+    parse_receipt, proves_receipt, verify_proof as verify_proof_file, Proven, MAX_PROOF_FILE,
+    MAX_RECEIPT_FILE,
 };
 use crate::audit::{export_jsonl, to_hex, AuditRecord, Checkpoint};
 use crate::config::Config;
@@ -88,12 +89,27 @@ fn get(connect: &ConnectArgs, path: String) -> i32 {
         .unwrap_or_else(|e| fail(&e))
 }
 
-fn read_file(path: &Path) -> Result<Vec<u8>, CliError> {
-    std::fs::read(path).map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))
+/// The most a key set file may hold (a few keys; far more than any real one).
+const MAX_JWKS_FILE: usize = 1024 * 1024;
+
+/// A file's bytes, refused past `max` bytes without reading more than one byte past it: the
+/// files these commands read are outside input, parsed whole.
+pub(super) fn read_bounded(path: &Path, max: usize) -> Result<Vec<u8>, CliError> {
+    let what = |e: &dyn std::fmt::Display| CliError::Usage(format!("{}: {e}", path.display()));
+    let file = std::fs::File::open(path).map_err(|e| what(&e))?;
+    let mut bytes = Vec::new();
+    let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
+    std::io::Read::read_to_end(&mut std::io::Read::take(file, limit), &mut bytes)
+        .map_err(|e| what(&e))?;
+    if bytes.len() > max {
+        return Err(what(&format!("larger than {max} bytes")));
+    }
+    Ok(bytes)
 }
 
-fn read_jwks(path: &Path) -> Result<Jwks, CliError> {
-    Jwks::parse(&read_file(path)?)
+/// The audit key set in `path` (`payhsm audit jwks` writes it).
+pub(super) fn read_jwks(path: &Path) -> Result<Jwks, CliError> {
+    Jwks::parse(&read_bounded(path, MAX_JWKS_FILE)?)
         .map_err(|e| CliError::Usage(format!("the audit key set {}: {e}", path.display())))
 }
 
@@ -127,7 +143,7 @@ fn now_unix() -> i64 {
 
 /// `payhsm audit verify-proof FILE --jwks FILE`.
 fn verify_proof(file: &Path, jwks: &Path) -> i32 {
-    let (proof, jwks) = match (read_file(file), read_jwks(jwks)) {
+    let (proof, jwks) = match (read_bounded(file, MAX_PROOF_FILE), read_jwks(jwks)) {
         (Ok(p), Ok(j)) => (p, j),
         (Err(e), _) | (_, Err(e)) => return fail(&e),
     };
@@ -149,7 +165,7 @@ fn verify_receipt(
     args: (&Path, &Path, Option<u64>, Option<&Path>),
 ) -> Result<i32, CliError> {
     let (file, jwks, tree_size, proof_out) = args;
-    let receipt = parse_receipt(&read_file(file)?)
+    let receipt = parse_receipt(&read_bounded(file, MAX_RECEIPT_FILE)?)
         .map_err(|e| CliError::Usage(format!("{}: {e}", file.display())))?;
     let jwks = read_jwks(jwks)?;
     let size = tree_size.map_or_else(String::new, |m| format!("&tree_size={m}"));

@@ -3,6 +3,7 @@
 //! Markdown or HTML; and its verification (signature, visible text, figures against a log).
 
 use super::args::ConnectArgs;
+use super::audit::{read_bounded, read_jwks};
 use super::output::{describe_api_error, fail, CliError};
 use super::session::Session;
 use super::{EXIT_API_ERROR, EXIT_OK};
@@ -12,7 +13,6 @@ use crate::audit::report::{
 };
 use crate::jose::Jwks;
 use hyper::Method;
-use std::io::Read as _;
 use std::path::Path;
 
 /// What `payhsm audit report` was asked.
@@ -123,15 +123,12 @@ pub(super) fn verify_report(
     log: Option<&Path>,
     connect: &ConnectArgs,
 ) -> i32 {
-    let bytes = match read_bounded(file) {
+    let bytes = match read_bounded(file, MAX_REPORT_FILE) {
         Ok(b) => b,
         Err(e) => return fail(&e),
     };
     let keys = match jwks {
-        Some(path) => read_bounded(path).and_then(|b| {
-            Jwks::parse(&b)
-                .map_err(|e| CliError::Usage(format!("{}: not a key set: {e}", path.display())))
-        }),
+        Some(path) => read_jwks(path),
         None => fetch_jwks(connect),
     };
     let keys = match keys {
@@ -154,7 +151,7 @@ pub(super) fn verify_report(
     let report = &parsed.signed.report;
     let mut derived = String::from("figures not derived again (no --log)");
     if let Some(path) = log {
-        let export = match read_bounded(path).and_then(|b| {
+        let export = match read_bounded(path, MAX_EXPORT_FILE).and_then(|b| {
             String::from_utf8(b)
                 .map_err(|_| CliError::Usage(format!("{}: not UTF-8", path.display())))
         }) {
@@ -191,18 +188,5 @@ fn fetch_jwks(connect: &ConnectArgs) -> Result<Jwks, CliError> {
         .map_err(|e| CliError::Usage(format!("the daemon's audit key set: {e}")))
 }
 
-/// A file's bytes, refused past [`MAX_REPORT_FILE`] (an export of a long log is larger than a
-/// report, but bounded the same way: it is read whole).
-fn read_bounded(path: &Path) -> Result<Vec<u8>, CliError> {
-    let file = std::fs::File::open(path)
-        .map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))?;
-    let mut bytes = Vec::new();
-    let limit = u64::try_from(MAX_REPORT_FILE).unwrap_or(u64::MAX) * 16 + 1;
-    file.take(limit)
-        .read_to_end(&mut bytes)
-        .map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))?;
-    if bytes.len() as u64 >= limit {
-        return Err(CliError::Usage(format!("{}: too large", path.display())));
-    }
-    Ok(bytes)
-}
+/// The largest audit export `verify-report --log` reads (parsed whole in memory).
+const MAX_EXPORT_FILE: usize = 1024 * 1024 * 1024;
