@@ -200,7 +200,6 @@ fn main() -> ExitCode {
             config.webauthn.mds = mds.map(|blob| payhsm::config::MdsConfig::dev(blob, mds_anchor));
             config.webauthn.android_revocation_list = android_revocations;
             if no_isolation {
-                config.isolation.enabled = false;
                 config.isolation.seccomp = payhsm::isolation::confine::SeccompMode::Off;
             } else if seccomp_log {
                 config.isolation.seccomp = payhsm::isolation::confine::SeccompMode::LogOnly;

@@ -607,6 +607,8 @@ fn files_read_by_the_verifiers_are_bounded() {
     let path = dir.path().join("f");
     std::fs::write(&path, vec![b'x'; 11]).unwrap();
     assert_eq!(super::audit::read_bounded(&path, 11).unwrap().len(), 11);
-    let e = super::audit::read_bounded(&path, 10).unwrap_err().to_string();
+    let e = super::audit::read_bounded(&path, 10)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("larger than 10 bytes"), "{e}");
 }

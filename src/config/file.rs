@@ -109,7 +109,6 @@ fn validate_isolation(
         }
     };
     Ok(super::IsolationConfig {
-        enabled: i.enabled,
         seccomp: if i.enabled { seccomp } else { SeccompMode::Off },
         read_write: i.read_write.into_iter().map(abs).collect(),
         read_only: i.read_only.into_iter().map(abs).collect(),

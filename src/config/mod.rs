@@ -143,9 +143,10 @@ pub struct ServerConfig {
 /// allow-list. The paths the daemon's own configuration names are added to these.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IsolationConfig {
-    /// Confine at all (Landlock and seccomp).
-    pub enabled: bool,
-    /// What seccomp does with a call off the list.
+    /// What seccomp does with a call off the list; [`SeccompMode::Off`] turns isolation off
+    /// altogether (Landlock too).
+    ///
+    /// [`SeccompMode::Off`]: crate::isolation::confine::SeccompMode::Off
     pub seccomp: crate::isolation::confine::SeccompMode,
     /// More folders read and written (another PKCS#11 module's token store).
     pub read_write: Vec<PathBuf>,
@@ -153,10 +154,16 @@ pub struct IsolationConfig {
     pub read_only: Vec<PathBuf>,
 }
 
+impl IsolationConfig {
+    /// Whether the daemon confines itself at all (Landlock and seccomp).
+    pub fn enabled(&self) -> bool {
+        self.seccomp != crate::isolation::confine::SeccompMode::Off
+    }
+}
+
 impl Default for IsolationConfig {
     fn default() -> Self {
         Self {
-            enabled: true,
             seccomp: crate::isolation::confine::SeccompMode::Enforce,
             read_write: Vec::new(),
             read_only: Vec::new(),

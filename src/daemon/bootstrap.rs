@@ -623,12 +623,12 @@ pub fn file_access(config: &Config) -> crate::isolation::confine::FileAccess {
         // The database, its WAL and journal files live beside it.
         read_write.extend(path.parent().map(Path::to_path_buf));
     }
-    if let Some(conf) = &config.pkcs11.softhsm2_conf {
-        read_only.push(conf.clone());
-        read_write.extend(softhsm2_token_dir(conf));
-    } else if let Ok(conf) = std::env::var("SOFTHSM2_CONF") {
-        read_only.push(PathBuf::from(&conf));
-        read_write.extend(softhsm2_token_dir(Path::new(&conf)));
+    // The configured file, else the one SoftHSM2 reads from the environment.
+    let softhsm2_conf = (config.pkcs11.softhsm2_conf.clone())
+        .or_else(|| std::env::var_os("SOFTHSM2_CONF").map(PathBuf::from));
+    if let Some(conf) = softhsm2_conf {
+        read_write.extend(softhsm2_token_dir(&conf));
+        read_only.push(conf);
     }
     read_only.push(config.pkcs11.module.clone());
     if let PinSource::File(p) = &config.pkcs11.pin {
@@ -677,7 +677,7 @@ fn softhsm2_token_dir(conf: &Path) -> Option<PathBuf> {
 /// thread; logs what was enforced. An error when confinement was asked and failed.
 pub fn confine_files(config: &Config) -> Result<(), DaemonError> {
     use crate::isolation::confine::{restrict_files, LandlockOutcome};
-    if !config.isolation.enabled {
+    if !config.isolation.enabled() {
         tracing::warn!("isolation disabled: file access and system calls are not confined");
         return Ok(());
     }
@@ -696,7 +696,7 @@ pub fn confine_files(config: &Config) -> Result<(), DaemonError> {
 /// probes the confinement from inside; logs the probes.
 fn confine_syscalls(config: &Config) -> Result<(), DaemonError> {
     use crate::isolation::confine::{install_seccomp, probe};
-    if !config.isolation.enabled {
+    if !config.isolation.enabled() {
         return Ok(());
     }
     let installed = install_seccomp(config.isolation.seccomp)

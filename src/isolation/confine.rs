@@ -69,8 +69,6 @@ pub enum LandlockOutcome {
     Partial,
     /// The kernel has no Landlock: file access is not confined (logged at start).
     Unsupported,
-    /// Not asked (isolation off).
-    Off,
 }
 
 impl LandlockOutcome {
@@ -80,7 +78,6 @@ impl LandlockOutcome {
             Self::Full => "full",
             Self::Partial => "partial",
             Self::Unsupported => "unsupported",
-            Self::Off => "off",
         }
     }
 }
