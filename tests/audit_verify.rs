@@ -307,3 +307,16 @@ fn a_changed_decision_is_an_edit_and_an_unknown_one_is_malformed() {
         (1, None, VerifyErrorKind::Malformed(_))
     ));
 }
+
+#[test]
+fn a_malformed_line_is_reported_without_its_values() {
+    let key = key();
+    let mut lines = export_lines(&key, 3);
+    lines[1] = r#"{"seq":"4111111111111111","x":"5555555555554444"}"#.to_owned();
+    let (line, _, kind) = fails(&join(&lines), None);
+    assert_eq!(line, 2);
+    let shown = kind.to_string();
+    assert!(matches!(kind, VerifyErrorKind::Malformed(_)), "{shown}");
+    assert!(!shown.contains("4111111111111111"), "{shown}");
+    assert!(!shown.contains("5555555555554444"), "{shown}");
+}

@@ -160,7 +160,13 @@ pub fn verify_export(
                 let Ok(cp) = serde_json::from_str::<CheckpointLine>(raw) else {
                     return Err(err(
                         None,
-                        VerifyErrorKind::Malformed(record_err.to_string()),
+                        // Where and what kind, never serde_json's text: it quotes the
+                        // line's values, and an edited export may hold anything.
+                        VerifyErrorKind::Malformed(format!(
+                            "{:?} error at column {}",
+                            record_err.classify(),
+                            record_err.column()
+                        )),
                     ));
                 };
                 let summary = check_checkpoint(&cp.checkpoint, count, &prev, expected_key)
