@@ -59,56 +59,166 @@ pub fn root(leaves: &[Hash]) -> Hash {
 /// PATH(m, D[n]): the inclusion proof of leaf `index` in the tree of `leaves`, or `None` when
 /// `index` is not a leaf of it.
 pub fn inclusion_proof(leaves: &[Hash], index: usize) -> Option<Vec<Hash>> {
-    if index >= leaves.len() {
-        return None;
-    }
-    let mut proof = Vec::new();
-    path(leaves, index, &mut proof);
-    Some(proof)
-}
-
-fn path(leaves: &[Hash], m: usize, out: &mut Vec<Hash>) {
-    if leaves.len() <= 1 {
-        return;
-    }
-    let k = split(leaves.len());
-    let (l, r) = leaves.split_at(k);
-    if m < k {
-        path(l, m, out);
-        out.push(root(r));
-    } else {
-        path(r, m - k, out);
-        out.push(root(l));
-    }
+    Tree::from_leaves(leaves).inclusion_proof(leaves.len(), index)
 }
 
 /// PROOF(m, D[n]): the consistency proof that the tree of the first `m` leaves is a prefix of
 /// the tree of `leaves`; `None` unless 0 < `m` <= n. Empty when `m` = n.
 pub fn consistency_proof(leaves: &[Hash], m: usize) -> Option<Vec<Hash>> {
-    if m == 0 || m > leaves.len() {
-        return None;
-    }
-    let mut proof = Vec::new();
-    subproof(m, leaves, true, &mut proof);
-    Some(proof)
+    Tree::from_leaves(leaves).consistency_proof(leaves.len(), m)
 }
 
-fn subproof(m: usize, leaves: &[Hash], whole: bool, out: &mut Vec<Hash>) {
-    let n = leaves.len();
+/// PATH(m, D[start : start + n]) of RFC 9162 §2.1.3.1, with `range_root(a, len)` giving
+/// MTH(D[a : a + len]) however the caller keeps the tree.
+fn path(
+    range_root: &impl Fn(usize, usize) -> Hash,
+    start: usize,
+    n: usize,
+    m: usize,
+    out: &mut Vec<Hash>,
+) {
+    if n <= 1 {
+        return;
+    }
+    let k = split(n);
+    if m < k {
+        path(range_root, start, k, m, out);
+        out.push(range_root(start + k, n - k));
+    } else {
+        path(range_root, start + k, n - k, m - k, out);
+        out.push(range_root(start, k));
+    }
+}
+
+/// SUBPROOF(m, D[start : start + n], b) of RFC 9162 §2.1.4.1, as [`path`] takes the tree.
+fn subproof(
+    range_root: &impl Fn(usize, usize) -> Hash,
+    start: usize,
+    n: usize,
+    m: usize,
+    whole: bool,
+    out: &mut Vec<Hash>,
+) {
     if m == n {
         if !whole {
-            out.push(root(leaves));
+            out.push(range_root(start, n));
         }
         return;
     }
     let k = split(n);
-    let (l, r) = leaves.split_at(k);
     if m <= k {
-        subproof(m, l, whole, out);
-        out.push(root(r));
+        subproof(range_root, start, k, m, whole, out);
+        out.push(range_root(start + k, n - k));
     } else {
-        subproof(m - k, r, false, out);
-        out.push(root(l));
+        subproof(range_root, start + k, n - k, m - k, false, out);
+        out.push(range_root(start, k));
+    }
+}
+
+/// A Merkle tree grown leaf by leaf that keeps the hash of every complete subtree of 2^h
+/// aligned leaves (about twice the leaves' memory). Every range the RFC's recursions ask for
+/// starts at a multiple of the largest power of two within its length, so its root is one
+/// stored subtree or two joined recursively: a root, PATH or PROOF over any prefix costs
+/// O(log² n) hashes rather than the O(n) of hashing the leaves again.
+#[derive(Debug, Default, Clone)]
+pub struct Tree {
+    /// `levels[h][i]`: MTH of leaves `i * 2^h .. (i + 1) * 2^h`; `levels[0]` the leaves.
+    levels: Vec<Vec<Hash>>,
+}
+
+impl Tree {
+    /// The tree of `leaves`.
+    pub fn from_leaves(leaves: &[Hash]) -> Self {
+        let mut tree = Self::default();
+        for leaf in leaves {
+            tree.push(*leaf);
+        }
+        tree
+    }
+
+    /// Appends a leaf hash, completing the subtrees it closes.
+    pub fn push(&mut self, leaf: Hash) {
+        let mut node = leaf;
+        for h in 0.. {
+            if self.levels.len() == h {
+                self.levels.push(Vec::new());
+            }
+            let Some(level) = self.levels.get_mut(h) else {
+                return;
+            };
+            level.push(node);
+            match level.as_slice() {
+                // An even count: the last two are siblings, and their parent is complete.
+                [.., left, right] if level.len().is_multiple_of(2) => node = node_hash(left, right),
+                _ => return,
+            }
+        }
+    }
+
+    /// The number of leaves.
+    pub fn len(&self) -> usize {
+        self.levels.first().map_or(0, Vec::len)
+    }
+
+    /// Whether it has no leaf.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// MTH of the first `size` leaves; `None` past the tree.
+    pub fn root(&self, size: usize) -> Option<Hash> {
+        (size <= self.len()).then(|| self.range_root(0, size))
+    }
+
+    /// PATH of leaf `index` in the tree of the first `size` leaves; `None` unless
+    /// `index` < `size` <= the tree's length.
+    pub fn inclusion_proof(&self, size: usize, index: usize) -> Option<Vec<Hash>> {
+        (index < size && size <= self.len()).then(|| {
+            let mut proof = Vec::new();
+            path(
+                &|a, len| self.range_root(a, len),
+                0,
+                size,
+                index,
+                &mut proof,
+            );
+            proof
+        })
+    }
+
+    /// PROOF that the tree of the first `m` leaves is a prefix of the tree of the first
+    /// `size`; `None` unless 0 < `m` <= `size` <= the tree's length.
+    pub fn consistency_proof(&self, size: usize, m: usize) -> Option<Vec<Hash>> {
+        (m > 0 && m <= size && size <= self.len()).then(|| {
+            let mut proof = Vec::new();
+            subproof(
+                &|a, len| self.range_root(a, len),
+                0,
+                size,
+                m,
+                true,
+                &mut proof,
+            );
+            proof
+        })
+    }
+
+    /// MTH(D[start : start + len]) for a range the recursions ask for.
+    fn range_root(&self, start: usize, len: usize) -> Hash {
+        if len == 0 {
+            return Sha256::digest([]).into();
+        }
+        if len.is_power_of_two() && start.is_multiple_of(len) {
+            let h = len.trailing_zeros() as usize;
+            if let Some(stored) = self.levels.get(h).and_then(|l| l.get(start / len)) {
+                return *stored;
+            }
+        }
+        let k = split(len);
+        node_hash(
+            &self.range_root(start, k),
+            &self.range_root(start + k, len - k),
+        )
     }
 }
 
@@ -207,6 +317,43 @@ mod tests {
         (0..n)
             .map(|i| leaf_hash(format!("record {i}").as_bytes()))
             .collect()
+    }
+
+    #[test]
+    fn a_grown_tree_answers_every_prefix_as_the_leaves_hashed_again_do() {
+        let all = leaves(70);
+        let mut tree = Tree::default();
+        assert_eq!(tree.root(0), Some(root(&[])));
+        for (i, leaf) in all.iter().enumerate() {
+            tree.push(*leaf);
+            assert_eq!(tree.len(), i + 1);
+        }
+        assert_eq!(tree.root(71), None);
+        assert_eq!(tree.inclusion_proof(71, 0), None);
+        assert_eq!(tree.consistency_proof(71, 1), None);
+        for size in 1..=70 {
+            let prefix = &all[..size];
+            let mth = root(prefix);
+            assert_eq!(tree.root(size), Some(mth), "size {size}");
+            for (index, leaf) in prefix.iter().enumerate() {
+                let proof = tree.inclusion_proof(size, index).unwrap();
+                let (i, n) = (index as u64, size as u64);
+                assert!(
+                    verify_inclusion(leaf, i, n, &proof, &mth),
+                    "{index} of {size}"
+                );
+            }
+            for m in 1..=size {
+                let proof = tree.consistency_proof(size, m).unwrap();
+                let first = root(&all[..m]);
+                assert!(
+                    verify_consistency(m as u64, size as u64, &first, &mth, &proof),
+                    "{m} to {size}"
+                );
+            }
+            assert_eq!(tree.inclusion_proof(size, size), None);
+            assert_eq!(tree.consistency_proof(size, 0), None);
+        }
     }
 
     #[test]

@@ -65,16 +65,17 @@ pub struct ConsistencyProof {
     pub second_signed_tree_head: Option<SignedTreeHead>,
 }
 
-/// The tree as read so far: every leaf hash in order, and the signed heads found in the log.
+/// The tree as read so far (every leaf, and every complete subtree's hash: a proof costs
+/// O(log² n) hashes), and the signed heads found in the log.
 #[derive(Debug, Default)]
 pub(super) struct TreeState {
-    leaves: Vec<Hash>,
+    tree: merkle::Tree,
     heads: BTreeMap<u64, SignedTreeHead>,
 }
 
 impl TreeState {
     fn size(&self) -> u64 {
-        self.leaves.len() as u64
+        self.tree.len() as u64
     }
 
     /// Adds the records after the last one read, in order, and the heads they store.
@@ -87,7 +88,7 @@ impl TreeState {
                     self.size()
                 )));
             }
-            self.leaves.push(
+            self.tree.push(
                 merkle::record_leaf(r)
                     .map_err(|e| StoreError::corrupt_from("audit record encoding", e))?,
             );
@@ -107,12 +108,6 @@ impl TreeState {
 
     fn latest(&self) -> Option<&SignedTreeHead> {
         self.heads.values().next_back()
-    }
-
-    fn leaves(&self, size: u64) -> &[Hash] {
-        self.leaves
-            .get(..usize::try_from(size).unwrap_or(usize::MAX))
-            .unwrap_or(&self.leaves)
     }
 }
 
@@ -162,7 +157,7 @@ impl AuditReader {
     /// Signs a head over the whole tree as read and stores it in the log.
     async fn sign_head(&self, state: &mut TreeState) -> Result<SignedTreeHead, Error> {
         let tree_size = state.size();
-        let root_hash = merkle::root(&state.leaves);
+        let root_hash = state.tree.root(state.tree.len()).unwrap_or_default();
         let timestamp = now_millis();
         let jws = self
             .sign_jws(&tree_head_claims(tree_size, &root_hash, timestamp))
@@ -283,9 +278,12 @@ impl AuditReader {
                 self.head_covering(seq).await?
             }
         };
-        let leaves = state.leaves(size);
+        let n = usize::try_from(size).map_err(|_| Error::InvalidTreeSize)?;
         let index = usize::try_from(seq - 1).map_err(|_| Error::InvalidTreeSize)?;
-        let audit_path = merkle::inclusion_proof(leaves, index).ok_or(Error::InvalidTreeSize)?;
+        let audit_path = (state.tree)
+            .inclusion_proof(n, index)
+            .ok_or(Error::InvalidTreeSize)?;
+        let root_hash = state.tree.root(n).ok_or(Error::InvalidTreeSize)?;
         let leaf = serde_json::to_string(&record)
             .map_err(|e| StoreError::corrupt_from("audit record encoding", e))?;
         Ok(InclusionProof {
@@ -293,7 +291,7 @@ impl AuditReader {
             tree_size: size,
             leaf,
             audit_path,
-            root_hash: merkle::root(leaves),
+            root_hash,
             signed_tree_head: state.heads.get(&size).cloned(),
         })
     }
@@ -322,15 +320,15 @@ impl AuditReader {
         if !valid {
             return Err(Error::InvalidTreeSize);
         }
-        let leaves = state.leaves(second);
-        let m = usize::try_from(first).map_err(|_| Error::InvalidTreeSize)?;
-        let consistency_path =
-            merkle::consistency_proof(leaves, m).ok_or(Error::InvalidTreeSize)?;
+        let size = |n: u64| usize::try_from(n).map_err(|_| Error::InvalidTreeSize);
+        let (m, n) = (size(first)?, size(second)?);
+        let tree = &state.tree;
+        let consistency_path = tree.consistency_proof(n, m).ok_or(Error::InvalidTreeSize)?;
         Ok(ConsistencyProof {
             first,
             second,
-            first_root_hash: merkle::root(state.leaves(first)),
-            second_root_hash: merkle::root(leaves),
+            first_root_hash: tree.root(m).ok_or(Error::InvalidTreeSize)?,
+            second_root_hash: tree.root(n).ok_or(Error::InvalidTreeSize)?,
             consistency_path,
             first_signed_tree_head: state.heads.get(&first).cloned(),
             second_signed_tree_head: state.heads.get(&second).cloned(),
