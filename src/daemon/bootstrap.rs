@@ -589,20 +589,9 @@ pub async fn export_with(store: &dyn Store, hsm: &Hsm, label: &str) -> Result<St
     let hsm_err =
         |e: crate::keys::HsmError| DaemonError::Hsm(Fault::caused_by("audit signing key", e));
     let public = hsm.ensure_signing_key(label).await.map_err(hsm_err)?;
-    let mut records = Vec::new();
-    loop {
-        let after = records
-            .last()
-            .map_or(0, |r: &crate::audit::AuditRecord| r.seq);
-        let page = store
-            .audit_records(after, 10_000)
-            .await
-            .map_err(|e| DaemonError::Store(Fault::caused_by("cannot read the audit log", e)))?;
-        if page.is_empty() {
-            break;
-        }
-        records.extend(page);
-    }
+    let records = crate::store::read_whole_audit_log(store)
+        .await
+        .map_err(|e| DaemonError::Store(Fault::caused_by("cannot read the audit log", e)))?;
     let head = records
         .last()
         .map_or_else(|| crate::audit::to_hex(&GENESIS), |r| r.hash.clone());

@@ -9,14 +9,10 @@ use crate::audit::report::TlsFacts;
 use crate::audit::report::{
     claims, derive, InventoryKey, Period, ReportInputs, SignedReport, SystemFacts, TokenFacts,
 };
-use crate::audit::AuditRecord;
 use crate::card::TokenFormat;
 use crate::jose::Jwk;
 use crate::keys::Hsm;
 use crate::store::Store;
-
-/// Records read per store call while gathering the log.
-const LOG_PAGE: usize = 10_000;
 
 /// The facts a report states of a configuration: how PANs are stored (what the code does),
 /// the token format and the TLS policy. `source` says where they come from.
@@ -85,15 +81,7 @@ pub(crate) async fn signed_report(
         inventory,
         facts,
     };
-    let mut log: Vec<AuditRecord> = Vec::new();
-    loop {
-        let after = log.last().map_or(0, |r| r.seq);
-        let page = store.audit_records(after, LOG_PAGE).await?;
-        if page.is_empty() {
-            break;
-        }
-        log.extend(page);
-    }
+    let log = crate::store::read_whole_audit_log(store).await?;
     let report = derive(&inputs, &log);
     let jws =
         super::audit::sign_jws_with(signer.hsm, signer.label, signer.jwk, &claims(&report)).await?;

@@ -15,3 +15,20 @@ pub trait AuditStore: Send + Sync {
     /// The newest audit record (the chain's head), if the log is not empty.
     fn latest_audit_record(&self) -> StoreFuture<'_, Option<AuditRecord>>;
 }
+
+/// The whole audit log, in order, read a page of `PAGE` records at a time (offline exports
+/// and the evidence report; the daemon's tree reads incrementally instead).
+pub async fn read_whole_audit_log(
+    store: &(impl AuditStore + ?Sized),
+) -> Result<Vec<AuditRecord>, super::StoreError> {
+    const PAGE: usize = 10_000;
+    let mut log: Vec<AuditRecord> = Vec::new();
+    loop {
+        let after = log.last().map_or(0, |r| r.seq);
+        let page = store.audit_records(after, PAGE).await?;
+        if page.is_empty() {
+            return Ok(log);
+        }
+        log.extend(page);
+    }
+}

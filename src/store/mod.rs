@@ -18,7 +18,7 @@ pub mod postgres;
 pub mod sqlite;
 mod tokens;
 
-pub use audit::AuditStore;
+pub use audit::{read_whole_audit_log, AuditStore};
 pub use authorizations::{
     AuthorizationChallengeRecord, AuthorizationCommit, AuthorizationRecord, AuthorizationStore,
     ChallengeIssue, ChallengeState, CommitOutcome, CounterUpdate,
