@@ -1,9 +1,9 @@
 //! Every figure of the report, from the log, the inventory and the facts: one function.
 
 use super::{
-    AuditTrail, Gap, Identities, Integrity, KeyEvent, KeyManagement, KeyRow, LogScope, PanStorage,
-    PrincipalDetokenize, PrincipalSeen, Refusal, Report, ReportInputs, VersionCount, MAX_SEQS,
-    REPORT_KIND,
+    AuditTrail, Gap, Identities, Integrity, InventoryKey, KeyEvent, KeyManagement, KeyRow,
+    LogScope, PanStorage, PrincipalDetokenize, PrincipalSeen, Refusal, Report, ReportInputs,
+    VersionCount, MAX_SEQS, REPORT_KIND,
 };
 use crate::audit::chain::{record_hash, to_hex, GENESIS};
 use crate::audit::merkle;
@@ -162,20 +162,24 @@ fn check_chain(log: &[AuditRecord]) -> (Vec<Gap>, Vec<u64>) {
     (gaps, broken)
 }
 
+/// A versioned key's line in a table of versions and their records (`None` for an
+/// unversioned key).
+fn version_count(k: &InventoryKey) -> Option<VersionCount> {
+    Some(VersionCount {
+        purpose: k.purpose.clone(),
+        version: k.version?,
+        state: k.state.clone(),
+        records: k.records.unwrap_or(0),
+    })
+}
+
 fn pan_storage(inputs: &ReportInputs, records: &[(&AuditRecord, String)]) -> PanStorage {
     // PCI DSS v4.0 3.5.1: PAN is rendered unreadable anywhere it is stored.
     let data_keys: Vec<VersionCount> = inputs
         .inventory
         .iter()
         .filter(|k| k.purpose == "data")
-        .filter_map(|k| {
-            Some(VersionCount {
-                purpose: k.purpose.clone(),
-                version: k.version?,
-                state: k.state.clone(),
-                records: k.records.unwrap_or(0),
-            })
-        })
+        .filter_map(version_count)
         .collect();
     let count = |outcome: &str| {
         records
@@ -307,14 +311,7 @@ fn key_management(
             .inventory
             .iter()
             .filter(|k| k.state == "retired" || k.state == "destroyed")
-            .filter_map(|k| {
-                Some(VersionCount {
-                    purpose: k.purpose.clone(),
-                    version: k.version?,
-                    state: k.state.clone(),
-                    records: k.records.unwrap_or(0),
-                })
-            })
+            .filter_map(version_count)
             .collect(),
         events,
     }

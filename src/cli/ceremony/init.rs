@@ -81,10 +81,10 @@ fn token(args: &InitArgs, label: &str) -> Result<(), Stop> {
     let custodians = named(&args.custodians, None)?;
     let module_path = args
         .module
-        .clone()
-        .unwrap_or_else(|| std::path::PathBuf::from(defaults::PKCS11_MODULE));
+        .as_deref()
+        .unwrap_or(Path::new(defaults::PKCS11_MODULE));
     // Never SOFTHSM2_CONF here: the module reads the operator's own configuration.
-    let module = Module::load(&module_path).map_err(hsm_stop("loading the PKCS#11 module"))?;
+    let module = Module::load(module_path).map_err(hsm_stop("loading the PKCS#11 module"))?;
     let free = module.free_slot(label, args.slot).map_err(|e| match e {
         HsmError::TokenExists(what) => Stop::refused(format!(
             "{what} is already initialized; initializing it again would destroy its keys, \
@@ -135,13 +135,13 @@ fn token(args: &InitArgs, label: &str) -> Result<(), Stop> {
         .init_token(&free, label, &so, &user)
         .map_err(hsm_stop("initializing the token"))?;
     drop(so);
-    Binding::new(&module_path, &identity).write(dir)?;
+    Binding::new(module_path, &identity).write(dir)?;
     // Logging in as the user proves the user PIN was set.
     let session = opening.login(&module, label, user, custodians)?;
     session.audit(
         "ceremony_token_initialized",
         "created",
-        describe(&identity, &module_path),
+        describe(&identity, module_path),
     )?;
     drop(session);
     print_identity(&identity, dir);
