@@ -50,28 +50,13 @@ pub(super) fn report(req: &ReportRequest<'_>, connect: &ConnectArgs) -> i32 {
         None => over_api(connect, period),
     };
     match made {
-        // The daemon's answer, byte for byte, for `json`.
-        Ok(Made::Answer(body)) if format == ReportFormat::Json => {
-            super::audit::write_export(&String::from_utf8_lossy(&body), req.out)
-        }
-        Ok(Made::Answer(body)) => match serde_json::from_slice::<SignedReport>(&body) {
-            Ok(signed) => super::audit::write_export(&format.render(&signed), req.out),
-            Err(e) => fail(&CliError::Usage(format!("the daemon's report: {e}"))),
-        },
-        Ok(Made::Signed(signed)) => super::audit::write_export(&format.render(&signed), req.out),
+        Ok(signed) => super::audit::write_export(&format.render(&signed), req.out),
         Err(code) => code,
     }
 }
 
-/// A report as obtained.
-enum Made {
-    /// The daemon's JSON answer.
-    Answer(Vec<u8>),
-    /// Made here from a data directory.
-    Signed(Box<SignedReport>),
-}
-
-fn over_api(connect: &ConnectArgs, period: Period) -> Result<Made, i32> {
+/// The daemon's report, read as a signed report (its JSON rendering is the daemon's answer).
+fn over_api(connect: &ConnectArgs, period: Period) -> Result<SignedReport, i32> {
     let mut session = Session::open(connect).map_err(|e| fail(&e))?;
     let path = format!(
         "/v1/audit/report?since={}&until={}",
@@ -85,17 +70,26 @@ fn over_api(connect: &ConnectArgs, period: Period) -> Result<Made, i32> {
         eprintln!("payhsm: {}", describe_api_error(&response));
         return Err(EXIT_API_ERROR);
     }
-    Ok(Made::Answer(response.body.clone()))
+    serde_json::from_slice::<SignedReport>(&response.body).map_err(|e| {
+        fail(&CliError::Usage(format!(
+            "the daemon's report is not a signed report: {:?} error at line {}, column {}",
+            e.classify(),
+            e.line(),
+            e.column()
+        )))
+    })
 }
 
-fn from_data_dir(data_dir: &Path, user_pin_fd: Option<i32>, period: Period) -> Result<Made, i32> {
+fn from_data_dir(
+    data_dir: &Path,
+    user_pin_fd: Option<i32>,
+    period: Period,
+) -> Result<SignedReport, i32> {
     if let Some(made) = super::ceremony::report_token_audit(data_dir, user_pin_fd, period) {
-        return made
-            .map(|s| Made::Signed(Box::new(s)))
-            .map_err(|(code, message)| {
-                eprintln!("payhsm: {message}");
-                code
-            });
+        return made.map_err(|(code, message)| {
+            eprintln!("payhsm: {message}");
+            code
+        });
     }
     // Before the runtime starts any thread: SoftHSM2 reads its configuration when the
     // module loads.
@@ -106,7 +100,6 @@ fn from_data_dir(data_dir: &Path, user_pin_fd: Option<i32>, period: Period) -> R
         .map_err(|e| fail(&CliError::Usage(format!("starting the runtime: {e}"))))?;
     runtime
         .block_on(crate::daemon::audit_report(&config, period))
-        .map(|s| Made::Signed(Box::new(s)))
         .map_err(|e| {
             fail(&CliError::Usage(format!(
                 "audit report: {}",
